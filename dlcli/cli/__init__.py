@@ -1,0 +1,1 @@
+"""The command line: click commands; heavy modules are imported inside each command."""

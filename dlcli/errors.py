@@ -1,0 +1,50 @@
+"""User-fixable errors, each carrying the exit code the command line returns for it (see SPEC.md)."""
+
+from __future__ import annotations
+
+
+class DlcliError(Exception):
+    """A problem the user can fix: printed as one paragraph, no traceback."""
+
+    exit_code = 1
+
+
+class SpecError(DlcliError):
+    """The spec or the command line is wrong (exit 2, shared with click's usage errors)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(SpecError):
+    """A name that no registry entry has (a misspelt layer, loss, optimizer, ...)."""
+
+    def __init__(self, kind: str, name: str, known: list[str], closest: str | None) -> None:
+        hint = f" (did you mean {closest}?)" if closest else ""
+        super().__init__(f"unknown {kind} {name!r}{hint}; known {kind}s: {', '.join(known)}")
+        self.kind, self.name, self.known, self.closest = kind, name, known, closest
+
+
+class DataError(DlcliError):
+    """Data is missing, corrupt, offline or of the wrong shape (exit 3)."""
+
+    exit_code = 3
+
+
+class CheckpointError(DlcliError):
+    """A checkpoint is missing, corrupt or does not fit the spec (exit 4)."""
+
+    exit_code = 4
+
+
+class DivergedError(DlcliError):
+    """The loss or a weight became NaN or infinite (exit 5)."""
+
+    exit_code = 5
+
+
+class RunInterruptedError(DlcliError):
+    """Training stopped on SIGINT (exit 130) or SIGTERM (exit 143) after a checkpoint was written."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,49 @@
+"""Dense: the fully connected layer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from dlcli import activations, ops, registry
+from dlcli.initializers import initialize
+from dlcli.layers.base import ActivationName, InitializerName, Layer, LayerSpec, Shape
+from dlcli.ops.linalg import AFFINE_ACTIVATIONS
+from dlcli.tensor import Tensor
+
+
+class DenseSpec(LayerSpec):
+    """[[model.layers]] type = "dense"."""
+
+    type: Literal["dense"] = "dense"
+    units: int = Field(gt=0, description="Output width.")
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+    kernel_initializer: InitializerName = "glorot_uniform"
+    bias_initializer: InitializerName = "zeros"
+
+
+@registry.layers.register("dense", spec=DenseSpec)
+class Dense(Layer):
+    """Fully connected layer: activation(x @ W + b) over the last axis."""
+
+    spec: DenseSpec
+
+    def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
+        units = self.spec.units
+        # checkpoint names follow Keras: "<layer name>/kernel", "<layer name>/bias"
+        self.kernel = self.add_param("kernel", initialize(self.spec.kernel_initializer, rng, (in_shape[-1], units)))
+        self.bias = self.add_param("bias", initialize(self.spec.bias_initializer, rng, (units,))) \
+            if self.spec.use_bias else None
+        return (*in_shape[:-1], units)
+
+    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+        activation = self.spec.activation
+        if self.bias is None:
+            return activations.apply(activation, x @ self.kernel)
+        if activation in AFFINE_ACTIVATIONS and activation != "sigmoid":
+            return ops.affine(x, self.kernel, self.bias, activation)
+        # sigmoid and softmax stay separate ops, so a crossentropy can find their logits
+        return activations.apply(activation, ops.affine(x, self.kernel, self.bias))

@@ -1,0 +1,58 @@
+"""Normalization: feature-wise standardization with mean and variance adapted on training data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from dlcli import ops, registry
+from dlcli.layers.base import Layer, LayerSpec, Shape
+from dlcli.tensor import Tensor
+
+_EPSILON = 1e-7  # Keras' backend epsilon: the floor of the standard deviation
+
+
+class NormalizationSpec(LayerSpec):
+    """[[model.layers]] type = "normalization"."""
+
+    type: Literal["normalization"] = "normalization"
+    axis: int = -1
+    mean: list[float] | float | None = None
+    variance: list[float] | float | None = None
+
+
+@registry.layers.register("normalization", spec=NormalizationSpec)
+class Normalization(Layer):
+    """(x - mean) / sqrt(variance) per feature; mean and variance are given or adapted on data (non-trainable)."""
+
+    spec: NormalizationSpec
+
+    def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
+        axis = self.spec.axis % (len(in_shape) + 1)  # axis counts the batch axis, as in Keras
+        self.feature_axis = axis
+        width = in_shape[axis - 1] if axis > 0 else 1
+        self.add_state("mean", np.broadcast_to(np.float32(self.spec.mean or 0.0), (width,)).astype(np.float32))
+        self.add_state("variance", np.broadcast_to(np.float32(
+            1.0 if self.spec.variance is None else self.spec.variance), (width,)).astype(np.float32))
+        self.add_state("count", np.zeros((), np.int64))
+        return in_shape
+
+    def adapt(self, data: np.ndarray) -> None:
+        """Set mean and variance from training examples (batch axis first), in float64 for accuracy."""
+        reduce_axes = tuple(i for i in range(data.ndim) if i != self.feature_axis)
+        values = data.astype(np.float64)
+        self.state["mean"][...] = values.mean(axis=reduce_axes)
+        self.state["variance"][...] = values.var(axis=reduce_axes)
+        self.state["count"][...] = data.size // self.state["mean"].size
+
+    def _broadcast_shape(self, ndim: int) -> tuple[int, ...]:
+        return tuple(-1 if i == self.feature_axis else 1 for i in range(ndim))
+
+    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+        shape = self._broadcast_shape(x.ndim)
+        mean = self.state["mean"].reshape(shape)
+        std = np.maximum(np.sqrt(self.state["variance"]), _EPSILON).astype(np.float32).reshape(shape)
+        if x.dtype.kind in "uib":
+            x = Tensor(x.data.astype(np.float32))
+        return ops.div(ops.sub(x, mean), std)

@@ -1,0 +1,268 @@
+"""Metrics as running totals over batches, so an epoch's value weights every example equally (Keras' formulas)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from dlcli import registry
+from dlcli.registry import StrictSpec
+
+
+class MetricSpec(StrictSpec):
+    """A metric by name (`metrics = ["accuracy"]`) or as a table with options."""
+
+    type: str
+    name: str | None = None
+
+
+class Metric:
+    """A streaming metric: `update` with each batch's predictions and targets, `result` at any time."""
+
+    spec: MetricSpec
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.spec = spec
+        self.name = spec.name or spec.type
+        self.reset()
+
+    def reset(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def result(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MeanMetric(Metric):
+    """The mean of a per-example value over every example seen."""
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
+        values = self.values(y_pred, y_true)
+        self.total += float(values.sum(dtype=np.float64))
+        self.count += values.size
+
+    def result(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def _labels(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Integer labels with the class axis dropped when the targets carry one of size 1."""
+    labels = np.asarray(y_true)
+    if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    return labels.astype(np.int64, copy=False)
+
+
+def _per_example(values: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Mean over the last axis, so each example counts once (as Keras reduces elementwise metrics)."""
+    return values.reshape(y_pred.shape).mean(axis=-1) if y_pred.ndim > 1 else values
+
+
+@registry.metrics.register("accuracy", spec=MetricSpec, aliases=("acc",))
+class Accuracy(MeanMetric):
+    """Binary, categorical or sparse categorical accuracy, chosen from the loss and the shapes as Keras does."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        kind = accuracy_kind(None, y_pred.shape[1:] or (1,), np.shape(y_true)[1:] or ())
+        return _ACCURACIES[kind].values(self, y_pred, y_true)
+
+
+@registry.metrics.register("binary_accuracy", spec=MetricSpec)
+class BinaryAccuracy(MeanMetric):
+    """Fraction of entries where (prediction > 0.5) equals the 0/1 target."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        hits = (y_pred > 0.5) == (np.asarray(y_true).reshape(y_pred.shape) > 0.5)
+        return _per_example(hits.astype(np.float64), y_pred)
+
+
+@registry.metrics.register("categorical_accuracy", spec=MetricSpec)
+class CategoricalAccuracy(MeanMetric):
+    """Fraction of examples whose highest-scoring class is the one-hot target's class."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float64)
+
+
+@registry.metrics.register("sparse_categorical_accuracy", spec=MetricSpec)
+class SparseCategoricalAccuracy(MeanMetric):
+    """Fraction of examples whose highest-scoring class is the integer label."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        return (np.argmax(y_pred, axis=-1) == _labels(y_true, y_pred)).astype(np.float64)
+
+
+class TopKSpec(MetricSpec):
+    """A top-k accuracy with its k."""
+
+    k: int = Field(5, gt=0)
+
+
+def _in_top_k(y_pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Whether the label's score is among the k highest (fewer than k scores beat it strictly)."""
+    target_score = np.take_along_axis(y_pred, labels[..., None], axis=-1)
+    return ((y_pred > target_score).sum(axis=-1) < k).astype(np.float64)
+
+
+@registry.metrics.register("top_k_categorical_accuracy", spec=TopKSpec, aliases=("top_k_accuracy",))
+class TopKCategoricalAccuracy(MeanMetric):
+    """Fraction of examples whose one-hot target class is among the k highest scores (k = 5)."""
+
+    spec: TopKSpec
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        y_true = np.asarray(y_true)
+        labels = np.argmax(y_true, axis=-1) if y_true.shape == y_pred.shape else _labels(y_true, y_pred)
+        return _in_top_k(y_pred, labels, self.spec.k)
+
+
+@registry.metrics.register("sparse_top_k_categorical_accuracy", spec=TopKSpec)
+class SparseTopKCategoricalAccuracy(MeanMetric):
+    """Fraction of examples whose integer label is among the k highest scores (k = 5)."""
+
+    spec: TopKSpec
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        return _in_top_k(y_pred, _labels(y_true, y_pred), self.spec.k)
+
+
+@registry.metrics.register("mean_absolute_error", spec=MetricSpec, aliases=("mae",))
+class MeanAbsoluteError(MeanMetric):
+    """mean(|y - p|) over the last axis, averaged over examples."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        diff = y_pred.astype(np.float64) - np.asarray(y_true, np.float64).reshape(y_pred.shape)
+        return _per_example(np.abs(diff), y_pred)
+
+
+@registry.metrics.register("mean_squared_error", spec=MetricSpec, aliases=("mse",))
+class MeanSquaredError(MeanMetric):
+    """mean((y - p)^2) over the last axis, averaged over examples."""
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        diff = y_pred.astype(np.float64) - np.asarray(y_true, np.float64).reshape(y_pred.shape)
+        return _per_example(diff * diff, y_pred)
+
+
+class ThresholdSpec(MetricSpec):
+    """Precision or recall with the threshold above which a prediction counts as positive."""
+
+    threshold: float = Field(0.5, ge=0, le=1)
+
+
+class _ConfusionCounts(Metric):
+    """Running true/false positive/negative counts of (prediction > threshold) against 0/1 targets."""
+
+    spec: ThresholdSpec
+
+    def reset(self) -> None:
+        self.tp = self.fp = self.fn = 0
+
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
+        predicted = y_pred.reshape(-1) > self.spec.threshold
+        actual = np.asarray(y_true).reshape(-1) > 0.5
+        self.tp += int(np.count_nonzero(predicted & actual))
+        self.fp += int(np.count_nonzero(predicted & ~actual))
+        self.fn += int(np.count_nonzero(~predicted & actual))
+
+
+@registry.metrics.register("precision", spec=ThresholdSpec)
+class Precision(_ConfusionCounts):
+    """tp / (tp + fp): the fraction of predicted positives that are positive (0 when none is predicted)."""
+
+    def result(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+
+@registry.metrics.register("recall", spec=ThresholdSpec)
+class Recall(_ConfusionCounts):
+    """tp / (tp + fn): the fraction of positives predicted positive (0 when there are none)."""
+
+    def result(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+
+class AUCSpec(MetricSpec):
+    """The area under the ROC curve, over `num_thresholds` evenly spaced thresholds."""
+
+    num_thresholds: int = Field(200, gt=2)
+
+
+@registry.metrics.register("auc", spec=AUCSpec)
+class AUC(Metric):
+    """Area under the ROC curve: trapezoids over confusion counts at 200 thresholds in [0, 1], as Keras."""
+
+    spec: AUCSpec
+
+    def reset(self) -> None:
+        n = self.spec.num_thresholds
+        epsilon = 1e-7  # the outer thresholds sit just outside [0, 1] so predictions of exactly 0 or 1 count
+        inner = np.arange(1, n - 1, dtype=np.float64) / (n - 1)
+        self.thresholds = np.concatenate([[-epsilon], inner, [1.0 + epsilon]]).astype(np.float32)
+        self.tp, self.fp, self.fn, self.tn = (np.zeros(n, np.int64) for _ in range(4))
+
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
+        scores = y_pred.reshape(-1).astype(np.float32)
+        actual = np.asarray(y_true).reshape(-1) > 0.5
+        for counts_above, counts_below, group in ((self.tp, self.fn, scores[actual]),
+                                                 (self.fp, self.tn, scores[~actual])):
+            # how many of the group score strictly above each threshold, by binary search in the sorted scores
+            above = group.size - np.searchsorted(np.sort(group), self.thresholds, side="right")
+            counts_above += above
+            counts_below += group.size - above
+
+    def result(self) -> float:
+        tpr = np.divide(self.tp, self.tp + self.fn, out=np.zeros(len(self.tp)), where=(self.tp + self.fn) > 0)
+        fpr = np.divide(self.fp, self.fp + self.tn, out=np.zeros(len(self.fp)), where=(self.fp + self.tn) > 0)
+        return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
+
+
+_ACCURACIES: dict[str, type[MeanMetric]] = {
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+}
+AccuracyKind = Literal["binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy"]
+
+
+def accuracy_kind(loss: str | None, output_shape: tuple[int, ...], target_shape: tuple[int, ...] | None = None
+                  ) -> AccuracyKind:
+    """Which accuracy `accuracy` means for an output: from its loss, else from the shapes as Keras decides."""
+    if loss == "binary_crossentropy":
+        return "binary_accuracy"
+    if loss == "sparse_categorical_crossentropy":
+        return "sparse_categorical_accuracy"
+    if loss == "categorical_crossentropy":
+        return "categorical_accuracy"
+    if output_shape[-1] == 1:
+        return "binary_accuracy"
+    if target_shape is not None and (len(target_shape) < len(output_shape) or target_shape[-1] == 1):
+        return "sparse_categorical_accuracy"
+    return "categorical_accuracy"
+
+
+def create_metric(config: str | dict | MetricSpec, loss: str | None = None,
+                  output_shape: tuple[int, ...] = (1,), target_shape: tuple[int, ...] | None = None) -> Metric:
+    """A metric from a name, a table with `type` or a validated spec; `accuracy` resolves by loss and shape."""
+    if isinstance(config, str):
+        config = {"type": config}
+    if isinstance(config, dict):
+        kind = config["type"]
+        if kind in ("accuracy", "acc") and loss is not None:
+            resolved = accuracy_kind(loss, output_shape, target_shape)
+            config = {**config, "type": resolved, "name": config.get("name") or kind}
+        entry = registry.metrics.entry(config["type"])
+        config = entry.spec.model_validate({**config, "type": entry.alias_of or entry.name,
+                                            "name": config.get("name") or kind})
+    return registry.metrics.get(config.type)(config)

@@ -1,0 +1,258 @@
+"""The op functions on tensors, and Tensor's operators (+, -, *, /, @, **, [], .sum(), ...) bound to them."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from dlcli.ops.activation import LogSoftmax, Relu, Sigmoid, Softmax, Tanh
+from dlcli.ops.dropout import Dropout
+from dlcli.ops.elementwise import (
+    Abs, Add, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Sqrt, Sub, Where,
+)
+from dlcli.ops.linalg import Affine, MatMul
+from dlcli.ops.loss import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SparseSoftmaxCrossEntropy
+from dlcli.ops.reduce import Max, Mean, Sum
+from dlcli.ops.shape import Concatenate, Gather, GetItem, Reshape, Transpose
+from dlcli.tensor import Tensor
+
+__all__ = [
+    "abs", "add", "affine", "clip", "concatenate", "div", "dropout", "exp", "gather", "getitem", "log",
+    "log_softmax", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "pow", "relu", "reshape",
+    "sigmoid", "sigmoid_binary_crossentropy", "softmax", "softmax_crossentropy", "sparse_softmax_crossentropy",
+    "split", "sqrt", "sub", "sum", "tanh", "transpose", "where",
+]
+
+TensorLike = Tensor | np.ndarray | float | int
+
+
+def as_tensor(value: TensorLike, like: Tensor | None = None) -> Tensor:
+    """A constant tensor for a number or an array; a number takes `like`'s dtype so float32 stays float32."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    return Tensor(np.asarray(value, dtype=like.dtype if like is not None else np.float32))
+
+
+def _pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:
+    ta = a if isinstance(a, Tensor) else None
+    tb = b if isinstance(b, Tensor) else None
+    return as_tensor(a, tb), as_tensor(b, ta)
+
+
+def add(a: TensorLike, b: TensorLike) -> Tensor:
+    """a + b, broadcasting."""
+    return Add.apply(*_pair(a, b))
+
+
+def sub(a: TensorLike, b: TensorLike) -> Tensor:
+    """a - b, broadcasting."""
+    return Sub.apply(*_pair(a, b))
+
+
+def mul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a * b, broadcasting."""
+    return Mul.apply(*_pair(a, b))
+
+
+def div(a: TensorLike, b: TensorLike) -> Tensor:
+    """a / b, broadcasting."""
+    return Div.apply(*_pair(a, b))
+
+
+def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 - the op's name
+    """a ** b, broadcasting."""
+    return Pow.apply(*_pair(a, b))
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a."""
+    return Neg.apply(a)
+
+
+def exp(a: Tensor) -> Tensor:
+    """e ** a."""
+    return Exp.apply(a)
+
+
+def log(a: Tensor) -> Tensor:
+    """Natural logarithm."""
+    return Log.apply(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    """Square root."""
+    return Sqrt.apply(a)
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001 - the op's name
+    """|a|."""
+    return Abs.apply(a)
+
+
+def maximum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise max."""
+    return Maximum.apply(*_pair(a, b))
+
+
+def minimum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise min."""
+    return Minimum.apply(*_pair(a, b))
+
+
+def clip(a: Tensor, low: float, high: float) -> Tensor:
+    """a limited to [low, high]."""
+    return Clip.apply(a, low=low, high=high)
+
+
+def where(condition: np.ndarray | Tensor, a: TensorLike, b: TensorLike) -> Tensor:
+    """condition ? a : b."""
+    cond = condition if isinstance(condition, Tensor) else Tensor(np.asarray(condition))
+    return Where.apply(cond, *_pair(a, b))
+
+
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a @ b (2-D or batched)."""
+    return MatMul.apply(*_pair(a, b))
+
+
+def affine(x: Tensor, kernel: Tensor, bias: Tensor, activation: str = "linear") -> Tensor:
+    """activation(x @ kernel + bias) in one fused op; activation is linear, relu, sigmoid or tanh."""
+    return Affine.apply(x, kernel, bias, activation=activation)
+
+
+def sum(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over axes."""
+    return Sum.apply(a, axis=axis, keepdims=keepdims)
+
+
+def mean(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Mean over axes."""
+    return Mean.apply(a, axis=axis, keepdims=keepdims)
+
+
+def max(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Maximum over axes."""
+    return Max.apply(a, axis=axis, keepdims=keepdims)
+
+
+def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
+    """The same values in a new shape."""
+    return Reshape.apply(a, shape=tuple(shape))
+
+
+def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    """Axes permuted (reversed by default)."""
+    return Transpose.apply(a, axes=None if axes is None else tuple(axes))
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = -1) -> Tensor:
+    """Tensors joined along an axis."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """a[index]: slices, integers, integer or boolean arrays."""
+    if isinstance(index, Tensor):
+        index = index.data
+    return GetItem.apply(a, index=index)
+
+
+def split(a: Tensor, sections: int | Sequence[int], axis: int = -1) -> list[Tensor]:
+    """a cut along `axis` into equal parts (an int) or at the given indices, as np.split does."""
+    size = a.shape[axis]
+    if isinstance(sections, int):
+        if size % sections:
+            raise ValueError(f"axis of size {size} does not split into {sections} equal parts")
+        bounds = list(range(0, size + 1, size // sections))
+    else:
+        bounds = [0, *sections, size]
+    axis = axis % a.ndim
+    lead = (slice(None),) * axis
+    return [getitem(a, (*lead, slice(lo, hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def gather(a: Tensor, indices: np.ndarray, axis: int = 0) -> Tensor:
+    """np.take(a, indices, axis): rows (or entries along `axis`) picked by integer indices."""
+    return Gather.apply(a, Tensor(np.asarray(indices)), axis=axis)
+
+
+def relu(a: Tensor) -> Tensor:
+    """max(a, 0)."""
+    return Relu.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """1 / (1 + e^-a); the result remembers its logits for the crossentropies."""
+    out = Sigmoid.apply(a)
+    out.logits, out.logits_kind = a, "sigmoid"
+    return out
+
+
+def tanh(a: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh.apply(a)
+
+
+def softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Normalized exponentials over an axis; over the last axis the result remembers its logits."""
+    out = Softmax.apply(a, axis=axis)
+    if axis in (-1, a.ndim - 1):
+        out.logits, out.logits_kind = a, "softmax"
+    return out
+
+
+def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(a)), stable."""
+    return LogSoftmax.apply(a, axis=axis)
+
+
+def dropout(a: Tensor, rate: float, rng: np.random.Generator) -> Tensor:
+    """Inverted dropout with a mask from `rng`; rate 0 returns a unchanged."""
+    return a if rate <= 0 else Dropout.apply(a, rate=rate, rng=rng)
+
+
+def softmax_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:
+    """Mean crossentropy of softmax(logits) against one-hot (or soft) targets; gradient p - y."""
+    return SoftmaxCrossEntropy.apply(logits, Tensor(targets))
+
+
+def sparse_softmax_crossentropy(logits: Tensor, labels: np.ndarray) -> Tensor:
+    """Mean crossentropy of softmax(logits) against integer labels; gradient p - onehot."""
+    return SparseSoftmaxCrossEntropy.apply(logits, Tensor(labels))
+
+
+def sigmoid_binary_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:
+    """Mean binary crossentropy of sigmoid(logits) against 0/1 (or soft) targets; gradient s - y."""
+    return SigmoidBinaryCrossEntropy.apply(logits, Tensor(targets))
+
+
+def _bind_operators() -> None:
+    """Give Tensor its operators; done here because tensor/ must not import ops."""
+    T = Tensor
+    T.__add__ = add
+    T.__radd__ = lambda self, other: add(other, self)
+    T.__sub__ = sub
+    T.__rsub__ = lambda self, other: sub(other, self)
+    T.__mul__ = mul
+    T.__rmul__ = lambda self, other: mul(other, self)
+    T.__truediv__ = div
+    T.__rtruediv__ = lambda self, other: div(other, self)
+    T.__pow__ = pow
+    T.__rpow__ = lambda self, other: pow(other, self)
+    T.__matmul__ = matmul
+    T.__rmatmul__ = lambda self, other: matmul(other, self)
+    T.__neg__ = neg
+    T.__getitem__ = getitem
+    T.sum, T.mean, T.max = sum, mean, max
+    T.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    T.transpose = lambda self, *axes: transpose(self, axes or None)
+    T.T = property(lambda self: transpose(self))
+    T.exp, T.log, T.sqrt, T.abs = exp, log, sqrt, abs
+    T.clip = clip
+    T.relu, T.sigmoid, T.tanh, T.softmax, T.log_softmax = relu, sigmoid, tanh, softmax, log_softmax
+
+
+_bind_operators()

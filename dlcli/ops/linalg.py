@@ -1,0 +1,95 @@
+"""Matrix products on NumPy's @ (BLAS), and the fused affine map that dense layers run on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlcli.ops.activation import stable_sigmoid
+from dlcli.ops.elementwise import unbroadcast
+from dlcli.tensor import Array, Op
+
+
+class MatMul(Op):
+    """a @ b for 2-D matrices and batched stacks (leading axes broadcast as in NumPy)."""
+
+    def forward(self, a: Array, b: Array) -> Array:
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, d_out: Array) -> tuple[Array | None, Array | None]:
+        a, b = self.a, self.b
+        if a.ndim == 1 or b.ndim == 1:
+            return _vector_matmul_grads(a, b, d_out, self.needs_grad)
+        d_a = unbroadcast(d_out @ np.swapaxes(b, -1, -2), a.shape) if self.needs_grad[0] else None
+        d_b = None
+        if self.needs_grad[1]:
+            if b.ndim == 2:  # stacked rows of a all meet the same b: one GEMM instead of a batch of them
+                d_b = a.reshape(-1, a.shape[-1]).T @ d_out.reshape(-1, d_out.shape[-1])
+            else:
+                d_b = unbroadcast(np.swapaxes(a, -1, -2) @ d_out, b.shape)
+        return d_a, d_b
+
+
+def _vector_matmul_grads(
+    a: Array, b: Array, d_out: Array, needs: tuple[bool, ...]
+) -> tuple[Array | None, Array | None]:
+    """Gradients of a @ b when either side is a vector: promote it to a matrix as NumPy does, then undo."""
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    d2 = d_out.reshape((a2 @ b2).shape)
+    d_a = (d2 @ np.swapaxes(b2, -1, -2)) if needs[0] else None
+    d_b = (np.swapaxes(a2, -1, -2) @ d2) if needs[1] else None
+    if d_a is not None:
+        d_a = unbroadcast(d_a, a2.shape).reshape(a.shape)
+    if d_b is not None:
+        d_b = unbroadcast(d_b, b2.shape).reshape(b.shape)
+    return d_a, d_b
+
+
+AFFINE_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+
+
+class Affine(Op):
+    """activation(x @ W + b) in one op: one output array, activated in place, one backward.
+
+    Fusing saves a Python op and two temporaries per dense layer; the derivative of each fused activation
+    is taken from the output, which is all the backward keeps.
+    """
+
+    def __init__(self, activation: str = "linear") -> None:
+        self.activation = activation
+
+    def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
+        self.x, self.kernel = x, kernel
+        out = x @ kernel
+        out += bias
+        if self.activation == "relu":
+            np.maximum(out, 0, out=out)
+        elif self.activation == "sigmoid":
+            out = stable_sigmoid(out)
+        elif self.activation == "tanh":
+            np.tanh(out, out=out)
+        self.out = out
+        return out
+
+    def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
+        out = self.out
+        if self.activation == "relu":
+            d = d_out * (out > 0)
+        elif self.activation == "sigmoid":
+            d = d_out * out * (1 - out)
+        elif self.activation == "tanh":
+            d = d_out * (1 - out * out)
+        else:
+            d = d_out
+        x, kernel = self.x, self.kernel
+        d_x = d @ kernel.T if self.needs_grad[0] else None
+        d_kernel = d_bias = None
+        if self.needs_grad[1]:
+            if x.ndim == 2:
+                d_kernel = x.T @ d
+            else:  # (batch, ..., in): fold the leading axes into one
+                d_kernel = x.reshape(-1, x.shape[-1]).T @ d.reshape(-1, d.shape[-1])
+        if self.needs_grad[2]:
+            d_bias = d.reshape(-1, d.shape[-1]).sum(axis=0)
+        return d_x, d_kernel, d_bias

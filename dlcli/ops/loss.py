@@ -1,0 +1,56 @@
+"""Fused crossentropy ops on logits: stable values, and gradients of the exact form p - y."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlcli.ops.activation import stable_log_softmax, stable_sigmoid
+from dlcli.tensor import Array, Op
+
+
+class SoftmaxCrossEntropy(Op):
+    """mean over positions of -sum(y * log_softmax(logits)) over the last axis; y one-hot or soft labels."""
+
+    def forward(self, logits: Array, targets: Array) -> Array:
+        log_p = stable_log_softmax(logits, -1)
+        self.log_p, self.targets = log_p, targets
+        self.count = log_p.size // log_p.shape[-1]
+        return np.asarray(-(targets * log_p).sum() / self.count, dtype=logits.dtype)
+
+    def backward(self, d_out: Array) -> tuple[Array, None]:
+        d_logits = np.exp(self.log_p)
+        d_logits -= self.targets
+        d_logits *= d_out / self.count
+        return d_logits, None
+
+
+class SparseSoftmaxCrossEntropy(Op):
+    """mean over positions of -log_softmax(logits)[label]; labels are integer class indices."""
+
+    def forward(self, logits: Array, labels: Array) -> Array:
+        log_p = stable_log_softmax(logits, -1)
+        self.log_p, self.labels = log_p, labels.astype(np.intp, copy=False)[..., None]
+        self.count = self.labels.size
+        picked = np.take_along_axis(log_p, self.labels, axis=-1)
+        return np.asarray(-picked.sum() / self.count, dtype=logits.dtype)
+
+    def backward(self, d_out: Array) -> tuple[Array, None]:
+        d_logits = np.exp(self.log_p)
+        # subtract the one-hot without building it: one write per row
+        np.put_along_axis(d_logits, self.labels, np.take_along_axis(d_logits, self.labels, axis=-1) - 1, axis=-1)
+        d_logits *= d_out / self.count
+        return d_logits, None
+
+
+class SigmoidBinaryCrossEntropy(Op):
+    """mean of -(y log s(z) + (1-y) log(1-s(z))), computed as max(z,0) - z y + log(1 + e^-|z|)."""
+
+    def forward(self, logits: Array, targets: Array) -> Array:
+        self.logits, self.targets = logits, targets
+        loss = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+        return np.asarray(loss.mean(), dtype=logits.dtype)
+
+    def backward(self, d_out: Array) -> tuple[Array, None]:
+        d_logits = stable_sigmoid(self.logits) - self.targets
+        d_logits *= d_out / self.logits.size
+        return d_logits.astype(self.logits.dtype, copy=False), None

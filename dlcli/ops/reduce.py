@@ -1,0 +1,67 @@
+"""Reductions over axes: sum, mean and max, with keepdims."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlcli.tensor import Array, Op
+
+Axis = int | tuple[int, ...] | None
+
+
+def _expand(grad: Array, in_shape: tuple[int, ...], axis: Axis, keepdims: bool) -> Array:
+    """Give a reduced gradient back the reduced axes (as size 1), ready to broadcast over the input."""
+    if keepdims or axis is None:
+        return grad.reshape([1] * len(in_shape)) if axis is None and not keepdims else grad
+    axes = (axis,) if isinstance(axis, int) else axis
+    return np.expand_dims(grad, tuple(a % len(in_shape) for a in axes))
+
+
+class Sum(Op):
+    """Sum over `axis` (all axes when None)."""
+
+    def __init__(self, axis: Axis = None, keepdims: bool = False) -> None:
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a: Array) -> Array:
+        self.in_shape = a.shape
+        return np.asarray(a.sum(axis=self.axis, keepdims=self.keepdims))
+
+    def backward(self, d_out: Array) -> tuple[Array]:
+        d = _expand(d_out, self.in_shape, self.axis, self.keepdims)
+        return (np.broadcast_to(d, self.in_shape).copy(),)
+
+
+class Mean(Op):
+    """Mean over `axis` (all axes when None)."""
+
+    def __init__(self, axis: Axis = None, keepdims: bool = False) -> None:
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a: Array) -> Array:
+        self.in_shape = a.shape
+        out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
+        self.count = a.size // max(out.size, 1) if a.size else 1
+        return out.astype(a.dtype, copy=False)
+
+    def backward(self, d_out: Array) -> tuple[Array]:
+        d = _expand(d_out, self.in_shape, self.axis, self.keepdims) / np.asarray(self.count, d_out.dtype)
+        return (np.broadcast_to(d, self.in_shape).copy(),)
+
+
+class Max(Op):
+    """Maximum over `axis`; ties share the gradient equally, so it stays a valid subgradient."""
+
+    def __init__(self, axis: Axis = None, keepdims: bool = False) -> None:
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a: Array) -> Array:
+        self.a = a
+        self.out_kept = a.max(axis=self.axis, keepdims=True)
+        return np.asarray(self.out_kept if self.keepdims else a.max(axis=self.axis))
+
+    def backward(self, d_out: Array) -> tuple[Array]:
+        winners = self.a == self.out_kept
+        share = winners / winners.sum(axis=self.axis, keepdims=True)
+        d = _expand(d_out, self.a.shape, self.axis, self.keepdims)
+        return ((share * d).astype(d_out.dtype, copy=False),)

@@ -1,0 +1,252 @@
+"""Optimizers with Keras' update rules and defaults; each step is one fused kernel pass per parameter.
+
+State is a flat dict of named arrays (`<weight>/<slot>` plus `iterations`), so a checkpoint saves and
+restores it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from dlcli import registry
+from dlcli.errors import CheckpointError
+from dlcli.registry import StrictSpec
+from dlcli.schedules import Schedule, learning_rate_at
+from dlcli.tensor import Tensor
+
+
+class OptimizerSpec(StrictSpec):
+    """Options every optimizer takes: the learning rate (a number or a schedule) and gradient clipping."""
+
+    type: str
+    learning_rate: float | Schedule = 0.001
+    clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this L2 norm.")
+    global_clipnorm: float | None = Field(None, gt=0, description="Clip all gradients to this joint L2 norm.")
+    clipvalue: float | None = Field(None, gt=0, description="Clip each gradient entry to +-clipvalue.")
+
+    @model_validator(mode="after")
+    def _one_clipping(self) -> "OptimizerSpec":
+        chosen = [k for k in ("clipnorm", "global_clipnorm", "clipvalue") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"set at most one of clipnorm, global_clipnorm and clipvalue (as Keras), got {chosen}")
+        if isinstance(self.learning_rate, float) and self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        return self
+
+
+def _kernels() -> ModuleType:
+    """The Numba update kernels, imported on first use so specs validate without loading numba."""
+    from dlcli.kernels import optim
+
+    return optim
+
+
+class Optimizer:
+    """Updates parameters in place from their `.grad`; subclasses define their slots and one kernel call."""
+
+    slot_names: tuple[str, ...] = ()
+    spec: Any
+
+    def __init__(self, spec: OptimizerSpec, params: dict[str, Tensor]) -> None:
+        self.spec = spec
+        self.params = params
+        self.iterations = 0
+        self.slots: dict[str, dict[str, np.ndarray]] = {
+            name: {slot: self._initial_slot(slot, p.data) for slot in self.slot_names} for name, p in params.items()
+        }
+        self._flat = {name: p.data.reshape(-1) for name, p in params.items()}
+        for name, p in params.items():
+            if not np.shares_memory(self._flat[name], p.data):
+                raise ValueError(f"parameter {name} must be a contiguous array, updated in place")
+
+    def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
+        return np.zeros(value.size, value.dtype)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the next update uses."""
+        return learning_rate_at(self.spec.learning_rate, self.iterations)
+
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient, then count the step."""
+        kernels = _kernels()
+        lr = self.learning_rate
+        clip_value = self.spec.clipvalue or 0.0
+        global_scale = self._global_scale()
+        for name, param in self.params.items():
+            grad = param.grad
+            if grad is None:
+                continue
+            flat_grad = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
+            scale = global_scale
+            if self.spec.clipnorm is not None:
+                norm = math.sqrt(float(np.dot(flat_grad, flat_grad)))
+                scale = self.spec.clipnorm / max(norm, self.spec.clipnorm)
+            self._update(kernels, self._flat[name], flat_grad, self.slots[name], lr, scale, clip_value)
+        self.iterations += 1
+
+    def _global_scale(self) -> float:
+        if self.spec.global_clipnorm is None:
+            return 1.0
+        total = sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in (p.grad for p in self.params.values())
+                    if g is not None)
+        return self.spec.global_clipnorm / max(math.sqrt(total), self.spec.global_clipnorm)
+
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+                lr: float, scale: float, clip_value: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient."""
+        for param in self.params.values():
+            param.grad = None
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly: the step count and every slot, by name."""
+        out = {"iterations": np.asarray(self.iterations, np.int64)}
+        for name, slots in self.slots.items():
+            for slot, value in slots.items():
+                out[f"{name}/{slot}"] = value.reshape(self.params[name].shape)
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state()` returned; a missing or misshapen slot is a CheckpointError."""
+        if "iterations" not in state:
+            raise CheckpointError("optimizer state has no 'iterations' entry")
+        for name, slots in self.slots.items():
+            for slot, value in slots.items():
+                key = f"{name}/{slot}"
+                if key not in state:
+                    raise CheckpointError(f"optimizer state has no {key!r}")
+                saved = np.asarray(state[key])
+                if saved.size != value.size:
+                    raise CheckpointError(f"optimizer state {key!r} has shape {saved.shape}, "
+                                          f"expected {self.params[name].shape}")
+                value[...] = saved.reshape(-1)
+        self.iterations = int(state["iterations"])
+
+
+class SGDSpec(OptimizerSpec):
+    """optimizer = { type = "sgd", ... }."""
+
+    type: Literal["sgd"] = "sgd"
+    learning_rate: float | Schedule = 0.01
+    momentum: float = Field(0.0, ge=0, le=1)
+    nesterov: bool = False
+
+
+@registry.optimizers.register("sgd", spec=SGDSpec)
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum."""
+
+    spec: SGDSpec
+
+    def __init__(self, spec: SGDSpec, params: dict[str, Tensor]) -> None:
+        self.slot_names = ("momentum",) if spec.momentum > 0 else ()
+        super().__init__(spec, params)
+
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+                lr: float, scale: float, clip_value: float) -> None:
+        if self.spec.momentum > 0:
+            kernels.sgd_momentum_update(w, g, slots["momentum"], lr, self.spec.momentum, self.spec.nesterov,
+                                        scale, clip_value)
+        else:
+            kernels.sgd_update(w, g, lr, scale, clip_value)
+
+
+class RMSpropSpec(OptimizerSpec):
+    """optimizer = { type = "rmsprop", ... }."""
+
+    type: Literal["rmsprop"] = "rmsprop"
+    rho: float = Field(0.9, ge=0, lt=1)
+    momentum: float = Field(0.0, ge=0, le=1)
+    epsilon: float = Field(1e-7, ge=0)
+    centered: bool = False
+
+
+@registry.optimizers.register("rmsprop", spec=RMSpropSpec)
+class RMSprop(Optimizer):
+    """Divides the gradient by a running root mean square of recent gradients."""
+
+    spec: RMSpropSpec
+
+    def __init__(self, spec: RMSpropSpec, params: dict[str, Tensor]) -> None:
+        # slots a configuration does not use are not kept, so checkpoints hold only real state
+        self.slot_names = ("velocity",) + (("average_gradient",) if spec.centered else ()) + (
+            ("momentum",) if spec.momentum > 0 else ())
+        super().__init__(spec, params)
+
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+                lr: float, scale: float, clip_value: float) -> None:
+        s = self.spec
+        kernels.rmsprop_update(w, g, slots["velocity"], slots.get("average_gradient", _EMPTY),
+                               slots.get("momentum", _EMPTY), lr, s.rho, s.momentum, s.epsilon, s.centered,
+                               scale, clip_value)
+
+
+class AdagradSpec(OptimizerSpec):
+    """optimizer = { type = "adagrad", ... }."""
+
+    type: Literal["adagrad"] = "adagrad"
+    initial_accumulator_value: float = Field(0.1, ge=0)
+    epsilon: float = Field(1e-7, ge=0)
+
+
+@registry.optimizers.register("adagrad", spec=AdagradSpec)
+class Adagrad(Optimizer):
+    """Scales each entry's step by the root of its summed squared gradients."""
+
+    spec: AdagradSpec
+    slot_names = ("accumulator",)
+
+    def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
+        return np.full(value.size, self.spec.initial_accumulator_value, value.dtype)
+
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+                lr: float, scale: float, clip_value: float) -> None:
+        kernels.adagrad_update(w, g, slots["accumulator"], lr, self.spec.epsilon, scale, clip_value)
+
+
+class AdamSpec(OptimizerSpec):
+    """optimizer = { type = "adam", ... }."""
+
+    type: Literal["adam"] = "adam"
+    beta_1: float = Field(0.9, ge=0, lt=1)
+    beta_2: float = Field(0.999, ge=0, lt=1)
+    epsilon: float = Field(1e-7, ge=0)
+    amsgrad: bool = False
+
+
+@registry.optimizers.register("adam", spec=AdamSpec)
+class Adam(Optimizer):
+    """Adaptive moment estimation: bias-corrected running means of the gradient and its square."""
+
+    spec: AdamSpec
+
+    def __init__(self, spec: AdamSpec, params: dict[str, Tensor]) -> None:
+        self.slot_names = ("momentum", "velocity", "velocity_hat") if spec.amsgrad else ("momentum", "velocity")
+        super().__init__(spec, params)
+
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
+                lr: float, scale: float, clip_value: float) -> None:
+        s, t = self.spec, self.iterations + 1
+        alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - s.beta_1**t)
+        kernels.adam_update(w, g, slots["momentum"], slots["velocity"], slots.get("velocity_hat", _EMPTY), alpha,
+                            s.beta_1, s.beta_2, s.epsilon, s.amsgrad, scale, clip_value)
+
+
+_EMPTY = np.zeros(0, np.float32)  # stands in for a slot a configuration does not use
+
+
+def create_optimizer(config: str | dict | OptimizerSpec, params: dict[str, Tensor]) -> Optimizer:
+    """An optimizer over `params` from a name, a table with `type`, or a validated spec."""
+    if isinstance(config, str):
+        config = {"type": config}
+    if isinstance(config, dict):
+        config = registry.optimizers.entry(config["type"]).spec.model_validate(config)
+    return registry.optimizers.get(config.type)(config, params)

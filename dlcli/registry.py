@@ -1,0 +1,99 @@
+"""Registries of the names a spec can use: one per kind (layers, activations, losses, ...)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from dlcli.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: its name, the object, its spec model (if any) and its one-line doc."""
+
+    name: str
+    target: Any
+    spec: Any
+    doc: str
+    alias_of: str | None = None
+
+
+class Registry:
+    """Names of one kind of component, each with a one-line doc; unknown names get a 'did you mean'."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, spec: Any = None, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: register the decorated class or function under `name` (and `aliases`)."""
+
+        def decorate(target: T) -> T:
+            doc = (getattr(target, "__doc__", None) or "").strip().splitlines()
+            if not doc or not doc[0].strip():
+                raise TypeError(f"{self.kind} {name!r} needs a docstring: its first line is the one-line doc")
+            for key in (name, *aliases):
+                if key in self._entries:
+                    raise TypeError(f"{self.kind} {key!r} is registered twice")
+                self._entries[key] = Entry(key, target, spec, doc[0].strip(), None if key == name else name)
+            return target
+
+        return decorate
+
+    def entry(self, name: str) -> Entry:
+        """The entry for `name`; an unknown name raises UnknownNameError with the closest match."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self.names(), self.closest(name)) from None
+
+    def get(self, name: str) -> Any:
+        """The registered object for `name`."""
+        return self.entry(name).target
+
+    def closest(self, name: str) -> str | None:
+        """The registered name nearest to `name`, if any is near enough."""
+        found = difflib.get_close_matches(str(name), list(self._entries), n=1, cutoff=0.6)
+        return found[0] if found else None
+
+    def names(self, include_aliases: bool = False) -> list[str]:
+        """Registered names, sorted; aliases only when asked."""
+        return sorted(k for k, e in self._entries.items() if include_aliases or e.alias_of is None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(e for e in self._entries.values() if e.alias_of is None)
+
+
+class StrictSpec(BaseModel):
+    """Base of every spec model: unknown keys are errors, so a misspelt key fails instead of vanishing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def known_name(registry: Registry) -> AfterValidator:
+    """A pydantic validator that accepts only names registered in `registry`, with a 'did you mean'."""
+
+    def check(name: str) -> str:
+        if name not in registry:
+            raise ValueError(str(UnknownNameError(registry.kind, name, registry.names(), registry.closest(name))))
+        return name
+
+    return AfterValidator(check)
+
+
+layers = Registry("layer")
+activations = Registry("activation")
+initializers = Registry("initializer")
+losses = Registry("loss")
+optimizers = Registry("optimizer")
+schedules = Registry("schedule")
+metrics = Registry("metric")

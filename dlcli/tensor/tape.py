@@ -1,0 +1,127 @@
+"""The tape: the Op base class, recording in training, the reverse walk, and no_grad()."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from dlcli.tensor.tensor import Array, Tensor
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+class no_grad:
+    """Context manager (and decorator) under which ops record nothing: inference and evaluation."""
+
+    def __enter__(self) -> None:
+        self._previous = _mode.enabled
+        _mode.enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        _mode.enabled = self._previous
+
+    def __call__(self, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+        return wrapped
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record the graph now."""
+    return _mode.enabled
+
+
+class Op:
+    """One differentiable operation: `forward` on arrays, and `backward` from the output's gradient.
+
+    `forward` keeps on `self` only what `backward` needs. `backward` returns one gradient per input, in
+    order and shaped like it, or None where the input needs none (`self.needs_grad` says which do), and
+    never writes into its arguments. The op holds its inputs but never its output, so no cycle forms.
+    """
+
+    inputs: tuple[Tensor, ...] = ()
+    needs_grad: tuple[bool, ...] = ()
+
+    def forward(self, *arrays: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, d_out: Array) -> tuple[Array | None, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **options: Any) -> Tensor:
+        """Run the op on tensors; in grad mode, record it when any input requires a gradient."""
+        op = cls(**options) if options else cls()
+        needs = tuple(t.requires_grad for t in inputs) if _mode.enabled else ()
+        record = any(needs)
+        op.needs_grad = needs if record else (False,) * len(inputs)
+        out = Tensor(op.forward(*[t.data for t in inputs]))
+        if record:
+            op.inputs = inputs
+            out.op = op
+            out.requires_grad = True
+        return out
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from root through recorded ops, inputs before the tensors made from them."""
+    order: list[Tensor] = []
+    seen: set[int] = {id(root)}
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        stack.append((node, True))
+        if node.op is not None:
+            for parent in node.op.inputs:
+                if parent.requires_grad and id(parent) not in seen:
+                    seen.add(id(parent))
+                    stack.append((parent, False))
+    return order
+
+
+def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = False) -> None:
+    """Reverse-mode sweep from root: leaves get `.grad` added to; the graph is freed unless retained."""
+    if not root.requires_grad:
+        raise RuntimeError("backward() on a tensor that does not require a gradient")
+    if grad is None:
+        if root.size != 1:
+            raise RuntimeError("backward() without a gradient needs a one-element tensor")
+        grad = np.ones_like(root.data)
+    grads: dict[int, Array] = {id(root): grad}
+    # Arrays this walk allocated itself by summing: only those may be added to in place.
+    owned: set[int] = set()
+    for node in reversed(_topological_order(root)):
+        d_node = grads.pop(id(node), None)
+        op = node.op
+        if op is None:  # a leaf: accumulate across backward() calls
+            if d_node is not None:
+                node.grad = d_node if node.grad is None else node.grad + d_node
+            continue
+        if d_node is not None:
+            for parent, needed, d_parent in zip(op.inputs, op.needs_grad, op.backward(d_node)):
+                if not needed or d_parent is None:
+                    continue
+                key = id(parent)
+                previous = grads.get(key)
+                if previous is None:
+                    grads[key] = d_parent
+                elif key in owned:
+                    previous += d_parent
+                else:
+                    grads[key] = previous + d_parent
+                    owned.add(key)
+        if not retain_graph:
+            node.op = None
