@@ -74,20 +74,26 @@ class Op:
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from root through recorded ops, inputs before the tensors made from them."""
+    """Tensors reachable from root through recorded ops, each after every tensor it was made from.
+
+    An iterative depth-first post-order: a node is marked when it is first expanded, not when pushed,
+    so a tensor reached by paths of different lengths still comes before all of its consumers.
+    """
     order: list[Tensor] = []
-    seen: set[int] = {id(root)}
+    visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
+        node, finished = stack.pop()
+        if finished:
             order.append(node)
             continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         stack.append((node, True))
         if node.op is not None:
             for parent in node.op.inputs:
-                if parent.requires_grad and id(parent) not in seen:
-                    seen.add(id(parent))
+                if parent.requires_grad and id(parent) not in visited:
                     stack.append((parent, False))
     return order
 

@@ -20,9 +20,15 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "op", "name", "logits", "logits_kind", "__weakref__")
+    # `array * tensor` must reach Tensor.__rmul__ rather than make NumPy build an object array
+    __array_ufunc__ = None
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
-        self.data: Array = data if isinstance(data, np.ndarray) else np.asarray(data, dtype=np.float32)
+        if not isinstance(data, np.ndarray):
+            # NumPy gives scalars (np.float64, ...) for ops on 0-d arrays: keep their dtype; Python numbers
+            # and lists become float32, the hot path's dtype
+            data = np.asarray(data) if isinstance(data, np.generic) else np.asarray(data, dtype=np.float32)
+        self.data: Array = data
         self.grad: Array | None = None
         self.requires_grad = requires_grad
         self.op: Op | None = None

@@ -1,0 +1,86 @@
+"""The tape: recording, the reverse walk, no_grad, and freeing the graph."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from dlcli import ops
+from dlcli.tensor import Tensor, is_grad_enabled, no_grad
+from tests.gradcheck import check_op_gradients
+
+
+def test_diamond_graph_with_paths_of_different_length() -> None:
+    # p feeds the division directly and through a sum: the walk must finish both before reaching p
+    p = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    check_op_gradients(lambda t: ops.log(t / ops.sum(t, axis=-1, keepdims=True)), [p])
+    check_op_gradients(lambda t: ops.exp(ops.exp(ops.exp(t))) * t + ops.tanh(t), [p])
+
+
+def test_no_grad_records_nothing() -> None:
+    w = Tensor(np.ones(3), requires_grad=True)
+    with no_grad():
+        assert not is_grad_enabled()
+        out = w * 2.0 + 1.0
+    assert is_grad_enabled()
+    assert out.op is None and not out.requires_grad
+
+
+def test_no_grad_works_as_a_decorator() -> None:
+    @no_grad()
+    def infer(t: Tensor) -> Tensor:
+        return t * 3.0
+
+    assert infer(Tensor(np.ones(2), requires_grad=True)).op is None
+
+
+def test_constants_record_nothing() -> None:
+    out = Tensor(np.ones(3)) * 2.0
+    assert out.op is None
+
+
+def test_backward_frees_the_graph_and_leaves_no_cycle() -> None:
+    w = Tensor(np.ones((4, 4)), requires_grad=True)
+    hidden = ops.relu(w @ w) * 2.0
+    probe = weakref.ref(hidden)
+    loss = hidden.sum()
+    del hidden
+    loss.backward()
+    assert loss.op is None
+    del loss
+    gc.disable()  # only reference counting may free it: a cycle would keep it alive
+    try:
+        assert probe() is None
+    finally:
+        gc.enable()
+
+
+def test_intermediate_graph_is_freed_without_backward() -> None:
+    w = Tensor(np.ones((3, 3)), requires_grad=True)
+    out = ops.tanh(w @ w)
+    probe = weakref.ref(out.op)
+    gc.disable()
+    try:
+        del out
+        assert probe() is None
+    finally:
+        gc.enable()
+
+
+def test_backward_needs_a_scalar_or_a_gradient() -> None:
+    w = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="one-element"):
+        (w * 2.0).backward()
+    (w * 2.0).backward(np.array([1.0, 2.0, 3.0]))
+    assert w.grad.tolist() == [2.0, 4.0, 6.0]
+
+
+def test_retain_graph_allows_a_second_backward() -> None:
+    w = Tensor(np.array([3.0]), requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert w.grad.tolist() == [12.0]

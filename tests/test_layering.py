@@ -1,0 +1,84 @@
+"""The direction of imports (STYLE.md section 2), read from every module's imports with ast."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "dlcli"
+# left to right: a module may import only from its own group or groups to its left
+ORDER = [
+    {"errors", "registry"},
+    {"kernels", "tensor"},
+    {"ops"},
+    {"initializers", "activations", "layers", "losses", "optimizers", "schedules", "metrics", "components"},
+    {"spec"},
+    {"graph"},
+    {"checkpoint"},
+    {"train"},
+    {"report"},
+    {"cli"},
+]
+RANK = {name: i for i, group in enumerate(ORDER) for name in group}
+# `data` needs only errors and registry, and only train (and the command line) use it
+DATA_MAY_IMPORT = {"errors", "registry", "data"}
+
+
+def _top(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "dlcli" and len(parts) > 1 else None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            if node.module == "dlcli":
+                found += [(node.lineno, f"dlcli.{alias.name}") for alias in node.names
+                          if not alias.name.startswith("__")]  # __version__ is the package, not a module
+    return found
+
+
+def test_no_import_points_right() -> None:
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        own = rel.parts[0].removesuffix(".py")
+        if own in ("__init__", "__main__"):
+            continue
+        for line, module in _imports(path):
+            target = _top(module)
+            if target is None or target == own:
+                continue
+            if own == "data":
+                ok = target in DATA_MAY_IMPORT
+            elif target == "data":
+                ok = own in ("train", "cli", "report")
+            else:
+                ok = target in RANK and own in RANK and RANK[target] <= RANK[own]
+            if not ok:
+                problems.append(f"dlcli/{rel}:{line} imports {module}")
+    assert not problems, "imports pointing right:\n" + "\n".join(problems)
+
+
+def test_only_kernels_import_numba_only_cli_imports_click_only_report_imports_rich() -> None:
+    owners = {"numba": "kernels", "click": "cli", "rich": "report"}
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).parts[0]
+        for line, module in _imports(path):
+            lib = module.split(".")[0]
+            if lib in owners and own != owners[lib]:
+                problems.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_known_top_level_module_has_a_rank() -> None:
+    for path in PACKAGE.iterdir():
+        name = path.name.removesuffix(".py")
+        if name.startswith("_") or name == "data" or path.suffix not in (".py", ""):
+            continue
+        assert name in RANK, f"dlcli/{path.name} is not placed in the import order of STYLE.md"

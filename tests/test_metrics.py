@@ -1,0 +1,84 @@
+"""Metrics: hand-computed values, streaming over batches, and Keras' choice of accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli import registry
+from dlcli.metrics import accuracy_kind, create_metric
+
+
+def _stream(name: str | dict, batches: list[tuple[np.ndarray, np.ndarray]], **kwargs: object) -> float:
+    metric = create_metric(name, **kwargs)
+    for y_pred, y_true in batches:
+        metric.update(np.asarray(y_pred, np.float32), np.asarray(y_true))
+    return metric.result()
+
+
+# every registered metric: (config, batches, expected); batches of unequal size test the weighting
+CASES = {
+    "accuracy": ("accuracy", [([[0.1, 0.9], [0.8, 0.2]], [1, 1]), ([[0.3, 0.7]], [1])], 2 / 3),
+    "binary_accuracy": ("binary_accuracy", [([[0.6], [0.4], [0.5]], [[1], [1], [0]])], 2 / 3),
+    "categorical_accuracy": ("categorical_accuracy",
+                             [([[0.1, 0.9]], [[0, 1]]), ([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [[0, 1]] * 3)],
+                             0.5),
+    "sparse_categorical_accuracy": ("sparse_categorical_accuracy",
+                                    [([[0.2, 0.5, 0.3], [0.9, 0.05, 0.05]], [[1], [2]]), ([[0.0, 0.0, 1.0]], [2])],
+                                    2 / 3),
+    "top_k_categorical_accuracy": ({"type": "top_k_categorical_accuracy", "k": 2},
+                                   [([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], [[0, 1, 0], [0, 0, 1]])], 0.5),
+    "sparse_top_k_categorical_accuracy": ({"type": "sparse_top_k_categorical_accuracy", "k": 1},
+                                          [([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]], [0, 1])], 0.5),
+    "mean_absolute_error": ("mean_absolute_error", [([[1.0, 2.0]], [[2.0, 2.0]]), ([[0.0, 0.0]], [[1.0, 3.0]])],
+                            (0.5 + 2.0) / 2),
+    "mean_squared_error": ("mean_squared_error", [([[1.0, 2.0]], [[2.0, 2.0]]), ([[0.0, 0.0]], [[1.0, 3.0]])],
+                           (0.5 + 5.0) / 2),
+    # tp = 2 (0.9, 0.6), fp = 1 (0.7), fn = 1 (0.2)
+    "precision": ("precision", [([0.9, 0.6, 0.7], [1, 1, 0]), ([0.2, 0.1], [1, 0])], 2 / 3),
+    "recall": ("recall", [([0.9, 0.6, 0.7], [1, 1, 0]), ([0.2, 0.1], [1, 0])], 2 / 3),
+    # ranks: of the 4 (positive, negative) pairs, 3 are ordered right: sklearn and Keras both give 0.75
+    "auc": ("auc", [([0.1, 0.4], [0, 0]), ([0.35, 0.8], [1, 1])], 0.75),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_metric_matches_hand_computation(name: str) -> None:
+    config, batches, expected = CASES[name]
+    assert _stream(config, batches) == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_registered_metric_has_a_case() -> None:
+    assert set(registry.metrics.names()) <= set(CASES)
+
+
+def test_accuracy_is_chosen_from_loss_then_shape() -> None:
+    assert accuracy_kind("binary_crossentropy", (3,)) == "binary_accuracy"
+    assert accuracy_kind("sparse_categorical_crossentropy", (10,)) == "sparse_categorical_accuracy"
+    assert accuracy_kind("categorical_crossentropy", (10,)) == "categorical_accuracy"
+    assert accuracy_kind("mean_squared_error", (1,)) == "binary_accuracy"
+    assert accuracy_kind(None, (10,), ()) == "sparse_categorical_accuracy"
+    assert accuracy_kind(None, (10,), (10,)) == "categorical_accuracy"
+    metric = create_metric("accuracy", loss="sparse_categorical_crossentropy", output_shape=(10,))
+    assert metric.name == "accuracy" and type(metric).__name__ == "SparseCategoricalAccuracy"
+
+
+def test_auc_thresholds_quantize_as_keras() -> None:
+    # both scores fall between the same two of the 200 thresholds: Keras sees a tie (0.5), sklearn 1.0
+    assert _stream("auc", [([0.101, 0.102], [0, 1])]) == pytest.approx(0.5)
+    assert _stream("auc", [([0.0, 1.0], [0, 1])]) == pytest.approx(1.0)
+    assert _stream("auc", [([1.0, 0.0], [0, 1])]) == pytest.approx(0.0)
+
+
+def test_metrics_handle_empty_and_one_class_inputs() -> None:
+    assert create_metric("precision").result() == 0.0
+    assert _stream("recall", [([0.9, 0.8], [0, 0])]) == 0.0
+    assert _stream("auc", [([0.3, 0.6], [1, 1])]) == 0.0  # no negatives: Keras' divide_no_nan gives 0
+
+
+def test_reset_starts_over() -> None:
+    metric = create_metric("binary_accuracy")
+    metric.update(np.array([[0.9]]), np.array([[0.0]]))
+    metric.reset()
+    metric.update(np.array([[0.9]]), np.array([[1.0]]))
+    assert metric.result() == 1.0
