@@ -37,13 +37,16 @@ class Dense(Layer):
         self.kernel = self.add_param("kernel", initialize(self.spec.kernel_initializer, rng, (in_shape[-1], units)))
         self.bias = self.add_param("bias", initialize(self.spec.bias_initializer, rng, (units,))) \
             if self.spec.use_bias else None
+        activation = self.spec.activation
+        # sigmoid and softmax stay separate ops after a linear affine map, so a crossentropy finds their logits
+        self.fused_activation = activation if activation in AFFINE_ACTIVATIONS and activation != "sigmoid" \
+            else "linear"
+        self.activation = None if self.fused_activation == activation else activations.get(activation)
         return (*in_shape[:-1], units)
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
-        activation = self.spec.activation
         if self.bias is None:
-            return activations.apply(activation, x @ self.kernel)
-        if activation in AFFINE_ACTIVATIONS and activation != "sigmoid":
-            return ops.affine(x, self.kernel, self.bias, activation)
-        # sigmoid and softmax stay separate ops, so a crossentropy can find their logits
-        return activations.apply(activation, ops.affine(x, self.kernel, self.bias))
+            out = x @ self.kernel
+            return activations.apply(self.spec.activation, out)
+        out = ops.affine(x, self.kernel, self.bias, self.fused_activation)
+        return out if self.activation is None else self.activation(out)

@@ -19,9 +19,12 @@ class Relu(Op):
 
 
 def stable_sigmoid(a: Array) -> Array:
-    """1 / (1 + e^-a) without overflow: e^-|a| never exceeds 1."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+    """1 / (1 + e^-a) as exp(-log(1 + e^-a)): logaddexp never overflows, and four in-place passes beat
+    the branchy two-case formula (which needs about nine array passes)."""
+    out = np.negative(a)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    return np.exp(out, out=out)
 
 
 class Sigmoid(Op):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.ops.activation import stable_log_softmax, stable_sigmoid
+from dlcli.ops.activation import stable_log_softmax
 from dlcli.tensor import Array, Op
 
 
@@ -43,14 +43,17 @@ class SparseSoftmaxCrossEntropy(Op):
 
 
 class SigmoidBinaryCrossEntropy(Op):
-    """mean of -(y log s(z) + (1-y) log(1-s(z))), computed as max(z,0) - z y + log(1 + e^-|z|)."""
+    """mean of -(y log s(z) + (1-y) log(1-s(z))), computed as softplus(z) - z y, stable for any z."""
 
     def forward(self, logits: Array, targets: Array) -> Array:
         self.logits, self.targets = logits, targets
-        loss = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
-        return np.asarray(loss.mean(), dtype=logits.dtype)
+        self.softplus = np.logaddexp(0, logits)  # log(1 + e^z), kept: sigmoid(z) = exp(z - softplus(z))
+        loss = self.softplus - logits * targets
+        return np.asarray(np.add.reduce(loss, axis=None) / loss.size, dtype=logits.dtype)
 
     def backward(self, d_out: Array) -> tuple[Array, None]:
-        d_logits = stable_sigmoid(self.logits) - self.targets
+        d_logits = np.subtract(self.logits, self.softplus)
+        np.exp(d_logits, out=d_logits)
+        d_logits -= self.targets
         d_logits *= d_out / self.logits.size
-        return d_logits.astype(self.logits.dtype, copy=False), None
+        return d_logits, None
