@@ -1,0 +1,1 @@
+"""Training: the fit and evaluate loops, and the callback hooks that report and checkpoint."""
