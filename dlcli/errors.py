@@ -20,7 +20,8 @@ class UnknownNameError(SpecError):
 
     def __init__(self, kind: str, name: str, known: list[str], closest: str | None) -> None:
         hint = f" (did you mean {closest}?)" if closest else ""
-        super().__init__(f"unknown {kind} {name!r}{hint}; known {kind}s: {', '.join(known)}")
+        plural = kind + ("es" if kind.endswith("s") else "s")
+        super().__init__(f"unknown {kind} {name!r}{hint}; known {plural}: {', '.join(known)}")
         self.kind, self.name, self.known, self.closest = kind, name, known, closest
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from dlcli import registry
 from dlcli.errors import CheckpointError
@@ -20,11 +20,18 @@ from dlcli.schedules import Schedule, learning_rate_at
 from dlcli.tensor import Tensor
 
 
+# a number, or a schedule table: routed by kind so a mistake in one reports only that branch's error
+LearningRate = Annotated[
+    Union[Annotated[float, Tag("number")], Annotated[Schedule, Tag("table")]],
+    Discriminator(lambda v: "table" if isinstance(v, dict) or hasattr(v, "schedule") else "number"),
+]
+
+
 class OptimizerSpec(StrictSpec):
     """Options every optimizer takes: the learning rate (a number or a schedule) and gradient clipping."""
 
     type: str
-    learning_rate: float | Schedule = 0.001
+    learning_rate: LearningRate = 0.001
     clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this L2 norm.")
     global_clipnorm: float | None = Field(None, gt=0, description="Clip all gradients to this joint L2 norm.")
     clipvalue: float | None = Field(None, gt=0, description="Clip each gradient entry to +-clipvalue.")
@@ -135,7 +142,7 @@ class SGDSpec(OptimizerSpec):
     """optimizer = { type = "sgd", ... }."""
 
     type: Literal["sgd"] = "sgd"
-    learning_rate: float | Schedule = 0.01
+    learning_rate: LearningRate = 0.01
     momentum: float = Field(0.0, ge=0, le=1)
     nesterov: bool = False
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
@@ -31,10 +31,12 @@ class Layer:
     """
 
     spec: LayerSpec
+    arity: ClassVar[int | None] = 1  # inputs taken: 1, or None for two or more (merge layers)
 
     def __init__(self, spec: LayerSpec, name: str | None = None) -> None:
         self.spec = spec
         self.name = name or spec.name or spec.type
+        self.key = self.name  # where the spec declares it (model.layers[2]); the graph sets it, errors use it
         self.params: dict[str, Tensor] = {}
         self.state: dict[str, np.ndarray] = {}
 

@@ -95,7 +95,7 @@ class Reshape(Layer):
         if -1 in target and size % known == 0:
             target[target.index(-1)] = size // known
         if math.prod(target) != size:
-            raise SpecError(f"reshape {self.name}: cannot reshape {list(in_shape)} ({size} values) "
+            raise SpecError(f"{self.key}: cannot reshape {list(in_shape)} ({size} values) "
                             f"into {list(self.spec.target_shape)}")
         self.target = tuple(target)
         return self.target

@@ -1,0 +1,228 @@
+"""ModelSpec -> Model: sequential stacks and DAGs of named nodes, ordered, shape-checked before any data loads."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dlcli.errors import SpecError
+from dlcli.layers import Layer, Shape, create_layer
+from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
+from dlcli.tensor import Tensor
+
+SEQUENTIAL_INPUT = "input"
+
+
+@dataclass
+class Node:
+    """One layer of the graph: what feeds it, and its per-example output shape."""
+
+    name: str
+    layer: Layer
+    inputs: list[str]
+    shape: Shape = ()
+    key: str = ""
+
+
+@dataclass
+class Model:
+    """A built model: named inputs, layers in an order where every input comes first, named outputs."""
+
+    inputs: dict[str, InputSpec]
+    nodes: list[Node]
+    outputs: dict[str, OutputSpec]
+    sequential: bool = False
+    shapes: dict[str, Shape] = field(default_factory=dict)
+
+    def __call__(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
+        """Run the layers on a batch of each input; returns each output's tensor."""
+        values: dict[str, Tensor] = dict(inputs)
+        for node in self.nodes:
+            if node.layer.arity == 1:
+                values[node.name] = node.layer(values[node.inputs[0]], training)
+            else:
+                values[node.name] = node.layer([values[name] for name in node.inputs], training)  # type: ignore
+        return {name: values[name] for name in self.outputs}
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers in execution order."""
+        return [node.layer for node in self.nodes]
+
+    def parameters(self) -> dict[str, Tensor]:
+        """Trainable weights by full name (`<layer>/<weight>`)."""
+        return {name: t for layer in self.layers for name, t in layer.weights().items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Non-trainable arrays by full name."""
+        return {name: a for layer in self.layers for name, a in layer.state_arrays().items()}
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, non-trainable) totals, as Keras counts them."""
+        counts = [layer.parameter_counts() for layer in self.layers]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """Keras-style summary rows: name, type, output shape (batch as None), parameters, connected to."""
+        rows = []
+        if not self.sequential:
+            rows += [{"name": name, "type": "InputLayer", "output_shape": (None, *spec.shape), "params": 0,
+                      "connected_to": []} for name, spec in self.inputs.items()]
+        for node in self.nodes:
+            rows.append({"name": node.name, "type": type(node.layer).__name__, "output_shape": (None, *node.shape),
+                         "params": sum(node.layer.parameter_counts()),
+                         "connected_to": [] if self.sequential else [f"{i}[0][0]" for i in node.inputs]})
+        return rows
+
+
+def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None = None) -> Model:
+    """Build and shape-check the model of `spec`; weights are drawn from `rng`.
+
+    A sequential stack takes its loss and metrics from `run.train`; a graph names them per output.
+    """
+    if spec.is_graph:
+        model = _graph(spec)
+    else:
+        if run is None or run.train.loss is None:
+            raise SpecError("train.loss is required for a sequential model")
+        model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics))
+    _build_layers(model, rng)
+    return model
+
+
+def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
+    assert spec.input is not None and spec.layers is not None
+    nodes: list[Node] = []
+    taken: dict[str, int] = {}
+    previous = SEQUENTIAL_INPUT
+    for i, layer_spec in enumerate(spec.layers):
+        key = f"model.layers[{i}]"
+        name = layer_spec.name or _auto_name(layer_spec.type, taken)
+        if any(n.name == name for n in nodes) or name == SEQUENTIAL_INPUT:
+            raise SpecError(f"{key}.name: {name!r} is used twice; layer names must be unique")
+        nodes.append(Node(name, _layer(layer_spec, name, key), [previous], key=key))
+        previous = name
+    return Model({SEQUENTIAL_INPUT: spec.input}, nodes, {previous: output}, sequential=True)
+
+
+def _auto_name(kind: str, taken: dict[str, int]) -> str:
+    """Keras' naming: dense, dense_1, dense_2, ..."""
+    count = taken.get(kind, 0)
+    taken[kind] = count + 1
+    return kind if count == 0 else f"{kind}_{count}"
+
+
+def _layer(layer_spec: Any, name: str, key: str) -> Layer:
+    layer = create_layer(layer_spec, name)
+    layer.key = key
+    return layer
+
+
+def _graph(spec: ModelSpec) -> Model:
+    assert spec.inputs is not None and spec.nodes is not None and spec.outputs is not None
+    known = [*spec.inputs, *spec.nodes]
+    for name in spec.nodes:
+        if name in spec.inputs:
+            raise SpecError(f"model.nodes.{name}: this name is also a model input; names must be unique")
+    nodes: dict[str, Node] = {}
+    for name, node_spec in spec.nodes.items():
+        key = f"model.nodes.{name}"
+        if node_spec.name is not None and node_spec.name != name:
+            raise SpecError(f"{key}.name: a node is named by its table ({name}); remove name = {node_spec.name!r}")
+        layer = _layer(node_spec, name, key)
+        sources = _node_inputs(node_spec, layer, key)
+        for source in sources:
+            if source not in known:
+                close = difflib.get_close_matches(source, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise SpecError(f"{key}.input: unknown input or node {source!r}{hint}; "
+                                f"known: {', '.join(known)}")
+            if source == name:
+                raise SpecError(f"{key}.input: a node cannot take its own output")
+        nodes[name] = Node(name, layer, sources, key=key)
+    for output in spec.outputs:
+        if output not in nodes:
+            close = difflib.get_close_matches(output, list(nodes), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SpecError(f"model.outputs.{output}: not a node{hint}; outputs name nodes: {', '.join(nodes)}")
+    ordered = _topological(nodes, set(spec.inputs))
+    _check_all_used(spec, nodes)
+    return Model(dict(spec.inputs), ordered, dict(spec.outputs))
+
+
+def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:
+    single, several = node_spec.input, node_spec.inputs
+    if (single is None) == (several is None):
+        example = 'inputs = ["a", "b"]' if layer.arity is None else 'input = "x"'
+        raise SpecError(f"{key}: give exactly one of input = \"NAME\" or inputs = [...], e.g. {example}")
+    sources = [single] if single is not None else list(several)
+    if layer.arity is None and len(sources) < 2:
+        raise SpecError(f"{key}.inputs: {node_spec.type} merges two or more inputs, got {len(sources)}")
+    if layer.arity == 1 and len(sources) != 1:
+        raise SpecError(f"{key}.inputs: {node_spec.type} takes one input, got {len(sources)}; "
+                        f"merge them first (concatenate, add, ...)")
+    return sources
+
+
+def _topological(nodes: dict[str, Node], inputs: set[str]) -> list[Node]:
+    """Kahn's order; what is left over lies on a cycle, which the error spells out."""
+    waiting = {name: {s for s in node.inputs if s not in inputs} for name, node in nodes.items()}
+    ordered: list[Node] = []
+    ready = [name for name, deps in waiting.items() if not deps]
+    while ready:
+        name = ready.pop(0)
+        ordered.append(nodes[name])
+        del waiting[name]
+        for other, deps in waiting.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps and other not in ready:
+                    ready.append(other)
+    if waiting:
+        raise SpecError(f"model.nodes: cycle {' -> '.join(_find_cycle(waiting))}; a model must be a DAG")
+    return ordered
+
+
+def _find_cycle(waiting: dict[str, set[str]]) -> list[str]:
+    path: list[str] = []
+    current = next(iter(waiting))
+    while current not in path:
+        path.append(current)
+        current = sorted(waiting[current])[0]
+    return [*path[path.index(current):], current]
+
+
+def _check_all_used(spec: ModelSpec, nodes: dict[str, Node]) -> None:
+    """Every node must feed some output, and every input must feed some node."""
+    assert spec.inputs is not None and spec.outputs is not None
+    used: set[str] = set()
+    frontier = list(spec.outputs)
+    while frontier:
+        name = frontier.pop()
+        if name in used:
+            continue
+        used.add(name)
+        if name in nodes:
+            frontier += nodes[name].inputs
+    for name in nodes:
+        if name not in used:
+            raise SpecError(f"model.nodes.{name}: not used by any output; connect it or remove it")
+    for name in spec.inputs:
+        if name not in used:
+            raise SpecError(f"model.inputs.{name}: not used by any node")
+
+
+def _build_layers(model: Model, rng: np.random.Generator) -> None:
+    """Shape inference: build each layer from its inputs' shapes, in order."""
+    shapes: dict[str, Shape] = {name: tuple(s.shape) for name, s in model.inputs.items()}
+    for node in model.nodes:
+        in_shapes = [shapes[name] for name in node.inputs]
+        if node.layer.arity == 1:
+            node.shape = tuple(node.layer.build(in_shapes[0], rng))
+        else:
+            node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
+        shapes[node.name] = node.shape
+    model.shapes = shapes

@@ -1,0 +1,270 @@
+"""TOML file -> RunSpec: overrides from --set, validation, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dlcli import registry
+from dlcli.errors import SpecError
+from dlcli.spec.models import RunSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+_KEY_PART = re.compile(r"([A-Za-z0-9_\-]+)|\[(\d+)\]")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at `path`; unreadable or malformed files are SpecErrors naming file, line and column."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a spec file") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); is this a TOML spec?") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read it ({err.strerror})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: invalid TOML: {err}") from None
+
+
+def parse_key(key: str) -> list[str | int]:
+    """'model.layers[2].units' -> ['model', 'layers', 2, 'units']."""
+    parts: list[str | int] = []
+    for segment in key.split("."):
+        matches = list(_KEY_PART.finditer(segment))
+        if not segment or "".join(m.group(0) for m in matches) != segment:
+            raise SpecError(f"--set {key}: not a key path; write it like train.epochs or model.layers[2].units")
+        parts += [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in matches]
+    return parts
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (`3`, `1e-3`, `true`, `"relu"`, `[1, 2]`, `{ type = "adam" }`); a bare word is a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each KEY=VALUE of `overrides` in `document` (in place), creating tables as needed."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        parts = parse_key(key.strip())
+        node: Any = document
+        for depth, part in enumerate(parts[:-1]):
+            nxt = parts[depth + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    raise SpecError(f"--set {key}: {_display(parts[:depth + 1])} does not exist")
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    raise SpecError(f"--set {key}: {_display(parts[:depth])} is not a table")
+                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise SpecError(f"--set {key}: {_display(parts)} does not exist")
+        elif not isinstance(node, dict):
+            raise SpecError(f"--set {key}: {_display(parts[:-1])} is not a table")
+        node[last] = parse_value(value.strip())
+    return document
+
+
+def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunSpec:
+    """Read, override, validate: the RunSpec of a spec file, with data paths made relative to the file."""
+    document = apply_overrides(read_toml(path), list(overrides))
+    return validate_spec(document, path)
+
+
+def validate_spec(document: dict[str, Any], path: Path) -> RunSpec:
+    """Validate a TOML document; every problem pydantic finds is reported at once, each naming its key."""
+    try:
+        spec = RunSpec.model_validate(document)
+    except ValidationError as err:
+        problems = _unique([describe_error(e, document) for e in err.errors()])
+        if len(problems) == 1:
+            raise SpecError(f"{path.name}: {problems[0]}") from None
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise SpecError(f"{path.name} has {len(problems)} problems:\n{listed}") from None
+    return _resolve_paths(spec, path.parent)
+
+
+def _resolve_paths(spec: RunSpec, folder: Path) -> RunSpec:
+    updates = {key: (folder / value).resolve() for key in ("train", "test", "validation")
+               if (value := getattr(spec.data, key)) is not None and not Path(value).is_absolute()}
+    return spec.model_copy(update={"data": spec.data.model_copy(update=updates)}) if updates else spec
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _display(parts: list[str | int] | tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _user_path(loc: tuple[Any, ...], document: Any) -> tuple[list[str | int], list[Any]]:
+    """The key path as the user wrote it: pydantic's union tags, which are not keys of the input, are dropped.
+
+    Also returns the tags met on the way (they say which layer, optimizer, ... a table was read as).
+    """
+    shown: list[str | int] = []
+    tags: list[Any] = []
+    node = document
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            shown.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            shown.append(part)
+        elif isinstance(node, (dict, list)) or node is None:
+            tags.append(part)
+            if isinstance(node, dict) and not isinstance(part, int) and part not in node and part == loc[-1]:
+                shown.append(part)  # the last part may be a key the user did not give (missing, extra)
+        else:
+            tags.append(part)
+    return shown, tags
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model whose field the last part of `loc` names, following pydantic's union tags."""
+    current: Any = RunSpec
+    for part in loc[:-1]:
+        current = _step(current, part)
+        if current is None:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
+            and len(args) == 1:
+        return _unwrap(args[0])
+    return annotation
+
+
+def _step(current: Any, part: Any) -> Any:
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        return field.annotation if field is not None else None
+    origin = typing.get_origin(current)
+    if origin in (list, tuple):
+        return typing.get_args(current)[0]
+    if origin is dict:
+        return typing.get_args(current)[1]
+    for member in typing.get_args(current):  # a union: the tag names the member
+        member = _unwrap(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            tag_field = member.model_fields.get("type") or member.model_fields.get("schedule")
+            if tag_field is not None and tag_field.default == part:
+                return member
+    return None
+
+
+def _tag_kind(loc: tuple[Any, ...]) -> str:
+    names = [p for p in loc if isinstance(p, str)]
+    if "optimizer" in names:
+        return "schedule" if "learning_rate" in names else "optimizer"
+    if "callbacks" in names:
+        return "callback"
+    return "layer"
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table" if value else "an empty table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key, what was expected, what was found, and a fix."""
+    loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
+    shown, _ = _user_path(loc, document)
+    where = _display(shown)
+    value = error.get("input")
+    message = _MESSAGES.get(kind)
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = sorted(model.model_fields) if model is not None else []
+        owner = getattr(model, "model_fields", {}).get("type")
+        what = f"{owner.default} takes" if owner is not None and isinstance(owner.default, str) else "allowed keys:"
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        text = f"unknown key; {what} {', '.join(allowed)}{hint}" if allowed else "unknown key"
+    elif kind == "union_tag_invalid":
+        what = _tag_kind(loc)
+        reg = {"layer": registry.layers, "optimizer": registry.optimizers, "callback": registry.callbacks,
+               "schedule": registry.schedules}[what]
+        tag = ctx.get("tag", "")
+        close = reg.closest(str(tag))
+        hint = f" (did you mean {close}?)" if close else ""
+        key = "schedule" if what == "schedule" else "type"
+        where = _display([*shown, key])
+        text = f"unknown {what} {tag!r}{hint}; known {what}s: {', '.join(reg.names())}"
+    elif kind == "union_tag_not_found":
+        what = _tag_kind(loc)
+        key = "schedule" if what == "schedule" else "type"
+        example = {"layer": 'type = "dense"', "optimizer": 'type = "adam"', "callback": 'type = "early_stopping"',
+                   "schedule": 'schedule = "exponential_decay"'}[what]
+        text = f"missing {key}: say which {what} this is, e.g. {example}"
+    elif kind == "missing":
+        text = "required key missing"
+    elif kind == "too_short":
+        text = "must not be empty"
+    elif kind == "greater_than" and ctx.get("gt") == 0 and isinstance(value, int) and not isinstance(value, bool):
+        text = f"must be a positive integer, got {value}"
+    elif kind in _BOUNDS:
+        text = f"must be {_BOUNDS[kind]} {ctx.get(_BOUND_KEYS[kind])}, got {_got(value)}"
+    elif kind == "value_error":
+        text = str(ctx.get("error", error["msg"])).removeprefix("Value error, ")
+    elif kind == "literal_error":
+        text = f"must be one of {ctx.get('expected')}, got {_got(value)}"
+    elif kind == "string_pattern_mismatch" and loc == ("name",):
+        text = f"must be letters, digits, '.', '_' or '-' (it names the run folder), got {_got(value)}"
+    elif message is not None:
+        text = f"{message}, got {_got(value)}"
+    else:
+        text = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_got(value)}"
+    return f"{where}: {text}"
+
+
+_BOUNDS = {"greater_than": "greater than", "greater_than_equal": "at least", "less_than": "less than",
+           "less_than_equal": "at most"}
+_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_MESSAGES = {
+    "int_parsing": "must be an integer", "int_type": "must be an integer", "int_from_float": "must be an integer",
+    "float_parsing": "must be a number", "float_type": "must be a number", "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false", "string_type": "must be a string", "list_type": "must be a list",
+    "tuple_type": "must be a list", "dict_type": "must be a table", "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "finite_number": "must be a finite number",
+}

@@ -1,0 +1,177 @@
+"""Pydantic models of a spec file: [data], [model] (a sequential stack or a graph of nodes), [train]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
+
+from dlcli import registry
+from dlcli.components import load_all
+from dlcli.losses import LossSpec
+from dlcli.metrics import MetricSpec
+from dlcli.registry import StrictSpec, known_name
+from dlcli.spec import callbacks as _callbacks  # noqa: F401 - registers the callback specs
+
+load_all()  # the unions below are built from the registries, so every component must be registered first
+
+
+def _tagged(value: Any) -> Any:
+    """`"adam"` is short for `{ type = "adam" }`."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+def _tagged_union(specs: list[type], discriminator: str = "type") -> Any:
+    members = tuple(specs)
+    union = members[0] if len(members) == 1 else Union[members]  # noqa: UP007 - built at run time
+    return Annotated[union, Field(discriminator=discriminator)]
+
+
+def _node_spec(spec: type[StrictSpec]) -> type[StrictSpec]:
+    """The layer's spec plus the graph keys: `input = "x"` or `inputs = ["a", "b"]`."""
+    return create_model(  # type: ignore[call-overload]
+        spec.__name__.removesuffix("Spec") + "NodeSpec", __base__=spec, __doc__=spec.__doc__,
+        input=(str | None, Field(None, description="The node's input: a model input or another node.")),
+        inputs=(list[str] | None, Field(None, description="Several inputs, for merge layers.")),
+    )
+
+
+LAYER_SPECS = [entry.spec for entry in registry.layers]
+NODE_SPECS = {spec: _node_spec(spec) for spec in LAYER_SPECS}
+LayerConfig = _tagged_union(LAYER_SPECS)
+NodeConfig = _tagged_union(list(NODE_SPECS.values()))
+OptimizerConfig = Annotated[_tagged_union([entry.spec for entry in registry.optimizers]), BeforeValidator(_tagged)]
+LossName = Annotated[str, known_name(registry.losses)]
+MetricName = Annotated[str, known_name(registry.metrics)]
+
+
+class LossConfig(LossSpec):
+    """loss = "NAME" or loss = { type = "NAME", from_logits = true }."""
+
+    type: LossName
+
+
+class MetricConfig(MetricSpec):
+    """A metric name, or a table with `type` and options (k for top-k, threshold, num_thresholds)."""
+
+    model_config = {"extra": "allow"}  # options are checked by the metric's own spec when it is built
+    type: MetricName
+
+
+Loss = Annotated[LossConfig, BeforeValidator(_tagged)]
+Metric = Annotated[MetricConfig, BeforeValidator(_tagged)]
+
+
+class InputSpec(StrictSpec):
+    """input = { shape = [28, 28] }: the per-example shape (no batch axis) and dtype."""
+
+    shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    dtype: Literal["float32", "int32", "int64"] = "float32"
+
+
+class OutputSpec(StrictSpec):
+    """[model.outputs] NAME = { loss = ..., weight = 1.0, metrics = [...] }."""
+
+    loss: Loss
+    weight: float = Field(1.0, ge=0)
+    metrics: list[Metric] = []
+
+
+class ModelSpec(StrictSpec):
+    """[model]: `input` + `layers` (sequential), or `inputs` + `nodes` + `outputs` (a graph)."""
+
+    input: InputSpec | None = None
+    layers: list[LayerConfig] | None = None
+    inputs: dict[str, InputSpec] | None = None
+    nodes: dict[str, NodeConfig] | None = None
+    outputs: dict[str, OutputSpec] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelSpec:
+        sequential = self.input is not None or self.layers is not None
+        graph = self.inputs is not None or self.nodes is not None or self.outputs is not None
+        if sequential and graph:
+            raise ValueError("use either input + layers (a sequential stack) or inputs + nodes + outputs (a graph),"
+                             " not both")
+        if sequential and (self.input is None or not self.layers):
+            raise ValueError('a sequential model needs input = { shape = [...] } and at least one [[model.layers]]')
+        if graph and (not self.inputs or not self.nodes or not self.outputs):
+            raise ValueError("a graph model needs [model.inputs], [model.nodes.NAME] and [model.outputs]")
+        if not sequential and not graph:
+            raise ValueError("give input + layers (a sequential stack) or inputs + nodes + outputs (a graph)")
+        return self
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether this is the graph form."""
+        return self.nodes is not None
+
+
+class DataSpec(StrictSpec):
+    """[data]: where examples come from."""
+
+    dataset: str | None = None
+    train: Path | None = None
+    test: Path | None = None
+    validation: Path | None = None
+    inputs: dict[str, str] | None = Field(None, description="model input -> array name in the .npz")
+    targets: dict[str, str] | None = Field(None, description="model output -> array name in the .npz")
+    features: list[str] | None = Field(None, description="CSV feature columns, names or 'first:last' ranges")
+    target: str | None = Field(None, description="CSV target column")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
+    one_hot: bool = False
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> DataSpec:
+        if (self.dataset is None) == (self.train is None):
+            raise ValueError('give exactly one of dataset = "NAME" (see `dlcli datasets`) or train = "PATH"')
+        return self
+
+
+CallbackConfig = Annotated[_tagged_union([entry.target for entry in registry.callbacks]), BeforeValidator(_tagged)]
+
+
+class TrainSpec(StrictSpec):
+    """[train]: loss, optimizer, metrics, epochs, batch size, callbacks."""
+
+    loss: Loss | None = None
+    optimizer: OptimizerConfig = Field(default_factory=lambda: {"type": "rmsprop"})  # type: ignore[assignment]
+    metrics: list[Metric] = []
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    monitor: str = Field("val_loss", description="The value that picks checkpoints/best (val_loss, or loss "
+                                                 "without validation data).")
+    monitor_mode: Literal["auto", "min", "max"] = "auto"
+    callbacks: list[CallbackConfig] = []
+
+
+class RunSpec(StrictSpec):
+    """A whole spec file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
+                      description="Run name: runs/<name>/; letters, digits, '.', '_' and '-'.")
+    seed: int = Field(0, ge=0, lt=2**63)
+    description: str | None = None
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _losses_where_needed(self) -> RunSpec:
+        if self.model.is_graph:
+            if self.train.loss is not None or self.train.metrics:
+                raise ValueError("a graph model gives each output its loss and metrics in [model.outputs]; "
+                                 "remove train.loss and train.metrics")
+        elif self.train.loss is None:
+            raise ValueError('train.loss is required, e.g. loss = "sparse_categorical_crossentropy"')
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, name: str) -> str:
+        if set(name) <= {"."}:
+            raise ValueError(f"must name a folder, got {name!r}")
+        return name
