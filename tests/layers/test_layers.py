@@ -60,8 +60,10 @@ def test_layer_gradient_matches_finite_differences(name: str) -> None:
 
 
 def test_every_registered_layer_has_a_case() -> None:
+    from tests.layers.test_merge import CASES as MERGE_CASES
+
     for name in registry.layers.names():
-        assert any(case == name or case.startswith(name + "_") for case in CASES), name
+        assert any(case == name or case.startswith(name + "_") for case in [*CASES, *MERGE_CASES]), name
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
