@@ -1,0 +1,32 @@
+"""dlcli predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dlcli.cli.main import json_mode
+
+
+@click.command("predict")
+@click.argument("target", metavar="CHECKPOINT_OR_RUN_DIR", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write predictions here: .npy, .csv or .jsonl (default: lines on stdout).")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per example on stdout.")
+def predict_command(target: Path, input_path: Path, output: Path | None, which: str, batch_size: int | None,
+                    as_json: bool) -> None:
+    """Predictions of a trained model for the examples in INPUT (.npy, .npz or .csv)."""
+    json_mode(as_json)
+    from dlcli.train.predictions import read_inputs, write_predictions
+    from dlcli.train.loop import predict
+    from dlcli.train.rundir import load_run
+
+    spec, model, _, _, _ = load_run(target, which)
+    inputs = read_inputs(input_path, spec, model)
+    outputs = predict(model, inputs, batch_size or spec.train.batch_size)
+    for line in write_predictions(outputs, model, output, as_json):
+        click.echo(line)

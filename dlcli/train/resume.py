@@ -1,0 +1,68 @@
+"""`dlcli train --resume`: find the run's last checkpoint, check the spec still fits it, continue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlcli.checkpoint import load_checkpoint
+from dlcli.errors import CheckpointError, SpecError
+from dlcli.spec.load import apply_overrides, load_spec, validate_spec
+from dlcli.spec.models import RunSpec
+from dlcli.train.callbacks import Callback
+from dlcli.train.fit import fit_run
+from dlcli.train.rundir import checkpoint_path
+
+# changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
+SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.monitor", "description", "data.validation", "data.test")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for every leaf that differs."""
+    old, new = _flatten(saved), _flatten(current)
+    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | None,
+               callbacks: list[Callback]) -> dict[str, Any]:
+    """Continue the run of `target` (a spec file or a run directory) from its last checkpoint."""
+    if target.is_dir():
+        run_dir = run_dir or target
+        saved_spec = _saved_spec(checkpoint_path(run_dir, "last"))
+        spec = validate_spec(apply_overrides(saved_spec, list(overrides)), checkpoint_path(run_dir, "last"))
+    else:
+        spec = load_spec(target, overrides)
+        run_dir = run_dir or Path("runs") / spec.name
+    last = checkpoint_path(run_dir, "last")
+    if not last.is_file():
+        raise CheckpointError(f"{last}: nothing to resume (no last checkpoint); train without --resume first")
+    saved = RunSpec.model_validate(_saved_spec(last)).model_dump(mode="json")
+    changes = spec_changes(saved, spec.model_dump(mode="json"))
+    breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]
+    if breaking:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
+        raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
+    return fit_run(spec, run_dir, callbacks, resume=last)
+
+
+def _saved_spec(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: nothing to resume (no last checkpoint)")
+    _, metadata = load_checkpoint(path)
+    if "spec" not in metadata:
+        raise CheckpointError(f"{path}: holds no spec; it was not written by dlcli train")
+    return metadata["spec"]

@@ -1,0 +1,62 @@
+"""Write the synthetic .npz files the graph specs train on (specs/data/), deterministically from a seed.
+
+    python specs/make_graph_data.py [--out specs/data] [--seed 0] [--tickets 2000]
+
+tickets_{train,test}.npz: multi-hot title and body words (10000) and tags (100); a priority in [0, 1] and
+one of four departments, both determined by a few indicative words, so the model has something to learn.
+halves_{train,test}.npz: two 16-wide halves of a noisy signal; its kind (3 classes) and level (a number).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def tickets(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
+    """Multi-hot tickets whose department and priority follow from marker words."""
+    department = rng.integers(0, 4, count)
+    title = (rng.random((count, 10000)) < 0.0008).astype(np.float32)
+    body = (rng.random((count, 10000)) < 0.002).astype(np.float32)
+    tags = (rng.random((count, 100)) < 0.02).astype(np.float32)
+    markers = rng.choice(10000, size=(4, 20), replace=False)  # 20 words typical of each department
+    picks = markers[department[:, None], rng.integers(0, 20, (count, 3))]
+    np.put_along_axis(body, picks, 1.0, axis=1)
+    np.put_along_axis(title, picks[:, :1], 1.0, axis=1)
+    urgent = rng.random(count) < 0.3
+    tags[urgent, 0] = 1.0
+    priority = np.clip(0.2 + 0.6 * urgent + rng.normal(0, 0.05, count), 0, 1).astype(np.float32)
+    return {"title": title, "text_body": body, "tags": tags, "priority": priority[:, None],
+            "department": np.eye(4, dtype=np.float32)[department]}
+
+
+def halves(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
+    """Sine, square or ramp signals of random level and phase, cut into two halves."""
+    kind = rng.integers(0, 3, count)
+    level = rng.uniform(-1, 1, count).astype(np.float32)
+    t = np.linspace(0, 2 * np.pi, 32)[None, :] + rng.uniform(0, 2 * np.pi, (count, 1))
+    shapes = np.stack([np.sin(t), np.sign(np.sin(t)), (t % (2 * np.pi)) / np.pi - 1])
+    signal = shapes[kind, np.arange(count)] + level[:, None] + rng.normal(0, 0.1, (count, 32))
+    signal = signal.astype(np.float32)
+    return {"left": signal[:, :16], "right": signal[:, 16:], "kind": kind, "level": level[:, None]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tickets", type=int, default=2000)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    for name, make, count in (("tickets", tickets, args.tickets), ("halves", halves, 3000)):
+        for split, share in (("train", 0.8), ("test", 0.2)):
+            arrays = make(rng, int(count * share))
+            np.savez_compressed(args.out / f"{name}_{split}.npz", **arrays)
+            print(f"wrote {args.out / f'{name}_{split}.npz'} ({int(count * share)} examples)")
+
+
+if __name__ == "__main__":
+    main()
