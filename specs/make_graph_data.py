@@ -52,10 +52,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for name, make, count in (("tickets", tickets, args.tickets), ("halves", halves, 3000)):
-        for split, share in (("train", 0.8), ("test", 0.2)):
-            arrays = make(rng, int(count * share))
-            np.savez_compressed(args.out / f"{name}_{split}.npz", **arrays)
-            print(f"wrote {args.out / f'{name}_{split}.npz'} ({int(count * share)} examples)")
+        arrays = make(rng, count)  # one draw, then split: train and test share the marker words
+        cut = int(count * 0.8)
+        for split, part in (("train", slice(0, cut)), ("test", slice(cut, count))):
+            np.savez_compressed(args.out / f"{name}_{split}.npz", **{k: v[part] for k, v in arrays.items()})
+            print(f"wrote {args.out / f'{name}_{split}.npz'} ({len(arrays['tags' if name == 'tickets' else 'kind'][part])} examples)")
 
 
 if __name__ == "__main__":

@@ -124,10 +124,11 @@ def _display(parts: list[str | int] | tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _user_path(loc: tuple[Any, ...], document: Any) -> tuple[list[str | int], list[Any]]:
+def _user_path(loc: tuple[Any, ...], document: Any, names_key: bool) -> tuple[list[str | int], list[Any]]:
     """The key path as the user wrote it: pydantic's union tags, which are not keys of the input, are dropped.
 
-    Also returns the tags met on the way (they say which layer, optimizer, ... a table was read as).
+    `names_key`: the last part names a key the user did not write (a missing or an unknown key), so it is
+    kept even though the input lacks it. Also returns the tags met on the way.
     """
     shown: list[str | int] = []
     tags: list[Any] = []
@@ -141,8 +142,8 @@ def _user_path(loc: tuple[Any, ...], document: Any) -> tuple[list[str | int], li
             shown.append(part)
         elif isinstance(node, (dict, list)) or node is None:
             tags.append(part)
-            if isinstance(node, dict) and not isinstance(part, int) and part not in node and part == loc[-1]:
-                shown.append(part)  # the last part may be a key the user did not give (missing, extra)
+            if names_key and isinstance(node, dict) and not isinstance(part, int) and part == loc[-1]:
+                shown.append(part)
         else:
             tags.append(part)
     return shown, tags
@@ -208,7 +209,7 @@ def _got(value: Any) -> str:
 def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
     """One line for one pydantic error: the dotted key, what was expected, what was found, and a fix."""
     loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
-    shown, _ = _user_path(loc, document)
+    shown, _ = _user_path(loc, document, names_key=kind in ("missing", "extra_forbidden"))
     where = _display(shown)
     value = error.get("input")
     message = _MESSAGES.get(kind)
@@ -254,7 +255,7 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
         text = f"{message}, got {_got(value)}"
     else:
         text = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_got(value)}"
-    return f"{where}: {text}"
+    return f"{where}: {text}" if shown or kind in ("missing", "extra_forbidden") else text
 
 
 _BOUNDS = {"greater_than": "greater than", "greater_than_equal": "at least", "less_than": "less than",

@@ -1,0 +1,194 @@
+"""Spec loading: every mistake names the file and the key, says what was expected and what was found."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from dlcli.errors import SpecError
+from dlcli.spec.load import apply_overrides, load_spec, parse_key, parse_value, validate_spec
+
+BASE: dict[str, Any] = {
+    "name": "mnist-mlp", "seed": 1,
+    "data": {"dataset": "mnist", "validation_split": 0.1},
+    "model": {"input": {"shape": [28, 28]},
+              "layers": [{"type": "rescaling", "scale": 0.5}, {"type": "flatten"},
+                         {"type": "dense", "units": 512, "activation": "relu"},
+                         {"type": "dense", "units": 10, "activation": "softmax"}]},
+    "train": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "rmsprop", "learning_rate": 1e-3},
+              "metrics": ["accuracy"], "epochs": 5, "batch_size": 128},
+}
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        node = doc
+        keys = path.replace("]", "").replace("[", ".").split(".")
+        for key in keys[:-1]:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
+    return mutate
+
+
+def _drop(path: str) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        *parents, last = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return mutate
+
+
+# mistake -> (mutation, the exact message after "mnist.toml: ")
+MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
+    "negative units": (_set("model.layers[2].units", -3), "model.layers[2].units: must be a positive integer, got -3"),
+    "zero batch size": (_set("train.batch_size", 0), "train.batch_size: must be a positive integer, got 0"),
+    "string epochs": (_set("train.epochs", "five"), "train.epochs: must be an integer, got 'five'"),
+    "misspelt layer key": (_set("model.layers[2].unit", 4),
+                           "model.layers[2].unit: unknown key; dense takes activation, bias_initializer, "
+                           "kernel_initializer, name, type, units, use_bias (did you mean units?)"),
+    "misspelt layer type": (_set("model.layers[1].type", "flaten"),
+                            "model.layers[1].type: unknown layer 'flaten' (did you mean flatten?); known layers: "),
+    "missing layer type": (_drop_layer_type := (lambda d: d["model"]["layers"][1].pop("type")),
+                           'model.layers[1]: missing type: say which layer this is, e.g. type = "dense"'),
+    "unknown activation": (_set("model.layers[2].activation", "relux"),
+                           "model.layers[2].activation: unknown activation 'relux' (did you mean relu?)"),
+    "unknown initializer": (_set("model.layers[2].kernel_initializer", "glorot"),
+                            "model.layers[2].kernel_initializer: unknown initializer 'glorot' (did you mean "),
+    "misspelt train key": (_set("train.epoch", 5), "train.epoch: unknown key; allowed keys: "),
+    "misspelt top-level key": (_set("sead", 5), "sead: unknown key; allowed keys: data, description, model, name, "
+                                                "seed, train (did you mean seed?)"),
+    "unknown optimizer": (_set("train.optimizer", "adamm"),
+                          "train.optimizer.type: unknown optimizer 'adamm' (did you mean adam?); known optimizers: "
+                          "adagrad, adam, rmsprop, sgd"),
+    "misspelt optimizer option": (_set("train.optimizer", {"type": "adam", "beta1": 0.9}),
+                                  "train.optimizer.beta1: unknown key; adam takes "),
+    "string learning rate": (_set("train.optimizer.learning_rate", "fast"),
+                             "train.optimizer.learning_rate: must be a number, got 'fast'"),
+    "negative learning rate": (_set("train.optimizer.learning_rate", -0.1),
+                               "train.optimizer: learning_rate must be positive, got -0.1"),
+    "unknown schedule": (_set("train.optimizer.learning_rate", {"schedule": "exp"}),
+                         "train.optimizer.learning_rate.schedule: unknown schedule 'exp'"),
+    "schedule missing key": (_set("train.optimizer.learning_rate", {"schedule": "exponential_decay", "initial": 1.0,
+                                                                    "decay_rate": 0.5}),
+                             "train.optimizer.learning_rate.decay_steps: required key missing"),
+    "unknown loss": (_set("train.loss", "crossentropy"),
+                     "train.loss: unknown loss 'crossentropy' (did you mean binary_crossentropy?); known losses: "),
+    "unknown metric": (_set("train.metrics", ["acuracy"]),
+                       "train.metrics[0]: unknown metric 'acuracy' (did you mean accuracy?)"),
+    "missing loss": (_drop("train.loss"), 'train.loss is required, e.g. loss = "sparse_categorical_crossentropy"'),
+    "two data sources": (_set("data.train", "x.npz"),
+                         'data: give exactly one of dataset = "NAME" (see `dlcli datasets`) or train = "PATH"'),
+    "validation split of 1.5": (_set("data.validation_split", 1.5),
+                                "data.validation_split: must be less than 1.0, got 1.5"),
+    "empty input shape": (_set("model.input.shape", []), "model.input.shape: must not be empty"),
+    "zero in input shape": (_set("model.input.shape", [28, 0]),
+                            "model.input.shape[1]: must be a positive integer, got 0"),
+    "run name with a space": (_set("name", "my run"),
+                              "name: must be letters, digits, '.', '_' or '-' (it names the run folder), got 'my run'"),
+    "negative seed": (_set("seed", -1), "seed: must be at least 0, got -1"),
+    "dropout rate 1": (_set("model.layers[1]", {"type": "dropout", "rate": 1.0}),
+                       "model.layers[1].rate: must be less than 1.0, got 1.0"),
+    "unknown callback": (_set("train.callbacks", [{"type": "early_stoping"}]),
+                         "train.callbacks[0].type: unknown callback 'early_stoping' (did you mean early_stopping?)"),
+    "callback bad patience": (_set("train.callbacks", [{"type": "early_stopping", "patience": -2}]),
+                              "train.callbacks[0].patience: must be at least 0, got -2"),
+    "both model forms": (_set("model.inputs", {"x": {"shape": [3]}}),
+                         "model: use either input + layers (a sequential stack) or inputs + nodes + outputs"),
+    "layers not a list": (_set("model.layers", {"type": "dense"}), "model.layers: must be a list, got a table"),
+    "boolean as string": (_set("train.shuffle", "maybe"), "train.shuffle: must be true or false, got 'maybe'"),
+    "clipnorm and clipvalue": (_set("train.optimizer", {"type": "sgd", "clipnorm": 1.0, "clipvalue": 1.0}),
+                               "train.optimizer: set at most one of clipnorm, global_clipnorm and clipvalue"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_spec_mistake_gets_a_message_naming_the_key(mistake: str) -> None:
+    mutate, expected = MISTAKES[mistake]
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    with pytest.raises(SpecError) as info:
+        validate_spec(doc, Path("specs/mnist.toml"))
+    message = str(info.value)
+    assert message.startswith(f"mnist.toml: {expected}"), message
+    assert "\n" not in message and "Traceback" not in message and "pydantic" not in message
+    assert info.value.exit_code == 2
+
+
+def test_there_are_at_least_20_distinct_mistakes() -> None:
+    assert len({expected for _, expected in MISTAKES.values()}) >= 20
+
+
+def test_several_problems_are_listed_together() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["train"]["epoch"] = 5
+    doc["model"]["layers"][2]["units"] = 0
+    with pytest.raises(SpecError) as info:
+        validate_spec(doc, Path("mnist.toml"))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "mnist.toml has 2 problems:"
+    assert any(line.startswith("  model.layers[2].units: must be a positive integer") for line in lines)
+    assert any(line.startswith("  train.epoch: unknown key") for line in lines)
+
+
+def test_valid_base_spec_loads() -> None:
+    spec = validate_spec(copy.deepcopy(BASE), Path("mnist.toml"))
+    assert spec.train.optimizer.type == "rmsprop" and spec.model.layers[2].units == 512
+
+
+def test_broken_toml_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\n[data\ndataset = "mnist"\n')
+    with pytest.raises(SpecError, match=r"bad.toml: invalid TOML: .*line 2"):
+        load_spec(path)
+
+
+def test_missing_and_binary_spec_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "nope.toml")
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SpecError, match="not UTF-8 text"):
+        load_spec(tmp_path / "bin.toml")
+
+
+def test_overrides_use_toml_values_and_are_validated(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    apply_overrides(doc, ["train.epochs=3", "train.optimizer.learning_rate=3e-4", "model.layers[2].activation=tanh",
+                          'train.metrics=["accuracy", "auc"]'])
+    spec = validate_spec(doc, Path("m.toml"))
+    assert spec.train.epochs == 3 and spec.train.optimizer.learning_rate == 3e-4
+    assert spec.model.layers[2].activation == "tanh" and len(spec.train.metrics) == 2
+    bad = copy.deepcopy(BASE)
+    apply_overrides(bad, ["train.epochs=-1"])
+    with pytest.raises(SpecError, match="train.epochs: must be a positive integer, got -1"):
+        validate_spec(bad, Path("m.toml"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epochs", "expected KEY=VALUE"),
+    ("model.layers[9].units=3", "model.layers[9] does not exist"),
+    ("train..epochs=3", "not a key path"),
+    ("name.first=3", "name is not a table"),
+])
+def test_bad_overrides_are_spec_errors(override: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        apply_overrides(copy.deepcopy(BASE), [override])
+
+
+def test_parse_helpers() -> None:
+    assert parse_key("model.layers[2].units") == ["model", "layers", 2, "units"]
+    assert parse_value("1e-3") == 1e-3 and parse_value("true") is True and parse_value("relu") == "relu"
+    assert parse_value('{ type = "adam" }') == {"type": "adam"}
+
+
+def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "s.toml").write_text(
+        'name = "s"\n[data]\ntrain = "data/train.npz"\n[model]\ninput = { shape = [2] }\n'
+        '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
+    assert load_spec(folder / "s.toml").data.train == (folder / "data" / "train.npz").resolve()
