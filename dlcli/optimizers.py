@@ -63,6 +63,7 @@ class Optimizer:
         self.spec = spec
         self.params = params
         self.iterations = 0
+        self.lr_scale = 1.0  # set by reduce_lr_on_plateau; multiplies the spec's rate or schedule
         self.slots: dict[str, dict[str, np.ndarray]] = {
             name: {slot: self._initial_slot(slot, p.data) for slot in self.slot_names} for name, p in params.items()
         }
@@ -77,7 +78,7 @@ class Optimizer:
     @property
     def learning_rate(self) -> float:
         """The learning rate the next update uses."""
-        return learning_rate_at(self.spec.learning_rate, self.iterations)
+        return learning_rate_at(self.spec.learning_rate, self.iterations) * self.lr_scale
 
     def step(self) -> None:
         """Apply one update to every parameter that has a gradient, then count the step."""
@@ -115,7 +116,7 @@ class Optimizer:
 
     def state(self) -> dict[str, np.ndarray]:
         """Everything needed to continue exactly: the step count and every slot, by name."""
-        out = {"iterations": np.asarray(self.iterations, np.int64)}
+        out = {"iterations": np.asarray(self.iterations, np.int64), "lr_scale": np.asarray(self.lr_scale, np.float64)}
         for name, slots in self.slots.items():
             for slot, value in slots.items():
                 out[f"{name}/{slot}"] = value.reshape(self.params[name].shape)
@@ -136,6 +137,7 @@ class Optimizer:
                                           f"expected {self.params[name].shape}")
                 value[...] = saved.reshape(-1)
         self.iterations = int(state["iterations"])
+        self.lr_scale = float(state.get("lr_scale", 1.0))
 
 
 class SGDSpec(OptimizerSpec):

@@ -137,7 +137,7 @@ class TrainSpec(StrictSpec):
     """[train]: loss, optimizer, metrics, epochs, batch size, callbacks."""
 
     loss: Loss | None = None
-    optimizer: OptimizerConfig = Field(default_factory=lambda: {"type": "rmsprop"})  # type: ignore[assignment]
+    optimizer: OptimizerConfig = Field(default_factory=lambda: {"type": "rmsprop"}, validate_default=True)
     metrics: list[Metric] = []
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)

@@ -1,0 +1,135 @@
+"""Model graphs: sequential and DAG forms, shapes, Keras parameter counts and every structural error."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dlcli.errors import SpecError
+from dlcli.graph import build_model
+from dlcli.spec.load import validate_spec
+from dlcli.tensor import Tensor
+
+TRIAGE: dict[str, Any] = {
+    "name": "ticket-triage", "seed": 7,
+    "data": {"train": "t.npz"},
+    "model": {
+        "inputs": {"title": {"shape": [100]}, "text_body": {"shape": [100]}, "tags": {"shape": [10]}},
+        "nodes": {
+            "features": {"type": "concatenate", "inputs": ["title", "text_body", "tags"]},
+            "hidden": {"type": "dense", "input": "features", "units": 8, "activation": "relu"},
+            "priority": {"type": "dense", "input": "hidden", "units": 1, "activation": "sigmoid"},
+            "department": {"type": "dense", "input": "hidden", "units": 4, "activation": "softmax"},
+        },
+        "outputs": {"priority": {"loss": "mse"}, "department": {"loss": "categorical_crossentropy",
+                                                                "metrics": ["accuracy"]}},
+    },
+    "train": {"optimizer": "rmsprop"},
+}
+
+
+def _build(doc: dict[str, Any]):
+    spec = validate_spec(doc, Path("g.toml"))
+    return build_model(spec.model, np.random.default_rng(0), spec)
+
+
+def test_graph_builds_in_order_with_keras_counts() -> None:
+    model = _build(copy.deepcopy(TRIAGE))
+    assert [n.name for n in model.nodes][0] == "features"
+    assert model.shapes["features"] == (210,) and model.shapes["department"] == (4,)
+    assert model.parameter_counts() == (210 * 8 + 8 + 9 + 36, 0)
+    out = model({k: Tensor(np.ones((2, *s.shape), np.float32)) for k, s in model.inputs.items()})
+    assert out["priority"].shape == (2, 1) and out["department"].shape == (2, 4)
+    rows = model.summary_rows()
+    assert rows[0]["type"] == "InputLayer" and rows[3]["connected_to"] == ["title[0][0]", "text_body[0][0]",
+                                                                          "tags[0][0]"]
+
+
+def test_sequential_names_layers_as_keras_and_counts_mnist_mlp() -> None:
+    doc = {"name": "m", "data": {"dataset": "mnist"},
+           "model": {"input": {"shape": [28, 28]},
+                     "layers": [{"type": "flatten"}, {"type": "dense", "units": 512, "activation": "relu"},
+                                {"type": "dense", "units": 10, "activation": "softmax"}]},
+           "train": {"loss": "sparse_categorical_crossentropy"}}
+    model = _build(doc)
+    assert [n.name for n in model.nodes] == ["flatten", "dense", "dense_1"]
+    assert model.parameter_counts() == (407050, 0)  # Keras' summary for Chollet's ch. 2 model
+    assert list(model.parameters()) == ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+
+
+def _mutated(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(TRIAGE)
+    for path, value in changes.items():
+        node = doc["model"]
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node[key]
+        if value is None:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"nodes__hidden__input": "featurs"},
+     "model.nodes.hidden.input: unknown input or node 'featurs' (did you mean features?)"),
+    ({"nodes__features__inputs": ["title", "text_body", "tags", "department"]},
+     "model.nodes: cycle "),
+    ({"nodes__extra": {"type": "dense", "input": "hidden", "units": 3}},
+     "model.nodes.extra: not used by any output; connect it or remove it"),
+    ({"inputs__unused": {"shape": [3]}}, "model.inputs.unused: not used by any node"),
+    ({"outputs__hiden": {"loss": "mse"}}, "model.outputs.hiden: not a node (did you mean hidden?)"),
+    ({"nodes__hidden__inputs": ["features", "title"]}, 'model.nodes.hidden: give exactly one of input = "NAME"'),
+    ({"nodes__features": {"type": "concatenate", "input": "title"}},
+     "model.nodes.features.inputs: concatenate merges two or more inputs, got 1"),
+    ({"nodes__features": {"type": "add", "inputs": ["title", "text_body", "tags"]}},
+     "model.nodes.features: add needs inputs of one shape, got [100], [100], [10]"),
+    ({"nodes__hidden__name": "other"}, "model.nodes.hidden.name: a node is named by its table (hidden)"),
+    ({"nodes__title": {"type": "dense", "input": "tags", "units": 2}},
+     "model.nodes.title: this name is also a model input"),
+])
+def test_graph_errors_name_the_node(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        _build(_mutated(**changes))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_cycle_is_spelled_out() -> None:
+    doc = _mutated(nodes__features={"type": "concatenate", "inputs": ["title", "department"]})
+    with pytest.raises(SpecError, match=r"cycle (\w+ -> )+\w+; a model must be a DAG"):
+        _build(doc)
+
+
+def test_output_without_loss_is_a_spec_error() -> None:
+    doc = _mutated(outputs__priority={"weight": 1.0})
+    with pytest.raises(SpecError, match="model.outputs.priority.loss: required key missing"):
+        validate_spec(doc, Path("g.toml"))
+
+
+def test_graph_form_rejects_train_loss() -> None:
+    doc = copy.deepcopy(TRIAGE)
+    doc["train"]["loss"] = "mse"
+    with pytest.raises(SpecError, match="a graph model gives each output its loss"):
+        validate_spec(doc, Path("g.toml"))
+
+
+def test_inception_and_residual_blocks() -> None:
+    doc = {"name": "blocks", "data": {"train": "x.npz"},
+           "model": {"inputs": {"x": {"shape": [6]}},
+                     "nodes": {"a": {"type": "dense", "input": "x", "units": 4, "activation": "relu"},
+                               "b": {"type": "dense", "input": "x", "units": 3, "activation": "tanh"},
+                               "c": {"type": "dense", "input": "x", "units": 4},
+                               "inception": {"type": "concatenate", "inputs": ["a", "b", "c"]},
+                               "proj": {"type": "dense", "input": "inception", "units": 4},
+                               "residual": {"type": "add", "inputs": ["proj", "a"]},
+                               "out": {"type": "dense", "input": "residual", "units": 1}},
+                     "outputs": {"out": {"loss": "mse"}}}}
+    model = _build(doc)
+    assert model.shapes["inception"] == (11,) and model.shapes["residual"] == (4,)
+    order = [n.name for n in model.nodes]
+    assert order.index("inception") > max(order.index(k) for k in "abc") and order[-1] == "out"
