@@ -13,7 +13,7 @@ def datasets_command(as_json: bool) -> None:
     """The dataset registry: name, task, size, and whether it is bundled or cached."""
     from dlcli.data import list_datasets
 
-    rows = list_datasets()
+    rows = [row._asdict() for row in list_datasets()]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
@@ -21,7 +21,7 @@ def datasets_command(as_json: bool) -> None:
     click.echo(f"{'name':<16} {'task':<16} {'size':>10}  where")
     for row in rows:
         where = "bundled" if row["bundled"] else "cached" if row["cached"] else "download"
-        click.echo(f"{row['name']:<16} {row['task']:<16} {_size(row['size']):>10}  {where}")
+        click.echo(f"{row['name']:<16} {row['task']:<16} {_size(row['size_bytes']):>10}  {where}")
 
 
 def _size(count: int) -> str:

@@ -122,6 +122,8 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
         history.append({"epoch": epoch, **logs})
         write_history(run_dir, history)
         improved = best.update(epoch, logs)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
         progress = {"epoch": epoch, "step": step, "rng": streams.state(), "history": history, "best": best.state()}
         _checkpoint(run_dir, "last", model, optimizer, spec, progress, callbacks)
         if improved:
@@ -130,8 +132,6 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
             if epoch % p.every_epochs == 0:  # type: ignore[operator]
                 _checkpoint(run_dir, f"epoch_{epoch:04d}", model, optimizer, spec, progress, callbacks, "periodic")
                 _prune(run_dir, p.keep_last)
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs)
         for reducer in reducers:
             reducer.epoch_end(epoch, logs, optimizer)
         if any([stopper.epoch_end(epoch, logs, model_weights(model)) for stopper in stoppers]):

@@ -1,0 +1,5 @@
+"""`python -m dlcli` runs the command line."""
+
+from dlcli.cli.main import main
+
+main()
