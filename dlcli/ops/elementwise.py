@@ -137,30 +137,34 @@ class Abs(Op):
         return (d_out * np.sign(self.a),)
 
 
-class Maximum(Op):
+class _Pick(Op):
+    """Elementwise choice between a and b; the gradient goes to whichever was picked (a, on a tie)."""
+
+    def pick(self, a: Array, b: Array) -> tuple[Array, Array]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, a: Array, b: Array) -> Array:
+        self.shapes = a.shape, b.shape
+        out, self.a_wins = self.pick(a, b)
+        return out
+
+    def backward(self, d_out: Array) -> tuple[Array, Array]:
+        return (unbroadcast(np.where(self.a_wins, d_out, 0), self.shapes[0]),
+                unbroadcast(np.where(self.a_wins, 0, d_out), self.shapes[1]))
+
+
+class Maximum(_Pick):
     """Elementwise max(a, b); a tie sends the gradient to a."""
 
-    def forward(self, a: Array, b: Array) -> Array:
-        self.a_wins = a >= b
-        self.shapes = a.shape, b.shape
-        return np.maximum(a, b)
-
-    def backward(self, d_out: Array) -> tuple[Array, Array]:
-        return (unbroadcast(np.where(self.a_wins, d_out, 0), self.shapes[0]),
-                unbroadcast(np.where(self.a_wins, 0, d_out), self.shapes[1]))
+    def pick(self, a: Array, b: Array) -> tuple[Array, Array]:
+        return np.maximum(a, b), a >= b
 
 
-class Minimum(Op):
+class Minimum(_Pick):
     """Elementwise min(a, b); a tie sends the gradient to a."""
 
-    def forward(self, a: Array, b: Array) -> Array:
-        self.a_wins = a <= b
-        self.shapes = a.shape, b.shape
-        return np.minimum(a, b)
-
-    def backward(self, d_out: Array) -> tuple[Array, Array]:
-        return (unbroadcast(np.where(self.a_wins, d_out, 0), self.shapes[0]),
-                unbroadcast(np.where(self.a_wins, 0, d_out), self.shapes[1]))
+    def pick(self, a: Array, b: Array) -> tuple[Array, Array]:
+        return np.minimum(a, b), a <= b
 
 
 class Clip(Op):

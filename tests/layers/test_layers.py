@@ -145,3 +145,18 @@ def test_unknown_layer_type_suggests_the_closest() -> None:
 
     with pytest.raises(UnknownNameError, match="did you mean dense"):
         create_layer({"type": "dens", "units": 3})
+
+
+def test_dense_matches_pytorch_linear_with_the_kernel_transposed() -> None:
+    # torch.nn.functional.linear(x, W.T, b) and its relu / softmax, torch 2.13.0 (PyTorch stores W as (out, in))
+    x = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32)
+    kernel = np.array([[0.1, -0.2], [0.3, 0.4], [-0.5, 0.6]], np.float32)
+    bias = np.array([0.05, -0.1], np.float32)
+    expected = {"linear": [[-1.2, 0.6], [0.65, -0.75]], "relu": [[0.0, 0.6], [0.65, 0.0]],
+                "softmax": [[0.14185105, 0.85814887], [0.80218393, 0.19781613]]}
+    for activation, values in expected.items():
+        layer = create_layer({"type": "dense", "units": 2, "activation": activation})
+        layer.build((3,), np.random.default_rng(0))
+        layer.params["kernel"].data[...] = kernel
+        layer.params["bias"].data[...] = bias
+        np.testing.assert_allclose(layer(Tensor(x)).data, values, rtol=1e-6, atol=1e-7)
