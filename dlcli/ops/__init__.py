@@ -11,6 +11,7 @@ from dlcli.ops.dropout import Dropout
 from dlcli.ops.elementwise import (
     Abs, Add, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Sqrt, Sub, Where,
 )
+from dlcli.ops.conv import Conv2D, ConvGeometry
 from dlcli.ops.linalg import Affine, MatMul
 from dlcli.ops.loss import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SparseSoftmaxCrossEntropy
 from dlcli.ops.reduce import Max, Mean, Sum
@@ -18,7 +19,7 @@ from dlcli.ops.shape import Concatenate, Gather, GetItem, Reshape, Transpose
 from dlcli.tensor import Tensor
 
 __all__ = [
-    "abs", "add", "affine", "clip", "concatenate", "div", "dropout", "exp", "gather", "getitem", "log",
+    "abs", "add", "affine", "clip", "concatenate", "conv2d", "div", "dropout", "exp", "gather", "getitem", "log",
     "log_softmax", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "pow", "relu", "reshape",
     "sigmoid", "sigmoid_binary_crossentropy", "softmax", "softmax_crossentropy", "sparse_softmax_crossentropy",
     "split", "sqrt", "sub", "sum", "tanh", "transpose", "where",
@@ -121,6 +122,11 @@ def matmul(a: TensorLike, b: TensorLike) -> Tensor:
 def affine(x: Tensor, kernel: Tensor, bias: Tensor, activation: str = "linear") -> Tensor:
     """activation(x @ kernel + bias) in one fused op; activation is linear, relu, sigmoid or tanh."""
     return Affine.apply(x, kernel, bias, activation=activation)
+
+
+def conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry, activation: str = "linear") -> Tensor:
+    """activation(conv2d(x, kernel) + bias), channels-last x (N, H, W, C), kernel (kh, kw, C, F)."""
+    return Conv2D.apply(x, kernel, bias, geometry=geometry, activation=activation)
 
 
 def sum(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:  # noqa: A001

@@ -1,0 +1,109 @@
+"""Conv2D: 2-D convolution over channels-last images, Keras' options and kernel layout (kh, kw, in, out)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BeforeValidator, Field, model_validator
+
+from dlcli import activations, ops, registry
+from dlcli.errors import SpecError
+from dlcli.initializers import initialize
+from dlcli.layers.base import ActivationName, InitializerName, Layer, LayerSpec, Shape
+from dlcli.ops.conv import geometry
+from dlcli.ops.linalg import AFFINE_ACTIVATIONS
+from dlcli.tensor import Tensor
+
+
+def _pair(value: object) -> object:
+    """Keras takes 3 or (3, 3) for a 2-D size."""
+    return (value, value) if isinstance(value, int) else value
+
+
+Pair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]], BeforeValidator(_pair)]
+
+
+class Conv2DSpec(LayerSpec):
+    """type = "conv2d"."""
+
+    type: Literal["conv2d"] = "conv2d"
+    filters: int = Field(gt=0, description="Output channels.")
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    dilation_rate: Pair = (1, 1)
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+    kernel_initializer: InitializerName = "glorot_uniform"
+    bias_initializer: InitializerName = "zeros"
+
+    @model_validator(mode="after")
+    def _strides_or_dilation(self) -> Conv2DSpec:
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("strides > 1 and dilation_rate > 1 cannot be combined (as in Keras)")
+        return self
+
+
+class Convolution(Layer):
+    """Shared by conv1d and conv2d: weights, the fused op, and the input checks."""
+
+    rank_message = "expected rank 4 (batch, height, width, channels)"
+
+    def _build_2d(self, height: int, width: int, channels: int, kernel: tuple[int, int], strides: tuple[int, int],
+                  dilation: tuple[int, int], padding: str, rng: np.random.Generator) -> tuple[int, int]:
+        spec = self.spec
+        self.geometry = geometry(height, width, kernel, strides, dilation, padding)
+        if self.geometry.out_h <= 0 or self.geometry.out_w <= 0:
+            raise SpecError(f"{self.key}: a {kernel[0]}x{kernel[1]} kernel (dilation {list(dilation)}) does not fit "
+                            f"inputs of {height}x{width} with padding = \"valid\"; use padding = \"same\" or a "
+                            "smaller kernel")
+        shape = (*kernel, channels, spec.filters)  # type: ignore[attr-defined]
+        self.kernel = self.add_param("kernel", initialize(spec.kernel_initializer, rng, shape))  # type: ignore
+        bias = initialize(spec.bias_initializer, rng, (spec.filters,)) if spec.use_bias \
+            else np.zeros(spec.filters, np.float32)  # type: ignore[attr-defined]
+        self.bias = self.add_param("bias", bias) if spec.use_bias else Tensor(bias)  # type: ignore[attr-defined]
+        activation = spec.activation  # type: ignore[attr-defined]
+        self.fused = activation if activation in AFFINE_ACTIVATIONS and activation != "sigmoid" else "linear"
+        self.after = None if self.fused == activation else activations.get(activation)
+        return self.geometry.out_h, self.geometry.out_w
+
+    def _convolve(self, x: Tensor) -> Tensor:
+        out = ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused)
+        return out if self.after is None else self.after(out)
+
+    def _rank_error(self, in_shape: Shape, rank: int) -> SpecError:
+        found = ", ".join(["batch", *map(str, in_shape)])
+        example = self._suggestion(in_shape, rank)
+        hint = f", e.g. type = \"reshape\", target_shape = {example}" if example else ""
+        return SpecError(f"{self.key}: {self.rank_message}, found rank {len(in_shape) + 1} ({found}); "
+                         f"add a reshape layer first{hint}")
+
+    @staticmethod
+    def _suggestion(in_shape: Shape, rank: int) -> list[int] | None:
+        """A target shape that would fit: a channel axis of 1 added, or a square image from a flat vector."""
+        if len(in_shape) == rank - 2:
+            return [*in_shape, 1]
+        side = int(round(in_shape[0] ** 0.5)) if len(in_shape) == 1 else 0
+        if rank == 4 and side * side == in_shape[0]:
+            return [side, side, 1]
+        return None
+
+
+@registry.layers.register("conv2d", spec=Conv2DSpec)
+class Conv2D(Convolution):
+    """2-D convolution over (height, width, channels) images: activation(conv(x, kernel) + bias)."""
+
+    spec: Conv2DSpec
+
+    def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
+        if len(in_shape) != 3:
+            raise self._rank_error(in_shape, 4)
+        height, width, channels = in_shape
+        s = self.spec
+        out_h, out_w = self._build_2d(height, width, channels, s.kernel_size, s.strides, s.dilation_rate, s.padding,
+                                      rng)
+        return (out_h, out_w, s.filters)
+
+    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+        return self._convolve(x)

@@ -1,0 +1,44 @@
+"""im2col and col2im against plain NumPy versions of themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli.kernels import conv as kernels
+from dlcli.ops.conv import geometry
+
+
+def im2col_reference(x: np.ndarray, g) -> np.ndarray:
+    """Pad, then slice every kernel offset: a slow but obviously right im2col."""
+    n, h, w, c = x.shape
+    pad_bottom = max((g.out_h - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1 - h - g.pad_top, 0)
+    pad_right = max((g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1 - w - g.pad_left, 0)
+    padded = np.pad(x, ((0, 0), (g.pad_top, pad_bottom), (g.pad_left, pad_right), (0, 0)))
+    pieces = []
+    for kh in range(g.kernel_h):
+        for kw in range(g.kernel_w):
+            top, left = kh * g.dilation_h, kw * g.dilation_w
+            pieces.append(padded[:, top:top + g.stride_h * g.out_h:g.stride_h,
+                                 left:left + g.stride_w * g.out_w:g.stride_w, :][:, :g.out_h, :g.out_w])
+    return np.stack(pieces, axis=3).reshape(n * g.out_h * g.out_w, -1)
+
+
+GEOMETRIES = [((7, 5, 3), (3, 2), (1, 1), (1, 1), "valid"), ((7, 6, 2), (3, 3), (2, 2), (1, 1), "same"),
+              ((9, 8, 1), (3, 3), (1, 1), (2, 2), "same"), ((6, 6, 4), (2, 2), (2, 1), (1, 1), "same")]
+
+
+@pytest.mark.parametrize("shape,kernel,strides,dilation,padding", GEOMETRIES)
+def test_im2col_matches_numpy_and_col2im_is_its_adjoint(shape, kernel, strides, dilation, padding) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, *shape)).astype(np.float32)
+    g = geometry(shape[0], shape[1], kernel, strides, dilation, padding)
+    cols = np.empty((2 * g.out_h * g.out_w, kernel[0] * kernel[1] * shape[2]), np.float32)
+    kernels.im2col(x, cols, *g.args())
+    np.testing.assert_array_equal(cols, im2col_reference(x, g))
+    # col2im is the transpose of im2col: <im2col(x), c> == <x, col2im(c)> for any c
+    c = rng.normal(size=cols.shape).astype(np.float32)
+    back = np.zeros_like(x)
+    kernels.col2im(c, back, *g.args())
+    assert float((cols.astype(np.float64) * c).sum()) == pytest.approx(float((x.astype(np.float64) * back).sum()),
+                                                                      rel=1e-5)
