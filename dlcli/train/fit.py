@@ -16,6 +16,7 @@ from dlcli.optimizers import Optimizer, create_optimizer
 from dlcli.spec.callbacks import EarlyStoppingSpec, ReduceLROnPlateauSpec
 from dlcli.spec.models import RunSpec
 from dlcli.tensor import Tensor, no_grad
+from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.builtin_callbacks import EarlyStopping, ReduceLROnPlateau, Watch, periodic_epochs
 from dlcli.train.callbacks import Callback
 from dlcli.train.datasets import Splits, load_splits
@@ -70,6 +71,7 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
     random streams, history and the best value so far all come back, so the run goes on as if never stopped.
     """
     started = time.perf_counter()
+    keep_freed_memory()
     streams = Streams(spec.seed)
     model = build_model(spec.model, streams.model, spec)
     splits = load_splits(spec, model, streams.split)

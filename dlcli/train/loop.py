@@ -14,6 +14,7 @@ from dlcli.losses import Loss, create_loss, weighted_total
 from dlcli.metrics import Metric, create_metric
 from dlcli.optimizers import Optimizer
 from dlcli.tensor import Tensor, no_grad
+from dlcli.tensor.memory import keep_freed_memory
 
 
 @dataclass
@@ -133,6 +134,7 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
 @no_grad()
 def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -> dict[str, float]:
     """Mean loss and metrics over `data`, in inference mode, in batches of `batch_size`."""
+    keep_freed_memory()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     running, metrics = RunningMeans(), objective.new_metrics()
     for start in range(0, len(data), batch_size):  # a loop over batches, not samples
@@ -149,6 +151,7 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
 @no_grad()
 def predict(model: Model, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Each output's predictions for `inputs`, computed in batches in inference mode."""
+    keep_freed_memory()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     count = len(next(iter(inputs.values())))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in model.outputs}
