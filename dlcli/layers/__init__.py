@@ -1,6 +1,11 @@
 """Layers: importing this package registers every layer type."""
 
+from dlcli.layers import augmentation  # noqa: F401 - registers the random_* layers
 from dlcli.layers import conv1d, conv2d, core, dense, merge, normalization
+from dlcli.layers import batch_normalization, pooling  # noqa: F401 - registers pooling and batch_normalization
 from dlcli.layers.base import Layer, LayerSpec, Shape, create_layer
 
-__all__ = ["Layer", "LayerSpec", "Shape", "conv1d", "conv2d", "core", "create_layer", "dense", "merge", "normalization"]
+__all__ = [
+    "Layer", "LayerSpec", "Shape", "augmentation", "batch_normalization", "conv1d", "conv2d", "core", "create_layer",
+    "dense", "merge", "normalization", "pooling",
+]

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dlcli.ops.activation import LogSoftmax, Relu, Sigmoid, Softmax, Tanh
+from dlcli.ops.augment import AffineResample, FlipImages
 from dlcli.ops.dropout import Dropout
 from dlcli.ops.elementwise import (
     Abs, Add, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Sqrt, Sub, Where,
@@ -14,11 +15,15 @@ from dlcli.ops.elementwise import (
 from dlcli.ops.conv import Conv2D, ConvGeometry
 from dlcli.ops.linalg import Affine, MatMul
 from dlcli.ops.loss import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SparseSoftmaxCrossEntropy
+from dlcli.ops.normalization import BatchNormalization
+from dlcli.ops.pool import AveragePool, MaxPool
 from dlcli.ops.reduce import Max, Mean, Sum
 from dlcli.ops.shape import Concatenate, Gather, GetItem, Reshape, Transpose
 from dlcli.tensor import Tensor
 
 __all__ = [
+    "affine_resample", "average_pool1d", "average_pool2d", "batch_normalization", "flip_images", "max_pool1d",
+    "max_pool2d",
     "abs", "add", "affine", "clip", "concatenate", "conv2d", "div", "dropout", "exp", "gather", "getitem", "log",
     "log_softmax", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "pow", "relu", "reshape",
     "sigmoid", "sigmoid_binary_crossentropy", "softmax", "softmax_crossentropy", "sparse_softmax_crossentropy",
@@ -185,6 +190,46 @@ def gather(a: Tensor, indices: np.ndarray, axis: int = 0) -> Tensor:
     return Gather.apply(a, Tensor(np.asarray(indices)), axis=axis)
 
 
+def _two(value: int | Sequence[int]) -> tuple[int, int]:
+    """A (height, width) pair from one int for both or from a pair."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def max_pool2d(x: Tensor, pool_size: int | Sequence[int] = 2, strides: int | Sequence[int] | None = None,
+               padding: str = "valid") -> Tensor:
+    """Channels-last images (N, H, W, C): the maximum of each window; strides default to pool_size."""
+    return MaxPool.apply(x, pool_size=_two(pool_size), strides=_two(pool_size if strides is None else strides),
+                         padding=padding)
+
+
+def max_pool1d(x: Tensor, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> Tensor:
+    """Channels-last sequences (N, steps, C): the maximum of each window; strides default to pool_size."""
+    return MaxPool.apply(x, pool_size=(1, pool_size), strides=(1, strides or pool_size), padding=padding)
+
+
+def average_pool2d(x: Tensor, pool_size: int | Sequence[int] = 2, strides: int | Sequence[int] | None = None,
+                   padding: str = "valid") -> Tensor:
+    """Channels-last images (N, H, W, C): the mean of each window ("same": of its cells inside the image)."""
+    return AveragePool.apply(x, pool_size=_two(pool_size),
+                             strides=_two(pool_size if strides is None else strides), padding=padding)
+
+
+def average_pool1d(x: Tensor, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> Tensor:
+    """Channels-last sequences (N, steps, C): the mean of each window ("same": of its cells inside)."""
+    return AveragePool.apply(x, pool_size=(1, pool_size), strides=(1, strides or pool_size), padding=padding)
+
+
+def batch_normalization(x: Tensor, gamma: Tensor, beta: Tensor, axis: int = -1,
+                        epsilon: float = 1e-3) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Training-mode batch normalization over every axis but `axis`: (output, batch mean, biased batch variance).
+
+    gamma and beta have one entry per channel; the statistics are returned for a layer's moving averages.
+    """
+    moments: list[np.ndarray] = []  # the op fills it: Op.apply hands back only the output
+    out = BatchNormalization.apply(x, gamma, beta, axis=axis, epsilon=epsilon, moments=moments)
+    return out, moments[0], moments[1]
+
+
 def relu(a: Tensor) -> Tensor:
     """max(a, 0)."""
     return Relu.apply(a)
@@ -218,6 +263,21 @@ def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
 def dropout(a: Tensor, rate: float, rng: np.random.Generator) -> Tensor:
     """Inverted dropout with a mask from `rng`; rate 0 returns a unchanged."""
     return a if rate <= 0 else Dropout.apply(a, rate=rate, rng=rng)
+
+
+def flip_images(images: Tensor, horizontal: np.ndarray, vertical: np.ndarray) -> Tensor:
+    """Channels-last images (N, H, W, C), image n reversed along width if horizontal[n], height if vertical[n]."""
+    return FlipImages.apply(images, horizontal=np.asarray(horizontal, bool), vertical=np.asarray(vertical, bool))
+
+
+def affine_resample(images: Tensor, matrices: np.ndarray, interpolation: str = "bilinear",
+                    fill_mode: str = "reflect", fill_value: float = 0.0) -> Tensor:
+    """Channels-last images (N, H, W, C), each output pixel (x, y) of image n read at matrices[n] @ (x, y, 1).
+
+    interpolation is nearest or bilinear; fill_mode (constant, reflect, nearest, wrap) says what lies outside.
+    """
+    return AffineResample.apply(images, matrices=matrices, interpolation=interpolation, fill_mode=fill_mode,
+                                fill_value=fill_value)
 
 
 def softmax_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:

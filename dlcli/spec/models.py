@@ -141,6 +141,8 @@ class TrainSpec(StrictSpec):
     metrics: list[Metric] = []
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
+    steps_per_epoch: int | None = Field(None, gt=0, description="Stop each epoch after this many batches "
+                                                                "(Keras' fit option); default: all of them.")
     shuffle: bool = True
     monitor: str = Field("val_loss", description="The value that picks checkpoints/best (val_loss, or loss "
                                                  "without validation data).")

@@ -82,7 +82,7 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
     write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
 
     batch_size = spec.train.batch_size
-    steps_per_epoch = -(-len(splits.train) // batch_size)
+    steps_per_epoch = min(-(-len(splits.train) // batch_size), spec.train.steps_per_epoch or len(splits.train))
     trainable, frozen = model.parameter_counts()
     info = {"run": spec.name, "run_dir": str(run_dir), "epochs": spec.train.epochs, "steps_per_epoch": steps_per_epoch,
             "batch_size": batch_size, "samples": len(splits.train),
@@ -105,7 +105,7 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
         epoch_start = time.perf_counter()
         order = shuffled_order(len(splits.train), streams.shuffle) if spec.train.shuffle \
             else np.arange(len(splits.train))
-        batches = batch_slices(order, batch_size)
+        batches = batch_slices(order, batch_size)[:spec.train.steps_per_epoch]
         learning_rate = optimizer.learning_rate
         for cb in callbacks:
             cb.on_epoch_begin(epoch, len(batches))

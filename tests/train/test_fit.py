@@ -196,3 +196,11 @@ def test_normalization_adapts_on_training_data_before_the_first_epoch(tmp_path: 
     arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     np.testing.assert_allclose(arrays["state/normalization/mean"], x.mean(axis=0), rtol=1e-4)
     assert int(arrays["state/normalization/count"]) == 200
+
+
+def test_steps_per_epoch_limits_each_epoch(tmp_path: Path) -> None:
+    data = write_blobs(tmp_path / "blobs.npz")
+    recorder = Recorder()
+    fit(spec_doc(data, epochs=2, steps_per_epoch=3), tmp_path / "run", [recorder])
+    _, metadata = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert metadata["step"] == 6 and recorder.events[0][1]["steps_per_epoch"] == 3

@@ -1,0 +1,83 @@
+"""BatchNormalization: per-channel standardization with batch statistics in training, moving ones in inference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from dlcli import ops, registry
+from dlcli.errors import SpecError
+from dlcli.initializers import initialize
+from dlcli.layers.base import InitializerName, Layer, LayerSpec, Shape
+from dlcli.tensor import Tensor
+
+
+class BatchNormalizationSpec(LayerSpec):
+    """[[model.layers]] type = "batch_normalization"."""
+
+    type: Literal["batch_normalization"] = "batch_normalization"
+    axis: int = Field(-1, description="The channel axis, counting the batch axis as 0 (Keras' convention).")
+    momentum: float = Field(0.99, ge=0.0, le=1.0, description="Weight of the old value in the moving averages.")
+    epsilon: float = Field(1e-3, gt=0.0, description="Added to the variance before its square root.")
+    center: bool = True  # learn an offset beta
+    scale: bool = True  # learn a factor gamma
+    beta_initializer: InitializerName = "zeros"
+    gamma_initializer: InitializerName = "ones"
+    moving_mean_initializer: InitializerName = "zeros"
+    moving_variance_initializer: InitializerName = "ones"
+
+
+@registry.layers.register("batch_normalization", spec=BatchNormalizationSpec)
+class BatchNormalization(Layer):
+    """Normalizes each channel by batch statistics in training and by their moving averages in inference."""
+
+    spec: BatchNormalizationSpec
+
+    def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
+        rank, axis = len(in_shape) + 1, self.spec.axis
+        if not -rank <= axis < rank or axis % rank == 0:
+            raise SpecError(f"{self.key}: axis {axis} is not a channel axis of inputs of rank {rank} "
+                            f"(batch, {', '.join(map(str, in_shape))}); give one of 1..{rank - 1} or -1 for the "
+                            "last axis (0 is the batch axis)")
+        self.axis = axis % rank
+        channels = in_shape[self.axis - 1]
+        spec = self.spec
+        # Keras' weight order and names: gamma, beta trainable; moving_mean, moving_variance state
+        self.gamma = self.add_param("gamma", initialize(spec.gamma_initializer, rng, (channels,))) \
+            if spec.scale else None
+        self.beta = self.add_param("beta", initialize(spec.beta_initializer, rng, (channels,))) \
+            if spec.center else None
+        self.moving_mean = self.add_state("moving_mean", initialize(spec.moving_mean_initializer, rng,
+                                                                    (channels,)))
+        self.moving_variance = self.add_state("moving_variance", initialize(spec.moving_variance_initializer,
+                                                                            rng, (channels,)))
+        self.ones, self.zeros = Tensor(np.ones(channels, np.float32)), Tensor(np.zeros(channels, np.float32))
+        self.channel_shape = (channels, *(1,) * (rank - 1 - self.axis))  # broadcasts along the channel axis
+        return in_shape
+
+    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+        gamma = self.ones if self.gamma is None else self.gamma
+        beta = self.zeros if self.beta is None else self.beta
+        if training:
+            out, mean, variance = ops.batch_normalization(x, gamma, beta, self.axis, self.spec.epsilon)
+            self._update_moving_statistics(mean, variance)
+            return out
+        # inference: an affine map per channel, x * scale + shift, from the moving statistics
+        inv_std = Tensor((1.0 / np.sqrt(self.moving_variance + np.float32(self.spec.epsilon))).astype(np.float32))
+        scale = gamma * inv_std
+        shift = beta - scale * Tensor(self.moving_mean)
+        if len(self.channel_shape) > 1:  # the channel axis is not last
+            scale, shift = ops.reshape(scale, self.channel_shape), ops.reshape(shift, self.channel_shape)
+        return x * scale + shift
+
+    def _update_moving_statistics(self, mean: np.ndarray, variance: np.ndarray) -> None:
+        """moving = moving * momentum + batch * (1 - momentum), in place, so checkpoints see the arrays change.
+
+        Keras 3 averages the biased batch variance, the one it normalized with; PyTorch's running_var
+        averages the unbiased one (times n / (n - 1)), so the two frameworks' moving variances differ.
+        """
+        momentum = self.spec.momentum
+        self.moving_mean[...] = self.moving_mean * momentum + mean * (1.0 - momentum)
+        self.moving_variance[...] = self.moving_variance * momentum + variance * (1.0 - momentum)

@@ -1,0 +1,35 @@
+"""The conv2d op: gradients to input, kernel and bias for each fused activation and geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli import ops
+from dlcli.ops.conv import geometry
+from tests.gradcheck import check_op_gradients
+
+rng = np.random.default_rng(12)
+
+
+def _case(shape: tuple[int, int, int], kernel: tuple[int, int], filters: int, strides=(1, 1), dilation=(1, 1),
+          padding: str = "valid", activation: str = "linear"):
+    g = geometry(shape[0], shape[1], kernel, strides, dilation, padding)
+    inputs = [rng.normal(size=(2, *shape)), rng.normal(size=(*kernel, shape[2], filters)) * 0.5,
+              rng.normal(size=filters) + (0.3 if activation == "relu" else 0.0)]
+    return (lambda x, w, b: ops.conv2d(x, w, b, g, activation)), inputs
+
+
+CASES = {
+    "conv2d": _case((5, 4, 2), (3, 2), 3),
+    "conv2d_same_strided": _case((6, 5, 2), (3, 3), 2, strides=(2, 2), padding="same"),
+    "conv2d_dilated_relu": _case((7, 7, 1), (3, 3), 2, dilation=(2, 2), padding="same", activation="relu"),
+    "conv2d_tanh": _case((4, 4, 3), (2, 2), 2, activation="tanh"),
+    "conv2d_sigmoid": _case((4, 5, 2), (1, 3), 2, activation="sigmoid"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_conv2d_op_gradient_matches_finite_differences(name: str) -> None:
+    fn, inputs = CASES[name]
+    check_op_gradients(fn, inputs)

@@ -1,0 +1,122 @@
+"""Pooling ops: gradients for odd sizes, strides and both paddings; values against PyTorch and Keras' rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli import ops
+from dlcli.ops.pool import pool_output_size
+from dlcli.tensor import Tensor
+from tests.gradcheck import check_op_gradients
+
+rng = np.random.default_rng(8)
+
+
+def distinct(*shape: int) -> np.ndarray:
+    """Values 1/n apart in random order: every max-pool window has one winner, so the gradient exists."""
+    n = int(np.prod(shape))
+    return rng.permutation(n).reshape(shape) / n
+
+
+def _max2(pool: int | tuple[int, int], strides: int | tuple[int, int] | None = None, padding: str = "valid"):
+    return lambda x: ops.max_pool2d(x, pool, strides, padding)
+
+
+def _avg2(pool: int | tuple[int, int], strides: int | tuple[int, int] | None = None, padding: str = "valid"):
+    return lambda x: ops.average_pool2d(x, pool, strides, padding)
+
+
+CASES = {
+    "max_pool2d": (_max2(2), [distinct(2, 7, 5, 3)]),
+    "max_pool2d_same": (_max2(2, padding="same"), [distinct(2, 7, 5, 3)]),
+    "max_pool2d_overlapping_stride1": (_max2(3, 1), [distinct(1, 6, 5, 2)]),
+    "max_pool2d_same_stride3": (_max2(2, 3, "same"), [distinct(2, 7, 5, 2)]),
+    "max_pool2d_rectangular_same": (_max2((3, 2), (2, 1), "same"), [distinct(1, 7, 5, 2)]),
+    "max_pool1d": (lambda x: ops.max_pool1d(x, 2), [distinct(2, 7, 3)]),
+    "max_pool1d_same_stride3": (lambda x: ops.max_pool1d(x, 2, 3, "same"), [distinct(2, 7, 3)]),
+    "max_pool1d_overlapping_same": (lambda x: ops.max_pool1d(x, 3, 1, "same"), [distinct(2, 5, 2)]),
+    "average_pool2d": (_avg2(2), [rng.normal(size=(2, 7, 5, 3))]),
+    "average_pool2d_same": (_avg2(3, 2, "same"), [rng.normal(size=(2, 7, 5, 2))]),
+    "average_pool2d_overlapping_stride1": (_avg2(3, 1), [rng.normal(size=(1, 6, 5, 2))]),
+    "average_pool2d_rectangular_same_stride3": (_avg2((2, 3), 3, "same"), [rng.normal(size=(1, 7, 5, 2))]),
+    "average_pool1d": (lambda x: ops.average_pool1d(x, 3, 2), [rng.normal(size=(2, 7, 3))]),
+    "average_pool1d_same": (lambda x: ops.average_pool1d(x, 2, padding="same"), [rng.normal(size=(2, 7, 3))]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pool_gradient_matches_finite_differences(name: str) -> None:
+    fn, inputs = CASES[name]
+    check_op_gradients(fn, inputs)
+
+
+def keras_pool_reference(x: np.ndarray, pool: tuple[int, int], strides: tuple[int, int], padding: str,
+                         reduce: str) -> np.ndarray:
+    """Keras' pooling of (N, H, W, C) written out: NaN padding (extra cell after), then nanmax / nanmean."""
+    sizes = [pool_output_size(x.shape[1 + a], pool[a], strides[a], padding) for a in range(2)]
+    pads = [(before, max((out - 1) * strides[a] + pool[a] - x.shape[1 + a], 0) - before)
+            for a, (out, before) in enumerate(sizes)]
+    padded = np.pad(x, [(0, 0), pads[0], pads[1], (0, 0)], constant_values=np.nan)
+    out = np.empty((x.shape[0], sizes[0][0], sizes[1][0], x.shape[3]), x.dtype)
+    for i, j in np.ndindex(out.shape[1:3]):
+        window = padded[:, i * strides[0]:i * strides[0] + pool[0], j * strides[1]:j * strides[1] + pool[1]]
+        out[:, i, j] = (np.nanmax if reduce == "max" else np.nanmean)(window, axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("pool, strides", [((2, 2), (2, 2)), ((3, 2), (2, 3)), ((3, 3), (1, 1)), ((2, 2), (3, 3))])
+def test_pooling_matches_the_keras_rule(pool: tuple[int, int], strides: tuple[int, int], padding: str) -> None:
+    x = rng.normal(size=(2, 7, 5, 3)).astype(np.float32)
+    for reduce, fn in (("max", ops.max_pool2d), ("average", ops.average_pool2d)):
+        out = fn(Tensor(x), pool, strides, padding).data
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, keras_pool_reference(x, pool, strides, padding, reduce), rtol=1e-6)
+
+
+def test_same_average_pooling_divides_by_the_cells_inside_the_image() -> None:
+    # TF's SAME average pooling: a 3x3 window at a corner of a 3x3 image holds 4 of its cells, not 9
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    out = ops.average_pool2d(Tensor(x), 3, 1, "same").data[0, :, :, 0]
+    assert out[0, 0] == np.mean([0, 1, 3, 4]) and out[1, 1] == np.mean(np.arange(9))
+    assert out[2, 2] == np.mean([4, 5, 7, 8])
+
+
+def test_one_d_pooling_equals_two_d_pooling_of_height_one() -> None:
+    x = rng.normal(size=(2, 9, 4)).astype(np.float32)
+    for one_d, two_d in ((ops.max_pool1d, ops.max_pool2d), (ops.average_pool1d, ops.average_pool2d)):
+        np.testing.assert_array_equal(one_d(Tensor(x), 3, 2, "same").data,
+                                      two_d(Tensor(x[:, None]), (1, 3), (1, 2), "same").data[:, 0])
+
+
+def test_overlapping_max_pool_windows_add_their_gradients() -> None:
+    # the 9 is the max of all four 2x2 windows (stride 1) of a 3x3 image: it collects all four gradients
+    x = Tensor(np.array([1, 2, 3, 4, 9, 5, 6, 7, 8], np.float32).reshape(1, 3, 3, 1), requires_grad=True)
+    ops.max_pool2d(x, 2, 1).backward(np.array([1, 2, 3, 4], np.float32).reshape(1, 2, 2, 1))
+    assert x.grad.reshape(-1).tolist() == [0, 0, 0, 0, 10, 0, 0, 0, 0]
+
+
+# torch.nn.functional.max_pool2d(x, 3, 2) and avg_pool2d(x, (2, 3), (2, 1)) on this x in NCHW (permuted),
+# torch 2.13.0, computed once in a scratch script; the tests do not import torch
+_TORCH_X = (np.random.default_rng(5).permutation(70).reshape(1, 7, 5, 2) / 7).astype(np.float32)
+_TORCH_MAX_POOL = [[[[8.142858, 9.857142], [8.714286, 9.857142]], [[9.285714, 9.571428], [9.428572, 8.0]],
+                    [[9.285714, 9.571428], [9.0, 9.714286]]]]
+_TORCH_AVG_POOL = [[[[4.428571, 7.4285717], [5.095238, 6.2380958], [5.166667, 4.642857]],
+                    [[3.4761908, 4.9761906], [3.8095238, 5.190476], [5.047619, 3.9285715]],
+                    [[5.6190476, 5.238095], [5.690476, 5.6666665], [4.7380958, 4.904762]]]]
+
+
+def test_max_and_average_pooling_match_pytorch() -> None:
+    np.testing.assert_allclose(ops.max_pool2d(Tensor(_TORCH_X), 3, 2).data, _TORCH_MAX_POOL, rtol=1e-6)
+    np.testing.assert_allclose(ops.average_pool2d(Tensor(_TORCH_X), (2, 3), (2, 1)).data, _TORCH_AVG_POOL,
+                               rtol=1e-6)
+
+
+def test_pool_output_size_follows_keras() -> None:
+    assert pool_output_size(26, 2, 2, "valid") == (13, 0)
+    assert pool_output_size(11, 2, 2, "valid") == (5, 0)
+    assert pool_output_size(7, 3, 2, "same") == (4, 1)  # 2 padding cells, one each side
+    assert pool_output_size(5, 2, 1, "same") == (5, 0)  # 1 padding cell, after
+    assert pool_output_size(7, 2, 3, "same") == (3, 0)
+    assert pool_output_size(2, 3, 1, "valid")[0] < 1
