@@ -1,4 +1,13 @@
 """Numba kernels: pure functions over arrays, compiled on first call and cached on disk.
 
 Nothing here is imported by `dlcli --help` or `dlcli validate`; import the family module you need.
+
+Parallel kernels (prange) run on Numba's OpenMP pool. Its threads must sleep, not spin, when a kernel
+ends: spinning threads took the cores from OpenBLAS and made the next matrix product 2-6x slower
+(measured here). OMP_WAIT_POLICY is read when the OpenMP runtime loads, so it is set before any kernel
+runs, unless the user chose a policy.
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -69,13 +69,11 @@ class Conv2D(Op):
         kernels.im2col(x, cols, *g.args())
         self.cols = cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
-        out += bias
-        if self.activation == "relu":
-            np.maximum(out, 0, out=out)
-        elif self.activation == "sigmoid":
+        if self.activation == "sigmoid":
+            out += bias
             out = stable_sigmoid(out)
-        elif self.activation == "tanh":
-            np.tanh(out, out=out)
+        else:  # one pass for bias and activation instead of two
+            kernels.bias_activation(out, bias.astype(out.dtype, copy=False), _CODES[self.activation])
         self.out = out
         return out.reshape(n, g.out_h, g.out_w, -1)
 
@@ -83,18 +81,20 @@ class Conv2D(Op):
         from dlcli.kernels import conv as kernels
 
         out, kernel = self.out, self.kernel
-        d = d_out.reshape(out.shape)
-        if self.activation == "relu":
-            d = d * (out > 0)
-        elif self.activation == "sigmoid":
-            d = d * out * (1 - out)
-        elif self.activation == "tanh":
-            d = d * (1 - out * out)
+        d_out = np.ascontiguousarray(d_out).reshape(out.shape)
+        if self.activation == "sigmoid":
+            d = d_out * out * (1 - out)
+            d_bias = d.sum(axis=0)
+        else:  # the activation's mask and the bias gradient's column sums in one pass
+            d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
+            kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, _CODES[self.activation])
         d_kernel = (self.cols.T @ d).reshape(kernel.shape) if self.needs_grad[1] else None
-        d_bias = d.sum(axis=0) if self.needs_grad[2] else None
         d_x = None
         if self.needs_grad[0]:
             d_cols = d @ kernel.reshape(-1, kernel.shape[-1]).T
-            d_x = np.zeros(self.x_shape, d_cols.dtype)
+            d_x = np.empty(self.x_shape, d_cols.dtype)
             kernels.col2im(d_cols, d_x, *self.geometry.args())
-        return d_x, d_kernel, d_bias
+        return d_x, d_kernel, d_bias if self.needs_grad[2] else None
+
+
+_CODES = {"linear": 0, "relu": 1, "tanh": 2}  # the kernels' activation codes (dlcli.kernels.conv)

@@ -42,3 +42,30 @@ def test_im2col_matches_numpy_and_col2im_is_its_adjoint(shape, kernel, strides, 
     kernels.col2im(c, back, *g.args())
     assert float((cols.astype(np.float64) * c).sum()) == pytest.approx(float((x.astype(np.float64) * back).sum()),
                                                                       rel=1e-5)
+
+
+def test_col2im_overwrites_whatever_dx_held() -> None:
+    g = geometry(5, 5, (3, 3), (1, 1), (1, 1), "same")
+    cols = np.random.default_rng(1).normal(size=(2 * 25, 9 * 2)).astype(np.float32)
+    clean, dirty = np.zeros((2, 5, 5, 2), np.float32), np.full((2, 5, 5, 2), np.nan, np.float32)
+    kernels.col2im(cols, clean, *g.args())
+    kernels.col2im(cols, dirty, *g.args())
+    np.testing.assert_array_equal(clean, dirty)
+
+
+@pytest.mark.parametrize("activation,code", [("linear", kernels.LINEAR), ("relu", kernels.RELU),
+                                             ("tanh", kernels.TANH)])
+def test_fused_bias_activation_and_its_gradient_match_numpy(activation: str, code: int) -> None:
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(37, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    expected = {"linear": lambda v: v, "relu": lambda v: np.maximum(v, 0), "tanh": np.tanh}[activation](z + bias)
+    out = z.copy()
+    kernels.bias_activation(out, bias, code)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    d_out = rng.normal(size=out.shape).astype(np.float32)
+    slope = {"linear": np.ones_like(out), "relu": (out > 0).astype(np.float32), "tanh": 1 - out * out}[activation]
+    d, d_bias = np.empty_like(d_out), np.empty(5, np.float32)
+    kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, code)
+    np.testing.assert_allclose(d, d_out * slope, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d_bias, (d_out * slope).sum(axis=0), rtol=1e-5, atol=1e-6)
