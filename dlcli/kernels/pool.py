@@ -73,15 +73,17 @@ def _max_of_window(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, n: int, i
                 argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray) -> None:
-    """d_x[n, argmax[n, i, j, c], c] += d_out[n, i, j, c], for d_x of shape (N, H * W, C), zeroed.
+    """d_x[n, argmax[n, i, j, c], c] = sum of the d_out[n, i, j, c] that picked it, d_x of shape (N, H * W, C).
 
-    A scatter-add, since overlapping windows (stride < pool) can pick one cell more than once.
+    A scatter-add, since overlapping windows (stride < pool) can pick one cell more than once. Each image's
+    slice of d_x is zeroed here, in the same parallel pass, so the caller need not clear it first.
     """
     n_batch, out_h, out_w, channels = d_out.shape
-    for n in range(n_batch):
+    for n in numba.prange(n_batch):
         d_image = d_x[n]
+        d_image[:] = 0.0
         for i in range(out_h):
             for j in range(out_w):
                 grad, at = d_out[n, i, j], argmax[n, i, j]

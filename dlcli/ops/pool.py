@@ -59,7 +59,7 @@ class MaxPool(_Pool):
         from dlcli.kernels import pool as kernels
 
         n_batch, *_, channels = self.in_shape
-        d_x = np.zeros((n_batch, int(np.prod(self.in_shape[1:-1])), channels), d_out.dtype)
+        d_x = np.empty((n_batch, int(np.prod(self.in_shape[1:-1])), channels), d_out.dtype)  # the kernel zeroes it
         kernels.max_pool2d_backward(self._images_grad(d_out), self.argmax, d_x)
         return (d_x.reshape(self.in_shape),)
 

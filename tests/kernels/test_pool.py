@@ -86,3 +86,15 @@ def test_pool_kernels_run_in_float64_for_gradient_checks() -> None:
     out = np.empty((1, 2, 2, 3))
     kernels.average_pool2d_forward(x, out, 2, 2, 2, 2, 0, 0)
     np.testing.assert_allclose(out, x.reshape(1, 2, 2, 2, 2, 3).mean(axis=(2, 4)), rtol=1e-14)
+
+
+def test_max_pool_backward_overwrites_whatever_d_x_held() -> None:
+    from dlcli.kernels import pool as pool_kernels
+
+    rng = np.random.default_rng(5)
+    d_out = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+    argmax = rng.integers(0, 36, size=(2, 3, 3, 4)).astype(np.int32)
+    clean, dirty = np.zeros((2, 36, 4), np.float32), np.full((2, 36, 4), np.nan, np.float32)
+    pool_kernels.max_pool2d_backward(d_out, argmax, clean)
+    pool_kernels.max_pool2d_backward(d_out, argmax, dirty)
+    np.testing.assert_array_equal(clean, dirty)
