@@ -19,7 +19,7 @@ class Tensor:
     and methods such as `.sum()` are bound by `dlcli.ops`, so this module needs no op.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "op", "name", "logits", "logits_kind", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "op", "name", "logits", "logits_kind", "mask", "__weakref__")
     # `array * tensor` must reach Tensor.__rmul__ rather than make NumPy build an object array
     __array_ufunc__ = None
 
@@ -37,6 +37,9 @@ class Tensor:
         # (stable, and its gradient is p - y) as Keras does with `_keras_logits`.
         self.logits: Tensor | None = None
         self.logits_kind: str | None = None
+        # (batch, time) booleans, True where a step holds data: set by embedding(mask_zero=True), read by
+        # recurrent layers so padded steps change nothing (Keras' mask propagation)
+        self.mask: Array | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
