@@ -17,7 +17,7 @@ from dlcli.data.download import Verify, fetch, local_copy
 from dlcli.data.readers import read_csv, read_idx, read_table
 from dlcli.errors import DataError, SpecError
 
-Task = Literal["classification", "binary", "regression"]
+Task = Literal["classification", "binary", "regression", "sequence"]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BUNDLED_ENV = "DLCLI_BUNDLED_DATASETS"
 
@@ -319,3 +319,15 @@ def _imdb(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
 def _reuters(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     """Reuters newswires as word-index sequences, 46 topics; loader arrives in issue 6."""
     return _sequences_not_yet(info, options)
+
+
+@_register("mnist_sequences", task="sequence", num_classes=None, input_shape=(28, 140), dtype="uint8",
+           size_bytes=210_000_000)
+def _mnist_sequences(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
+    """1-5 MNIST digits in 28x140 images, labels padded with -1 (built from MNIST once, then cached)."""
+    from dlcli.data.download import cache_dir
+    from dlcli.data.sequences import cached_build
+
+    mnist = registry.datasets.get("mnist")
+    arrays = cached_build(cache_dir() / "mnist_sequences", lambda: _idx_dataset(mnist.info))
+    return arrays[0], arrays[1], arrays[2], arrays[3]

@@ -104,6 +104,37 @@ class Reshape(Layer):
         return ops.reshape(x, (x.shape[0], *self.target))
 
 
+class PermuteSpec(LayerSpec):
+    """[[model.layers]] type = "permute"."""
+
+    type: Literal["permute"] = "permute"
+    dims: tuple[int, ...] = Field(description="The new order of the example's axes, counting from 1 (Keras).")
+
+    @field_validator("dims")
+    @classmethod
+    def _a_permutation(cls, dims: tuple[int, ...]) -> tuple[int, ...]:
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f"must be a permutation of 1..{len(dims)} (axes count from 1, the batch axis is 0), "
+                             f"got {list(dims)}")
+        return dims
+
+
+@registry.layers.register("permute", spec=PermuteSpec)
+class Permute(Layer):
+    """Reorders each example's axes, e.g. dims = [2, 1, 3] turns (height, width, c) into (width, height, c)."""
+
+    spec: PermuteSpec
+
+    def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
+        if len(self.spec.dims) != len(in_shape):
+            raise SpecError(f"{self.key}: dims {list(self.spec.dims)} name {len(self.spec.dims)} axes, but each "
+                            f"example has {len(in_shape)} ({list(in_shape)})")
+        return tuple(in_shape[d - 1] for d in self.spec.dims)
+
+    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+        return ops.transpose(x, (0, *self.spec.dims))
+
+
 class RescalingSpec(LayerSpec):
     """[[model.layers]] type = "rescaling"."""
 

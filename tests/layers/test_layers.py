@@ -36,6 +36,7 @@ CASES = {
     "flatten": ({"type": "flatten"}, (2, 3), (6,), False),
     "reshape": ({"type": "reshape", "target_shape": [3, -1]}, (6,), (3, 2), False),
     "rescaling": ({"type": "rescaling", "scale": 0.5, "offset": -1.0}, (4,), (4,), False),
+    "permute": ({"type": "permute", "dims": [2, 3, 1]}, (2, 3, 4), (3, 4, 2), False),
     "normalization": ({"type": "normalization", "mean": [1.0, 2.0], "variance": [4.0, 0.25]}, (2,), (2,), False),
 }
 
@@ -106,6 +107,17 @@ def test_dropout_is_identity_in_inference_and_seeded_in_training() -> None:
     first = layer(x, training=True).data
     layer.build((10,), np.random.default_rng(0))
     np.testing.assert_array_equal(first, layer(x, training=True).data)
+
+
+def test_permute_reorders_axes_and_rejects_non_permutations() -> None:
+    layer = create_layer({"type": "permute", "dims": [2, 1, 3]})
+    assert layer.build((7, 35, 64), np.random.default_rng(0)) == (35, 7, 64)
+    x = np.arange(2 * 3 * 4 * 1, dtype=np.float32).reshape(2, 3, 4, 1)
+    np.testing.assert_array_equal(layer(Tensor(x)).data, x.transpose(0, 2, 1, 3))
+    with pytest.raises(ValidationError, match="must be a permutation of 1..3"):
+        create_layer({"type": "permute", "dims": [0, 1, 2]})
+    with pytest.raises(SpecError, match="dims \\[2, 1, 3\\] name 3 axes"):
+        layer.build((4, 4), np.random.default_rng(0))
 
 
 def test_rescaling_turns_uint8_pixels_into_float32() -> None:
