@@ -18,6 +18,7 @@ import json
 import math
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -137,6 +138,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             view = memoryview(data)
+            pause = float(os.environ.get("DLCLI_TEST_PAUSE_WRITE", "0") or 0)
+            if pause > 0:  # fault-injection tests: hold the file half written so a kill lands mid-write
+                half = view[:len(view) // 2]
+                while half:
+                    half = half[os.write(fd, half):]
+                view = view[len(view) // 2:]
+                time.sleep(pause)
             while view:  # os.write may write less than asked (a full disk, a signal)
                 view = view[os.write(fd, view):]
             os.fsync(fd)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dlcli.errors import SpecError
+from dlcli.initializers import WeightTooLargeError
 from dlcli.layers import Layer, Shape, create_layer
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
 from dlcli.tensor import Tensor
@@ -39,13 +40,18 @@ class Model:
 
     def __call__(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
         """Run the layers on a batch of each input; returns each output's tensor."""
+        values = self.trace(inputs, training)
+        return {name: values[name] for name in self.outputs}
+
+    def trace(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
+        """Every input's and every node's tensor for one batch, by name."""
         values: dict[str, Tensor] = dict(inputs)
         for node in self.nodes:
             if node.layer.arity == 1:
                 values[node.name] = node.layer(values[node.inputs[0]], training)
             else:
                 values[node.name] = node.layer([values[name] for name in node.inputs], training)  # type: ignore
-        return {name: values[name] for name in self.outputs}
+        return values
 
     @property
     def layers(self) -> list[Layer]:
@@ -220,9 +226,12 @@ def _build_layers(model: Model, rng: np.random.Generator) -> None:
     shapes: dict[str, Shape] = {name: tuple(s.shape) for name, s in model.inputs.items()}
     for node in model.nodes:
         in_shapes = [shapes[name] for name in node.inputs]
-        if node.layer.arity == 1:
-            node.shape = tuple(node.layer.build(in_shapes[0], rng))
-        else:
-            node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
+        try:
+            if node.layer.arity == 1:
+                node.shape = tuple(node.layer.build(in_shapes[0], rng))
+            else:
+                node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
+        except WeightTooLargeError as err:
+            raise SpecError(f"{node.key}: {err}; reduce its size") from None
         shapes[node.name] = node.shape
     model.shapes = shapes

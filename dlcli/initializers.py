@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from dlcli import registry
+from dlcli.errors import SpecError
 
 Shape = tuple[int, ...]
 # Keras divides by the std of a unit normal truncated to [-2, 2], so the truncated draw has the intended std.
@@ -81,6 +83,12 @@ def orthogonal(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return q.reshape(shape).astype(np.float32)
 
 
+@registry.initializers.register("uniform", aliases=("random_uniform",))
+def uniform(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """Uniform in +-0.05 (Keras' RandomUniform defaults; the embedding layer's default)."""
+    return _uniform(rng, shape, 0.05)
+
+
 @registry.initializers.register("zeros")
 def zeros(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     """All zeros (Keras' default for biases)."""
@@ -94,5 +102,25 @@ def ones(rng: np.random.Generator, shape: Shape) -> np.ndarray:
 
 
 def initialize(name: str, rng: np.random.Generator, shape: Shape) -> np.ndarray:
-    """Draw a float32 array of `shape` with the initializer registered as `name`."""
+    """Draw a float32 array of `shape` with the initializer registered as `name`.
+
+    A shape too large for this machine's memory is a SpecError before anything is allocated
+    (`units = 1000000000000` must not start a 4 TB allocation).
+    """
+    needed = math.prod(shape) * 4
+    if needed > physical_memory():
+        raise WeightTooLargeError(f"a weight of shape {list(shape)} would need {needed / 2**30:,.1f} GiB, more than "
+                                  f"this machine's {physical_memory() / 2**30:,.1f} GiB of memory")
     return registry.initializers.get(name)(rng, tuple(shape))
+
+
+class WeightTooLargeError(SpecError):
+    """A layer's weights cannot fit in memory; the graph adds the layer's key to the message."""
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (a large default where the OS cannot say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40

@@ -6,11 +6,13 @@ logits instead (as Keras does): the value is exact and the gradient is p - y, ne
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from dlcli import ops, registry
+from dlcli.errors import DataError
 from dlcli.registry import StrictSpec
 from dlcli.tensor import Tensor
 
@@ -28,7 +30,7 @@ class Loss:
     """A scalar loss of predictions (a tensor) against targets (an array)."""
 
     def __init__(self, spec: LossSpec | None = None) -> None:
-        self.spec = spec or LossSpec(type=self.name)
+        self.spec = spec or registry.losses.entry(self.name).spec(type=self.name)
 
     name = "loss"
 
@@ -117,6 +119,69 @@ class MeanAbsoluteError(Loss):
 
     def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
         return ops.mean(ops.abs(y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape)))
+
+
+class CTCSpec(LossSpec):
+    """ctc: which class is the blank, and whether the output is logits."""
+
+    type: Literal["ctc"] = "ctc"
+    blank: int | None = Field(None, ge=0, description="The blank's class index; default: the last class.")
+
+
+@registry.losses.register("ctc", spec=CTCSpec)
+class CTC(Loss):
+    """Connectionist temporal classification: -log p(label sequence | per-step class scores)."""
+
+    name = "ctc"
+    spec: CTCSpec
+
+    def blank_index(self, classes: int) -> int:
+        """The blank's class index for an output with `classes` classes."""
+        return classes - 1 if self.spec.blank is None else self.spec.blank
+
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+        """Mean over the batch of each sequence's loss, as Keras reduces its CTC loss.
+
+        y_pred is (batch, time, classes): probabilities, or logits with from_logits; y_true holds label
+        sequences padded with -1. Steps where the output's mask is False do not count. A label sequence
+        that cannot fit in its steps (checked for unmasked outputs when the data is loaded) is a DataError.
+        """
+        if y_pred.ndim != 3:
+            raise ValueError(f"ctc needs (batch, time, classes) predictions, got shape {y_pred.shape}")
+        classes = y_pred.shape[-1]
+        blank = self.blank_index(classes)
+        labels = np.asarray(y_true).reshape(len(y_true), -1).astype(np.int64)
+        if labels.size and (labels.max() >= classes or labels.min() < -1 or (labels == blank).any()):
+            raise ValueError(f"ctc labels must lie in [0, {classes}) without the blank {blank}, or be -1 padding")
+        logits = self._logits(y_pred, "softmax")
+        mask = y_pred.mask if y_pred.mask is not None or logits is None else logits.mask
+        if logits is None:  # probabilities from elsewhere: Keras' ctc_batch_cost takes log(p + epsilon)
+            logits = ops.log(y_pred + EPSILON)  # the op's log-softmax then renormalizes them
+        logits, steps = _valid_steps_first(logits, mask)
+        per_sequence = ops.ctc_loss(logits, labels, steps, blank)
+        if np.isposinf(per_sequence.data).any():  # only labels that cannot fit give inf: a data problem
+            row = int(np.argmax(np.isposinf(per_sequence.data)))
+            kept = y_pred.shape[1] if steps is None else int(steps[row])
+            raise DataError(f"ctc: the label sequence {[int(v) for v in labels[row] if v >= 0]} cannot be aligned "
+                            f"to {kept} steps (each label takes a step, and equal neighbours a blank between them); "
+                            "the mask of its input keeps too few steps: pad the inputs less or shorten the labels")
+        return ops.mean(per_sequence)
+
+
+def _valid_steps_first(x: Tensor, mask: np.ndarray | None) -> tuple[Tensor, np.ndarray | None]:
+    """x (batch, time, ...) with each row's unmasked steps moved to the front, and their counts.
+
+    A mask that keeps a prefix of every row (padding at the end) needs no move; padding at the start,
+    as Keras' pad_sequences puts it by default, is moved behind the data.
+    """
+    if mask is None:
+        return x, None
+    mask = np.asarray(mask, bool).reshape(x.shape[0], x.shape[1])
+    steps = mask.sum(axis=1)
+    if np.array_equal(mask, np.arange(x.shape[1]) < steps[:, None]):
+        return x, steps
+    order = np.argsort(~mask, axis=1, kind="stable")
+    return ops.getitem(x, (np.arange(x.shape[0])[:, None], order)), steps
 
 
 def create_loss(config: str | dict | LossSpec) -> Loss:

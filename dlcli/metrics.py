@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from dlcli import registry
+from dlcli.decoding import ctc_greedy_decode
+from dlcli.ops.loss import packed_labels
 from dlcli.registry import StrictSpec
 
 
@@ -22,11 +24,24 @@ class Metric:
     """A streaming metric: `update` with each batch's predictions and targets, `result` at any time."""
 
     spec: MetricSpec
+    state_keys: tuple[str, ...] = ()  # the running totals, saved in checkpoints to resume mid-epoch
 
     def __init__(self, spec: MetricSpec) -> None:
         self.spec = spec
         self.name = spec.name or spec.type
         self.reset()
+
+    def state(self) -> dict[str, object]:
+        """The running totals as JSON-able values."""
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k in self.state_keys
+                for v in [getattr(self, k)]}
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Continue from `state()`."""
+        for key in self.state_keys:
+            current = getattr(self, key)
+            value = state[key]
+            setattr(self, key, np.asarray(value, dtype=current.dtype) if isinstance(current, np.ndarray) else value)
 
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -40,6 +55,8 @@ class Metric:
 
 class MeanMetric(Metric):
     """The mean of a per-example value over every example seen."""
+
+    state_keys = ("total", "count")
 
     def reset(self) -> None:
         self.total, self.count = 0.0, 0
@@ -165,6 +182,7 @@ class _ConfusionCounts(Metric):
     """Running true/false positive/negative counts of (prediction > threshold) against 0/1 targets."""
 
     spec: ThresholdSpec
+    state_keys = ("tp", "fp", "fn")
 
     def reset(self) -> None:
         self.tp = self.fp = self.fn = 0
@@ -204,6 +222,7 @@ class AUC(Metric):
     """Area under the ROC curve: trapezoids over confusion counts at 200 thresholds in [0, 1], as Keras."""
 
     spec: AUCSpec
+    state_keys = ("tp", "fp", "fn", "tn")
 
     def reset(self) -> None:
         n = self.spec.num_thresholds
@@ -226,6 +245,61 @@ class AUC(Metric):
         tpr = np.divide(self.tp, self.tp + self.fn, out=np.zeros(len(self.tp)), where=(self.tp + self.fn) > 0)
         fpr = np.divide(self.fp, self.fp + self.tn, out=np.zeros(len(self.fp)), where=(self.fp + self.tn) > 0)
         return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
+
+
+# CTC outputs (batch, time, classes) against label sequences padded with -1: the predictions are decoded
+# greedily (the best path) with the output's blank
+class SequenceMetricSpec(MetricSpec):
+    """A metric of greedily decoded sequences; blank: the ctc loss's blank, else the last class."""
+
+    blank: int | None = Field(None, ge=0, description="The blank's class index; default: the ctc loss's.")
+
+
+def _padded_to(labels: np.ndarray, width: int) -> np.ndarray:
+    """Rows of labels padded with -1 (or cut, where only padding is cut) to `width` columns."""
+    if labels.shape[1] >= width:
+        return labels[:, :width]
+    return np.pad(labels, ((0, 0), (0, width - labels.shape[1])), constant_values=-1)
+
+
+class _DecodedMetric(MeanMetric):
+    """A per-sequence value of (greedy decoding of y_pred, target sequence), averaged over sequences."""
+
+    spec: SequenceMetricSpec
+
+    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        decoded = ctc_greedy_decode(y_pred, blank=self.spec.blank)
+        truth, lengths = packed_labels(y_true)
+        return self.compare(decoded, (decoded >= 0).sum(axis=1), truth, lengths)
+
+    def compare(self, decoded: np.ndarray, decoded_lengths: np.ndarray, truth: np.ndarray,
+                truth_lengths: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@registry.metrics.register("sequence_accuracy", spec=SequenceMetricSpec)
+class SequenceAccuracy(_DecodedMetric):
+    """Fraction of sequences whose greedy CTC decoding equals the target sequence exactly."""
+
+    def compare(self, decoded: np.ndarray, decoded_lengths: np.ndarray, truth: np.ndarray,
+                truth_lengths: np.ndarray) -> np.ndarray:
+        width = max(decoded.shape[1], truth.shape[1])
+        return np.all(_padded_to(decoded, width) == _padded_to(truth, width), axis=1).astype(np.float64)
+
+
+@registry.metrics.register("edit_distance", spec=SequenceMetricSpec)
+class EditDistance(_DecodedMetric):
+    """Mean edit distance of greedy CTC decodings to the targets, divided by the target length."""
+
+    def compare(self, decoded: np.ndarray, decoded_lengths: np.ndarray, truth: np.ndarray,
+                truth_lengths: np.ndarray) -> np.ndarray:
+        from dlcli.kernels import ctc as kernels  # numba loads on first use, never for `dlcli validate`
+
+        distances = np.empty(len(truth), np.int64)
+        kernels.edit_distances(np.ascontiguousarray(decoded), decoded_lengths, truth, truth_lengths, distances)
+        # TF's normalize=True divides by the target length, giving inf (or NaN) for an empty target; here an
+        # empty target counts each predicted label as one edit, so one empty row cannot poison the mean
+        return distances / np.maximum(truth_lengths, 1)
 
 
 _ACCURACIES: dict[str, type[MeanMetric]] = {
@@ -252,17 +326,25 @@ def accuracy_kind(loss: str | None, output_shape: tuple[int, ...], target_shape:
     return "categorical_accuracy"
 
 
-def create_metric(config: str | dict | MetricSpec, loss: str | None = None,
+def create_metric(config: str | dict | MetricSpec, loss: str | BaseModel | None = None,
                   output_shape: tuple[int, ...] = (1,), target_shape: tuple[int, ...] | None = None) -> Metric:
-    """A metric from a name, a table with `type` or a validated spec; `accuracy` resolves by loss and shape."""
+    """A metric from a name, a table with `type` or a validated spec; `accuracy` resolves by loss and shape.
+
+    `loss` is the output's loss name or spec; an option the metric shares with the loss spec and does not
+    set itself (a sequence metric's blank) takes the loss's value.
+    """
+    loss_options = loss.model_dump(exclude_none=True) if isinstance(loss, BaseModel) else {}
+    loss = loss_options.get("type", loss)
     if isinstance(config, str):
         config = {"type": config}
     if isinstance(config, dict):
         kind = config["type"]
         if kind in ("accuracy", "acc") and loss is not None:
-            resolved = accuracy_kind(loss, output_shape, target_shape)
+            # a ctc output's accuracy can only be that of its decoded sequences
+            resolved = "sequence_accuracy" if loss == "ctc" else accuracy_kind(loss, output_shape, target_shape)
             config = {**config, "type": resolved, "name": config.get("name") or kind}
         entry = registry.metrics.entry(config["type"])
-        config = entry.spec.model_validate({**config, "type": entry.alias_of or entry.name,
+        shared = {k: v for k, v in loss_options.items() if k in entry.spec.model_fields and k not in ("type", "name")}
+        config = entry.spec.model_validate({**shared, **config, "type": entry.alias_of or entry.name,
                                             "name": config.get("name") or kind})
     return registry.metrics.get(config.type)(config)

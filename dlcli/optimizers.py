@@ -2,6 +2,14 @@
 
 State is a flat dict of named arrays (`<weight>/<slot>` plus `iterations`), so a checkpoint saves and
 restores it exactly.
+
+A parameter whose `.grad` is SparseRows (an embedding table) gets a lazy sparse update, as TF's sparse
+apply ops (SparseApplyMomentum, SparseApplyRMSProp, SparseApplyAdagrad) and LazyAdam do: only the rows the
+gradient holds change, and so do only their slots. Untouched rows keep their momentum, velocity and
+accumulator as they are, with no decay, and do not move, where a dense update would decay every slot and
+keep moving rows by their momentum. A touched row gets exactly the dense formula; Adam's bias correction
+uses the global step count. Clipping sees a sparse gradient as its dense array: clipnorm and
+global_clipnorm use the norm of its (summed) values, clipvalue clips the values.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dlcli import registry
 from dlcli.errors import CheckpointError
 from dlcli.registry import StrictSpec
 from dlcli.schedules import Schedule, learning_rate_at
-from dlcli.tensor import Tensor
+from dlcli.tensor import SparseRows, Tensor
 
 
 # a number, or a schedule table: routed by kind so a mistake in one reports only that branch's error
@@ -81,32 +89,33 @@ class Optimizer:
         return learning_rate_at(self.spec.learning_rate, self.iterations) * self.lr_scale
 
     def step(self) -> None:
-        """Apply one update to every parameter that has a gradient, then count the step."""
+        """Apply one update to every parameter that has a gradient, then count the step.
+
+        A SparseRows gradient updates only its rows and their slots (see the module's docstring).
+        """
         kernels = _kernels()
         lr = self.learning_rate
         clip_value = self.spec.clipvalue or 0.0
-        global_scale = self._global_scale()
-        for name, param in self.params.items():
-            grad = param.grad
-            if grad is None:
-                continue
-            flat_grad = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
+        grads = {name: _flat_gradient(name, p) for name, p in self.params.items() if p.grad is not None}
+        global_scale = self._global_scale([g for g, _ in grads.values()])
+        for name, (flat_grad, rows) in grads.items():
             scale = global_scale
             if self.spec.clipnorm is not None:
                 norm = math.sqrt(float(np.dot(flat_grad, flat_grad)))
                 scale = self.spec.clipnorm / max(norm, self.spec.clipnorm)
-            self._update(kernels, self._flat[name], flat_grad, self.slots[name], lr, scale, clip_value)
+            self._update(kernels, self._flat[name], flat_grad, rows, self.slots[name], lr, scale, clip_value)
         self.iterations += 1
 
-    def _global_scale(self) -> float:
+    def _global_scale(self, flat_grads: list[np.ndarray]) -> float:
         if self.spec.global_clipnorm is None:
             return 1.0
-        total = sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in (p.grad for p in self.params.values())
-                    if g is not None)
+        total = sum(float(np.dot(g, g)) for g in flat_grads)
         return self.spec.global_clipnorm / max(math.sqrt(total), self.spec.global_clipnorm)
 
-    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-                lr: float, scale: float, clip_value: float) -> None:  # pragma: no cover - abstract
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
+                slots: dict[str, np.ndarray], lr: float, scale: float,
+                clip_value: float) -> None:  # pragma: no cover - abstract
+        """One kernel call: g holds rows.size rows of w (seen as rows of equal width), row r updating rows[r]."""
         raise NotImplementedError
 
     def zero_grad(self) -> None:
@@ -159,13 +168,13 @@ class SGD(Optimizer):
         self.slot_names = ("momentum",) if spec.momentum > 0 else ()
         super().__init__(spec, params)
 
-    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-                lr: float, scale: float, clip_value: float) -> None:
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
+                slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         if self.spec.momentum > 0:
-            kernels.sgd_momentum_update(w, g, slots["momentum"], lr, self.spec.momentum, self.spec.nesterov,
+            kernels.sgd_momentum_update(w, g, rows, slots["momentum"], lr, self.spec.momentum, self.spec.nesterov,
                                         scale, clip_value)
         else:
-            kernels.sgd_update(w, g, lr, scale, clip_value)
+            kernels.sgd_update(w, g, rows, lr, scale, clip_value)
 
 
 class RMSpropSpec(OptimizerSpec):
@@ -190,10 +199,10 @@ class RMSprop(Optimizer):
             ("momentum",) if spec.momentum > 0 else ())
         super().__init__(spec, params)
 
-    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-                lr: float, scale: float, clip_value: float) -> None:
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
+                slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s = self.spec
-        kernels.rmsprop_update(w, g, slots["velocity"], slots.get("average_gradient", _EMPTY),
+        kernels.rmsprop_update(w, g, rows, slots["velocity"], slots.get("average_gradient", _EMPTY),
                                slots.get("momentum", _EMPTY), lr, s.rho, s.momentum, s.epsilon, s.centered,
                                scale, clip_value)
 
@@ -216,9 +225,9 @@ class Adagrad(Optimizer):
     def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
         return np.full(value.size, self.spec.initial_accumulator_value, value.dtype)
 
-    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-                lr: float, scale: float, clip_value: float) -> None:
-        kernels.adagrad_update(w, g, slots["accumulator"], lr, self.spec.epsilon, scale, clip_value)
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
+                slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
+        kernels.adagrad_update(w, g, rows, slots["accumulator"], lr, self.spec.epsilon, scale, clip_value)
 
 
 class AdamSpec(OptimizerSpec):
@@ -241,15 +250,32 @@ class Adam(Optimizer):
         self.slot_names = ("momentum", "velocity", "velocity_hat") if spec.amsgrad else ("momentum", "velocity")
         super().__init__(spec, params)
 
-    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray],
-                lr: float, scale: float, clip_value: float) -> None:
+    def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
+                slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s, t = self.spec, self.iterations + 1
         alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - s.beta_1**t)
-        kernels.adam_update(w, g, slots["momentum"], slots["velocity"], slots.get("velocity_hat", _EMPTY), alpha,
+        kernels.adam_update(w, g, rows, slots["momentum"], slots["velocity"], slots.get("velocity_hat", _EMPTY), alpha,
                             s.beta_1, s.beta_2, s.epsilon, s.amsgrad, scale, clip_value)
 
 
 _EMPTY = np.zeros(0, np.float32)  # stands in for a slot a configuration does not use
+_WHOLE = np.zeros(1, np.int64)  # a dense gradient is one row spanning its whole parameter
+
+
+def _flat_gradient(name: str, param: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(flat gradient rows, the parameter rows they update) for the kernels, in the parameter's dtype.
+
+    A SparseRows gradient is coalesced first: a row listed twice must be updated once, with the sum.
+    """
+    grad = param.grad
+    if not isinstance(grad, SparseRows):
+        return np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1), _WHOLE
+    grad = grad.coalesced()
+    rows = grad.indices
+    # the kernels index without bounds checks; coalesced rows are sorted, so the ends bound them all
+    if grad.shape != param.shape or (rows.size and (rows[0] < 0 or rows[-1] >= param.shape[0])):
+        raise ValueError(f"sparse gradient of {name}: {grad!r} does not fit the parameter's shape {param.shape}")
+    return np.ascontiguousarray(grad.values, dtype=param.dtype).reshape(-1), rows
 
 
 def create_optimizer(config: str | dict | OptimizerSpec, params: dict[str, Tensor]) -> Optimizer:

@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dlcli.tensor import Tensor
+from dlcli.tensor import SparseRows, Tensor
 
 
 def numeric_grad(loss: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -17,6 +17,11 @@ def numeric_grad(loss: Callable[[np.ndarray], float], x: np.ndarray, eps: float 
         grad[i] = (loss(x + step) - loss(x - step)) / (2 * eps)
         step[i] = 0.0
     return grad
+
+
+def dense_grad(t: Tensor) -> np.ndarray | None:
+    """t.grad as a dense array: a SparseRows gradient (an embedding table's) is densified."""
+    return t.grad.to_dense() if isinstance(t.grad, SparseRows) else t.grad
 
 
 def check_op_gradients(fn: Callable[..., Tensor], inputs: Sequence[np.ndarray], rtol: float = 1e-5,
@@ -39,9 +44,10 @@ def check_op_gradients(fn: Callable[..., Tensor], inputs: Sequence[np.ndarray], 
             return float((fn(*args).data * w).sum())
 
         expected = numeric_grad(loss, a)
-        assert tensors[i].grad is not None, f"input {i} got no gradient"
-        assert tensors[i].grad.shape == a.shape, f"input {i}: gradient shape {tensors[i].grad.shape} != {a.shape}"
-        np.testing.assert_allclose(tensors[i].grad, expected, rtol=rtol, atol=atol, err_msg=f"input {i}")
+        grad = dense_grad(tensors[i])
+        assert grad is not None, f"input {i} got no gradient"
+        assert grad.shape == a.shape, f"input {i}: gradient shape {grad.shape} != {a.shape}"
+        np.testing.assert_allclose(grad, expected, rtol=rtol, atol=atol, err_msg=f"input {i}")
 
 
 def check_param_gradients(forward: Callable[[], Tensor], params: Sequence[Tensor], rtol: float = 1e-5,
@@ -61,5 +67,6 @@ def check_param_gradients(forward: Callable[[], Tensor], params: Sequence[Tensor
 
         expected = numeric_grad(loss, original)
         p.data[...] = original
-        assert p.grad is not None, f"{p.name} got no gradient"
-        np.testing.assert_allclose(p.grad, expected, rtol=rtol, atol=atol, err_msg=str(p.name))
+        grad = dense_grad(p)
+        assert grad is not None, f"{p.name} got no gradient"
+        np.testing.assert_allclose(grad, expected, rtol=rtol, atol=atol, err_msg=str(p.name))

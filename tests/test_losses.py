@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dlcli import ops, registry
+from dlcli.errors import DataError
 from dlcli.losses import EPSILON, create_loss, weighted_total
 from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
@@ -19,6 +20,8 @@ _labels = np.array([0, 3, 1])
 _binary_p = rng.uniform(0.05, 0.95, size=(5, 2))
 _binary_y = (rng.random((5, 2)) > 0.5).astype(np.float64)
 _logits = rng.normal(size=(3, 4))
+_ctc_labels = np.array([[1, 1, -1], [0, 2, 1]])  # blank 3: a repeat, and padding
+_ctc_labels_blank_0 = np.where(_ctc_labels < 0, -1, _ctc_labels + 1)
 
 
 def _loss(name: str, **options: object):
@@ -43,6 +46,10 @@ CASES = {
     "sparse_categorical_crossentropy_sequence": (
         lambda z: _loss("sparse_categorical_crossentropy", from_logits=True)(z, np.array([[0, 2], [1, 1]])),
         rng.normal(size=(2, 2, 3))),
+    "ctc": (lambda p: _loss("ctc")(p, _ctc_labels), rng.dirichlet(np.ones(4), size=(2, 5))),
+    "ctc_logits": (lambda z: _loss("ctc", from_logits=True, blank=0)(z, _ctc_labels_blank_0),
+                   rng.normal(size=(2, 5, 4))),
+    "ctc_through_softmax": (lambda z: _loss("ctc")(ops.softmax(z), _ctc_labels), rng.normal(size=(2, 5, 4))),
     "mean_squared_error": (lambda p: _loss("mean_squared_error")(p, _binary_y), _binary_p),
     "mean_absolute_error": (lambda p: _loss("mean_absolute_error")(p, _binary_y), _binary_p),
 }
@@ -143,6 +150,58 @@ def test_weighted_total_sums_weighted_losses() -> None:
     assert total.item() == pytest.approx(3.5)
     total.backward()
     assert (a.grad.item(), b.grad.item()) == (1.0, 0.5)
+
+
+def test_ctc_is_the_batch_mean_of_the_sequence_losses_and_uses_softmax_logits() -> None:
+    z = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    per_sequence = ops.ctc_loss(Tensor(z), _ctc_labels, blank=3).data
+    assert _loss("ctc", from_logits=True)(Tensor(z), _ctc_labels).item() == pytest.approx(per_sequence.mean())
+    logits = Tensor(z, requires_grad=True)
+    loss = _loss("ctc")(ops.softmax(logits), _ctc_labels)  # exact, through the logits, not log(p + epsilon)
+    assert loss.item() == pytest.approx(per_sequence.mean(), rel=1e-6)
+    loss.backward()
+    z_grad = Tensor(z, requires_grad=True)
+    ops.mean(ops.ctc_loss(z_grad, _ctc_labels, blank=3)).backward()
+    np.testing.assert_allclose(logits.grad, z_grad.grad, rtol=1e-6)
+
+
+def test_ctc_on_probabilities_takes_the_log_with_keras_epsilon() -> None:
+    p = np.array([[[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]]])  # blank 2; zeros would give log 0 without epsilon
+    got = _value("ctc", p, np.array([[0, -1]]))
+    q = (p + EPSILON) / (p + EPSILON).sum(axis=-1, keepdims=True)  # Keras' ctc_batch_cost: log(p + eps)
+    expected = -np.log(q[0, 0, 0] * q[0, 1, 0] + q[0, 0, 2] * q[0, 1, 0] + q[0, 0, 0] * q[0, 1, 2])
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_ctc_counts_only_the_steps_the_mask_keeps_wherever_the_padding_is() -> None:
+    z = rng.normal(size=(2, 5, 4))
+    short = ops.ctc_loss(Tensor(z), _ctc_labels, np.array([5, 4]), blank=3).data.mean()
+    for padded_last in (True, False):
+        x = z.copy()
+        mask = np.ones((2, 5), bool)
+        if padded_last:
+            mask[1, 4] = False
+        else:  # padding first, as Keras' pad_sequences puts it: the data is the last 4 steps
+            x[1, 1:], x[1, 0], mask[1, 0] = z[1, :4], 9.0, False
+        logits = Tensor(x, requires_grad=True)
+        logits.mask = mask
+        loss = _loss("ctc", from_logits=True)(logits, _ctc_labels)
+        assert loss.item() == pytest.approx(short, rel=1e-12)
+        loss.backward()
+        assert not logits.grad[~mask].any()
+
+
+def test_ctc_labels_that_the_mask_leaves_too_few_steps_for_are_a_data_error() -> None:
+    logits = Tensor(np.zeros((2, 5, 4)))
+    logits.mask = np.array([[True] * 5, [False, False, False, True, True]])  # [0, 2, 1] needs 3 steps
+    with pytest.raises(DataError, match=r"the label sequence \[0, 2, 1\] cannot be aligned to 2 steps"):
+        _loss("ctc", from_logits=True)(logits, _ctc_labels)
+
+
+def test_ctc_rejects_labels_outside_the_classes_or_equal_to_the_blank() -> None:
+    for labels in (np.array([[4, -1]]), np.array([[3, 0]]), np.array([[-2, 0]])):
+        with pytest.raises(ValueError, match="ctc labels"):
+            _loss("ctc", from_logits=True)(Tensor(np.zeros((1, 3, 4))), labels)
 
 
 def test_every_registered_loss_has_a_gradient_case() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dlcli import registry
+from dlcli.losses import CTCSpec
 from dlcli.metrics import accuracy_kind, create_metric
 
 
@@ -15,6 +16,8 @@ def _stream(name: str | dict, batches: list[tuple[np.ndarray, np.ndarray]], **kw
         metric.update(np.asarray(y_pred, np.float32), np.asarray(y_true))
     return metric.result()
 
+
+_EYE4 = np.eye(4)  # one-hot rows: per-step class scores of CTC outputs
 
 # every registered metric: (config, batches, expected); batches of unequal size test the weighting
 CASES = {
@@ -39,6 +42,12 @@ CASES = {
     "recall": ("recall", [([0.9, 0.6, 0.7], [1, 1, 0]), ([0.2, 0.1], [1, 0])], 2 / 3),
     # ranks: of the 4 (positive, negative) pairs, 3 are ordered right: sklearn and Keras both give 0.75
     "auc": ("auc", [([0.1, 0.4], [0, 0]), ([0.35, 0.8], [1, 1])], 0.75),
+    # CTC outputs, blank 3: best paths 0 0 _ 1 -> [0, 1] (exact), 2 _ 2 2 -> [2, 2] against [2, 1, 2] (1 edit
+    # of 3), and all blank -> [] against [1] (1 edit of 1)
+    "sequence_accuracy": ("sequence_accuracy", [(_EYE4[[[0, 0, 3, 1], [2, 3, 2, 2]]], [[0, 1, -1], [2, 1, 2]]),
+                                                (_EYE4[[[3, 3, 3, 3]]], [[1]])], 1 / 3),
+    "edit_distance": ("edit_distance", [(_EYE4[[[0, 0, 3, 1], [2, 3, 2, 2]]], [[0, 1, -1], [2, 1, 2]]),
+                                        (_EYE4[[[3, 3, 3, 3]]], [[1]])], (0 + 1 / 3 + 1) / 3),
 }
 
 
@@ -82,3 +91,53 @@ def test_reset_starts_over() -> None:
     metric.reset()
     metric.update(np.array([[0.9]]), np.array([[1.0]]))
     assert metric.result() == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_metric_state_round_trip_continues_the_stream(name: str) -> None:
+    import json
+
+    config, batches, expected = CASES[name]
+    first = create_metric(config)
+    first.update(np.asarray(batches[0][0], np.float32), np.asarray(batches[0][1]))
+    saved = json.loads(json.dumps(first.state()))  # checkpoints keep it as JSON
+    second = create_metric(config)
+    second.load_state(saved)
+    for y_pred, y_true in batches[1:]:
+        second.update(np.asarray(y_pred, np.float32), np.asarray(y_true))
+    assert second.result() == pytest.approx(expected, rel=1e-9)
+
+
+def _result(config: str | dict, y_pred: np.ndarray, y_true: np.ndarray, **kwargs: object) -> float:
+    metric = create_metric(config, **kwargs)
+    metric.update(y_pred.astype(np.float32), y_true)
+    return metric.result()
+
+
+def test_sequence_metrics_take_the_blank_of_the_ctc_loss() -> None:
+    y_pred = _EYE4[[[1, 0, 1, 2, 2]]]  # blank 0: [1, 1, 2]; blank 3 (the default): [1, 0, 1, 2]
+    target = np.array([[1, 1, 2]])
+    assert _result("sequence_accuracy", y_pred, target) == 0.0
+    assert _result("sequence_accuracy", y_pred, target, loss=CTCSpec(blank=0)) == 1.0
+    assert _result("edit_distance", y_pred, target, loss=CTCSpec(blank=0)) == 0.0
+    assert _result("edit_distance", y_pred, target, loss=CTCSpec()) == pytest.approx(1 / 3)
+    # a blank the metric sets itself wins over the loss's
+    assert _result({"type": "sequence_accuracy", "blank": 3}, y_pred, target, loss=CTCSpec(blank=0)) == 0.0
+    assert create_metric("edit_distance", loss=CTCSpec(blank=0)).name == "edit_distance"
+
+
+def test_edit_distance_over_an_empty_target_counts_each_predicted_label() -> None:
+    # TF's normalize=True would give inf here (and NaN for two empty sequences)
+    y_pred = _EYE4[[[0, 3, 1, 3], [3, 3, 3, 3]]]
+    assert _result("edit_distance", y_pred, np.array([[-1, -1], [-1, -1]])) == pytest.approx((2 + 0) / 2)
+    assert _result("sequence_accuracy", y_pred, np.array([[-1, -1], [-1, -1]])) == pytest.approx(0.5)
+
+
+def test_sequence_accuracy_needs_the_whole_sequence_not_a_prefix() -> None:
+    y_pred = _EYE4[[[0, 3, 1, 3], [0, 3, 1, 2]]]  # [0, 1] and [0, 1, 2]
+    assert _result("sequence_accuracy", y_pred, np.array([[0, 1, 2], [0, 1, -1]])) == 0.0
+
+
+def test_accuracy_of_a_ctc_output_is_sequence_accuracy() -> None:
+    metric = create_metric("accuracy", loss=CTCSpec(blank=0))
+    assert type(metric).__name__ == "SequenceAccuracy" and metric.name == "accuracy" and metric.spec.blank == 0

@@ -1,15 +1,17 @@
-"""Optimizers: Keras update rules on a fixed quadratic, PyTorch's numbers, clipping, schedules and state."""
+"""Optimizers: Keras update rules on a fixed quadratic, PyTorch's numbers, clipping, schedules, state, and lazy
+updates from sparse (row) gradients."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from dlcli import registry
 from dlcli.optimizers import create_optimizer
-from dlcli.tensor import Tensor
+from dlcli.tensor import SparseRows, Tensor
 
 CURVATURE = np.array([1.0, 4.0, 0.25])  # f(w) = 0.5 * sum(CURVATURE * w^2), gradient CURVATURE * w
 START = np.array([1.0, -2.0, 3.0])
@@ -199,3 +201,85 @@ def test_load_state_rejects_a_misshapen_slot() -> None:
     state["w/velocity"] = np.zeros(4, np.float32)
     with pytest.raises(CheckpointError, match="w/velocity"):
         optimizer.load_state(state)
+
+
+# Sparse (row) gradients: lazy updates of the rows given, every other row and its slots untouched
+SPARSE_CASES = {
+    **KERAS_CASES,
+    "adam_clipnorm": {"type": "adam", "learning_rate": 0.1, "clipnorm": 0.5},
+    "rmsprop_clipvalue": {"type": "rmsprop", "learning_rate": 0.01, "momentum": 0.5, "clipvalue": 0.3},
+    "sgd_momentum_global_clipnorm": {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "global_clipnorm": 0.5},
+}
+TABLE_SHAPE = (8, 3)
+TOUCHED = [1, 4, 6]
+
+
+def _warmed_up(config: dict, rng: np.random.Generator) -> tuple[Tensor, Any]:
+    """A table and its optimizer after two dense steps, so every row and slot holds a nonzero value."""
+    table = Tensor(rng.normal(size=TABLE_SHAPE).astype(np.float32), requires_grad=True)
+    optimizer = create_optimizer(config, {"t": table})
+    for _ in range(2):
+        table.grad = rng.normal(size=TABLE_SHAPE).astype(np.float32)
+        optimizer.step()
+    return table, optimizer
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE_CASES))
+def test_sparse_step_moves_only_its_rows_by_the_dense_formula(name: str) -> None:
+    config = SPARSE_CASES[name]
+    rng = np.random.default_rng(0)
+    table, optimizer = _warmed_up(config, rng)
+    before = {k: v.copy() for k, v in optimizer.state().items()}
+    before_w = table.data.copy()
+    # repeated, unsorted rows: the optimizer must sum them before updating each row once
+    ids = np.array([4, 1, 4, 6, 1, 4])
+    values = rng.normal(size=(ids.size, 3)).astype(np.float32)
+    table.grad = SparseRows(ids, values, TABLE_SHAPE)
+    optimizer.step()
+    untouched = [r for r in range(TABLE_SHAPE[0]) if r not in TOUCHED]
+    after = optimizer.state()
+    np.testing.assert_array_equal(table.data[untouched], before_w[untouched])
+    slots = [k for k in after if k.startswith("t/")]
+    assert slots or name == "sgd"
+    for key in slots:
+        np.testing.assert_array_equal(after[key][untouched], before[key][untouched], err_msg=key)
+    # the touched rows: a dense step of a parameter made of just those rows, from the same state
+    rows = Tensor(before_w[TOUCHED].copy(), requires_grad=True)
+    reference = create_optimizer(config, {"t": rows})
+    reference.load_state({k: v[TOUCHED] if k.startswith("t/") else v for k, v in before.items()})
+    summed = np.zeros(TABLE_SHAPE, np.float32)
+    np.add.at(summed, ids, values)
+    rows.grad = summed[TOUCHED]
+    reference.step()
+    np.testing.assert_array_equal(table.data[TOUCHED], rows.data)
+    for key, value in reference.state().items():
+        np.testing.assert_array_equal(after[key][TOUCHED] if key.startswith("t/") else after[key], value,
+                                      err_msg=key)
+
+
+def test_sparse_sgd_equals_dense_sgd_and_clips_globally_with_dense_gradients() -> None:
+    # without slots a lazy update is the dense one; global_clipnorm counts the sparse values in the joint norm
+    rng = np.random.default_rng(1)
+    start, bias_grad = rng.normal(size=TABLE_SHAPE).astype(np.float32), np.array([3.0, -4.0], np.float32)
+    sparse = SparseRows(np.array([5, 0, 5]), rng.normal(size=(3, 3)).astype(np.float32) * 10, TABLE_SHAPE)
+    results = []
+    for grad in (sparse, sparse.to_dense()):
+        table, bias = Tensor(start.copy(), requires_grad=True), Tensor(np.zeros(2, np.float32), requires_grad=True)
+        optimizer = create_optimizer({"type": "sgd", "learning_rate": 1.0, "global_clipnorm": 1.0},
+                                     {"t": table, "b": bias})
+        table.grad, bias.grad = grad, bias_grad
+        optimizer.step()
+        results.append((table.data, bias.data))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+    total_norm = math.sqrt(float((sparse.to_dense() ** 2).sum()) + 25.0)
+    np.testing.assert_allclose(results[0][1], -bias_grad / total_norm, rtol=1e-5)
+
+
+def test_sparse_gradient_outside_the_parameter_is_a_bug() -> None:
+    table = Tensor(np.zeros(TABLE_SHAPE, np.float32), requires_grad=True)
+    optimizer = create_optimizer("adam", {"t": table})
+    for row in (8, -1):  # the kernels index without bounds checks, so the optimizer checks
+        table.grad = SparseRows(np.array([row]), np.ones((1, 3), np.float32), TABLE_SHAPE, is_coalesced=True)
+        with pytest.raises(ValueError, match="does not fit"):
+            optimizer.step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from dlcli import __version__
-from dlcli.errors import DlcliError
+from dlcli.errors import DlcliError, RunInterruptedError
 
 
 def report_error(message: str, exit_code: int, as_json: bool) -> None:
@@ -34,10 +35,17 @@ class DlcliGroup(click.Group):
             if ctx.obj.get("debug"):
                 traceback.print_exc()
             report_error(str(err), err.exit_code, ctx.obj.get("json", False))
+            if isinstance(err, RunInterruptedError):  # checkpoint written: now die by the signal, as asked
+                from dlcli.train.interrupts import die_by_signal
+
+                sys.stdout.flush()
+                die_by_signal(err.exit_code - 128)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             report_error("interrupted", 130, ctx.obj.get("json", False))
             ctx.exit(130)
+        except BrokenPipeError:  # click would exit 1 on EPIPE; the reader just got what it wanted
+            ctx.exit(_reader_left())
 
 
 @click.group(cls=DlcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,15 +62,29 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def json_mode(as_json: bool) -> None:
-    """Tell the group that errors of this command go out as JSON."""
-    click.get_current_context().ensure_object(dict)["json"] = as_json
+    """Tell the group that errors of this command go out as JSON, internal errors (exit 1) included."""
+    context = click.get_current_context().ensure_object(dict)
+    context["json"] = as_json
+    if as_json and not context.get("debug"):
+        sys.excepthook = _json_excepthook
+
+
+def _json_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """An unexpected exception in --json mode: still exactly one JSON object, exit 1 (a bug: --debug shows it)."""
+    message = f"internal error ({kind.__name__}: {error}); rerun with --debug for the traceback and report it"
+    report_error(message, 1, True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def main() -> None:
     """Console entry point."""
     from dlcli.cli import commands  # noqa: F401 - registers the subcommands on `cli`
 
-    try:
-        cli(prog_name="dlcli")
-    except BrokenPipeError:  # `dlcli ... | head`: the reader left; that is not our error
-        sys.exit(0)
+    cli(prog_name="dlcli")
+
+
+def _reader_left() -> int:
+    """`dlcli ... | head`: the reader got what it wanted; point stdout at /dev/null so no final flush fails."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

@@ -16,17 +16,22 @@ from dlcli.cli.main import json_mode
               help="Write predictions here: .npy, .csv or .jsonl (default: lines on stdout).")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--beam-width", type=click.IntRange(min=1), default=None,
+              help="Decode ctc outputs by prefix beam search with this many beams (default: greedy).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per example on stdout.")
 def predict_command(target: Path, input_path: Path, output: Path | None, which: str, batch_size: int | None,
-                    as_json: bool) -> None:
-    """Predictions of a trained model for the examples in INPUT (.npy, .npz or .csv)."""
+                    beam_width: int | None, as_json: bool) -> None:
+    """Predictions of a trained model for the examples in INPUT (.npy, .npz or .csv; .txt, a text a line, for text).
+
+    Outputs trained with the ctc loss are decoded to label sequences (padded with -1 in .npy files).
+    """
     json_mode(as_json)
-    from dlcli.train.predictions import read_inputs, write_predictions
+    from dlcli.train.predictions import decode_sequences, read_inputs, write_predictions
     from dlcli.train.loop import predict
     from dlcli.train.rundir import load_run
 
     spec, model, _, _, _ = load_run(target, which)
     inputs = read_inputs(input_path, spec, model)
-    outputs = predict(model, inputs, batch_size or spec.train.batch_size)
+    outputs = decode_sequences(predict(model, inputs, batch_size or spec.train.batch_size), model, beam_width)
     for line in write_predictions(outputs, model, output, as_json):
         click.echo(line)

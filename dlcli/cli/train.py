@@ -29,8 +29,11 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
 
     output = "json" if as_json else "quiet" if quiet else "auto"
     if resume:
+        notes: list[str] = []
         with make_reporter(output) as reporter:
-            resume_run(spec_path, overrides, run_dir, [reporter])
+            resume_run(spec_path, overrides, run_dir, [reporter], notes)
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
         return
     spec = load_spec(spec_path, overrides)
     with make_reporter(output) as reporter:  # closing stops a live display even when training fails

@@ -14,7 +14,9 @@ import numpy as np
 from dlcli import registry
 from dlcli.data.batches import check_finite, check_labels, check_lengths
 from dlcli.data.download import Verify, fetch, local_copy
+from dlcli.data.object_arrays import read_keras_npz
 from dlcli.data.readers import read_csv, read_idx, read_table
+from dlcli.data.word_sequences import SEQUENCE_OPTIONS, imdb_arrays, reuters_arrays, sequence_options
 from dlcli.errors import DataError, SpecError
 
 Task = Literal["classification", "binary", "regression", "sequence"]
@@ -264,7 +266,6 @@ _FASHION_SHA256 = ("3aede38d61863908ad78613f6a32ed271626dd12800ba263656951236926
                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5")
-_KERAS_SEQUENCE_OPTIONS = ("num_words", "skip_top", "maxlen", "seed", "start_char", "oov_char", "index_from")
 
 
 def _idx_dataset(info: DatasetInfo) -> Arrays:
@@ -294,31 +295,31 @@ def _fashion_mnist(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     return _idx_dataset(info)
 
 
-def _sequences_not_yet(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
-    """Refuse, for now: Keras' .npz holds pickled object arrays, which dlcli never unpickles."""
-    raise DataError(f"dataset {info.name!r} cannot be loaded yet: Keras' {info.remote[0].filename} stores its "
-                    f"token sequences as pickled object arrays, which dlcli refuses to unpickle; its loader "
-                    f"arrives with sequence support (issue 6). Meanwhile, train on your own .npz of padded "
-                    f"integer sequences (data.train = \"PATH\")")
+def _keras_sequences(info: DatasetInfo) -> dict[str, Any]:
+    """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run."""
+    file = info.remote[0]
+    return read_keras_npz(fetch(info.name, file.filename, file.url, file.sha256, file.verify))
 
 
-@_register("imdb", task="binary", num_classes=2, input_shape=(None,), dtype="int32", size_bytes=17_464_789,
+@_register("imdb", task="binary", num_classes=2, input_shape=(None,), dtype="int64", size_bytes=17_464_789,
            remote=(RemoteFile("imdb.npz", _KERAS_URL + "imdb.npz",
                               "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),),
-           options=_KERAS_SEQUENCE_OPTIONS)
+           options=SEQUENCE_OPTIONS)
 def _imdb(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
-    """IMDB movie reviews as word-index sequences, positive or negative; loader arrives in issue 6."""
-    return _sequences_not_yet(info, options)
+    """IMDB movie reviews as word-index sequences, 0 negative / 1 positive, 25000 train / 25000 test."""
+    checked = sequence_options(info.name, options)  # before the download and parse, which take a while
+    return imdb_arrays(_keras_sequences(info), checked)
 
 
-@_register("reuters", task="classification", num_classes=46, input_shape=(None,), dtype="int32",
+@_register("reuters", task="classification", num_classes=46, input_shape=(None,), dtype="int64",
            size_bytes=2_110_848,
            remote=(RemoteFile("reuters.npz", _KERAS_URL + "reuters.npz",
                               "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"),),
-           options=(*_KERAS_SEQUENCE_OPTIONS, "test_split"))
+           options=(*SEQUENCE_OPTIONS, "test_split"))
 def _reuters(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
-    """Reuters newswires as word-index sequences, 46 topics; loader arrives in issue 6."""
-    return _sequences_not_yet(info, options)
+    """Reuters newswires as word-index sequences, 46 topics, 8982 train / 2246 test (Keras' split)."""
+    checked = sequence_options(info.name, options)  # before the download and parse, which take a while
+    return reuters_arrays(_keras_sequences(info), checked)
 
 
 @_register("mnist_sequences", task="sequence", num_classes=None, input_shape=(28, 140), dtype="uint8",

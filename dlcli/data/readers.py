@@ -136,6 +136,39 @@ def read_csv_columns(path: str | Path, features: Sequence[str] | None, exclude: 
     return _numbers(path, cells, columns, [repr(name) for name in header], first_line=2).astype(np.float32)
 
 
+def read_csv_text(path: str | Path, text: str, target: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column of raw text (unicode strings, 1-D) and, if named, a numeric target (float32, 1-D) from a CSV
+    file with a header row; quoted cells may hold commas, quotes and line breaks."""
+    path = _existing(path)
+    rows = _read_rows(path, ",")
+    if not rows:
+        raise DataError(f"{path} is empty: expected a header row of column names, then one row per example")
+    header, cells = [name.strip() for name in rows[0]], _cell_table(path, rows[1:], len(rows[0]), first_line=2)
+    texts = cells[:, _column_index(path, header, text)]
+    if target is None:
+        return texts, None
+    column = _column_index(path, header, target)
+    return texts, _numbers(path, cells, [column], [repr(name) for name in header], first_line=2)[:, 0].astype(
+        np.float32)
+
+
+def read_text_lines(path: str | Path) -> np.ndarray:
+    """The lines of a UTF-8 text file as unicode strings (1-D), one example a line; a final newline ends the
+    last line rather than starting an empty one."""
+    path = _existing(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not a readable UTF-8 text file ({err}); save it as UTF-8, one example a "
+                        f"line") from None
+    lines = text.split("\n")  # not splitlines(): it would also split at form feeds and other separators
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path} is empty: expected one text a line")
+    return np.array([line.removesuffix("\r") for line in lines], dtype=str)
+
+
 def read_table(path: str | Path, skip_rows: int = 0, delimiter: str | None = ",") -> np.ndarray:
     """Every cell of a headerless numeric table as float64 (2-D); `delimiter=None` splits on whitespace."""
     path = _existing(path)

@@ -1,8 +1,12 @@
 """Layers: importing this package registers every layer type."""
 
 from dlcli.layers import augmentation  # noqa: F401 - registers the random_* layers
+from dlcli.layers import embedding  # noqa: F401 - registers embedding
 from dlcli.layers import conv1d, conv2d, core, dense, merge, normalization
 from dlcli.layers import batch_normalization, pooling  # noqa: F401 - registers pooling and batch_normalization
+from dlcli.layers import recurrent  # noqa: F401 - registers simple_rnn, lstm and gru
+from dlcli.layers import bidirectional  # noqa: F401 - registers bidirectional
+from dlcli.layers import text_vectorization  # noqa: F401 - registers text_vectorization
 from dlcli.layers.base import Layer, LayerSpec, Shape, create_layer
 
 __all__ = [

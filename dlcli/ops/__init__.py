@@ -14,20 +14,23 @@ from dlcli.ops.elementwise import (
 )
 from dlcli.ops.conv import Conv2D, ConvGeometry
 from dlcli.ops.linalg import Affine, MatMul
-from dlcli.ops.loss import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SparseSoftmaxCrossEntropy
+from dlcli.ops.loss import CTCLoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SparseSoftmaxCrossEntropy
 from dlcli.ops.normalization import BatchNormalization
 from dlcli.ops.pool import AveragePool, MaxPool
 from dlcli.ops.reduce import Max, Mean, Sum
-from dlcli.ops.shape import Concatenate, Gather, GetItem, Reshape, Transpose
+from dlcli.ops.recurrent import GRU, LSTM, RecurrentOptions, SimpleRNN
+from dlcli.ops.shape import Concatenate, Gather, GetItem, Reshape, TakeRows, Transpose
 from dlcli.tensor import Tensor
 
 __all__ = [
     "affine_resample", "average_pool1d", "average_pool2d", "batch_normalization", "flip_images", "max_pool1d",
     "max_pool2d",
-    "abs", "add", "affine", "clip", "concatenate", "conv2d", "div", "dropout", "exp", "gather", "getitem", "log",
+    "abs", "add", "affine", "clip", "concatenate", "conv2d", "ctc_loss", "div", "dropout", "exp", "gather", "getitem",
+    "log",
     "log_softmax", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "pow", "relu", "reshape",
     "sigmoid", "sigmoid_binary_crossentropy", "softmax", "softmax_crossentropy", "sparse_softmax_crossentropy",
-    "split", "sqrt", "sub", "sum", "tanh", "transpose", "where",
+    "split", "sqrt", "sub", "sum", "take_rows", "tanh", "transpose", "where",
+    "gru", "lstm", "simple_rnn",
 ]
 
 TensorLike = Tensor | np.ndarray | float | int
@@ -190,6 +193,48 @@ def gather(a: Tensor, indices: np.ndarray, axis: int = 0) -> Tensor:
     return Gather.apply(a, Tensor(np.asarray(indices)), axis=axis)
 
 
+def take_rows(table: Tensor, ids: np.ndarray | Tensor) -> Tensor:
+    """table[ids]: rows of a 2-D table at integer ids of any shape; the table's gradient is SparseRows."""
+    return TakeRows.apply(table, ids if isinstance(ids, Tensor) else Tensor(np.asarray(ids)))
+
+
+def _recurrent(op: type, x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None,
+               options: RecurrentOptions, mask: np.ndarray | None, input_dropout: np.ndarray | None,
+               recurrent_dropout: np.ndarray | None) -> Tensor:
+    inputs = (x, kernel, recurrent_kernel) if bias is None else (x, kernel, recurrent_kernel, bias)
+    return op.apply(*inputs, options=options, mask=mask, input_dropout=input_dropout,
+                    recurrent_dropout=recurrent_dropout)
+
+
+def simple_rnn(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+               options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+               input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+    """A simple RNN over x (N, T, F): kernel (F, U), recurrent_kernel (U, U), bias (U,), Keras' layout.
+
+    mask (N, T) is True where a step holds data (masked steps keep the state); input_dropout (1, N, F) and
+    recurrent_dropout (1, N, U) are scaled keep-masks used at every step. Returns (N, U) or (N, T, U).
+    """
+    return _recurrent(SimpleRNN, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+
+
+def lstm(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+         options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+         input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+    """An LSTM over x (N, T, F): kernel (F, 4U), recurrent_kernel (U, 4U), bias (4U,), gates i, f, c, o.
+
+    Masks as for simple_rnn, with one dropout mask per gate (4, N, ...) or, for the input, one for all (1, N, F).
+    """
+    return _recurrent(LSTM, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+
+
+def gru(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+        options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+        input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+    """A GRU over x (N, T, F): kernel (F, 3U), recurrent_kernel (U, 3U), gates z, r, h; bias (2, 3U) with
+    options.reset_after (input and recurrent bias, PyTorch's GRU), else (3U,). Masks as for lstm (3 gates)."""
+    return _recurrent(GRU, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+
+
 def _two(value: int | Sequence[int]) -> tuple[int, int]:
     """A (height, width) pair from one int for both or from a pair."""
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
@@ -293,6 +338,18 @@ def sparse_softmax_crossentropy(logits: Tensor, labels: np.ndarray) -> Tensor:
 def sigmoid_binary_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:
     """Mean binary crossentropy of sigmoid(logits) against 0/1 (or soft) targets; gradient s - y."""
     return SigmoidBinaryCrossEntropy.apply(logits, Tensor(targets))
+
+
+def ctc_loss(logits: Tensor, labels: np.ndarray, input_lengths: np.ndarray | None = None, blank: int = -1) -> Tensor:
+    """Per-sequence CTC loss (batch,) of softmax(logits) (batch, time, classes) against label sequences.
+
+    labels (batch, max_length) are padded with -1; input_lengths (batch,) count each sequence's steps (all
+    by default); blank -1 is the last class. The gradient is softmax minus the posterior class occupancy.
+    """
+    classes = logits.shape[-1]
+    if not -classes <= blank < classes:
+        raise ValueError(f"blank {blank} is not one of the {classes} classes")
+    return CTCLoss.apply(logits, Tensor(np.asarray(labels)), input_lengths=input_lengths, blank=blank % classes)
 
 
 def _bind_operators() -> None:

@@ -1,4 +1,4 @@
-"""Fused crossentropy ops on logits: stable values, and gradients of the exact form p - y."""
+"""Fused loss ops on logits: crossentropies and CTC, stable values, gradients of the exact form p - y."""
 
 from __future__ import annotations
 
@@ -57,3 +57,41 @@ class SigmoidBinaryCrossEntropy(Op):
         d_logits -= self.targets
         d_logits *= d_out / self.logits.size
         return d_logits, None
+
+
+def packed_labels(labels: Array) -> tuple[Array, Array]:
+    """Label sequences padded with -1 -> (labels with every -1 moved to the end of its row, lengths)."""
+    labels = np.asarray(labels).astype(np.int64, copy=False).reshape(len(labels), -1)
+    present = labels >= 0
+    lengths = present.sum(axis=1)
+    if not np.array_equal(present, np.arange(labels.shape[1]) < lengths[:, None]):  # a -1 before a label
+        labels = np.take_along_axis(labels, np.argsort(~present, axis=1, kind="stable"), axis=1)
+    return np.ascontiguousarray(labels), lengths
+
+
+class CTCLoss(Op):
+    """Per-sequence CTC loss -log p(labels | softmax(logits)) of (batch, time, classes) logits.
+
+    The gradient comes from the forward-backward recursion (softmax minus each class's posterior
+    occupancy), not from differentiating it step by step; it is computed with the loss, while the
+    recursion's variables are at hand. A label sequence that cannot fit in its steps (more labels plus
+    repeats than steps) has an infinite loss and a zero gradient, as torch's ctc_loss gives inf.
+    """
+
+    def __init__(self, input_lengths: Array | None, blank: int) -> None:
+        self.input_lengths, self.blank = input_lengths, blank
+
+    def forward(self, logits: Array, labels: Array) -> Array:
+        from dlcli.kernels import ctc as kernels  # numba loads on first use, never for `dlcli --help`
+
+        batch, steps, classes = logits.shape
+        packed, lengths = packed_labels(labels)
+        input_lengths = np.full(batch, steps, np.int64) if self.input_lengths is None \
+            else np.clip(np.asarray(self.input_lengths, np.int64), 0, steps)
+        nll = np.empty(batch, np.float64)
+        self.grad = np.empty((batch, steps, classes) if any(self.needs_grad) else (batch, 0, 0), logits.dtype)
+        kernels.ctc_loss(np.ascontiguousarray(logits), packed, input_lengths, lengths, self.blank, nll, self.grad)
+        return nll.astype(logits.dtype)
+
+    def backward(self, d_out: Array) -> tuple[Array, None]:
+        return self.grad * d_out[:, None, None].astype(self.grad.dtype, copy=False), None

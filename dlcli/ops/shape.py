@@ -1,4 +1,4 @@
-"""Shape ops: reshape, transpose, concatenate, slicing and gathers."""
+"""Shape ops: reshape, transpose, concatenate, slicing, gathers and row lookups."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, SparseRows
 
 
 class Reshape(Op):
@@ -98,3 +98,18 @@ class Gather(Op):
         d_front = np.moveaxis(d_out, tuple(range(axis, axis + lead)), tuple(range(lead)))
         np.add.at(d_moved, self.indices.reshape(-1), d_front.reshape(-1, *d_moved.shape[1:]))
         return np.moveaxis(d_moved, 0, axis), None
+
+
+class TakeRows(Op):
+    """table[ids]: rows of a table picked by integer ids of any shape (an embedding lookup).
+
+    The table's gradient is SparseRows: the distinct ids, sorted, each with the sum of its rows of d_out
+    (an id that repeats adds up). Optimizers then update only those rows.
+    """
+
+    def forward(self, table: Array, ids: Array) -> Array:
+        self.ids, self.table_shape = ids.reshape(-1), table.shape
+        return table[ids]
+
+    def backward(self, d_out: Array) -> tuple[SparseRows, None]:
+        return SparseRows.from_rows(self.ids, d_out, self.table_shape), None  # integer ids have no gradient

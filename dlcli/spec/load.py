@@ -184,8 +184,8 @@ def _step(current: Any, part: Any) -> Any:
         member = _unwrap(member)
         if isinstance(member, type) and issubclass(member, BaseModel):
             tag_field = member.model_fields.get("type") or member.model_fields.get("schedule")
-            if tag_field is not None and tag_field.default == part:
-                return member
+            if tag_field is not None and (tag_field.default == part or part in typing.get_args(tag_field.annotation)):
+                return member  # the tag may be an alias the member's Literal lists (a loss's "mse")
     return None
 
 
@@ -195,6 +195,8 @@ def _tag_kind(loc: tuple[Any, ...]) -> str:
         return "schedule" if "learning_rate" in names else "optimizer"
     if "callbacks" in names:
         return "callback"
+    if "loss" in names:
+        return "loss"
     return "layer"
 
 
@@ -224,7 +226,7 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
     elif kind == "union_tag_invalid":
         what = _tag_kind(loc)
         reg = {"layer": registry.layers, "optimizer": registry.optimizers, "callback": registry.callbacks,
-               "schedule": registry.schedules}[what]
+               "schedule": registry.schedules, "loss": registry.losses}[what]
         tag = ctx.get("tag", "")
         close = reg.closest(str(tag))
         hint = f" (did you mean {close}?)" if close else ""
@@ -235,7 +237,7 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
         what = _tag_kind(loc)
         key = "schedule" if what == "schedule" else "type"
         example = {"layer": 'type = "dense"', "optimizer": 'type = "adam"', "callback": 'type = "early_stopping"',
-                   "schedule": 'schedule = "exponential_decay"'}[what]
+                   "schedule": 'schedule = "exponential_decay"', "loss": 'type = "ctc"'}[what]
         text = f"missing {key}: say which {what} this is, e.g. {example}"
     elif kind == "missing":
         text = "required key missing"

@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, create_model, field_validator, mode
 
 from dlcli import registry
 from dlcli.components import load_all
+from dlcli.errors import UnknownNameError
 from dlcli.losses import LossSpec
 from dlcli.metrics import MetricSpec
 from dlcli.registry import StrictSpec, known_name
@@ -42,14 +43,30 @@ NODE_SPECS = {spec: _node_spec(spec) for spec in LAYER_SPECS}
 LayerConfig = _tagged_union(LAYER_SPECS)
 NodeConfig = _tagged_union(list(NODE_SPECS.values()))
 OptimizerConfig = Annotated[_tagged_union([entry.spec for entry in registry.optimizers]), BeforeValidator(_tagged)]
-LossName = Annotated[str, known_name(registry.losses)]
 MetricName = Annotated[str, known_name(registry.metrics)]
 
 
-class LossConfig(LossSpec):
-    """loss = "NAME" or loss = { type = "NAME", from_logits = true }."""
+def _loss_config(entry: registry.Entry) -> type[LossSpec]:
+    """The loss's spec with `type` fixed to its name or an alias, so the losses form a tagged union."""
+    names = (entry.name, *(alias for alias in registry.losses.names(include_aliases=True)
+                           if registry.losses.entry(alias).alias_of == entry.name))
+    return create_model(  # type: ignore[call-overload]
+        entry.target.__name__ + "Config", __base__=entry.spec, __doc__=entry.spec.__doc__,
+        type=(Literal[names], entry.name))  # type: ignore[valid-type]
 
-    type: LossName
+
+def _known_loss(value: Any) -> Any:
+    """`"mse"` is short for `{ type = "mse" }`; an unknown name gets the registry's did-you-mean message."""
+    value = _tagged(value)
+    if isinstance(value, dict) and isinstance(value.get("type"), str) and value["type"] not in registry.losses:
+        name = value["type"]
+        raise ValueError(str(UnknownNameError("loss", name, registry.losses.names(), registry.losses.closest(name))))
+    return value
+
+
+# loss = "NAME", or loss = { type = "NAME", from_logits = true, ... } with that loss's own options
+LossConfig = Annotated[_tagged_union([_loss_config(entry) for entry in registry.losses]),
+                       BeforeValidator(_known_loss)]
 
 
 class MetricConfig(MetricSpec):
@@ -59,7 +76,7 @@ class MetricConfig(MetricSpec):
     type: MetricName
 
 
-Loss = Annotated[LossConfig, BeforeValidator(_tagged)]
+Loss = LossConfig
 Metric = Annotated[MetricConfig, BeforeValidator(_tagged)]
 
 
@@ -67,7 +84,15 @@ class InputSpec(StrictSpec):
     """input = { shape = [28, 28] }: the per-example shape (no batch axis) and dtype."""
 
     shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    dtype: Literal["float32", "int32", "int64"] = "float32"
+    dtype: Literal["float32", "int32", "int64", "string"] = Field(
+        "float32", description='"string": one text per example (shape = [1]), for text_vectorization.')
+
+    @model_validator(mode="after")
+    def _one_text_per_example(self) -> InputSpec:
+        if self.dtype == "string" and self.shape != [1]:
+            raise ValueError(f'a dtype = "string" input holds one text per example: give shape = [1], not '
+                             f"{self.shape}")
+        return self
 
 
 class OutputSpec(StrictSpec):
@@ -102,6 +127,28 @@ class ModelSpec(StrictSpec):
             raise ValueError("give input + layers (a sequential stack) or inputs + nodes + outputs (a graph)")
         return self
 
+    @model_validator(mode="after")
+    def _text_meets_text_vectorization(self) -> ModelSpec:
+        """A string input feeds text_vectorization, and text_vectorization takes nothing but a string input."""
+        if self.is_graph:
+            assert self.inputs is not None and self.nodes is not None
+            text = {name for name, spec in self.inputs.items() if spec.dtype == "string"}
+            consumers = [(f"model.nodes.{name}", node.type, [node.input] if node.input else list(node.inputs or []))
+                         for name, node in self.nodes.items()]
+        else:
+            assert self.input is not None and self.layers is not None
+            text = {None} if self.input.dtype == "string" else set()
+            consumers = [(f"model.layers[{i}]", layer.type, [None if i == 0 else i - 1])
+                         for i, layer in enumerate(self.layers)]
+        for key, kind, sources in consumers:
+            if kind != "text_vectorization" and any(source in text for source in sources):
+                raise ValueError(f'{key}: its input is text (dtype = "string"), which only text_vectorization '
+                                 f"takes; put a text_vectorization layer first")
+            if kind == "text_vectorization" and not all(source in text for source in sources):
+                raise ValueError(f'{key}: text_vectorization takes text, but its input is not a model input with '
+                                 f'dtype = "string"; give that input dtype = "string" and shape = [1]')
+        return self
+
     @property
     def is_graph(self) -> bool:
         """Whether this is the graph form."""
@@ -119,6 +166,8 @@ class DataSpec(StrictSpec):
     targets: dict[str, str] | None = Field(None, description="model output -> array name in the .npz")
     features: list[str] | None = Field(None, description="CSV feature columns, names or 'first:last' ranges")
     target: str | None = Field(None, description="CSV target column")
+    text: str | None = Field(None, description="CSV column of raw text, for a model whose input has dtype "
+                                               '"string"')
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
     one_hot: bool = False
     options: dict[str, Any] = {}
@@ -127,6 +176,9 @@ class DataSpec(StrictSpec):
     def _exactly_one_source(self) -> DataSpec:
         if (self.dataset is None) == (self.train is None):
             raise ValueError('give exactly one of dataset = "NAME" (see `dlcli datasets`) or train = "PATH"')
+        if self.text is not None and self.features is not None:
+            raise ValueError("give text = \"COLUMN\" (a model input of dtype \"string\") or features = [...] "
+                             "(numeric columns), not both: a CSV file feeds one model input")
         return self
 
 
@@ -144,6 +196,8 @@ class TrainSpec(StrictSpec):
     steps_per_epoch: int | None = Field(None, gt=0, description="Stop each epoch after this many batches "
                                                                 "(Keras' fit option); default: all of them.")
     shuffle: bool = True
+    checkpoint_every_steps: int | None = Field(None, gt=0, description="Also write checkpoints/last every N "
+                                                                       "steps, mid-epoch (resumable exactly).")
     monitor: str = Field("val_loss", description="The value that picks checkpoints/best (val_loss, or loss "
                                                  "without validation data).")
     monitor_mode: Literal["auto", "min", "max"] = "auto"

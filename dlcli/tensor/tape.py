@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from dlcli.tensor.sparse import SparseRows
 from dlcli.tensor.tensor import Array, Tensor
+
+Gradient = Array | SparseRows
 
 
 class _GradMode(threading.local):
@@ -45,8 +48,9 @@ class Op:
     """One differentiable operation: `forward` on arrays, and `backward` from the output's gradient.
 
     `forward` keeps on `self` only what `backward` needs. `backward` returns one gradient per input, in
-    order and shaped like it, or None where the input needs none (`self.needs_grad` says which do), and
-    never writes into its arguments. The op holds its inputs but never its output, so no cycle forms.
+    order and shaped like it (a dense array, or SparseRows when only a few rows of the input get one),
+    or None where the input needs none (`self.needs_grad` says which do), and never writes into its
+    arguments. `d_out` is always dense. The op holds its inputs but never its output, so no cycle forms.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -55,7 +59,7 @@ class Op:
     def forward(self, *arrays: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, d_out: Array) -> tuple[Array | None, ...]:  # pragma: no cover - abstract
+    def backward(self, d_out: Array) -> tuple[Gradient | None, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
@@ -99,15 +103,20 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 
 
 def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = False) -> None:
-    """Reverse-mode sweep from root: leaves get `.grad` added to; the graph is freed unless retained."""
+    """Reverse-mode sweep from root: leaves get `.grad` added to; the graph is freed unless retained.
+
+    An op may return a SparseRows gradient (an embedding lookup's table). Gradients of one tensor add up
+    as `_accumulate` says; a leaf keeps a SparseRows `.grad` while every contribution to it is sparse, and
+    an op's backward always receives a dense array.
+    """
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require a gradient")
     if grad is None:
         if root.size != 1:
             raise RuntimeError("backward() without a gradient needs a one-element tensor")
         grad = np.ones_like(root.data)
-    grads: dict[int, Array] = {id(root): grad}
-    # Arrays this walk allocated itself by summing: only those may be added to in place.
+    grads: dict[int, Gradient] = {id(root): grad}
+    # Dense arrays this walk allocated itself by summing: only those may be added to in place.
     owned: set[int] = set()
     for node in reversed(_topological_order(root)):
         d_node = grads.pop(id(node), None)
@@ -117,17 +126,29 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
                 node.grad = d_node if node.grad is None else node.grad + d_node
             continue
         if d_node is not None:
+            if isinstance(d_node, SparseRows):  # a table made by an op: ops differentiate dense arrays
+                d_node = d_node.to_dense()
             for parent, needed, d_parent in zip(op.inputs, op.needs_grad, op.backward(d_node)):
                 if not needed or d_parent is None:
                     continue
                 key = id(parent)
                 previous = grads.get(key)
-                if previous is None:
-                    grads[key] = d_parent
-                elif key in owned:
-                    previous += d_parent
-                else:
-                    grads[key] = previous + d_parent
-                    owned.add(key)
+                grads[key] = d_parent if previous is None else _accumulate(previous, d_parent, key, owned)
         if not retain_graph:
             node.op = None
+
+
+def _accumulate(previous: Gradient, d_parent: Gradient, key: int, owned: set[int]) -> Gradient:
+    """previous + d_parent: in place when previous is a dense array of ours, else a new sum (then ours).
+
+    Sparse + sparse stays sparse (concatenated rows, O(rows touched)); sparse + dense is dense.
+    """
+    if key in owned:  # a dense array of ours
+        if isinstance(d_parent, SparseRows):
+            return d_parent.add_to(previous)  # type: ignore[arg-type]
+        previous += d_parent
+        return previous
+    total = previous + d_parent
+    if isinstance(total, np.ndarray):
+        owned.add(key)
+    return total

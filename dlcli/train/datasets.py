@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.data import (
-    check_finite, check_labels, check_lengths, load_dataset, one_hot, read_csv, read_npy, read_npz, split_validation,
+    check_finite, check_labels, check_lengths, load_dataset, one_hot, read_csv, read_csv_text, read_npy, read_npz,
+    split_validation,
 )
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
+from dlcli.ops.loss import packed_labels
 from dlcli.spec.models import DataSpec, RunSpec
 from dlcli.train.loop import Split
 
@@ -79,8 +81,19 @@ def read_split(path: Path, data: DataSpec, model: Model) -> Split:
     if suffix in (".csv", ".csv.gz"):
         if data.target is None:
             raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = \"label\"")
-        x, y = read_csv(path, data.features, data.target)
-        return Split({_only(model.inputs, "input"): x}, {_only(model.outputs, "output"): y})
+        input_name = _only(model.inputs, "input")
+        if model.inputs[input_name].dtype == "string":
+            if data.text is None:
+                raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
+                                f"e.g. text = \"review\"")
+            x, y = read_csv_text(path, data.text, data.target)
+        elif data.text is not None:
+            raise SpecError(f"data.text: the model's input is numeric (dtype = "
+                            f"\"{model.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
+                            f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
+        else:
+            x, y = read_csv(path, data.features, data.target)
+        return Split({input_name: x}, {_only(model.outputs, "output"): y})
     if suffix == ".npy":
         x = read_npy(path)
         target_path = _npy_partner(path)
@@ -129,10 +142,21 @@ def check_split(split: Split, model: Model, name: str, to_one_hot: bool) -> None
         if array.shape[1:] != expected:
             raise DataError(f"{name} input {input_name!r}: each example has shape {list(array.shape[1:])}, but the "
                             f"model's input takes {list(expected)}; fix model.input(s) shape or reshape the data")
+        _check_text(array, model.inputs[input_name].dtype == "string", f"{name} input {input_name!r}")
         if array.dtype.kind == "f":
             check_finite(f"{name} input {input_name!r}", array)
     for output_name, target in split.targets.items():
         split.targets[output_name] = _normalized_target(target, model, output_name, name, to_one_hot)
+
+
+def _check_text(array: np.ndarray, takes_text: bool, label: str) -> None:
+    """DataError unless the array holds text exactly when the model input takes it (dtype "string")."""
+    if takes_text and array.dtype.kind != "U":
+        raise DataError(f"{label}: the model takes text (dtype = \"string\"), but the data has dtype {array.dtype}; "
+                        f"give it strings (a CSV column named by data.text, or a unicode array)")
+    if not takes_text and array.dtype.kind in "US":
+        raise DataError(f"{label}: the data is text (dtype {array.dtype}), but the model's input is numeric; give "
+                        f"the input dtype = \"string\" and shape = [1] and start the model with text_vectorization")
 
 
 def _normalized_target(target: np.ndarray, model: Model, output: str, split: str, to_one_hot: bool) -> np.ndarray:
@@ -140,6 +164,8 @@ def _normalized_target(target: np.ndarray, model: Model, output: str, split: str
     loss = model.outputs[output].loss.type
     label = f"{split} target {output!r}"
     classes = shape[-1]
+    if loss == "ctc":
+        return _ctc_labels(target, label, shape, model.outputs[output].loss.blank)
     if to_one_hot or loss in SPARSE_LOSSES:
         labels = target[..., 0] if target.ndim == len(shape) + 1 and target.shape[-1] == 1 and shape[-1] > 1 else target
         if labels.dtype.kind == "f":
@@ -161,3 +187,44 @@ def _normalized_target(target: np.ndarray, model: Model, output: str, split: str
     target = target.astype(np.float32, copy=False)
     check_finite(label, target)
     return target
+
+
+def _ctc_labels(target: np.ndarray, label: str, shape: tuple[int, ...], blank: int | None) -> np.ndarray:
+    """Label sequences for a ctc output (time, classes): integers in [0, classes) but the blank, -1 padding.
+
+    Each row must fit in the output's steps: CTC needs one step per label plus a blank between repeats.
+    """
+    if len(shape) != 2:
+        raise SpecError(f"{label}: the ctc loss needs an output of shape (time, classes), but it gives {list(shape)}; "
+                        "end the model with a dense layer on a sequence (return_sequences = true)")
+    steps, classes = shape
+    blank = classes - 1 if blank is None else blank
+    if blank >= classes:
+        raise SpecError(f"{label}: the ctc loss has blank = {blank}, but the output has {classes} classes "
+                        f"(0 to {classes - 1}); set blank to one of them")
+    labels = target[:, None] if target.ndim == 1 else target
+    if labels.ndim != 2:
+        raise DataError(f"{label}: ctc targets are label sequences (examples, max_length) padded with -1, found "
+                        f"shape {list(target.shape)}")
+    if labels.dtype.kind == "f":
+        fractional = labels != np.round(labels)  # NaN counts as fractional too
+        if fractional.any():
+            raise DataError(f"{label}: ctc needs integer labels, found {labels[fractional][0]}")
+    elif labels.dtype.kind not in "iu":
+        raise DataError(f"{label}: ctc needs integer labels, found dtype {labels.dtype}")
+    bad = ((labels < 0) & (labels != -1)) | (labels >= classes) | (labels == blank)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{label}: labels must lie in [0, {classes}) except the blank {blank}, with -1 as padding; "
+                        f"found {labels[row, column]:g} at row {row}, position {column} ({int(bad.sum()):,} such "
+                        "values). Check the number of classes (the output's width) and the blank index")
+    labels = labels.astype(np.int64)
+    packed, lengths = packed_labels(labels)
+    repeats = ((packed[:, 1:] == packed[:, :-1]) & (packed[:, 1:] >= 0)).sum(axis=1)
+    too_long = lengths + repeats > steps
+    if too_long.any():
+        row = int(np.argmax(too_long))
+        raise DataError(f"{label}: row {row} has {lengths[row]} labels ({repeats[row]} repeated) that need "
+                        f"{lengths[row] + repeats[row]} steps, but the output has {steps} ({int(too_long.sum()):,} of "
+                        f"{len(labels):,} rows too long); CTC cannot align them: shorten the labels or give the output more steps")
+    return labels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -10,20 +12,25 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError
+from dlcli.errors import CheckpointError, RunInterruptedError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer, create_optimizer
 from dlcli.spec.callbacks import EarlyStoppingSpec, ReduceLROnPlateauSpec
 from dlcli.spec.models import RunSpec
-from dlcli.tensor import Tensor, no_grad
+from dlcli.tensor import no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.builtin_callbacks import EarlyStopping, ReduceLROnPlateau, Watch, periodic_epochs
 from dlcli.train.callbacks import Callback
 from dlcli.train.datasets import Splits, load_splits
-from dlcli.train.loop import Objective, Split, evaluate, fit_epoch
+from dlcli.train.interrupts import EXIT_CODES, StopSignals
+from dlcli.train.loop import EpochProgress, Objective, Split, evaluate, fit_epoch, input_tensor
 from dlcli.train.rundir import (
-    checkpoint_path, restore_model, rng_state, save_run_checkpoint, write_history, write_json,
+    checkpoint_path, remove_stale_temporaries, restore_model, rng_state, save_run_checkpoint, write_history,
+    write_json,
 )
+
+
+STEP_PAUSE = float(os.environ.get("DLCLI_TEST_PAUSE_STEP", "0") or 0)  # seconds after each step, for tests
 
 
 class Streams:
@@ -50,8 +57,7 @@ def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> N
         with no_grad():
             chunks = []
             for start in range(0, len(train), batch_size):
-                batch = {k: Tensor(np.asarray(v[start:start + batch_size], dtype=dtypes[k]))
-                         for k, v in train.inputs.items()}
+                batch = {k: input_tensor(v[start:start + batch_size], dtypes[k]) for k, v in train.inputs.items()}
                 values = batch if node.inputs[0] in batch else prefix(batch)
                 chunks.append(values[node.inputs[0]].data)
         node.layer.adapt(np.concatenate(chunks))
@@ -67,101 +73,174 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
 def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Path | None = None) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
-    With `resume`, continue after the epoch that checkpoint ended: weights, layer and optimizer state, the
-    random streams, history and the best value so far all come back, so the run goes on as if never stopped.
+    With `resume`, continue exactly where that checkpoint stopped, at an epoch end or mid-epoch: weights, layer
+    and optimizer state, the random streams, the position in the epoch's shuffled order, running loss and
+    metric totals, history and the best value so far all come back. SIGINT/SIGTERM finish the current step,
+    write a checkpoint and raise RunInterruptedError (exit 130/143).
     """
     started = time.perf_counter()
     keep_freed_memory()
-    streams = Streams(spec.seed)
-    model = build_model(spec.model, streams.model, spec)
-    splits = load_splits(spec, model, streams.split)
-    adapt_preprocessing(model, splits.train)
-    optimizer = create_optimizer(spec.train.optimizer.model_dump(), model.parameters())
-    objective = Objective(model, {k: v.shape[1:] for k, v in splits.train.targets.items()})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
-
-    batch_size = spec.train.batch_size
-    steps_per_epoch = min(-(-len(splits.train) // batch_size), spec.train.steps_per_epoch or len(splits.train))
-    trainable, frozen = model.parameter_counts()
-    info = {"run": spec.name, "run_dir": str(run_dir), "epochs": spec.train.epochs, "steps_per_epoch": steps_per_epoch,
-            "batch_size": batch_size, "samples": len(splits.train),
-            "validation_samples": len(splits.validation) if splits.validation else 0, "seed": spec.seed,
-            "params": trainable + frozen, "trainable_params": trainable, "resumed_from": None}
-
-    best = Watch(_default_monitor(spec, splits), spec.train.monitor_mode)
-    stoppers = [EarlyStopping(c, i) for i, c in enumerate(spec.train.callbacks) if isinstance(c, EarlyStoppingSpec)]
-    reducers = [ReduceLROnPlateau(c, i) for i, c in enumerate(spec.train.callbacks)
-                if isinstance(c, ReduceLROnPlateauSpec)]
-    periodic = periodic_epochs(spec.train.callbacks)
-    history: list[dict[str, Any]] = []
-    step, stopped_early, first_epoch = 0, False, 1
+    run = _Run(spec, run_dir, callbacks)
     if resume is not None:
-        first_epoch, step, history = _restore(resume, model, optimizer, streams, best)
-        info["resumed_from"] = str(resume)
-    for cb in callbacks:
-        cb.on_train_begin(info)
-    for epoch in range(first_epoch, spec.train.epochs + 1):
-        epoch_start = time.perf_counter()
-        order = shuffled_order(len(splits.train), streams.shuffle) if spec.train.shuffle \
-            else np.arange(len(splits.train))
-        batches = batch_slices(order, batch_size)[:spec.train.steps_per_epoch]
-        learning_rate = optimizer.learning_rate
+        run.restore(resume)
+    with StopSignals() as signals:
+        run.signals = signals
         for cb in callbacks:
-            cb.on_epoch_begin(epoch, len(batches))
-
-        def on_step(i: int, running: dict[str, float], epoch: int = epoch) -> None:
-            for cb in callbacks:
-                cb.on_batch_end(epoch, i, running)
-
-        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported by the loss check, once
-            logs = fit_epoch(model, objective, optimizer, splits.train, batches, on_step, first_step=step)
-        step += len(batches)
-        if splits.validation is not None:
-            logs.update({f"val_{k}": v for k, v in
-                         evaluate(model, objective, splits.validation, batch_size).items()})
-        logs.update(seconds=time.perf_counter() - epoch_start, learning_rate=learning_rate)
-        history.append({"epoch": epoch, **logs})
-        write_history(run_dir, history)
-        improved = best.update(epoch, logs)
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs)
-        progress = {"epoch": epoch, "step": step, "rng": streams.state(), "history": history, "best": best.state()}
-        _checkpoint(run_dir, "last", model, optimizer, spec, progress, callbacks)
-        if improved:
-            _checkpoint(run_dir, "best", model, optimizer, spec, progress, callbacks)
-        for p in periodic:
-            if epoch % p.every_epochs == 0:  # type: ignore[operator]
-                _checkpoint(run_dir, f"epoch_{epoch:04d}", model, optimizer, spec, progress, callbacks, "periodic")
-                _prune(run_dir, p.keep_last)
-        for reducer in reducers:
-            reducer.epoch_end(epoch, logs, optimizer)
-        if any([stopper.epoch_end(epoch, logs, model_weights(model)) for stopper in stoppers]):
-            stopped_early = True
-            break
-    for stopper in stoppers:
-        if stopper.best_weights is not None:
-            restore_weights(model, stopper.best_weights)
-    summary = _summary(spec, run_dir, history, best, stopped_early, time.perf_counter() - started, info)
-    write_json(run_dir / "summary.json", summary)
+            cb.on_train_begin(run.info)
+        for epoch in range(run.first_epoch, spec.train.epochs + 1):
+            if not run.train_epoch(epoch):
+                break
+    summary = run.finish(time.perf_counter() - started)
     for cb in callbacks:
         cb.on_train_end(summary)
     return summary
 
 
-def _restore(path: Path, model: Model, optimizer: Optimizer, streams: Streams, best: Watch
-             ) -> tuple[int, int, list[dict[str, Any]]]:
-    """Load a run checkpoint into the pieces of a run; returns (next epoch, global step, history)."""
-    arrays, metadata = load_checkpoint(path)
-    restore_model(model, arrays, path)
-    optimizer.load_state({k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")})
-    try:
-        streams.model.bit_generator.state = metadata["rng"]["model"]
-        streams.shuffle.bit_generator.state = metadata["rng"]["shuffle"]
-        best.load(metadata["best"])
-        return int(metadata["epoch"]) + 1, int(metadata["step"]), list(metadata["history"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: its training progress is incomplete ({err}); it cannot be resumed") from None
+class _Run:
+    """The pieces of one training run and the epoch loop over them."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path, callbacks: list[Callback]) -> None:
+        self.spec, self.run_dir, self.callbacks = spec, run_dir, callbacks
+        self.streams = Streams(spec.seed)
+        self.model = build_model(spec.model, self.streams.model, spec)
+        self.splits = load_splits(spec, self.model, self.streams.split)
+        adapt_preprocessing(self.model, self.splits.train)
+        self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.parameters())
+        self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
+        write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
+        batch_size = spec.train.batch_size
+        self.steps_per_epoch = min(-(-len(self.splits.train) // batch_size),
+                                   spec.train.steps_per_epoch or len(self.splits.train))
+        trainable, frozen = self.model.parameter_counts()
+        self.info = {"run": spec.name, "run_dir": str(run_dir), "epochs": spec.train.epochs,
+                     "steps_per_epoch": self.steps_per_epoch, "batch_size": batch_size,
+                     "samples": len(self.splits.train),
+                     "validation_samples": len(self.splits.validation) if self.splits.validation else 0,
+                     "seed": spec.seed, "params": trainable + frozen, "trainable_params": trainable,
+                     "resumed_from": None}
+        self.best = Watch(_default_monitor(spec, self.splits), spec.train.monitor_mode)
+        self.stoppers = [EarlyStopping(c, i) for i, c in enumerate(spec.train.callbacks)
+                         if isinstance(c, EarlyStoppingSpec)]
+        self.reducers = [ReduceLROnPlateau(c, i) for i, c in enumerate(spec.train.callbacks)
+                         if isinstance(c, ReduceLROnPlateauSpec)]
+        self.periodic = periodic_epochs(spec.train.callbacks)
+        self.history: list[dict[str, Any]] = []
+        self.step, self.first_epoch, self.stopped_early = 0, 1, False
+        self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
+        self.signals: StopSignals | None = None
+
+    def restore(self, path: Path) -> None:
+        """Continue from a run checkpoint (its epoch end, or the middle of an epoch)."""
+        arrays, metadata = load_checkpoint(path)
+        restore_model(self.model, arrays, path)
+        self.optimizer.load_state({k.removeprefix("optimizer/"): v for k, v in arrays.items()
+                                   if k.startswith("optimizer/")})
+        try:
+            self.streams.model.bit_generator.state = metadata["rng"]["model"]
+            self.streams.shuffle.bit_generator.state = metadata["rng"]["shuffle"]
+            self.best.load(metadata["best"])
+            self.first_epoch, self.step = int(metadata["epoch"]) + 1, int(metadata["step"])
+            self.history = list(metadata["history"])
+            self.resumed_epoch = metadata.get("in_epoch")
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: its training progress is incomplete ({err}); it cannot be "
+                                  "resumed") from None
+        self.info["resumed_from"] = str(path)
+
+    def train_epoch(self, epoch: int) -> bool:
+        """One epoch with validation, history and checkpoints; False when training must stop."""
+        spec, streams = self.spec, self.streams
+        progress = EpochProgress(self.objective)
+        elapsed = 0.0
+        if self.resumed_epoch is not None:  # redraw the interrupted epoch's order, then skip what was done
+            streams.shuffle.bit_generator.state = self.resumed_epoch["shuffle_state"]
+            progress.load(self.resumed_epoch["progress"])
+            elapsed, model_state = float(self.resumed_epoch["seconds"]), streams.model.bit_generator.state
+        epoch_start = time.perf_counter() - elapsed
+        shuffle_state = streams.shuffle.bit_generator.state
+        order = shuffled_order(len(self.splits.train), streams.shuffle) if spec.train.shuffle \
+            else np.arange(len(self.splits.train))
+        if self.resumed_epoch is not None:
+            streams.model.bit_generator.state = model_state
+            self.resumed_epoch = None
+        batches = batch_slices(order, spec.train.batch_size)[:spec.train.steps_per_epoch]
+        learning_rate = self.optimizer.learning_rate
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, len(batches))
+        every = spec.train.checkpoint_every_steps
+        first_step = self.step - progress.done
+
+        def after_step(p: EpochProgress) -> bool:
+            for cb in self.callbacks:
+                cb.on_batch_end(epoch, p.done, p.logs())
+            if STEP_PAUSE:  # fault-injection tests: slow steps down so a signal lands where the test wants
+                time.sleep(STEP_PAUSE)
+            interrupted = self.signals is not None and self.signals.requested is not None
+            if interrupted or (every and (first_step + p.done) % every == 0 and p.done < len(batches)):
+                in_epoch = {"epoch": epoch, "shuffle_state": shuffle_state, "progress": p.state(),
+                            "seconds": time.perf_counter() - epoch_start}
+                self._checkpoint("last", epoch - 1, first_step + p.done, in_epoch)
+            return interrupted
+
+        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported by the loss check, once
+            completed = fit_epoch(self.model, self.objective, self.optimizer, self.splits.train, batches, progress,
+                                  after_step, first_step=first_step)
+        if not completed:
+            assert self.signals is not None and self.signals.requested is not None
+            write_history(self.run_dir, self.history)
+            signum = self.signals.requested
+            raise RunInterruptedError(
+                f"stopped by {signal.Signals(signum).name} in epoch {epoch} after step {first_step + progress.done};"
+                f" checkpoint written to {checkpoint_path(self.run_dir, 'last')}. Continue with: dlcli train "
+                f"{self.run_dir} --resume", exit_code=EXIT_CODES[signum])
+        self.step = first_step + progress.done
+        logs = progress.logs()
+        if self.splits.validation is not None:
+            logs.update({f"val_{k}": v for k, v in
+                         evaluate(self.model, self.objective, self.splits.validation, spec.train.batch_size).items()})
+        logs.update(seconds=time.perf_counter() - epoch_start, learning_rate=learning_rate)
+        self.history.append({"epoch": epoch, **logs})
+        write_history(self.run_dir, self.history)
+        improved = self.best.update(epoch, logs)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+        self._checkpoint("last", epoch, self.step)
+        if improved:
+            self._checkpoint("best", epoch, self.step)
+        for p in self.periodic:
+            if epoch % p.every_epochs == 0:  # type: ignore[operator]
+                self._checkpoint(f"epoch_{epoch:04d}", epoch, self.step, event="periodic")
+                _prune(self.run_dir, p.keep_last)
+        for reducer in self.reducers:
+            reducer.epoch_end(epoch, logs, self.optimizer)
+        if any([stopper.epoch_end(epoch, logs, model_weights(self.model)) for stopper in self.stoppers]):
+            self.stopped_early = True
+            return False
+        return True
+
+    def _checkpoint(self, kind: str, epoch: int, step: int, in_epoch: dict[str, Any] | None = None,
+                    event: str | None = None) -> None:
+        """Write checkpoints/<kind>; `last` keeps the one it replaces as `previous`, for --resume to fall back on."""
+        path = checkpoint_path(self.run_dir, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        progress = {"epoch": epoch, "step": step, "rng": self.streams.state(), "history": self.history,
+                    "best": self.best.state(), "kind": kind, "in_epoch": in_epoch}
+        if kind == "last" and path.exists():
+            os.replace(path, checkpoint_path(self.run_dir, "previous"))
+        save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress)
+        for cb in self.callbacks:
+            cb.on_checkpoint(str(path), event or kind)
+
+    def finish(self, seconds: float) -> dict[str, Any]:
+        """Restore early stopping's best weights, write summary.json, return the summary."""
+        for stopper in self.stoppers:
+            if stopper.best_weights is not None:
+                restore_weights(self.model, stopper.best_weights)
+        summary = _summary(self.spec, self.run_dir, self.history, self.best, self.stopped_early, seconds, self.info)
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
 
 
 def model_weights(model: Model) -> dict[str, np.ndarray]:
@@ -173,15 +252,6 @@ def restore_weights(model: Model, weights: dict[str, np.ndarray]) -> None:
     """Copy saved arrays back into the model's weights."""
     for name, tensor in model.parameters().items():
         tensor.data[...] = weights[name]
-
-
-def _checkpoint(run_dir: Path, kind: str, model: Model, optimizer: Optimizer, spec: RunSpec,
-                progress: dict[str, Any], callbacks: list[Callback], event: str | None = None) -> None:
-    path = checkpoint_path(run_dir, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_run_checkpoint(path, model, optimizer, spec, {**progress, "kind": kind})
-    for cb in callbacks:
-        cb.on_checkpoint(str(path), event or kind)
 
 
 def _prune(run_dir: Path, keep_last: int | None) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from dlcli.errors import DivergedError
 from dlcli.graph import Model
-from dlcli.losses import Loss, create_loss, weighted_total
+from dlcli.losses import Loss, LossSpec, create_loss, weighted_total
 from dlcli.metrics import Metric, create_metric
 from dlcli.optimizers import Optimizer
 from dlcli.tensor import Tensor, no_grad
@@ -47,7 +47,7 @@ class Objective:
             shape = model.shapes[name]
             target_shape = (target_shapes or {}).get(name)
             self.metric_factories[name] = [
-                _metric_factory(m.model_dump(exclude_none=True), output.loss.type, shape, target_shape,
+                _metric_factory(m.model_dump(exclude_none=True), output.loss, shape, target_shape,
                                 prefix="" if single else f"{name}_")
                 for m in output.metrics]
 
@@ -63,8 +63,8 @@ class Objective:
         return total, parts
 
 
-def _metric_factory(config: dict[str, Any], loss: str, shape: tuple[int, ...], target_shape: tuple[int, ...] | None,
-                    prefix: str) -> Callable[[], Metric]:
+def _metric_factory(config: dict[str, Any], loss: LossSpec, shape: tuple[int, ...],
+                    target_shape: tuple[int, ...] | None, prefix: str) -> Callable[[], Metric]:
     config = {**config, "name": prefix + config.get("name", config["type"])}
 
     def make() -> Metric:
@@ -99,36 +99,91 @@ def _with_metrics(means: dict[str, float], metrics: dict[str, list[Metric]]) -> 
     return out
 
 
+def input_tensor(array: np.ndarray, dtype: str) -> Tensor:
+    """A batch of one model input in the input's dtype; text ("string") stays NumPy unicode, never cast."""
+    return Tensor(np.asarray(array, dtype=str if dtype == "string" else dtype))
+
+
 def _as_tensors(inputs: dict[str, np.ndarray], dtypes: dict[str, str]) -> dict[str, Tensor]:
-    return {name: Tensor(np.asarray(array, dtype=dtypes[name])) for name, array in inputs.items()}
+    return {name: input_tensor(array, dtypes[name]) for name, array in inputs.items()}
+
+
+class EpochProgress:
+    """How far an epoch got: batches done, running loss means and metric totals (saved to resume mid-epoch)."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.done = 0
+        self.running = RunningMeans()
+        self.metrics = objective.new_metrics()
+
+    def logs(self) -> dict[str, float]:
+        """The epoch's values so far."""
+        return _with_metrics(self.running.means(), self.metrics)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state for a mid-epoch checkpoint."""
+        return {"done": self.done, "totals": self.running.totals, "count": self.running.count,
+                "metrics": {name: [m.state() for m in group] for name, group in self.metrics.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`."""
+        self.done = int(state["done"])
+        self.running.totals, self.running.count = dict(state["totals"]), int(state["count"])
+        for name, group in self.metrics.items():
+            for metric, saved in zip(group, state["metrics"][name]):
+                metric.load_state(saved)
 
 
 def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Split, batches: list[np.ndarray],
-              on_step: Callable[[int, dict[str, float]], None], first_step: int = 0) -> dict[str, float]:
-    """One pass over `batches` (index arrays into `data`); returns the epoch's mean loss and metric values.
+              progress: EpochProgress, after_step: Callable[[EpochProgress], bool], first_step: int = 0) -> bool:
+    """Train on `batches` (index arrays into `data`) from `progress.done` on; True when the epoch completed.
 
-    A loss that is NaN or infinite stops training before the update, so the weights stay the last good ones.
+    `after_step` runs after every update (reporting, mid-epoch checkpoints) and returns True to stop early
+    (a signal). A loss that is NaN or infinite stops training before the update, so the weights stay the last
+    good ones, and the error names the first layer whose output or gradient went non-finite.
     """
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
-    running, metrics = RunningMeans(), objective.new_metrics()
-    for step, index in enumerate(batches, start=1):
+    for index in batches[progress.done:]:
         batch = data.take(index)
         predictions = model(_as_tensors(batch.inputs, dtypes), training=True)
         loss, parts = objective.loss(predictions, batch.targets)
         value = loss.item()
+        step = first_step + progress.done + 1
         if not math.isfinite(value):
-            raise DivergedError(f"the loss became {value} at step {first_step + step} (epoch step {step}); "
-                                "the last checkpoint is the last good state. Lower the learning rate, add clipnorm, "
-                                "or check the data for NaN or huge values")
+            raise DivergedError(f"the loss became {value} at step {step} (epoch step {progress.done + 1}); "
+                                f"{diagnose_non_finite(model, objective, batch, dtypes)}. The last checkpoint is the "
+                                "last good state. Lower the learning rate, add clipnorm, or check the data for NaN or "
+                                "huge values")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        running.add({"loss": value, **parts}, len(index))
-        for name, group in metrics.items():
+        progress.running.add({"loss": value, **parts}, len(index))
+        for name, group in progress.metrics.items():
             for metric in group:
                 metric.update(predictions[name].data, batch.targets[name])
-        on_step(step, _with_metrics(running.means(), metrics))
-    return _with_metrics(running.means(), metrics)
+        progress.done += 1
+        if after_step(progress):
+            return False
+    return True
+
+
+def diagnose_non_finite(model: Model, objective: Objective, batch: Split, dtypes: dict[str, str]) -> str:
+    """Which layer first produced a non-finite output, or else which weight got a non-finite gradient."""
+    values = model.trace(_as_tensors(batch.inputs, dtypes), training=True)
+    for node in model.nodes:
+        if not np.isfinite(values[node.name].data).all():
+            return f"the first non-finite output is layer {node.name} ({node.key})"
+    for param in model.parameters().values():
+        param.grad = None
+    loss, _ = objective.loss({name: values[name] for name in model.outputs}, batch.targets)
+    loss.backward()
+    for node in model.nodes:
+        for name, param in node.layer.weights().items():
+            grad = param.grad
+            dense = grad.to_dense() if hasattr(grad, "to_dense") else grad
+            if dense is not None and not np.isfinite(dense).all():
+                return f"the first non-finite gradient is {name} ({node.key})"
+    return "every layer output is finite: the loss itself overflowed (e.g. log of 0 or huge targets)"
 
 
 @no_grad()

@@ -11,8 +11,9 @@ from typing import Iterator
 import numpy as np
 
 from dlcli.checkpoint import write_atomically
-from dlcli.data import read_csv_columns, read_npy, read_npz
-from dlcli.errors import DataError
+from dlcli.data import read_csv_columns, read_csv_text, read_npy, read_npz, read_text_lines
+from dlcli.decoding import ctc_decode
+from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
 
@@ -20,9 +21,13 @@ CLASSIFIER_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_
 
 
 def read_inputs(path: Path, spec: RunSpec, model: Model) -> dict[str, np.ndarray]:
-    """The model's inputs from a .npy (one input), .npz (arrays by input name, or x) or .csv (feature columns)."""
+    """The model's inputs from a .npy (one input), .npz (arrays by input name, or x) or .csv (feature columns);
+    for a model that takes text, a .txt (one text a line) or a .csv (the column data.text names)."""
     names = list(model.inputs)
-    if path.suffix == ".npy":
+    takes_text = len(names) == 1 and model.inputs[names[0]].dtype == "string"
+    if path.suffix == ".txt" or (takes_text and (path.suffix == ".csv" or path.name.endswith(".csv.gz"))):
+        arrays = {names[0]: _texts(path, spec, takes_text)}
+    elif path.suffix == ".npy":
         if len(names) != 1:
             raise DataError(f"{path}: the model has {len(names)} inputs; give an .npz with arrays {names}")
         arrays = {names[0]: read_npy(path)}
@@ -39,21 +44,55 @@ def read_inputs(path: Path, spec: RunSpec, model: Model) -> dict[str, np.ndarray
     elif path.suffix == ".csv" or path.name.endswith(".csv.gz"):
         arrays = {names[0]: read_csv_columns(path, spec.data.features, exclude=spec.data.target)}
     else:
-        raise DataError(f"{path}: unsupported input file; use .npy, .npz or .csv")
+        raise DataError(f"{path}: unsupported input file; use .npy, .npz or .csv (or .txt, for a text model)")
     for name, array in arrays.items():
         expected = tuple(model.inputs[name].shape)
+        if array.ndim == 1 and expected == (1,):
+            array = arrays[name] = array[:, None]
         if array.shape[1:] != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
+        if (model.inputs[name].dtype == "string") != (array.dtype.kind == "U"):
+            wanted = "text" if model.inputs[name].dtype == "string" else "numbers"
+            raise DataError(f"{path}: input {name!r} takes {wanted}, found an array of dtype {array.dtype}")
     return arrays
 
 
-def _columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Named result columns: for classifiers a label and one probability per class; otherwise the values."""
+def _texts(path: Path, spec: RunSpec, takes_text: bool) -> np.ndarray:
+    """The texts of a .txt file (a line each) or of the data.text column of a CSV file, for a text model."""
+    if not takes_text:
+        raise DataError(f"{path}: a .txt file holds one text a line, for a model whose single input has dtype "
+                        f"\"string\"; this model takes numbers: use .npy, .npz or .csv")
+    if path.suffix == ".txt":
+        return read_text_lines(path)
+    if spec.data.text is None:
+        raise DataError(f"{path}: the model takes text, but its spec names no CSV text column (data.text); give a "
+                        f".txt file with one text a line instead")
+    return read_csv_text(path, spec.data.text)[0]
+
+
+def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None) -> dict[str, np.ndarray]:
+    """Outputs trained with the ctc loss decoded to label sequences padded with -1 (greedy without beam_width)."""
+    ctc = {name for name in outputs if model.outputs[name].loss.type == "ctc"}
+    if beam_width is not None and not ctc:
+        raise SpecError("--beam-width decodes outputs trained with the ctc loss, and this model has none; drop it")
+    decoded = dict(outputs)
+    for name in ctc:
+        loss = model.outputs[name].loss
+        decoded[name] = ctc_decode(outputs[name], beam_width or 1, blank=loss.blank, from_logits=loss.from_logits)
+    return decoded
+
+
+def _columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray | list[list[int]]]:
+    """Named result columns: for classifiers a label and one probability per class; label sequences for
+    ctc outputs (already decoded, see decode_sequences); otherwise the values."""
     single = len(outputs) == 1
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | list[list[int]]] = {}
     for name, values in outputs.items():
         prefix = "" if single else f"{name}_"
+        if model.outputs[name].loss.type == "ctc":
+            columns[f"{prefix}labels"] = [[label for label in row if label >= 0] for row in values.tolist()]
+            continue
         flat = values.reshape(len(values), -1)
         if model.outputs[name].loss.type in CLASSIFIER_LOSSES and values.ndim == 2:
             if values.shape[1] == 1:
@@ -69,9 +108,9 @@ def _columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return columns
 
 
-def _records(columns: dict[str, np.ndarray]) -> Iterator[dict[str, float | int]]:
+def _records(columns: dict[str, np.ndarray | list[list[int]]]) -> Iterator[dict[str, float | int | list[int]]]:
     count = len(next(iter(columns.values())))
-    as_lists = {k: v.tolist() for k, v in columns.items()}
+    as_lists = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
     for i in range(count):  # formatting output rows, not the numeric hot path
         yield {"index": i, **{k: v[i] for k, v in as_lists.items()}}
 
@@ -95,7 +134,8 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(zip(*(v.tolist() for v in columns.values())))
+        writer.writerows(zip(*(v.tolist() if isinstance(v, np.ndarray) else [" ".join(map(str, row)) for row in v]
+                               for v in columns.values())))
         buffer.write(text.getvalue().encode())
     elif suffix in (".jsonl", ".json"):
         buffer.write("".join(json.dumps(r) + "\n" for r in _records(columns)).encode())
@@ -107,5 +147,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         else [f"predictions path={path} count={count}"]
 
 
-def _fmt(value: float | int) -> str:
+def _fmt(value: float | int | list[int]) -> str:
+    if isinstance(value, list):  # a label sequence: commas keep `key=value` free of spaces
+        return ",".join(map(str, value))
     return f"{value:.6g}" if isinstance(value, float) else str(value)

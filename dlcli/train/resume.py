@@ -37,19 +37,41 @@ def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[s
     return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
+def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
+    """checkpoints/last, or checkpoints/previous when last is missing or damaged (saying so in `notes`)."""
+    last, previous = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "previous")
+    problem = None
+    if last.is_file():
+        try:
+            load_checkpoint(last)
+            return last
+        except CheckpointError as err:
+            problem = str(err)
+    if previous.is_file():
+        load_checkpoint(previous)  # a damaged previous checkpoint is the error to report
+        notes.append(f"{last.name} is {'unusable: ' + problem if problem else 'missing'}; resuming from "
+                     f"{previous} instead")
+        return previous
+    if problem:
+        raise CheckpointError(problem)
+    raise CheckpointError(f"{last}: nothing to resume (no last checkpoint); train without --resume first")
+
+
 def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | None,
-               callbacks: list[Callback]) -> dict[str, Any]:
-    """Continue the run of `target` (a spec file or a run directory) from its last checkpoint."""
+               callbacks: list[Callback], notes: list[str] | None = None) -> dict[str, Any]:
+    """Continue the run of `target` (a spec file or a run directory) from its newest valid checkpoint.
+
+    `notes` collects what the user should be told (a fallback to the previous checkpoint).
+    """
+    notes = notes if notes is not None else []
     if target.is_dir():
         run_dir = run_dir or target
-        saved_spec = _saved_spec(checkpoint_path(run_dir, "last"))
-        spec = validate_spec(apply_overrides(saved_spec, list(overrides)), checkpoint_path(run_dir, "last"))
+        source = newest_valid_checkpoint(run_dir, [])
+        spec = validate_spec(apply_overrides(_saved_spec(source), list(overrides)), source)
     else:
         spec = load_spec(target, overrides)
         run_dir = run_dir or Path("runs") / spec.name
-    last = checkpoint_path(run_dir, "last")
-    if not last.is_file():
-        raise CheckpointError(f"{last}: nothing to resume (no last checkpoint); train without --resume first")
+    last = newest_valid_checkpoint(run_dir, notes)
     saved = RunSpec.model_validate(_saved_spec(last)).model_dump(mode="json")
     changes = spec_changes(saved, spec.model_dump(mode="json"))
     breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]

@@ -38,6 +38,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temp files a killed writer left in the run directory (never a finished checkpoint)."""
+    for folder in (run_dir, run_dir / CHECKPOINTS):
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp-*"):
+                leftover.unlink(missing_ok=True)
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
     write_atomically(path, (json.dumps(_finite(value), indent=2, allow_nan=False) + "\n").encode())
@@ -110,14 +118,27 @@ def load_run(target: Path, which: str = "best") -> tuple[RunSpec, Model, dict[st
 
 
 def restore_model(model: Model, arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Copy weights and state from checkpoint arrays into the model; every name and shape must match."""
+    """Copy weights and state from checkpoint arrays into the model; every name and shape must match.
+
+    A layer with `load_state` (text_vectorization: a vocabulary as long as the data it adapted on made it)
+    takes its saved state arrays itself and checks them; the ValueError it raises becomes a CheckpointError.
+    """
     expected = {f"param/{k}": t.data for k, t in model.parameters().items()}
     expected.update({f"state/{k}": v for k, v in model.state().items()})
     missing = [k for k in expected if k not in arrays]
     if missing:
         raise CheckpointError(f"{path}: missing tensor {missing[0]!r} ({len(missing)} missing); the checkpoint "
                               "does not belong to this model")
+    self_loading = [layer for layer in model.layers if hasattr(layer, "load_state")]
+    for layer in self_loading:
+        try:
+            layer.load_state({weight: arrays[f"state/{layer.name}/{weight}"] for weight in layer.state})
+        except ValueError as err:
+            raise CheckpointError(f"{path}: layer {layer.name!r} cannot take its saved state: {err}") from None
+    sized_by_data = {f"state/{k}" for layer in self_loading for k in layer.state_arrays()}
     for key, target in expected.items():
+        if key in sized_by_data:
+            continue
         saved = arrays[key]
         if saved.shape != target.shape:
             raise CheckpointError(f"{path}: tensor {key!r} has shape {list(saved.shape)}, the model needs "

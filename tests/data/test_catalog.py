@@ -105,11 +105,12 @@ def test_unknown_option_is_a_spec_error_with_the_options_listed() -> None:
 
 
 @pytest.mark.parametrize("name", ["imdb", "reuters"])
-def test_sequence_datasets_refuse_until_sequence_support(name: str, isolated_data_env: Path) -> None:
-    with pytest.raises(DataError, match="issue 6"):
-        load_dataset(name, {"num_words": 10000})
-    assert not isolated_data_env.exists()  # refused before any download
-    assert dataset_info(name).remote[0].url == f"https://storage.googleapis.com/tensorflow/tf-keras-datasets/{name}.npz"
+def test_sequence_datasets_come_from_keras_files_with_keras_options(name: str) -> None:
+    # loading them is tested in tests/data/test_word_sequences.py, from files the tests write
+    info = dataset_info(name)
+    assert info.remote[0].url == f"https://storage.googleapis.com/tensorflow/tf-keras-datasets/{name}.npz"
+    assert {"num_words", "skip_top", "maxlen", "seed", "start_char", "oov_char", "index_from"} <= set(info.options)
+    assert ("test_split" in info.options) == (name == "reuters")
 
 
 def test_every_dataset_has_a_short_doc_and_a_consistent_description() -> None:
@@ -118,9 +119,11 @@ def test_every_dataset_has_a_short_doc_and_a_consistent_description() -> None:
     for entry in registry.datasets:
         info = entry.target.info
         assert entry.doc and len(entry.doc) < 120 and info.doc == entry.doc
-        assert info.task in ("classification", "binary", "regression")
-        assert (info.num_classes is None) == (info.task == "regression")
-        assert info.bundled == bool(info.bundled_files) != bool(info.remote), info.name
+        assert info.task in ("classification", "binary", "regression", "sequence")
+        assert (info.num_classes is None) == (info.task in ("regression", "sequence"))
+        derived = not info.bundled and not info.remote  # built from another registry dataset (mnist_sequences)
+        assert derived or info.bundled == bool(info.bundled_files) != bool(info.remote), info.name
+        assert not derived or info.task == "sequence", info.name
         assert all(len(file.sha256) == 64 for file in info.remote), info.name
 
 

@@ -1,4 +1,4 @@
-"""Shape ops: reshape, transpose, concatenate, slicing, split and gather."""
+"""Shape ops: reshape, transpose, concatenate, slicing, split, gather and take_rows."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from dlcli import ops
-from dlcli.tensor import Tensor
+from dlcli.tensor import SparseRows, Tensor
 from tests.gradcheck import check_op_gradients
 
 rng = np.random.default_rng(5)
 _x = rng.normal(size=(2, 3, 4))
+_table = rng.normal(size=(6, 3))
+_ids = np.array([[0, 5, 2, 2], [2, 4, 4, 2]])  # repeats, and rows 1 and 3 never looked up
 
 CASES = {
     "reshape": (lambda a: ops.reshape(a, (6, -1)), [_x]),
@@ -23,6 +25,12 @@ CASES = {
     "split": (lambda a: ops.split(a, [1, 3], axis=-1)[1] * ops.split(a, 2, axis=-1)[0], [_x]),
     "gather": (lambda a: ops.gather(a, np.array([[0, 2], [2, 2]]), axis=0), [rng.normal(size=(3, 4))]),
     "gather_axis2": (lambda a: ops.gather(a, np.array([3, 0, 3]), axis=2), [_x]),
+    "take_rows": (lambda t, ids: ops.take_rows(t, ids), [_table, _ids]),
+    # the table used twice sparsely and once densely: sparse + sparse and sparse + dense in the tape
+    "take_rows_used_three_times": (lambda t, ids: ops.take_rows(t, ids) * ops.take_rows(t, ids[:, ::-1]) + t.sum(),
+                                   [_table, _ids]),
+    # a table made by an op: its sparse gradient is densified before the op's backward
+    "take_rows_of_a_computed_table": (lambda t, ids: ops.take_rows(ops.tanh(t), ids), [_table, _ids]),
 }
 
 
@@ -52,3 +60,20 @@ def test_tensor_methods_bind_to_ops() -> None:
     assert t.reshape((4, 6)).shape == (4, 6)
     assert t.T.shape == (4, 3, 2)
     assert t.transpose(1, 0, 2).shape == (3, 2, 4)
+
+
+def test_take_rows_gradient_is_the_summed_distinct_rows() -> None:
+    table = Tensor(np.zeros((6, 2), np.float32), requires_grad=True)
+    d_out = np.arange(16, dtype=np.float32).reshape(2, 4, 2)
+    ops.take_rows(table, _ids).backward(d_out)
+    grad = table.grad
+    assert isinstance(grad, SparseRows) and grad.is_coalesced and grad.dtype == np.float32
+    assert grad.indices.tolist() == [0, 2, 4, 5]
+    expected = np.zeros((6, 2), np.float32)
+    np.add.at(expected, _ids.reshape(-1), d_out.reshape(-1, 2))
+    np.testing.assert_array_equal(grad.values, expected[[0, 2, 4, 5]])
+
+
+def test_take_rows_with_int32_ids_returns_the_rows() -> None:
+    out = ops.take_rows(Tensor(_table), _ids.astype(np.int32))
+    np.testing.assert_array_equal(out.data, _table[_ids])

@@ -78,6 +78,14 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
                              "train.optimizer.learning_rate.decay_steps: required key missing"),
     "unknown loss": (_set("train.loss", "crossentropy"),
                      "train.loss: unknown loss 'crossentropy' (did you mean binary_crossentropy?); known losses: "),
+    "misspelt ctc option": (_set("train.loss", {"type": "ctc", "blnk": 10}),
+                            "train.loss.blnk: unknown key; ctc takes blank, from_logits, type (did you mean blank?)"),
+    "option of another loss": (_set("train.loss", {"type": "mse", "blank": 10}),
+                               "train.loss.blank: unknown key; mean_squared_error takes from_logits, type"),
+    "loss table without type": (_set("train.loss", {"blank": 3}),
+                                'train.loss: missing type: say which loss this is, e.g. type = "ctc"'),
+    "negative ctc blank": (_set("train.loss", {"type": "ctc", "blank": -1}),
+                           "train.loss.blank: must be at least 0, got -1"),
     "unknown metric": (_set("train.metrics", ["acuracy"]),
                        "train.metrics[0]: unknown metric 'acuracy' (did you mean accuracy?)"),
     "missing loss": (_drop("train.loss"), 'train.loss is required, e.g. loss = "sparse_categorical_crossentropy"'),
@@ -140,6 +148,15 @@ def test_valid_base_spec_loads() -> None:
     assert spec.train.optimizer.type == "rmsprop" and spec.model.layers[2].units == 512
 
 
+@pytest.mark.parametrize("loss,blank", [("ctc", None), ({"type": "ctc", "blank": 10}, 10), ("mse", None)])
+def test_a_loss_by_name_or_as_a_table_with_its_own_options(loss: Any, blank: int | None) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["train"]["loss"] = loss
+    spec = validate_spec(doc, Path("mnist.toml")).train.loss
+    assert spec.type == (loss if isinstance(loss, str) else loss["type"]) and getattr(spec, "blank", None) == blank
+    assert spec.from_logits is False
+
+
 def test_broken_toml_names_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('name = "x"\n[data\ndataset = "mnist"\n')
@@ -192,3 +209,13 @@ def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> 
         'name = "s"\n[data]\ntrain = "data/train.npz"\n[model]\ninput = { shape = [2] }\n'
         '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
     assert load_spec(folder / "s.toml").data.train == (folder / "data" / "train.npz").resolve()
+
+
+@pytest.mark.parametrize("name", ["__import__('os').system", "os.system", "dlcli.cli.main.main", "eval"])
+def test_names_in_a_spec_are_only_registry_keys(name: str) -> None:
+    for path, value in (("model.layers[0].type", name), ("train.loss", name), ("train.optimizer", name),
+                        ("model.layers[2].activation", name)):
+        doc = copy.deepcopy(BASE)
+        _set(path, value)(doc)
+        with pytest.raises(SpecError, match="unknown"):
+            validate_spec(doc, Path("evil.toml"))

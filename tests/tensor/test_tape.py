@@ -84,3 +84,15 @@ def test_retain_graph_allows_a_second_backward() -> None:
     loss.backward(retain_graph=True)
     loss.backward()
     assert w.grad.tolist() == [12.0]
+
+
+def test_a_leaf_keeps_a_sparse_grad_until_a_dense_one_is_added() -> None:
+    from dlcli.tensor import SparseRows
+
+    table = Tensor(np.zeros((4, 2)), requires_grad=True)
+    ops.take_rows(table, np.array([1, 1])).sum().backward()
+    ops.take_rows(table, np.array([3])).sum().backward()  # across backward() calls: still sparse
+    assert isinstance(table.grad, SparseRows)
+    assert table.grad.to_dense().tolist() == [[0, 0], [2, 2], [0, 0], [1, 1]]
+    (table * 1.0).sum().backward()
+    assert isinstance(table.grad, np.ndarray) and table.grad.tolist() == [[1, 1], [3, 3], [1, 1], [2, 2]]

@@ -204,3 +204,14 @@ def test_steps_per_epoch_limits_each_epoch(tmp_path: Path) -> None:
     fit(spec_doc(data, epochs=2, steps_per_epoch=3), tmp_path / "run", [recorder])
     _, metadata = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert metadata["step"] == 6 and recorder.events[0][1]["steps_per_epoch"] == 3
+
+
+def test_divergence_names_the_first_layer_with_a_non_finite_output(tmp_path: Path) -> None:
+    x = np.full((32, 2), 3e38, np.float32)  # finite, but ten times it is not
+    np.savez(tmp_path / "huge.npz", x=x, y=np.zeros(32, np.int64))
+    doc = spec_doc(tmp_path / "huge.npz", epochs=1)
+    doc["data"]["validation_split"] = 0.0
+    doc["model"]["layers"].insert(0, {"type": "rescaling", "scale": 10.0})
+    with pytest.raises(DivergedError, match=r"the first non-finite output is layer rescaling "
+                                            r"\(model.layers\[0\]\)"):
+        fit(doc, tmp_path / "run")

@@ -1,0 +1,54 @@
+"""The BLAS that np.dot calls inside Numba kernels (SciPy's OpenBLAS), held to one thread while a kernel runs.
+
+Numba's np.dot calls BLAS through scipy.linalg.cython_blas, a different OpenBLAS from NumPy's. Recurrent
+kernels make one small GEMM per time step ((128, 32) @ (32, 128) for LSTM(32)); OpenBLAS splits that over its
+threads, and waking them costs more than the product: 51 us a step with two threads against 21 us with one
+(measured here), and 10x worse when other processes hold the cores. NumPy's large GEMMs keep their threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+def _thread_controls() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get, set) for the number of threads of SciPy's bundled OpenBLAS, or None where it cannot be found
+    (another BLAS, another wheel layout): then kernels simply run with whatever threading that BLAS has."""
+    try:
+        import scipy
+        import scipy.linalg.cython_blas  # noqa: F401 - loads the library, so CDLL below finds it loaded
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return None
+    for path in sorted((Path(scipy.__file__).parent.parent / "scipy.libs").glob("libscipy_openblas*")):
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # pragma: no cover - a file we cannot load is not the library
+            continue
+        for prefix in ("scipy_", ""):
+            get = getattr(lib, f"{prefix}openblas_get_num_threads", None)
+            set_ = getattr(lib, f"{prefix}openblas_set_num_threads", None)
+            if get is not None and set_ is not None:
+                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                return get, set_
+    return None  # pragma: no cover - depends on how scipy was built
+
+
+_CONTROLS = _thread_controls()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with SciPy's OpenBLAS on one thread, then restore its thread count."""
+    if _CONTROLS is None:  # pragma: no cover - depends on how scipy was built
+        yield
+        return
+    get, set_ = _CONTROLS
+    previous = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(previous)

@@ -1,0 +1,272 @@
+"""Recurrent ops: simple_rnn, lstm and gru over whole sequences, Keras' weight layouts, on the time-loop kernels.
+
+x (N, T, F) is projected for all steps at once, x @ kernel as one GEMM; the time loop (one GEMM per step with
+the recurrent kernel, then the bias and the gates) is one Numba call; so is backpropagation through time, after
+which d_kernel, d_recurrent_kernel and d_x are again one GEMM each. Arrays are time-major inside, so each step's
+rows are contiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from dlcli.tensor import Array, Op
+
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")  # the kernels' codes 0..3 (dlcli.kernels.recurrent)
+
+
+@dataclass(frozen=True)
+class RecurrentOptions:
+    """How a recurrent op runs; masks and dropout, which change every batch, are passed beside it."""
+
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"  # lstm and gru gates
+    return_sequences: bool = False
+    reverse: bool = False  # from the last step to the first; outputs stay in input order
+    zero_output_for_mask: bool = False  # masked steps output zeros rather than the carried-over state
+    reset_after: bool = True  # gru: the reset gate after the recurrent product (PyTorch's GRU)
+
+
+class Recurrent(Op):
+    """A recurrent layer over a sequence: x (N, T, F), kernel (F, kU), recurrent_kernel (U, kU), bias.
+
+    mask (N, T) is True where a step holds data. input_dropout is one (N, F) mask per gate, or one for all,
+    applied to every step's input; recurrent_dropout one (N, U) mask per gate, applied to the state before its
+    product with that gate's block of the recurrent kernel (both already scaled by 1 / (1 - rate)).
+    """
+
+    gates: ClassVar[int]
+
+    def __init__(self, options: RecurrentOptions, mask: Array | None = None, input_dropout: Array | None = None,
+                 recurrent_dropout: Array | None = None) -> None:
+        self.options, self.mask = options, mask
+        self.input_dropout, self.recurrent_dropout = input_dropout, recurrent_dropout
+        self.codes = (ACTIVATIONS.index(options.activation), ACTIVATIONS.index(options.recurrent_activation))
+
+    def forward(self, x: Array, kernel: Array, recurrent_kernel: Array, bias: Array | None = None) -> Array:
+        dtype = kernel.dtype
+        n, steps, _ = x.shape
+        units = recurrent_kernel.shape[0]
+        self.x_dtype, self.kernel = x.dtype, kernel
+        self.recurrent_kernel = np.ascontiguousarray(recurrent_kernel, dtype)
+        self.xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype)
+        self.steps_mask = np.ones((n, steps), bool) if self.mask is None else np.ascontiguousarray(self.mask, bool)
+        if self.steps_mask.shape != (n, steps):  # the kernels index it unchecked
+            raise ValueError(f"mask of shape {self.steps_mask.shape} for a sequence batch of shape {x.shape}")
+        self.dropout = np.empty((0, n, units), dtype) if self.recurrent_dropout is None \
+            else np.ascontiguousarray(self.recurrent_dropout, dtype)
+        self.input_masks = None if self.input_dropout is None else self.input_dropout.astype(dtype, copy=False)
+        # the kernels add the bias in a pass they make anyway; without one they add zeros
+        self.bias = np.zeros(self._bias_shape(kernel.shape[1]), dtype) if bias is None \
+            else np.ascontiguousarray(bias, dtype)
+        hs = np.empty((steps + 1, n, units), dtype)
+        self._recur(self._project(), hs)
+        self.hs = hs
+        if not self.options.return_sequences:  # the state after the last step processed
+            return hs[0].copy() if self.options.reverse else hs[-1].copy()
+        out = self._sequence(hs).transpose(1, 0, 2)
+        if self.options.zero_output_for_mask and self.mask is not None:
+            out = out * self.steps_mask[:, :, None]
+        return np.ascontiguousarray(out)
+
+    def backward(self, d_out: Array) -> tuple[Array | None, ...]:
+        dtype, (n, units) = self.hs.dtype, self.hs.shape[1:]
+        if self.options.return_sequences:  # a gradient on every step's output
+            if self.options.zero_output_for_mask and self.mask is not None:
+                d_out = d_out * self.steps_mask[:, :, None]
+            d_hs, d_last = np.ascontiguousarray(d_out.transpose(1, 0, 2), dtype), np.zeros((n, units), dtype)
+        else:  # only on the final state
+            d_hs, d_last = np.empty((0, n, units), dtype), np.ascontiguousarray(d_out, dtype)
+        d_in, d_recurrent_kernel, d_bias = self._bptt(d_hs, d_last)
+        d_x, d_kernel = self._input_grads(d_in)
+        grads = (d_x, d_kernel, d_recurrent_kernel, d_bias)
+        return tuple(g if needed else None for g, needed in zip(grads, self.needs_grad))
+
+    # -- shared pieces --------------------------------------------------------------------------------------
+
+    def _bias_shape(self, width: int) -> tuple[int, ...]:
+        return (width,)
+
+    def _sequence(self, hs: Array) -> Array:
+        """(T, N, U): the state written by the step at each time."""
+        return hs[:-1] if self.options.reverse else hs[1:]
+
+    def _previous(self) -> Array:
+        """(T, N, U): the state each step read."""
+        return self.hs[1:] if self.options.reverse else self.hs[:-1]
+
+    def _groups(self) -> list[tuple[slice, Array | None]]:
+        """(columns of the kernel, the input dropout mask they see): one group, or one per gate."""
+        masks = self.input_masks
+        if masks is None or len(masks) == 1:
+            return [(slice(None), None if masks is None else masks[0])]
+        width = self.kernel.shape[1] // len(masks)
+        return [(slice(g * width, (g + 1) * width), m) for g, m in enumerate(masks)]
+
+    def _project(self) -> Array:
+        """(T, N, kU): x @ kernel for every step, in one GEMM (one per gate with per-gate dropout)."""
+        xt, kernel = self.xt, self.kernel.astype(self.xt.dtype, copy=False)
+        rows, features = xt.shape[0] * xt.shape[1], xt.shape[2]
+        xw = np.empty((rows, kernel.shape[1]), xt.dtype)
+        for cols, m in self._groups():
+            xm = xt if m is None else xt * m
+            if cols == slice(None):
+                np.matmul(xm.reshape(rows, features), kernel, out=xw)
+            else:
+                xw[:, cols] = xm.reshape(rows, features) @ kernel[:, cols]
+        return xw.reshape(xt.shape[0], xt.shape[1], -1)
+
+    def _input_grads(self, d_in: Array) -> tuple[Array | None, Array | None]:
+        """(d_x (N, T, F), d_kernel) from d_in (T, N, kU), the gradient of the projections."""
+        xt, kernel = self.xt, self.kernel.astype(self.xt.dtype, copy=False)
+        steps, n, features = xt.shape
+        d_flat = d_in.reshape(steps * n, -1)
+        d_kernel = np.empty(kernel.shape, xt.dtype) if self.needs_grad[1] else None
+        d_xt = np.zeros((steps * n, features), xt.dtype) if self.needs_grad[0] else None
+        for cols, m in self._groups():
+            if d_kernel is not None:
+                xm = xt if m is None else xt * m
+                d_kernel[:, cols] = xm.reshape(-1, features).T @ d_flat[:, cols]
+            if d_xt is not None:
+                part = d_flat[:, cols] @ kernel[:, cols].T
+                d_xt += part if m is None else (part.reshape(steps, n, features) * m).reshape(steps * n, features)
+        d_x = None if d_xt is None else d_xt.reshape(steps, n, features).transpose(1, 0, 2).astype(self.x_dtype)
+        return d_x, d_kernel
+
+    def _loop(self, kernel: Array, transposed: bool = False) -> tuple[Array, Array, Array, Array, bool]:
+        """The time loop's shared arguments: (kernel or kernel.T, its (U, U) gate blocks (each transposed)
+        for recurrent dropout, the dropout masks, the step mask, reverse)."""
+        units = kernel.shape[0]
+        if not self.dropout.shape[0]:
+            blocks = np.empty((0, units, units), kernel.dtype)
+        else:  # gate g's columns kernel[:, g*U:(g+1)*U], or that block's transpose
+            blocks = np.ascontiguousarray(kernel.reshape(units, -1, units).transpose((1, 2, 0) if transposed
+                                                                                     else (1, 0, 2)))
+        kernel = np.ascontiguousarray(kernel.T) if transposed else kernel
+        return kernel, blocks, self.dropout, self.steps_mask, self.options.reverse
+
+    def _recurrent_grad(self, d: Array) -> Array | None:
+        """d(kernel) for the products h_prev @ kernel whose gradients are d (T, N, kU): one GEMM, or one a gate."""
+        if not self.needs_grad[2]:
+            return None
+        h_prev = self._previous()
+        units = h_prev.shape[2]
+        flat = h_prev.reshape(-1, units)
+        if not self.dropout.shape[0]:
+            return flat.T @ d.reshape(-1, d.shape[2])
+        out = np.empty((units, d.shape[2]), d.dtype)
+        for g in range(d.shape[2] // units):
+            masked = (h_prev * self.dropout[g]).reshape(-1, units)
+            out[:, g * units:(g + 1) * units] = masked.T @ d[:, :, g * units:(g + 1) * units].reshape(-1, units)
+        return out
+
+    @staticmethod
+    def _run(kernel: Callable[..., None], *args: object) -> None:
+        """Call a time-loop kernel with its per-step GEMMs on one BLAS thread (see dlcli.kernels.blas)."""
+        from dlcli.kernels import blas
+
+        with blas.one_thread():
+            kernel(*args)
+
+    def _recur(self, xw: Array, hs: Array) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SimpleRNN(Recurrent):
+    """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
+
+    gates = 1
+
+    def _recur(self, xw: Array, hs: Array) -> None:
+        from dlcli.kernels import recurrent as kernels
+
+        self._run(kernels.simple_rnn_forward, xw, self.bias, *self._loop(self.recurrent_kernel), self.codes[0], hs)
+
+    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+        from dlcli.kernels import recurrent as kernels
+
+        dz, d_bias = np.empty_like(self.hs[1:]), np.empty_like(self.bias)
+        self._run(kernels.simple_rnn_backward, d_hs, d_last, *self._loop(self.recurrent_kernel, transposed=True),
+                  self.codes[0], self.hs, dz, d_bias)
+        return dz, self._recurrent_grad(dz), d_bias
+
+
+class LSTM(Recurrent):
+    """Long short-term memory, Keras' gate order i, f, c, o: h_t = o * activation(c_t)."""
+
+    gates = 4
+
+    def _recur(self, xw: Array, hs: Array) -> None:
+        from dlcli.kernels import recurrent as kernels
+
+        self.cs, self.act_c = np.empty_like(hs), np.empty_like(hs[1:])
+        self._run(kernels.lstm_forward, xw, self.bias, *self._loop(self.recurrent_kernel), *self.codes, hs, self.cs,
+                  self.act_c)
+        self.gate_values = xw  # the kernel turned the projections into the activated gates in place
+
+    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+        from dlcli.kernels import recurrent as kernels
+
+        dz, d_bias = np.empty_like(self.gate_values), np.empty_like(self.bias)
+        self._run(kernels.lstm_backward, d_hs, d_last, *self._loop(self.recurrent_kernel, transposed=True),
+                  *self.codes, self.gate_values, self.cs, self.act_c, dz, d_bias)
+        return dz, self._recurrent_grad(dz), d_bias
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit, Keras' gate order z, r, h: h_t = z * h_{t-1} + (1 - z) * candidate.
+
+    reset_after: bias (2, 3U) holds the input and the recurrent bias; otherwise bias (3U,) is the input's only.
+    """
+
+    gates = 3
+
+    def _bias_shape(self, width: int) -> tuple[int, ...]:
+        return (2, width) if self.options.reset_after else (width,)
+
+    def _split(self) -> tuple[Array, Array]:
+        """(kernel of the per-step product, kernel_h of the second product when the reset comes first)."""
+        rk, units = self.recurrent_kernel, self.recurrent_kernel.shape[0]
+        if self.options.reset_after:
+            return rk, np.empty((units, units), rk.dtype)
+        return np.ascontiguousarray(rk[:, :2 * units]), np.ascontiguousarray(rk[:, 2 * units:])
+
+    def _recur(self, xw: Array, hs: Array) -> None:
+        from dlcli.kernels import gru as kernels
+
+        kernel, kernel_h = self._split()
+        if self.options.reset_after:
+            input_bias, recurrent_bias = self.bias
+        else:
+            input_bias, recurrent_bias = self.bias, np.zeros_like(self.bias)
+        self.saved = np.empty_like(hs[1:])
+        loop = self._loop(kernel)
+        self._run(kernels.gru_forward, xw, input_bias, *loop[:3], kernel_h, recurrent_bias, *loop[3:],
+                  self.options.reset_after, *self.codes, hs, self.saved)
+        self.gate_values = xw
+
+    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+        from dlcli.kernels import gru as kernels
+
+        kernel, kernel_h = self._split()
+        units, inner = kernel.shape
+        d_in = np.empty_like(self.gate_values)
+        d_rec = np.empty((*d_in.shape[:2], inner), d_in.dtype)
+        d_input_bias, d_recurrent_bias = np.empty(3 * units, d_in.dtype), np.empty(inner, d_in.dtype)
+        loop = self._loop(kernel, transposed=True)
+        self._run(kernels.gru_backward, d_hs, d_last, *loop[:3], np.ascontiguousarray(kernel_h.T), *loop[3:],
+                  self.options.reset_after, *self.codes, self.hs, self.gate_values, self.saved, d_in, d_rec,
+                  d_input_bias, d_recurrent_bias)
+        d_kernel = self._recurrent_grad(d_rec)
+        if d_kernel is not None and not self.options.reset_after:  # the candidate's block multiplied r * h
+            flat = self.saved.reshape(-1, units)
+            d_kernel = np.concatenate([d_kernel, flat.T @ d_in[:, :, 2 * units:].reshape(-1, units)], axis=1)
+        if not self.options.reset_after:
+            return d_in, d_kernel, d_input_bias
+        return d_in, d_kernel, np.stack([d_input_bias, d_recurrent_bias])

@@ -1,0 +1,136 @@
+"""A ctc output end to end: its targets checked, a short run that learns, `dlcli predict` writing label sequences."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+from dlcli.cli.main import cli
+from dlcli.decoding import ctc_beam_search_decode
+from dlcli.errors import DataError, SpecError
+from dlcli.spec.load import validate_spec
+from dlcli.train.fit import fit_run
+from dlcli.train.loop import predict
+from dlcli.train.rundir import load_run
+
+STEPS, BLANK = 8, 3
+
+
+def collapse(path: np.ndarray) -> list[int]:
+    """Repeats merged, blanks dropped."""
+    return [int(c) for j, c in enumerate(path) if (j == 0 or c != path[j - 1]) and c != BLANK]
+
+
+def write_sequences(path: Path, n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy one-hot steps of a random path over 3 labels and the blank; the target is the path's labelling."""
+    rng = np.random.default_rng(seed)
+    paths = rng.integers(0, 4, size=(n, STEPS))
+    labels = np.full((n, STEPS), -1)
+    for i, p in enumerate(paths):
+        seq = collapse(p)
+        labels[i, :len(seq)] = seq
+    x = (np.eye(4)[paths] * 2 + rng.normal(scale=0.5, size=(n, STEPS, 4))).astype(np.float32)
+    np.savez(path, x=x, y=labels)
+    return x, labels
+
+
+def spec_doc(data: Path, **loss: Any) -> dict[str, Any]:
+    return {"name": "ctc", "seed": 1, "data": {"train": str(data), "validation_split": 0.25},
+            "model": {"input": {"shape": [STEPS, 4]},
+                      "layers": [{"type": "dense", "units": 4, "activation": "softmax"}]},
+            "train": {"loss": {"type": "ctc", **loss}, "optimizer": {"type": "adam", "learning_rate": 0.05},
+                      "metrics": ["sequence_accuracy", "edit_distance"], "epochs": 6, "batch_size": 32}}
+
+
+@pytest.fixture(scope="module")
+def ctc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ctc")
+    x, _ = write_sequences(folder / "seq.npz")
+    np.save(folder / "x.npy", x[:5])
+    fit_run(validate_spec(spec_doc(folder / "seq.npz"), Path("s.toml")), folder / "run", [])
+    return folder
+
+
+def test_a_short_run_learns_to_read_the_sequences(ctc_run: Path) -> None:
+    final = json.loads((ctc_run / "run" / "summary.json").read_text())["final"]
+    assert final["val_sequence_accuracy"] > 0.9 and final["val_edit_distance"] < 0.05
+    assert final["val_loss"] < 1.0
+
+
+def test_predict_writes_label_sequences_in_every_format(ctc_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ctc_run)
+    expected = [collapse(np.argmax(row, axis=-1)) for row in np.load("x.npy")]  # the data are that clear
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", "run", "x.npy", "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert records == [{"index": i, "labels": labels} for i, labels in enumerate(expected)]
+    plain = runner.invoke(cli, ["predict", "run", "x.npy"]).output.splitlines()
+    assert plain == [f"index={i} labels={','.join(map(str, labels))}" for i, labels in enumerate(expected)]
+    _, model, _, _, _ = load_run(Path("run"))
+    beams = ctc_beam_search_decode(predict(model, {"input": np.load("x.npy")}, 32)[next(iter(model.outputs))], 4)
+    result = runner.invoke(cli, ["predict", "run", "x.npy", "--beam-width", "4", "--json"])
+    assert [json.loads(line)["labels"] for line in result.output.splitlines()] == \
+        [[int(v) for v in row if v >= 0] for row in beams]
+    for suffix in (".csv", ".jsonl", ".npy"):
+        assert runner.invoke(cli, ["predict", "run", "x.npy", "--output", f"p{suffix}"]).exit_code == 0
+    with open("p.csv", newline="") as handle:
+        assert [row["labels"] for row in csv.DictReader(handle)] == [" ".join(map(str, s)) for s in expected]
+    assert [json.loads(line)["labels"] for line in Path("p.jsonl").read_text().splitlines()] == expected
+    padded = np.load("p.npy", allow_pickle=False)
+    assert padded.shape == (5, max(map(len, expected)))
+    assert [[int(v) for v in row if v >= 0] for row in padded] == expected and padded.min() == -1
+
+
+def test_beam_width_on_a_model_without_ctc_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("r.npz", x=rng.normal(size=(32, 2)).astype(np.float32), y=rng.normal(size=32).astype(np.float32))
+    doc = {"name": "r", "data": {"train": "r.npz"}, "model": {"input": {"shape": [2]},
+                                                             "layers": [{"type": "dense", "units": 1}]},
+           "train": {"loss": "mse", "epochs": 1}}
+    fit_run(validate_spec(doc, tmp_path / "r.toml"), tmp_path / "run", [])
+    np.save("x.npy", np.zeros((2, 2), np.float32))
+    result = CliRunner().invoke(cli, ["predict", "run", "x.npy", "--beam-width", "3"])
+    assert result.exit_code == 2
+    assert "--beam-width decodes outputs trained with the ctc loss" in result.output
+
+
+def _check(tmp_path: Path, labels: np.ndarray, **loss: Any) -> None:
+    x = np.zeros((len(labels), STEPS, 4), np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=labels)
+    doc = copy.deepcopy(spec_doc(tmp_path / "d.npz", **loss))
+    doc["train"]["epochs"] = 1
+    del doc["data"]["validation_split"]  # rows keep their places
+    fit_run(validate_spec(doc, Path("s.toml")), tmp_path / "run", [])
+
+
+@pytest.mark.parametrize("labels,message", [
+    (np.array([[0, 1, -1], [2, 3, -1]]), "found 3 at row 1, position 1"),  # 3 is the blank
+    (np.array([[0, 4, -1], [2, 1, -1]]), "found 4 at row 0, position 1"),
+    (np.array([[0, -2, -1], [2, 1, -1]]), "found -2 at row 0"),
+    (np.array([[0.0, 1.5], [1.0, 2.0]]), "ctc needs integer labels, found 1.5"),
+    (np.array([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0]]), "row 0 has 5 labels (4 repeated) that need 9 steps, but the "
+                                                   "output has 8 (2 of 2 rows too long)"),
+])
+def test_ctc_targets_are_checked_before_training(tmp_path: Path, labels: np.ndarray, message: str) -> None:
+    with pytest.raises(DataError) as info:
+        _check(tmp_path, labels)
+    assert str(info.value).startswith("train target 'dense': ") and message in str(info.value)
+
+
+def test_float_labels_with_integral_values_and_a_chosen_blank_are_accepted(tmp_path: Path) -> None:
+    _check(tmp_path, np.array([[3.0, 3.0, -1.0], [2.0, 1.0, 3.0]] * 4), blank=0)
+
+
+def test_a_blank_outside_the_classes_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="blank = 4, but the output has 4 classes"):
+        _check(tmp_path, np.array([[0, 1], [2, 1]]), blank=4)
