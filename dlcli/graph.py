@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dlcli.errors import SpecError
-from dlcli.initializers import WeightTooLargeError
+from dlcli.initializers import WeightTooLargeError, physical_memory
 from dlcli.layers import Layer, Shape, create_layer
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
 from dlcli.tensor import Tensor
@@ -224,6 +225,9 @@ def _check_all_used(spec: ModelSpec, nodes: dict[str, Node]) -> None:
 def _build_layers(model: Model, rng: np.random.Generator) -> None:
     """Shape inference: build each layer from its inputs' shapes, in order."""
     shapes: dict[str, Shape] = {name: tuple(s.shape) for name, s in model.inputs.items()}
+    for name, shape in shapes.items():
+        key = "model.input.shape" if model.sequential else f"model.inputs.{name}.shape"
+        _refuse_oversized(key, "one example of this input", shape)
     for node in model.nodes:
         in_shapes = [shapes[name] for name in node.inputs]
         try:
@@ -233,5 +237,16 @@ def _build_layers(model: Model, rng: np.random.Generator) -> None:
                 node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
         except WeightTooLargeError as err:
             raise SpecError(f"{node.key}: {err}; reduce its size") from None
+        except MemoryError:
+            raise SpecError(f"{node.key}: building this layer ran out of memory; reduce its size") from None
+        _refuse_oversized(node.key, "its output for one example", node.shape)
         shapes[node.name] = node.shape
     model.shapes = shapes
+
+
+def _refuse_oversized(key: str, what: str, shape: Shape) -> None:
+    """A per-example shape bigger than the machine's memory can never train: refuse it before any batch exists."""
+    needed = math.prod(shape) * 4
+    if needed > physical_memory():
+        raise SpecError(f"{key}: {what} has shape {list(shape)} and would need {needed / 2**30:,.1f} GiB, more than "
+                        f"this machine's {physical_memory() / 2**30:,.1f} GiB of memory; reduce its size")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from dlcli.errors import UnknownNameError
 
@@ -77,6 +77,41 @@ class StrictSpec(BaseModel):
     """Base of every spec model: unknown keys are errors, so a misspelt key fails instead of vanishing."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """pydantic reads true as 1; in a spec `units = true` is a mistake, not a number, so it must fail as one."""
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            if isinstance(value, bool) and field is not None:
+                found = _types_in(field.annotation)
+                if bool not in found and found & {int, float}:
+                    fixed[name] = TomlBoolean(value)
+        return fixed
+
+
+class TomlBoolean:
+    """A true/false found where a number belongs: no number type accepts it, and it prints as TOML does."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return "true" if self.value else "false"
+
+    __repr__ = __str__
+
+
+def _types_in(annotation: Any) -> set[Any]:
+    """Every type named anywhere inside an annotation (unions, Annotated, containers)."""
+    found = {annotation} if isinstance(annotation, type) else set()
+    for arg in get_args(annotation):
+        found |= _types_in(arg)
+    return found
 
 
 def known_name(registry: Registry) -> AfterValidator:

@@ -92,6 +92,8 @@ def _mutated(**changes: Any) -> dict[str, Any]:
     ({"nodes__hidden__name": "other"}, "model.nodes.hidden.name: a node is named by its table (hidden)"),
     ({"nodes__title": {"type": "dense", "input": "tags", "units": 2}},
      "model.nodes.title: this name is also a model input"),
+    ({"inputs__tags": {"shape": [10**12]}}, "model.inputs.tags.shape: one example of this input has shape"),
+    ({"nodes__hidden__units": 10**12}, "model.nodes.hidden: a weight of shape [210, 1000000000000] would need"),
 ])
 def test_graph_errors_name_the_node(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as info:
@@ -133,3 +135,12 @@ def test_inception_and_residual_blocks() -> None:
     assert model.shapes["inception"] == (11,) and model.shapes["residual"] == (4,)
     order = [n.name for n in model.nodes]
     assert order.index("inception") > max(order.index(k) for k in "abc") and order[-1] == "out"
+
+
+def test_a_sequential_input_too_big_for_memory_is_refused_before_any_allocation() -> None:
+    doc = {"name": "big", "data": {"dataset": "boston_housing"},
+           "model": {"input": {"shape": [10**12]}, "layers": [{"type": "normalization"}, {"type": "dense", "units": 1}]},
+           "train": {"loss": "mse", "optimizer": "rmsprop"}}
+    with pytest.raises(SpecError, match=r"^model.input.shape: one example of this input has shape \[1000000000000\] "
+                                        r"and would need 3,725.3 GiB"):
+        _build(doc)

@@ -152,6 +152,25 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write(tmp_path: Path, reference: 
     assert digest(run / "checkpoints" / "last.safetensors") == reference
 
 
+def test_two_sigints_during_a_checkpoint_write_neither_tear_it_nor_lose_the_run(tmp_path: Path,
+                                                                                  reference: str) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(run), env=_env(DLCLI_TEST_PAUSE_WRITE="0.4"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_glob(run / "checkpoints", ".last.safetensors.tmp-*")  # the writer is holding a half-written file
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # the impatient second Ctrl-C, still inside the same write
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGINT, err
+    assert "error: stopped by" in err and "Traceback" not in err
+    load_checkpoint(run / "checkpoints" / "last.safetensors")  # complete, checksum verified
+    assert not list((run / "checkpoints").glob(".*.tmp-*"))
+    resumed = _resume_to_end(run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert digest(run / "checkpoints" / "last.safetensors") == reference
+
+
 def _wait_for(path: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
