@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -60,10 +61,13 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], metadata: dict[st
     write_atomically(path, _safetensors_bytes(prepared, metadata=header_metadata))
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and verify a checkpoint: its arrays by name and the metadata it was saved with."""
+def load_checkpoint(path: Path, content: bytes | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a checkpoint: its arrays by name and the metadata it was saved with.
+
+    With `content`, parse those bytes (a checkpoint another process read and sent) and name them `path`.
+    """
     path = Path(path)
-    with _open(path) as file:
+    with (io.BytesIO(content) if content is not None else _open(path)) as file:
         _, payload_start, tensors, header_metadata = _read_header(path, file)
         metadata, expected = _dlcli_metadata(path, header_metadata)
         arrays = {name: _read_array(path, file, payload_start, code, shape, begin, end)
@@ -204,7 +208,8 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _read_header(path: Path, file: BinaryIO) -> tuple[int, int, Tensors, dict[str, str]]:
     """File size, payload start, each tensor's (dtype code, shape, begin, end) and the header metadata, checked."""
-    file_size = os.fstat(file.fileno()).st_size
+    file_size = file.seek(0, os.SEEK_END)
+    file.seek(0)
     if file_size < 8:
         raise _corrupt(path, f"it is truncated: {file_size} bytes, shorter than the 8-byte header length")
     (header_size,) = struct.unpack("<Q", file.read(8))

@@ -49,3 +49,9 @@ class RunInterruptedError(DlcliError):
     def __init__(self, message: str, exit_code: int = 130) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class DistributedError(DlcliError):
+    """The ranks of an MPI job disagree (weights diverged) or one stopped answering (exit 1)."""
+
+    exit_code = 1

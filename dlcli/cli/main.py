@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from dlcli import __version__
-from dlcli.errors import DlcliError, RunInterruptedError
+from dlcli.cli.distributed import abort_job
+from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
+from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
 
 def report_error(message: str, exit_code: int, as_json: bool) -> None:
@@ -34,12 +36,19 @@ class DlcliGroup(click.Group):
         except DlcliError as err:  # the user can fix this: a message, no traceback
             if ctx.obj.get("debug"):
                 traceback.print_exc()
-            report_error(str(err), err.exit_code, ctx.obj.get("json", False))
-            if isinstance(err, RunInterruptedError):  # checkpoint written: now die by the signal, as asked
+            rank = launcher_rank()
+            interrupted = isinstance(err, RunInterruptedError)
+            # these stop every rank at the same step with the same words: rank 0 alone says them
+            if rank == 0 or not isinstance(err, (RunInterruptedError, DistributedError, DivergedError)):
+                report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, ctx.obj.get("json", False))
+            if interrupted and under_mpi_launcher():  # all ranks exit together; mpiexec passes 130/143 on
+                ctx.exit(err.exit_code)
+            if interrupted:  # checkpoint written: now die by the signal, as asked
                 from dlcli.train.interrupts import die_by_signal
 
                 sys.stdout.flush()
                 die_by_signal(err.exit_code - 128)
+            abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             report_error("interrupted", 130, ctx.obj.get("json", False))
@@ -73,15 +82,31 @@ def _json_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -
     """An unexpected exception in --json mode: still exactly one JSON object, exit 1 (a bug: --debug shows it)."""
     message = f"internal error ({kind.__name__}: {error}); rerun with --debug for the traceback and report it"
     report_error(message, 1, True)
+    abort_job(1)
     sys.stdout.flush()
     os._exit(1)
 
 
 def main() -> None:
     """Console entry point."""
+    pin_threads()  # before anything loads NumPy
+    if under_mpi_launcher():
+        sys.excepthook = _mpi_excepthook
     from dlcli.cli import commands  # noqa: F401 - registers the subcommands on `cli`
 
     cli(prog_name="dlcli")
+
+
+def _mpi_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """An unexpected exception on one MPI rank: report it, then end the whole job instead of leaving it hung."""
+    rank = launcher_rank()
+    if "--debug" in sys.argv:
+        traceback.print_exception(kind, error, tb)
+    report_error(f"rank {rank}: internal error ({kind.__name__}: {error}); rerun with --debug for the traceback "
+                 "and report it", 1, "--json" in sys.argv)
+    abort_job(1)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def _reader_left() -> int:

@@ -18,23 +18,78 @@ from dlcli.cli.main import json_mode
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per event, nothing else on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel on this many MPI ranks (re-runs itself under mpiexec; needs dlcli[mpi]).")
+@click.option("--mpi-timeout", type=click.FloatRange(min=1.0), default=600.0, show_default=True,
+              help="Under MPI: abort the job when a collective has not returned after this many seconds.")
+@click.option("--mpi-check-every", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Under MPI: compare the ranks' weight hashes every N steps (0: only at the end).")
+@click.option("--allow-world-size-change", is_flag=True,
+              help="Under MPI: resume a run saved with a different number of ranks, re-sharding from its step.")
 def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool,
-                  quiet: bool) -> None:
+                  quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
+                  allow_world_size_change: bool) -> None:
     """Train the model in SPEC; checkpoints, history and summary go to the run directory."""
     json_mode(as_json)
+    from dlcli.train.launcher import under_mpi_launcher
+
+    if workers > 1 and not under_mpi_launcher():
+        _launch_workers(spec_path, overrides, run_dir, resume, as_json, quiet, workers, mpi_timeout,
+                        mpi_check_every, allow_world_size_change)
+        return
     from dlcli.report import make_reporter
     from dlcli.spec.load import load_spec
+    from dlcli.train.distributed import connect
     from dlcli.train.fit import fit_run
     from dlcli.train.resume import resume_run
 
-    output = "json" if as_json else "quiet" if quiet else "auto"
-    if resume:
-        notes: list[str] = []
-        with make_reporter(output) as reporter:
-            resume_run(spec_path, overrides, run_dir, [reporter], notes)
-        for note in notes:
-            click.echo(f"note: {note}", err=True)
-        return
-    spec = load_spec(spec_path, overrides)
-    with make_reporter(output) as reporter:  # closing stops a live display even when training fails
-        fit_run(spec, run_dir or Path("runs") / spec.name, [reporter])
+    world = connect(mpi_timeout, mpi_check_every)
+    try:
+        # only rank 0 reports; the others would print the same lines again
+        output = "quiet" if world.rank != 0 else "json" if as_json else "quiet" if quiet else "auto"
+        if resume:
+            notes: list[str] = []
+            with make_reporter(output) as reporter:
+                resume_run(spec_path, overrides, run_dir, [reporter], notes, world, allow_world_size_change)
+            for note in notes:
+                click.echo(f"note: {note}", err=True)
+            return
+        spec = load_spec(spec_path, overrides)
+        with make_reporter(output) as reporter:  # closing stops a live display even when training fails
+            fit_run(spec, run_dir or Path("runs") / spec.name, [reporter], world=world)
+    finally:
+        world.close()
+
+
+def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool,
+                    quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
+                    allow_world_size_change: bool) -> None:
+    """`--workers N`: check what can be checked here (one clear error instead of N), then run N ranks."""
+    from dlcli.cli.distributed import check_mpi4py, run_workers
+    from dlcli.errors import SpecError
+
+    check_mpi4py()
+    if not (resume and spec_path.is_dir()):
+        from dlcli.spec.load import load_spec
+
+        spec = load_spec(spec_path, overrides)
+        if spec.train.batch_size % workers:
+            raise SpecError(f"train.batch_size: {spec.train.batch_size} does not split evenly over {workers} ranks; "
+                            f"use a multiple of {workers} (the batch size is the global batch, shared by the ranks)")
+    args = ["train", str(spec_path)]
+    for override in overrides:
+        args += ["--set", override]
+    if run_dir is not None:
+        args += ["--run-dir", str(run_dir)]
+    args += [flag for flag, on in (("--resume", resume), ("--json", as_json), ("--quiet", quiet),
+                                   ("--allow-world-size-change", allow_world_size_change)) if on]
+    args += ["--mpi-timeout", str(mpi_timeout), "--mpi-check-every", str(mpi_check_every)]
+    context = click.get_current_context().find_root()
+    if (context.obj or {}).get("debug"):
+        args.insert(0, "--debug")
+    code = run_workers(workers, args)
+    if code in (130, 143):  # like a single process: the caller sees the signal that stopped the job
+        from dlcli.train.interrupts import die_by_signal
+
+        die_by_signal(code - 128)
+    click.get_current_context().exit(code)

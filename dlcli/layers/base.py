@@ -32,6 +32,9 @@ class Layer:
 
     spec: LayerSpec
     arity: ClassVar[int | None] = 1  # inputs taken: 1, or None for two or more (merge layers)
+    # True when a training forward pass changes the state (batch-norm moving statistics): data-parallel
+    # ranks then average it after every step, so that all replicas stay equal
+    state_moves_in_training: ClassVar[bool] = False
 
     def __init__(self, spec: LayerSpec, name: str | None = None) -> None:
         self.spec = spec

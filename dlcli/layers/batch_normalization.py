@@ -34,6 +34,7 @@ class BatchNormalization(Layer):
     """Normalizes each channel by batch statistics in training and by their moving averages in inference."""
 
     spec: BatchNormalizationSpec
+    state_moves_in_training = True
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
         rank, axis = len(in_shape) + 1, self.spec.axis

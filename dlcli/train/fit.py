@@ -12,7 +12,7 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, RunInterruptedError
+from dlcli.errors import CheckpointError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer, create_optimizer
 from dlcli.spec.callbacks import EarlyStoppingSpec, ReduceLROnPlateauSpec
@@ -22,6 +22,7 @@ from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.builtin_callbacks import EarlyStopping, ReduceLROnPlateau, Watch, periodic_epochs
 from dlcli.train.callbacks import Callback
 from dlcli.train.datasets import Splits, load_splits
+from dlcli.train.distributed import World, weights_hash
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.loop import EpochProgress, Objective, Split, evaluate, fit_epoch, input_tensor
 from dlcli.train.rundir import (
@@ -31,6 +32,20 @@ from dlcli.train.rundir import (
 
 
 STEP_PAUSE = float(os.environ.get("DLCLI_TEST_PAUSE_STEP", "0") or 0)  # seconds after each step, for tests
+# fault injection for the data-parallel tests: "RANK:STEP:KIND", KIND one of raise, hang, perturb
+TEST_FAULT = os.environ.get("DLCLI_TEST_FAULT", "")
+
+
+def _inject_fault(rank: int, step: int, model: Model) -> None:
+    fault_rank, fault_step, kind = TEST_FAULT.split(":")
+    if rank != int(fault_rank) or step != int(fault_step):
+        return
+    if kind == "raise":
+        raise RuntimeError(f"injected fault on rank {rank} at step {step}")
+    if kind == "hang":
+        time.sleep(3600)
+    if kind == "perturb":  # a replica drifts: the periodic weight-hash comparison must catch it
+        next(iter(model.parameters().values())).data.reshape(-1)[0] += 1e-3
 
 
 class Streams:
@@ -45,6 +60,13 @@ class Streams:
     def state(self) -> dict[str, Any]:
         """States to save with a checkpoint."""
         return {"model": rng_state(self.model), "shuffle": rng_state(self.shuffle)}
+
+
+def give_rank_its_stream(seed: int, rank: int, stream: np.random.Generator) -> None:
+    """Rank 0 keeps the model stream (so one rank is exactly a single-process run); every other rank gets its
+    own, so that the ranks' dropout masks differ. In place: the layers hold this generator."""
+    if rank:
+        stream.bit_generator.state = np.random.default_rng(np.random.SeedSequence([seed, rank])).bit_generator.state
 
 
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
@@ -70,19 +92,28 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
     return monitor
 
 
-def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Path | None = None) -> dict[str, Any]:
+def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Path | None = None,
+            world: World | None = None, checkpoint_bytes: bytes | None = None,
+            allow_world_size_change: bool = False) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
     With `resume`, continue exactly where that checkpoint stopped, at an epoch end or mid-epoch: weights, layer
     and optimizer state, the random streams, the position in the epoch's shuffled order, running loss and
     metric totals, history and the best value so far all come back. SIGINT/SIGTERM finish the current step,
     write a checkpoint and raise RunInterruptedError (exit 130/143).
+
+    Under MPI (`world` with 2 or more ranks) each rank trains on its shard of every batch and rank 0 alone
+    writes; `checkpoint_bytes` is the resumed checkpoint as rank 0 read it.
     """
     started = time.perf_counter()
     keep_freed_memory()
-    run = _Run(spec, run_dir, callbacks)
+    world = world or World()
+    if spec.train.batch_size % world.size:
+        raise SpecError(f"train.batch_size: {spec.train.batch_size} does not split evenly over {world.size} ranks; "
+                        f"use a multiple of {world.size} (the batch size is the global batch, shared by the ranks)")
+    run = _Run(spec, run_dir, callbacks, world)
     if resume is not None:
-        run.restore(resume)
+        run.restore(resume, checkpoint_bytes, allow_world_size_change)
     with StopSignals() as signals:
         run.signals = signals
         for cb in callbacks:
@@ -90,6 +121,7 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
         for epoch in range(run.first_epoch, spec.train.epochs + 1):
             if not run.train_epoch(epoch):
                 break
+    world.check_weights(run.model, run.step)
     summary = run.finish(time.perf_counter() - started)
     for cb in callbacks:
         cb.on_train_end(summary)
@@ -99,17 +131,21 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
 class _Run:
     """The pieces of one training run and the epoch loop over them."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, callbacks: list[Callback]) -> None:
-        self.spec, self.run_dir, self.callbacks = spec, run_dir, callbacks
+    def __init__(self, spec: RunSpec, run_dir: Path, callbacks: list[Callback], world: World) -> None:
+        self.spec, self.run_dir, self.callbacks, self.world = spec, run_dir, callbacks, world
+        self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
         self.splits = load_splits(spec, self.model, self.streams.split)
         adapt_preprocessing(self.model, self.splits.train)
+        world.broadcast_model(self.model)
+        give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.parameters())
         self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
-        write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
+        if self.leader:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(run_dir)
+            write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
         batch_size = spec.train.batch_size
         self.steps_per_epoch = min(-(-len(self.splits.train) // batch_size),
                                    spec.train.steps_per_epoch or len(self.splits.train))
@@ -119,7 +155,7 @@ class _Run:
                      "samples": len(self.splits.train),
                      "validation_samples": len(self.splits.validation) if self.splits.validation else 0,
                      "seed": spec.seed, "params": trainable + frozen, "trainable_params": trainable,
-                     "resumed_from": None}
+                     "resumed_from": None, "world_size": world.size}
         self.best = Watch(_default_monitor(spec, self.splits), spec.train.monitor_mode)
         self.stoppers = [EarlyStopping(c, i) for i, c in enumerate(spec.train.callbacks)
                          if isinstance(c, EarlyStoppingSpec)]
@@ -131,14 +167,31 @@ class _Run:
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
 
-    def restore(self, path: Path) -> None:
-        """Continue from a run checkpoint (its epoch end, or the middle of an epoch)."""
-        arrays, metadata = load_checkpoint(path)
+    def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:
+        """Continue from a run checkpoint (its epoch end, or the middle of an epoch).
+
+        Under MPI every rank parses the bytes rank 0 read (`content`), so only rank 0 needs the file.
+        """
+        arrays, metadata = load_checkpoint(path, content)
+        world = self.world
+        saved_size = int(metadata.get("world_size", 1))
+        if saved_size != world.size and not allow_world_size_change:
+            raise SpecError(f"cannot resume {self.run_dir}: its checkpoint {path.name} was trained on {saved_size} "
+                            f"rank{'s' if saved_size != 1 else ''} and this job has {world.size}; resume with "
+                            f"{saved_size}, or pass --allow-world-size-change to re-shard from the saved step (the "
+                            f"result then differs from an uninterrupted {saved_size}-rank run)")
         restore_model(self.model, arrays, path)
         self.optimizer.load_state({k.removeprefix("optimizer/"): v for k, v in arrays.items()
                                    if k.startswith("optimizer/")})
+        if "weights_hash" in metadata and weights_hash(self.model) != metadata["weights_hash"]:
+            raise CheckpointError(f"{path}: the restored weights do not match the hash the checkpoint recorded; "
+                                  "the file is damaged")
         try:
-            self.streams.model.bit_generator.state = metadata["rng"]["model"]
+            per_rank = metadata.get("rng_ranks")
+            if per_rank and saved_size == world.size:
+                self.streams.model.bit_generator.state = per_rank[world.rank]
+            elif world.rank == 0:
+                self.streams.model.bit_generator.state = metadata["rng"]["model"]
             self.streams.shuffle.bit_generator.state = metadata["rng"]["shuffle"]
             self.best.load(metadata["best"])
             self.first_epoch, self.step = int(metadata["epoch"]) + 1, int(metadata["step"])
@@ -177,32 +230,42 @@ class _Run:
                 cb.on_batch_end(epoch, p.done, p.logs())
             if STEP_PAUSE:  # fault-injection tests: slow steps down so a signal lands where the test wants
                 time.sleep(STEP_PAUSE)
-            interrupted = self.signals is not None and self.signals.requested is not None
+            if TEST_FAULT:
+                _inject_fault(self.world.rank, first_step + p.done, self.model)
+            if self.world.size == 1 and not p.stop_signal:  # one process may stop on a signal that came just now
+                p.stop_signal = stop_requested()
+            interrupted = p.stop_signal != 0
             if interrupted or (every and (first_step + p.done) % every == 0 and p.done < len(batches)):
                 in_epoch = {"epoch": epoch, "shuffle_state": shuffle_state, "progress": p.state(),
                             "seconds": time.perf_counter() - epoch_start}
                 self._checkpoint("last", epoch - 1, first_step + p.done, in_epoch)
             return interrupted
 
+        def stop_requested() -> int:
+            return int(self.signals.requested or 0) if self.signals is not None else 0
+
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported by the loss check, once
             completed = fit_epoch(self.model, self.objective, self.optimizer, self.splits.train, batches, progress,
-                                  after_step, first_step=first_step)
+                                  after_step, first_step=first_step, world=self.world, stop_requested=stop_requested)
         if not completed:
-            assert self.signals is not None and self.signals.requested is not None
-            write_history(self.run_dir, self.history)
-            signum = self.signals.requested
+            if self.leader:
+                write_history(self.run_dir, self.history)
+            signum = progress.stop_signal
+            workers = f" --workers {self.world.size}" if self.world.size > 1 else ""
             raise RunInterruptedError(
                 f"stopped by {signal.Signals(signum).name} in epoch {epoch} after step {first_step + progress.done};"
                 f" checkpoint written to {checkpoint_path(self.run_dir, 'last')}. Continue with: dlcli train "
-                f"{self.run_dir} --resume", exit_code=EXIT_CODES[signum])
+                f"{self.run_dir} --resume{workers}", exit_code=EXIT_CODES[signum])
         self.step = first_step + progress.done
         logs = progress.logs()
         if self.splits.validation is not None:
             logs.update({f"val_{k}": v for k, v in
                          evaluate(self.model, self.objective, self.splits.validation, spec.train.batch_size).items()})
         logs.update(seconds=time.perf_counter() - epoch_start, learning_rate=learning_rate)
+        logs = self.world.agree(logs)  # every rank takes the same decisions below: rank 0's numbers
         self.history.append({"epoch": epoch, **logs})
-        write_history(self.run_dir, self.history)
+        if self.leader:
+            write_history(self.run_dir, self.history)
         improved = self.best.update(epoch, logs)
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
@@ -212,7 +275,8 @@ class _Run:
         for p in self.periodic:
             if epoch % p.every_epochs == 0:  # type: ignore[operator]
                 self._checkpoint(f"epoch_{epoch:04d}", epoch, self.step, event="periodic")
-                _prune(self.run_dir, p.keep_last)
+                if self.leader:
+                    _prune(self.run_dir, p.keep_last)
         for reducer in self.reducers:
             reducer.epoch_end(epoch, logs, self.optimizer)
         if any([stopper.epoch_end(epoch, logs, model_weights(self.model)) for stopper in self.stoppers]):
@@ -224,12 +288,18 @@ class _Run:
                     event: str | None = None) -> None:
         """Write checkpoints/<kind>; `last` keeps the one it replaces as `previous`, for --resume to fall back on."""
         path = checkpoint_path(self.run_dir, kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        world = self.world
         progress = {"epoch": epoch, "step": step, "rng": self.streams.state(), "history": self.history,
-                    "best": self.best.state(), "kind": kind, "in_epoch": in_epoch}
-        if kind == "last" and path.exists():
-            os.replace(path, checkpoint_path(self.run_dir, "previous"))
-        save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress)
+                    "best": self.best.state(), "kind": kind, "in_epoch": in_epoch, "world_size": world.size,
+                    "weights_hash": weights_hash(self.model)}
+        if world.size > 1:  # each rank's dropout stream, so that a resume continues every rank exactly
+            progress["rng_ranks"] = world.gather_json(rng_state(self.streams.model))
+        if self.leader:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "last" and path.exists():
+                os.replace(path, checkpoint_path(self.run_dir, "previous"))
+            save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress)
+        world.barrier()  # no rank runs ahead of a checkpoint that may still fail to write
         for cb in self.callbacks:
             cb.on_checkpoint(str(path), event or kind)
 
@@ -239,7 +309,8 @@ class _Run:
             if stopper.best_weights is not None:
                 restore_weights(self.model, stopper.best_weights)
         summary = _summary(self.spec, self.run_dir, self.history, self.best, self.stopped_early, seconds, self.info)
-        write_json(self.run_dir / "summary.json", summary)
+        if self.leader:
+            write_json(self.run_dir / "summary.json", summary)
         return summary
 
 

@@ -15,6 +15,7 @@ from dlcli.metrics import Metric, create_metric
 from dlcli.optimizers import Optimizer
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
+from dlcli.train.distributed import World, moving_states
 
 
 @dataclass
@@ -113,6 +114,7 @@ class EpochProgress:
 
     def __init__(self, objective: Objective) -> None:
         self.done = 0
+        self.stop_signal = 0  # a signal every rank agreed to stop on after the last step (0: none)
         self.running = RunningMeans()
         self.metrics = objective.new_metrics()
 
@@ -135,36 +137,59 @@ class EpochProgress:
 
 
 def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Split, batches: list[np.ndarray],
-              progress: EpochProgress, after_step: Callable[[EpochProgress], bool], first_step: int = 0) -> bool:
+              progress: EpochProgress, after_step: Callable[[EpochProgress], bool], first_step: int = 0,
+              world: World | None = None, stop_requested: Callable[[], int] = lambda: 0) -> bool:
     """Train on `batches` (index arrays into `data`) from `progress.done` on; True when the epoch completed.
 
-    `after_step` runs after every update (reporting, mid-epoch checkpoints) and returns True to stop early
-    (a signal). A loss that is NaN or infinite stops training before the update, so the weights stay the last
-    good ones, and the error names the first layer whose output or gradient went non-finite.
+    `after_step` runs after every update (reporting, mid-epoch checkpoints) and returns True to stop early;
+    `progress.stop_signal` then holds the signal that `stop_requested` reported (on any rank, under MPI).
+    A loss that is NaN or infinite stops training before the update, so the weights stay the last good
+    ones, and the error names the first layer whose output or gradient went non-finite.
     """
+    world = world or World()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
+    states = moving_states(model) if world.size > 1 else []
     for index in batches[progress.done:]:
-        batch = data.take(index)
+        local = world.shard(index)
+        batch = data.take(local)
         predictions = model(_as_tensors(batch.inputs, dtypes), training=True)
         loss, parts = objective.loss(predictions, batch.targets)
-        value = loss.item()
         step = first_step + progress.done + 1
-        if not math.isfinite(value):
-            raise DivergedError(f"the loss became {value} at step {step} (epoch step {progress.done + 1}); "
-                                f"{diagnose_non_finite(model, objective, batch, dtypes)}. The last checkpoint is the "
-                                "last good state. Lower the learning rate, add clipnorm, or check the data for NaN or "
-                                "huge values")
         optimizer.zero_grad()
-        loss.backward()
+        if world.size == 1:
+            value = loss.item()
+            _check_finite(value, step, progress, model, objective, batch, dtypes)
+            loss.backward()
+            progress.stop_signal = stop_requested()
+        else:  # every rank must reach the same verdict, so the NaN check waits for the combined loss
+            loss.backward()
+            combined, progress.stop_signal = world.reduce_step(
+                optimizer.params, states, [loss.item(), *parts.values()], len(local), len(index), stop_requested())
+            value, parts = combined[0], dict(zip(parts, combined[1:]))
+            _check_finite(value, step, progress, model, objective, batch, dtypes)
+            predictions = {name: Tensor(world.gather_rows(predictions[name].data, len(index)))
+                           for name in progress.metrics}
+            batch = Split({}, {name: data.targets[name][index] for name in progress.metrics})
         optimizer.step()
         progress.running.add({"loss": value, **parts}, len(index))
         for name, group in progress.metrics.items():
             for metric in group:
                 metric.update(predictions[name].data, batch.targets[name])
         progress.done += 1
+        if world.check_every and step % world.check_every == 0:
+            world.check_weights(model, step)
         if after_step(progress):
             return False
     return True
+
+
+def _check_finite(value: float, step: int, progress: EpochProgress, model: Model, objective: Objective,
+                  batch: Split, dtypes: dict[str, str]) -> None:
+    if not math.isfinite(value):
+        raise DivergedError(f"the loss became {value} at step {step} (epoch step {progress.done + 1}); "
+                            f"{diagnose_non_finite(model, objective, batch, dtypes)}. The last checkpoint is the "
+                            "last good state. Lower the learning rate, add clipnorm, or check the data for NaN or "
+                            "huge values")
 
 
 def diagnose_non_finite(model: Model, objective: Objective, batch: Split, dtypes: dict[str, str]) -> str:

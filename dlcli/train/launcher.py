@@ -1,0 +1,48 @@
+"""Who started this process: an MPI launcher or not, and how many threads each rank may use.
+
+Kept free of NumPy, so the command line can ask before NumPy (and its BLAS) loads.
+"""
+
+from __future__ import annotations
+
+import os
+
+INSTALL_COMMAND = "pip install 'dlcli[mpi]'"
+_LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# ranks on this machine, as the launchers of MPICH (hydra), Open MPI and Slurm tell it
+_LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "PMI_SIZE",
+                         "OMPI_COMM_WORLD_SIZE")
+
+
+def under_mpi_launcher() -> bool:
+    """True when mpiexec, mpirun or srun started this process."""
+    return any(name in os.environ for name in _LAUNCHER_VARIABLES)
+
+
+def pin_threads() -> None:
+    """Under an MPI launcher, give each rank cores / ranks-on-this-machine BLAS and Numba threads (at least 1).
+
+    Must run before NumPy loads: OpenBLAS reads its thread count once. A count the user set is left alone.
+    """
+    if not under_mpi_launcher():
+        return
+    local = 1
+    for name in _LOCAL_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            local = int(value)
+            break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // local))
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, threads)
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher numbered it (0 outside MPI)."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0

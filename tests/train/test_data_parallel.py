@@ -1,0 +1,243 @@
+"""Data-parallel training on 2 MPI ranks (loopback): identical replicas, exact resume, no hangs, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlcli.checkpoint import load_checkpoint
+from dlcli.data import batch_slices, shuffled_order
+from dlcli.graph import build_model
+from dlcli.optimizers import create_optimizer
+from dlcli.spec.load import validate_spec
+from dlcli.tensor import Tensor
+from dlcli.train.datasets import load_splits
+from dlcli.train.distributed import World, weights_hash
+from dlcli.train.fit import Streams
+from dlcli.train.loop import Objective
+from tests.train.test_fit import write_blobs
+from tests.train.test_interrupts import digest
+
+SPEC = """name = "blobs"
+seed = 5
+[data]
+train = "blobs.npz"
+validation_split = 0.25
+[model]
+input = {{ shape = [2] }}
+layers = [{{ type = "dense", units = 16, activation = "relu" }}, {layers}{{ type = "dense", units = 3, activation = "softmax" }}]
+[train]
+loss = "sparse_categorical_crossentropy"
+optimizer = {{ type = "adam", learning_rate = 0.01 }}
+metrics = ["accuracy"]
+epochs = {epochs}
+batch_size = 16
+"""
+
+
+def _spec(folder: Path, epochs: int = 3, dropout: bool = False) -> Path:
+    write_blobs(folder / "blobs.npz", n=480)
+    path = folder / "blobs.toml"
+    path.write_text(SPEC.format(epochs=epochs, layers='{ type = "dropout", rate = 0.2 }, ' if dropout else ""))
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "CI": "true", **extra}
+
+
+def _train(spec: Path, run: Path, *extra: str, env: dict[str, str] | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dlcli", "train", str(spec), "--run-dir", str(run), "--quiet",
+                           *extra], env=env or _env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _popen(spec: Path, run: Path, *extra: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(spec), "--run-dir", str(run), "--quiet",
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _history(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def _two_half_batches_reference(spec_path: Path, epochs: int) -> dict[str, np.ndarray]:
+    """What 2 ranks must compute: each global batch split in two halves, each half's gradient taken
+    separately, the two averaged, one Adam update. In one process, with no MPI at all."""
+    import sys as _sys
+
+    if _sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    doc = tomllib.loads(spec_path.read_text())
+    doc["data"]["train"] = str(spec_path.parent / doc["data"]["train"])
+    spec = validate_spec(doc, spec_path)
+    streams = Streams(spec.seed)
+    model = build_model(spec.model, streams.model, spec)
+    splits = load_splits(spec, model, streams.split)
+    optimizer = create_optimizer(spec.train.optimizer.model_dump(), model.parameters())
+    objective = Objective(model, {k: v.shape[1:] for k, v in splits.train.targets.items()})
+    params = model.parameters()
+    for _ in range(epochs):
+        for index in batch_slices(shuffled_order(len(splits.train), streams.shuffle), spec.train.batch_size):
+            halves = []
+            for half in np.array_split(index, 2):
+                batch = splits.train.take(half)
+                loss, _ = objective.loss(model({"input": Tensor(batch.inputs["input"])}, training=True),
+                                         batch.targets)
+                optimizer.zero_grad()
+                loss.backward()
+                halves.append({name: np.array(p.grad) for name, p in params.items()})
+            for name, p in params.items():
+                p.grad = (halves[0][name] + halves[1][name]) / np.float32(2)
+            optimizer.step()
+    return {f"param/{k}": t.data for k, t in params.items()}
+
+
+def test_two_ranks_equal_one_process_averaging_two_half_batches_bit_for_bit(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, epochs=3)
+    result = _train(spec, tmp_path / "run", "--workers", "2", "--mpi-check-every", "1")
+    assert result.returncode == 0, result.stderr
+    arrays, metadata = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert metadata["world_size"] == 2 and len(metadata["rng_ranks"]) == 2
+    reference = _two_half_batches_reference(spec, epochs=3)
+    for name, expected in reference.items():
+        assert arrays[name].tobytes() == expected.tobytes(), name
+    # the reported numbers are the global batch's: close to a single-process run of the same spec
+    single = _train(spec, tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    for two, one in zip(_history(tmp_path / "run"), _history(tmp_path / "single")):
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-4)
+        assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+        assert two["accuracy"] == pytest.approx(one["accuracy"], abs=1 / 360 + 1e-9)
+
+
+def test_sigterm_mid_epoch_then_resume_on_two_ranks_ends_with_the_same_hash(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, epochs=3, dropout=True)  # dropout: each rank's own random stream must resume too
+    straight = _train(spec, tmp_path / "straight", "--workers", "2")
+    assert straight.returncode == 0, straight.stderr
+    job = _popen(spec, tmp_path / "cut", "--workers", "2", env=_env(DLCLI_TEST_PAUSE_STEP="0.03"))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "cut" / "checkpoints" / "last.safetensors").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == -signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "--resume --workers 2" in err and "Traceback" not in err
+    _, metadata = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.safetensors")
+    assert metadata["in_epoch"] is not None  # a mid-epoch checkpoint
+    resumed = _train(tmp_path / "cut", tmp_path / "cut", "--resume", "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert digest(tmp_path / "cut" / "checkpoints" / "last.safetensors") == \
+        digest(tmp_path / "straight" / "checkpoints" / "last.safetensors")
+
+
+@pytest.mark.parametrize("fault,code,words", [
+    ("1:3:raise", 1, "rank 1: internal error (RuntimeError: injected fault on rank 1 at step 3)"),
+    ("1:3:hang", 1, "the MPI allreduce of gradients did not complete within 3 s"),
+    ("1:3:perturb", 1, "the ranks' weights diverged at step 4: ranks [1] differ from rank 0"),
+])
+def test_a_failing_or_hanging_rank_ends_the_whole_job_within_10_s(tmp_path: Path, fault: str, code: int,
+                                                                   words: str) -> None:
+    spec = _spec(tmp_path)
+    started = time.monotonic()
+    result = _train(spec, tmp_path / "run", "--workers", "2", "--mpi-timeout", "3", "--mpi-check-every", "2",
+                    env=_env(DLCLI_TEST_FAULT=fault), timeout=60)
+    assert time.monotonic() - started < 10 + 2  # + the start of two Python processes
+    assert result.returncode == code, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def _rank_pid(run: Path, rank: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in environ and str(run).encode() in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_sigkill_of_one_rank_ends_the_job(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, epochs=50)
+    job = _popen(spec, tmp_path / "run", "--workers", "2", env=_env(DLCLI_TEST_PAUSE_STEP="0.02"))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists():
+        assert time.monotonic() < deadline and job.poll() is None
+        time.sleep(0.02)
+    pid = _rank_pid(tmp_path / "run", 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    job.communicate(timeout=30)
+    assert time.monotonic() - killed < 10
+    assert job.returncode != 0
+    load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")  # nothing lost
+
+
+def test_resume_with_another_world_size_is_refused_unless_asked(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, epochs=1)
+    assert _train(spec, tmp_path / "run", "--workers", "2").returncode == 0
+    refused = _train(tmp_path / "run", tmp_path / "run", "--resume", "--set", "train.epochs=2")
+    assert refused.returncode == 2
+    assert "was trained on 2 ranks and this job has 1" in refused.stderr and "--allow-world-size-change" in \
+        refused.stderr
+    allowed = _train(tmp_path / "run", tmp_path / "run", "--resume", "--set", "train.epochs=2",
+                     "--allow-world-size-change")
+    assert allowed.returncode == 0, allowed.stderr
+    assert [row["epoch"] for row in _history(tmp_path / "run")] == [1, 2]
+
+
+def test_a_batch_size_that_does_not_split_over_the_ranks_is_a_spec_error(tmp_path: Path) -> None:
+    result = _train(_spec(tmp_path), tmp_path / "run", "--workers", "3")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: train.batch_size: 16 does not split evenly over 3 ranks; use a multiple "
+                                    "of 3")
+
+
+def test_workers_without_mpi4py_is_exit_2_with_the_install_command(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+    from dlcli.cli.main import cli
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # what a plain install looks like
+    result = CliRunner().invoke(cli, ["train", str(_spec(tmp_path)), "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers needs mpi4py, which is not installed; install the extra with: pip install 'dlcli[mpi]'" \
+        in result.output
+
+
+def test_one_process_is_a_world_of_one() -> None:
+    world = World()
+    index = np.arange(5)
+    assert world.shard(index) is index and world.gather_rows(index, 5) is index
+    assert world.reduce_step({}, [], [1.5], 5, 5, 0) == ([1.5], 0)
+    assert world.agree({"a": 1}) == {"a": 1} and world.gather_json(3) == [3]
+
+
+def test_weights_hash_changes_with_any_weight(tmp_path: Path) -> None:
+    doc = {"name": "h", "data": {"dataset": "iris"}, "model": {"input": {"shape": [4]},
+                                                               "layers": [{"type": "dense", "units": 3}]},
+           "train": {"loss": "mse", "optimizer": "sgd"}}
+    spec = validate_spec(doc, Path("h.toml"))
+    model = build_model(spec.model, np.random.default_rng(0), spec)
+    before = weights_hash(model)
+    next(iter(model.parameters().values())).data.reshape(-1)[0] += 1e-7
+    assert weights_hash(model) != before
