@@ -241,3 +241,16 @@ def test_weights_hash_changes_with_any_weight(tmp_path: Path) -> None:
     before = weights_hash(model)
     next(iter(model.parameters().values())).data.reshape(-1)[0] += 1e-7
     assert weights_hash(model) != before
+
+
+def test_batch_norm_statistics_are_averaged_so_the_replicas_stay_identical(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, epochs=2)
+    spec.write_text(spec.read_text().replace('{ type = "dense", units = 16, activation = "relu" }, ',
+                                             '{ type = "dense", units = 16, activation = "relu" }, '
+                                             '{ type = "batch_normalization" }, '))
+    # every step compares the hashes of all weights and layer state, moving statistics included
+    result = _train(spec, tmp_path / "run", "--workers", "2", "--mpi-check-every", "1")
+    assert result.returncode == 0, result.stderr
+    arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    moving = arrays["state/batch_normalization/moving_mean"]
+    assert np.all(moving != 0.0)  # they moved, from the shards of both ranks
