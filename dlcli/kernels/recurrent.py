@@ -18,9 +18,18 @@ Activations go by code, with the branch outside each loop, and their derivatives
 polynomial whose terms the code picks, so every loop is straight arithmetic that LLVM turns into SIMD. In
 float32 tanh (and sigmoid, through tanh) is a rational approximation: libm's tanhf and expf are scalar calls and
 cost 14x more here. Float64 (the gradient checks) keeps NumPy's exact functions.
+
+simple_rnn and lstm split the batch rows into one block per Numba thread (in_parts): rows never interact
+through time, so each block runs the whole time loop on its own thread, with its own small GEMMs (SciPy's BLAS
+held to one thread), and the threads meet once per call, not once per step. Inside a block each row's gates,
+cell and state are done in one pass while the row is in L1. The kernels use no NumPy slice assignment
+(copy_row, zero_rows): its broadcasting code took seconds to compile, and every new environment compiles them.
 """
 
 from __future__ import annotations
+
+import concurrent.futures
+from typing import Callable
 
 import numba
 import numpy as np
@@ -116,6 +125,24 @@ def slope(y: float, terms: tuple[float, float, float, float]) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
+def copy_row(source: np.ndarray, target: np.ndarray) -> None:
+    """target[:] = source for 1-D arrays, as a loop: NumPy-style slice assignment costs seconds of compilation
+    (broadcasting machinery) where this costs nothing, and the kernels run on a cold cache in every new
+    environment."""
+    for j in range(target.size):
+        target[j] = source[j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def zero_rows(target: np.ndarray) -> None:
+    """target[:] = 0 for a 2-D array, as a loop (see copy_row)."""
+    for n in range(target.shape[0]):
+        row = target[n]
+        for j in range(row.size):
+            row[j] = 0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
                       out: np.ndarray, h_scratch: np.ndarray, z_scratch: np.ndarray) -> None:
     """out (N, k*U) = h @ kernel; with recurrent dropout (one (N, U) mask per gate), gate g's block of out is
@@ -130,7 +157,8 @@ def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dro
             for u in range(units):
                 sn[u] = hn[u] * mn[u]
         np.dot(h_scratch, blocks[g], z_scratch)
-        out[:, g * units:(g + 1) * units] = z_scratch
+        for n in range(rows):
+            copy_row(z_scratch[n], out[n, g * units:(g + 1) * units])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -141,9 +169,10 @@ def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dr
         np.dot(d, kernel_t, out)
         return
     rows, units = out.shape
-    out[:] = 0
+    zero_rows(out)
     for g in range(blocks_t.shape[0]):
-        d_scratch[:] = d[:, g * units:(g + 1) * units]
+        for n in range(rows):
+            copy_row(d[n, g * units:(g + 1) * units], d_scratch[n])
         np.dot(d_scratch, blocks_t[g], h_scratch)
         for n in range(rows):
             on, hn, mn = out[n], h_scratch[n], dropout[g, n]
@@ -155,7 +184,8 @@ def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dr
 def add_rows(d: np.ndarray, step: np.ndarray, total: np.ndarray) -> None:
     """total += the column sums of d (N, W): the bias gradient, step by step. Each step sums in d's dtype into
     `step` (W,), then adds to `total` in float64, so 64000 float32 rows lose nothing to rounding."""
-    step[:] = 0
+    for j in range(step.size):
+        step[j] = 0
     for n in range(d.shape[0]):
         row = d[n]
         for j in range(row.size):
@@ -178,7 +208,7 @@ def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.n
     """target[n] = source[n] for every row n whose step t is masked."""
     for n in range(target.shape[0]):
         if not mask[n, t]:
-            target[n] = source[n]
+            copy_row(source[n], target[n])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -187,112 +217,205 @@ def slots(t: int, reverse: bool) -> tuple[int, int]:
     return (t + 1, t) if reverse else (t, t + 1)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray) -> None:
-    """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) receives every state."""
-    steps, rows, units = xw.shape
+_POOL: list[concurrent.futures.ThreadPoolExecutor] = []  # created on first use, grown to the thread count
+
+
+def in_parts(kernel: Callable[..., None], rows: int, *args: object, totals: int = 0) -> np.ndarray:
+    """Run a time loop's rows kernel (nogil) over blocks of the batch rows, one per thread: kernel(*args, lo, hi),
+    or with totals=W, kernel(*args, total, lo, hi) where total is that block's (W,) float64 row of the returned
+    (blocks, W) array. Rows are independent through time, so each block runs every step with its own GEMMs and
+    never waits for another: one hand-off per call, not per step. As many blocks as numba.get_num_threads()
+    (dlcli sets it per process and per MPI rank), at most one per row."""
+    parts = max(1, min(numba.get_num_threads(), rows))
+    sums = np.zeros((parts, totals))
+    calls = [args + ((sums[p],) if totals else ()) + (p * rows // parts, (p + 1) * rows // parts)
+             for p in range(parts)]
+    if parts == 1:
+        kernel(*calls[0])
+        return sums
+    if not _POOL or _POOL[0]._max_workers < parts - 1:
+        _POOL[:] = [concurrent.futures.ThreadPoolExecutor(parts - 1, thread_name_prefix="dlcli-recurrent")]
+    futures = [_POOL[0].submit(kernel, *call) for call in calls[1:]]
+    kernel(*calls[0])  # the first block on this thread
+    for future in futures:
+        future.result()
+    return sums
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) -> None:
+    """row = activation(row + add + bias), in place, over 1-D views indexed from 0 (see activate)."""
+    zero = row[0] * 0
+    if code == TANH:
+        for j in range(row.size):
+            row[j] = _tanh(row[j] + add[j] + bias[j])
+    elif code == SIGMOID:
+        for j in range(row.size):
+            row[j] = _sigmoid(row[j] + add[j] + bias[j])
+    elif code == RELU:
+        for j in range(row.size):
+            row[j] = max(row[j] + add[j] + bias[j], zero)
+    else:
+        for j in range(row.size):
+            row[j] += add[j] + bias[j]
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
+                  a: np.ndarray, h: np.ndarray, code: int) -> None:
+    """c = f * c_prev + i * g, a = activation(c), h = o * a over one row, in one pass."""
+    zero = c[0] * 0
+    if code == TANH:
+        for u in range(c.size):
+            cu = f[u] * c_prev[u] + i[u] * g[u]
+            au = _tanh(cu)
+            c[u], a[u], h[u] = cu, au, o[u] * au
+    elif code == SIGMOID:
+        for u in range(c.size):
+            cu = f[u] * c_prev[u] + i[u] * g[u]
+            au = _sigmoid(cu)
+            c[u], a[u], h[u] = cu, au, o[u] * au
+    elif code == RELU:
+        for u in range(c.size):
+            cu = f[u] * c_prev[u] + i[u] * g[u]
+            au = max(cu, zero)
+            c[u], a[u], h[u] = cu, au, o[u] * au
+    else:
+        for u in range(c.size):
+            cu = f[u] * c_prev[u] + i[u] * g[u]
+            c[u], a[u], h[u] = cu, cu, o[u] * cu
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
+                            dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
+                            lo: int, hi: int) -> None:
+    """simple_rnn_forward for the batch rows [lo, hi)."""
+    steps, units, rows = xw.shape[0], xw.shape[2], hi - lo
     h_scratch, z_scratch = np.empty((rows, units), xw.dtype), np.empty((rows, units), xw.dtype)
-    hs[steps if reverse else 0] = 0
+    drop = dropout[:, lo:hi]
+    zero_rows(hs[steps if reverse else 0, lo:hi])
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
-        h = hs[cur]
-        recurrent_product(hs[prev], kernel, blocks, dropout, h, h_scratch, z_scratch)
-        activate(h, xw[t], bias, 0, units, activation)
-        carry_masked_rows(mask, t, hs[prev], h)
+        h_prev, h, x = hs[prev, lo:hi], hs[cur, lo:hi], xw[t, lo:hi]
+        recurrent_product(h_prev, kernel, blocks, drop, h, h_scratch, z_scratch)
+        for r in range(rows):
+            activate_row(h[r], x[r], bias, activation)
+            if not mask[lo + r, t]:
+                copy_row(h_prev[r], h[r])
 
 
-@numba.njit(cache=True, error_model="numpy")
+def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
+                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray) -> None:
+    """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) receives every state."""
+    in_parts(simple_rnn_forward_rows, xw.shape[1], xw, bias, kernel, blocks, dropout, mask, reverse, activation, hs)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
+                             dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
+                             dz: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+    """simple_rnn_backward for the batch rows [lo, hi); total (U,) float64 receives their bias gradient."""
+    steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
+    dh, dh_new = d_last[lo:hi].copy(), np.empty((rows, units), d_hs.dtype)
+    d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
+    terms, step_sum = slope_terms(activation, d_hs), np.empty(units, d_hs.dtype)
+    drop = dropout[:, lo:hi]
+    for step in range(steps):
+        t = step if reverse else steps - 1 - step
+        h, d = hs[slots(t, reverse)[1], lo:hi], dz[t, lo:hi]
+        for r in range(rows):
+            n, dhn, dn, hn = lo + r, dh[r], d[r], h[r]
+            add_output_grad(d_hs, t, n, dhn)
+            if mask[n, t]:
+                for u in range(units):
+                    dn[u] = dhn[u] * slope(hn[u], terms)
+            else:
+                zero_rows(d[r:r + 1])
+        add_rows(d, step_sum, total)
+        recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
+        for r in range(rows):
+            if mask[lo + r, t]:
+                copy_row(dh_new[r], dh[r])
+
+
 def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                         dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
                         dz: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, U) = the gradient of each step's pre-activation, given the gradient on each step's output d_hs
     (T, N, U; or (0, N, U) when only the final state is an output) and on the final state d_last (N, U);
     d_bias (U,) = its sum."""
-    steps, (rows, units) = dz.shape[0], d_last.shape
-    dh, dh_new = d_last.copy(), np.empty((rows, units), d_hs.dtype)
-    d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
-    terms, step_sum, total = slope_terms(activation, d_hs), np.empty(units, d_hs.dtype), np.zeros(units)
+    totals = in_parts(simple_rnn_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask,
+                      reverse, activation, hs, dz, totals=d_bias.size)
+    d_bias[:] = totals.sum(axis=0)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
+                      dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
+                      hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int, hi: int) -> None:
+    """lstm_forward for the batch rows [lo, hi): each step one GEMM, then every row's gates and state in one
+    pass over that row, while it is in L1."""
+    steps, width, rows = gates.shape[0], gates.shape[2], hi - lo
+    units = width // 4
+    zr = np.empty((rows, width), gates.dtype)
+    h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
+    drop = dropout[:, lo:hi]
+    b_if, b_g, b_o = bias[:2 * units], bias[2 * units:3 * units], bias[3 * units:]
+    first = steps if reverse else 0
+    zero_rows(hs[first, lo:hi])
+    zero_rows(cs[first, lo:hi])
     for step in range(steps):
-        t = step if reverse else steps - 1 - step
-        h, d = hs[slots(t, reverse)[1]], dz[t]
-        for n in range(rows):
-            dhn, dn, hn = dh[n], d[n], h[n]
-            add_output_grad(d_hs, t, n, dhn)
-            if mask[n, t]:
-                for u in range(units):
-                    dn[u] = dhn[u] * slope(hn[u], terms)
-            else:
-                dn[:] = 0
-        add_rows(d, step_sum, total)
-        recurrent_grad(d, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
-        carry_masked_rows(mask, t, dh, dh_new)
-        dh[:] = dh_new
-    d_bias[:] = total
+        t = steps - 1 - step if reverse else step
+        prev, cur = slots(t, reverse)
+        h_prev, h, c_prev, c = hs[prev, lo:hi], hs[cur, lo:hi], cs[prev, lo:hi], cs[cur, lo:hi]
+        z, a = gates[t, lo:hi], act_c[t, lo:hi]
+        recurrent_product(h_prev, kernel, blocks, drop, zr, h_scratch, z_scratch)
+        for r in range(rows):
+            zn, q = z[r], zr[r]
+            activate_row(zn[:2 * units], q[:2 * units], b_if, recurrent_activation)
+            activate_row(zn[2 * units:3 * units], q[2 * units:3 * units], b_g, activation)
+            activate_row(zn[3 * units:], q[3 * units:], b_o, recurrent_activation)
+            lstm_cell_row(zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:], c_prev[r],
+                          c[r], a[r], h[r], activation)
+            if not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
+                copy_row(h_prev[r], h[r])
+                copy_row(c_prev[r], c[r])
 
 
-@numba.njit(cache=True, error_model="numpy")
 def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
                  mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
                  cs: np.ndarray, act_c: np.ndarray) -> None:
     """LSTM steps, Keras' gate order i, f, c, o: gates (T, N, 4U) comes in as xw (bias not yet added) and leaves
     as the activated gates; hs and cs (T + 1, N, U) receive h and c, act_c (T, N, U) activation(c)."""
-    steps, rows, width = gates.shape
-    units = width // 4
-    zr = np.empty((rows, width), gates.dtype)
-    h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
-    zeros, no_bias = np.zeros((rows, units), gates.dtype), np.zeros(units, gates.dtype)
-    first = steps if reverse else 0
-    hs[first] = 0
-    cs[first] = 0
-    for step in range(steps):
-        t = steps - 1 - step if reverse else step
-        prev, cur = slots(t, reverse)
-        recurrent_product(hs[prev], kernel, blocks, dropout, zr, h_scratch, z_scratch)
-        z = gates[t]
-        activate(z, zr, bias, 0, 2 * units, recurrent_activation)
-        activate(z, zr, bias, 2 * units, 3 * units, activation)
-        activate(z, zr, bias, 3 * units, width, recurrent_activation)
-        c, c_prev, a, h = cs[cur], cs[prev], act_c[t], hs[cur]
-        for n in range(rows):
-            zn, cn, cp, an = z[n], c[n], c_prev[n], a[n]
-            i, f, g = zn[:units], zn[units:2 * units], zn[2 * units:3 * units]
-            for u in range(units):
-                cn[u] = f[u] * cp[u] + i[u] * g[u]
-                an[u] = cn[u]
-        activate(a, zeros, no_bias, 0, units, activation)
-        for n in range(rows):
-            o, an, hn = z[n, 3 * units:], a[n], h[n]
-            for u in range(units):
-                hn[u] = o[u] * an[u]
-        carry_masked_rows(mask, t, hs[prev], h)
-        carry_masked_rows(mask, t, c_prev, c)
+    in_parts(lstm_forward_rows, gates.shape[1], gates, bias, kernel, blocks, dropout, mask, reverse, activation,
+             recurrent_activation, hs, cs, act_c)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                  dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, d_bias: np.ndarray) -> None:
-    """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
-    as for simple_rnn_backward); d_bias (4U,) = its sum."""
-    steps, (rows, units) = dz.shape[0], d_last.shape
-    width = 4 * units
-    dh, dc = d_last.copy(), np.zeros((rows, units), d_hs.dtype)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
+                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int,
+                       recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,
+                       dz: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+    """lstm_backward for the batch rows [lo, hi); total (4U,) float64 receives their bias gradient."""
+    steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
+    dh, dc = d_last[lo:hi].copy(), np.zeros((rows, units), d_hs.dtype)
     dh_new = np.empty((rows, units), d_hs.dtype)
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
-    step_sum, total = np.empty(width, d_hs.dtype), np.zeros(width)
+    step_sum = np.empty(4 * units, d_hs.dtype)
+    drop = dropout[:, lo:hi]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
-        z, a, c_prev, d = gates[t], act_c[t], cs[slots(t, reverse)[0]], dz[t]
-        for n in range(rows):
-            dhn, dcn = dh[n], dc[n]
+        z, a, c_prev, d = gates[t, lo:hi], act_c[t, lo:hi], cs[slots(t, reverse)[0], lo:hi], dz[t, lo:hi]
+        for r in range(rows):
+            n, dhn, dcn = lo + r, dh[r], dc[r]
             add_output_grad(d_hs, t, n, dhn)
             if not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
-                d[n] = 0
+                zero_rows(d[r:r + 1])
                 continue
-            zn, dn, an, cp = z[n], d[n], a[n], c_prev[n]
+            zn, dn, an, cp = z[r], d[r], a[r], c_prev[r]
             i, f, g, o = zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:]
             d_i, d_f, d_g, d_o = dn[:units], dn[units:2 * units], dn[2 * units:3 * units], dn[3 * units:]
             for u in range(units):
@@ -303,7 +426,17 @@ def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, bl
                 d_o[u] = dhn[u] * an[u] * slope(o[u], rec)
                 dcn[u] = dc_u * f[u]
         add_rows(d, step_sum, total)
-        recurrent_grad(d, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
-        carry_masked_rows(mask, t, dh, dh_new)
-        dh[:] = dh_new
-    d_bias[:] = total
+        recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
+        for r in range(rows):
+            if mask[lo + r, t]:
+                copy_row(dh_new[r], dh[r])
+
+
+def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
+                  dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
+                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, d_bias: np.ndarray) -> None:
+    """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
+    as for simple_rnn_backward); d_bias (4U,) = its sum."""
+    totals = in_parts(lstm_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask, reverse,
+                      activation, recurrent_activation, gates, cs, act_c, dz, totals=d_bias.size)
+    d_bias[:] = totals.sum(axis=0)

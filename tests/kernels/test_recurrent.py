@@ -270,3 +270,36 @@ def test_blas_one_thread_restores_the_thread_count() -> None:
     with blas.one_thread():
         assert get() == 1
     assert get() == before
+
+
+@pytest.mark.parametrize("cell", ["lstm", "simple_rnn"])
+def test_blocks_of_rows_on_several_threads_match_one_thread(cell: str) -> None:
+    """The time loops split the batch rows into one block per thread: the result does not depend on the split."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread: nothing to split")
+    width = 4 * U if cell == "lstm" else U
+    xw, kernel, drop, d_hs = _data(np.float32, width, False, seed=3)
+    bias, results = _bias(width, np.float32), []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            hs, dz, d_bias = np.empty((T + 1, N, U), np.float32), np.empty_like(xw), np.empty(width, np.float32)
+            with blas.one_thread():
+                if cell == "lstm":
+                    gates, cs, act_c = xw.copy(), np.empty_like(hs), np.empty((T, N, U), np.float32)
+                    recurrent.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, False, TANH, SIGMOID, hs, cs,
+                                           act_c)
+                    recurrent.lstm_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True), MASK,
+                                            False, TANH, SIGMOID, gates, cs, act_c, dz, d_bias)
+                else:
+                    recurrent.simple_rnn_forward(xw, bias, *_loop(kernel, drop), MASK, False, TANH, hs)
+                    recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True),
+                                                  MASK, False, TANH, hs, dz, d_bias)
+            results.append((hs, dz, d_bias))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, rtol=1e-6, atol=1e-7)
