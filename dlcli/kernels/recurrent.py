@@ -1,4 +1,4 @@
-"""Recurrent kernels: the time loops of simple_rnn and lstm (gru: kernels/gru.py), forward and backward (BPTT).
+"""Recurrent kernels: the time loop of simple_rnn, forward and backward (BPTT), and the pieces lstm.py and gru.py share.
 
 One call runs every step of the whole batch. Arrays are time-major: xw (T, N, k*U) holds the input projections
 (x @ kernel, one GEMM done by the caller; the kernels add the bias), and the states live in (T + 1, N, U) arrays
@@ -39,11 +39,11 @@ from numba.extending import overload
 LINEAR, RELU, TANH, SIGMOID = 0, 1, 2, 3  # activation codes (strings do not vectorize)
 
 
-def _tanh(x: float) -> float:  # pragma: no cover - compiled code calls the overload below
+def tanh_scalar(x: float) -> float:  # pragma: no cover - compiled code calls the overload below
     return np.tanh(x)
 
 
-@overload(_tanh, inline="always")
+@overload(tanh_scalar, inline="always")
 def _tanh_overload(x):  # type: ignore[no-untyped-def]
     if isinstance(x, types.Float) and x.bitwidth == 32:
         # tanh(x) = x P(x^2) / Q(x^2) on [-9, 9] and +-1 beyond (tanh(9) rounds to 1 in float32): a relative
@@ -67,15 +67,15 @@ def _tanh_overload(x):  # type: ignore[no-untyped-def]
     return lambda x: np.tanh(x)
 
 
-def _sigmoid(x: float) -> float:  # pragma: no cover - compiled code calls the overload below
+def sigmoid_scalar(x: float) -> float:  # pragma: no cover - compiled code calls the overload below
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@overload(_sigmoid, inline="always")
+@overload(sigmoid_scalar, inline="always")
 def _sigmoid_overload(x):  # type: ignore[no-untyped-def]
     # sigmoid(x) = (1 + tanh(x / 2)) / 2: no exp to overflow, and the fast tanh in float32
     if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: np.float32(0.5) + np.float32(0.5) * _tanh(np.float32(0.5) * x)
+        return lambda x: np.float32(0.5) + np.float32(0.5) * tanh_scalar(np.float32(0.5) * x)
     return lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
@@ -93,10 +93,10 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
         row, y = z[n, col0:col1], add[n, col0:col1]
         if code == TANH:
             for j in range(row.size):
-                row[j] = _tanh(row[j] + y[j] + b[j])
+                row[j] = tanh_scalar(row[j] + y[j] + b[j])
         elif code == SIGMOID:
             for j in range(row.size):
-                row[j] = _sigmoid(row[j] + y[j] + b[j])
+                row[j] = sigmoid_scalar(row[j] + y[j] + b[j])
         elif code == RELU:
             for j in range(row.size):
                 row[j] = max(row[j] + y[j] + b[j], zero)
@@ -248,42 +248,16 @@ def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) 
     zero = row[0] * 0
     if code == TANH:
         for j in range(row.size):
-            row[j] = _tanh(row[j] + add[j] + bias[j])
+            row[j] = tanh_scalar(row[j] + add[j] + bias[j])
     elif code == SIGMOID:
         for j in range(row.size):
-            row[j] = _sigmoid(row[j] + add[j] + bias[j])
+            row[j] = sigmoid_scalar(row[j] + add[j] + bias[j])
     elif code == RELU:
         for j in range(row.size):
             row[j] = max(row[j] + add[j] + bias[j], zero)
     else:
         for j in range(row.size):
             row[j] += add[j] + bias[j]
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
-def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
-                  a: np.ndarray, h: np.ndarray, code: int) -> None:
-    """c = f * c_prev + i * g, a = activation(c), h = o * a over one row, in one pass."""
-    zero = c[0] * 0
-    if code == TANH:
-        for u in range(c.size):
-            cu = f[u] * c_prev[u] + i[u] * g[u]
-            au = _tanh(cu)
-            c[u], a[u], h[u] = cu, au, o[u] * au
-    elif code == SIGMOID:
-        for u in range(c.size):
-            cu = f[u] * c_prev[u] + i[u] * g[u]
-            au = _sigmoid(cu)
-            c[u], a[u], h[u] = cu, au, o[u] * au
-    elif code == RELU:
-        for u in range(c.size):
-            cu = f[u] * c_prev[u] + i[u] * g[u]
-            au = max(cu, zero)
-            c[u], a[u], h[u] = cu, au, o[u] * au
-    else:
-        for u in range(c.size):
-            cu = f[u] * c_prev[u] + i[u] * g[u]
-            c[u], a[u], h[u] = cu, cu, o[u] * cu
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -348,95 +322,4 @@ def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarr
     d_bias (U,) = its sum."""
     totals = in_parts(simple_rnn_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask,
                       reverse, activation, hs, dz, totals=d_bias.size)
-    d_bias[:] = totals.sum(axis=0)
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                      dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                      hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int, hi: int) -> None:
-    """lstm_forward for the batch rows [lo, hi): each step one GEMM, then every row's gates and state in one
-    pass over that row, while it is in L1."""
-    steps, width, rows = gates.shape[0], gates.shape[2], hi - lo
-    units = width // 4
-    zr = np.empty((rows, width), gates.dtype)
-    h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
-    drop = dropout[:, lo:hi]
-    b_if, b_g, b_o = bias[:2 * units], bias[2 * units:3 * units], bias[3 * units:]
-    first = steps if reverse else 0
-    zero_rows(hs[first, lo:hi])
-    zero_rows(cs[first, lo:hi])
-    for step in range(steps):
-        t = steps - 1 - step if reverse else step
-        prev, cur = slots(t, reverse)
-        h_prev, h, c_prev, c = hs[prev, lo:hi], hs[cur, lo:hi], cs[prev, lo:hi], cs[cur, lo:hi]
-        z, a = gates[t, lo:hi], act_c[t, lo:hi]
-        recurrent_product(h_prev, kernel, blocks, drop, zr, h_scratch, z_scratch)
-        for r in range(rows):
-            zn, q = z[r], zr[r]
-            activate_row(zn[:2 * units], q[:2 * units], b_if, recurrent_activation)
-            activate_row(zn[2 * units:3 * units], q[2 * units:3 * units], b_g, activation)
-            activate_row(zn[3 * units:], q[3 * units:], b_o, recurrent_activation)
-            lstm_cell_row(zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:], c_prev[r],
-                          c[r], a[r], h[r], activation)
-            if not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
-                copy_row(h_prev[r], h[r])
-                copy_row(c_prev[r], c[r])
-
-
-def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
-                 mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
-                 cs: np.ndarray, act_c: np.ndarray) -> None:
-    """LSTM steps, Keras' gate order i, f, c, o: gates (T, N, 4U) comes in as xw (bias not yet added) and leaves
-    as the activated gates; hs and cs (T + 1, N, U) receive h and c, act_c (T, N, U) activation(c)."""
-    in_parts(lstm_forward_rows, gates.shape[1], gates, bias, kernel, blocks, dropout, mask, reverse, activation,
-             recurrent_activation, hs, cs, act_c)
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int,
-                       recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,
-                       dz: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
-    """lstm_backward for the batch rows [lo, hi); total (4U,) float64 receives their bias gradient."""
-    steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
-    dh, dc = d_last[lo:hi].copy(), np.zeros((rows, units), d_hs.dtype)
-    dh_new = np.empty((rows, units), d_hs.dtype)
-    d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
-    act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
-    step_sum = np.empty(4 * units, d_hs.dtype)
-    drop = dropout[:, lo:hi]
-    for step in range(steps):
-        t = step if reverse else steps - 1 - step
-        z, a, c_prev, d = gates[t, lo:hi], act_c[t, lo:hi], cs[slots(t, reverse)[0], lo:hi], dz[t, lo:hi]
-        for r in range(rows):
-            n, dhn, dcn = lo + r, dh[r], dc[r]
-            add_output_grad(d_hs, t, n, dhn)
-            if not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
-                zero_rows(d[r:r + 1])
-                continue
-            zn, dn, an, cp = z[r], d[r], a[r], c_prev[r]
-            i, f, g, o = zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:]
-            d_i, d_f, d_g, d_o = dn[:units], dn[units:2 * units], dn[2 * units:3 * units], dn[3 * units:]
-            for u in range(units):
-                dc_u = dcn[u] + dhn[u] * o[u] * slope(an[u], act)
-                d_i[u] = dc_u * g[u] * slope(i[u], rec)
-                d_f[u] = dc_u * cp[u] * slope(f[u], rec)
-                d_g[u] = dc_u * i[u] * slope(g[u], act)
-                d_o[u] = dhn[u] * an[u] * slope(o[u], rec)
-                dcn[u] = dc_u * f[u]
-        add_rows(d, step_sum, total)
-        recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
-        for r in range(rows):
-            if mask[lo + r, t]:
-                copy_row(dh_new[r], dh[r])
-
-
-def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                  dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, d_bias: np.ndarray) -> None:
-    """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
-    as for simple_rnn_backward); d_bias (4U,) = its sum."""
-    totals = in_parts(lstm_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask, reverse,
-                      activation, recurrent_activation, gates, cs, act_c, dz, totals=d_bias.size)
     d_bias[:] = totals.sum(axis=0)

@@ -203,7 +203,7 @@ class LSTM(Recurrent):
     gates = 4
 
     def _recur(self, xw: Array, hs: Array) -> None:
-        from dlcli.kernels import recurrent as kernels
+        from dlcli.kernels import lstm as kernels
 
         self.cs, self.act_c = np.empty_like(hs), np.empty_like(hs[1:])
         self._run(kernels.lstm_forward, xw, self.bias, *self._loop(self.recurrent_kernel), *self.codes, hs, self.cs,
@@ -211,7 +211,7 @@ class LSTM(Recurrent):
         self.gate_values = xw  # the kernel turned the projections into the activated gates in place
 
     def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
-        from dlcli.kernels import recurrent as kernels
+        from dlcli.kernels import lstm as kernels
 
         dz, d_bias = np.empty_like(self.gate_values), np.empty_like(self.bias)
         self._run(kernels.lstm_backward, d_hs, d_last, *self._loop(self.recurrent_kernel, transposed=True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlcli.kernels import blas, gru, recurrent
+from dlcli.kernels import blas, gru, lstm, recurrent
 from dlcli.kernels.recurrent import LINEAR, RELU, SIGMOID, TANH
 
 N, T, F, U = 3, 6, 2, 4
@@ -161,12 +161,12 @@ def test_lstm_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
     xw, kernel, drop, d_hs = _data(dtype, 4 * U, dropout)
     hs, cs = np.empty((T + 1, N, U), dtype), np.empty((T + 1, N, U), dtype)
     gates, act_c, bias = xw.copy(), np.empty((T, N, U), dtype), _bias(4 * U, dtype)
-    recurrent.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, reverse, a, ra, hs, cs, act_c)
+    lstm.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, reverse, a, ra, hs, cs, act_c)
     expected = lstm_reference(xw.astype(np.float64) + bias, kernel, drop, reverse, a, ra)
     for got, want in zip((hs, cs, gates, act_c), expected):
         close(got, want, dtype)
     dz, d_bias = np.empty_like(gates), np.empty_like(bias)
-    recurrent.lstm_backward(d_hs, np.zeros((N, U), dtype), *_loop(kernel, drop, True), MASK, reverse, a, ra, gates,
+    lstm.lstm_backward(d_hs, np.zeros((N, U), dtype), *_loop(kernel, drop, True), MASK, reverse, a, ra, gates,
                             cs, act_c, dz, d_bias)
     want = lstm_backward_reference(d_hs, kernel, drop, reverse, a, ra, gates.astype(np.float64), cs, act_c)
     close(dz, want, dtype)
@@ -225,13 +225,13 @@ def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse
     xw, kernel, drop, d_hs = _data(np.float64, 4 * U, False)
     hs, cs, gates, act_c = np.empty((T + 1, N, U)), np.empty((T + 1, N, U)), xw.copy(), np.empty((T, N, U))
     loop = _loop(kernel, drop)
-    recurrent.lstm_forward(gates, np.zeros(4 * U), *loop, MASK, reverse, TANH, SIGMOID, hs, cs, act_c)
+    lstm.lstm_forward(gates, np.zeros(4 * U), *loop, MASK, reverse, TANH, SIGMOID, hs, cs, act_c)
     last = np.zeros_like(d_hs)
     last[0 if reverse else T - 1] = d_hs[0]
     grads = []
     for every_step, final in ((last, np.zeros((N, U))), (np.empty((0, N, U)), d_hs[0].copy())):
         dz, d_bias = np.empty_like(gates), np.empty(4 * U)
-        recurrent.lstm_backward(every_step, final, *_loop(kernel, drop, True), MASK, reverse, TANH, SIGMOID, gates, cs,
+        lstm.lstm_backward(every_step, final, *_loop(kernel, drop, True), MASK, reverse, TANH, SIGMOID, gates, cs,
                                 act_c, dz, d_bias)
         grads.append(dz)
     np.testing.assert_array_equal(grads[0], grads[1])
@@ -290,10 +290,10 @@ def test_blocks_of_rows_on_several_threads_match_one_thread(cell: str) -> None:
             with blas.one_thread():
                 if cell == "lstm":
                     gates, cs, act_c = xw.copy(), np.empty_like(hs), np.empty((T, N, U), np.float32)
-                    recurrent.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, False, TANH, SIGMOID, hs, cs,
-                                           act_c)
-                    recurrent.lstm_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True), MASK,
-                                            False, TANH, SIGMOID, gates, cs, act_c, dz, d_bias)
+                    lstm.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, False, TANH, SIGMOID, hs, cs,
+                                      act_c)
+                    lstm.lstm_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True), MASK,
+                                       False, TANH, SIGMOID, gates, cs, act_c, dz, d_bias)
                 else:
                     recurrent.simple_rnn_forward(xw, bias, *_loop(kernel, drop), MASK, False, TANH, hs)
                     recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True),
