@@ -22,6 +22,26 @@ def _lengths(scores: np.ndarray, input_lengths: np.ndarray | None) -> np.ndarray
     return np.clip(np.asarray(input_lengths, np.int64).reshape(-1), 0, steps)
 
 
+def valid_step_order(mask: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(per-row step order that puts each row's valid steps first, or None when they already come first; their
+    counts) for a (batch, time) mask. Padding at the start, as Keras' pad_sequences puts it by default, is
+    moved behind the data; the order within the valid steps is kept."""
+    mask = np.asarray(mask, bool)
+    steps = mask.sum(axis=1)
+    if np.array_equal(mask, np.arange(mask.shape[1]) < steps[:, None]):
+        return None, steps
+    return np.argsort(~mask, axis=1, kind="stable"), steps
+
+
+def valid_steps_first(y_pred: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y_pred with each row's valid steps moved to the front, their counts as the decoders' input_lengths);
+    y_pred unchanged and None without a mask."""
+    if mask is None:
+        return y_pred, None
+    order, steps = valid_step_order(np.asarray(mask, bool).reshape(y_pred.shape[:2]))
+    return (y_pred if order is None else np.take_along_axis(y_pred, order[:, :, None], axis=1)), steps
+
+
 def _blank(blank: int | None, classes: int) -> int:
     if blank is None:
         return classes - 1

@@ -49,9 +49,12 @@ class Model:
         values: dict[str, Tensor] = dict(inputs)
         for node in self.nodes:
             if node.layer.arity == 1:
-                values[node.name] = node.layer(values[node.inputs[0]], training)
+                out = node.layer(values[node.inputs[0]], training)
             else:
-                values[node.name] = node.layer([values[name] for name in node.inputs], training)  # type: ignore
+                out = node.layer([values[name] for name in node.inputs], training)  # type: ignore
+            if node.layer.keeps_mask and out.mask is None:
+                out.mask = _handed_on_mask([values[name] for name in node.inputs], out)
+            values[node.name] = out
         return values
 
     @property
@@ -120,6 +123,18 @@ def _auto_name(kind: str, taken: dict[str, int]) -> str:
     count = taken.get(kind, 0)
     taken[kind] = count + 1
     return kind if count == 0 else f"{kind}_{count}"
+
+
+def _handed_on_mask(inputs: list[Tensor], out: Tensor) -> np.ndarray | None:
+    """The inputs' step mask for an output with the same (batch, time) axes: a step holds data where it does
+    in every input that has a mask (Keras' merge layers AND them); None when no input has one."""
+    masks = [t.mask for t in inputs if t.mask is not None]
+    if not masks or out.ndim < 2 or out.shape[:2] != masks[0].shape:
+        return None
+    combined = masks[0]
+    for mask in masks[1:]:
+        combined = combined & mask if mask.shape == combined.shape else combined
+    return combined
 
 
 def _layer(layer_spec: Any, name: str, key: str) -> Layer:

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from dlcli import ops, registry
+from dlcli.decoding import valid_step_order
 from dlcli.errors import DataError
 from dlcli.registry import StrictSpec
 from dlcli.tensor import Tensor
@@ -169,19 +170,12 @@ class CTC(Loss):
 
 
 def _valid_steps_first(x: Tensor, mask: np.ndarray | None) -> tuple[Tensor, np.ndarray | None]:
-    """x (batch, time, ...) with each row's unmasked steps moved to the front, and their counts.
-
-    A mask that keeps a prefix of every row (padding at the end) needs no move; padding at the start,
-    as Keras' pad_sequences puts it by default, is moved behind the data.
-    """
+    """x (batch, time, ...) with each row's unmasked steps moved to the front (see valid_step_order), and
+    their counts."""
     if mask is None:
         return x, None
-    mask = np.asarray(mask, bool).reshape(x.shape[0], x.shape[1])
-    steps = mask.sum(axis=1)
-    if np.array_equal(mask, np.arange(x.shape[1]) < steps[:, None]):
-        return x, steps
-    order = np.argsort(~mask, axis=1, kind="stable")
-    return ops.getitem(x, (np.arange(x.shape[0])[:, None], order)), steps
+    order, steps = valid_step_order(np.asarray(mask, bool).reshape(x.shape[0], x.shape[1]))
+    return (x, steps) if order is None else (ops.getitem(x, (np.arange(x.shape[0])[:, None], order)), steps)
 
 
 def create_loss(config: str | dict | LossSpec) -> Loss:

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dlcli import registry
-from dlcli.decoding import ctc_greedy_decode
+from dlcli.decoding import ctc_greedy_decode, valid_steps_first
 from dlcli.ops.loss import packed_labels
 from dlcli.registry import StrictSpec
 
@@ -46,7 +46,9 @@ class Metric:
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:  # pragma: no cover - abstract
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray,
+               mask: np.ndarray | None = None) -> None:  # pragma: no cover - abstract
+        """Add a batch; mask (batch, time) is the output's step mask, which sequence metrics read."""
         raise NotImplementedError
 
     def result(self) -> float:  # pragma: no cover - abstract
@@ -64,8 +66,11 @@ class MeanMetric(Metric):
     def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
-        values = self.values(y_pred, y_true)
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
+        self.add(self.values(y_pred, y_true))
+
+    def add(self, values: np.ndarray) -> None:
+        """Count each of the per-example values."""
         self.total += float(values.sum(dtype=np.float64))
         self.count += values.size
 
@@ -187,7 +192,7 @@ class _ConfusionCounts(Metric):
     def reset(self) -> None:
         self.tp = self.fp = self.fn = 0
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
         predicted = y_pred.reshape(-1) > self.spec.threshold
         actual = np.asarray(y_true).reshape(-1) > 0.5
         self.tp += int(np.count_nonzero(predicted & actual))
@@ -231,7 +236,7 @@ class AUC(Metric):
         self.thresholds = np.concatenate([[-epsilon], inner, [1.0 + epsilon]]).astype(np.float32)
         self.tp, self.fp, self.fn, self.tn = (np.zeros(n, np.int64) for _ in range(4))
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray) -> None:
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
         scores = y_pred.reshape(-1).astype(np.float32)
         actual = np.asarray(y_true).reshape(-1) > 0.5
         for counts_above, counts_below, group in ((self.tp, self.fn, scores[actual]),
@@ -267,8 +272,12 @@ class _DecodedMetric(MeanMetric):
 
     spec: SequenceMetricSpec
 
-    def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
-        decoded = ctc_greedy_decode(y_pred, blank=self.spec.blank)
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
+        self.add(self.decoded_values(*valid_steps_first(y_pred, mask), y_true))
+
+    def decoded_values(self, y_pred: np.ndarray, steps: np.ndarray | None, y_true: np.ndarray) -> np.ndarray:
+        """Each sequence's value; only its first steps[i] steps are decoded (all without steps)."""
+        decoded = ctc_greedy_decode(y_pred, steps, blank=self.spec.blank)
         truth, lengths = packed_labels(y_true)
         return self.compare(decoded, (decoded >= 0).sum(axis=1), truth, lengths)
 

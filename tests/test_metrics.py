@@ -141,3 +141,19 @@ def test_sequence_accuracy_needs_the_whole_sequence_not_a_prefix() -> None:
 def test_accuracy_of_a_ctc_output_is_sequence_accuracy() -> None:
     metric = create_metric("accuracy", loss=CTCSpec(blank=0))
     assert type(metric).__name__ == "SequenceAccuracy" and metric.name == "accuracy" and metric.spec.blank == 0
+
+
+def test_sequence_metrics_decode_only_the_steps_the_output_mask_keeps() -> None:
+    steps = np.eye(4, dtype=np.float32)  # step scores that decode to the class they name; 3 is the blank
+    y_pred = np.stack([steps[[1, 1, 0, 2, 2]], steps[[0, 3, 0, 2, 1]]])  # padded steps hold labels too
+    mask = np.array([[False, False, True, True, True], [True, True, True, False, False]])
+    y_true = np.array([[0, 2, -1], [0, 0, -1]])
+    accuracy, distance = create_metric("sequence_accuracy"), create_metric("edit_distance")
+    for metric in (accuracy, distance):
+        metric.update(y_pred, y_true, mask)
+    assert accuracy.result() == 1.0 and distance.result() == 0.0
+    unmasked, unmasked_distance = create_metric("sequence_accuracy"), create_metric("edit_distance")
+    unmasked.update(y_pred, y_true)
+    unmasked_distance.update(y_pred, y_true)
+    # without the mask: [1, 0, 2] (one edit of 2) and [0, 0, 2, 1] (two of 2)
+    assert unmasked.result() == 0.0 and unmasked_distance.result() == pytest.approx((1 / 2 + 2 / 2) / 2)

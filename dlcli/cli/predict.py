@@ -27,11 +27,12 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     """
     json_mode(as_json)
     from dlcli.train.predictions import decode_sequences, read_inputs, write_predictions
-    from dlcli.train.loop import predict
+    from dlcli.train.loop import predict_with_masks
     from dlcli.train.rundir import load_run
 
     spec, model, _, _, _ = load_run(target, which)
     inputs = read_inputs(input_path, spec, model)
-    outputs = decode_sequences(predict(model, inputs, batch_size or spec.train.batch_size), model, beam_width)
+    outputs, masks = predict_with_masks(model, inputs, batch_size or spec.train.batch_size)
+    outputs = decode_sequences(outputs, model, beam_width, masks)
     for line in write_predictions(outputs, model, output, as_json):
         click.echo(line)

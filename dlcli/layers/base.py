@@ -35,6 +35,10 @@ class Layer:
     # True when a training forward pass changes the state (batch-norm moving statistics): data-parallel
     # ranks then average it after every step, so that all replicas stay equal
     state_moves_in_training: ClassVar[bool] = False
+    # True when each output step is computed from the same input step alone (dense, activation, merges...):
+    # the model then hands the input's mask (batch, time) on to the output, as Keras' supports_masking does,
+    # so a ctc loss or a decoding after a dense layer still knows which steps are padding
+    keeps_mask: ClassVar[bool] = False
 
     def __init__(self, spec: LayerSpec, name: str | None = None) -> None:
         self.spec = spec

@@ -33,6 +33,7 @@ class BatchNormalizationSpec(LayerSpec):
 class BatchNormalization(Layer):
     """Normalizes each channel by batch statistics in training and by their moving averages in inference."""
 
+    keeps_mask = True
     spec: BatchNormalizationSpec
     state_moves_in_training = True
 

@@ -25,6 +25,7 @@ class ActivationSpec(LayerSpec):
 class Activation(Layer):
     """Applies an activation function by name."""
 
+    keeps_mask = True
     spec: ActivationSpec
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
@@ -42,6 +43,7 @@ class DropoutSpec(LayerSpec):
 class Dropout(Layer):
     """Inverted dropout in training (seeded by the run); identity in inference."""
 
+    keeps_mask = True
     spec: DropoutSpec
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
@@ -147,6 +149,7 @@ class RescalingSpec(LayerSpec):
 class Rescaling(Layer):
     """x * scale + offset, e.g. scale = 1/255 for pixels."""
 
+    keeps_mask = True
     spec: RescalingSpec
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:

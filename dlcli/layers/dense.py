@@ -29,6 +29,7 @@ class DenseSpec(LayerSpec):
 class Dense(Layer):
     """Fully connected layer: activation(x @ W + b) over the last axis."""
 
+    keeps_mask = True
     spec: DenseSpec
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:

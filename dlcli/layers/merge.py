@@ -15,6 +15,7 @@ from dlcli.tensor import Tensor
 class Merge(Layer):
     """Base of the layers that take two or more inputs."""
 
+    keeps_mask = True
     arity: ClassVar[int | None] = None
 
     def build(self, in_shapes: list[Shape], rng: np.random.Generator) -> Shape:  # type: ignore[override]

@@ -26,6 +26,7 @@ class NormalizationSpec(LayerSpec):
 class Normalization(Layer):
     """(x - mean) / sqrt(variance) per feature; mean and variance are given or adapted on data (non-trainable)."""
 
+    keeps_mask = True
     spec: NormalizationSpec
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:

@@ -77,7 +77,8 @@ def read_split(path: Path, data: DataSpec, model: Model) -> Split:
     if suffix == ".npz":
         arrays = read_npz(path)
         return Split({name: _pick(arrays, path, array, "input") for name, array in _mapping(data.inputs, model.inputs, "x").items()},
-                     {name: _pick(arrays, path, array, "target") for name, array in _mapping(data.targets, model.outputs, "y").items()})
+                     {name: _target(arrays, path, array, model.outputs[name].loss.type)
+                      for name, array in _mapping(data.targets, model.outputs, "y").items()})
     if suffix in (".csv", ".csv.gz"):
         if data.target is None:
             raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = \"label\"")
@@ -119,6 +120,46 @@ def _pick(arrays: dict[str, np.ndarray], path: Path, name: str, role: str) -> np
         raise DataError(f"{path}: no array {name!r} for the {role}; the file holds {', '.join(sorted(arrays)) or 'nothing'}."
                         f" Map arrays with data.inputs / data.targets")
     return arrays[name]
+
+
+def _target(arrays: dict[str, np.ndarray], path: Path, name: str, loss: str) -> np.ndarray:
+    """The target array `name`; for a ctc output, an array `<name>_lengths` beside it gives each row's number of
+    labels (Keras' label_length), and what follows them, whatever it holds, becomes -1 padding."""
+    target = _pick(arrays, path, name, "target")
+    lengths_name = f"{name}_lengths"
+    if loss != "ctc" or lengths_name not in arrays:
+        return target
+    return label_sequences(target, arrays[lengths_name], f"{path}: {lengths_name!r}")
+
+
+def label_sequences(labels: np.ndarray, lengths: np.ndarray, label: str) -> np.ndarray:
+    """labels (examples, max_length) with the entries at or past each row's length set to -1.
+
+    Checks what a lengths array can get wrong: its dtype, its shape, and lengths outside [0, max_length].
+    """
+    labels = labels[:, None] if labels.ndim == 1 else labels
+    if labels.ndim != 2:
+        raise DataError(f"{label}: lengths go with label sequences (examples, max_length), but the labels have shape "
+                        f"{list(labels.shape)}")
+    lengths = lengths.reshape(-1) if lengths.ndim == 2 and lengths.shape[1] == 1 else lengths
+    if lengths.ndim != 1 or len(lengths) != len(labels):
+        raise DataError(f"{label}: needs one length per example, shape [{len(labels)}], found shape "
+                        f"{list(lengths.shape)}")
+    if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
+        lengths = lengths.astype(np.int64)
+    if lengths.dtype.kind not in "iu":
+        raise DataError(f"{label}: lengths must be integers, found dtype {lengths.dtype}")
+    bad = (lengths < 0) | (lengths > labels.shape[1])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{label}: row {row} has length {int(lengths[row])}, outside [0, {labels.shape[1]}] (the "
+                        f"labels' width); {int(bad.sum()):,} such rows")
+    kept = np.arange(labels.shape[1]) < lengths[:, None]
+    if labels.dtype.kind not in "iuf":  # not labels at all: the ctc check names the dtype
+        return labels
+    out = labels.astype(np.int64 if labels.dtype.kind in "iu" else np.float64)  # uint8 labels cannot hold -1
+    out[~kept] = -1
+    return out
 
 
 def _npy_partner(path: Path) -> Path:

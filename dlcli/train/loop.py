@@ -167,20 +167,27 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
                 optimizer.params, states, [loss.item(), *parts.values()], len(local), len(index), stop_requested())
             value, parts = combined[0], dict(zip(parts, combined[1:]))
             _check_finite(value, step, progress, model, objective, batch, dtypes)
-            predictions = {name: Tensor(world.gather_rows(predictions[name].data, len(index)))
-                           for name in progress.metrics}
+            predictions = {name: _gathered(world, predictions[name], len(index)) for name in progress.metrics}
             batch = Split({}, {name: data.targets[name][index] for name in progress.metrics})
         optimizer.step()
         progress.running.add({"loss": value, **parts}, len(index))
         for name, group in progress.metrics.items():
             for metric in group:
-                metric.update(predictions[name].data, batch.targets[name])
+                metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
         progress.done += 1
         if world.check_every and step % world.check_every == 0:
             world.check_weights(model, step)
         if after_step(progress):
             return False
     return True
+
+
+def _gathered(world: World, prediction: Tensor, total: int) -> Tensor:
+    """Every rank's rows of a prediction, with its step mask, for metrics of the whole global batch."""
+    out = Tensor(world.gather_rows(prediction.data, total))
+    if prediction.mask is not None:
+        out.mask = world.gather_rows(prediction.mask.astype(np.uint8), total).astype(bool)
+    return out
 
 
 def _check_finite(value: float, step: int, progress: EpochProgress, model: Model, objective: Objective,
@@ -224,20 +231,31 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
         running.add({"loss": loss.item(), **parts}, len(batch))
         for name, group in metrics.items():
             for metric in group:
-                metric.update(predictions[name].data, batch.targets[name])
+                metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
     return _with_metrics(running.means(), metrics)
 
 
-@no_grad()
 def predict(model: Model, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Each output's predictions for `inputs`, computed in batches in inference mode."""
+    return predict_with_masks(model, inputs, batch_size)[0]
+
+
+@no_grad()
+def predict_with_masks(model: Model, inputs: dict[str, np.ndarray],
+                       batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """(each output's predictions, its step mask (examples, time) or None where it has none)."""
     keep_freed_memory()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     count = len(next(iter(inputs.values())))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in model.outputs}
+    masks: dict[str, list[np.ndarray | None]] = {name: [] for name in model.outputs}
     for start in range(0, count, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
         for name, out in model(_as_tensors(batch, dtypes), training=False).items():
             chunks[name].append(out.data)
-    return {name: np.concatenate(parts) if parts else np.zeros((0, *model.shapes[name]), np.float32)
-            for name, parts in chunks.items()}
+            masks[name].append(out.mask)
+    outputs = {name: np.concatenate(parts) if parts else np.zeros((0, *model.shapes[name]), np.float32)
+               for name, parts in chunks.items()}
+    # a model hands a mask on for every batch or for none (it comes from the layers, not the data)
+    return outputs, {name: np.concatenate(parts) if parts and parts[0] is not None else None
+                     for name, parts in masks.items()}

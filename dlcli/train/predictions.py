@@ -12,7 +12,7 @@ import numpy as np
 
 from dlcli.checkpoint import write_atomically
 from dlcli.data import read_csv_columns, read_csv_text, read_npy, read_npz, read_text_lines
-from dlcli.decoding import ctc_decode
+from dlcli.decoding import ctc_decode, valid_steps_first
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
@@ -71,15 +71,18 @@ def _texts(path: Path, spec: RunSpec, takes_text: bool) -> np.ndarray:
     return read_csv_text(path, spec.data.text)[0]
 
 
-def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None) -> dict[str, np.ndarray]:
-    """Outputs trained with the ctc loss decoded to label sequences padded with -1 (greedy without beam_width)."""
+def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None,
+                     masks: dict[str, np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+    """Outputs trained with the ctc loss decoded to label sequences padded with -1 (greedy without beam_width);
+    only the steps an output's mask keeps (masks[name], (examples, time)) are decoded."""
     ctc = {name for name in outputs if model.outputs[name].loss.type == "ctc"}
     if beam_width is not None and not ctc:
         raise SpecError("--beam-width decodes outputs trained with the ctc loss, and this model has none; drop it")
     decoded = dict(outputs)
     for name in ctc:
         loss = model.outputs[name].loss
-        decoded[name] = ctc_decode(outputs[name], beam_width or 1, blank=loss.blank, from_logits=loss.from_logits)
+        scores, steps = valid_steps_first(outputs[name], (masks or {}).get(name))
+        decoded[name] = ctc_decode(scores, beam_width or 1, steps, blank=loss.blank, from_logits=loss.from_logits)
     return decoded
 
 

@@ -134,3 +134,53 @@ def test_float_labels_with_integral_values_and_a_chosen_blank_are_accepted(tmp_p
 def test_a_blank_outside_the_classes_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="blank = 4, but the output has 4 classes"):
         _check(tmp_path, np.array([[0, 1], [2, 1]]), blank=4)
+
+
+def _padded_with(labels: np.ndarray, fill: int, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """(labels with every -1 replaced by fill, each row's number of labels): Keras' label and label_length."""
+    lengths = (labels >= 0).sum(axis=1)
+    return np.where(labels >= 0, labels, fill).astype(dtype), lengths
+
+
+@pytest.mark.parametrize("fill,dtype", [(0, np.int64), (3, np.uint8), (2, np.float32)])
+def test_a_lengths_array_beside_the_targets_replaces_minus_one_padding(tmp_path: Path, fill: int,
+                                                                        dtype: type) -> None:
+    x, labels = write_sequences(tmp_path / "minus_one.npz", n=96)
+    y, lengths = _padded_with(labels, fill, dtype)  # fill 0 and 2 are labels and 3 the blank: only lengths tell
+    np.savez(tmp_path / "lengths.npz", x=x, y=y, y_lengths=lengths)
+    finals = []
+    for name in ("minus_one", "lengths"):
+        doc = spec_doc(tmp_path / f"{name}.npz")
+        doc["train"]["epochs"] = 2
+        fit_run(validate_spec(doc, Path("s.toml")), tmp_path / f"run-{name}", [])
+        finals.append(json.loads((tmp_path / f"run-{name}" / "summary.json").read_text())["final"])
+    assert finals[0] == finals[1] and np.isfinite(finals[0]["loss"])
+
+
+def test_eval_reads_the_lengths_array_of_its_data_file(ctc_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ctc_run)
+    x, labels = write_sequences(Path("held.npz"), n=64, seed=5)
+    y, lengths = _padded_with(labels, 1)
+    np.savez("held_lengths.npz", x=x, y=y, y_lengths=lengths)
+    results = [json.loads(CliRunner().invoke(cli, ["eval", "run", "--data", f"{name}.npz", "--json"]).output
+                          .splitlines()[-1]) for name in ("held", "held_lengths")]
+    for result in results:
+        del result["data"]
+    assert results[0] == results[1] and results[0]["sequence_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("lengths,message", [
+    (np.array([1, 2, 3]), "needs one length per example, shape [4], found shape [3]"),
+    (np.array([[1, 2], [3, 4], [0, 1], [2, 2]]), "needs one length per example, shape [4], found shape [4, 2]"),
+    (np.array([1, -1, 2, 0]), "row 1 has length -1, outside [0, 3] (the labels' width); 1 such rows"),
+    (np.array([1, 2, 4, 5]), "row 2 has length 4, outside [0, 3] (the labels' width); 2 such rows"),
+    (np.array([1.0, 2.5, 1.0, 0.0]), "lengths must be integers, found dtype float64"),
+])
+def test_a_bad_lengths_array_is_a_data_error_naming_it(tmp_path: Path, lengths: np.ndarray, message: str) -> None:
+    labels = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1], [0, 0, 0]])
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, STEPS, 4), np.float32), y=labels, y_lengths=lengths)
+    doc = spec_doc(tmp_path / "d.npz")
+    del doc["data"]["validation_split"]
+    with pytest.raises(DataError) as info:
+        fit_run(validate_spec(doc, Path("s.toml")), tmp_path / "run", [])
+    assert f"d.npz: 'y_lengths': {message}" in str(info.value)
