@@ -48,11 +48,17 @@ class Model:
         """Every input's and every node's tensor for one batch, by name."""
         values: dict[str, Tensor] = dict(inputs)
         for node in self.nodes:
-            if node.layer.arity == 1:
-                out = node.layer(values[node.inputs[0]], training)
+            layer = node.layer
+            if layer.arity != 1:
+                out = layer([values[name] for name in node.inputs], training)  # type: ignore
+            elif len(node.inputs) > 1:  # a recurrent layer given its initial states
+                out = layer(values[node.inputs[0]], training, [values[name] for name in node.inputs[1:]])  # type: ignore
             else:
-                out = node.layer([values[name] for name in node.inputs], training)  # type: ignore
-            if node.layer.keeps_mask and out.mask is None:
+                out = layer(values[node.inputs[0]], training)
+            if isinstance(out, tuple):  # the main output, then the ports extra_outputs names
+                out, *extras = out
+                values.update({f"{node.name}.{port}": t for port, t in zip(layer.extra_outputs(), extras)})
+            if layer.keeps_mask and out.mask is None:
                 out.mask = _handed_on_mask([values[name] for name in node.inputs], out)
             values[node.name] = out
         return values
@@ -81,10 +87,16 @@ class Model:
         if not self.sequential:
             rows += [{"name": name, "type": "InputLayer", "output_shape": (None, *spec.shape), "params": 0,
                       "connected_to": []} for name, spec in self.inputs.items()]
+        # Keras' "node[0][k]": the k-th output tensor of a node; ports come after the main output
+        tensors = {f"{node.name}.{port}": f"{node.name}[0][{k}]" for node in self.nodes
+                   for k, port in enumerate(node.layer.extra_outputs(), start=1)}
         for node in self.nodes:
-            rows.append({"name": node.name, "type": type(node.layer).__name__, "output_shape": (None, *node.shape),
+            extra = list(node.layer.extra_outputs().values())
+            shape: Any = [(None, *s) for s in [node.shape, *extra]] if extra else (None, *node.shape)
+            rows.append({"name": node.name, "type": type(node.layer).__name__, "output_shape": shape,
                          "params": sum(node.layer.parameter_counts()),
-                         "connected_to": [] if self.sequential else [f"{i}[0][0]" for i in node.inputs]})
+                         "connected_to": [] if self.sequential else
+                         [tensors.get(i, f"{i}[0][0]") for i in node.inputs]})
         return rows
 
 
@@ -113,7 +125,12 @@ def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
         name = layer_spec.name or _auto_name(layer_spec.type, taken)
         if any(n.name == name for n in nodes) or name == SEQUENTIAL_INPUT:
             raise SpecError(f"{key}.name: {name!r} is used twice; layer names must be unique")
-        nodes.append(Node(name, _layer(layer_spec, name, key), [previous], key=key))
+        layer = _layer(layer_spec, name, key)
+        if layer.extra_outputs():
+            raise SpecError(f"{key}.return_state: a sequential model passes on one output; the final states are "
+                            f"for a graph model (model.nodes), where other nodes take them as "
+                            f"\"<node>.state_h\"; remove return_state")
+        nodes.append(Node(name, layer, [previous], key=key))
         previous = name
     return Model({SEQUENTIAL_INPUT: spec.input}, nodes, {previous: output}, sequential=True)
 
@@ -149,12 +166,18 @@ def _graph(spec: ModelSpec) -> Model:
     for name in spec.nodes:
         if name in spec.inputs:
             raise SpecError(f"model.nodes.{name}: this name is also a model input; names must be unique")
-    nodes: dict[str, Node] = {}
+    layers: dict[str, Layer] = {}
     for name, node_spec in spec.nodes.items():
         key = f"model.nodes.{name}"
         if node_spec.name is not None and node_spec.name != name:
             raise SpecError(f"{key}.name: a node is named by its table ({name}); remove name = {node_spec.name!r}")
-        layer = _layer(node_spec, name, key)
+        layers[name] = _layer(node_spec, name, key)
+    ports = {f"{name}.{port}": name for name, layer in layers.items() for port in layer.extra_outputs()}
+    known += [port for port in ports if port not in known]
+    nodes: dict[str, Node] = {}
+    for name, node_spec in spec.nodes.items():
+        key = f"model.nodes.{name}"
+        layer = layers[name]
         sources = _node_inputs(node_spec, layer, key)
         for source in sources:
             if source not in known:
@@ -162,16 +185,18 @@ def _graph(spec: ModelSpec) -> Model:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise SpecError(f"{key}.input: unknown input or node {source!r}{hint}; "
                                 f"known: {', '.join(known)}")
-            if source == name:
+            if source == name or ports.get(source) == name:
                 raise SpecError(f"{key}.input: a node cannot take its own output")
         nodes[name] = Node(name, layer, sources, key=key)
+    producers = {**{name: name for name in nodes}, **{port: node for port, node in ports.items()
+                                                      if port not in nodes and port not in spec.inputs}}
     for output in spec.outputs:
         if output not in nodes:
             close = difflib.get_close_matches(output, list(nodes), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SpecError(f"model.outputs.{output}: not a node{hint}; outputs name nodes: {', '.join(nodes)}")
-    ordered = _topological(nodes, set(spec.inputs))
-    _check_all_used(spec, nodes)
+    ordered = _topological(nodes, set(spec.inputs), producers)
+    _check_all_used(spec, nodes, producers)
     return Model(dict(spec.inputs), ordered, dict(spec.outputs))
 
 
@@ -183,15 +208,16 @@ def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:
     sources = [single] if single is not None else list(several)
     if layer.arity is None and len(sources) < 2:
         raise SpecError(f"{key}.inputs: {node_spec.type} merges two or more inputs, got {len(sources)}")
-    if layer.arity == 1 and len(sources) != 1:
+    if layer.arity == 1 and len(sources) != 1 and not (layer.state_inputs() and several is not None):
         raise SpecError(f"{key}.inputs: {node_spec.type} takes one input, got {len(sources)}; "
                         f"merge them first (concatenate, add, ...)")
     return sources
 
 
-def _topological(nodes: dict[str, Node], inputs: set[str]) -> list[Node]:
-    """Kahn's order; what is left over lies on a cycle, which the error spells out."""
-    waiting = {name: {s for s in node.inputs if s not in inputs} for name, node in nodes.items()}
+def _topological(nodes: dict[str, Node], inputs: set[str], producers: dict[str, str]) -> list[Node]:
+    """Kahn's order; what is left over lies on a cycle, which the error spells out. producers: the node behind
+    each source name (a node's own name, or one of its ports)."""
+    waiting = {name: {producers[s] for s in node.inputs if s not in inputs} for name, node in nodes.items()}
     ordered: list[Node] = []
     ready = [name for name, deps in waiting.items() if not deps]
     while ready:
@@ -217,7 +243,7 @@ def _find_cycle(waiting: dict[str, set[str]]) -> list[str]:
     return [*path[path.index(current):], current]
 
 
-def _check_all_used(spec: ModelSpec, nodes: dict[str, Node]) -> None:
+def _check_all_used(spec: ModelSpec, nodes: dict[str, Node], producers: dict[str, str]) -> None:
     """Every node must feed some output, and every input must feed some node."""
     assert spec.inputs is not None and spec.outputs is not None
     used: set[str] = set()
@@ -228,7 +254,7 @@ def _check_all_used(spec: ModelSpec, nodes: dict[str, Node]) -> None:
             continue
         used.add(name)
         if name in nodes:
-            frontier += nodes[name].inputs
+            frontier += [producers.get(source, source) for source in nodes[name].inputs]
     for name in nodes:
         if name not in used:
             raise SpecError(f"model.nodes.{name}: not used by any output; connect it or remove it")
@@ -248,6 +274,8 @@ def _build_layers(model: Model, rng: np.random.Generator) -> None:
         try:
             if node.layer.arity == 1:
                 node.shape = tuple(node.layer.build(in_shapes[0], rng))
+                if len(in_shapes) > 1:
+                    node.layer.check_states(in_shapes[1:])  # type: ignore[attr-defined]
             else:
                 node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
         except WeightTooLargeError as err:
@@ -256,6 +284,7 @@ def _build_layers(model: Model, rng: np.random.Generator) -> None:
             raise SpecError(f"{node.key}: building this layer ran out of memory; reduce its size") from None
         _refuse_oversized(node.key, "its output for one example", node.shape)
         shapes[node.name] = node.shape
+        shapes.update({f"{node.name}.{port}": shape for port, shape in node.layer.extra_outputs().items()})
     model.shapes = shapes
 
 

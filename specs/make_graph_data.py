@@ -5,6 +5,9 @@
 tickets_{train,test}.npz: multi-hot title and body words (10000) and tags (100); a priority in [0, 1] and
 one of four departments, both determined by a few indicative words, so the model has something to learn.
 halves_{train,test}.npz: two 16-wide halves of a noisy signal; its kind (3 classes) and level (a number).
+reversal_{train,test}.npz: 6 digits one-hot (source), the same reversed (next, one label a step) and the
+answer shifted right behind a start token 0 (target_in, one-hot): a decoder fed the answer so far
+(teacher forcing) from the encoder's final states.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ def halves(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
     return {"left": signal[:, :16], "right": signal[:, 16:], "kind": kind, "level": level[:, None]}
 
 
+def reversal(rng: np.random.Generator, count: int, steps: int = 6, vocabulary: int = 10) -> dict[str, np.ndarray]:
+    """Digit sequences (1-9) to reverse; 0 starts the answer."""
+    digits = rng.integers(1, vocabulary, (count, steps))
+    answer = digits[:, ::-1]
+    target_in = np.concatenate([np.zeros((count, 1), answer.dtype), answer[:, :-1]], axis=1)
+    eye = np.eye(vocabulary, dtype=np.float32)
+    return {"source": eye[digits], "target_in": eye[target_in], "next": answer.astype(np.int64)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data")
@@ -51,12 +63,13 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    for name, make, count in (("tickets", tickets, args.tickets), ("halves", halves, 3000)):
+    for name, make, count in (("tickets", tickets, args.tickets), ("halves", halves, 3000),
+                              ("reversal", reversal, 10000)):
         arrays = make(rng, count)  # one draw, then split: train and test share the marker words
         cut = int(count * 0.8)
         for split, part in (("train", slice(0, cut)), ("test", slice(cut, count))):
             np.savez_compressed(args.out / f"{name}_{split}.npz", **{k: v[part] for k, v in arrays.items()})
-            print(f"wrote {args.out / f'{name}_{split}.npz'} ({len(arrays['tags' if name == 'tickets' else 'kind'][part])} examples)")
+            print(f"wrote {args.out / f'{name}_{split}.npz'} ({len(next(iter(arrays.values()))[part])} examples)")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import numba
 import numpy as np
 
 from dlcli.kernels.recurrent import (
-    activate, add_output_grad, add_rows, carry_masked_rows, recurrent_grad, recurrent_product, slope, slope_terms,
-    slots,
+    activate, add_output_grad, add_rows, carry_masked_rows, copy_row, recurrent_grad, recurrent_product, slope,
+    slope_terms, slots,
 )
 
 
@@ -22,7 +22,7 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
                 reset_after: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
                 saved: np.ndarray) -> None:
     """gates (T, N, 3U) comes in as xw (bias not yet added) and leaves as z, r and the candidate; hs (T + 1, N, U)
-    receives h.
+    holds the initial state in the slot the first step reads (0, or T in reverse) and receives the others.
 
     saved (T, N, U) keeps what the backward pass needs: h @ kernel_h + bias_h (reset_after), or the reset state
     r * h (reset_before). input_bias (3U,) is Keras' bias[0] (or its whole bias when reset_before) and
@@ -34,7 +34,6 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
     recurrent_h = np.zeros((rows, width), gates.dtype)  # columns 2U: the recurrent part of the candidate
     gate_bias, bias_h = input_bias[:2 * units] + recurrent_bias[:2 * units], recurrent_bias[2 * units:]
-    hs[steps if reverse else 0] = 0
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -69,13 +68,14 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
 def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                  dropout: np.ndarray, kernel_h_t: np.ndarray, mask: np.ndarray, reverse: bool, reset_after: bool,
                  activation: int, recurrent_activation: int, hs: np.ndarray, gates: np.ndarray, saved: np.ndarray,
-                 d_in: np.ndarray, d_rec: np.ndarray, d_input_bias: np.ndarray, d_recurrent_bias: np.ndarray) -> None:
+                 d_in: np.ndarray, d_rec: np.ndarray, d_first: np.ndarray, d_input_bias: np.ndarray,
+                 d_recurrent_bias: np.ndarray) -> None:
     """BPTT from the gradients on the outputs: d_hs (T, N, U) on every step's, or (0, N, U) when only the final
     state is an output, and d_last (N, U) on the final state.
 
     d_in (T, N, 3U) receives the gradients of the input projections (z, r, candidate); d_rec (T, N, inner) those
-    of h @ kernel (+ bias_h): for reset_after the candidate's block is d_candidate * r. d_input_bias (3U,) and
-    d_recurrent_bias (inner,) receive their sums.
+    of h @ kernel (+ bias_h): for reset_after the candidate's block is d_candidate * r. d_first (N, U) receives
+    the gradient of the initial state, d_input_bias (3U,) and d_recurrent_bias (inner,) the sums.
     """
     steps, (rows, units) = d_in.shape[0], d_last.shape
     width, inner = 3 * units, d_rec.shape[2]
@@ -131,5 +131,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
                 dhn, dnn, ddn = dh[n], dh_new[n], dh_direct[n]
                 for u in range(units):
                     dhn[u] = dnn[u] + ddn[u]
+    for n in range(rows):
+        copy_row(dh[n], d_first[n])
     d_input_bias[:] = total_in
     d_recurrent_bias[:] = total_rec

@@ -53,9 +53,6 @@ def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, b
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
     drop = dropout[:, lo:hi]
     b_if, b_g, b_o = bias[:2 * units], bias[2 * units:3 * units], bias[3 * units:]
-    first = steps if reverse else 0
-    zero_rows(hs[first, lo:hi])
-    zero_rows(cs[first, lo:hi])
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -78,7 +75,8 @@ def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks
                  mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
                  cs: np.ndarray, act_c: np.ndarray) -> None:
     """LSTM steps, Keras' gate order i, f, c, o: gates (T, N, 4U) comes in as xw (bias not yet added) and leaves
-    as the activated gates; hs and cs (T + 1, N, U) receive h and c, act_c (T, N, U) activation(c)."""
+    as the activated gates; hs and cs (T + 1, N, U) hold the initial h and c in the slot the first step reads
+    (0, or T in reverse) and receive the others, act_c (T, N, U) activation(c)."""
     in_parts(lstm_forward_rows, gates.shape[1], gates, bias, kernel, blocks, dropout, mask, reverse, activation,
              recurrent_activation, hs, cs, act_c)
 
@@ -87,10 +85,11 @@ def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks
 def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                        dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int,
                        recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,
-                       dz: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+                       dz: np.ndarray, dc_last: np.ndarray, d_first: np.ndarray, dc_first: np.ndarray,
+                       total: np.ndarray, lo: int, hi: int) -> None:
     """lstm_backward for the batch rows [lo, hi); total (4U,) float64 receives their bias gradient."""
     steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
-    dh, dc = d_last[lo:hi].copy(), np.zeros((rows, units), d_hs.dtype)
+    dh, dc = d_last[lo:hi].copy(), dc_last[lo:hi].copy()
     dh_new = np.empty((rows, units), d_hs.dtype)
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
@@ -120,13 +119,19 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
         for r in range(rows):
             if mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
+    for r in range(rows):
+        copy_row(dh[r], d_first[lo + r])
+        copy_row(dc[r], dc_first[lo + r])
 
 
 def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                   dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, d_bias: np.ndarray) -> None:
+                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, dc_last: np.ndarray,
+                  d_first: np.ndarray, dc_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
-    as for simple_rnn_backward); d_bias (4U,) = its sum."""
+    as for simple_rnn_backward) and on the final cell state dc_last (N, U); d_first and dc_first (N, U) = the
+    gradients of the initial h and c; d_bias (4U,) = the sum of dz."""
     totals = in_parts(lstm_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask, reverse,
-                      activation, recurrent_activation, gates, cs, act_c, dz, totals=d_bias.size)
+                      activation, recurrent_activation, gates, cs, act_c, dz, dc_last, d_first, dc_first,
+                      totals=d_bias.size)
     d_bias[:] = totals.sum(axis=0)

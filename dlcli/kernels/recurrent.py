@@ -268,7 +268,6 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
     steps, units, rows = xw.shape[0], xw.shape[2], hi - lo
     h_scratch, z_scratch = np.empty((rows, units), xw.dtype), np.empty((rows, units), xw.dtype)
     drop = dropout[:, lo:hi]
-    zero_rows(hs[steps if reverse else 0, lo:hi])
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -282,14 +281,15 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
 
 def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
                        dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray) -> None:
-    """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) receives every state."""
+    """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) holds the initial state
+    in the slot the first step reads (0, or T in reverse) and receives every other state."""
     in_parts(simple_rnn_forward_rows, xw.shape[1], xw, bias, kernel, blocks, dropout, mask, reverse, activation, hs)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                              dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                             dz: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+                             dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
     """simple_rnn_backward for the batch rows [lo, hi); total (U,) float64 receives their bias gradient."""
     steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
     dh, dh_new = d_last[lo:hi].copy(), np.empty((rows, units), d_hs.dtype)
@@ -312,14 +312,16 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
         for r in range(rows):
             if mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
+    for r in range(rows):
+        copy_row(dh[r], d_first[lo + r])
 
 
 def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
                         dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                        dz: np.ndarray, d_bias: np.ndarray) -> None:
+                        dz: np.ndarray, d_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, U) = the gradient of each step's pre-activation, given the gradient on each step's output d_hs
     (T, N, U; or (0, N, U) when only the final state is an output) and on the final state d_last (N, U);
-    d_bias (U,) = its sum."""
+    d_first (N, U) = the gradient of the initial state; d_bias (U,) = the sum of dz."""
     totals = in_parts(simple_rnn_backward_rows, d_last.shape[0], d_hs, d_last, kernel_t, blocks_t, dropout, mask,
-                      reverse, activation, hs, dz, totals=d_bias.size)
+                      reverse, activation, hs, dz, d_first, totals=d_bias.size)
     d_bias[:] = totals.sum(axis=0)

@@ -65,6 +65,16 @@ class Layer:
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def extra_outputs(self) -> dict[str, Shape]:
+        """Outputs besides the main one (a recurrent layer's final states with return_state), by port name, with
+        their per-example shapes once built; a graph node names them `<node>.<port>`. Called with `extra` after
+        the main output, the layer returns (main, *extras) in this order."""
+        return {}
+
+    def state_inputs(self) -> int:
+        """How many inputs may follow the first as its initial state (recurrent layers: h, and c for lstm)."""
+        return 0
+
     def weights(self) -> dict[str, Tensor]:
         """Trainable weights by full name."""
         return {t.name: t for t in self.params.values()}  # type: ignore[misc]

@@ -21,6 +21,9 @@ def _recurrent_only(value: Any) -> Any:
     if isinstance(kind, str) and kind not in WRAPPABLE:
         raise ValueError(f'bidirectional wraps a recurrent layer: type = "simple_rnn", "lstm" or "gru", '
                          f"got {kind!r}")
+    if isinstance(value, dict) and value.get("return_state") is True:
+        raise ValueError("bidirectional gives one output: return_state is not supported inside it; wrap nothing, "
+                         "or drop return_state")
     return value
 
 

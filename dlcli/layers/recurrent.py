@@ -2,13 +2,14 @@
 
 Weights are `<layer>/kernel` (features, k*units), `<layer>/recurrent_kernel` (units, k*units) and `<layer>/bias`
 (k*units; gru with reset_after: (2, 3*units)), in Keras' gate order (lstm i, f, c, o; gru z, r, h), so parameter
-counts and checkpoints line up with Keras'. Only the output is returned (our graph nodes have one output), so
-there is no return_state.
+counts and checkpoints line up with Keras'. In a graph, return_state adds the final states as the node's ports
+`<node>.state_h` (and `<node>.state_c` for lstm), and a recurrent node given `inputs = [sequence, h (, c)]`
+starts from those states (Keras' initial_state), as an encoder hands its states to a decoder.
 """
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Literal
+from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -30,6 +31,8 @@ class RecurrentSpec(LayerSpec):
     activation: RecurrentActivation = "tanh"
     use_bias: bool = True
     return_sequences: bool = False
+    return_state: bool = Field(False, description="Also give the final states, as the ports <node>.state_h "
+                                                  "(and <node>.state_c for lstm) of a graph node.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of input features dropped in training.")
     recurrent_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the state dropped in training.")
     kernel_initializer: InitializerName = "glorot_uniform"
@@ -66,6 +69,7 @@ class Recurrent(Layer):
     spec: RecurrentSpec
     gates: ClassVar[int]
     op: ClassVar[Callable[..., Tensor]]
+    STATE_NAMES: ClassVar[tuple[str, ...]] = ("state_h",)
 
     def __init__(self, spec: RecurrentSpec, name: str | None = None) -> None:
         super().__init__(spec, name)
@@ -88,6 +92,25 @@ class Recurrent(Layer):
     def _initial_bias(self, rng: np.random.Generator) -> np.ndarray:
         return initialize(self.spec.bias_initializer, rng, (self.gates * self.spec.units,))
 
+    def extra_outputs(self) -> dict[str, Shape]:
+        if not self.spec.return_state:
+            return {}
+        return {port: (self.spec.units,) for port in self.STATE_NAMES}
+
+    def state_inputs(self) -> int:
+        return len(self.STATE_NAMES)
+
+    def check_states(self, shapes: list[Shape]) -> None:
+        """SpecError unless the initial states given are one (units,) vector for each state."""
+        names = " and ".join(self.STATE_NAMES)
+        if len(shapes) != len(self.STATE_NAMES):
+            raise SpecError(f"{self.key}.inputs: {self.spec.type} takes its sequence, then optionally its initial "
+                            f"{names} ({1 + len(self.STATE_NAMES)} inputs), got {1 + len(shapes)} inputs")
+        for port, shape in zip(self.STATE_NAMES, shapes):
+            if tuple(shape) != (self.spec.units,):
+                raise SpecError(f"{self.key}.inputs: the initial {port} must have shape [{self.spec.units}] (the "
+                                f"layer's units), got {list(shape)}")
+
     def options(self) -> RecurrentOptions:
         """How the op runs this layer."""
         spec = self.spec
@@ -97,13 +120,25 @@ class Recurrent(Layer):
                                 zero_output_for_mask=self.zero_output_for_mask,
                                 reset_after=getattr(spec, "reset_after", True))
 
-    def __call__(self, x: Tensor, training: bool = False) -> Tensor:
+    def __call__(self, x: Tensor, training: bool = False,
+                 initial_state: Sequence[Tensor] = ()) -> Tensor | tuple[Tensor, ...]:
         input_dropout, recurrent_dropout = self._dropout_masks(x.shape[0], x.shape[2]) if training else (None, None)
+        with_cell = self.spec.return_state and len(self.STATE_NAMES) == 2
+        extra = {"initial_state": list(initial_state), **({"with_cell": True} if with_cell else {})}
         out = type(self).op(x, self.kernel, self.recurrent_kernel, self.bias, self.options(), mask=x.mask,
-                            input_dropout=input_dropout, recurrent_dropout=recurrent_dropout)
+                            input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, **extra)
+        cell = None
+        if with_cell:  # the op appended the final cell state as one more step
+            cell = ops.getitem(out, (slice(None), -1))
+            out = ops.getitem(out, (slice(None), slice(0, -1)) if self.spec.return_sequences else (slice(None), 0))
         if self.spec.return_sequences:
             out.mask = x.mask
-        return out
+        if not self.spec.return_state:
+            return out
+        # masked steps carry the state over, so the last step's output is the final state (reverse and zeroed
+        # outputs belong to bidirectional, which returns no states)
+        state_h = ops.getitem(out, (slice(None), -1)) if self.spec.return_sequences else out
+        return (out, state_h) if cell is None else (out, state_h, cell)
 
     def _dropout_masks(self, batch: int, features: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Keras' masks: one per sequence, the same at every step. With recurrent dropout Keras switches to one
@@ -147,6 +182,7 @@ class LSTM(Recurrent):
 
     spec: LSTMSpec
     gates = 4
+    STATE_NAMES = ("state_h", "state_c")
     op = staticmethod(ops.lstm)
 
     def _initial_bias(self, rng: np.random.Generator) -> np.ndarray:

@@ -200,39 +200,51 @@ def take_rows(table: Tensor, ids: np.ndarray | Tensor) -> Tensor:
 
 def _recurrent(op: type, x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None,
                options: RecurrentOptions, mask: np.ndarray | None, input_dropout: np.ndarray | None,
-               recurrent_dropout: np.ndarray | None) -> Tensor:
+               recurrent_dropout: np.ndarray | None, initial_state: Sequence[Tensor] = (),
+               with_cell: bool = False) -> Tensor:
     inputs = (x, kernel, recurrent_kernel) if bias is None else (x, kernel, recurrent_kernel, bias)
-    return op.apply(*inputs, options=options, mask=mask, input_dropout=input_dropout,
-                    recurrent_dropout=recurrent_dropout)
+    return op.apply(*inputs, *initial_state, options=options, mask=mask, input_dropout=input_dropout,
+                    recurrent_dropout=recurrent_dropout, has_bias=bias is not None,
+                    initial_states=len(initial_state), with_cell=with_cell)
 
 
 def simple_rnn(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
                options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
-               input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+               input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+               initial_state: Sequence[Tensor] = ()) -> Tensor:
     """A simple RNN over x (N, T, F): kernel (F, U), recurrent_kernel (U, U), bias (U,), Keras' layout.
 
     mask (N, T) is True where a step holds data (masked steps keep the state); input_dropout (1, N, F) and
-    recurrent_dropout (1, N, U) are scaled keep-masks used at every step. Returns (N, U) or (N, T, U).
+    recurrent_dropout (1, N, U) are scaled keep-masks used at every step; initial_state: [h0 (N, U)], else zeros.
+    Returns (N, U) or (N, T, U).
     """
-    return _recurrent(SimpleRNN, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+    return _recurrent(SimpleRNN, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state)
 
 
 def lstm(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
          options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
-         input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+         input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+         initial_state: Sequence[Tensor] = (), with_cell: bool = False) -> Tensor:
     """An LSTM over x (N, T, F): kernel (F, 4U), recurrent_kernel (U, 4U), bias (4U,), gates i, f, c, o.
 
     Masks as for simple_rnn, with one dropout mask per gate (4, N, ...) or, for the input, one for all (1, N, F).
+    initial_state: [h0, c0], else zeros. with_cell appends the final cell state as one more step of the output
+    ((N, T + 1, U) with return_sequences, else (N, 2, U)).
     """
-    return _recurrent(LSTM, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+    return _recurrent(LSTM, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state, with_cell)
 
 
 def gru(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
         options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
-        input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None) -> Tensor:
+        input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+        initial_state: Sequence[Tensor] = ()) -> Tensor:
     """A GRU over x (N, T, F): kernel (F, 3U), recurrent_kernel (U, 3U), gates z, r, h; bias (2, 3U) with
-    options.reset_after (input and recurrent bias, PyTorch's GRU), else (3U,). Masks as for lstm (3 gates)."""
-    return _recurrent(GRU, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout)
+    options.reset_after (input and recurrent bias, PyTorch's GRU), else (3U,). Masks as for lstm (3 gates);
+    initial_state: [h0 (N, U)], else zeros."""
+    return _recurrent(GRU, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state)
 
 
 def _two(value: int | Sequence[int]) -> tuple[int, int]:

@@ -36,17 +36,29 @@ class Recurrent(Op):
     mask (N, T) is True where a step holds data. input_dropout is one (N, F) mask per gate, or one for all,
     applied to every step's input; recurrent_dropout one (N, U) mask per gate, applied to the state before its
     product with that gate's block of the recurrent kernel (both already scaled by 1 / (1 - rate)).
+
+    Inputs: x, kernel, recurrent_kernel, then the bias when has_bias, then `initial_states` (N, U) arrays (h, and
+    c for lstm; zeros when not given). with_cell (lstm): the output also carries the final cell state c, as one
+    more step at the end ((N, T + 1, U) with return_sequences, else (N, 2, U): h then c).
     """
 
     gates: ClassVar[int]
+    states: ClassVar[int] = 1  # the state arrays a step carries over: h (and c for lstm)
 
     def __init__(self, options: RecurrentOptions, mask: Array | None = None, input_dropout: Array | None = None,
-                 recurrent_dropout: Array | None = None) -> None:
+                 recurrent_dropout: Array | None = None, has_bias: bool = True, initial_states: int = 0,
+                 with_cell: bool = False) -> None:
         self.options, self.mask = options, mask
         self.input_dropout, self.recurrent_dropout = input_dropout, recurrent_dropout
         self.codes = (ACTIVATIONS.index(options.activation), ACTIVATIONS.index(options.recurrent_activation))
+        if initial_states not in (0, self.states) or (with_cell and self.states != 2):
+            raise ValueError(f"{type(self).__name__} carries {self.states} state array(s): got {initial_states} "
+                             f"initial states{' and with_cell' if with_cell else ''}")
+        self.has_bias, self.initial_states, self.with_cell = has_bias, initial_states, with_cell
 
-    def forward(self, x: Array, kernel: Array, recurrent_kernel: Array, bias: Array | None = None) -> Array:
+    def forward(self, x: Array, kernel: Array, recurrent_kernel: Array, *rest: Array) -> Array:
+        bias = rest[0] if self.has_bias else None
+        given = rest[1:] if self.has_bias else rest
         dtype = kernel.dtype
         n, steps, _ = x.shape
         units = recurrent_kernel.shape[0]
@@ -62,27 +74,45 @@ class Recurrent(Op):
         # the kernels add the bias in a pass they make anyway; without one they add zeros
         self.bias = np.zeros(self._bias_shape(kernel.shape[1]), dtype) if bias is None \
             else np.ascontiguousarray(bias, dtype)
+        self.first = steps if self.options.reverse else 0  # the slot the first step reads
+        self.last = 0 if self.options.reverse else steps  # the slot the last step writes
+        initial = [np.zeros((n, units), dtype) if not given else np.asarray(state, dtype) for state in
+                   given or [None] * self.states]
+        for state in initial:
+            if state.shape != (n, units):
+                raise ValueError(f"an initial state of shape {state.shape} for {n} sequences of {units} units")
         hs = np.empty((steps + 1, n, units), dtype)
-        self._recur(self._project(), hs)
+        hs[self.first] = initial[0]
+        self._recur(self._project(), hs, initial)
         self.hs = hs
         if not self.options.return_sequences:  # the state after the last step processed
-            return hs[0].copy() if self.options.reverse else hs[-1].copy()
-        out = self._sequence(hs).transpose(1, 0, 2)
-        if self.options.zero_output_for_mask and self.mask is not None:
-            out = out * self.steps_mask[:, :, None]
+            out = hs[self.last].copy()
+        else:
+            out = self._sequence(hs).transpose(1, 0, 2)
+            if self.options.zero_output_for_mask and self.mask is not None:
+                out = out * self.steps_mask[:, :, None]
+        if self.with_cell:
+            cell = self.cs[self.last]
+            return np.concatenate([out[:, None] if out.ndim == 2 else out, cell[:, None]], axis=1)
         return np.ascontiguousarray(out)
 
     def backward(self, d_out: Array) -> tuple[Array | None, ...]:
         dtype, (n, units) = self.hs.dtype, self.hs.shape[1:]
+        d_cell = np.zeros((n, units), dtype)
+        if self.with_cell:  # the last step of d_out is the final cell's
+            d_cell = np.ascontiguousarray(d_out[:, -1], dtype)
+            d_out = d_out[:, :-1] if self.options.return_sequences else d_out[:, 0]
         if self.options.return_sequences:  # a gradient on every step's output
             if self.options.zero_output_for_mask and self.mask is not None:
                 d_out = d_out * self.steps_mask[:, :, None]
             d_hs, d_last = np.ascontiguousarray(d_out.transpose(1, 0, 2), dtype), np.zeros((n, units), dtype)
         else:  # only on the final state
             d_hs, d_last = np.empty((0, n, units), dtype), np.ascontiguousarray(d_out, dtype)
-        d_in, d_recurrent_kernel, d_bias = self._bptt(d_hs, d_last)
+        d_initial = [np.empty((n, units), dtype) for _ in range(self.states)]
+        d_in, d_recurrent_kernel, d_bias = self._bptt(d_hs, d_last, d_cell, d_initial)
         d_x, d_kernel = self._input_grads(d_in)
-        grads = (d_x, d_kernel, d_recurrent_kernel, d_bias)
+        grads = (d_x, d_kernel, d_recurrent_kernel, *([d_bias] if self.has_bias else []),
+                 *(d_initial if self.initial_states else []))
         return tuple(g if needed else None for g, needed in zip(grads, self.needs_grad))
 
     # -- shared pieces --------------------------------------------------------------------------------------
@@ -171,10 +201,14 @@ class Recurrent(Op):
         with blas.one_thread():
             kernel(*args)
 
-    def _recur(self, xw: Array, hs: Array) -> None:  # pragma: no cover - abstract
+    def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:  # pragma: no cover - abstract
+        """Run the time loop; hs holds the initial h in slot self.first, initial all initial states."""
         raise NotImplementedError
 
-    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:  # pragma: no cover
+    def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
+              d_initial: list[Array]) -> tuple[Array, Array | None, Array]:  # pragma: no cover
+        """(d of the projections, d_recurrent_kernel, d_bias); d_initial receives the initial states' gradients,
+        given d_cell on the final cell state (lstm)."""
         raise NotImplementedError
 
 
@@ -183,17 +217,18 @@ class SimpleRNN(Recurrent):
 
     gates = 1
 
-    def _recur(self, xw: Array, hs: Array) -> None:
+    def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:
         from dlcli.kernels import recurrent as kernels
 
         self._run(kernels.simple_rnn_forward, xw, self.bias, *self._loop(self.recurrent_kernel), self.codes[0], hs)
 
-    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+    def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
+              d_initial: list[Array]) -> tuple[Array, Array | None, Array]:
         from dlcli.kernels import recurrent as kernels
 
         dz, d_bias = np.empty_like(self.hs[1:]), np.empty_like(self.bias)
         self._run(kernels.simple_rnn_backward, d_hs, d_last, *self._loop(self.recurrent_kernel, transposed=True),
-                  self.codes[0], self.hs, dz, d_bias)
+                  self.codes[0], self.hs, dz, d_initial[0], d_bias)
         return dz, self._recurrent_grad(dz), d_bias
 
 
@@ -201,21 +236,24 @@ class LSTM(Recurrent):
     """Long short-term memory, Keras' gate order i, f, c, o: h_t = o * activation(c_t)."""
 
     gates = 4
+    states = 2
 
-    def _recur(self, xw: Array, hs: Array) -> None:
+    def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:
         from dlcli.kernels import lstm as kernels
 
         self.cs, self.act_c = np.empty_like(hs), np.empty_like(hs[1:])
+        self.cs[self.first] = initial[1]
         self._run(kernels.lstm_forward, xw, self.bias, *self._loop(self.recurrent_kernel), *self.codes, hs, self.cs,
                   self.act_c)
         self.gate_values = xw  # the kernel turned the projections into the activated gates in place
 
-    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+    def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
+              d_initial: list[Array]) -> tuple[Array, Array | None, Array]:
         from dlcli.kernels import lstm as kernels
 
         dz, d_bias = np.empty_like(self.gate_values), np.empty_like(self.bias)
         self._run(kernels.lstm_backward, d_hs, d_last, *self._loop(self.recurrent_kernel, transposed=True),
-                  *self.codes, self.gate_values, self.cs, self.act_c, dz, d_bias)
+                  *self.codes, self.gate_values, self.cs, self.act_c, dz, d_cell, *d_initial, d_bias)
         return dz, self._recurrent_grad(dz), d_bias
 
 
@@ -237,7 +275,7 @@ class GRU(Recurrent):
             return rk, np.empty((units, units), rk.dtype)
         return np.ascontiguousarray(rk[:, :2 * units]), np.ascontiguousarray(rk[:, 2 * units:])
 
-    def _recur(self, xw: Array, hs: Array) -> None:
+    def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:
         from dlcli.kernels import gru as kernels
 
         kernel, kernel_h = self._split()
@@ -251,7 +289,8 @@ class GRU(Recurrent):
                   self.options.reset_after, *self.codes, hs, self.saved)
         self.gate_values = xw
 
-    def _bptt(self, d_hs: Array, d_last: Array) -> tuple[Array, Array | None, Array]:
+    def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
+              d_initial: list[Array]) -> tuple[Array, Array | None, Array]:
         from dlcli.kernels import gru as kernels
 
         kernel, kernel_h = self._split()
@@ -262,7 +301,7 @@ class GRU(Recurrent):
         loop = self._loop(kernel, transposed=True)
         self._run(kernels.gru_backward, d_hs, d_last, *loop[:3], np.ascontiguousarray(kernel_h.T), *loop[3:],
                   self.options.reset_after, *self.codes, self.hs, self.gate_values, self.saved, d_in, d_rec,
-                  d_input_bias, d_recurrent_bias)
+                  d_initial[0], d_input_bias, d_recurrent_bias)
         d_kernel = self._recurrent_grad(d_rec)
         if d_kernel is not None and not self.options.reset_after:  # the candidate's block multiplied r * h
             flat = self.saved.reshape(-1, units)

@@ -215,8 +215,10 @@ def _normalized_target(target: np.ndarray, model: Model, output: str, split: str
         check_labels(label, labels, classes)
         labels = labels.astype(np.int64)
         if labels.shape[1:] != shape[:-1]:
-            raise DataError(f"{label}: labels have shape {list(labels.shape[1:])} per example, the output "
-                            f"{list(shape)} needs {list(shape[:-1])}")
+            key = next((node.key for node in model.nodes if node.name == output), output)
+            raise DataError(f"{label}: labels have shape {list(labels.shape[1:])} per example, but the output "
+                            f"(made by {key}) has shape {list(shape)}, which needs labels of shape "
+                            f"{list(shape[:-1])}; fix the data or the model")
         return one_hot(labels, classes) if to_one_hot else labels
     if target.ndim == 1 and shape == (1,):
         target = target[:, None]

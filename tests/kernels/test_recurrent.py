@@ -151,6 +151,12 @@ def _bias(width: int, dtype: type) -> np.ndarray:
     return np.linspace(-0.4, 0.4, width).astype(dtype)
 
 
+def _state_grads(dtype: type, count: int) -> list[np.ndarray]:
+    """(N, U) arrays for the state arguments after dz: lstm's dc_last (zeros), d_first and dc_first (3);
+    the others' d_first (1)."""
+    return [np.zeros((N, U), dtype) for _ in range(count)]
+
+
 def _check_bias_sum(d_bias: np.ndarray, d: np.ndarray) -> None:
     """The kernels sum the bias gradient as they go, in float64."""
     np.testing.assert_allclose(d_bias, d.astype(np.float64).sum(axis=(0, 1)), rtol=1e-6, atol=1e-6)
@@ -159,7 +165,7 @@ def _check_bias_sum(d_bias: np.ndarray, d: np.ndarray) -> None:
 @pytest.mark.parametrize("dtype,reverse,dropout,a,ra", PARAMS)
 def test_lstm_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
     xw, kernel, drop, d_hs = _data(dtype, 4 * U, dropout)
-    hs, cs = np.empty((T + 1, N, U), dtype), np.empty((T + 1, N, U), dtype)
+    hs, cs = np.zeros((T + 1, N, U), dtype), np.zeros((T + 1, N, U), dtype)  # the initial states: zeros
     gates, act_c, bias = xw.copy(), np.empty((T, N, U), dtype), _bias(4 * U, dtype)
     lstm.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, reverse, a, ra, hs, cs, act_c)
     expected = lstm_reference(xw.astype(np.float64) + bias, kernel, drop, reverse, a, ra)
@@ -167,7 +173,7 @@ def test_lstm_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
         close(got, want, dtype)
     dz, d_bias = np.empty_like(gates), np.empty_like(bias)
     lstm.lstm_backward(d_hs, np.zeros((N, U), dtype), *_loop(kernel, drop, True), MASK, reverse, a, ra, gates,
-                            cs, act_c, dz, d_bias)
+                       cs, act_c, dz, *_state_grads(dtype, 3), d_bias)
     want = lstm_backward_reference(d_hs, kernel, drop, reverse, a, ra, gates.astype(np.float64), cs, act_c)
     close(dz, want, dtype)
     _check_bias_sum(d_bias, dz)
@@ -176,7 +182,7 @@ def test_lstm_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
 @pytest.mark.parametrize("dtype,reverse,dropout,a,ra", PARAMS)
 def test_simple_rnn_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
     xw, kernel, drop, d_hs = _data(dtype, U, dropout)
-    hs, bias = np.empty((T + 1, N, U), dtype), _bias(U, dtype)
+    hs, bias = np.zeros((T + 1, N, U), dtype), _bias(U, dtype)
     recurrent.simple_rnn_forward(xw, bias, *_loop(kernel, drop), MASK, reverse, a, hs)
     want = np.zeros((T + 1, N, U))
     for t in order(reverse):
@@ -186,7 +192,7 @@ def test_simple_rnn_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
     close(hs, want, dtype)
     dz, d_bias = np.empty_like(d_hs), np.empty_like(bias)
     recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), dtype), *_loop(kernel, drop, True), MASK, reverse, a, hs,
-                                  dz, d_bias)
+                                  dz, *_state_grads(dtype, 1), d_bias)
     dh, want_dz = np.zeros((N, U)), np.zeros((T, N, U))
     for t in order(reverse, backward=True):
         dh = dh + d_hs[t]
@@ -201,7 +207,7 @@ def test_simple_rnn_kernels_match_numpy(dtype, reverse, dropout, a, ra) -> None:
 def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) -> None:
     xw, kernel, drop, d_hs = _data(dtype, 3 * U, dropout)
     bias_x, bias_h = _bias(3 * U, dtype), (np.linspace(-0.3, 0.3, 3 * U) * reset_after).astype(dtype)
-    hs, saved, gates = np.empty((T + 1, N, U), dtype), np.empty((T, N, U), dtype), xw.copy()
+    hs, saved, gates = np.zeros((T + 1, N, U), dtype), np.empty((T, N, U), dtype), xw.copy()
     inner = kernel if reset_after else np.ascontiguousarray(kernel[:, :2 * U])
     kernel_h = np.ascontiguousarray(kernel[:, 2 * U:])
     loop = _loop(inner, drop)
@@ -212,7 +218,7 @@ def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) ->
     d_in, d_rec = np.empty_like(gates), np.empty((T, N, inner.shape[1]), dtype)
     d_bias_x, d_bias_h = np.empty(3 * U, dtype), np.empty(inner.shape[1], dtype)
     gru.gru_backward(d_hs, np.zeros((N, U), dtype), *_loop(inner, drop, True), np.ascontiguousarray(kernel_h.T), MASK,
-                     reverse, reset_after, a, ra, hs, gates, saved, d_in, d_rec, d_bias_x, d_bias_h)
+                     reverse, reset_after, a, ra, hs, gates, saved, d_in, d_rec, *_state_grads(dtype, 1), d_bias_x, d_bias_h)
     want_in, want_rec = gru_backward_reference(d_hs, kernel, drop, reverse, reset_after, a, ra, hs, gates, saved)
     close(d_in, want_in, dtype)
     close(d_rec, want_rec, dtype)
@@ -223,7 +229,7 @@ def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) ->
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse: bool) -> None:
     xw, kernel, drop, d_hs = _data(np.float64, 4 * U, False)
-    hs, cs, gates, act_c = np.empty((T + 1, N, U)), np.empty((T + 1, N, U)), xw.copy(), np.empty((T, N, U))
+    hs, cs, gates, act_c = np.zeros((T + 1, N, U)), np.zeros((T + 1, N, U)), xw.copy(), np.empty((T, N, U))
     loop = _loop(kernel, drop)
     lstm.lstm_forward(gates, np.zeros(4 * U), *loop, MASK, reverse, TANH, SIGMOID, hs, cs, act_c)
     last = np.zeros_like(d_hs)
@@ -232,7 +238,7 @@ def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse
     for every_step, final in ((last, np.zeros((N, U))), (np.empty((0, N, U)), d_hs[0].copy())):
         dz, d_bias = np.empty_like(gates), np.empty(4 * U)
         lstm.lstm_backward(every_step, final, *_loop(kernel, drop, True), MASK, reverse, TANH, SIGMOID, gates, cs,
-                                act_c, dz, d_bias)
+                           act_c, dz, *_state_grads(np.float64, 3), d_bias)
         grads.append(dz)
     np.testing.assert_array_equal(grads[0], grads[1])
 
@@ -287,18 +293,21 @@ def test_blocks_of_rows_on_several_threads_match_one_thread(cell: str) -> None:
         for threads in (1, 2):
             numba.set_num_threads(threads)
             hs, dz, d_bias = np.empty((T + 1, N, U), np.float32), np.empty_like(xw), np.empty(width, np.float32)
+            hs[0] = np.random.default_rng(5).normal(size=(N, U))  # an initial state given by another layer
+            firsts = [np.empty((N, U), np.float32) for _ in range(2)]
             with blas.one_thread():
                 if cell == "lstm":
                     gates, cs, act_c = xw.copy(), np.empty_like(hs), np.empty((T, N, U), np.float32)
+                    cs[0] = np.random.default_rng(6).normal(size=(N, U))
                     lstm.lstm_forward(gates, bias, *_loop(kernel, drop), MASK, False, TANH, SIGMOID, hs, cs,
                                       act_c)
                     lstm.lstm_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True), MASK,
-                                       False, TANH, SIGMOID, gates, cs, act_c, dz, d_bias)
+                                       False, TANH, SIGMOID, gates, cs, act_c, dz, d_hs[0], *firsts, d_bias)
                 else:
                     recurrent.simple_rnn_forward(xw, bias, *_loop(kernel, drop), MASK, False, TANH, hs)
                     recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), np.float32), *_loop(kernel, drop, True),
-                                                  MASK, False, TANH, hs, dz, d_bias)
-            results.append((hs, dz, d_bias))
+                                                  MASK, False, TANH, hs, dz, firsts[0], d_bias)
+            results.append((hs, dz, d_bias, *firsts[:2 if cell == "lstm" else 1]))
     finally:
         numba.set_num_threads(before)
     for one, two in zip(*results):
