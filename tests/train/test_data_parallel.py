@@ -254,3 +254,29 @@ def test_batch_norm_statistics_are_averaged_so_the_replicas_stay_identical(tmp_p
     arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     moving = arrays["state/batch_normalization/moving_mean"]
     assert np.all(moving != 0.0)  # they moved, from the shards of both ranks
+
+
+def test_masked_sequence_metrics_see_the_masks_of_the_whole_global_batch(tmp_path: Path) -> None:
+    """Predictions are gathered from both ranks for the metrics; so must their step masks be (a rank's own mask
+    beside the global batch's predictions would not even have its shape)."""
+    rng = np.random.default_rng(0)
+    ids = np.zeros((64, 7), np.int32)
+    for i, length in enumerate(rng.integers(4, 8, 64)):
+        ids[i, 7 - length:] = rng.integers(1, 6, length)  # left padding: the decoders must move it behind
+    labels = np.full((64, 2), -1)
+    labels[:, 0] = ids[:, -1] % 3
+    np.savez(tmp_path / "seq.npz", x=ids, y=labels)
+    spec = tmp_path / "seq.toml"
+    spec.write_text('name = "seq"\nseed = 2\n[data]\ntrain = "seq.npz"\n[model]\n'
+                    'input = { shape = [7], dtype = "int32" }\n'
+                    'layers = [{ type = "embedding", input_dim = 6, output_dim = 4, mask_zero = true }, '
+                    '{ type = "gru", units = 6, return_sequences = true }, '
+                    '{ type = "dense", units = 4, activation = "softmax" }]\n'
+                    '[train]\nloss = "ctc"\nmetrics = ["sequence_accuracy", "edit_distance"]\nepochs = 2\n'
+                    'batch_size = 16\n')
+    result = _train(spec, tmp_path / "run", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    history = _history(tmp_path / "run")
+    assert len(history) == 2 and 0.0 <= history[-1]["sequence_accuracy"] <= 1.0
+    # the epoch's metric counts every sequence once: it is a multiple of 1/64
+    assert history[-1]["sequence_accuracy"] * 64 == pytest.approx(round(history[-1]["sequence_accuracy"] * 64))
