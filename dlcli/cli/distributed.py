@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ def abort_job(exit_code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(exit_code)
+
+
+def wait_for_leader_abort(grace: float = 5.0) -> None:
+    """On a rank other than 0, after an error every rank raised at the same step: give rank 0 the time to report
+    it and abort the job (which ends this process too), so that this rank's own abort cannot end the job before
+    the message is out. Returns after `grace` seconds only if rank 0 did not get there."""
+    if under_mpi_launcher() and "mpi4py" in sys.modules:
+        time.sleep(grace)
 
 
 def find_mpiexec() -> tuple[str, list[str]]:

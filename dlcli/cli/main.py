@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dlcli import __version__
-from dlcli.cli.distributed import abort_job
+from dlcli.cli.distributed import abort_job, wait_for_leader_abort
 from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
@@ -39,7 +39,8 @@ class DlcliGroup(click.Group):
             rank = launcher_rank()
             interrupted = isinstance(err, RunInterruptedError)
             # these stop every rank at the same step with the same words: rank 0 alone says them
-            if rank == 0 or not isinstance(err, (RunInterruptedError, DistributedError, DivergedError)):
+            agreed = isinstance(err, (RunInterruptedError, DistributedError, DivergedError))
+            if rank == 0 or not agreed:
                 report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, ctx.obj.get("json", False))
             if interrupted and under_mpi_launcher():  # all ranks exit together; mpiexec passes 130/143 on
                 ctx.exit(err.exit_code)
@@ -48,6 +49,8 @@ class DlcliGroup(click.Group):
 
                 sys.stdout.flush()
                 die_by_signal(err.exit_code - 128)
+            if rank and agreed:  # rank 0 says it and ends the job: an abort from here could beat its message
+                wait_for_leader_abort()
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
