@@ -2,6 +2,9 @@
 
 A crossentropy given probabilities that a softmax or sigmoid just produced works from that activation's
 logits instead (as Keras does): the value is exact and the gradient is p - y, never passing the clip.
+
+An output with a step mask (a sequence from `mask_zero` embeddings, kept per step) is averaged over its valid
+steps only, as Keras 3 weights a loss by the mask: padded steps add nothing to the loss or its gradient.
 """
 
 from __future__ import annotations
@@ -44,6 +47,27 @@ class Loss:
             return y_pred
         return y_pred.logits if y_pred.logits_kind == kind else None
 
+    @staticmethod
+    def _mean(values: Tensor, weights: np.ndarray | None) -> Tensor:
+        """The mean of values, or with step weights (see step_weights) their weighted sum."""
+        return ops.mean(values) if weights is None else ops.sum(values * weights)
+
+
+def _step_mask(y_pred: Tensor, logits: Tensor | None) -> np.ndarray | None:
+    return y_pred.mask if y_pred.mask is not None or logits is None else logits.mask
+
+
+def step_weights(mask: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray | None:
+    """Each entry's share of a loss over values of `shape` (batch, time, ...) whose steps the (batch, time) mask
+    marks: 1 / (valid steps x entries per step) where the mask holds, 0 on padding; they sum to 1 (all zeros
+    when no step is valid). None when there is no mask or it does not cover the first two axes."""
+    if mask is None or len(shape) < 2 or tuple(np.shape(mask)) != tuple(shape[:2]):
+        return None
+    mask = np.asarray(mask, bool)
+    per_step = int(np.prod(shape[2:], dtype=np.int64))
+    share = 1.0 / max(int(np.count_nonzero(mask)) * per_step, 1)
+    return np.where(mask, share, 0.0).astype(dtype).reshape(shape[:2] + (1,) * (len(shape) - 2))
+
 
 def _as_float(y_true: np.ndarray, like: Tensor) -> np.ndarray:
     return np.asarray(y_true, dtype=like.dtype if like.dtype.kind == "f" else np.float32)
@@ -58,10 +82,11 @@ class BinaryCrossentropy(Loss):
     def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
         y = _as_float(y_true, y_pred).reshape(y_pred.shape)
         logits = self._logits(y_pred, "sigmoid")
+        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape, y_pred.dtype)
         if logits is not None:
-            return ops.sigmoid_binary_crossentropy(logits, y)
+            return ops.sigmoid_binary_crossentropy(logits, y, weights)
         p = ops.clip(y_pred, EPSILON, 1 - EPSILON)
-        return -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+        return -self._mean(y * ops.log(p) + (1 - y) * ops.log(1 - p), weights)
 
 
 @registry.losses.register("categorical_crossentropy", spec=LossSpec)
@@ -73,9 +98,10 @@ class CategoricalCrossentropy(Loss):
     def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
         y = _as_float(y_true, y_pred)
         logits = self._logits(y_pred, "softmax")
+        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape[:-1], y_pred.dtype)
         if logits is not None:
-            return ops.softmax_crossentropy(logits, y)
-        return -ops.mean(ops.sum(y * ops.log(_normalized_clipped(y_pred)), axis=-1))
+            return ops.softmax_crossentropy(logits, y, weights)
+        return -self._mean(ops.sum(y * ops.log(_normalized_clipped(y_pred)), axis=-1), weights)
 
 
 @registry.losses.register("sparse_categorical_crossentropy", spec=LossSpec)
@@ -90,10 +116,11 @@ class SparseCategoricalCrossentropy(Loss):
             labels = labels[..., 0]
         labels = labels.astype(np.intp, copy=False)
         logits = self._logits(y_pred, "softmax")
+        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape[:-1], y_pred.dtype)
         if logits is not None:
-            return ops.sparse_softmax_crossentropy(logits, labels)
+            return ops.sparse_softmax_crossentropy(logits, labels, weights)
         one_hot = np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[labels]
-        return -ops.mean(ops.sum(one_hot * ops.log(_normalized_clipped(y_pred)), axis=-1))
+        return -self._mean(ops.sum(one_hot * ops.log(_normalized_clipped(y_pred)), axis=-1), weights)
 
 
 def _normalized_clipped(p: Tensor) -> Tensor:
@@ -109,7 +136,7 @@ class MeanSquaredError(Loss):
 
     def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
         diff = y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape)
-        return ops.mean(diff * diff)
+        return self._mean(diff * diff, step_weights(y_pred.mask, y_pred.shape, y_pred.dtype))
 
 
 @registry.losses.register("mean_absolute_error", spec=LossSpec, aliases=("mae",))
@@ -119,7 +146,8 @@ class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
 
     def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
-        return ops.mean(ops.abs(y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape)))
+        difference = ops.abs(y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape))
+        return self._mean(difference, step_weights(y_pred.mask, y_pred.shape, y_pred.dtype))
 
 
 class CTCSpec(LossSpec):
@@ -155,7 +183,7 @@ class CTC(Loss):
         if labels.size and (labels.max() >= classes or labels.min() < -1 or (labels == blank).any()):
             raise ValueError(f"ctc labels must lie in [0, {classes}) without the blank {blank}, or be -1 padding")
         logits = self._logits(y_pred, "softmax")
-        mask = y_pred.mask if y_pred.mask is not None or logits is None else logits.mask
+        mask = _step_mask(y_pred, logits)
         if logits is None:  # probabilities from elsewhere: Keras' ctc_batch_cost takes log(p + epsilon)
             logits = ops.log(y_pred + EPSILON)  # the op's log-softmax then renormalizes them
         logits, steps = _valid_steps_first(logits, mask)

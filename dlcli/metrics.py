@@ -48,7 +48,7 @@ class Metric:
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray,
                mask: np.ndarray | None = None) -> None:  # pragma: no cover - abstract
-        """Add a batch; mask (batch, time) is the output's step mask, which sequence metrics read."""
+        """Add a batch; mask (batch, time) is the output's step mask: padded steps do not count."""
         raise NotImplementedError
 
     def result(self) -> float:  # pragma: no cover - abstract
@@ -67,7 +67,10 @@ class MeanMetric(Metric):
         raise NotImplementedError
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        self.add(self.values(y_pred, y_true))
+        values = self.values(y_pred, y_true)
+        if _covers(mask, values.shape):  # a padded step is not an example
+            values = values[np.asarray(mask, bool)]
+        self.add(values)
 
     def add(self, values: np.ndarray) -> None:
         """Count each of the per-example values."""
@@ -76,6 +79,20 @@ class MeanMetric(Metric):
 
     def result(self) -> float:
         return self.total / self.count if self.count else 0.0
+
+
+def _covers(mask: np.ndarray | None, shape: tuple[int, ...]) -> bool:
+    """Whether a (batch, time) step mask applies to values of this shape (batch, time, ...)."""
+    return mask is not None and len(shape) >= 2 and tuple(np.shape(mask)) == tuple(shape[:2])
+
+
+def _unmasked(y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and 0/1 targets flattened, without the padded steps' entries."""
+    y_true = np.asarray(y_true).reshape(y_pred.shape)
+    if _covers(mask, y_pred.shape):
+        keep = np.asarray(mask, bool)
+        y_pred, y_true = y_pred[keep], y_true[keep]
+    return y_pred.reshape(-1), y_true.reshape(-1)
 
 
 def _labels(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -193,8 +210,9 @@ class _ConfusionCounts(Metric):
         self.tp = self.fp = self.fn = 0
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        predicted = y_pred.reshape(-1) > self.spec.threshold
-        actual = np.asarray(y_true).reshape(-1) > 0.5
+        y_pred, y_true = _unmasked(y_pred, y_true, mask)
+        predicted = y_pred > self.spec.threshold
+        actual = y_true > 0.5
         self.tp += int(np.count_nonzero(predicted & actual))
         self.fp += int(np.count_nonzero(predicted & ~actual))
         self.fn += int(np.count_nonzero(~predicted & actual))
@@ -237,8 +255,9 @@ class AUC(Metric):
         self.tp, self.fp, self.fn, self.tn = (np.zeros(n, np.int64) for _ in range(4))
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        scores = y_pred.reshape(-1).astype(np.float32)
-        actual = np.asarray(y_true).reshape(-1) > 0.5
+        y_pred, y_true = _unmasked(y_pred, y_true, mask)
+        scores = y_pred.astype(np.float32)
+        actual = y_true > 0.5
         for counts_above, counts_below, group in ((self.tp, self.fn, scores[actual]),
                                                  (self.fp, self.tn, scores[~actual])):
             # how many of the group score strictly above each threshold, by binary search in the sorted scores

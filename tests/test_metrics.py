@@ -157,3 +157,34 @@ def test_sequence_metrics_decode_only_the_steps_the_output_mask_keeps() -> None:
     unmasked_distance.update(y_pred, y_true)
     # without the mask: [1, 0, 2] (one edit of 2) and [0, 0, 2, 1] (two of 2)
     assert unmasked.result() == 0.0 and unmasked_distance.result() == pytest.approx((1 / 2 + 2 / 2) / 2)
+
+
+_STEP_MASK = np.array([[True, True, False], [False, True, True]])
+
+
+@pytest.mark.parametrize("config, y_pred, y_true, expected", [
+    # per-step classes: valid steps hit, miss, hit, hit; both padded steps miss
+    ("sparse_categorical_accuracy", np.eye(3)[[[0, 1, 2], [0, 2, 1]]], [[0, 0, 0], [1, 2, 1]], 3 / 4),
+    ("accuracy", np.eye(3)[[[0, 1, 2], [0, 2, 1]]], [[0, 0, 0], [1, 2, 1]], 3 / 4),
+    ("categorical_accuracy", np.eye(3)[[[0, 1, 2], [0, 2, 1]]], np.eye(3)[[[0, 0, 0], [1, 2, 1]]], 3 / 4),
+    # one sigmoid per step: valid steps 0.9/1 hit, 0.2/1 miss, 0.7/1 hit, 0.1/0 hit; padded steps miss
+    ("binary_accuracy", [[[0.9], [0.2], [0.3]], [[0.6], [0.7], [0.1]]], [[[1], [1], [1]], [[0], [1], [0]]], 3 / 4),
+    ("mse", [[[1.0], [2.0], [9.0]], [[9.0], [0.0], [1.0]]], [[[0.0], [0.0], [0.0]], [[0.0], [0.0], [0.0]]],
+     (1 + 4 + 0 + 1) / 4),
+    # valid: tp (0.9), fn (0.2), tp (0.7), tn (0.1); padded: fp (0.3 vs 0 at 0.25), fp (0.6)
+    ({"type": "precision", "threshold": 0.25}, [[[0.9], [0.2], [0.3]], [[0.6], [0.7], [0.1]]],
+     [[[1], [1], [0]], [[0], [1], [0]]], 1.0),
+    # the same valid steps; padded: fn (0.1 vs 1), tp (0.6)
+    ({"type": "recall", "threshold": 0.25}, [[[0.9], [0.2], [0.1]], [[0.6], [0.7], [0.1]]],
+     [[[1], [1], [1]], [[1], [1], [0]]], 2 / 3),
+    # valid scores: positives 0.9, 0.2, 0.7 and the negative 0.1 rank perfectly; the padded negatives do not
+    ("auc", [[[0.9], [0.2], [0.95]], [[0.99], [0.7], [0.1]]], [[[1], [1], [0]], [[0], [1], [0]]], 1.0),
+])
+def test_metrics_leave_out_the_padded_steps_of_a_masked_output(config: str | dict, y_pred: list, y_true: list,
+                                                               expected: float) -> None:
+    metric = create_metric(config)
+    metric.update(np.asarray(y_pred, np.float32), np.asarray(y_true), _STEP_MASK)
+    assert metric.result() == pytest.approx(expected, abs=1e-6)
+    unmasked = create_metric(config)
+    unmasked.update(np.asarray(y_pred, np.float32), np.asarray(y_true))
+    assert unmasked.result() != pytest.approx(expected, abs=1e-3)

@@ -23,7 +23,8 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
                     beam_width: int | None, as_json: bool) -> None:
     """Predictions of a trained model for the examples in INPUT (.npy, .npz or .csv; .txt, a text a line, for text).
 
-    Outputs trained with the ctc loss are decoded to label sequences (padded with -1 in .npy files).
+    Outputs trained with the ctc loss are decoded to label sequences (padded with -1 in .npy files); per-step
+    classifiers give a label for each step (padded steps of a masked sequence left out).
     """
     json_mode(as_json)
     from dlcli.train.predictions import decode_sequences, read_inputs, write_predictions
@@ -34,5 +35,5 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     inputs = read_inputs(input_path, spec, model)
     outputs, masks = predict_with_masks(model, inputs, batch_size or spec.train.batch_size)
     outputs = decode_sequences(outputs, model, beam_width, masks)
-    for line in write_predictions(outputs, model, output, as_json):
+    for line in write_predictions(outputs, model, output, as_json, masks):
         click.echo(line)

@@ -337,19 +337,20 @@ def affine_resample(images: Tensor, matrices: np.ndarray, interpolation: str = "
                                 fill_value=fill_value)
 
 
-def softmax_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:
+# weights (optional, for the three below): each position's share of the loss, summing to 1; None is the mean
+def softmax_crossentropy(logits: Tensor, targets: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
     """Mean crossentropy of softmax(logits) against one-hot (or soft) targets; gradient p - y."""
-    return SoftmaxCrossEntropy.apply(logits, Tensor(targets))
+    return SoftmaxCrossEntropy.apply(logits, Tensor(targets), weights=weights)
 
 
-def sparse_softmax_crossentropy(logits: Tensor, labels: np.ndarray) -> Tensor:
+def sparse_softmax_crossentropy(logits: Tensor, labels: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
     """Mean crossentropy of softmax(logits) against integer labels; gradient p - onehot."""
-    return SparseSoftmaxCrossEntropy.apply(logits, Tensor(labels))
+    return SparseSoftmaxCrossEntropy.apply(logits, Tensor(labels), weights=weights)
 
 
-def sigmoid_binary_crossentropy(logits: Tensor, targets: np.ndarray) -> Tensor:
+def sigmoid_binary_crossentropy(logits: Tensor, targets: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
     """Mean binary crossentropy of sigmoid(logits) against 0/1 (or soft) targets; gradient s - y."""
-    return SigmoidBinaryCrossEntropy.apply(logits, Tensor(targets))
+    return SigmoidBinaryCrossEntropy.apply(logits, Tensor(targets), weights=weights)
 
 
 def ctc_loss(logits: Tensor, labels: np.ndarray, input_lengths: np.ndarray | None = None, blank: int = -1) -> Tensor:

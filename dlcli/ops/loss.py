@@ -8,55 +8,72 @@ from dlcli.ops.activation import stable_log_softmax
 from dlcli.tensor import Array, Op
 
 
-class SoftmaxCrossEntropy(Op):
+class _WeightedMean(Op):
+    """A loss op's mean over positions, or with `weights` (broadcastable to the positions, summing to 1 over
+    them) a weighted sum: how a step mask makes padded steps count for nothing (weights 0 there)."""
+
+    def __init__(self, weights: Array | None = None) -> None:
+        self.weights = weights
+
+    def _reduce(self, per_position: Array, dtype: np.dtype) -> Array:
+        if self.weights is None:
+            self.scale = 1.0 / max(per_position.size, 1)
+            return np.asarray(np.add.reduce(per_position, axis=None) * self.scale, dtype=dtype)
+        self.scale = np.broadcast_to(self.weights, per_position.shape).astype(dtype, copy=False)
+        return np.asarray(np.add.reduce(per_position * self.scale, axis=None), dtype=dtype)
+
+    def _scaled(self, d_positions: Array, d_out: Array, per_class: bool) -> Array:
+        """d_positions times d_out and each position's weight (over the class axis when per_class)."""
+        if self.weights is None:
+            d_positions *= d_out * self.scale
+        else:
+            d_positions *= d_out * (self.scale[..., None] if per_class else self.scale)
+        return d_positions
+
+
+class SoftmaxCrossEntropy(_WeightedMean):
     """mean over positions of -sum(y * log_softmax(logits)) over the last axis; y one-hot or soft labels."""
 
     def forward(self, logits: Array, targets: Array) -> Array:
         log_p = stable_log_softmax(logits, -1)
         self.log_p, self.targets = log_p, targets
-        self.count = log_p.size // log_p.shape[-1]
-        return np.asarray(-(targets * log_p).sum() / self.count, dtype=logits.dtype)
+        return self._reduce(-(targets * log_p).sum(axis=-1), logits.dtype)
 
     def backward(self, d_out: Array) -> tuple[Array, None]:
         d_logits = np.exp(self.log_p)
         d_logits -= self.targets
-        d_logits *= d_out / self.count
-        return d_logits, None
+        return self._scaled(d_logits, d_out, per_class=True), None
 
 
-class SparseSoftmaxCrossEntropy(Op):
+class SparseSoftmaxCrossEntropy(_WeightedMean):
     """mean over positions of -log_softmax(logits)[label]; labels are integer class indices."""
 
     def forward(self, logits: Array, labels: Array) -> Array:
         log_p = stable_log_softmax(logits, -1)
         self.log_p, self.labels = log_p, labels.astype(np.intp, copy=False)[..., None]
-        self.count = self.labels.size
-        picked = np.take_along_axis(log_p, self.labels, axis=-1)
-        return np.asarray(-picked.sum() / self.count, dtype=logits.dtype)
+        picked = np.take_along_axis(log_p, self.labels, axis=-1)[..., 0]
+        return self._reduce(-picked, logits.dtype)
 
     def backward(self, d_out: Array) -> tuple[Array, None]:
         d_logits = np.exp(self.log_p)
         # subtract the one-hot without building it: one write per row
         np.put_along_axis(d_logits, self.labels, np.take_along_axis(d_logits, self.labels, axis=-1) - 1, axis=-1)
-        d_logits *= d_out / self.count
-        return d_logits, None
+        return self._scaled(d_logits, d_out, per_class=True), None
 
 
-class SigmoidBinaryCrossEntropy(Op):
+class SigmoidBinaryCrossEntropy(_WeightedMean):
     """mean of -(y log s(z) + (1-y) log(1-s(z))), computed as softplus(z) - z y, stable for any z."""
 
     def forward(self, logits: Array, targets: Array) -> Array:
         self.logits, self.targets = logits, targets
         self.softplus = np.logaddexp(0, logits)  # log(1 + e^z), kept: sigmoid(z) = exp(z - softplus(z))
-        loss = self.softplus - logits * targets
-        return np.asarray(np.add.reduce(loss, axis=None) / loss.size, dtype=logits.dtype)
+        return self._reduce(self.softplus - logits * targets, logits.dtype)
 
     def backward(self, d_out: Array) -> tuple[Array, None]:
         d_logits = np.subtract(self.logits, self.softplus)
         np.exp(d_logits, out=d_logits)
         d_logits -= self.targets
-        d_logits *= d_out / self.logits.size
-        return d_logits, None
+        return self._scaled(d_logits, d_out, per_class=False), None
 
 
 def packed_labels(labels: Array) -> tuple[Array, Array]:

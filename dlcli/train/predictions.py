@@ -86,15 +86,20 @@ def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: i
     return decoded
 
 
-def _columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray | list[list[int]]]:
-    """Named result columns: for classifiers a label and one probability per class; label sequences for
-    ctc outputs (already decoded, see decode_sequences); otherwise the values."""
+def _columns(model: Model, outputs: dict[str, np.ndarray],
+             masks: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | list[list[int]]]:
+    """Named result columns: for classifiers a label and one probability per class; for per-step classifiers
+    (batch, time, classes) the label of each step the output's mask keeps; label sequences for ctc outputs
+    (already decoded, see decode_sequences); otherwise the values."""
     single = len(outputs) == 1
     columns: dict[str, np.ndarray | list[list[int]]] = {}
     for name, values in outputs.items():
         prefix = "" if single else f"{name}_"
         if model.outputs[name].loss.type == "ctc":
             columns[f"{prefix}labels"] = [[label for label in row if label >= 0] for row in values.tolist()]
+            continue
+        if model.outputs[name].loss.type in CLASSIFIER_LOSSES and values.ndim == 3:
+            columns[f"{prefix}labels"] = _step_labels(values, masks.get(name))
             continue
         flat = values.reshape(len(values), -1)
         if model.outputs[name].loss.type in CLASSIFIER_LOSSES and values.ndim == 2:
@@ -111,6 +116,15 @@ def _columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return columns
 
 
+def _step_labels(values: np.ndarray, mask: np.ndarray | None) -> list[list[int]]:
+    """Each row's class per kept step: argmax over classes, or a single sigmoid above 0.5."""
+    labels = (values[..., 0] > 0.5).astype(np.int64) if values.shape[-1] == 1 else values.argmax(axis=-1)
+    if mask is None:
+        return labels.tolist()
+    keep = np.asarray(mask, bool).reshape(labels.shape)
+    return [row[kept].tolist() for row, kept in zip(labels, keep)]  # output formatting, one list per example
+
+
 def _records(columns: dict[str, np.ndarray | list[list[int]]]) -> Iterator[dict[str, float | int | list[int]]]:
     count = len(next(iter(columns.values())))
     as_lists = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
@@ -118,9 +132,11 @@ def _records(columns: dict[str, np.ndarray | list[list[int]]]) -> Iterator[dict[
         yield {"index": i, **{k: v[i] for k, v in as_lists.items()}}
 
 
-def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool) -> list[str]:
-    """Write predictions to `path` by its suffix; without a path return the lines for stdout."""
-    columns = _columns(model, outputs)
+def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool,
+                      masks: dict[str, np.ndarray | None] | None = None) -> list[str]:
+    """Write predictions to `path` by its suffix; without a path return the lines for stdout. masks: each
+    output's step mask (examples, time) or None; padded steps get no per-step label."""
+    columns = _columns(model, outputs, masks or {})
     if path is None:
         if as_json:
             return [json.dumps(r) for r in _records(columns)]

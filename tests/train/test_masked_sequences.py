@@ -136,3 +136,69 @@ def test_padding_that_would_decode_to_labels_is_left_out_by_predict(left: bool) 
     # the same scores decoded over every step read the padding as label 0
     everything = decode_sequences(outputs, model, None)["dense"]
     assert [[int(v) for v in row if v >= 0] for row in everything] != expected
+
+
+def tagger_doc(data: str, loss: str = "sparse_categorical_crossentropy") -> dict[str, Any]:
+    """A per-step tagger: every token gets a class of its own, padded steps get whatever the targets hold."""
+    document = doc([{"type": "embedding", "input_dim": VOCAB, "output_dim": 5, "mask_zero": True},
+                    {"type": "lstm", "units": 8, "return_sequences": True},
+                    {"type": "dense", "units": 3, "activation": "softmax"}], data)
+    document["train"].update(loss=loss, metrics=["accuracy"], epochs=3)
+    document["data"]["validation_split"] = 0.25
+    return document
+
+
+def tagged(rng: np.random.Generator, n: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Padded ids and per-step classes: the token's class (id % 3) where there is data, random on padding."""
+    ids = padded_ids(rng, n, left)
+    return ids, np.where(ids != 0, ids % 3, rng.integers(0, 3, ids.shape))
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_a_per_step_loss_and_accuracy_ignore_whatever_the_padded_targets_hold(tmp_path: Path, left: bool) -> None:
+    ids, classes = tagged(np.random.default_rng(8), 64, left)
+    other = np.where(ids != 0, classes, (classes + 1) % 3)  # different targets on every padded step only
+    np.savez(tmp_path / "a.npz", x=ids, y=classes)
+    np.savez(tmp_path / "b.npz", x=ids, y=other)
+    histories = []
+    for name in ("a", "b"):
+        fit_run(validate_spec(tagger_doc(str(tmp_path / f"{name}.npz")), tmp_path / "s.toml"), tmp_path / name, [])
+        histories.append(json.loads((tmp_path / name / "summary.json").read_text())["final"])
+    assert histories[0] == histories[1]
+    # the reported accuracy counts valid steps only: recompute it from the trained model's predictions
+    _, model, _, _, _ = load_run(tmp_path / "a")
+    outputs, masks = predict_with_masks(model, {"input": ids}, 16)
+    np.testing.assert_array_equal(masks["dense"], ids != 0)
+    record = json.loads(CliRunner().invoke(cli, ["eval", str(tmp_path / "a"), "--data", str(tmp_path / "b.npz"),
+                                                 "--json"]).output.splitlines()[-1])
+    hits = outputs["dense"].argmax(axis=-1) == classes
+    assert record["accuracy"] == pytest.approx(hits[ids != 0].mean(), abs=1e-6)
+    assert record["accuracy"] != pytest.approx(hits.mean(), abs=1e-3)
+    # the loss: each batch's mean over its valid steps, averaged over batches by their rows, as Keras reports it
+    loss, batch_losses = create_loss("sparse_categorical_crossentropy"), []
+    for start in range(0, len(ids), 8):
+        valid = ids[start:start + 8] != 0
+        with no_grad():
+            batch_losses.append(loss(Tensor(outputs["dense"][start:start + 8][valid]),
+                                     classes[start:start + 8][valid]).item())
+    assert record["loss"] == pytest.approx(np.mean(batch_losses), rel=1e-5)
+
+
+def test_predict_gives_a_tagger_one_label_per_valid_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ids, classes = tagged(np.random.default_rng(9), 96, left=False)
+    np.savez("d.npz", x=ids, y=classes)
+    document = tagger_doc("d.npz")
+    document["train"]["epochs"] = 25
+    fit_run(validate_spec(document, tmp_path / "s.toml"), tmp_path / "run", [])
+    np.save("x.npy", ids[:10])
+    result = CliRunner().invoke(cli, ["predict", "run", "x.npy", "--json"])
+    assert result.exit_code == 0, result.output
+    labels = [json.loads(line)["labels"] for line in result.output.splitlines()]
+    assert [len(row) for row in labels] == [int(n) for n in (ids[:10] != 0).sum(axis=1)]
+    truth = [list(row[row != 0] % 3) for row in ids[:10]]
+    assert np.mean([p == t for row_p, row_t in zip(labels, truth) for p, t in zip(row_p, row_t)]) > 0.9
+    plain = CliRunner().invoke(cli, ["predict", "run", "x.npy"]).output.splitlines()
+    assert plain[0] == "index=0 labels=" + ",".join(map(str, labels[0]))
+    assert CliRunner().invoke(cli, ["predict", "run", "x.npy", "--output", "p.csv"]).exit_code == 0
+    assert Path("p.csv").read_text().splitlines()[:2] == ["labels", " ".join(map(str, labels[0]))]
