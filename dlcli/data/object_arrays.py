@@ -2,14 +2,13 @@
 
 NumPy stores an object array as a pickle of the ndarray: `_reconstruct(ndarray, (0,), b'b')`, then BUILD with
 (version, shape, dtype('O8'), fortran, [element, ...]). Keras' imdb.npz and reuters.npz hold lists of ints
-that way. `pickletools.genops` splits the stream into opcodes without executing anything; a small stack machine
+that way. `read_opcodes` splits the stream into opcodes without executing anything; a small stack machine
 here rebuilds the lists from them, knowing only those few names, and refuses any other global, any other call,
 and any opcode outside that shape, so a crafted file cannot make it run code.
 """
 
 from __future__ import annotations
 
-import pickletools
 import zipfile
 import zlib
 from array import array
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dlcli.data.opcode_reader import read_opcodes
 from dlcli.errors import DataError
 
 _RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
@@ -143,8 +143,7 @@ class _Machine:
         """The object the pickle stream describes, built only from the allowed pieces."""
         stack = self.stack
         try:
-            for opcode, arg, _position in pickletools.genops(payload):
-                name = opcode.name
+            for name, arg in read_opcodes(payload):
                 if name in _INTS:  # by far the most common: checked first
                     stack.append(arg)
                 elif name == "APPENDS":

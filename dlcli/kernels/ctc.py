@@ -206,7 +206,7 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
 
     grad (B, T, C), unless it is empty (shape (B, 0, 0): the loss alone), gets d nll[b] / d logits[b]
     = softmax - posterior occupancy of each class; zero past the input length, and zero for a sequence
-    whose labels cannot fit in its steps: its loss is inf (as torch's ctc_loss gives).
+    whose labels cannot fit in its steps: its loss is inf (as the reference implementations give).
     """
     want_grad = grad.shape[1] > 0
     for b in numba.prange(logits.shape[0]):

@@ -92,7 +92,7 @@ class CTCLoss(Op):
     The gradient comes from the forward-backward recursion (softmax minus each class's posterior
     occupancy), not from differentiating it step by step; it is computed with the loss, while the
     recursion's variables are at hand. A label sequence that cannot fit in its steps (more labels plus
-    repeats than steps) has an infinite loss and a zero gradient, as torch's ctc_loss gives inf.
+    repeats than steps) has an infinite loss and a zero gradient, as the reference implementations give inf.
     """
 
     def __init__(self, input_lengths: Array | None, blank: int) -> None:
