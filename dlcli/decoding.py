@@ -22,6 +22,11 @@ def _lengths(scores: np.ndarray, input_lengths: np.ndarray | None) -> np.ndarray
     return np.clip(np.asarray(input_lengths, np.int64).reshape(-1), 0, steps)
 
 
+def mask_covers(mask: np.ndarray | None, shape: tuple[int, ...]) -> bool:
+    """Whether a (batch, time) step mask applies to values of this shape (batch, time, ...)."""
+    return mask is not None and len(shape) >= 2 and tuple(np.shape(mask)) == tuple(shape[:2])
+
+
 def valid_step_order(mask: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """(per-row step order that puts each row's valid steps first, or None when they already come first; their
     counts) for a (batch, time) mask. Padding at the start, as Keras' pad_sequences puts it by default, is

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from dlcli.decoding import mask_covers
 from dlcli.errors import SpecError
 from dlcli.initializers import WeightTooLargeError, physical_memory
 from dlcli.layers import Layer, Shape, create_layer
@@ -146,7 +147,7 @@ def _handed_on_mask(inputs: list[Tensor], out: Tensor) -> np.ndarray | None:
     """The inputs' step mask for an output with the same (batch, time) axes: a step holds data where it does
     in every input that has a mask (Keras' merge layers AND them); None when no input has one."""
     masks = [t.mask for t in inputs if t.mask is not None]
-    if not masks or out.ndim < 2 or out.shape[:2] != masks[0].shape:
+    if not masks or not mask_covers(masks[0], out.shape):
         return None
     combined = masks[0]
     for mask in masks[1:]:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from dlcli import ops, registry
-from dlcli.decoding import valid_step_order
+from dlcli.decoding import mask_covers, valid_step_order
 from dlcli.errors import DataError
 from dlcli.registry import StrictSpec
 from dlcli.tensor import Tensor
@@ -61,7 +61,7 @@ def step_weights(mask: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtyp
     """Each entry's share of a loss over values of `shape` (batch, time, ...) whose steps the (batch, time) mask
     marks: 1 / (valid steps x entries per step) where the mask holds, 0 on padding; they sum to 1 (all zeros
     when no step is valid). None when there is no mask or it does not cover the first two axes."""
-    if mask is None or len(shape) < 2 or tuple(np.shape(mask)) != tuple(shape[:2]):
+    if not mask_covers(mask, shape):
         return None
     mask = np.asarray(mask, bool)
     per_step = int(np.prod(shape[2:], dtype=np.int64))

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dlcli import registry
-from dlcli.decoding import ctc_greedy_decode, valid_steps_first
+from dlcli.decoding import ctc_greedy_decode, mask_covers, valid_steps_first
 from dlcli.ops.loss import packed_labels
 from dlcli.registry import StrictSpec
 
@@ -68,7 +68,7 @@ class MeanMetric(Metric):
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
         values = self.values(y_pred, y_true)
-        if _covers(mask, values.shape):  # a padded step is not an example
+        if mask_covers(mask, values.shape):  # a padded step is not an example
             values = values[np.asarray(mask, bool)]
         self.add(values)
 
@@ -81,15 +81,10 @@ class MeanMetric(Metric):
         return self.total / self.count if self.count else 0.0
 
 
-def _covers(mask: np.ndarray | None, shape: tuple[int, ...]) -> bool:
-    """Whether a (batch, time) step mask applies to values of this shape (batch, time, ...)."""
-    return mask is not None and len(shape) >= 2 and tuple(np.shape(mask)) == tuple(shape[:2])
-
-
 def _unmasked(y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Predictions and 0/1 targets flattened, without the padded steps' entries."""
     y_true = np.asarray(y_true).reshape(y_pred.shape)
-    if _covers(mask, y_pred.shape):
+    if mask_covers(mask, y_pred.shape):
         keep = np.asarray(mask, bool)
         y_pred, y_true = y_pred[keep], y_true[keep]
     return y_pred.reshape(-1), y_true.reshape(-1)

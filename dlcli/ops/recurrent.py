@@ -76,8 +76,8 @@ class Recurrent(Op):
             else np.ascontiguousarray(bias, dtype)
         self.first = steps if self.options.reverse else 0  # the slot the first step reads
         self.last = 0 if self.options.reverse else steps  # the slot the last step writes
-        initial = [np.zeros((n, units), dtype) if not given else np.asarray(state, dtype) for state in
-                   given or [None] * self.states]
+        initial = [np.asarray(state, dtype) for state in given] if given \
+            else [np.zeros((n, units), dtype) for _ in range(self.states)]
         for state in initial:
             if state.shape != (n, units):
                 raise ValueError(f"an initial state of shape {state.shape} for {n} sequences of {units} units")
