@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ class Splits:
     train: Split
     validation: Split | None
     test: Split | None
+    # what predict and eval need to read new data the way training read it (JSON-able; saved in every
+    # checkpoint as metadata["data"]): e.g. CSV feature column names, class names, missing-value fills
+    schema: dict[str, Any] = field(default_factory=dict)
 
 
 def load_splits(spec: RunSpec, model: Model, rng: np.random.Generator, need_train: bool = True) -> Splits:

@@ -291,6 +291,7 @@ class _Run:
         world = self.world
         progress = {"epoch": epoch, "step": step, "rng": self.streams.state(), "history": self.history,
                     "best": self.best.state(), "kind": kind, "in_epoch": in_epoch, "world_size": world.size,
+                    "data": self.splits.schema,
                     "weights_hash": weights_hash(self.model)}
         if world.size > 1:  # each rank's dropout stream, so that a resume continues every rank exactly
             progress["rng_ranks"] = world.gather_json(rng_state(self.streams.model))
