@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar, get_args
+from typing import Any, Callable, Iterable, Iterator, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
@@ -59,8 +59,7 @@ class Registry:
 
     def closest(self, name: str) -> str | None:
         """The registered name nearest to `name`, if any is near enough."""
-        found = difflib.get_close_matches(str(name), list(self._entries), n=1, cutoff=0.6)
-        return found[0] if found else None
+        return suggest(name, self._entries)
 
     def names(self, include_aliases: bool = False) -> list[str]:
         """Registered names, sorted; aliases only when asked."""
@@ -73,10 +72,20 @@ class Registry:
         return iter(e for e in self._entries.values() if e.alias_of is None)
 
 
-class StrictSpec(BaseModel):
-    """Base of every spec model: unknown keys are errors, so a misspelt key fails instead of vanishing."""
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The one "did you mean" of dlcli: the candidate nearest to `name`, if any is near enough (difflib)."""
+    found = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class StrictSpec(BaseModel):
+    """Base of every spec model: unknown keys are errors, so a misspelt key fails instead of vanishing.
+
+    Numbers must be finite: `learning_rate = nan` or `inf` is a mistake to report before training, not a
+    divergence to find after it, and no key means "no limit" by inf (a missing value, None, does that).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -5,11 +5,12 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from dlcli import registry
 from dlcli.errors import SpecError
@@ -36,9 +37,25 @@ def read_toml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise SpecError(f"{path}: cannot read it ({err.strerror})") from None
     try:
-        return tomllib.loads(text)
+        return _parse_toml(text.removeprefix("\ufeff"))  # a byte-order mark, as Windows editors write
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: invalid TOML: {err}") from None
+    except _TooDeep as err:
+        raise SpecError(f"{path}: invalid TOML: {err}") from None
+
+
+class _TooDeep(Exception):
+    """Arrays or inline tables nested deeper than the parser's recursion can follow."""
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    """tomllib.loads, with a document nested too deeply for its recursive parser turned into _TooDeep."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few hundred levels exhaust Python's stack
+        raise _TooDeep("arrays or inline tables are nested too deeply (hundreds of levels) to read; "
+                       "no spec needs more than a few") from None
 
 
 def parse_key(key: str) -> list[str | int]:
@@ -55,13 +72,18 @@ def parse_key(key: str) -> list[str | int]:
 def parse_value(text: str) -> Any:
     """A TOML value (`3`, `1e-3`, `true`, `"relu"`, `[1, 2]`, `{ type = "adam" }`); a bare word is a string."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        return _parse_toml(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each KEY=VALUE of `overrides` in `document` (in place), creating tables as needed."""
+    """Set each KEY=VALUE of `overrides` in `document` (in place), creating tables as needed.
+
+    A name given for a table (`optimizer = "adam"`, `loss = "mse"`, a metric or a callback by name) is
+    short for `{ type = "NAME" }`, so `--set train.optimizer.learning_rate=1e-2` expands it before
+    descending, wherever the schema says that key takes the shorthand.
+    """
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -73,19 +95,71 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
                     raise SpecError(f"--set {key}: {_display(parts[:depth + 1])} does not exist")
-                node = node[part]
+            elif not isinstance(node, dict):
+                raise SpecError(f"--set {key}: {_display(parts[:depth])} is not a table")
             else:
-                if not isinstance(node, dict):
-                    raise SpecError(f"--set {key}: {_display(parts[:depth])} is not a table")
-                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+                node.setdefault(part, [] if isinstance(nxt, int) else {})
+            if isinstance(node[part], str) and isinstance(nxt, str) and _takes_name_shorthand(parts[:depth + 1],
+                                                                                             document):
+                node[part] = {"type": node[part]}
+            node = node[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or last >= len(node):
                 raise SpecError(f"--set {key}: {_display(parts)} does not exist")
         elif not isinstance(node, dict):
             raise SpecError(f"--set {key}: {_display(parts[:-1])} is not a table")
-        node[last] = parse_value(value.strip())
+        try:
+            node[last] = parse_value(value.strip())
+        except _TooDeep as err:
+            raise SpecError(f"--set {key}: {err}") from None
     return document
+
+
+def _takes_name_shorthand(parts: list[str | int], document: dict[str, Any]) -> bool:
+    """Whether the key at `parts` accepts a bare name for `{ type = NAME }`.
+
+    That is a key whose schema converts a string before validating (a BeforeValidator) into a model, or a
+    union of models, told apart by `type`: optimizer, loss, metrics entries, callbacks entries.
+    """
+    annotation = _schema_at(parts, document)
+    if annotation is None:
+        return False
+    annotation = _without_none(annotation)
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return False
+    base, *metadata = typing.get_args(annotation)
+    if not any(isinstance(item, BeforeValidator) for item in metadata):
+        return False
+    base = _unwrap(base)
+    members = [_unwrap(member) for member in typing.get_args(base)] or [base]
+    return all(isinstance(member, type) and issubclass(member, BaseModel) and "type" in member.model_fields
+               for member in members)
+
+
+def _schema_at(parts: list[str | int], document: dict[str, Any]) -> Any:
+    """The annotation (Annotated metadata kept) of the key at `parts`, following the document's own tags."""
+    current: Any = RunSpec
+    node: Any = document
+    for part in parts:
+        tag = node.get("type") if isinstance(node, dict) else None
+        if isinstance(tag, str) and typing.get_origin(_unwrap(current)) in _UNIONS:
+            current = _step(current, tag)  # a union of models: the node's type names its member
+        current = _step(current, part) if current is not None else None
+        if current is None:
+            return None
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    return current
+
+
+def _has(node: dict[str, Any] | list[Any], part: str | int) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X | None` -> X, keeping X's Annotated metadata (which _unwrap drops)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if typing.get_origin(annotation) in _UNIONS and len(args) == 1 else annotation
 
 
 def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunSpec:
@@ -160,12 +234,14 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+_UNIONS = (typing.Union, types.UnionType)
+
+
 def _unwrap(annotation: Any) -> Any:
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
-            and len(args) == 1:
+    if typing.get_origin(annotation) in _UNIONS and len(args) == 1:
         return _unwrap(args[0])
     return annotation
 
@@ -174,7 +250,10 @@ def _step(current: Any, part: Any) -> Any:
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         field = current.model_fields.get(part) if isinstance(part, str) else None
-        return field.annotation if field is not None else None
+        if field is None:
+            return None
+        # pydantic moves a field's own Annotated metadata (validators) to field.metadata: put it back
+        return typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     origin = typing.get_origin(current)
     if origin in (list, tuple):
         return typing.get_args(current)[0]
