@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from dlcli.errors import DivergedError
+from dlcli.errors import DivergedError, SpecError
 from dlcli.graph import Model
 from dlcli.losses import Loss, LossSpec, create_loss, weighted_total
 from dlcli.metrics import Metric, create_metric
 from dlcli.optimizers import Optimizer
+from dlcli.registry import suggest
+from dlcli.spec.models import TrainSpec
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.distributed import World, moving_states
@@ -41,16 +44,18 @@ class Objective:
         self.losses: dict[str, Loss] = {}
         self.weights: dict[str, float] = {}
         self.metric_factories: dict[str, list[Callable[[], Metric]]] = {}
+        self.metric_names: dict[str, list[str]] = {}  # what each output's metrics are called in logs
         single = len(model.outputs) == 1
         for name, output in model.outputs.items():
             self.losses[name] = create_loss(output.loss.model_dump())
             self.weights[name] = output.weight
             shape = model.shapes[name]
             target_shape = (target_shapes or {}).get(name)
-            self.metric_factories[name] = [
-                _metric_factory(m.model_dump(exclude_none=True), output.loss, shape, target_shape,
-                                prefix="" if single else f"{name}_")
-                for m in output.metrics]
+            prefix = "" if single else f"{name}_"
+            configs = [m.model_dump(exclude_none=True) for m in output.metrics]
+            self.metric_names[name] = [_metric_name(config, prefix) for config in configs]
+            self.metric_factories[name] = [_metric_factory(config, output.loss, shape, target_shape, prefix)
+                                           for config in configs]
 
     def new_metrics(self) -> dict[str, list[Metric]]:
         """Fresh running metrics for every output."""
@@ -63,10 +68,63 @@ class Objective:
         parts = {f"{name}_loss": term.item() for name, term in terms.items()} if len(terms) > 1 else {}
         return total, parts
 
+    def loss_names(self) -> list[str]:
+        """The loss entries of an epoch's logs: "loss", then "<output>_loss" for each output of several."""
+        return ["loss", *(f"{name}_loss" for name in self.losses)] if len(self.losses) > 1 else ["loss"]
+
+
+def reported_names(objective: Objective, has_validation: bool) -> list[str]:
+    """Exactly the keys of an epoch's logs (history.jsonl, callbacks, monitors), in their order.
+
+    "loss", each output's loss when there are several ("<output>_loss"), each metric's name (prefixed
+    "<output>_" when there are several outputs), the same again prefixed "val_" when there is validation
+    data, then "seconds" and "learning_rate", which the epoch loop adds.
+    """
+    training = list(dict.fromkeys([*objective.loss_names(),
+                                   *(name for names in objective.metric_names.values() for name in names)]))
+    validation = [f"val_{name}" for name in training] if has_validation else []
+    return list(dict.fromkeys([*training, *validation, "seconds", "learning_rate"]))
+
+
+def check_monitors(train: TrainSpec, names: Sequence[str]) -> None:
+    """Every value the spec monitors (train.monitor, each callback's monitor) is one the run reports.
+
+    `names` is reported_names(...) for the run. Called before the first epoch, so a typo costs no
+    training. train.monitor = "val_loss" (the default) without validation data is allowed: the best
+    checkpoint then follows "loss". Raises one SpecError naming every key that is wrong.
+    """
+    monitored = [("train.monitor", train.monitor)]
+    monitored += [(f"train.callbacks[{index}].monitor", callback.monitor)
+                  for index, callback in enumerate(train.callbacks) if hasattr(callback, "monitor")]
+    problems = [str(unknown_monitor_error(key, monitor, names)) for key, monitor in monitored
+                if monitor not in names and not (key == "train.monitor" and monitor == "val_loss")]
+    if len(problems) == 1:
+        raise SpecError(problems[0])
+    if problems:
+        raise SpecError(f"{len(problems)} monitored values are not reported:\n" +
+                        "\n".join(f"  {problem}" for problem in problems))
+
+
+def unknown_monitor_error(key: str, monitor: str, names: Sequence[str]) -> SpecError:
+    """The error for a monitor that is not among the run's reported names: the key, a did-you-mean, the names."""
+    close = suggest(monitor, names)
+    text = f"{key}: {monitor!r} is not reported; the run reports {', '.join(names)}"
+    if close:
+        text += f" (did you mean {close}?)"
+    if monitor.startswith("val_") and "val_loss" not in names:
+        text += ('; it has no validation data, so no val_ values: add data.validation_split = 0.2 or '
+                 'data.validation = "PATH", or monitor a training value')
+    return SpecError(text)
+
+
+def _metric_name(config: dict[str, Any], prefix: str) -> str:
+    """A metric's key in logs: its `name`, else its `type` as written, prefixed by its output's name."""
+    return prefix + config.get("name", config["type"])
+
 
 def _metric_factory(config: dict[str, Any], loss: LossSpec, shape: tuple[int, ...],
                     target_shape: tuple[int, ...] | None, prefix: str) -> Callable[[], Metric]:
-    config = {**config, "name": prefix + config.get("name", config["type"])}
+    config = {**config, "name": _metric_name(config, prefix)}
 
     def make() -> Metric:
         return create_metric(dict(config), loss=loss, output_shape=shape, target_shape=target_shape)

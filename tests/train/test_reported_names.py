@@ -1,0 +1,116 @@
+"""reported_names: the keys an epoch's logs hold, known before the first epoch; monitors checked against them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dlcli.errors import SpecError
+from dlcli.graph import build_model
+from dlcli.spec.load import validate_spec
+from dlcli.train.callbacks import Callback
+from dlcli.train.fit import fit_run
+from dlcli.train.loop import Objective, check_monitors, reported_names, unknown_monitor_error
+
+
+class EpochKeys(Callback):
+    """Records the keys of every epoch's logs, as the train loop hands them to callbacks."""
+
+    def __init__(self) -> None:
+        self.keys: list[list[str]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.keys.append(list(logs))
+
+
+def _single(folder: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    np.savez(folder / "s.npz", x=rng.normal(size=(40, 2)).astype(np.float32), y=rng.integers(0, 3, 40))
+    return {"name": "single", "data": {"train": str(folder / "s.npz")},
+            "model": {"input": {"shape": [2]}, "layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+            "train": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy", {"type": "sparse_top_k_categorical_accuracy", "k": 2, "name": "top2"}],
+                      "epochs": 1, "batch_size": 20}}
+
+
+def _multi(folder: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    np.savez(folder / "m.npz", x=rng.normal(size=(40, 2)).astype(np.float32), kind=rng.integers(0, 3, 40),
+             level=rng.normal(size=(40, 1)).astype(np.float32))
+    return {"name": "multi", "data": {"train": str(folder / "m.npz"), "inputs": {"x": "x"},
+                                      "targets": {"kind": "kind", "level": "level"}},
+            "model": {"inputs": {"x": {"shape": [2]}},
+                      "nodes": {"kind": {"type": "dense", "input": "x", "units": 3, "activation": "softmax"},
+                                "level": {"type": "dense", "input": "x", "units": 1}},
+                      "outputs": {"kind": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+                                  "level": {"loss": "mse", "metrics": ["mae"]}}},
+            "train": {"epochs": 1, "batch_size": 20}}
+
+
+@pytest.mark.parametrize("make", [_single, _multi], ids=["single_output", "multi_output"])
+@pytest.mark.parametrize("validation", [False, True], ids=["no_validation", "validation"])
+def test_reported_names_are_exactly_the_keys_of_a_real_epochs_logs(tmp_path: Path, make: Any,
+                                                                   validation: bool) -> None:
+    doc = make(tmp_path)
+    if validation:
+        doc["data"]["validation_split"] = 0.25
+    spec = validate_spec(copy.deepcopy(doc), Path("s.toml"))
+    model = build_model(spec.model, np.random.default_rng(0), spec)
+    names = reported_names(Objective(model), has_validation=validation)
+    recorder = EpochKeys()
+    fit_run(spec, tmp_path / "run", [recorder])
+    assert recorder.keys == [names]
+
+
+def test_reported_names_of_a_multi_output_model_spell_out_each_output(tmp_path: Path) -> None:
+    spec = validate_spec(_multi(tmp_path), Path("s.toml"))
+    model = build_model(spec.model, np.random.default_rng(0), spec)
+    assert reported_names(Objective(model), True) == [
+        "loss", "kind_loss", "level_loss", "kind_accuracy", "level_mae",
+        "val_loss", "val_kind_loss", "val_level_loss", "val_kind_accuracy", "val_level_mae",
+        "seconds", "learning_rate"]
+
+
+NAMES = ["loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate"]
+
+
+def _train(folder: Path, **options: Any) -> Any:
+    doc = _single(folder)
+    doc["train"].update(options)
+    return validate_spec(doc, Path("s.toml")).train
+
+
+def test_check_monitors_accepts_reported_names_and_val_loss_without_validation(tmp_path: Path) -> None:
+    check_monitors(_train(tmp_path, monitor="val_accuracy", callbacks=[{"type": "early_stopping", "monitor": "accuracy"}]),
+                   NAMES)
+    check_monitors(_train(tmp_path), ["loss", "accuracy", "seconds", "learning_rate"])  # best follows loss then
+
+
+def test_a_misspelt_callback_monitor_names_its_key_suggests_and_lists_the_names(tmp_path: Path) -> None:
+    train = _train(tmp_path, callbacks=[{"type": "model_checkpoint", "every_epochs": 1},
+                              {"type": "reduce_lr_on_plateau", "monitor": "val_acc"}])
+    with pytest.raises(SpecError) as caught:
+        check_monitors(train, NAMES)
+    assert str(caught.value) == ("train.callbacks[1].monitor: 'val_acc' is not reported; the run reports loss, "
+                                 "accuracy, val_loss, val_accuracy, seconds, learning_rate (did you mean "
+                                 "val_accuracy?)")
+
+
+def test_every_wrong_monitor_is_listed_in_one_error(tmp_path: Path) -> None:
+    train = _train(tmp_path, monitor="acuracy", callbacks=[{"type": "early_stopping", "monitor": "val_los"}])
+    with pytest.raises(SpecError) as caught:
+        check_monitors(train, NAMES)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 monitored values are not reported:"
+    assert lines[1].startswith("  train.monitor: 'acuracy' is not reported;") and "(did you mean accuracy?)" in lines[1]
+    assert lines[2].startswith("  train.callbacks[0].monitor: 'val_los'") and "(did you mean val_loss?)" in lines[2]
+
+
+def test_a_val_monitor_without_validation_data_says_how_to_get_it() -> None:
+    error = unknown_monitor_error("train.callbacks[0].monitor", "val_accuracy",
+                                  ["loss", "accuracy", "seconds", "learning_rate"])
+    assert "no validation data" in str(error) and "data.validation_split" in str(error)
+    assert "did you mean" not in unknown_monitor_error("train.monitor", "zzz", NAMES).args[0]
