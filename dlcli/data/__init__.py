@@ -1,17 +1,23 @@
 """Datasets as NumPy arrays: the registry, downloads and their cache, file readers, splits and batches."""
 
-from dlcli.data.batches import (batch_slices, check_finite, check_labels, check_lengths, one_hot, shuffled_order,
-                                split_validation)
+from dlcli.data.batches import (batch_slices, check_examples, check_finite, check_labels, check_lengths, listed_rows,
+                                nonfinite_rows, one_hot, refuse_nonfinite, shuffled_order, split_validation)
 from dlcli.data.catalog import (Dataset, DatasetInfo, DatasetRow, DatasetSplits, RemoteFile, bundled_dir,
                                 bundled_file, dataset_info, keras_split, list_datasets, load_dataset)
+from dlcli.data.csv_examples import (MISSING_POLICIES, CsvExamples, CsvRecipe, fill_missing, fill_values,
+                                     read_csv_examples)
 from dlcli.data.download import cache_dir, fetch, file_sha256, local_copy, mirror_dir
+from dlcli.data.dtypes import check_input_dtype, check_target_dtype
+from dlcli.data.files import existing_file
 from dlcli.data.readers import (read_csv, read_csv_columns, read_csv_text, read_idx, read_npy, read_npz,
                                 read_table, read_text_lines)
 
 __all__ = [
-    "Dataset", "DatasetInfo", "DatasetRow", "DatasetSplits", "RemoteFile",
-    "batch_slices", "bundled_dir", "bundled_file", "cache_dir", "check_finite", "check_labels", "check_lengths",
-    "dataset_info", "fetch", "file_sha256", "keras_split", "list_datasets", "load_dataset", "local_copy",
-    "mirror_dir", "one_hot", "read_csv", "read_csv_columns", "read_csv_text", "read_idx", "read_npy", "read_npz",
-    "read_table", "read_text_lines", "shuffled_order", "split_validation",
+    "MISSING_POLICIES", "CsvExamples", "CsvRecipe", "Dataset", "DatasetInfo", "DatasetRow", "DatasetSplits",
+    "RemoteFile", "batch_slices", "bundled_dir", "bundled_file", "cache_dir", "check_examples", "check_finite",
+    "check_input_dtype", "check_labels", "check_lengths", "check_target_dtype", "dataset_info", "existing_file",
+    "fetch", "file_sha256", "fill_missing", "fill_values", "keras_split", "list_datasets", "listed_rows",
+    "load_dataset", "local_copy", "mirror_dir", "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns",
+    "read_csv_examples", "read_csv_text", "read_idx", "read_npy", "read_npz", "read_table", "read_text_lines",
+    "refuse_nonfinite", "shuffled_order", "split_validation",
 ]

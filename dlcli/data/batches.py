@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 
 from dlcli.errors import DataError
+
+SHOWN_ROWS = 5  # how many offending rows a message lists before it just counts them
 
 
 def check_lengths(arrays: dict[str, np.ndarray]) -> int:
@@ -19,6 +23,46 @@ def check_lengths(arrays: dict[str, np.ndarray]) -> int:
         raise DataError(f"arrays have different numbers of examples (first dimension): {listed}; every input "
                         f"and target needs exactly one entry per example")
     return next(iter(lengths.values()), 0)
+
+
+def check_examples(label: str, array: np.ndarray) -> None:
+    """DataError unless `array` holds at least one example along its first axis."""
+    if np.ndim(array) == 0:
+        raise DataError(f"{label} is a scalar: expected one entry per example along its first axis")
+    if len(array) == 0:
+        raise DataError(f"{label} holds no examples (zero rows, shape {list(array.shape)}): expected at least one; "
+                        f"check that the file was written completely")
+
+
+def nonfinite_rows(array: np.ndarray) -> np.ndarray:
+    """Which examples (first axis) hold NaN, infinity, or a number too large for float32 (the model's dtype)."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return np.zeros(len(array), bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(array.sum(dtype=np.float32)):
+            return np.zeros(len(array), bool)  # a finite float32 sum proves every entry finite in float32
+        bad = ~np.isfinite(array.astype(np.float32))
+    return bad.reshape(len(array), -1).any(axis=1)
+
+
+def listed_rows(names: Sequence[str]) -> str:
+    """ "a, b, c" for the first SHOWN_ROWS names, then how many more."""
+    more = f" and {len(names) - SHOWN_ROWS:,} more" if len(names) > SHOWN_ROWS else ""
+    return ", ".join(names[:SHOWN_ROWS]) + more
+
+
+def refuse_nonfinite(array: np.ndarray, where: Callable[[int], str], fix: str) -> None:
+    """DataError naming the first example (by `where(row)`, its place in the file) that holds NaN, infinity or a
+    number float32 cannot hold, and how many do; `fix` ends the message."""
+    rows = np.flatnonzero(nonfinite_rows(array))
+    if not rows.size:
+        return
+    values = array[rows[0]].reshape(-1)
+    with np.errstate(over="ignore"):
+        value = values[~np.isfinite(values.astype(np.float32))][0]
+    found = str(value) if not np.isfinite(value) else f"{value:g}, too large for float32"
+    raise DataError(f"{where(int(rows[0]))} holds {found} ({rows.size:,} of {len(array):,} rows hold NaN or "
+                    f"infinity: rows {listed_rows([str(int(i)) for i in rows])}, counting from 0); {fix}")
 
 
 def check_finite(name: str, array: np.ndarray) -> None:
@@ -76,9 +120,10 @@ def batch_slices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def split_validation(arrays: dict[str, np.ndarray], fraction: float,
-                     rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Shuffle the examples with `rng`, then hold out the last `fraction` of them for validation."""
+def split_validation(arrays: dict[str, np.ndarray], fraction: float, rng: np.random.Generator,
+                     source: str = "the data") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Shuffle the examples with `rng`, then hold out the last `fraction` of them for validation; `source` names
+    where the examples came from in messages."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must lie in [0, 1), got {fraction}")
     n = check_lengths(arrays)
@@ -86,10 +131,13 @@ def split_validation(arrays: dict[str, np.ndarray], fraction: float,
         return dict(arrays), {name: array[:0] for name, array in arrays.items()}
     # floor, as Keras' validation_split computes its split point
     split_at = int(n * (1.0 - fraction))
+    if n == 1:
+        raise DataError(f"{source} holds a single example, which validation_split = {fraction} cannot split into "
+                        f"a training and a validation part; add examples, or give a separate validation file")
     if split_at in (0, n):
-        raise DataError(f"validation_split = {fraction} of {n:,} examples leaves "
-                        f"{'no example for validation' if split_at == n else 'no example for training'}; "
-                        f"use a larger fraction, a larger dataset, or a separate validation file")
+        part, advice = ("training", "a smaller fraction") if split_at == 0 else ("validation", "a larger fraction")
+        raise DataError(f"{source}: validation_split = {fraction} of {n:,} examples leaves no example for {part}; "
+                        f"use {advice}, a larger dataset, or a separate validation file")
     order = rng.permutation(n)
     train, validation = order[:split_at], order[split_at:]
     return ({name: array[train] for name, array in arrays.items()},

@@ -170,6 +170,11 @@ class DataSpec(StrictSpec):
                                                '"string"')
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
     one_hot: bool = False
+    missing: Literal["error", "drop_rows", "fill_mean", "fill_value"] = Field(
+        "error", description="Missing CSV cells (empty, NA, NaN, null, ...): an error naming the line, or drop "
+                             "those rows, or fill feature cells with the training part's column mean or fill_value")
+    fill_value: float | None = Field(None, description='The number missing feature cells get with missing = '
+                                                       '"fill_value"')
     options: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -179,6 +184,11 @@ class DataSpec(StrictSpec):
         if self.text is not None and self.features is not None:
             raise ValueError("give text = \"COLUMN\" (a model input of dtype \"string\") or features = [...] "
                              "(numeric columns), not both: a CSV file feeds one model input")
+        if (self.missing == "fill_value") != (self.fill_value is not None):
+            raise ValueError('missing = "fill_value" needs the number to fill with: add fill_value = 0 (for '
+                             'example)' if self.fill_value is None else f'fill_value = {self.fill_value} is used '
+                             f'only with missing = "fill_value" (missing is "{self.missing}"); add that, or drop '
+                             f'fill_value')
         return self
 
 

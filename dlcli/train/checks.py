@@ -6,10 +6,9 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data import list_datasets  # noqa: F401 - imports the catalog, which fills registry.datasets
-from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.spec.models import RunSpec
-from dlcli.train.datasets import check_split, read_split
+from dlcli.train.datasets import load_splits
 
 
 def model_for_summary(spec: RunSpec) -> Model:
@@ -18,19 +17,16 @@ def model_for_summary(spec: RunSpec) -> Model:
 
 
 def check_data_files(spec: RunSpec, model: Model) -> None:
-    """The dataset is registered, or each data file exists, reads, and fits the model's inputs and outputs.
+    """The dataset is registered, or the data files read, split and fit the model exactly as `train` would
+    read them.
 
-    Problems are spec errors here (exit 2): validate answers "is this spec ready to train?".
+    Problems keep their own exit codes, the same as train gives: a data problem is a DataError (exit 3), named
+    with its spec key (data.train, ...), so that validate's answer and train's agree.
     """
     data = spec.data
     if data.dataset is not None:
         registry.datasets.entry(data.dataset)  # an unknown name raises the did-you-mean error
         return
-    for key in ("train", "validation", "test"):
-        path = getattr(data, key)
-        if path is None:
-            continue
-        try:
-            check_split(read_split(path, data, model), model, key, data.one_hot)
-        except DataError as err:
-            raise SpecError(f"data.{key}: {err}") from None
+    from dlcli.train.fit import Streams  # the validation hold-out train draws, so the same rows are held out
+
+    load_splits(spec, model, Streams(spec.seed).split)

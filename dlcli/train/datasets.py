@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from pathlib import Path
 
 import numpy as np
 
 from dlcli.data import (
-    check_finite, check_labels, check_lengths, load_dataset, one_hot, read_csv, read_csv_text, read_npy, read_npz,
+    CsvRecipe, check_examples, check_finite, check_input_dtype, check_labels, check_lengths, check_target_dtype,
+    fill_missing, fill_values, load_dataset, one_hot, read_csv_examples, read_npy, read_npz, refuse_nonfinite,
     split_validation,
 )
+from dlcli.data.labels import check_class_count, class_ids, class_list
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.ops.loss import packed_labels
@@ -19,6 +22,10 @@ from dlcli.spec.models import DataSpec, RunSpec
 from dlcli.train.loop import Split
 
 SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
+CLASSIFIER_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+FILL_POLICIES = ("fill_mean", "fill_value")
+_NONFINITE_FIX = ("remove or fix those rows (data.missing handles missing CSV cells; in arrays, NaN and "
+                  "infinity are always errors)")
 
 
 @dataclass
@@ -29,30 +36,63 @@ class Splits:
     validation: Split | None
     test: Split | None
     # what predict and eval need to read new data the way training read it (JSON-able; saved in every
-    # checkpoint as metadata["data"]): e.g. CSV feature column names, class names, missing-value fills
+    # checkpoint as metadata["data"]):
+    #   "columns": [name, ...]  the CSV feature columns the model's input takes, in order (matched by name)
+    #   "classes": {output: [name, ...]}  class names, sorted, for outputs trained on string labels
+    #   "missing": {"policy", "rows_dropped", "cells_filled", "fill": {column: number}}  (data from files only)
     schema: dict[str, Any] = field(default_factory=dict)
 
 
 def load_splits(spec: RunSpec, model: Model, rng: np.random.Generator, need_train: bool = True) -> Splits:
-    """Read the data the spec names, hold out validation after a seeded shuffle, and check every array."""
+    """Read the data the spec names, hold out validation after a seeded shuffle, and check every array.
+
+    Each file is checked as it is read, before any shuffle, so problems name the file's line or row; missing CSV
+    cells are filled after the validation part is held out, from the training part alone.
+    """
     data = spec.data
+    schema: dict[str, Any] = {}
     if data.dataset is not None:
         train, test = _registry_splits(data, model)
         validation = None
     else:
         assert data.train is not None
-        train = read_split(data.train, data, model)
-        test = read_split(data.test, data, model) if data.test is not None else None
-        validation = read_split(data.validation, data, model) if data.validation is not None else None
-    if validation is None and data.validation_split > 0:
+        schema["missing"] = {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0}
+        train, test, validation = _read_key(data, "train", model, schema, learn=True), None, None
+    if data.validation is None and data.validation_split > 0:
         merged = {**{f"in:{k}": v for k, v in train.inputs.items()}, **{f"out:{k}": v for k, v in train.targets.items()}}
-        kept, held = split_validation(merged, data.validation_split, rng)
+        kept, held = split_validation(merged, data.validation_split, rng, str(data.train or data.dataset))
         train, validation = _unmerge(kept), _unmerge(held)
-    splits = Splits(train, validation, test)
+    if data.dataset is None:
+        _fill_training_part(schema, data, model, train, validation)
+        validation = _read_key(data, "validation", model, schema) if data.validation is not None else validation
+        test = _read_key(data, "test", model, schema) if data.test is not None else None
+    splits = Splits(train, validation, test, schema)
     for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
         if split is not None:
             check_split(split, model, name, data.one_hot)
     return splits
+
+
+def _read_key(data: DataSpec, key: str, model: Model, schema: dict[str, Any], learn: bool = False) -> Split:
+    """The file of data.<key>; its problems name the key too."""
+    try:
+        return read_split(getattr(data, key), data, model, schema, learn)
+    except DataError as err:
+        raise DataError(f"data.{key}: {err}") from None
+
+
+def _fill_training_part(schema: dict[str, Any], data: DataSpec, model: Model, train: Split,
+                        validation: Split | None) -> None:
+    """Fill missing CSV cells of the training and held-out parts, with statistics of the training part alone."""
+    if data.missing not in FILL_POLICIES or "columns" not in schema:
+        return
+    name = _only(model.inputs, "input")
+    schema["missing"]["fill"] = fill_values(train.inputs[name], schema["columns"], data.missing, data.fill_value,
+                                            f"data.train: {data.train}")
+    for split in (train, validation):
+        if split is not None:
+            schema["missing"]["cells_filled"] += fill_missing(split.inputs[name], schema["columns"],
+                                                              schema["missing"]["fill"])
 
 
 def _unmerge(arrays: dict[str, np.ndarray]) -> Split:
@@ -75,36 +115,118 @@ def _registry_splits(data: DataSpec, model: Model) -> tuple[Split, Split]:
             Split({input_name: loaded.x_test}, {output_name: loaded.y_test}))
 
 
-def read_split(path: Path, data: DataSpec, model: Model) -> Split:
-    """One split from a user file: .npz (arrays by name), .csv (feature and target columns) or .npy pairs."""
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+def data_suffix(path: Path) -> str:
+    """".npz", ".csv", ".csv.gz", ".npy", ...: what kind of data file `path` names."""
+    return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+
+
+def read_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any] | None = None,
+               learn: bool = True) -> Split:
+    """One split from a user file: .npz (arrays by name), .csv (feature and target columns) or .npy pairs.
+
+    `schema` is what training learned (CSV columns, class names, fills: see Splits.schema): this file is read
+    the same way. With `learn` (the training file, or a checkpoint older than the schema) what it lacks is
+    learned from this file and added to it; otherwise class names the schema does not list are an error.
+    """
+    schema = {} if schema is None else schema
+    suffix = data_suffix(path)
     if suffix == ".npz":
         arrays = read_npz(path)
-        return Split({name: _pick(arrays, path, array, "input") for name, array in _mapping(data.inputs, model.inputs, "x").items()},
-                     {name: _target(arrays, path, array, model.outputs[name].loss.type)
-                      for name, array in _mapping(data.targets, model.outputs, "y").items()})
+        inputs = {name: _input_array(_pick(arrays, path, array, "input"), model, name, f"{path}, array {array!r}")
+                  for name, array in _mapping(data.inputs, model.inputs, "x").items()}
+        targets = {name: _target(arrays, path, array, model, name, schema, learn)
+                   for name, array in _mapping(data.targets, model.outputs, "y").items()}
+        return Split(inputs, targets)
     if suffix in (".csv", ".csv.gz"):
-        if data.target is None:
-            raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = \"label\"")
-        input_name = _only(model.inputs, "input")
-        if model.inputs[input_name].dtype == "string":
-            if data.text is None:
-                raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
-                                f"e.g. text = \"review\"")
-            x, y = read_csv_text(path, data.text, data.target)
-        elif data.text is not None:
-            raise SpecError(f"data.text: the model's input is numeric (dtype = "
-                            f"\"{model.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
-                            f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
-        else:
-            x, y = read_csv(path, data.features, data.target)
-        return Split({input_name: x}, {_only(model.outputs, "output"): y})
+        return _csv_split(path, data, model, schema, learn)
     if suffix == ".npy":
-        x = read_npy(path)
+        input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
+        x = _input_array(read_npy(path), model, input_name, str(path))
         target_path = _npy_partner(path)
-        return Split({_only(model.inputs, "input"): x}, {_only(model.outputs, "output"): read_npy(target_path)})
+        return Split({input_name: x}, {output_name: _target_array(read_npy(target_path), str(target_path), model,
+                                                                  output_name, schema, learn)})
     raise DataError(f"{path}: unsupported data file; use .npz (arrays by name), .csv (columns) or .npy pairs "
                     "(x_NAME.npy beside y_NAME.npy)")
+
+
+def _rows_of(label: str) -> Callable[[int], str]:
+    """Row -> "LABEL, row N" for messages about an array (rows counted from 0, in the file's order)."""
+    return lambda row: f"{label}, row {row}"
+
+
+def _input_array(array: np.ndarray, model: Model, name: str, label: str) -> np.ndarray:
+    """An input array as read, checked: at least one example, a dtype the input takes, finite numbers."""
+    check_examples(label, array)
+    array = check_input_dtype(array, model.inputs[name].dtype, label)
+    refuse_nonfinite(array, _rows_of(label), _NONFINITE_FIX)
+    return array
+
+
+def _target_array(array: np.ndarray, label: str, model: Model, output: str, schema: dict[str, Any],
+                  learn: bool) -> np.ndarray:
+    """A target array as read, checked (at least one example, a dtype the loss takes, finite numbers), class
+    names mapped to ids with the class list in `schema` (learned here from the training file)."""
+    loss = model.outputs[output].loss.type
+    check_examples(label, array)
+    array = check_target_dtype(array, loss in CLASSIFIER_LOSSES, loss, label)
+    if array.dtype.kind == "U":
+        names = np.char.strip(array)
+        _refuse_new_names(schema, output, learn, label)
+        classes = schema.setdefault("classes", {}).setdefault(output, class_list(names))
+        _check_classes(classes, model, output, label)
+        return class_ids(names, classes, _rows_of(label), "label")
+    refuse_nonfinite(array, _rows_of(label), _NONFINITE_FIX)
+    return array
+
+
+def _refuse_new_names(schema: dict[str, Any], output: str, learn: bool, label: str) -> None:
+    """DataError for class names where training had numeric labels: their ids would be made up here."""
+    if not learn and output not in schema.get("classes", {}):
+        raise DataError(f"{label} holds class names, but the model was trained on numeric labels (class ids); "
+                        f"give numeric labels, as in the training data")
+
+
+def _check_classes(classes: list[str], model: Model, output: str, label: str) -> None:
+    loss = model.outputs[output].loss.type
+    width = model.shapes[output][-1]
+    check_class_count(classes, width, loss == "binary_crossentropy" and width == 1, label)
+
+
+def _csv_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any], learn: bool) -> Split:
+    """A split from a CSV file: feature columns by name (learned from the training file), missing cells by
+    data.missing, class names to ids."""
+    if data.target is None:
+        raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = \"label\"")
+    input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
+    takes_text = model.inputs[input_name].dtype == "string"
+    if takes_text and data.text is None:
+        raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
+                        f"e.g. text = \"review\"")
+    if not takes_text and data.text is not None:
+        raise SpecError(f"data.text: the model's input is numeric (dtype = "
+                        f"\"{model.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
+                        f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
+    loss = model.outputs[output_name].loss.type
+    recipe = CsvRecipe(features=data.features, target=data.target, text=data.text, missing=data.missing,
+                       columns=None if takes_text else schema.get("columns"),
+                       classes=schema.get("classes", {}).get(output_name), names_allowed=loss in CLASSIFIER_LOSSES,
+                       loss=loss)
+    read = read_csv_examples(path, recipe)
+    missing = schema.setdefault("missing", {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0})
+    missing["rows_dropped"] = missing.get("rows_dropped", 0) + read.rows_dropped
+    if read.classes is not None:
+        _refuse_new_names(schema, output_name, learn, f"{path}, column {data.target!r}")
+        _check_classes(read.classes, model, output_name, f"{path}, column {data.target!r}")
+        schema.setdefault("classes", {})[output_name] = read.classes
+    assert read.y is not None
+    y = read.y.astype(np.float32) if read.classes is None else read.y
+    if takes_text:
+        return Split({input_name: read.x}, {output_name: y})
+    schema.setdefault("columns", read.columns)
+    x = read.x.astype(np.float32)
+    if "fill" in missing:
+        missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns, missing["fill"])
+    return Split({input_name: x}, {output_name: y})
 
 
 def _mapping(given: dict[str, str] | None, names: dict, default: str) -> dict[str, str]:
@@ -126,12 +248,14 @@ def _pick(arrays: dict[str, np.ndarray], path: Path, name: str, role: str) -> np
     return arrays[name]
 
 
-def _target(arrays: dict[str, np.ndarray], path: Path, name: str, loss: str) -> np.ndarray:
+def _target(arrays: dict[str, np.ndarray], path: Path, name: str, model: Model, output: str,
+            schema: dict[str, Any], learn: bool) -> np.ndarray:
     """The target array `name`; for a ctc output, an array `<name>_lengths` beside it gives each row's number of
     labels (Keras' label_length), and what follows them, whatever it holds, becomes -1 padding."""
-    target = _pick(arrays, path, name, "target")
+    target = _target_array(_pick(arrays, path, name, "target"), f"{path}, array {name!r}", model, output, schema,
+                           learn)
     lengths_name = f"{name}_lengths"
-    if loss != "ctc" or lengths_name not in arrays:
+    if model.outputs[output].loss.type != "ctc" or lengths_name not in arrays:
         return target
     return label_sequences(target, arrays[lengths_name], f"{path}: {lengths_name!r}")
 
@@ -171,7 +295,7 @@ def _npy_partner(path: Path) -> Path:
     if not stem.startswith("x"):
         raise DataError(f"{path}: a .npy input file must be named x*.npy with its targets in y*.npy beside it")
     partner = path.with_name("y" + stem[1:] + ".npy")
-    if not partner.exists():
+    if not os.path.lexists(partner):  # a broken link or a loop is there: reading it says which
         raise DataError(f"{path}: its targets {partner.name} are missing; put them beside it")
     return partner
 
@@ -187,21 +311,11 @@ def check_split(split: Split, model: Model, name: str, to_one_hot: bool) -> None
         if array.shape[1:] != expected:
             raise DataError(f"{name} input {input_name!r}: each example has shape {list(array.shape[1:])}, but the "
                             f"model's input takes {list(expected)}; fix model.input(s) shape or reshape the data")
-        _check_text(array, model.inputs[input_name].dtype == "string", f"{name} input {input_name!r}")
+        check_input_dtype(array, model.inputs[input_name].dtype, f"{name} input {input_name!r}")
         if array.dtype.kind == "f":
             check_finite(f"{name} input {input_name!r}", array)
     for output_name, target in split.targets.items():
         split.targets[output_name] = _normalized_target(target, model, output_name, name, to_one_hot)
-
-
-def _check_text(array: np.ndarray, takes_text: bool, label: str) -> None:
-    """DataError unless the array holds text exactly when the model input takes it (dtype "string")."""
-    if takes_text and array.dtype.kind != "U":
-        raise DataError(f"{label}: the model takes text (dtype = \"string\"), but the data has dtype {array.dtype}; "
-                        f"give it strings (a CSV column named by data.text, or a unicode array)")
-    if not takes_text and array.dtype.kind in "US":
-        raise DataError(f"{label}: the data is text (dtype {array.dtype}), but the model's input is numeric; give "
-                        f"the input dtype = \"string\" and shape = [1] and start the model with text_vectorization")
 
 
 def _normalized_target(target: np.ndarray, model: Model, output: str, split: str, to_one_hot: bool) -> np.ndarray:

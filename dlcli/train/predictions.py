@@ -5,33 +5,87 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from dlcli.checkpoint import write_atomically
-from dlcli.data import read_csv_columns, read_csv_text, read_npy, read_npz, read_text_lines
+from dlcli.data import (CsvRecipe, check_examples, check_input_dtype, fill_missing, listed_rows, nonfinite_rows,
+                        read_csv_examples, read_npy, read_npz, read_text_lines)
 from dlcli.decoding import ctc_decode, valid_steps_first
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
+from dlcli.train.datasets import CLASSIFIER_LOSSES, data_suffix
 
-CLASSIFIER_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+OUTPUT_SUFFIXES = (".npy", ".npz", ".csv", ".jsonl", ".json")
 
 
-def read_inputs(path: Path, spec: RunSpec, model: Model) -> dict[str, np.ndarray]:
-    """The model's inputs from a .npy (one input), .npz (arrays by input name, or x) or .csv (feature columns);
-    for a model that takes text, a .txt (one text a line) or a .csv (the column data.text names)."""
+@dataclass
+class PredictionInputs:
+    """The model's inputs read from a file, and how to name an example's place in that file."""
+
+    arrays: dict[str, np.ndarray]
+    path: Path
+    lines: np.ndarray | None = None  # a CSV file's line of each example (header = line 1); None: rows from 0
+
+    def places(self, rows: np.ndarray) -> str:
+        """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
+        if self.lines is not None:
+            return f"line{'s' if len(rows) > 1 else ''} {listed_rows([str(int(self.lines[i])) for i in rows])}"
+        return f"row{'s' if len(rows) > 1 else ''} {listed_rows([str(int(i)) for i in rows])} (counting from 0)"
+
+
+def check_output_path(path: Path | None, model: Model | None, allow_nonfinite: bool) -> None:
+    """SpecError (a usage error, exit 2) for an --output the predictions cannot be written to, found before the
+    model runs: an unknown suffix, a folder that is not there, a .npy for marked rows or (given the model) for
+    several outputs."""
+    if path is None:
+        return
+    if path.suffix not in OUTPUT_SUFFIXES:
+        raise SpecError(f"--output {path}: unsupported suffix {path.suffix or '(none)'!r}; use .npy, .npz, .csv or "
+                        f".jsonl")
+    if model is not None and path.suffix == ".npy" and len(model.outputs) != 1:
+        raise SpecError(f"--output {path}: the model has {len(model.outputs)} outputs and a .npy file holds one "
+                        f"array; write them to an .npz")
+    if path.suffix == ".npy" and allow_nonfinite:
+        raise SpecError(f"--output {path}: --allow-nonfinite marks rows in a nonfinite column, which a .npy file "
+                        f"(one array) has no room for; write .npz, .csv or .jsonl")
+    if not os.path.isdir(path.parent or "."):  # isdir, unlike Path.is_dir, answers False for any OSError
+        raise SpecError(f"--output {path}: the folder {path.parent} does not exist; create it first")
+
+
+def read_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
+                ) -> dict[str, np.ndarray]:
+    """The model's inputs from a file (see read_prediction_inputs)."""
+    return read_prediction_inputs(path, spec, model, schema).arrays
+
+
+def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
+                           ) -> PredictionInputs:
+    """The model's inputs from a .npy (one input), .npz (arrays by input name, or x) or .csv (the training
+    feature columns, found by name); for a model that takes text, a .txt (one text a line) or a .csv (the
+    column data.text names). `schema` is the checkpoint's metadata["data"] (empty for old checkpoints)."""
+    schema = schema or {}
     names = list(model.inputs)
     takes_text = len(names) == 1 and model.inputs[names[0]].dtype == "string"
-    if path.suffix == ".txt" or (takes_text and (path.suffix == ".csv" or path.name.endswith(".csv.gz"))):
-        arrays = {names[0]: _texts(path, spec, takes_text)}
-    elif path.suffix == ".npy":
+    suffix = data_suffix(path)
+    lines = None
+    if path.suffix == ".txt":
+        if not takes_text:
+            raise DataError(f"{path}: a .txt file holds one text a line, for a model whose single input has dtype "
+                            f"\"string\"; this model takes numbers: use .npy, .npz or .csv")
+        arrays = {names[0]: read_text_lines(path)}
+    elif suffix in (".csv", ".csv.gz"):
+        arrays, lines = _csv_inputs(path, spec, model, schema)
+    elif suffix == ".npy":
         if len(names) != 1:
             raise DataError(f"{path}: the model has {len(names)} inputs; give an .npz with arrays {names}")
-        arrays = {names[0]: read_npy(path)}
-    elif path.suffix == ".npz":
+        arrays = {names[0]: _checked(read_npy(path), model, names[0], str(path))}
+    elif suffix == ".npz":
         found = read_npz(path)
         mapping = spec.data.inputs or ({names[0]: "x"} if len(names) == 1 else {n: n for n in names})
         arrays = {}
@@ -40,9 +94,7 @@ def read_inputs(path: Path, spec: RunSpec, model: Model) -> dict[str, np.ndarray
             if key not in found:
                 raise DataError(f"{path}: no array {mapping[name]!r} for input {name!r}; the file holds "
                                 f"{', '.join(sorted(found))}")
-            arrays[name] = found[key]
-    elif path.suffix == ".csv" or path.name.endswith(".csv.gz"):
-        arrays = {names[0]: read_csv_columns(path, spec.data.features, exclude=spec.data.target)}
+            arrays[name] = _checked(found[key], model, name, f"{path}, array {key!r}")
     else:
         raise DataError(f"{path}: unsupported input file; use .npy, .npz or .csv (or .txt, for a text model)")
     for name, array in arrays.items():
@@ -52,23 +104,53 @@ def read_inputs(path: Path, spec: RunSpec, model: Model) -> dict[str, np.ndarray
         if array.shape[1:] != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
-        if (model.inputs[name].dtype == "string") != (array.dtype.kind == "U"):
-            wanted = "text" if model.inputs[name].dtype == "string" else "numbers"
-            raise DataError(f"{path}: input {name!r} takes {wanted}, found an array of dtype {array.dtype}")
-    return arrays
+    return PredictionInputs(arrays, path, lines)
 
 
-def _texts(path: Path, spec: RunSpec, takes_text: bool) -> np.ndarray:
-    """The texts of a .txt file (a line each) or of the data.text column of a CSV file, for a text model."""
-    if not takes_text:
-        raise DataError(f"{path}: a .txt file holds one text a line, for a model whose single input has dtype "
-                        f"\"string\"; this model takes numbers: use .npy, .npz or .csv")
-    if path.suffix == ".txt":
-        return read_text_lines(path)
-    if spec.data.text is None:
+def _checked(array: np.ndarray, model: Model, name: str, label: str) -> np.ndarray:
+    """An input array with at least one example and a dtype the input takes."""
+    check_examples(label, array)
+    return check_input_dtype(array, model.inputs[name].dtype, label)
+
+
+def _csv_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any]
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A CSV file's feature columns, by the names training stored (an old checkpoint: by data.features, all but
+    the target without it), missing cells filled as training filled them; or a text model's text column."""
+    names = list(model.inputs)
+    if len(names) != 1:
+        raise DataError(f"{path}: the model has {len(names)} inputs and a CSV file feeds one; give an .npz with "
+                        f"arrays {names}")
+    takes_text = model.inputs[names[0]].dtype == "string"
+    if takes_text and spec.data.text is None:
         raise DataError(f"{path}: the model takes text, but its spec names no CSV text column (data.text); give a "
                         f".txt file with one text a line instead")
-    return read_csv_text(path, spec.data.text)[0]
+    read = read_csv_examples(path, CsvRecipe(features=spec.data.features, ignore=spec.data.target, missing="keep",
+                                             text=spec.data.text if takes_text else None,
+                                             columns=schema.get("columns")))
+    if takes_text:
+        return {names[0]: read.x}, read.lines
+    x = read.x.astype(np.float32)
+    fill = schema.get("missing", {}).get("fill")
+    if fill:
+        fill_missing(x, read.columns, fill)
+    return {names[0]: x}, read.lines
+
+
+def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | None:
+    """Which examples hold NaN, infinity or a missing cell: a DataError naming them unless `allow`, then a mask
+    (None when not allowed and all is well). A model answers such rows with a confident label all the same."""
+    rows = np.zeros(len(next(iter(inputs.arrays.values()))), bool)
+    for array in inputs.arrays.values():
+        rows |= nonfinite_rows(array)
+    if allow:
+        return rows
+    if rows.any():
+        bad = np.flatnonzero(rows)
+        raise DataError(f"{inputs.path}: {bad.size:,} of {rows.size:,} examples hold NaN, infinity or a missing "
+                        f"value ({inputs.places(bad)}); the model would answer them with a label that means nothing: "
+                        f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
+    return None
 
 
 def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None,
@@ -86,28 +168,33 @@ def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: i
     return decoded
 
 
-def _columns(model: Model, outputs: dict[str, np.ndarray],
-             masks: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | list[list[int]]]:
+def _columns(model: Model, outputs: dict[str, np.ndarray], masks: dict[str, np.ndarray | None],
+             classes: dict[str, list[str]]) -> dict[str, np.ndarray | list[list[Any]]]:
     """Named result columns: for classifiers a label and one probability per class; for per-step classifiers
     (batch, time, classes) the label of each step the output's mask keeps; label sequences for ctc outputs
-    (already decoded, see decode_sequences); otherwise the values."""
+    (already decoded, see decode_sequences); otherwise the values. An output trained on class names
+    (`classes[name]`) gives the name as its label and the class id beside it (label_id)."""
     single = len(outputs) == 1
-    columns: dict[str, np.ndarray | list[list[int]]] = {}
+    columns: dict[str, np.ndarray | list[list[Any]]] = {}
     for name, values in outputs.items():
         prefix = "" if single else f"{name}_"
-        if model.outputs[name].loss.type == "ctc":
+        loss = model.outputs[name].loss.type
+        names = np.array(classes[name]) if name in classes else None
+        if loss == "ctc":
             columns[f"{prefix}labels"] = [[label for label in row if label >= 0] for row in values.tolist()]
             continue
-        if model.outputs[name].loss.type in CLASSIFIER_LOSSES and values.ndim == 3:
-            columns[f"{prefix}labels"] = _step_labels(values, masks.get(name))
+        if loss in CLASSIFIER_LOSSES and values.ndim == 3:
+            columns[f"{prefix}labels"] = _step_labels(values, masks.get(name), names)
             continue
         flat = values.reshape(len(values), -1)
-        if model.outputs[name].loss.type in CLASSIFIER_LOSSES and values.ndim == 2:
+        if loss in CLASSIFIER_LOSSES and values.ndim == 2:
+            ids = (flat[:, 0] > 0.5).astype(np.int64) if values.shape[1] == 1 else flat.argmax(axis=1)
+            columns[f"{prefix}label"] = ids if names is None else names[ids]
+            if names is not None:
+                columns[f"{prefix}label_id"] = ids
             if values.shape[1] == 1:
-                columns[f"{prefix}label"] = (flat[:, 0] > 0.5).astype(np.int64)
                 columns[f"{prefix}probability"] = flat[:, 0]
             else:
-                columns[f"{prefix}label"] = flat.argmax(axis=1)
                 for k in range(flat.shape[1]):
                     columns[f"{prefix}probability_{k}"] = flat[:, k]
         else:
@@ -116,16 +203,18 @@ def _columns(model: Model, outputs: dict[str, np.ndarray],
     return columns
 
 
-def _step_labels(values: np.ndarray, mask: np.ndarray | None) -> list[list[int]]:
-    """Each row's class per kept step: argmax over classes, or a single sigmoid above 0.5."""
+def _step_labels(values: np.ndarray, mask: np.ndarray | None, names: np.ndarray | None) -> list[list[Any]]:
+    """Each row's class per kept step (its name, for an output trained on names): argmax over classes, or a
+    single sigmoid above 0.5."""
     labels = (values[..., 0] > 0.5).astype(np.int64) if values.shape[-1] == 1 else values.argmax(axis=-1)
+    shown = labels if names is None else names[labels]
     if mask is None:
-        return labels.tolist()
+        return shown.tolist()
     keep = np.asarray(mask, bool).reshape(labels.shape)
-    return [row[kept].tolist() for row, kept in zip(labels, keep)]  # output formatting, one list per example
+    return [row[kept].tolist() for row, kept in zip(shown, keep)]  # output formatting, one list per example
 
 
-def _records(columns: dict[str, np.ndarray | list[list[int]]]) -> Iterator[dict[str, float | int | list[int]]]:
+def _records(columns: dict[str, np.ndarray | list[list[Any]]]) -> Iterator[dict[str, Any]]:
     count = len(next(iter(columns.values())))
     as_lists = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
     for i in range(count):  # formatting output rows, not the numeric hot path
@@ -133,40 +222,48 @@ def _records(columns: dict[str, np.ndarray | list[list[int]]]) -> Iterator[dict[
 
 
 def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool,
-                      masks: dict[str, np.ndarray | None] | None = None) -> list[str]:
+                      masks: dict[str, np.ndarray | None] | None = None, classes: dict[str, list[str]] | None = None,
+                      nonfinite: np.ndarray | None = None) -> list[str]:
     """Write predictions to `path` by its suffix; without a path return the lines for stdout. masks: each
-    output's step mask (examples, time) or None; padded steps get no per-step label."""
-    columns = _columns(model, outputs, masks or {})
+    output's step mask (examples, time) or None; padded steps get no per-step label. classes: the class names
+    of outputs trained on names (the checkpoint's schema). nonfinite: with --allow-nonfinite, which examples
+    held NaN or infinity, written as a nonfinite column (an array in an .npz)."""
+    check_output_path(path, model, nonfinite is not None)
+    columns = _columns(model, outputs, masks or {}, classes or {})
+    if nonfinite is not None:
+        columns["nonfinite"] = nonfinite
     if path is None:
         if as_json:
             return [json.dumps(r) for r in _records(columns)]
         return [" ".join(f"{k}={_fmt(v)}" for k, v in r.items()) for r in _records(columns)]
-    suffix = path.suffix
     buffer = io.BytesIO()
-    if suffix == ".npy":
-        if len(outputs) != 1:
-            raise DataError(f"{path}: the model has {len(outputs)} outputs; write them to an .npz")
+    if path.suffix == ".npy":
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
-    elif suffix == ".npz":
-        np.savez(buffer, **outputs)
-    elif suffix == ".csv":
+    elif path.suffix == ".npz":
+        np.savez(buffer, **outputs, **({"nonfinite": nonfinite} if nonfinite is not None else {}))
+    elif path.suffix == ".csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(zip(*(v.tolist() if isinstance(v, np.ndarray) else [" ".join(map(str, row)) for row in v]
                                for v in columns.values())))
         buffer.write(text.getvalue().encode())
-    elif suffix in (".jsonl", ".json"):
+    else:  # .jsonl, .json: check_output_path let nothing else through
         buffer.write("".join(json.dumps(r) + "\n" for r in _records(columns)).encode())
-    else:
-        raise DataError(f"{path}: unsupported output file; use .npy, .npz, .csv or .jsonl")
-    write_atomically(path, buffer.getvalue())
+    try:
+        write_atomically(path, buffer.getvalue())
+    except OSError as err:
+        raise DataError(f"--output {path}: cannot write the predictions ({err.strerror or err})") from None
     count = len(next(iter(columns.values())))
     return [json.dumps({"event": "predictions", "path": str(path), "count": count})] if as_json \
         else [f"predictions path={path} count={count}"]
 
 
-def _fmt(value: float | int | list[int]) -> str:
+def _fmt(value: Any) -> str:
     if isinstance(value, list):  # a label sequence: commas keep `key=value` free of spaces
-        return ",".join(map(str, value))
+        return ",".join(map(_fmt, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # a class name: quoted when it would break `key=value` apart
+        return json.dumps(value) if not value or any(c.isspace() or c in '"=,' for c in value) else value
     return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -191,7 +191,8 @@ def test_validate_checks_data_files_and_prints_the_summary(tmp_path: Path) -> No
     spec = tmp_path / "s.toml"
     spec.write_text('name = "s"\n[data]\ntrain = "nope.npz"\n[model]\ninput = { shape = [2] }\n'
                     '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
-    _one_paragraph_error(dlcli("validate", str(spec), cwd=tmp_path), 2, "data.train", "nope.npz")
+    # a data problem: the same exit code as train gives for it (3), naming the spec key and the file
+    _one_paragraph_error(dlcli("validate", str(spec), cwd=tmp_path), 3, "data.train", "nope.npz")
 
 
 def test_datasets_and_list(tmp_path: Path) -> None:

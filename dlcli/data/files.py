@@ -1,0 +1,61 @@
+"""The one gate every data path passes before it is read: any OS-level problem becomes a DataError naming it."""
+
+from __future__ import annotations
+
+import errno
+import stat
+from pathlib import Path
+
+from dlcli.errors import DataError
+
+# what each common errno means for a path the user gave us, and what to do about it
+_OS_PROBLEMS = {
+    errno.ENOENT: "does not exist; check the path",
+    errno.ELOOP: "is a symbolic link that loops (it points, directly or through other links, back at itself); "
+                 "point it at a real file",
+    errno.ENAMETOOLONG: "is a name longer than this system allows (most allow 255 bytes a file or folder name); "
+                        "rename the file or folder with a shorter name",
+    errno.EACCES: "cannot be read: permission denied; check its permissions (and those of its folders)",
+    errno.EPERM: "cannot be read: operation not permitted; check its permissions",
+    errno.ENOTDIR: "goes through something that is not a folder (a file used as a folder); check the path",
+    errno.EISDIR: "is a folder, not a file; name the data file inside it",
+}
+
+
+def os_problem(path: Path, err: OSError) -> str:
+    """One paragraph saying what OSError `err` means for data path `path`."""
+    known = _OS_PROBLEMS.get(err.errno) if err.errno is not None else None
+    return f"{path} {known}" if known else f"{path} cannot be read ({err.strerror or err}); check the path and the file"
+
+
+def existing_file(path: str | Path) -> Path:
+    """`path` as a Path, or a DataError naming it if it is not a readable regular file (missing, a folder, a
+    symlink loop, a name too long, no permission: any OSError)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode  # follows symlinks, so a loop or a dangling link fails here, by its errno
+    except OSError as err:
+        raise DataError(os_problem(path, err)) from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path} is a folder, not a file; check the path")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path} is not a regular file (a device, pipe or socket); save the data to a file")
+    return path
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of data file `path`, any OSError as a DataError naming it."""
+    path = existing_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(os_problem(path, err)) from None
+
+
+def unreadable(path: Path, err: Exception, expected: str, hint: str = "") -> DataError:
+    """The DataError for a failure while reading `path` as `expected` (e.g. "a readable .npz archive"): an OS
+    problem (an OSError with an errno) says so; anything else means the content is damaged."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return DataError(os_problem(path, err))
+    return DataError(f"{path} is not {expected}{hint} ({err}); it may be truncated or corrupt: save or download "
+                     f"it again")
