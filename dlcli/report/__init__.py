@@ -1,7 +1,8 @@
 """Training output: rich bars on a terminal, plain lines on a pipe or in CI, JSON lines with --json.
 
 Only this package imports rich, and only when a terminal display is actually made, so commands that
-print a summary table or JSON never load it.
+print a summary table or JSON never load it. Every reporter writes through a GuardedStream (stream.py):
+when stdout cannot be written any more, the output stops with one note on stderr and training goes on.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from dlcli.report.base import Reporter
 from dlcli.report.records import epoch_label, format_pairs, ordered_items
+from dlcli.report.stream import guarded
 
 
 class RichProgress(Reporter):
@@ -17,6 +18,7 @@ class RichProgress(Reporter):
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console if console is not None else Console()
+        self.console.file = guarded(self.console.file)  # a terminal that goes away stops the bars, not training
         self.epochs: int | None = None
         self._progress: Progress | None = None
         self._epoch_task: TaskID | None = None

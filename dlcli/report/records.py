@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from dlcli.report.base import Reporter
+from dlcli.report.stream import guarded
 
 # the order keys are printed in, where present; other keys follow in the order they came
 START_FIRST = ("run", "name", "epochs", "steps_per_epoch", "samples", "params")
@@ -88,6 +89,7 @@ class PlainRecords(Reporter):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.out = guarded(self.stream)  # a failed write stops the output, never the training
         self.epochs: int | None = None
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
@@ -112,11 +114,11 @@ class PlainRecords(Reporter):
 
     def close(self) -> None:
         """Flush the stream."""
-        self.stream.flush()
+        self.out.flush()
 
     def _write(self, line: str) -> None:
-        self.stream.write(line.rstrip() + "\n")
-        self.stream.flush()  # CI shows a log as it arrives only if every line is flushed
+        self.out.write(line.rstrip() + "\n")
+        self.out.flush()  # CI shows a log as it arrives only if every line is flushed
 
 
 def to_json_value(value: Any) -> Any:
@@ -151,6 +153,7 @@ class JsonRecords(Reporter):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.out = guarded(self.stream)  # a failed write stops the output, never the training
         self.epochs: int | None = None
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
@@ -172,8 +175,8 @@ class JsonRecords(Reporter):
 
     def close(self) -> None:
         """Flush the stream."""
-        self.stream.flush()
+        self.out.flush()
 
     def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()  # a consumer reading the pipe sees each record as soon as it happens
+        self.out.write(line + "\n")
+        self.out.flush()  # a consumer reading the pipe sees each record as soon as it happens
