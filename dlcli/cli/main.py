@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -20,17 +23,85 @@ def report_error(message: str, exit_code: int, as_json: bool) -> None:
     """An error as one paragraph on stderr, or as a JSON object (also sent to stdout's event stream)."""
     if as_json:
         record = json.dumps({"event": "error", "exit_code": exit_code, "message": message})
-        click.echo(record)
+        try:
+            click.echo(record)
+        except OSError:  # stdout is gone (it may be why we are here): stderr still gets the record
+            from dlcli.report.stream import point_at_devnull
+
+            point_at_devnull(sys.stdout)  # so the interpreter's last flush of the record fails silently
         click.echo(record, err=True)
     else:
         click.echo(f"error: {message}", err=True)
 
 
+class JsonUsageError(click.ClickException):
+    """A usage error (bad option value, missing argument, unknown option) of a command run with --json.
+
+    click shows it by calling `show()`: here that writes the same one JSON error event as any other error.
+    """
+
+    def __init__(self, error: click.UsageError) -> None:
+        command = error.ctx.command_path if error.ctx is not None else "dlcli"
+        message = error.format_message().strip()
+        super().__init__(f"{message}{'' if message.endswith(('.', '?', '!')) else '.'} See '{command} --help'.")
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        """The error event on stdout and on stderr, as report_error writes it."""
+        report_error(self.message, self.exit_code, True)
+
+
+@contextlib.contextmanager
+def _usage_errors_as_json(as_json: bool) -> Iterator[None]:
+    """click's usage errors as JSON events when --json was asked for (they may come before json_mode runs)."""
+    try:
+        yield
+    except click.UsageError as err:
+        if not as_json:
+            raise
+        raise JsonUsageError(err) from None
+
+
+def _asks_for_json(args: Sequence[str]) -> bool:
+    """Whether --json is on the command line (before a `--`, after which words are arguments)."""
+    words = list(args)
+    return "--json" in (words[:words.index("--")] if "--" in words else words)
+
+
+_ASKS_FOR_JSON = "dlcli.asks_for_json"
+
+
+def _reports_json(ctx: click.Context) -> bool:
+    """Whether errors go out as JSON: as the command's json_mode() said, else whether --json was given."""
+    return bool(ctx.obj.get("json", ctx.meta.get(_ASKS_FOR_JSON, False)))
+
+
 class DlcliGroup(click.Group):
     """The dlcli command group: runs a subcommand, turning our errors into a message and an exit code."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        """The group's context; a usage error in the group's own options is a JSON event under --json."""
+        as_json = _asks_for_json(args)
+        with _usage_errors_as_json(as_json):
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta[_ASKS_FOR_JSON] = as_json
+        return ctx
+
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand: its usage errors, our errors and a lost stdout become one message and an exit code.
+
+        The command runs with stdout behind a strict GuardedStream and with NumPy's floating-point warnings
+        off: see _guarded_stdout and _quiet_floating_point.
+        """
         ctx.ensure_object(dict)
+        with _usage_errors_as_json(ctx.meta.get(_ASKS_FOR_JSON, False)), _guarded_stdout(), \
+                _quiet_floating_point():
+            return self._invoke_reporting_errors(ctx)
+
+    def _invoke_reporting_errors(self, ctx: click.Context) -> Any:
+        from dlcli.report.stream import OutputGoneError
+
         try:
             return super().invoke(ctx)
         except DlcliError as err:  # the user can fix this: a message, no traceback
@@ -41,23 +112,68 @@ class DlcliGroup(click.Group):
             # these stop every rank at the same step with the same words: rank 0 alone says them
             agreed = isinstance(err, (RunInterruptedError, DistributedError, DivergedError))
             if rank == 0 or not agreed:
-                report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, ctx.obj.get("json", False))
+                report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, _reports_json(ctx))
             if interrupted and under_mpi_launcher():  # all ranks exit together; mpiexec passes 130/143 on
                 ctx.exit(err.exit_code)
             if interrupted:  # checkpoint written: now die by the signal, as asked
                 from dlcli.train.interrupts import die_by_signal
 
-                sys.stdout.flush()
+                with contextlib.suppress(OSError):  # a stdout that is gone has nothing left to flush
+                    sys.stdout.flush()
                 die_by_signal(err.exit_code - 128)
             if rank and agreed:  # rank 0 says it and ends the job: an abort from here could beat its message
                 wait_for_leader_abort()
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
-            report_error("interrupted", 130, ctx.obj.get("json", False))
+            report_error("interrupted", 130, _reports_json(ctx))
             ctx.exit(130)
-        except BrokenPipeError:  # click would exit 1 on EPIPE; the reader just got what it wanted
-            ctx.exit(_reader_left())
+        except OutputGoneError as err:  # stdout was this command's result, and it could not be written
+            if err.errno == errno.EPIPE:  # `dlcli list | head`: the reader just got what it wanted
+                ctx.exit(0)
+            report_error(f"cannot write the output: stdout is not writable ({err.strerror})", 1,
+                         _reports_json(ctx))
+            ctx.exit(1)
+
+
+@contextlib.contextmanager
+def _guarded_stdout() -> Iterator[None]:
+    """Run a command with sys.stdout behind a strict GuardedStream, put back afterwards.
+
+    A failed write to stdout (EPIPE, ENOSPC, EIO, a closed descriptor) raises OutputGoneError once and
+    then the stream goes quiet, so the interpreter's last flush prints no "Exception ignored". A command
+    whose stdout is its result stops there (exit 0 for a reader that left, else 1 with one message);
+    `train` writes through a reporter, whose own lenient guard turns the failure into one note on stderr
+    and lets training finish its run directory (dlcli.report.stream).
+    """
+    from dlcli.report.stream import GuardedStream
+
+    original = sys.stdout
+    if isinstance(original, GuardedStream):
+        yield
+        return
+    sys.stdout = GuardedStream(original, strict=True)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+@contextlib.contextmanager
+def _quiet_floating_point() -> Iterator[None]:
+    """NumPy floating-point errors neither warn nor raise while a command runs.
+
+    A diverging run overflows in matmul, exp and friends, in training, validation, the divergence
+    diagnosis, metrics, eval and predict alike; what the user must hear about it is said once by our own
+    checks (the non-finite loss check exits 5; non-finite metrics are reported as nan and inf). np.errstate
+    here, around the whole command, is the one place that covers every one of those paths, and it stops
+    NumPy from making warnings at all instead of filtering them afterwards; it is context-local, so a test
+    or a library caller outside the command line keeps NumPy's defaults (dlcli runs no compute threads).
+    """
+    import numpy as np  # here, not at the top: `dlcli --help` loads no NumPy
+
+    with np.errstate(all="ignore"):
+        yield
 
 
 @click.group(cls=DlcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,12 +202,14 @@ def _json_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -
     message = f"internal error ({kind.__name__}: {error}); rerun with --debug for the traceback and report it"
     report_error(message, 1, True)
     abort_job(1)
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
     os._exit(1)
 
 
 def main() -> None:
     """Console entry point."""
+    _open_missing_standard_descriptors()  # before anything opens a file
     pin_threads()  # before anything loads NumPy
     if under_mpi_launcher():
         sys.excepthook = _mpi_excepthook
@@ -108,11 +226,22 @@ def _mpi_excepthook(kind: type[BaseException], error: BaseException, tb: Any) ->
     report_error(f"rank {rank}: internal error ({kind.__name__}: {error}); rerun with --debug for the traceback "
                  "and report it", 1, "--json" in sys.argv)
     abort_job(1)
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
     os._exit(1)
 
 
-def _reader_left() -> int:
-    """`dlcli ... | head`: the reader got what it wanted; point stdout at /dev/null so no final flush fails."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+def _open_missing_standard_descriptors() -> None:
+    """Point closed descriptors 0, 1, 2 (`dlcli train spec.toml >&-`) at /dev/null.
+
+    Python makes sys.stdout None for a closed descriptor 1; but the next file the run opens would get
+    descriptor 1, and anything that writes to it (a C library's message) would land in that checkpoint.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
