@@ -13,13 +13,20 @@ KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "sched
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key, as in train.")
 def validate_command(spec_path: Path, overrides: tuple[str, ...]) -> None:
-    """Check a spec (keys, graph, shapes, data files) and print the model summary; trains nothing."""
+    """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
+    from dlcli.errors import SpecError
     from dlcli.report import render_summary_table
     from dlcli.spec.load import load_spec
     from dlcli.train.checks import check_data_files, model_for_summary
+    from dlcli.train.loop import Objective, check_monitors, reported_names
 
     spec = load_spec(spec_path, overrides)
     model = model_for_summary(spec)
+    has_validation = spec.data.validation is not None or spec.data.validation_split > 0
+    try:
+        check_monitors(spec.train, reported_names(Objective(model), has_validation))
+    except SpecError as err:
+        raise SpecError(f"{spec_path.name}: {err}") from None
     check_data_files(spec, model)
     trainable, frozen = model.parameter_counts()
     click.echo(render_summary_table(model.summary_rows(), {"total": trainable + frozen, "trainable": trainable,

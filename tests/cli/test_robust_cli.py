@@ -164,3 +164,11 @@ def test_a_reader_that_leaves_early_ends_a_listing_quietly(tmp_path: Path) -> No
     result = subprocess.run(f"{sys.executable} -m dlcli list | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                             executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0 and result.stdout == "layers:\n" and result.stderr == ""
+
+
+def test_validate_checks_monitored_names_against_what_the_run_reports(tmp_path: Path) -> None:
+    result = dlcli("validate", DIGITS, "--set", 'train.callbacks=[{ type = "early_stopping", monitor = "val_acc" }]',
+                   cwd=tmp_path)
+    assert_one_paragraph(result, 2, "error: digits_mlp.toml: train.callbacks[0].monitor: 'val_acc' is not reported; "
+                                    "the run reports loss, accuracy, val_loss, val_accuracy, seconds, learning_rate "
+                                    "(did you mean val_accuracy?)")
