@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import sys
@@ -97,8 +98,8 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
                     raise SpecError(f"--set {key}: {_display(parts[:depth + 1])} does not exist")
             elif not isinstance(node, dict):
                 raise SpecError(f"--set {key}: {_display(parts[:depth])} is not a table")
-            else:
-                node.setdefault(part, [] if isinstance(nxt, int) else {})
+            elif part not in node:  # a table the file leaves out: start from the schema's default, if it has one
+                node[part] = _default_table(parts[:depth + 1], document) if isinstance(nxt, str) else []
             if isinstance(node[part], str) and isinstance(nxt, str) and _takes_name_shorthand(parts[:depth + 1],
                                                                                              document):
                 node[part] = {"type": node[part]}
@@ -114,6 +115,14 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
         except _TooDeep as err:
             raise SpecError(f"--set {key}: {err}") from None
     return document
+
+
+def _default_table(parts: list[str | int], document: dict[str, Any]) -> dict[str, Any]:
+    """The default of the key at `parts` when it is a table (train.optimizer: { type = "rmsprop" }), else {}."""
+    owner = _unwrap(_schema_at(parts[:-1], document))
+    field = owner.model_fields.get(parts[-1]) if isinstance(owner, type) and issubclass(owner, BaseModel) else None
+    default = field.get_default(call_default_factory=True) if field is not None else None
+    return copy.deepcopy(default) if isinstance(default, dict) else {}
 
 
 def _takes_name_shorthand(parts: list[str | int], document: dict[str, Any]) -> bool:

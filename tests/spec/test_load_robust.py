@@ -83,6 +83,12 @@ def test_losses_metrics_and_callbacks_given_by_name_take_overrides_of_their_opti
     assert graph.model.outputs["y"].loss.from_logits
 
 
+def test_an_override_inside_a_table_the_file_leaves_out_starts_from_its_default(tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, SPEC.replace('optimizer = "adam"\n', "")),
+                     ["train.optimizer.learning_rate=0.05"])
+    assert spec.train.optimizer.type == "rmsprop" and spec.train.optimizer.learning_rate == 0.05
+
+
 def test_an_option_the_named_component_lacks_is_reported_against_that_component(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"train\.optimizer\.learnin_rate: unknown key; adam takes .*"
                                         r"\(did you mean learning_rate\?\)"):
