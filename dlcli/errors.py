@@ -25,6 +25,10 @@ class UnknownNameError(SpecError):
         self.kind, self.name, self.known, self.closest = kind, name, known, closest
 
 
+class RunDirectoryTakenError(SpecError):
+    """A run directory already holds a run or other files, or another process is writing it (exit 2)."""
+
+
 class DataError(DlcliError):
     """Data is missing, corrupt, offline or of the wrong shape (exit 3)."""
 

@@ -16,6 +16,8 @@ from dlcli.cli.main import json_mode
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the run goes (default runs/<name>/).")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in the run directory (moved aside first, deleted when the new run finishes).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per event, nothing else on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -26,15 +28,21 @@ from dlcli.cli.main import json_mode
               help="Under MPI: compare the ranks' weight hashes every N steps (0: only at the end).")
 @click.option("--allow-world-size-change", is_flag=True,
               help="Under MPI: resume a run saved with a different number of ranks, re-sharding from its step.")
-def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool,
-                  quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
-                  allow_world_size_change: bool) -> None:
-    """Train the model in SPEC; checkpoints, history and summary go to the run directory."""
+def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
+                  overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
+                  mpi_check_every: int, allow_world_size_change: bool) -> None:
+    """Train the model in SPEC; checkpoints, history and summary go to a new run directory.
+
+    Without --run-dir a new run gets runs/<name>/, or runs/<name>-2/ and so on when that holds a run.
+    """
     json_mode(as_json)
+    from dlcli.errors import SpecError
     from dlcli.train.launcher import under_mpi_launcher
 
+    if resume and overwrite:
+        raise SpecError("--resume continues the run in the run directory and --overwrite replaces it; give one")
     if workers > 1 and not under_mpi_launcher():
-        _launch_workers(spec_path, overrides, run_dir, resume, as_json, quiet, workers, mpi_timeout,
+        _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
                         mpi_check_every, allow_world_size_change)
         return
     from dlcli.report import make_reporter
@@ -42,6 +50,7 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
     from dlcli.train.distributed import connect
     from dlcli.train.fit import fit_run
     from dlcli.train.resume import resume_run
+    from dlcli.train.rundir import claim_run_directory
 
     world = connect(mpi_timeout, mpi_check_every)
     try:
@@ -55,15 +64,16 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
                 click.echo(f"note: {note}", err=True)
             return
         spec = load_spec(spec_path, overrides)
+        directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, world)
         with make_reporter(output) as reporter:  # closing stops a live display even when training fails
-            fit_run(spec, run_dir or Path("runs") / spec.name, [reporter], world=world)
+            fit_run(spec, directory, [reporter], world=world)
     finally:
         world.close()
 
 
-def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool,
-                    quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
-                    allow_world_size_change: bool) -> None:
+def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
+                    overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
+                    mpi_check_every: int, allow_world_size_change: bool) -> None:
     """`--workers N`: check what can be checked here (one clear error instead of N), then run N ranks."""
     from dlcli.cli.distributed import check_mpi4py, run_workers
     from dlcli.errors import SpecError
@@ -81,7 +91,8 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
         args += ["--set", override]
     if run_dir is not None:
         args += ["--run-dir", str(run_dir)]
-    args += [flag for flag, on in (("--resume", resume), ("--json", as_json), ("--quiet", quiet),
+    args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", as_json),
+                                   ("--quiet", quiet),
                                    ("--allow-world-size-change", allow_world_size_change)) if on]
     args += ["--mpi-timeout", str(mpi_timeout), "--mpi-check-every", str(mpi_check_every)]
     context = click.get_current_context().find_root()

@@ -64,8 +64,17 @@ class EarlyStopping:
 
     def __init__(self, spec: EarlyStoppingSpec, index: int) -> None:
         self.spec = spec
+        self.index = index
         self.watch = Watch(spec.monitor, spec.mode, spec.min_delta, key=f"train.callbacks[{index}].monitor")
         self.best_weights: dict[str, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps, so a resumed run stops when the uninterrupted one would."""
+        return {"watch": self.watch.state()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`."""
+        self.watch.load(state.get("watch", {}))
 
     def epoch_end(self, epoch: int, logs: dict[str, float], weights: dict[str, Any]) -> bool:
         """Record the epoch; True when training should stop."""
@@ -79,8 +88,18 @@ class ReduceLROnPlateau:
 
     def __init__(self, spec: ReduceLROnPlateauSpec, index: int) -> None:
         self.spec = spec
+        self.index = index
         self.watch = Watch(spec.monitor, spec.mode, spec.min_delta, key=f"train.callbacks[{index}].monitor")
         self.cooldown = 0
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps, so a resumed run lowers the rate when the uninterrupted one would."""
+        return {"watch": self.watch.state(), "cooldown": self.cooldown}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`."""
+        self.watch.load(state.get("watch", {}))
+        self.cooldown = int(state.get("cooldown", 0))
 
     def epoch_end(self, epoch: int, logs: dict[str, float], optimizer: Optimizer) -> None:
         """Record the epoch and lower the optimizer's rate when the value has stalled."""

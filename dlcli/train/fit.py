@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, RunInterruptedError, SpecError
+from dlcli.errors import CheckpointError, DivergedError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer, create_optimizer
 from dlcli.spec.callbacks import EarlyStoppingSpec, ReduceLROnPlateauSpec
@@ -26,8 +27,8 @@ from dlcli.train.distributed import World, weights_hash
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.loop import EpochProgress, Objective, Split, evaluate, fit_epoch, input_tensor
 from dlcli.train.rundir import (
-    checkpoint_path, remove_stale_temporaries, restore_model, rng_state, save_run_checkpoint, write_history,
-    write_json,
+    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
+    save_run_checkpoint, write_history, write_json,
 )
 
 
@@ -92,10 +93,13 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
     return monitor
 
 
-def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Path | None = None,
+def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
             world: World | None = None, checkpoint_bytes: bytes | None = None,
             allow_world_size_change: bool = False) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
+
+    A path is claimed here (a new run: it must be missing or empty; with `resume`: the run's own folder),
+    a RunDirectory was claimed by the caller; either way its lock is released when this returns or raises.
 
     With `resume`, continue exactly where that checkpoint stopped, at an epoch end or mid-epoch: weights, layer
     and optimizer state, the random streams, the position in the epoch's shuffled order, running loss and
@@ -111,28 +115,48 @@ def fit_run(spec: RunSpec, run_dir: Path, callbacks: list[Callback], resume: Pat
     if spec.train.batch_size % world.size:
         raise SpecError(f"train.batch_size: {spec.train.batch_size} does not split evenly over {world.size} ranks; "
                         f"use a multiple of {world.size} (the batch size is the global batch, shared by the ranks)")
-    run = _Run(spec, run_dir, callbacks, world)
-    if resume is not None:
-        run.restore(resume, checkpoint_bytes, allow_world_size_change)
-    with StopSignals() as signals:
-        run.signals = signals
-        for cb in callbacks:
-            cb.on_train_begin(run.info)
-        for epoch in range(run.first_epoch, spec.train.epochs + 1):
-            if not run.train_epoch(epoch):
-                break
-    world.check_weights(run.model, run.step)
-    summary = run.finish(time.perf_counter() - started)
+    directory = run_dir if isinstance(run_dir, RunDirectory) else _claim(Path(run_dir), resume is not None, world)
+    try:
+        run = _Run(spec, directory, callbacks, world)
+        if resume is not None:
+            run.restore(resume, checkpoint_bytes, allow_world_size_change)
+        if run.leader and run.run_id is None:  # a run from before run.json: give it an identity now
+            run.run_id = uuid.uuid4().hex
+            directory.write_manifest({"run_id": run.run_id})
+        if resume is None:
+            run.write_spec()
+        with StopSignals() as signals:
+            run.signals = signals
+            for cb in callbacks:
+                cb.on_train_begin(run.info)
+            try:
+                for epoch in range(run.first_epoch, spec.train.epochs + 1):
+                    if not run.train_epoch(epoch):
+                        break
+            except DivergedError as err:
+                raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
+        world.check_weights(run.model, run.step)
+        summary = run.finish(time.perf_counter() - started)
+    finally:
+        directory.close()
     for cb in callbacks:
         cb.on_train_end(summary)
     return summary
 
 
+def _claim(path: Path, resuming: bool, world: World) -> RunDirectory:
+    """The run directory, locked by the one rank that writes it."""
+    if world.rank != 0:
+        return RunDirectory.unlocked(path)
+    return RunDirectory.existing(path) if resuming else RunDirectory.fresh(path)
+
+
 class _Run:
     """The pieces of one training run and the epoch loop over them."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, callbacks: list[Callback], world: World) -> None:
-        self.spec, self.run_dir, self.callbacks, self.world = spec, run_dir, callbacks, world
+    def __init__(self, spec: RunSpec, directory: RunDirectory, callbacks: list[Callback], world: World) -> None:
+        self.spec, self.directory, self.callbacks, self.world = spec, directory, callbacks, world
+        self.run_dir = run_dir = directory.path
         self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
@@ -142,10 +166,10 @@ class _Run:
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.parameters())
         self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
+        self.run_id = directory.manifest().get("run_id") if self.leader else None
         if self.leader:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(run_dir)
-            write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
+            remove_stale_temporaries(run_dir)  # ours to remove: the lock says no other writer is here
+        self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
         batch_size = spec.train.batch_size
         self.steps_per_epoch = min(-(-len(self.splits.train) // batch_size),
                                    spec.train.steps_per_epoch or len(self.splits.train))
@@ -156,6 +180,8 @@ class _Run:
                      "validation_samples": len(self.splits.validation) if self.splits.validation else 0,
                      "seed": spec.seed, "params": trainable + frozen, "trainable_params": trainable,
                      "resumed_from": None, "world_size": world.size}
+        if directory.replaced is not None:
+            self.info["replaced"] = str(directory.replaced)
         self.best = Watch(_default_monitor(spec, self.splits), spec.train.monitor_mode)
         self.stoppers = [EarlyStopping(c, i) for i, c in enumerate(spec.train.callbacks)
                          if isinstance(c, EarlyStoppingSpec)]
@@ -164,6 +190,8 @@ class _Run:
         self.periodic = periodic_epochs(spec.train.callbacks)
         self.history: list[dict[str, Any]] = []
         self.step, self.first_epoch, self.stopped_early = 0, 1, False
+        self.steps_done = 0  # steps whose update has been applied (self.step only moves at epoch ends)
+        self.last_saved_at: int | None = None  # the step checkpoints/last was written after, in this process
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
 
@@ -197,10 +225,14 @@ class _Run:
             self.first_epoch, self.step = int(metadata["epoch"]) + 1, int(metadata["step"])
             self.history = list(metadata["history"])
             self.resumed_epoch = metadata.get("in_epoch")
+            self._restore_callbacks(list(metadata.get("callbacks", [])))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{path}: its training progress is incomplete ({err}); it cannot be "
                                   "resumed") from None
         self.info["resumed_from"] = str(path)
+        # the state resumed from is only known good once a finite loss has been computed from it
+        self.steps_done = self.last_saved_at = self.step
+        self.run_id = metadata.get("run_id") or self.run_id
 
     def train_epoch(self, epoch: int) -> bool:
         """One epoch with validation, history and checkpoints; False when training must stop."""
@@ -232,6 +264,7 @@ class _Run:
                 time.sleep(STEP_PAUSE)
             if TEST_FAULT:
                 _inject_fault(self.world.rank, first_step + p.done, self.model)
+            self.steps_done = first_step + p.done
             if self.world.size == 1 and not p.stop_signal:  # one process may stop on a signal that came just now
                 p.stop_signal = stop_requested()
             interrupted = p.stop_signal != 0
@@ -264,45 +297,93 @@ class _Run:
         logs.update(seconds=time.perf_counter() - epoch_start, learning_rate=learning_rate)
         logs = self.world.agree(logs)  # every rank takes the same decisions below: rank 0's numbers
         self.history.append({"epoch": epoch, **logs})
-        if self.leader:
-            write_history(self.run_dir, self.history)
         improved = self.best.update(epoch, logs)
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
-        self._checkpoint("last", epoch, self.step)
+        # the callbacks decide before the checkpoints, so that `last` holds the rate and the stop they chose
+        for reducer in self.reducers:
+            reducer.epoch_end(epoch, logs, self.optimizer)
+        if any([stopper.epoch_end(epoch, logs, model_weights(self.model)) for stopper in self.stoppers]):
+            self.stopped_early = True
+        # best before last, history after both: `last` never names a best epoch whose file is not in place,
+        # and history.jsonl never lists an epoch that no checkpoint holds (it may lag `last` by one epoch)
         if improved:
             self._checkpoint("best", epoch, self.step)
+        self._checkpoint("last", epoch, self.step)
+        if self.leader:
+            write_history(self.run_dir, self.history)
         for p in self.periodic:
             if epoch % p.every_epochs == 0:  # type: ignore[operator]
                 self._checkpoint(f"epoch_{epoch:04d}", epoch, self.step, event="periodic")
                 if self.leader:
                     _prune(self.run_dir, p.keep_last)
-        for reducer in self.reducers:
-            reducer.epoch_end(epoch, logs, self.optimizer)
-        if any([stopper.epoch_end(epoch, logs, model_weights(self.model)) for stopper in self.stoppers]):
-            self.stopped_early = True
-            return False
-        return True
+        return not self.stopped_early
 
     def _checkpoint(self, kind: str, epoch: int, step: int, in_epoch: dict[str, Any] | None = None,
                     event: str | None = None) -> None:
         """Write checkpoints/<kind>; `last` keeps the one it replaces as `previous`, for --resume to fall back on."""
         path = checkpoint_path(self.run_dir, kind)
         world = self.world
-        progress = {"epoch": epoch, "step": step, "rng": self.streams.state(), "history": self.history,
-                    "best": self.best.state(), "kind": kind, "in_epoch": in_epoch, "world_size": world.size,
-                    "data": self.splits.schema,
+        progress = {"run_id": self.run_id, "epoch": epoch, "step": step, "rng": self.streams.state(),
+                    "history": self.history, "best": self.best.state(), "kind": kind, "in_epoch": in_epoch,
+                    "world_size": world.size, "stopped_early": self.stopped_early,
+                    "callbacks": self._callback_states(), "data": self.splits.schema,
                     "weights_hash": weights_hash(self.model)}
         if world.size > 1:  # each rank's dropout stream, so that a resume continues every rank exactly
             progress["rng_ranks"] = world.gather_json(rng_state(self.streams.model))
         if self.leader:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if kind == "last" and path.exists():
-                os.replace(path, checkpoint_path(self.run_dir, "previous"))
+            if kind == "last":
+                keep_as_previous(self.run_dir)
             save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress)
+            if kind == "last" and self.spec_pending:  # a resume may change train.epochs: spec.json follows last
+                self.write_spec()
+        if kind == "last":
+            self.last_saved_at = step
         world.barrier()  # no rank runs ahead of a checkpoint that may still fail to write
         for cb in self.callbacks:
             cb.on_checkpoint(str(path), event or kind)
+
+    def write_spec(self) -> None:
+        """spec.json: the resolved spec this run trains (the leader writes it)."""
+        if self.leader:
+            write_json(self.run_dir / "spec.json", self.spec.model_dump(mode="json"))
+        self.spec_pending = False
+
+    def _callback_states(self) -> list[dict[str, Any]]:
+        """What the spec's stateful callbacks have counted so far, by their index in train.callbacks."""
+        return [{"index": c.index, **c.state()} for c in [*self.stoppers, *self.reducers]]
+
+    def _restore_callbacks(self, states: list[dict[str, Any]]) -> None:
+        by_index = {int(state["index"]): state for state in states}
+        for callback in [*self.stoppers, *self.reducers]:
+            if callback.index in by_index:
+                callback.load(by_index[callback.index])
+
+    def keep_last_finite_state(self) -> str:
+        """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
+
+        The loss is checked before each update, so the state saved after step k is only known good once step
+        k + 1's loss is finite. When the loss broke right after `last` was written, that state is the broken
+        one: `previous`, whose next loss was finite, takes its place (the history files follow it).
+        """
+        if self.last_saved_at is None or self.last_saved_at != self.steps_done:
+            return ""  # no checkpoint, or a finite loss was computed from it since: it is a good state
+        if not self.leader:
+            return ""
+        last, previous = checkpoint_path(self.run_dir, "last"), checkpoint_path(self.run_dir, "previous")
+        if previous.is_file():
+            os.replace(previous, last)
+            _, metadata = load_checkpoint(last)
+            write_history(self.run_dir, list(metadata.get("history", [])))
+            where = f"epoch {metadata.get('epoch')}" + (f", step {metadata.get('step')}" if metadata.get("in_epoch")
+                                                        else "")
+            return (f". {last} was rolled back to its previous state ({where}): the state saved after step "
+                    f"{self.steps_done} is the one that gave this loss")
+        last.unlink(missing_ok=True)
+        write_history(self.run_dir, [])
+        return (f". {last} was removed: the only state it held is the one that gave this loss, and no earlier state "
+                "was saved")
 
     def finish(self, seconds: float) -> dict[str, Any]:
         """Restore early stopping's best weights, write summary.json, return the summary."""
@@ -310,8 +391,10 @@ class _Run:
             if stopper.best_weights is not None:
                 restore_weights(self.model, stopper.best_weights)
         summary = _summary(self.spec, self.run_dir, self.history, self.best, self.stopped_early, seconds, self.info)
+        summary["run_id"] = self.run_id
         if self.leader:
             write_json(self.run_dir / "summary.json", summary)
+            self.directory.finish()
         return summary
 
 

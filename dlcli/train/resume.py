@@ -13,7 +13,7 @@ from dlcli.spec.models import RunSpec
 from dlcli.train.callbacks import Callback
 from dlcli.train.distributed import World
 from dlcli.train.fit import fit_run
-from dlcli.train.rundir import checkpoint_path
+from dlcli.train.rundir import RunDirectory, checkpoint_path
 
 # changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
 SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.monitor", "description", "data.validation", "data.test")
@@ -61,41 +61,89 @@ def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
 
 def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | None,
                callbacks: list[Callback], notes: list[str] | None = None, world: World | None = None,
-               allow_world_size_change: bool = False) -> dict[str, Any]:
+               allow_world_size_change: bool = False) -> dict[str, Any] | None:
     """Continue the run of `target` (a spec file or a run directory) from its newest valid checkpoint.
 
-    `notes` collects what the user should be told (a fallback to the previous checkpoint). Under MPI rank 0
-    finds and reads the checkpoint and every rank parses the bytes it broadcasts.
+    `notes` collects what the user should be told (a fallback to the previous checkpoint, or that the run has
+    nothing left to do: then nothing is written and None is returned). Under MPI rank 0 locks the directory,
+    finds and reads the checkpoint, and every rank parses the bytes it broadcasts.
     """
     notes = notes if notes is not None else []
     world = world or World()
-    if world.rank == 0:
+    directory = None
+    try:
+        if world.rank == 0:
+            if target.is_dir():
+                run_dir = run_dir or target
+            else:
+                run_dir = run_dir or newest_run(Path("runs") / load_spec(target, overrides).name, notes)
+            directory = RunDirectory.existing(run_dir)  # before reading: no other writer may change it under us
+            last = newest_valid_checkpoint(run_dir, notes)
+        run_dir, last = (Path(p) for p in world.agree([str(run_dir), str(last)] if world.rank == 0 else None))
+        content = world.broadcast_bytes(last.read_bytes() if world.rank == 0 else None) if world.size > 1 else None
+        metadata = _saved_metadata(last, content)
+        saved_doc = metadata["spec"]
         if target.is_dir():
-            run_dir = run_dir or target
+            spec = validate_spec(apply_overrides(copy.deepcopy(saved_doc), list(overrides)), last)
         else:
-            run_dir = run_dir or Path("runs") / load_spec(target, overrides).name
-        last = newest_valid_checkpoint(run_dir, notes)
-    run_dir, last = (Path(p) for p in world.agree([str(run_dir), str(last)] if world.rank == 0 else None))
-    content = world.broadcast_bytes(last.read_bytes() if world.rank == 0 else None) if world.size > 1 else None
-    saved_doc = _saved_spec(last, content)
-    if target.is_dir():
-        spec = validate_spec(apply_overrides(copy.deepcopy(saved_doc), list(overrides)), last)
-    else:
-        spec = load_spec(target, overrides)
-    saved = RunSpec.model_validate(saved_doc).model_dump(mode="json")
-    changes = spec_changes(saved, spec.model_dump(mode="json"))
-    breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]
-    if breaking:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
-        raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
-    return fit_run(spec, run_dir, callbacks, resume=last, world=world, checkpoint_bytes=content,
-                   allow_world_size_change=allow_world_size_change)
+            spec = load_spec(target, overrides)
+        saved = RunSpec.model_validate(saved_doc).model_dump(mode="json")
+        changes = spec_changes(saved, spec.model_dump(mode="json"))
+        breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]
+        if breaking:
+            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
+            raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
+        finished = _finished(run_dir, metadata, saved["train"]["epochs"], spec.train.epochs)
+        if finished:
+            notes.append(finished)
+            return None
+        return fit_run(spec, directory or RunDirectory.unlocked(run_dir), callbacks, resume=last, world=world,
+                       checkpoint_bytes=content, allow_world_size_change=allow_world_size_change)
+    finally:
+        if directory is not None:
+            directory.close()
 
 
-def _saved_spec(path: Path, content: bytes | None = None) -> dict[str, Any]:
+def newest_run(base: Path, notes: list[str]) -> Path:
+    """The newest run of a spec: runs/<name>, or its highest-numbered runs/<name>-N, saying which when there are
+    several."""
+    numbered = [(int(path.name.rsplit("-", 1)[1]), path) for path in base.parent.glob(f"{base.name}-*")
+                if path.name.rsplit("-", 1)[1].isdigit() and path.is_dir()]
+    if not numbered:
+        return base
+    newest = max(numbered)[1]
+    notes.append(f"resuming {newest}, the newest of {len(numbered) + base.is_dir()} runs of this spec; give "
+                 "--run-dir (or the run directory itself) to resume another")
+    return newest
+
+
+def _finished(run_dir: Path, metadata: dict[str, Any], saved_epochs: int, epochs: int) -> str | None:
+    """What to tell the user when the run has nothing left to do (None when it has); SpecError when asked for
+    fewer epochs than it already has."""
+    if metadata.get("in_epoch"):
+        done, where = int(metadata["epoch"]), f"is in epoch {int(metadata['epoch']) + 1}"
+        if epochs <= done:
+            raise SpecError(f"cannot resume {run_dir} with train.epochs = {epochs}: it {where}, past that; give "
+                            f"train.epochs = {done + 1} or more")
+        return None
+    done = int(metadata["epoch"])
+    if epochs < done:
+        raise SpecError(f"cannot resume {run_dir} with train.epochs = {epochs}: it already has {done} epochs; give "
+                        f"more than {done} to train on, or use it as it is (dlcli eval {run_dir})")
+    if metadata.get("stopped_early") and epochs <= saved_epochs:
+        return (f"nothing to do: {run_dir} stopped early at epoch {done} of {saved_epochs} (early stopping), and "
+                f"train.epochs asks for {epochs}; it is finished. To train on regardless, resume with "
+                f"--set train.epochs=N for N above {saved_epochs}")
+    if epochs == done:
+        return (f"nothing to do: {run_dir} already has {done} of {done} epochs and train.epochs asks for {epochs}; "
+                f"to train longer, resume with --set train.epochs=N for N above {done}")
+    return None
+
+
+def _saved_metadata(path: Path, content: bytes | None = None) -> dict[str, Any]:
     if content is None and not path.is_file():
         raise CheckpointError(f"{path}: nothing to resume (no last checkpoint)")
     _, metadata = load_checkpoint(path, content)
     if "spec" not in metadata:
         raise CheckpointError(f"{path}: holds no spec; it was not written by dlcli train")
-    return metadata["spec"]
+    return metadata

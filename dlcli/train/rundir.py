@@ -1,11 +1,23 @@
-"""A run directory: the resolved spec, history files, summary, and checkpoints of model + optimizer + RNG."""
+"""A run directory: owned by one run under an exclusive lock, holding its manifest, resolved spec, history
+files, summary, and checkpoints of model + optimizer + RNG.
+
+Ownership rules (SPEC.md): a fresh run never writes into a folder that holds anything; `--overwrite` moves
+the old run aside in one rename first; one process writes a run directory at a time (`flock` on DIR/.lock,
+released by the kernel when its holder dies, so a killed run never blocks the next one).
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
+import os
+import shutil
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +25,15 @@ import numpy as np
 
 from dlcli import __version__
 from dlcli.checkpoint import load_checkpoint, save_checkpoint, write_atomically
-from dlcli.errors import CheckpointError, SpecError
+from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer
 from dlcli.spec.models import RunSpec
 
 CHECKPOINTS = "checkpoints"
 SUFFIX = ".safetensors"
+LOCK = ".lock"
+MANIFEST = "run.json"
 
 
 def checkpoint_path(run_dir: Path, kind: str) -> Path:
@@ -44,6 +58,26 @@ def remove_stale_temporaries(run_dir: Path) -> None:
         if folder.is_dir():
             for leftover in folder.glob(".*.tmp-*"):
                 leftover.unlink(missing_ok=True)
+
+
+def keep_as_previous(run_dir: Path) -> None:
+    """Keep checkpoints/last as checkpoints/previous before it is replaced, without `last` ever going missing:
+    a hard link (a copy where links are not supported) under a temporary name, renamed into place."""
+    last, previous = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "previous")
+    if not last.is_file():
+        return
+    temp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    temp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(last, temp)
+        except OSError:
+            shutil.copyfile(last, temp)
+        os.replace(temp, previous)
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot keep {last} as {previous.name}: {err.strerror or err}; check that the folder "
+                              "is writable and has free space") from err
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -85,12 +119,20 @@ def save_run_checkpoint(path: Path, model: Model, optimizer: Optimizer, spec: Ru
 
 
 def resolve_checkpoint(target: Path, which: str = "best") -> Path:
-    """A checkpoint file, or a run directory's `which` checkpoint (falling back to last)."""
+    """A checkpoint file, or a run directory's `which` checkpoint; `best` falls back to `last` (a run with no
+    validation improvement yet), `last` never falls back: the error lists the checkpoints the run has."""
     if target.is_dir():
-        for kind in (which, "last"):
+        for kind in (which, "last") if which == "best" else (which,):
             candidate = checkpoint_path(target, kind)
             if candidate.is_file():
                 return candidate
+        present = sorted(path.stem for path in (target / CHECKPOINTS).glob(f"*{SUFFIX}")) \
+            if (target / CHECKPOINTS).is_dir() else []
+        if present:
+            choices = " or ".join(f"--checkpoint {kind}" for kind in present if kind in ("best", "last"))
+            other = f"; or give a file, e.g. {target / CHECKPOINTS / (present[0] + SUFFIX)}"
+            raise CheckpointError(f"{target}: has no {which} checkpoint; it has {', '.join(present)}: use "
+                                  f"{choices or 'a file'}{other}")
         raise CheckpointError(f"{target}: no checkpoint in {target / CHECKPOINTS}; is this a run directory "
                               "(runs/<name>/) of a run that finished an epoch?")
     if not target.exists():
@@ -144,3 +186,282 @@ def restore_model(model: Model, arrays: dict[str, np.ndarray], path: Path) -> No
             raise CheckpointError(f"{path}: tensor {key!r} has shape {list(saved.shape)}, the model needs "
                                   f"{list(target.shape)}")
         target[...] = saved
+
+
+def _is_empty(path: Path) -> bool:
+    """Whether a folder holds nothing but a lock file (left by a run that claimed it and wrote nothing)."""
+    return all(entry.name == LOCK for entry in path.iterdir())
+
+
+def _folder_error(path: Path, err: OSError, doing: str) -> Exception:
+    """A run-directory OSError as one paragraph: a name too long is the user's spelling (exit 2), the rest a
+    run-directory write error (exit 4), each naming the path."""
+    if err.errno == errno.ENAMETOOLONG:
+        return SpecError(f"--run-dir {path}: a name in it is longer than this system allows ({err.strerror}); "
+                         "choose a shorter path")
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) or (path.exists() and not path.is_dir()):
+        reason = "a part of the path is a file, not a folder"
+    return CheckpointError(f"cannot {doing} run directory {path}: {reason}; choose a folder you can write "
+                           "(--run-dir DIR)")
+
+
+class RunDirectory:
+    """A run directory this process writes, held under an exclusive lock from its claim until close().
+
+    Only the process that writes (rank 0 under MPI) holds one; `locked` is False for a path-only handle.
+    """
+
+    def __init__(self, path: Path, lock_fd: int | None = None, created: bool = False,
+                 replaced: Path | None = None) -> None:
+        self.path, self.lock_fd, self.created, self.replaced = path, lock_fd, created, replaced
+
+    @property
+    def locked(self) -> bool:
+        """Whether this process holds the directory's lock."""
+        return self.lock_fd is not None
+
+    @classmethod
+    def unlocked(cls, path: Path) -> RunDirectory:
+        """A handle for a process that does not write (MPI ranks other than 0)."""
+        return cls(Path(path))
+
+    @classmethod
+    def fresh(cls, path: Path, overwrite: bool = False) -> RunDirectory:
+        """Claim `path` for a new run: it must be missing or empty, unless `overwrite` moves its run aside."""
+        path = Path(path)
+        try:
+            taken = path.is_dir() and not overwrite and not _is_empty(path)
+        except OSError as err:
+            raise _folder_error(path, err, "use") from None
+        if taken:
+            _refuse_held(path)  # refused before taking the lock: a foreign folder gets not even a .lock file
+            raise RunDirectoryTakenError(_not_empty_message(path))
+        created = _make_folder(path)
+        lock_fd = _acquire(path)
+        directory = cls(path, lock_fd, created)
+        try:
+            if not _is_empty(path):
+                if not overwrite:
+                    raise RunDirectoryTakenError(_not_empty_message(path))
+                directory._move_old_run_aside()
+            directory.write_manifest({"run_id": uuid.uuid4().hex, "replaces": str(directory.replaced or "") or None})
+        except BaseException:
+            directory.close()
+            raise
+        return directory
+
+    @classmethod
+    def next_free(cls, base: Path) -> RunDirectory:
+        """A new run's own folder: `base` (runs/<name>), else `base-2`, `base-3`, ... (Lightning's version_N)."""
+        for number in range(1, 100_000):
+            candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
+            if candidate.exists() and not (candidate.is_dir() and _is_empty(candidate)):
+                continue
+            try:
+                return cls.fresh(candidate)
+            except RunDirectoryTakenError:  # another run took it between the look and the claim: the next name
+                continue
+        raise SpecError(f"{base}: no free run folder name left; clean up {base.parent}")
+
+    @classmethod
+    def existing(cls, path: Path) -> RunDirectory:
+        """Claim a run directory that holds a run, to continue it (--resume)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no such run directory; nothing to resume (train without --resume "
+                                  "first)")
+        return cls(path, _acquire(path))
+
+    def _move_old_run_aside(self) -> None:
+        """--overwrite: the old run leaves in one rename (taking our lock with it), then an empty folder of the
+        same name is claimed. A crash at any point leaves the old run whole, aside or in place."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.replaced-{stamp}-{os.getpid()}")
+        try:
+            os.rename(self.path, aside)
+        except OSError as err:
+            raise _folder_error(self.path, err, "move aside the old run of") from None
+        old_fd, self.lock_fd = self.lock_fd, None  # closed below whatever happens: close() must not close it again
+        try:
+            self.created = _make_folder(self.path)
+            if not self.created and not _is_empty(self.path):
+                raise RunDirectoryTakenError(f"--overwrite {self.path}: another process created the folder again while its old "
+                                f"run was being moved aside; the old run is kept at {aside}")
+            self.lock_fd = _acquire(self.path)
+        finally:
+            _release(old_fd)
+        self.replaced = aside
+
+    def write_manifest(self, values: dict[str, Any]) -> None:
+        """run.json: the run's identity (run_id, every checkpoint and the summary carry it) and what it replaces."""
+        manifest = {"run_id": values["run_id"], "dlcli_version": __version__,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "replaces": values.get("replaces")}
+        write_json(self.path / MANIFEST, manifest)
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's values (empty for a run written before dlcli kept one)."""
+        try:
+            return dict(json.loads((self.path / MANIFEST).read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def finish(self) -> None:
+        """The run is complete: the run it replaced (--overwrite) is deleted now, not before."""
+        manifest = self.manifest()
+        replaced = manifest.get("replaces")
+        if not replaced:
+            return
+        # renamed to a hidden name first, so that a folder under the visible name is always a whole run
+        doomed = Path(replaced).with_name(f".{Path(replaced).name}.deleting")
+        try:
+            os.rename(replaced, doomed)
+        except OSError:
+            doomed = Path(replaced)
+        write_json(self.path / MANIFEST, {**manifest, "replaces": None})
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the lock; a folder this claim made and never wrote into is removed again."""
+        if self.lock_fd is None:
+            return
+        try:
+            if self.path.is_dir() and _is_empty(self.path):
+                (self.path / LOCK).unlink(missing_ok=True)
+                if self.created:
+                    self.path.rmdir()
+        except OSError:
+            pass  # tidying only: the lock is released below whatever happens
+        _release(self.lock_fd)
+        self.lock_fd = None
+
+
+def claim_run_directory(requested: Path | None, default: Path, overwrite: bool, world: Any) -> RunDirectory:
+    """A new run's directory, claimed by the rank that writes (rank 0) and agreed on by every rank.
+
+    `requested` (--run-dir) must be missing or empty unless `overwrite`; without it the run gets `default`
+    (runs/<name>) or the next free `default-N`, or replaces `default` when `overwrite` is given.
+    """
+    directory = None
+    if world.rank == 0:
+        if requested is not None or overwrite:
+            directory = RunDirectory.fresh(requested or default, overwrite)
+        else:
+            directory = RunDirectory.next_free(default)
+    path = Path(world.agree(str(directory.path) if directory is not None else None))
+    return directory if directory is not None else RunDirectory.unlocked(path)
+
+
+def _not_empty_message(path: Path) -> str:
+    entries = sorted(entry.name for entry in path.iterdir() if entry.name != LOCK)
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    what = "a run" if (path / "spec.json").exists() or (path / CHECKPOINTS).exists() else "files"
+    return (f"--run-dir {path} already holds {what} ({shown}); a new run never writes into a folder that is not "
+            f"empty. Continue that run with: dlcli train {path} --resume; replace it with --overwrite (the old run "
+            "is moved aside, then deleted when the new one finishes); or choose another --run-dir")
+
+
+def _make_folder(path: Path) -> bool:
+    """Create `path` (and its parents); True when this call created it."""
+    try:
+        path.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        if not path.is_dir():
+            raise CheckpointError(f"cannot use {path} as a run directory: it is a file, not a folder; choose "
+                                  "another --run-dir") from None
+        return False
+    except OSError as err:
+        raise _folder_error(path, err, "create") from None
+
+
+def _acquire(path: Path) -> int:
+    """An exclusive, non-blocking lock on path/.lock, with our PID and command written in it for others to read.
+
+    After locking, the lock file must still be the one at that name: a claim that was just abandoned unlinks
+    it, and a lock on an unlinked file would guard nothing.
+    """
+    lock_path = path / LOCK
+    for _ in range(100):
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise _folder_error(path, err, "lock") from None
+        if not _try_lock(fd):
+            message = _held_message(path)
+            os.close(fd)
+            raise RunDirectoryTakenError(message)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n{_command_line()}\n".encode())
+            return fd
+        _release(fd)
+    raise SpecError(f"run directory {path}: could not take its lock; another process keeps replacing {lock_path}")
+
+
+def _refuse_held(path: Path) -> None:
+    """RunDirectoryTakenError naming the holder when another process holds path/.lock; nothing is created."""
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        held = not _try_lock(fd)
+    finally:
+        os.close(fd)
+    if held:
+        raise RunDirectoryTakenError(_held_message(path))
+
+
+def _held_message(path: Path) -> str:
+    return (f"run directory {path} is being written by {_holder(path / LOCK)}; one process writes a run directory "
+            "at a time: wait for it to finish, or give this run another --run-dir")
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the C runtime's byte-range lock, also dropped on exit
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor drops a flock
+
+
+def _holder(lock_path: Path) -> str:
+    """'PID 1234 (dlcli train spec.toml)' from a held lock file; its writer may not have written yet."""
+    for _ in range(20):
+        try:
+            lines = lock_path.read_text().splitlines()
+        except OSError:
+            lines = []
+        if lines and lines[0].strip().isdigit():
+            command = f" ({lines[1]})" if len(lines) > 1 and lines[1] else ""
+            return f"PID {lines[0].strip()}{command}"
+        time.sleep(0.01)
+    return "another process"
+
+
+def _command_line() -> str:
+    """How this process was started, as a user would type it."""
+    args = list(sys.argv)
+    if args and Path(args[0]).name in ("dlcli", "__main__.py"):
+        args[0] = "dlcli"
+    return " ".join(args)
