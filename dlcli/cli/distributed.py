@@ -24,6 +24,9 @@ def abort_job(exit_code: int) -> None:
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
+        # the launcher forwards each rank's output through a pipe, and an abort kills it at once: give it a
+        # moment to pass on the message just written (CI saw a failing rank's job end with empty stderr)
+        time.sleep(0.3)
         MPI.COMM_WORLD.Abort(exit_code)
 
 

@@ -25,7 +25,9 @@ from dlcli.train.callbacks import Callback
 from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
-from dlcli.train.loop import EpochProgress, Objective, Split, evaluate, fit_epoch, input_tensor
+from dlcli.train.loop import (
+    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, reported_names,
+)
 from dlcli.train.rundir import (
     RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
     save_run_checkpoint, write_history, write_json,
@@ -120,11 +122,8 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
         run = _Run(spec, directory, callbacks, world)
         if resume is not None:
             run.restore(resume, checkpoint_bytes, allow_world_size_change)
-        if run.leader and run.run_id is None:  # a run from before run.json: give it an identity now
-            run.run_id = uuid.uuid4().hex
-            directory.write_manifest({"run_id": run.run_id})
         if resume is None:
-            run.write_spec()
+            run.begin()
         with StopSignals() as signals:
             run.signals = signals
             for cb in callbacks:
@@ -166,7 +165,9 @@ class _Run:
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.parameters())
         self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
-        self.run_id = directory.manifest().get("run_id") if self.leader else None
+        # a misspelt monitor fails now, not after the first epoch has been paid for
+        check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
+        self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint
         if self.leader:
             remove_stale_temporaries(run_dir)  # ours to remove: the lock says no other writer is here
         self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
@@ -182,6 +183,9 @@ class _Run:
                      "resumed_from": None, "world_size": world.size}
         if directory.replaced is not None:
             self.info["replaced"] = str(directory.replaced)
+        missing = self.splits.schema.get("missing")
+        if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
+            self.info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
         self.best = Watch(_default_monitor(spec, self.splits), spec.train.monitor_mode)
         self.stoppers = [EarlyStopping(c, i) for i, c in enumerate(spec.train.callbacks)
                          if isinstance(c, EarlyStoppingSpec)]
@@ -232,7 +236,7 @@ class _Run:
         self.info["resumed_from"] = str(path)
         # the state resumed from is only known good once a finite loss has been computed from it
         self.steps_done = self.last_saved_at = self.step
-        self.run_id = metadata.get("run_id") or self.run_id
+        self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
 
     def train_epoch(self, epoch: int) -> bool:
         """One epoch with validation, history and checkpoints; False when training must stop."""
@@ -344,9 +348,17 @@ class _Run:
         for cb in self.callbacks:
             cb.on_checkpoint(str(path), event or kind)
 
-    def write_spec(self) -> None:
-        """spec.json: the resolved spec this run trains (the leader writes it)."""
+    def begin(self) -> None:
+        """A new run starts writing its folder: run.json and spec.json (the leader writes them)."""
         if self.leader:
+            self.run_id = self.directory.begin(self.spec.model_dump(mode="json"))
+        self.spec_pending = False
+
+    def write_spec(self) -> None:
+        """spec.json of a resumed run (the leader writes it); a run from before run.json gets one now."""
+        if self.leader:
+            if self.directory.manifest().get("run_id") is None:
+                self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), self.run_id)
             write_json(self.run_dir / "spec.json", self.spec.model_dump(mode="json"))
         self.spec_pending = False
 

@@ -245,7 +245,6 @@ class RunDirectory:
                 if not overwrite:
                     raise RunDirectoryTakenError(_not_empty_message(path))
                 directory._move_old_run_aside()
-            directory.write_manifest({"run_id": uuid.uuid4().hex, "replaces": str(directory.replaced or "") or None})
         except BaseException:
             directory.close()
             raise
@@ -293,11 +292,16 @@ class RunDirectory:
             _release(old_fd)
         self.replaced = aside
 
-    def write_manifest(self, values: dict[str, Any]) -> None:
-        """run.json: the run's identity (run_id, every checkpoint and the summary carry it) and what it replaces."""
-        manifest = {"run_id": values["run_id"], "dlcli_version": __version__,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "replaces": values.get("replaces")}
-        write_json(self.path / MANIFEST, manifest)
+    def begin(self, spec_document: dict[str, Any], run_id: str | None = None) -> str:
+        """The run starts writing: run.json (its identity, which every checkpoint and the summary carry, and the
+        run it replaces), then spec.json. Until then a failed claim leaves the folder as it found it. Returns
+        the run_id (a new one unless given)."""
+        run_id = run_id or uuid.uuid4().hex
+        write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
+                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "replaces": str(self.replaced) if self.replaced else None})
+        write_json(self.path / "spec.json", spec_document)
+        return run_id
 
     def manifest(self) -> dict[str, Any]:
         """The manifest's values (empty for a run written before dlcli kept one)."""
