@@ -45,10 +45,15 @@ def nonfinite_rows(array: np.ndarray) -> np.ndarray:
     return bad.reshape(len(array), -1).any(axis=1)
 
 
-def listed_rows(names: Sequence[str]) -> str:
-    """ "a, b, c" for the first SHOWN_ROWS names, then how many more."""
+def counted(count: int, noun: str) -> str:
+    """ "1 row", "3 rows": a count with its noun."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def listed_rows(names: Sequence[str], noun: str = "row") -> str:
+    """ "rows 3, 8, 9" ("row 3" for one), the first SHOWN_ROWS of them, then how many more."""
     more = f" and {len(names) - SHOWN_ROWS:,} more" if len(names) > SHOWN_ROWS else ""
-    return ", ".join(names[:SHOWN_ROWS]) + more
+    return f"{noun}{'' if len(names) == 1 else 's'} " + ", ".join(names[:SHOWN_ROWS]) + more
 
 
 def refuse_nonfinite(array: np.ndarray, where: Callable[[int], str], fix: str) -> None:
@@ -61,8 +66,9 @@ def refuse_nonfinite(array: np.ndarray, where: Callable[[int], str], fix: str) -
     with np.errstate(over="ignore"):
         value = values[~np.isfinite(values.astype(np.float32))][0]
     found = str(value) if not np.isfinite(value) else f"{value:g}, too large for float32"
-    raise DataError(f"{where(int(rows[0]))} holds {found} ({rows.size:,} of {len(array):,} rows hold NaN or "
-                    f"infinity: rows {listed_rows([str(int(i)) for i in rows])}, counting from 0); {fix}")
+    raise DataError(f"{where(int(rows[0]))} holds {found} (NaN or infinity in {rows.size:,} of "
+                    f"{counted(len(array), 'row')}: {listed_rows([str(int(i)) for i in rows])}, counting from 0); "
+                    f"{fix}")
 
 
 def check_finite(name: str, array: np.ndarray) -> None:

@@ -56,8 +56,10 @@ def read_csv_examples(path: Path, recipe: CsvRecipe) -> CsvExamples:
         ignored = table.header.index(recipe.ignore) if recipe.ignore in table.header else -1
         feature_columns = table.feature_columns(recipe.features, target if target >= 0 else ignored)
     names = [table.header[j] for j in feature_columns]
+    # predicting ("keep"), a NaN or infinite row is refused or marked later, with every such row named
     x = table.cells[:, feature_columns[0]] if recipe.text is not None else \
-        table.numbers(feature_columns, allow_missing=True, advice=FEATURE_ADVICE)
+        table.numbers(feature_columns, allow_missing=True, advice=FEATURE_ADVICE,
+                      allow_infinite=recipe.missing == "keep")
     table, x, dropped = _handle_missing(table, x, feature_columns, target, recipe)
     y, classes = _target(table, target, recipe) if target >= 0 else (None, None)
     return CsvExamples(x, y, table.where, table.lines, names, classes, dropped)
@@ -104,7 +106,8 @@ def _target(table: CsvTable, column: int, recipe: CsvRecipe) -> tuple[np.ndarray
 
 def fill_values(x: np.ndarray, names: list[str], policy: str, value: float | None, source: str) -> dict[str, float]:
     """The number each feature column's missing cells get: `value` for "fill_value", else the column's mean
-    over the rows of `x` that have one (the training part only, so held-out rows cannot leak into it)."""
+    over the rows of `x` that have one (the training part only, so held-out rows cannot leak into it), summed in
+    float64 over the values as given (float32, as the model sees them)."""
     if policy == "fill_value":
         assert value is not None
         return {name: float(value) for name in names}
@@ -115,7 +118,7 @@ def fill_values(x: np.ndarray, names: list[str], policy: str, value: float | Non
         raise DataError(f"{source}: column {names[int(empty[0])]!r} has no value in the training part to take a "
                         f"mean of (every cell is missing); give it values, leave it out of data.features, or use "
                         f"data.missing = \"fill_value\"")
-    means = np.where(present, x, 0.0).sum(axis=0) / counts
+    means = np.where(present, x.astype(np.float64), 0.0).sum(axis=0) / counts
     return {name: float(mean) for name, mean in zip(names, means)}
 
 

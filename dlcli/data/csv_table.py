@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dlcli.data.batches import counted
 from dlcli.data.files import read_file_bytes
 from dlcli.errors import DataError
 
@@ -99,11 +100,13 @@ class CsvTable:
         """Which cells of these columns hold a missing value (see MISSING_CELLS), shape (rows, len(columns))."""
         return np.isin(np.char.strip(self.cells[:, columns]), MISSING_CELLS)
 
-    def numbers(self, columns: list[int], allow_missing: bool, advice: str = "") -> np.ndarray:
+    def numbers(self, columns: list[int], allow_missing: bool, advice: str = "", allow_infinite: bool = False
+                ) -> np.ndarray:
         """The chosen columns as float64, NaN where a cell is missing (a DataError instead unless allow_missing).
 
-        Raises a DataError naming the line and column of the first cell that is not a number, or that is
-        infinite or too large for float32 (the model's dtype); `advice` ends the not-a-number message.
+        Raises a DataError naming the line and column of the first cell that is not a number, or (unless
+        allow_infinite) that is infinite or too large for float32, the model's dtype; `advice` ends the
+        not-a-number message.
         """
         block = self.cells[:, columns]
         try:
@@ -116,11 +119,11 @@ class CsvTable:
             self.refuse_missing(nan, columns)
         with np.errstate(over="ignore"):
             too_big = ~nan & (np.abs(values) > _FLOAT32_MAX)
-        if too_big.any():
+        if too_big.any() and not allow_infinite:
             row, j = (int(i) for i in np.argwhere(too_big)[0])
             raise DataError(f"{self.where(row, columns[j])}: {str(block[row, j]).strip()!r} is "
                             f"{'infinite' if np.isinf(values[row, j]) else 'too large for float32 (at most 3.4e38)'}"
-                            f" ({int(too_big.sum()):,} such cells); fix that cell or drop the row")
+                            f" ({counted(int(too_big.sum()), 'such cell')}); fix that cell or drop the row")
         return values
 
     def refuse_missing(self, missing: np.ndarray, columns: list[int]) -> None:
@@ -128,8 +131,8 @@ class CsvTable:
         row, j = (int(i) for i in np.argwhere(missing)[0])
         cell = str(self.cells[row, columns[j]]).strip()
         raise DataError(f"{self.where(row, columns[j])}: expected a number, found "
-                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({int(missing.sum()):,} missing "
-                        f"cells in {int(missing.any(axis=1).sum()):,} rows); fill or drop those rows, or set "
+                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({counted(int(missing.sum()), 'missing cell')} "
+                        f"in {counted(int(missing.any(axis=1).sum()), 'row')}); fill or drop those rows, or set "
                         f"data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec")
 
     def _parse(self, block: np.ndarray, columns: list[int], advice: str) -> np.ndarray:
@@ -181,7 +184,7 @@ def read_rows(path: Path, delimiter: str | None) -> tuple[list[list[str]], list[
             start = reader.line_num + 1
     except csv.Error as err:
         raise DataError(f"{path}, line {reader.line_num}: not readable as CSV ({err}); fix or remove that line "
-                        f"(an unclosed quote or a NUL byte, often: save the file again as plain UTF-8 text)") from None
+                        f"(an unclosed quote running on, often, or a cell of more than 131,072 characters)") from None
     return rows, lines
 
 

@@ -53,14 +53,15 @@ def numbers_or_names(cells: np.ndarray, where: Where, column: str, names_allowed
         pass
     distinct = np.unique(cells)
     names = ~np.fromiter((is_number(cell) for cell in distinct), bool, count=len(distinct))  # once per distinct
-    first_name = int(np.argmax(cells == distinct[names][0]))
+    is_name = np.isin(cells, distinct[names])
+    first_name = int(np.argmax(is_name))  # in file order
     if not names_allowed:
         raise DataError(f"{where(first_name)}, {column}: expected a number, found {str(cells[first_name])!r}; the "
                         f"loss {loss} needs numeric targets, and class names need a classification loss "
                         f"(sparse_categorical_crossentropy, binary_crossentropy, or categorical_crossentropy with "
                         f"data.one_hot = true); fix the cell or drop the row")
     if not names.all():
-        first_number = int(np.argmax(cells == distinct[~names][0]))
+        first_number = int(np.argmax(~is_name))
         raise DataError(f"{where(first_name)}, {column}: class name {str(cells[first_name])!r}, but "
                         f"{where(first_number)} holds the number {str(cells[first_number])!r}: the labels mix "
                         f"class names and numbers; use one kind throughout (all names, or all integer ids)")

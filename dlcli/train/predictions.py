@@ -35,8 +35,8 @@ class PredictionInputs:
     def places(self, rows: np.ndarray) -> str:
         """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
         if self.lines is not None:
-            return f"line{'s' if len(rows) > 1 else ''} {listed_rows([str(int(self.lines[i])) for i in rows])}"
-        return f"row{'s' if len(rows) > 1 else ''} {listed_rows([str(int(i)) for i in rows])} (counting from 0)"
+            return listed_rows([str(int(self.lines[i])) for i in rows], "line")
+        return f"{listed_rows([str(int(i)) for i in rows])} (counting from 0)"
 
 
 def check_output_path(path: Path | None, model: Model | None, allow_nonfinite: bool) -> None:
@@ -147,8 +147,8 @@ def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | No
         return rows
     if rows.any():
         bad = np.flatnonzero(rows)
-        raise DataError(f"{inputs.path}: {bad.size:,} of {rows.size:,} examples hold NaN, infinity or a missing "
-                        f"value ({inputs.places(bad)}); the model would answer them with a label that means nothing: "
+        raise DataError(f"{inputs.path}, {inputs.places(bad)}: NaN, infinity or a missing value in {bad.size:,} of "
+                        f"{rows.size:,} examples; a model answers such rows with a confident label that means nothing: "
                         f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
     return None
 
@@ -250,10 +250,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         buffer.write(text.getvalue().encode())
     else:  # .jsonl, .json: check_output_path let nothing else through
         buffer.write("".join(json.dumps(r) + "\n" for r in _records(columns)).encode())
-    try:
-        write_atomically(path, buffer.getvalue())
-    except OSError as err:
-        raise DataError(f"--output {path}: cannot write the predictions ({err.strerror or err})") from None
+    write_atomically(path, buffer.getvalue())
     count = len(next(iter(columns.values())))
     return [json.dumps({"event": "predictions", "path": str(path), "count": count})] if as_json \
         else [f"predictions path={path} count={count}"]
