@@ -80,3 +80,20 @@ def check_class_count(classes: list[str], width: int, binary: bool, label: str) 
                         f"use sparse_categorical_crossentropy with {len(classes)} units")
     raise DataError(f"{found} the output has {width} units, one per class; give it {len(classes)} units, or fix "
                     f"the labels")
+
+
+def check_class_ids(ids: np.ndarray, width: int, where: Where, column: str) -> None:
+    """DataError naming the first row, in file order, whose class ids are not whole numbers in [0, width)."""
+    flat = ids.reshape(len(ids), -1)
+    with np.errstate(invalid="ignore"):
+        bad = (flat < 0) | (flat >= width)
+        if flat.dtype.kind == "f":
+            bad |= flat != np.floor(flat)  # NaN compares unequal: it is refused too
+    if not bad.any():
+        return
+    rows = bad.any(axis=1)
+    row = int(np.argmax(rows))
+    value = flat[row][bad[row]][0].item()
+    raise DataError(f"{where(row)}, {column}: class id {value:g} is not a whole number in [0, {width}) for an "
+                    f"output of {width} units ({int(rows.sum()):,} such rows); check the labels, or the number of "
+                    f"classes (the output's width)")

@@ -14,7 +14,7 @@ from dlcli.data import (
     fill_missing, fill_values, load_dataset, one_hot, read_csv_examples, read_npy, read_npz, refuse_nonfinite,
     split_validation,
 )
-from dlcli.data.labels import check_class_count, class_ids, class_list
+from dlcli.data.labels import check_class_count, check_class_ids, class_ids, class_list
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.ops.loss import packed_labels
@@ -128,25 +128,7 @@ def read_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any] 
     the same way. With `learn` (the training file, or a checkpoint older than the schema) what it lacks is
     learned from this file and added to it; otherwise class names the schema does not list are an error.
     """
-    schema = {} if schema is None else schema
-    suffix = data_suffix(path)
-    if suffix == ".npz":
-        arrays = read_npz(path)
-        inputs = {name: _input_array(_pick(arrays, path, array, "input"), model, name, f"{path}, array {array!r}")
-                  for name, array in _mapping(data.inputs, model.inputs, "x").items()}
-        targets = {name: _target(arrays, path, array, model, name, schema, learn)
-                   for name, array in _mapping(data.targets, model.outputs, "y").items()}
-        return Split(inputs, targets)
-    if suffix in (".csv", ".csv.gz"):
-        return _csv_split(path, data, model, schema, learn)
-    if suffix == ".npy":
-        input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
-        x = _input_array(read_npy(path), model, input_name, str(path))
-        target_path = _npy_partner(path)
-        return Split({input_name: x}, {output_name: _target_array(read_npy(target_path), str(target_path), model,
-                                                                  output_name, schema, learn)})
-    raise DataError(f"{path}: unsupported data file; use .npz (arrays by name), .csv (columns) or .npy pairs "
-                    "(x_NAME.npy beside y_NAME.npy)")
+    return _FileReader(data, model, {} if schema is None else schema, learn).split(path)
 
 
 def _rows_of(label: str) -> Callable[[int], str]:
@@ -154,79 +136,123 @@ def _rows_of(label: str) -> Callable[[int], str]:
     return lambda row: f"{label}, row {row}"
 
 
-def _input_array(array: np.ndarray, model: Model, name: str, label: str) -> np.ndarray:
-    """An input array as read, checked: at least one example, a dtype the input takes, finite numbers."""
-    check_examples(label, array)
-    array = check_input_dtype(array, model.inputs[name].dtype, label)
-    refuse_nonfinite(array, _rows_of(label), _NONFINITE_FIX)
-    return array
+@dataclass
+class _FileReader:
+    """Reads one user file as the run reads its data, checking each array as it comes: before any shuffle, so
+    that a problem names the file's line or the array's row."""
 
+    data: DataSpec
+    model: Model
+    schema: dict[str, Any]
+    learn: bool
 
-def _target_array(array: np.ndarray, label: str, model: Model, output: str, schema: dict[str, Any],
-                  learn: bool) -> np.ndarray:
-    """A target array as read, checked (at least one example, a dtype the loss takes, finite numbers), class
-    names mapped to ids with the class list in `schema` (learned here from the training file)."""
-    loss = model.outputs[output].loss.type
-    check_examples(label, array)
-    array = check_target_dtype(array, loss in CLASSIFIER_LOSSES, loss, label)
-    if array.dtype.kind == "U":
-        names = np.char.strip(array)
-        _refuse_new_names(schema, output, learn, label)
-        classes = schema.setdefault("classes", {}).setdefault(output, class_list(names))
-        _check_classes(classes, model, output, label)
-        return class_ids(names, classes, _rows_of(label), "label")
-    refuse_nonfinite(array, _rows_of(label), _NONFINITE_FIX)
-    return array
+    def split(self, path: Path) -> Split:
+        """The inputs and targets in `path`, by its kind."""
+        data, model = self.data, self.model
+        suffix = data_suffix(path)
+        if suffix == ".npz":
+            arrays = read_npz(path)
+            inputs = {name: self.input_array(_pick(arrays, path, array, "input"), name, f"{path}, array {array!r}")
+                      for name, array in _mapping(data.inputs, model.inputs, "x").items()}
+            targets = {name: self.npz_target(arrays, path, array, name)
+                       for name, array in _mapping(data.targets, model.outputs, "y").items()}
+            return Split(inputs, targets)
+        if suffix in (".csv", ".csv.gz"):
+            return self.csv_split(path)
+        if suffix == ".npy":
+            input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
+            x = self.input_array(read_npy(path), input_name, str(path))
+            target_path = _npy_partner(path)
+            y = self.target_array(read_npy(target_path), output_name, str(target_path), _rows_of(str(target_path)))
+            return Split({input_name: x}, {output_name: y})
+        raise DataError(f"{path}: unsupported data file; use .npz (arrays by name), .csv (columns) or .npy pairs "
+                        "(x_NAME.npy beside y_NAME.npy)")
 
+    def input_array(self, array: np.ndarray, name: str, label: str) -> np.ndarray:
+        """An input array checked: at least one example, a dtype the input takes, finite numbers."""
+        check_examples(label, array)
+        array = check_input_dtype(array, self.model.inputs[name].dtype, label)
+        refuse_nonfinite(array, _rows_of(label), _NONFINITE_FIX)
+        return array
 
-def _refuse_new_names(schema: dict[str, Any], output: str, learn: bool, label: str) -> None:
-    """DataError for class names where training had numeric labels: their ids would be made up here."""
-    if not learn and output not in schema.get("classes", {}):
-        raise DataError(f"{label} holds class names, but the model was trained on numeric labels (class ids); "
-                        f"give numeric labels, as in the training data")
+    def npz_target(self, arrays: dict[str, np.ndarray], path: Path, name: str, output: str) -> np.ndarray:
+        """The target array `name`; for a ctc output, an array `<name>_lengths` beside it gives each row's number
+        of labels (Keras' label_length), and what follows them, whatever it holds, becomes -1 padding."""
+        label = f"{path}, array {name!r}"
+        target = self.target_array(_pick(arrays, path, name, "target"), output, label, _rows_of(label))
+        lengths_name = f"{name}_lengths"
+        if self.model.outputs[output].loss.type != "ctc" or lengths_name not in arrays:
+            return target
+        return label_sequences(target, arrays[lengths_name], f"{path}: {lengths_name!r}")
 
+    def target_array(self, array: np.ndarray, output: str, label: str, where: Callable[[int], str]) -> np.ndarray:
+        """A target array checked (at least one example, a dtype the loss takes, finite numbers, class ids in
+        range), class names mapped to ids with the class list of the schema (learned from the training file)."""
+        loss = self.model.outputs[output].loss.type
+        check_examples(label, array)
+        array = check_target_dtype(array, loss in CLASSIFIER_LOSSES, loss, label)
+        if array.dtype.kind == "U":
+            names = np.char.strip(array)
+            return class_ids(names, self.classes(output, class_list(names), label), where, "label")
+        refuse_nonfinite(array, where, _NONFINITE_FIX)
+        self.check_ids(array, output, where, "label")
+        return array
 
-def _check_classes(classes: list[str], model: Model, output: str, label: str) -> None:
-    loss = model.outputs[output].loss.type
-    width = model.shapes[output][-1]
-    check_class_count(classes, width, loss == "binary_crossentropy" and width == 1, label)
+    def check_ids(self, ids: np.ndarray, output: str, where: Callable[[int], str], column: str) -> None:
+        """Class ids in range, checked in file order, for the losses (and data.one_hot) that take them."""
+        if self.data.one_hot or self.model.outputs[output].loss.type in SPARSE_LOSSES:
+            check_class_ids(ids, self.model.shapes[output][-1], where, column)
 
+    def classes(self, output: str, found: list[str], label: str) -> list[str]:
+        """The class list of `output`: the schema's, or (learning) `found`, the names of this file, stored."""
+        known = self.schema.get("classes", {})
+        if output not in known and not self.learn:  # their ids would be made up here
+            raise DataError(f"{label} holds class names, but the model was trained on numeric labels (class ids); "
+                            f"give numeric labels, as in the training data")
+        classes = known.get(output, found)
+        loss, width = self.model.outputs[output].loss.type, self.model.shapes[output][-1]
+        check_class_count(classes, width, loss == "binary_crossentropy" and width == 1, label)
+        self.schema.setdefault("classes", {})[output] = classes
+        return classes
 
-def _csv_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any], learn: bool) -> Split:
-    """A split from a CSV file: feature columns by name (learned from the training file), missing cells by
-    data.missing, class names to ids."""
-    if data.target is None:
-        raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = \"label\"")
-    input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
-    takes_text = model.inputs[input_name].dtype == "string"
-    if takes_text and data.text is None:
-        raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
-                        f"e.g. text = \"review\"")
-    if not takes_text and data.text is not None:
-        raise SpecError(f"data.text: the model's input is numeric (dtype = "
-                        f"\"{model.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
-                        f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
-    loss = model.outputs[output_name].loss.type
-    recipe = CsvRecipe(features=data.features, target=data.target, text=data.text, missing=data.missing,
-                       columns=None if takes_text else schema.get("columns"),
-                       classes=schema.get("classes", {}).get(output_name), names_allowed=loss in CLASSIFIER_LOSSES,
-                       loss=loss)
-    read = read_csv_examples(path, recipe)
-    missing = schema.setdefault("missing", {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0})
-    missing["rows_dropped"] = missing.get("rows_dropped", 0) + read.rows_dropped
-    if read.classes is not None:
-        _refuse_new_names(schema, output_name, learn, f"{path}, column {data.target!r}")
-        _check_classes(read.classes, model, output_name, f"{path}, column {data.target!r}")
-        schema.setdefault("classes", {})[output_name] = read.classes
-    assert read.y is not None
-    y = read.y.astype(np.float32) if read.classes is None else read.y
-    if takes_text:
-        return Split({input_name: read.x}, {output_name: y})
-    schema.setdefault("columns", read.columns)
-    x = read.x.astype(np.float32)
-    if "fill" in missing:
-        missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns, missing["fill"])
-    return Split({input_name: x}, {output_name: y})
+    def csv_split(self, path: Path) -> Split:
+        """A split from a CSV file: feature columns by name (learned from the training file), missing cells by
+        data.missing, class names to ids."""
+        data, model, schema = self.data, self.model, self.schema
+        if data.target is None:
+            raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = "
+                            f"\"label\"")
+        input_name, output_name = _only(model.inputs, "input"), _only(model.outputs, "output")
+        takes_text = model.inputs[input_name].dtype == "string"
+        if takes_text and data.text is None:
+            raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
+                            f"e.g. text = \"review\"")
+        if not takes_text and data.text is not None:
+            raise SpecError(f"data.text: the model's input is numeric (dtype = "
+                            f"\"{model.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
+                            f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
+        loss = model.outputs[output_name].loss.type
+        column = f"column {data.target!r}"
+        read = read_csv_examples(path, CsvRecipe(
+            features=data.features, target=data.target, text=data.text, missing=data.missing,
+            columns=None if takes_text else schema.get("columns"), classes=schema.get("classes", {}).get(output_name),
+            names_allowed=loss in CLASSIFIER_LOSSES, loss=loss))
+        assert read.y is not None
+        missing = schema.setdefault("missing", {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0})
+        missing["rows_dropped"] = missing.get("rows_dropped", 0) + read.rows_dropped
+        if read.classes is not None:
+            self.classes(output_name, read.classes, f"{path}, {column}")
+            y = read.y
+        else:
+            self.check_ids(read.y, output_name, read.where, column)
+            y = read.y.astype(np.float32)
+        if takes_text:
+            return Split({input_name: read.x}, {output_name: y})
+        schema.setdefault("columns", read.columns)
+        x = read.x.astype(np.float32)
+        if "fill" in missing:
+            missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns, missing["fill"])
+        return Split({input_name: x}, {output_name: y})
 
 
 def _mapping(given: dict[str, str] | None, names: dict, default: str) -> dict[str, str]:
@@ -246,18 +272,6 @@ def _pick(arrays: dict[str, np.ndarray], path: Path, name: str, role: str) -> np
         raise DataError(f"{path}: no array {name!r} for the {role}; the file holds {', '.join(sorted(arrays)) or 'nothing'}."
                         f" Map arrays with data.inputs / data.targets")
     return arrays[name]
-
-
-def _target(arrays: dict[str, np.ndarray], path: Path, name: str, model: Model, output: str,
-            schema: dict[str, Any], learn: bool) -> np.ndarray:
-    """The target array `name`; for a ctc output, an array `<name>_lengths` beside it gives each row's number of
-    labels (Keras' label_length), and what follows them, whatever it holds, becomes -1 padding."""
-    target = _target_array(_pick(arrays, path, name, "target"), f"{path}, array {name!r}", model, output, schema,
-                           learn)
-    lengths_name = f"{name}_lengths"
-    if model.outputs[output].loss.type != "ctc" or lengths_name not in arrays:
-        return target
-    return label_sequences(target, arrays[lengths_name], f"{path}: {lengths_name!r}")
 
 
 def label_sequences(labels: np.ndarray, lengths: np.ndarray, label: str) -> np.ndarray:

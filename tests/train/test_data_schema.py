@@ -128,3 +128,15 @@ def test_an_evaluation_file_is_read_with_the_stored_schema(tmp_path: Path) -> No
     split = read_split(other, spec.data, model, json.loads(json.dumps(splits.schema)), learn=False)
     assert split.inputs["input"].tolist() == [[1, 5, 4.5], [1, 2, 3]]  # c filled with the training mean 4.5
     assert split.targets["dense"].tolist() == [0, 1]
+
+
+def test_class_ids_out_of_range_are_named_by_file_row_or_line_before_the_split(tmp_path: Path) -> None:
+    y = np.zeros(12, np.int64)
+    y[3], y[9] = 7, -1
+    np.savez(tmp_path / "y.npz", x=np.ones((12, 3), np.float32), y=y)
+    with pytest.raises(DataError, match=r"y.npz, array 'y', row 3, label: class id 7 is not a whole number in "
+                                        r"\[0, 2\) for an output of 2 units \(2 such rows\)"):
+        splits_of({"train": str(tmp_path / "y.npz"), "validation_split": 0.25})
+    path = write_csv(tmp_path / "t.csv", "a,b,c,label", ["1,2,3,0", "1,2,3,1", "1,2,3,1.5", "1,2,3,0"])
+    with pytest.raises(DataError, match=r"t.csv, line 4, column 'label': class id 1.5 is not a whole number"):
+        splits_of({"train": str(path), "target": "label", "validation_split": 0.25})
