@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dlcli.data.batches import counted
 from dlcli.data.csv_table import FEATURE_ADVICE, CsvTable, read_csv_table
 from dlcli.data.labels import class_ids, class_list, numbers_or_names
 from dlcli.errors import DataError
@@ -88,7 +89,8 @@ def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target:
         return table.take(keep), x[keep], int((~keep).sum())
     if y_missing.any():  # fill_mean, fill_value: a label cannot be made up
         row = int(np.argmax(y_missing))
-        raise DataError(f"{table.where(row, target)}: the target is missing ({int(y_missing.sum()):,} rows); "
+        rows = counted(int(y_missing.sum()), "row")
+        raise DataError(f"{table.where(row, target)}: the target is missing (in {rows}); "
                         f"data.missing = \"{recipe.missing}\" fills feature cells only, since a made-up label would "
                         f"teach the model a wrong answer: fix or drop those rows, or use \"drop_rows\"")
     return table, x, 0

@@ -90,10 +90,10 @@ class CsvTable:
         """The columns a trained model reads, found by name wherever they stand; other columns are ignored."""
         missing = [name for name in names if name not in self.header]
         if missing:
-            raise DataError(f"{self.path} has no column {missing[0]!r}"
-                            f"{f' (nor {len(missing) - 1} more: ' + ', '.join(map(repr, missing[1:])) + ')' if len(missing) > 1 else ''}"
-                            f"; the model was trained on the columns {', '.join(names)} (matched by name, in any "
-                            f"order; other columns are ignored); its columns are: {', '.join(self.header)}")
+            more = f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else ""
+            raise DataError(f"{self.path} has no column {missing[0]!r}{more}; the model was trained on the columns "
+                            f"{', '.join(names)} (matched by name, in any order; other columns are ignored); its "
+                            f"columns are: {', '.join(self.header)}")
         return [self.column(name) for name in names]
 
     def missing(self, columns: list[int]) -> np.ndarray:
@@ -130,9 +130,10 @@ class CsvTable:
         """DataError for the first missing cell (row-major) of the mask over these columns."""
         row, j = (int(i) for i in np.argwhere(missing)[0])
         cell = str(self.cells[row, columns[j]]).strip()
+        cells, rows = counted(int(missing.sum()), "missing cell"), counted(int(missing.any(axis=1).sum()), "row")
         raise DataError(f"{self.where(row, columns[j])}: expected a number, found "
-                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({counted(int(missing.sum()), 'missing cell')} "
-                        f"in {counted(int(missing.any(axis=1).sum()), 'row')}); fill or drop those rows, or set "
+                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); fill or "
+                        f"drop those rows, or set "
                         f"data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec")
 
     def _parse(self, block: np.ndarray, columns: list[int], advice: str) -> np.ndarray:

@@ -90,7 +90,8 @@ def test_allow_nonfinite_predicts_those_rows_marked(folder: Path) -> None:
     assert [json.loads(line)["nonfinite"] for line in result.stdout.splitlines()] == [False, True, False, True, False]
     plain = dlcli("predict", "numbers", "marked.csv", "--allow-nonfinite", cwd=folder).stdout.splitlines()
     assert plain[1].endswith(" nonfinite=true") and plain[0].endswith(" nonfinite=false")
-    assert dlcli("predict", "numbers", "marked.csv", "--allow-nonfinite", "--output", "m.csv", cwd=folder).returncode == 0
+    written = dlcli("predict", "numbers", "marked.csv", "--allow-nonfinite", "--output", "m.csv", cwd=folder)
+    assert written.returncode == 0, written.stderr
     assert (folder / "m.csv").read_text().splitlines()[0].split(",")[-1] == "nonfinite"
 
 

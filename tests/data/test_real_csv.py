@@ -104,7 +104,8 @@ def test_string_labels_become_sorted_class_ids(tmp_path: Path) -> None:
     path = write(tmp_path / "t.csv", "a,species\n1,dog\n2, cat\n3,fox\n4,dog\n")
     read = read_csv_examples(path, CsvRecipe(target="species", names_allowed=True))
     assert read.classes == ["cat", "dog", "fox"] and read.y.tolist() == [1, 0, 2, 1]
-    again = read_csv_examples(path, CsvRecipe(target="species", names_allowed=True, classes=["cat", "dog", "fox", "owl"]))
+    stored = ["cat", "dog", "fox", "owl"]
+    again = read_csv_examples(path, CsvRecipe(target="species", names_allowed=True, classes=stored))
     assert again.y.tolist() == [1, 0, 2, 1]  # a stored list is used as it is
     with pytest.raises(DataError, match=r"t.csv, line 3, column 'species': class 'cat' is not one of the 2 classes "
                                         r"of the training data \(dog, fox\)"):
