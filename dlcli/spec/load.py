@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 import sys
 import types
@@ -191,7 +192,9 @@ def validate_spec(document: dict[str, Any], path: Path) -> RunSpec:
 
 
 def _resolve_paths(spec: RunSpec, folder: Path) -> RunSpec:
-    updates = {key: (folder / value).resolve() for key in ("train", "test", "validation")
+    # abspath, not resolve(): resolving touches the file system, and a symlink loop would raise here; the data
+    # readers' one gate reports every unreadable path with its exit code
+    updates = {key: Path(os.path.abspath(folder / value)) for key in ("train", "test", "validation")
                if (value := getattr(spec.data, key)) is not None and not Path(value).is_absolute()}
     return spec.model_copy(update={"data": spec.data.model_copy(update=updates)}) if updates else spec
 

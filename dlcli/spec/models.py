@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from dlcli import registry
 from dlcli.components import load_all
 from dlcli.errors import UnknownNameError
 from dlcli.losses import LossSpec
 from dlcli.metrics import MetricSpec
-from dlcli.registry import StrictSpec, known_name
+from dlcli.registry import StrictSpec, known_name, suggest
 from dlcli.spec import callbacks as _callbacks  # noqa: F401 - registers the callback specs
 
 load_all()  # the unions below are built from the registries, so every component must be registered first
@@ -72,8 +72,30 @@ LossConfig = Annotated[_tagged_union([_loss_config(entry) for entry in registry.
 class MetricConfig(MetricSpec):
     """A metric name, or a table with `type` and options (k for top-k, threshold, num_thresholds)."""
 
-    model_config = {"extra": "allow"}  # options are checked by the metric's own spec when it is built
+    model_config = {"extra": "allow"}  # the options belong to the metric named by `type`: checked below
     type: MetricName
+
+    @model_validator(mode="after")
+    def _options_fit_the_metric(self) -> MetricConfig:
+        """Each option is one the named metric takes, of the right type and range: found when the spec loads,
+        not when the first epoch builds the metric."""
+        entry = registry.metrics.entry(self.type)
+        try:
+            entry.spec.model_validate({**self.model_dump(exclude_none=True), "type": entry.alias_of or entry.name})
+        except ValidationError as err:
+            problems = []
+            for error in err.errors():
+                key = ".".join(str(part) for part in error["loc"])
+                text = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    options = sorted(k for k in entry.spec.model_fields if k != "type")
+                    close = suggest(key, options)
+                    hint = f"; did you mean {close}?" if close else ""
+                    text = f"not an option of {self.type} (it takes {', '.join(options)}){hint}"
+                problems.append(f"{key}: {text[0].lower()}{text[1:]}, got {error.get('input')!r}"
+                                if error["type"] != "extra_forbidden" else f"{key}: {text}")
+            raise ValueError("; ".join(problems)) from None
+        return self
 
 
 Loss = LossConfig

@@ -132,3 +132,26 @@ def test_a_rescaling_scale_of_nan_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"model\.layers\[0\]\.scale: must be a finite number, got nan"):
         load_spec(_write(tmp_path, text))
     assert math.isfinite(load_spec(_write(tmp_path, text.replace("nan", "0.5"))).model.layers[0].scale)
+
+
+@pytest.mark.parametrize("metric,message", [
+    ('{ type = "precision", threshold = 2 }',
+     "train.metrics[0]: threshold: input should be less than or equal to 1, got 2"),
+    ('{ type = "precision", threshold = nan }', "train.metrics[0]: threshold: input should be a finite number, got nan"),
+    ('{ type = "recall", treshold = 0.3 }',
+     "train.metrics[0]: treshold: not an option of recall (it takes name, threshold); did you mean threshold?"),
+    ('{ type = "top_k_accuracy", k = 0 }', "train.metrics[0]: k: input should be greater than 0, got 0"),
+])
+def test_metric_options_are_checked_when_the_spec_loads(tmp_path: Path, metric: str, message: str) -> None:
+    """Before, a bad metric option was a pydantic traceback (exit 1) when the first epoch built the metric."""
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, SPEC), [f"train.metrics=[{metric}]"])
+    assert str(caught.value) == f"s.toml: {message}"
+
+
+def test_a_relative_data_path_in_a_symlink_loop_reaches_the_data_readers(tmp_path: Path) -> None:
+    """Resolving it here raised RuntimeError (a traceback); the readers' gate names it with exit 3."""
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    spec = load_spec(_write(tmp_path, SPEC.replace('dataset = "digits"', 'train = "a.csv"\ntarget = "y"')))
+    assert spec.data.train == tmp_path / "a.csv"
