@@ -46,5 +46,6 @@ def ctc_labels(target: np.ndarray, label: str, shape: tuple[int, ...], blank: in
         row = int(np.argmax(too_long))
         raise DataError(f"{label}: row {row} has {lengths[row]} labels ({repeats[row]} repeated) that need "
                         f"{lengths[row] + repeats[row]} steps, but the output has {steps} ({int(too_long.sum()):,} of "
-                        f"{len(labels):,} rows too long); CTC cannot align them: shorten the labels or give the output more steps")
+                        f"{len(labels):,} rows too long); CTC cannot align them: shorten the labels or give the output "
+                        f"more steps")
     return labels

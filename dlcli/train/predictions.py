@@ -65,10 +65,9 @@ def read_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] 
 
 def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
                            ) -> PredictionInputs:
-    """The model's inputs from a file, by the reader registered for its kind (dlcli/data/readers/): .npy (one
-    input), .npz (arrays by input name, or x), .csv (the training feature columns, found by name, or a text
-    model's data.text column), .txt (one text a line, for a text model). `schema` is the checkpoint's
-    metadata["data"] (empty for old checkpoints). NaN and infinity are let through, for nonfinite_examples."""
+    """The model's inputs from a file, by the reader registered for its kind (dlcli/data/readers/), read as
+    training read its data: `schema` is the checkpoint's metadata["data"] (empty for old checkpoints). NaN and
+    infinity are let through, for nonfinite_examples to refuse or mark."""
     examples = read_examples(path, read_request(model, spec.data, schema or {}, targets=False))
     arrays = examples.inputs
     for name, array in arrays.items():

@@ -1,20 +1,14 @@
 """The reader interface and its one dispatcher: every data file a run reads (train, validation and test splits,
 eval --data, predict's input) goes to the reader registered for what it is.
 
-A reader is a class in a file of its own, registered once under its name:
-
-    @registry.readers.register("npz")
-    class NpzReader(Reader):
-        \"\"\"Arrays by name in an .npz archive.\"\"\"  # the first line is what the "unsupported" message lists
-        suffixes = (".npz",)
-
-        def read(self, path: Path, request: ReadRequest) -> Examples: ...
-
-It declares what it accepts: file suffixes, or `directory = True` for a folder (a folder of images or of text
-files, one subfolder a class); a reader that must look inside to tell overrides `accepts`. A reader with options
-of its own (an image folder's image_size) registers a pydantic model of them as its spec,
-`register("image_folder", spec=ImageFolderOptions)`; the dispatcher validates [data.options] against it and hands
-the result to the reader as request.options (readers without a spec leave [data.options] to registry datasets).
+A reader is a Reader subclass in a file of its own (npz.py is one), registered once under its name with
+`@registry.readers.register("npz")`; its docstring's first line is what the "unsupported" message lists, and
+data/readers/__init__.py imports its file. It declares what it accepts: file suffixes, or `directory = True`
+for a folder (of images or of text files, one subfolder a class); a reader that must look inside to tell
+overrides `accepts`. A reader with options of its own (an image folder's image_size) registers a pydantic model
+of them as its spec, `register("image_folder", spec=ImageFolderOptions)`: the dispatcher validates
+[data.options] against it and hands the result to the reader as request.options (for readers without one,
+[data.options] stays the registry datasets' table).
 
 `read` returns whole arrays. A reader for data larger than memory (parquet, long time series) will stream
 instead: it will add `batches(path, request, batch_size) -> Iterator[Examples]`, and the dispatcher and the
