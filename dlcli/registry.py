@@ -143,3 +143,4 @@ schedules = Registry("schedule")
 metrics = Registry("metric")
 datasets = Registry("dataset")
 callbacks = Registry("callback")
+readers = Registry("reader")  # data files by what they accept (dlcli/data/readers/); spec: the reader's options

@@ -13,9 +13,10 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.batches import check_finite, check_labels, check_lengths
+from dlcli.data.csv_table import read_csv, read_table
 from dlcli.data.download import Verify, fetch, local_copy
+from dlcli.data.idx import read_idx
 from dlcli.data.object_arrays import read_keras_npz
-from dlcli.data.readers import read_csv, read_idx, read_table
 from dlcli.data.word_sequences import SEQUENCE_OPTIONS, imdb_arrays, reuters_arrays, sequence_options
 from dlcli.errors import DataError, SpecError
 

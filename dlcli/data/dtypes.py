@@ -6,7 +6,7 @@ i, u  integers              yes             no                yes
 f     floats                yes             no                yes
 c     complex               no: a cast to float drops the imaginary part without a word
 m, M  timedelta, datetime   no: convert them to numbers (seconds, day of week, ...) first
-O     Python objects        no: refused before reading (unpickling runs code), see readers.py
+O     Python objects        no: refused before reading (unpickling runs code), see readers/npy_pair.py
 S     bytes                 no              yes (as UTF-8)    class names (as UTF-8), classification only
 U     unicode text          no              yes               class names, classification only
 V     void / structured     no: store each field as its own array

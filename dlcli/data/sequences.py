@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.data.readers import read_npz
+from dlcli.data.readers.npz import read_npz
 from dlcli.errors import DataError
 
 HEIGHT, WIDTH, MAX_DIGITS, MAX_GAP, JITTER = 28, 140, 5, 6, 2

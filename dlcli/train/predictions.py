@@ -13,13 +13,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from dlcli.checkpoint import write_atomically
-from dlcli.data import (CsvRecipe, check_examples, check_input_dtype, fill_missing, listed_rows, nonfinite_rows,
-                        read_csv_examples, read_npy, read_npz, read_text_lines)
+from dlcli.data import listed_rows, nonfinite_rows, read_examples
 from dlcli.decoding import ctc_decode, valid_steps_first
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
-from dlcli.train.datasets import CLASSIFIER_LOSSES, data_suffix
+from dlcli.train.datasets import CLASSIFIER_LOSSES, read_request
 
 OUTPUT_SUFFIXES = (".npy", ".npz", ".csv", ".jsonl", ".json")
 
@@ -66,37 +65,11 @@ def read_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] 
 
 def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
                            ) -> PredictionInputs:
-    """The model's inputs from a .npy (one input), .npz (arrays by input name, or x) or .csv (the training
-    feature columns, found by name); for a model that takes text, a .txt (one text a line) or a .csv (the
-    column data.text names). `schema` is the checkpoint's metadata["data"] (empty for old checkpoints)."""
-    schema = schema or {}
-    names = list(model.inputs)
-    takes_text = len(names) == 1 and model.inputs[names[0]].dtype == "string"
-    suffix = data_suffix(path)
-    lines = None
-    if path.suffix == ".txt":
-        if not takes_text:
-            raise DataError(f"{path}: a .txt file holds one text a line, for a model whose single input has dtype "
-                            f"\"string\"; this model takes numbers: use .npy, .npz or .csv")
-        arrays = {names[0]: read_text_lines(path)}
-    elif suffix in (".csv", ".csv.gz"):
-        arrays, lines = _csv_inputs(path, spec, model, schema)
-    elif suffix == ".npy":
-        if len(names) != 1:
-            raise DataError(f"{path}: the model has {len(names)} inputs; give an .npz with arrays {names}")
-        arrays = {names[0]: _checked(read_npy(path), model, names[0], str(path))}
-    elif suffix == ".npz":
-        found = read_npz(path)
-        mapping = spec.data.inputs or ({names[0]: "x"} if len(names) == 1 else {n: n for n in names})
-        arrays = {}
-        for name in names:
-            key = mapping[name] if mapping[name] in found else name
-            if key not in found:
-                raise DataError(f"{path}: no array {mapping[name]!r} for input {name!r}; the file holds "
-                                f"{', '.join(sorted(found))}")
-            arrays[name] = _checked(found[key], model, name, f"{path}, array {key!r}")
-    else:
-        raise DataError(f"{path}: unsupported input file; use .npy, .npz or .csv (or .txt, for a text model)")
+    """The model's inputs from a file, by the reader registered for its kind (dlcli/data/readers/), read as
+    training read its data: `schema` is the checkpoint's metadata["data"] (empty for old checkpoints). NaN and
+    infinity are let through, for nonfinite_examples to refuse or mark."""
+    examples = read_examples(path, read_request(model, spec.data, schema or {}, targets=False))
+    arrays = examples.inputs
     for name, array in arrays.items():
         expected = tuple(model.inputs[name].shape)
         if array.ndim == 1 and expected == (1,):
@@ -104,37 +77,7 @@ def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict
         if array.shape[1:] != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
-    return PredictionInputs(arrays, path, lines)
-
-
-def _checked(array: np.ndarray, model: Model, name: str, label: str) -> np.ndarray:
-    """An input array with at least one example and a dtype the input takes."""
-    check_examples(label, array)
-    return check_input_dtype(array, model.inputs[name].dtype, label)
-
-
-def _csv_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any]
-                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A CSV file's feature columns, by the names training stored (an old checkpoint: by data.features, all but
-    the target without it), missing cells filled as training filled them; or a text model's text column."""
-    names = list(model.inputs)
-    if len(names) != 1:
-        raise DataError(f"{path}: the model has {len(names)} inputs and a CSV file feeds one; give an .npz with "
-                        f"arrays {names}")
-    takes_text = model.inputs[names[0]].dtype == "string"
-    if takes_text and spec.data.text is None:
-        raise DataError(f"{path}: the model takes text, but its spec names no CSV text column (data.text); give a "
-                        f".txt file with one text a line instead")
-    read = read_csv_examples(path, CsvRecipe(features=spec.data.features, ignore=spec.data.target, missing="keep",
-                                             text=spec.data.text if takes_text else None,
-                                             columns=schema.get("columns")))
-    if takes_text:
-        return {names[0]: read.x}, read.lines
-    x = read.x.astype(np.float32)
-    fill = schema.get("missing", {}).get("fill")
-    if fill:
-        fill_missing(x, read.columns, fill)
-    return {names[0]: x}, read.lines
+    return PredictionInputs(arrays, path, examples.lines)
 
 
 def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | None:

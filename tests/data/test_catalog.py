@@ -13,7 +13,7 @@ import pytest
 
 from dlcli import registry
 from dlcli.data.catalog import BUNDLED_SHA256, bundled_dir, dataset_info, keras_split, list_datasets, load_dataset
-from dlcli.data.readers import read_table
+from dlcli.data.csv_table import read_table
 from dlcli.errors import DataError, SpecError, UnknownNameError
 from tests.data.test_readers import idx_bytes
 from tests.mirror import mnist_mirror

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dlcli.data.batches import check_labels
-from dlcli.data.readers import read_csv, read_idx, read_npy, read_npz, read_table
+from dlcli.data import read_csv, read_idx, read_npy, read_npz, read_table
 from dlcli.errors import DataError
 
 
@@ -221,7 +221,7 @@ def test_read_table_splits_gzip_whitespace_tables(tmp_path: Path) -> None:
 
 
 def test_read_csv_columns_takes_features_without_a_target(tmp_path: Path) -> None:
-    from dlcli.data.readers import read_csv_columns
+    from dlcli.data import read_csv_columns
 
     path = tmp_path / "new.csv"
     path.write_text("a,b,c\n1,2,3\n4,5,6\n")

@@ -1,0 +1,107 @@
+"""The reader interface and its one dispatcher: every data file a run reads (train, validation and test splits,
+eval --data, predict's input) goes to the reader registered for what it is.
+
+A reader is a Reader subclass in a file of its own (npz.py is one), registered once under its name with
+`@registry.readers.register("npz")`; its docstring's first line is what the "unsupported" message lists, and
+data/readers/__init__.py imports its file. It declares what it accepts: file suffixes, or `directory = True`
+for a folder (of images or of text files, one subfolder a class); a reader that must look inside to tell
+overrides `accepts`. A reader with options of its own (an image folder's image_size) registers a pydantic model
+of them as its spec, `register("image_folder", spec=ImageFolderOptions)`: the dispatcher validates
+[data.options] against it and hands the result to the reader as request.options (for readers without one,
+[data.options] stays the registry datasets' table).
+
+`read` returns whole arrays. A reader for data larger than memory (parquet, long time series) will stream
+instead: it will add `batches(path, request, batch_size) -> Iterator[Examples]`, and the dispatcher and the
+train loop will take that path for it; nothing streams yet, so neither is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from pydantic import ValidationError
+
+from dlcli import registry
+from dlcli.data.readers.request import ReadRequest
+from dlcli.errors import DataError, SpecError
+
+
+@dataclass
+class Examples:
+    """What a reader read: an array for each model input and each output's targets (none when inputs only were
+    asked for), first axis examples, and where each example is in the file."""
+
+    inputs: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+    lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
+
+
+class Reader:
+    """Base of the registered readers: what paths a reader accepts, and its read."""
+
+    suffixes: ClassVar[tuple[str, ...]] = ()  # file name endings, such as ".csv" or ".csv.gz"
+    directory: ClassVar[bool] = False  # a folder (one subfolder a class, say), not a file
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        """Whether this reader takes `path`: by its name's ending, or (a folder reader) because it is a folder."""
+        if any(path.name.endswith(suffix) and path.name != suffix for suffix in cls.suffixes):
+            return True
+        return cls.directory and path.is_dir()
+
+    @classmethod
+    def described(cls) -> str:
+        """What the reader accepts, for messages: ".csv or .csv.gz", "a folder"."""
+        kinds = [*cls.suffixes, *(["a folder"] if cls.directory else [])]
+        return " or ".join(kinds)
+
+    def read(self, path: Path, request: ReadRequest) -> Examples:
+        """The examples in `path` that `request` asks for, every array checked as it comes (before any shuffle,
+        so that a problem names the file's line or the array's row)."""
+        raise NotImplementedError
+
+
+def reader_for(path: Path, readers: registry.Registry = registry.readers) -> registry.Entry:
+    """The registry entry of the reader that accepts `path`; DataError listing what the readers accept when none
+    does. Suffixes are tried before folders, so a folder named like a file reaches that file's reader (which says
+    it is a folder)."""
+    entries = list(readers)
+    for entry in sorted(entries, key=lambda e: e.target.directory):
+        if entry.target.accepts(path):
+            return entry
+    raise DataError(unsupported_message(path, entries))
+
+
+def unsupported_message(path: Path, entries: list[registry.Entry]) -> str:
+    """The one "unsupported data" message: what each registered reader accepts, with its one-line doc."""
+    known = "; ".join(f"{entry.target.described()} ({_lowered(entry.doc)})" for entry in entries)
+    return f"{path}: unsupported data file; dlcli reads {known}: save the data as one of these, named by its kind"
+
+
+def read_examples(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> Examples:
+    """The examples `request` asks for from `path`, by the reader registered for what it is."""
+    entry = reader_for(path, readers)
+    if entry.spec is not None:
+        request.options = _reader_options(entry, request.data.options, path)
+    return entry.target().read(path, request)
+
+
+def _reader_options(entry: registry.Entry, options: dict, path: Path) -> object:
+    """[data.options] validated against the reader's options model; SpecError naming the first bad key."""
+    try:
+        return entry.spec.model_validate(options)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        key = ".".join(map(str, problem["loc"]))
+        takes = ", ".join(entry.spec.model_fields) or "none"
+        raise SpecError(f"data.options.{key}: {problem['msg']} (the {entry.name} reader of {path} takes these "
+                        f"options: {takes})") from None
+
+
+def _lowered(doc: str) -> str:
+    """A one-line doc as a parenthesis: final period dropped, first letter lowered unless it starts an acronym."""
+    doc = doc.removesuffix(".")
+    return doc if doc[1:2].isupper() else doc[:1].lower() + doc[1:]
