@@ -225,7 +225,11 @@ def test_resume_falls_back_to_the_previous_checkpoint_and_says_so(tmp_path: Path
     assert_run_consistent(run)
     last = run / "checkpoints" / "last.safetensors"
     assert last.exists()  # previous is a link made before last is replaced: last never goes missing
-    last.write_bytes(last.read_bytes()[:1000])  # the newest checkpoint is damaged
+    # the newest checkpoint is damaged: as a torn write would leave it, a new file under the name (writing into
+    # the file would damage previous too while the kill left both names on one file, the hard link)
+    damaged = last.read_bytes()[:1000]
+    last.unlink()
+    last.write_bytes(damaged)
     resumed = _resume_to_end(run)
     assert resumed.returncode == 0, resumed.stderr
     assert "note: last.safetensors is unusable" in resumed.stderr and "resuming from" in resumed.stderr
