@@ -107,6 +107,28 @@ def test_cycle_is_spelled_out() -> None:
         _build(doc)
 
 
+def test_cycle_names_each_node_once_from_the_first_in_the_spec_in_the_direction_data_flows() -> None:
+    doc = _mutated(nodes__features={"type": "concatenate", "inputs": ["title", "department"]})
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value) == ("model.nodes: cycle features -> hidden -> department -> features; "
+                               "a model must be a DAG")
+
+
+def test_nodes_run_in_spec_order_where_the_graph_allows() -> None:
+    doc = {"name": "order", "data": {"train": "x.npz"},
+           "model": {"inputs": {"x": {"shape": [3]}},
+                     "nodes": {"late": {"type": "dense", "input": "early", "units": 2},  # needs early first
+                               "b": {"type": "dense", "input": "x", "units": 2},
+                               "a": {"type": "dense", "input": "x", "units": 2},
+                               "early": {"type": "dense", "input": "x", "units": 2},
+                               "joined": {"type": "concatenate", "inputs": ["late", "a", "b"]},
+                               "out": {"type": "dense", "input": "joined", "units": 1}},
+                     "outputs": {"out": {"loss": "mse"}}}}
+    # ready from the start, in spec order: b, a, early; late becomes ready after early, joined after late
+    assert [node.name for node in _build(doc).nodes] == ["b", "a", "early", "late", "joined", "out"]
+
+
 def test_output_without_loss_is_a_spec_error() -> None:
     doc = _mutated(outputs__priority={"weight": 1.0})
     with pytest.raises(SpecError, match="model.outputs.priority.loss: required key missing"):

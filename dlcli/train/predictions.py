@@ -15,10 +15,11 @@ import numpy as np
 from dlcli.checkpoint import write_atomically
 from dlcli.data import (CsvRecipe, check_examples, check_input_dtype, fill_missing, listed_rows, nonfinite_rows,
                         read_csv_examples, read_npy, read_npz, read_text_lines)
-from dlcli.decoding import ctc_decode, valid_steps_first
+from dlcli.decoding import ctc_decode
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
+from dlcli.tensor.mask import valid_steps_first
 from dlcli.train.datasets import CLASSIFIER_LOSSES, data_suffix
 
 OUTPUT_SUFFIXES = (".npy", ".npz", ".csv", ".jsonl", ".json")
