@@ -166,3 +166,28 @@ def test_a_sequential_input_too_big_for_memory_is_refused_before_any_allocation(
     with pytest.raises(SpecError, match=r"^model.input.shape: one example of this input has shape \[1000000000000\] "
                                         r"and would need 3,725.3 GiB"):
         _build(doc)
+
+
+@pytest.mark.parametrize("layer,in_shape,message", [
+    ({"type": "max_pooling1d"}, [28, 28, 1], "expected rank 3 (batch, steps, channels), found rank 4 (batch, 28, 28, "
+                                             '1); add a reshape layer first, e.g. type = "reshape", target_shape = '
+                                             "[28, 28]"),
+    ({"type": "conv1d", "filters": 2, "kernel_size": 3}, [10, 4, 2],
+     "expected rank 3 (batch, steps, channels), found rank 4 (batch, 10, 4, 2); add a reshape layer first, e.g. "
+     'type = "reshape", target_shape = [10, 8]'),
+    ({"type": "global_average_pooling2d"}, [5, 5], "expected rank 4 (batch, height, width, channels), found rank 3 "
+                                                   '(batch, 5, 5); add a reshape layer first, e.g. type = "reshape", '
+                                                   "target_shape = [5, 5, 1]"),
+    ({"type": "random_flip"}, [784], "expected rank 4 (batch, height, width, channels), found rank 2 (batch, 784); "
+                                     'add a reshape layer first, e.g. type = "reshape", target_shape = [28, 28, 1]'),
+    ({"type": "gru", "units": 2}, [3, 4, 5, 6], "expected rank 3 (batch, timesteps, features), found rank 5 (batch, "
+                                                "3, 4, 5, 6); add a reshape layer first"),
+])
+def test_the_graph_checks_each_declared_input_rank_with_one_message(layer: dict[str, Any], in_shape: list[int],
+                                                                    message: str) -> None:
+    doc = {"name": "ranks", "data": {"train": "x.npz"},
+           "model": {"input": {"shape": in_shape}, "layers": [layer, {"type": "flatten"}, {"type": "dense", "units": 1}]},
+           "train": {"loss": "mse"}}
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value) == f"model.layers[0]: {message}"
