@@ -63,5 +63,5 @@ class Conv1D(Convolution):
         images = ops.reshape(x, (x.shape[0], 1, *x.shape[1:]))
         out = ops.conv2d(images, kernel, self.bias, self.geometry, self.fused)
         out = ops.reshape(out, (x.shape[0], *out.shape[2:]))
-        # the activation after the reshape, so a softmax output is the op a crossentropy finds its logits by
+        # the activation after the reshape: a crossentropy reads a softmax's logits through the output's own op
         return self._activate(out)

@@ -103,6 +103,7 @@ def conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry,
     """
     row = activations.get(activation) if isinstance(activation, str) else activation
     if not activations.fusable(row):
-        raise ValueError(f"conv2d computes {' or '.join(activations.fusable_names())} itself, not "
-                         f"{activation!r}: apply it after a linear conv2d")
+        *others, last = activations.fusable_names()
+        raise ValueError(f"conv2d computes {', '.join(others)} or {last} itself, not {activation!r}: apply it "
+                         "after a linear conv2d")
     return Conv2D.apply(x, kernel, bias, geometry=geometry, activation=row)

@@ -39,5 +39,5 @@ def test_conv2d_op_gradient_matches_finite_differences(name: str) -> None:
 def test_conv2d_computes_only_the_activations_its_kernels_have(activation: str) -> None:
     fn, inputs = _case((4, 5, 2), (1, 3), 2)
     g = geometry(4, 5, (1, 3), (1, 1), (1, 1), "valid")
-    with pytest.raises(ValueError, match=f"conv2d computes linear or relu or tanh itself, not '{activation}'"):
+    with pytest.raises(ValueError, match=f"conv2d computes linear, relu or tanh itself, not '{activation}'"):
         ops.conv2d(*[Tensor(a) for a in inputs], g, activation)
