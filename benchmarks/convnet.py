@@ -116,12 +116,13 @@ def dlcli_layer_times() -> dict[str, dict[str, float]]:
 
     def tagged_apply(cls: Any, *inputs: Any, **options: Any) -> Any:
         out = original_apply(cls, *inputs, **options)
-        if out.op is not None:
-            op, layer, backward = out.op, current["layer"], out.op.backward
+        first = out[0] if isinstance(out, tuple) else out  # an op with several outputs gives a tuple
+        if first.op is not None:
+            op, layer, backward = first.op, current["layer"], first.op.backward
 
-            def timed_backward(d_out: Any) -> Any:
+            def timed_backward(*d_outputs: Any) -> Any:
                 start = time.perf_counter()
-                grads = backward(d_out)
+                grads = backward(*d_outputs)
                 backward_ms[layer] += (time.perf_counter() - start) * 1e3
                 return grads
 

@@ -1,54 +1,223 @@
-"""Activation functions by name, as layers and specs use them (`activation = "relu"`)."""
+"""The activation table: each activation by the name a spec writes (`activation = "relu"`), with its function on
+arrays, its gradient from its output, and its code in the fused kernels.
+
+Each row is also the op that applies the activation on its own (`Relu.apply(x)`, or `relu(x)` beside it). The
+dense, conv2d and recurrent ops read the same rows (the function, the gradient, the kernel code), and
+`fusion` is the one rule for what a dense or conv layer computes inside its own op; so an activation is
+written once, and a new one is one class here. Rows are registered in `registry.activations`, which specs,
+`dlcli list activations` and error hints read.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import ClassVar
 
-from dlcli import ops, registry
-from dlcli.tensor import Tensor
+import numpy as np
+
+from dlcli import registry
+from dlcli.tensor import Array, Op, Tensor
+
+
+class Activation(Op):
+    """A row of the activation table, and the op that applies it: y = f(a), its backward computed from y alone.
+
+    `function(a, out, axis)` is f on arrays (into `out` when given; `out` may be `a`); `gradient(y, d_y, axis)`
+    is the gradient with respect to a, from the output y and the output's gradient. Elementwise rows ignore
+    axis; softmax and log_softmax work along it.
+    """
+
+    # the activation's code in the fused kernels (LINEAR, RELU, TANH, SIGMOID in kernels/recurrent.py; the
+    # first three in kernels/conv.py); None: no kernel computes it
+    code: ClassVar[int | None] = None
+    axis = -1
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, a: Array) -> Array:
+        self.out = self.function(a, None, self.axis)
+        return self.out
+
+    def backward(self, d_out: Array) -> tuple[Array]:
+        return (self.gradient(self.out, d_out, self.axis),)
 
 
 @registry.activations.register("linear")
-def linear(x: Tensor) -> Tensor:
+class Linear(Activation):
     """Identity: x."""
-    return x
+
+    code = 0
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        if out is None or out is a:
+            return a
+        out[...] = a
+        return out
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return d_y
 
 
 @registry.activations.register("relu")
-def relu(x: Tensor) -> Tensor:
+class Relu(Activation):
     """Rectified linear unit: max(x, 0)."""
-    return ops.relu(x)
 
+    code = 1
 
-@registry.activations.register("sigmoid")
-def sigmoid(x: Tensor) -> Tensor:
-    """Logistic function 1 / (1 + e^-x), for binary probabilities."""
-    return ops.sigmoid(x)
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        return np.maximum(a, 0, out=out)
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return d_y * (y > 0)
 
 
 @registry.activations.register("tanh")
-def tanh(x: Tensor) -> Tensor:
+class Tanh(Activation):
     """Hyperbolic tangent, in (-1, 1)."""
-    return ops.tanh(x)
+
+    code = 2
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        return np.tanh(a, out=out)
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return d_y * (1 - y * y)
+
+
+@registry.activations.register("sigmoid")
+class Sigmoid(Activation):
+    """Logistic function 1 / (1 + e^-x), for binary probabilities."""
+
+    code = 3
+    links_input = True  # binary_crossentropy works from the logits
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        # exp(-log(1 + e^-a)): logaddexp never overflows, and four in-place passes beat the branchy two-case
+        # formula (which needs about nine array passes)
+        out = np.negative(a, out=out)
+        np.logaddexp(0, out, out=out)
+        np.negative(out, out=out)
+        return np.exp(out, out=out)
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return d_y * y * (1 - y)
 
 
 @registry.activations.register("softmax")
-def softmax(x: Tensor) -> Tensor:
+class Softmax(Activation):
     """Normalized exponentials over the last axis: class probabilities."""
-    return ops.softmax(x, axis=-1)
+
+    links_input = True  # the categorical crossentropies and ctc work from the logits
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        # shifted by the maximum, so exp never overflows
+        e = np.subtract(a, a.max(axis=axis, keepdims=True), out=out)
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
+        return e
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return y * (d_y - (d_y * y).sum(axis=axis, keepdims=True))
 
 
 @registry.activations.register("log_softmax")
-def log_softmax(x: Tensor) -> Tensor:
+class LogSoftmax(Activation):
     """Logarithm of softmax over the last axis, computed stably."""
-    return ops.log_softmax(x, axis=-1)
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        # a - max - log(sum(exp(a - max))): finite even for logits of +-1e4, never forming softmax's small values
+        shifted = np.subtract(a, a.max(axis=axis, keepdims=True), out=out)
+        shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        return shifted
+
+    @staticmethod
+    def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
+        return d_y - np.exp(y) * d_y.sum(axis=axis, keepdims=True)
 
 
-def get(name: str) -> Callable[[Tensor], Tensor]:
-    """The activation function registered as `name`."""
+def relu(a: Tensor) -> Tensor:
+    """max(a, 0)."""
+    return Relu.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """1 / (1 + e^-a); the result names its logits for the crossentropies (see `logits_of`)."""
+    return Sigmoid.apply(a)
+
+
+def tanh(a: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh.apply(a)
+
+
+def softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Normalized exponentials over an axis; over the last axis the result names its logits (see `logits_of`)."""
+    return Softmax.apply(a) if axis == -1 else Softmax.apply(a, axis=axis)
+
+
+def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(a)), stable."""
+    return LogSoftmax.apply(a) if axis == -1 else LogSoftmax.apply(a, axis=axis)
+
+
+def get(name: str) -> type[Activation]:
+    """The row of the activation registered as `name`."""
     return registry.activations.get(name)
 
 
 def apply(name: str, x: Tensor) -> Tensor:
     """x through the activation registered as `name`."""
-    return registry.activations.get(name)(x)
+    row = get(name)
+    return x if row is Linear else row.apply(x)
+
+
+def fusable(row: type[Activation]) -> bool:
+    """Whether a dense or conv op computes this activation in its own pass: the fused kernels have a code for it,
+    and no crossentropy reads its output back for the logits (sigmoid and softmax stay separate ops)."""
+    return row.code is not None and not row.links_input
+
+
+def fusable_names() -> list[str]:
+    """The names of the activations a dense or conv op computes itself, in the table's order."""
+    return [entry.name for entry in registry.activations if fusable(entry.target)]
+
+
+def fusion(name: str) -> tuple[type[Activation], type[Activation] | None]:
+    """(what a dense or conv op computes itself, the activation to apply after it, or None): the one fusion rule."""
+    row = get(name)
+    return (row, None) if fusable(row) else (Linear, row)
+
+
+def logits_of(output: Tensor, name: str) -> Tensor | None:
+    """The input of the activation `name` (over the last axis) that made `output`, or None when something else did.
+
+    A crossentropy given probabilities that a softmax or sigmoid just made works from their logits, as Keras
+    does with `_keras_logits`: the value is exact and the gradient p - y. The link is the output's own op,
+    which these two activations keep even where nothing is recorded (see Op.links_input).
+    """
+    op = output.op
+    if type(op) is not get(name) or op.axis not in (-1, output.ndim - 1):
+        return None
+    return op.inputs[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.ops.activation import stable_log_softmax
+from dlcli.activations import LogSoftmax
 
 
 def _lengths(scores: np.ndarray, input_lengths: np.ndarray | None) -> np.ndarray:
@@ -20,31 +20,6 @@ def _lengths(scores: np.ndarray, input_lengths: np.ndarray | None) -> np.ndarray
     if input_lengths is None:
         return np.full(scores.shape[0], steps, np.int64)
     return np.clip(np.asarray(input_lengths, np.int64).reshape(-1), 0, steps)
-
-
-def mask_covers(mask: np.ndarray | None, shape: tuple[int, ...]) -> bool:
-    """Whether a (batch, time) step mask applies to values of this shape (batch, time, ...)."""
-    return mask is not None and len(shape) >= 2 and tuple(np.shape(mask)) == tuple(shape[:2])
-
-
-def valid_step_order(mask: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """(per-row step order that puts each row's valid steps first, or None when they already come first; their
-    counts) for a (batch, time) mask. Padding at the start, as Keras' pad_sequences puts it by default, is
-    moved behind the data; the order within the valid steps is kept."""
-    mask = np.asarray(mask, bool)
-    steps = mask.sum(axis=1)
-    if np.array_equal(mask, np.arange(mask.shape[1]) < steps[:, None]):
-        return None, steps
-    return np.argsort(~mask, axis=1, kind="stable"), steps
-
-
-def valid_steps_first(y_pred: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(y_pred with each row's valid steps moved to the front, their counts as the decoders' input_lengths);
-    y_pred unchanged and None without a mask."""
-    if mask is None:
-        return y_pred, None
-    order, steps = valid_step_order(np.asarray(mask, bool).reshape(y_pred.shape[:2]))
-    return (y_pred if order is None else np.take_along_axis(y_pred, order[:, :, None], axis=1)), steps
 
 
 def _blank(blank: int | None, classes: int) -> int:
@@ -93,7 +68,7 @@ def ctc_beam_search_decode(y_pred: np.ndarray, beam_width: int = 8, input_length
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
     y_pred = np.asarray(y_pred)
     scores = y_pred if from_logits else np.log(np.maximum(y_pred, np.finfo(np.float32).tiny))
-    log_probs = np.ascontiguousarray(stable_log_softmax(scores.astype(np.float64, copy=False), -1))
+    log_probs = np.ascontiguousarray(LogSoftmax.function(scores.astype(np.float64, copy=False)))
     batch, steps, classes = log_probs.shape
     out = np.full((batch, steps), -1, np.int64)
     lengths = np.empty(batch, np.int64)

@@ -25,6 +25,10 @@ class UnknownNameError(SpecError):
         self.kind, self.name, self.known, self.closest = kind, name, known, closest
 
 
+class WeightTooLargeError(SpecError):
+    """A layer's weights cannot fit in this machine's memory; the graph adds the layer's key to the message."""
+
+
 class RunDirectoryTakenError(SpecError):
     """A run directory already holds a run or other files, or another process is writing it (exit 2)."""
 

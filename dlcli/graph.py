@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import deque
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import numpy as np
 
-from dlcli.decoding import mask_covers
-from dlcli.errors import SpecError
-from dlcli.initializers import WeightTooLargeError, physical_memory
+from dlcli.errors import SpecError, WeightTooLargeError
+from dlcli.initializers import physical_memory
 from dlcli.layers import Layer, Shape, create_layer
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
 from dlcli.tensor import Tensor
+from dlcli.tensor.mask import mask_covers
 
 SEQUENTIAL_INPUT = "input"
 
@@ -50,12 +52,7 @@ class Model:
         values: dict[str, Tensor] = dict(inputs)
         for node in self.nodes:
             layer = node.layer
-            if layer.arity != 1:
-                out = layer([values[name] for name in node.inputs], training)  # type: ignore
-            elif len(node.inputs) > 1:  # a recurrent layer given its initial states
-                out = layer(values[node.inputs[0]], training, [values[name] for name in node.inputs[1:]])  # type: ignore
-            else:
-                out = layer(values[node.inputs[0]], training)
+            out = layer(*[values[name] for name in node.inputs], training=training)
             if isinstance(out, tuple):  # the main output, then the ports extra_outputs names
                 out, *extras = out
                 values.update({f"{node.name}.{port}": t for port, t in zip(layer.extra_outputs(), extras)})
@@ -216,32 +213,28 @@ def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:
 
 
 def _topological(nodes: dict[str, Node], inputs: set[str], producers: dict[str, str]) -> list[Node]:
-    """Kahn's order; what is left over lies on a cycle, which the error spells out. producers: the node behind
-    each source name (a node's own name, or one of its ports)."""
-    waiting = {name: {producers[s] for s in node.inputs if s not in inputs} for name, node in nodes.items()}
+    """The nodes in an order where each comes after the nodes it takes from, and otherwise in spec order (weights
+    are created, checkpointed and summarized in it). A cycle is an error that names its nodes. producers: the
+    node behind each source name (a node's own name, or one of its ports)."""
+    rank = {name: i for i, name in enumerate(nodes)}
+    sorter = TopologicalSorter({name: {producers[s] for s in node.inputs if s not in inputs}
+                                for name, node in nodes.items()})
+    try:
+        sorter.prepare()
+    except CycleError as err:
+        cycle = err.args[1][:-1]  # each node feeds the next; the first is repeated at the end
+        start = min(range(len(cycle)), key=lambda i: rank[cycle[i]])  # from its first node in the spec
+        cycle = cycle[start:] + cycle[:start]
+        raise SpecError(f"model.nodes: cycle {' -> '.join([*cycle, cycle[0]])}; a model must be a DAG") from None
+    # graphlib leaves the order among ready nodes open: take them in spec order, as they become ready
+    ready = deque(sorted(sorter.get_ready(), key=rank.__getitem__))
     ordered: list[Node] = []
-    ready = [name for name, deps in waiting.items() if not deps]
     while ready:
-        name = ready.pop(0)
+        name = ready.popleft()
         ordered.append(nodes[name])
-        del waiting[name]
-        for other, deps in waiting.items():
-            if name in deps:
-                deps.discard(name)
-                if not deps and other not in ready:
-                    ready.append(other)
-    if waiting:
-        raise SpecError(f"model.nodes: cycle {' -> '.join(_find_cycle(waiting))}; a model must be a DAG")
+        sorter.done(name)
+        ready.extend(sorted(sorter.get_ready(), key=rank.__getitem__))
     return ordered
-
-
-def _find_cycle(waiting: dict[str, set[str]]) -> list[str]:
-    path: list[str] = []
-    current = next(iter(waiting))
-    while current not in path:
-        path.append(current)
-        current = sorted(waiting[current])[0]
-    return [*path[path.index(current):], current]
 
 
 def _check_all_used(spec: ModelSpec, nodes: dict[str, Node], producers: dict[str, str]) -> None:
@@ -271,14 +264,8 @@ def _build_layers(model: Model, rng: np.random.Generator) -> None:
         key = "model.input.shape" if model.sequential else f"model.inputs.{name}.shape"
         _refuse_oversized(key, "one example of this input", shape)
     for node in model.nodes:
-        in_shapes = [shapes[name] for name in node.inputs]
         try:
-            if node.layer.arity == 1:
-                node.shape = tuple(node.layer.build(in_shapes[0], rng))
-                if len(in_shapes) > 1:
-                    node.layer.check_states(in_shapes[1:])  # type: ignore[attr-defined]
-            else:
-                node.shape = tuple(node.layer.build(in_shapes, rng))  # type: ignore[arg-type]
+            node.shape = tuple(node.layer.connect([shapes[name] for name in node.inputs], rng))
         except WeightTooLargeError as err:
             raise SpecError(f"{node.key}: {err}; reduce its size") from None
         except MemoryError:

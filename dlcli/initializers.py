@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from dlcli import registry
-from dlcli.errors import SpecError
+from dlcli.errors import WeightTooLargeError
 
 Shape = tuple[int, ...]
 # Keras divides by the std of a unit normal truncated to [-2, 2], so the truncated draw has the intended std.
@@ -112,10 +112,6 @@ def initialize(name: str, rng: np.random.Generator, shape: Shape) -> np.ndarray:
         raise WeightTooLargeError(f"a weight of shape {list(shape)} would need {needed / 2**30:,.1f} GiB, more than "
                                   f"this machine's {physical_memory() / 2**30:,.1f} GiB of memory")
     return registry.initializers.get(name)(rng, tuple(shape))
-
-
-class WeightTooLargeError(SpecError):
-    """A layer's weights cannot fit in memory; the graph adds the layer's key to the message."""
 
 
 def physical_memory() -> int:

@@ -14,11 +14,11 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from dlcli import ops, registry
-from dlcli.decoding import mask_covers, valid_step_order
+from dlcli import activations, ops, registry
 from dlcli.errors import DataError
 from dlcli.registry import StrictSpec
 from dlcli.tensor import Tensor
+from dlcli.tensor.mask import step_weights, valid_step_order
 
 EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON]
 
@@ -45,7 +45,7 @@ class Loss:
         """The logits behind y_pred, if it is logits (from_logits) or the output of the matching activation."""
         if self.spec.from_logits:
             return y_pred
-        return y_pred.logits if y_pred.logits_kind == kind else None
+        return activations.logits_of(y_pred, kind)
 
     @staticmethod
     def _mean(values: Tensor, weights: np.ndarray | None) -> Tensor:
@@ -55,18 +55,6 @@ class Loss:
 
 def _step_mask(y_pred: Tensor, logits: Tensor | None) -> np.ndarray | None:
     return y_pred.mask if y_pred.mask is not None or logits is None else logits.mask
-
-
-def step_weights(mask: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray | None:
-    """Each entry's share of a loss over values of `shape` (batch, time, ...) whose steps the (batch, time) mask
-    marks: 1 / (valid steps x entries per step) where the mask holds, 0 on padding; they sum to 1 (all zeros
-    when no step is valid). None when there is no mask or it does not cover the first two axes."""
-    if not mask_covers(mask, shape):
-        return None
-    mask = np.asarray(mask, bool)
-    per_step = int(np.prod(shape[2:], dtype=np.int64))
-    share = 1.0 / max(int(np.count_nonzero(mask)) * per_step, 1)
-    return np.where(mask, share, 0.0).astype(dtype).reshape(shape[:2] + (1,) * (len(shape) - 2))
 
 
 def _as_float(y_true: np.ndarray, like: Tensor) -> np.ndarray:

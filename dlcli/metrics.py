@@ -8,9 +8,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dlcli import registry
-from dlcli.decoding import ctc_greedy_decode, mask_covers, valid_steps_first
+from dlcli.decoding import ctc_greedy_decode
 from dlcli.ops.loss import packed_labels
 from dlcli.registry import StrictSpec
+from dlcli.tensor.mask import mask_covers, valid_steps_first
 
 
 class MetricSpec(StrictSpec):

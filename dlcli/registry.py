@@ -1,8 +1,14 @@
-"""Registries of the names a spec can use: one per kind (layers, activations, losses, ...)."""
+"""Registries of the names a spec can use: one per kind (layers, activations, losses, ...).
+
+A registered name never changes. Besides it, an entry may have synonyms (`aliases`): other spellings users
+write, such as Keras' short names `mse`, `mae` and `acc`, accepted silently; and retired names (`retired`):
+names the entry had before a rename, still accepted, with a RetiredNameWarning once per name and process.
+"""
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar, get_args
 
@@ -21,7 +27,12 @@ class Entry:
     target: Any
     spec: Any
     doc: str
-    alias_of: str | None = None
+    alias_of: str | None = None  # the registered name, for a synonym or a retired name
+    retired: bool = False  # a name the entry had before a rename: accepted, with a warning
+
+
+class RetiredNameWarning(FutureWarning):
+    """A spec names a component by a retired name: it still works, under the name that replaced it."""
 
 
 class Registry:
@@ -30,28 +41,38 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._warned: set[str] = set()  # retired names already warned about: once per process is enough
 
-    def register(self, name: str, spec: Any = None, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
-        """Decorator: register the decorated class or function under `name` (and `aliases`)."""
+    def register(self, name: str, spec: Any = None, aliases: tuple[str, ...] = (),
+                 retired: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: register the decorated class or function under `name`, its synonyms `aliases` (accepted
+        silently) and its `retired` names (accepted with a RetiredNameWarning)."""
 
         def decorate(target: T) -> T:
             doc = (getattr(target, "__doc__", None) or "").strip().splitlines()
             if not doc or not doc[0].strip():
                 raise TypeError(f"{self.kind} {name!r} needs a docstring: its first line is the one-line doc")
-            for key in (name, *aliases):
+            for key in (name, *aliases, *retired):
                 if key in self._entries:
                     raise TypeError(f"{self.kind} {key!r} is registered twice")
-                self._entries[key] = Entry(key, target, spec, doc[0].strip(), None if key == name else name)
+                self._entries[key] = Entry(key, target, spec, doc[0].strip(), None if key == name else name,
+                                           key in retired)
             return target
 
         return decorate
 
     def entry(self, name: str) -> Entry:
-        """The entry for `name`; an unknown name raises UnknownNameError with the closest match."""
+        """The entry for `name`; an unknown name raises UnknownNameError with the closest match, and a retired
+        name warns (once) that it has been replaced."""
         try:
-            return self._entries[name]
+            found = self._entries[name]
         except KeyError:
             raise UnknownNameError(self.kind, name, self.names(), self.closest(name)) from None
+        if found.retired and name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(RetiredNameWarning(f"{self.kind} {name!r} is a retired name; write {found.alias_of!r}, "
+                                             "which means the same (the old name keeps working)"), stacklevel=2)
+        return found
 
     def get(self, name: str) -> Any:
         """The registered object for `name`."""
@@ -60,6 +81,10 @@ class Registry:
     def closest(self, name: str) -> str | None:
         """The registered name nearest to `name`, if any is near enough."""
         return suggest(name, self._entries)
+
+    def spellings(self, name: str) -> tuple[str, ...]:
+        """The registered `name`, then every synonym and retired name that means it (none of them warns)."""
+        return (name, *(key for key, entry in self._entries.items() if entry.alias_of == name))
 
     def names(self, include_aliases: bool = False) -> list[str]:
         """Registered names, sorted; aliases only when asked."""
@@ -129,6 +154,7 @@ def known_name(registry: Registry) -> AfterValidator:
     def check(name: str) -> str:
         if name not in registry:
             raise ValueError(str(UnknownNameError(registry.kind, name, registry.names(), registry.closest(name))))
+        registry.entry(name)  # where the spec is read, a retired name warns
         return name
 
     return AfterValidator(check)

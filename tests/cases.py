@@ -21,8 +21,10 @@ def collect_cases(package: Any) -> dict[str, Any]:
 
 
 def op_cases() -> dict[str, Any]:
-    """Gradient cases of every op test module."""
-    return collect_cases(tests.ops)
+    """Gradient cases of every op test module, and of the activation table's ops (dlcli/activations.py)."""
+    from tests import test_activations
+
+    return {**collect_cases(tests.ops), **test_activations.CASES}
 
 
 def layer_cases() -> dict[str, Any]:

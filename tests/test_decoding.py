@@ -75,20 +75,8 @@ def test_beam_width_must_be_positive_and_blank_a_class() -> None:
         ctc_greedy_decode(np.ones((1, 2, 3)) / 3, blank=3)
 
 
-def test_valid_steps_first_moves_left_padding_behind_the_data_and_counts_the_steps() -> None:
-    from dlcli.decoding import valid_steps_first
-
-    scores = np.arange(2 * 4).reshape(2, 4, 1).astype(np.float32)
-    mask = np.array([[False, True, True, True], [True, True, False, False]])
-    moved, steps = valid_steps_first(scores, mask)
-    np.testing.assert_array_equal(moved[..., 0], [[1, 2, 3, 0], [4, 5, 6, 7]])
-    np.testing.assert_array_equal(steps, [3, 2])
-    same, none = valid_steps_first(scores, None)
-    assert same is scores and none is None
-
-
 def test_greedy_decoding_of_masked_scores_ignores_the_padded_steps_wherever_they_are() -> None:
-    from dlcli.decoding import valid_steps_first
+    from dlcli.tensor.mask import valid_steps_first
 
     # the padded steps hold confident labels (what an output gives there is arbitrary): only the mask drops them
     y_pred = np.stack([one_hot_steps([2, 2, 0, B, 1], 4), one_hot_steps([0, 1, 2, 0, 0], 4)])

@@ -107,6 +107,28 @@ def test_cycle_is_spelled_out() -> None:
         _build(doc)
 
 
+def test_cycle_names_each_node_once_from_the_first_in_the_spec_in_the_direction_data_flows() -> None:
+    doc = _mutated(nodes__features={"type": "concatenate", "inputs": ["title", "department"]})
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value) == ("model.nodes: cycle features -> hidden -> department -> features; "
+                               "a model must be a DAG")
+
+
+def test_nodes_run_in_spec_order_where_the_graph_allows() -> None:
+    doc = {"name": "order", "data": {"train": "x.npz"},
+           "model": {"inputs": {"x": {"shape": [3]}},
+                     "nodes": {"late": {"type": "dense", "input": "early", "units": 2},  # needs early first
+                               "b": {"type": "dense", "input": "x", "units": 2},
+                               "a": {"type": "dense", "input": "x", "units": 2},
+                               "early": {"type": "dense", "input": "x", "units": 2},
+                               "joined": {"type": "concatenate", "inputs": ["late", "a", "b"]},
+                               "out": {"type": "dense", "input": "joined", "units": 1}},
+                     "outputs": {"out": {"loss": "mse"}}}}
+    # ready from the start, in spec order: b, a, early; late becomes ready after early, joined after late
+    assert [node.name for node in _build(doc).nodes] == ["b", "a", "early", "late", "joined", "out"]
+
+
 def test_output_without_loss_is_a_spec_error() -> None:
     doc = _mutated(outputs__priority={"weight": 1.0})
     with pytest.raises(SpecError, match="model.outputs.priority.loss: required key missing"):
@@ -144,3 +166,28 @@ def test_a_sequential_input_too_big_for_memory_is_refused_before_any_allocation(
     with pytest.raises(SpecError, match=r"^model.input.shape: one example of this input has shape \[1000000000000\] "
                                         r"and would need 3,725.3 GiB"):
         _build(doc)
+
+
+@pytest.mark.parametrize("layer,in_shape,message", [
+    ({"type": "max_pooling1d"}, [28, 28, 1], "expected rank 3 (batch, steps, channels), found rank 4 (batch, 28, 28, "
+                                             '1); add a reshape layer first, e.g. type = "reshape", target_shape = '
+                                             "[28, 28]"),
+    ({"type": "conv1d", "filters": 2, "kernel_size": 3}, [10, 4, 2],
+     "expected rank 3 (batch, steps, channels), found rank 4 (batch, 10, 4, 2); add a reshape layer first, e.g. "
+     'type = "reshape", target_shape = [10, 8]'),
+    ({"type": "global_average_pooling2d"}, [5, 5], "expected rank 4 (batch, height, width, channels), found rank 3 "
+                                                   '(batch, 5, 5); add a reshape layer first, e.g. type = "reshape", '
+                                                   "target_shape = [5, 5, 1]"),
+    ({"type": "random_flip"}, [784], "expected rank 4 (batch, height, width, channels), found rank 2 (batch, 784); "
+                                     'add a reshape layer first, e.g. type = "reshape", target_shape = [28, 28, 1]'),
+    ({"type": "gru", "units": 2}, [3, 4, 5, 6], "expected rank 3 (batch, timesteps, features), found rank 5 (batch, "
+                                                "3, 4, 5, 6); add a reshape layer first"),
+])
+def test_the_graph_checks_each_declared_input_rank_with_one_message(layer: dict[str, Any], in_shape: list[int],
+                                                                    message: str) -> None:
+    doc = {"name": "ranks", "data": {"train": "x.npz"},
+           "model": {"input": {"shape": in_shape}, "layers": [layer, {"type": "flatten"}, {"type": "dense", "units": 1}]},
+           "train": {"loss": "mse"}}
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value) == f"model.layers[0]: {message}"

@@ -10,9 +10,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dlcli"
 ORDER = [
     {"errors", "registry"},
     {"kernels", "tensor"},
+    {"activations"},  # the activation table: its rows are ops, which the fused ops (dense, conv, recurrent) read
     {"ops"},
-    {"initializers", "activations", "layers", "losses", "optimizers", "schedules", "metrics", "decoding",
-     "components"},
+    {"initializers", "layers", "losses", "optimizers", "schedules", "metrics", "decoding", "components"},
     {"spec"},
     {"graph"},
     {"checkpoint"},

@@ -10,7 +10,7 @@ import pytest
 from dlcli import ops, registry
 from dlcli.errors import DataError
 from dlcli.losses import EPSILON, create_loss, weighted_total
-from dlcli.tensor import Tensor
+from dlcli.tensor import Tensor, no_grad
 from tests.gradcheck import check_op_gradients
 
 rng = np.random.default_rng(7)
@@ -116,6 +116,16 @@ def test_crossentropy_through_softmax_uses_logits_and_gradient_p_minus_y() -> No
     assert loss.item() == pytest.approx(400.0)  # exact, not the clipped -log(1e-7) = 16.1
     loss.backward()
     np.testing.assert_allclose(z.grad, [[1.0, 0.0, -1.0]], atol=1e-6)
+
+
+def test_crossentropies_work_from_the_logits_in_evaluation_too() -> None:
+    # no tape and a constant input, as in evaluate(): the value must be the training one, not the clipped 16.1
+    with no_grad():
+        z = Tensor(np.array([[200.0, 0.0, -200.0]], np.float32), requires_grad=True)
+        assert _loss("categorical_crossentropy")(ops.softmax(z), np.array([[0.0, 0.0, 1.0]])).item() == \
+            pytest.approx(400.0)
+    assert _loss("binary_crossentropy")(ops.sigmoid(Tensor(np.array([[-100.0]]))), np.array([[1.0]])).item() == \
+        pytest.approx(100.0)
 
 
 def test_sigmoid_output_uses_logits_in_binary_crossentropy() -> None:

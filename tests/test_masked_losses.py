@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dlcli import ops, registry
-from dlcli.losses import create_loss, step_weights
+from dlcli.losses import create_loss
 from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
 
@@ -88,16 +88,6 @@ def test_every_elementwise_and_crossentropy_loss_has_a_masked_case() -> None:
     covered = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
                "mean_squared_error", "mean_absolute_error", "ctc"}  # ctc: tests/test_losses.py
     assert set(registry.losses.names()) <= covered
-
-
-def test_step_weights_share_one_over_the_valid_entries_and_ignore_masks_that_do_not_fit() -> None:
-    weights = step_weights(MASK, MASK.shape + (2,))
-    assert weights.shape == MASK.shape + (1,)
-    np.testing.assert_allclose(weights[..., 0], MASK / (MASK.sum() * 2))
-    assert np.broadcast_to(weights, MASK.shape + (2,)).sum() == pytest.approx(1.0)
-    assert step_weights(None, (3, 4)) is None
-    assert step_weights(MASK, (3, 5, 2)) is None  # not (batch, time) of these values
-    assert not step_weights(np.zeros_like(MASK), MASK.shape).any()  # no valid step: a zero loss, not a NaN
 
 
 def test_a_loss_with_no_valid_step_is_zero_with_a_zero_gradient() -> None:

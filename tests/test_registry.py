@@ -1,13 +1,15 @@
-"""Registries: one-line docs, no duplicates, did-you-mean, and a gradient case for every op."""
+"""Registries: one-line docs, no duplicates, did-you-mean, synonyms and retired names, a gradient case per op."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 
 from dlcli import ops, registry
 from dlcli.components import load_all
 from dlcli.errors import SpecError, UnknownNameError
-from dlcli.registry import Registry
+from dlcli.registry import Registry, RetiredNameWarning
 from tests import test_losses
 from tests.cases import covers, op_cases
 
@@ -66,3 +68,31 @@ def test_duplicate_name_or_missing_doc_fails_at_registration() -> None:
 def test_aliases_resolve_to_the_same_entry() -> None:
     assert registry.losses.get("mse") is registry.losses.get("mean_squared_error")
     assert "mse" not in registry.losses.names() and "mse" in registry.losses.names(include_aliases=True)
+
+
+@pytest.mark.parametrize("kind,synonym,name", [
+    ("losses", "mse", "mean_squared_error"), ("losses", "mae", "mean_absolute_error"), ("metrics", "acc", "accuracy"),
+    ("metrics", "mse", "mean_squared_error"), ("metrics", "top_k_accuracy", "top_k_categorical_accuracy"),
+    ("initializers", "random_uniform", "uniform"),
+])
+def test_synonyms_users_write_resolve_without_a_warning(kind: str, synonym: str, name: str) -> None:
+    reg = getattr(registry, kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert reg.get(synonym) is reg.get(name) and reg.entry(synonym).alias_of == name
+
+
+def test_a_retired_name_resolves_and_warns_once() -> None:
+    reg = Registry("thing")
+
+    @reg.register("new_name", aliases=("short",), retired=("old_name",))
+    class Thing:
+        """A thing."""
+
+    with pytest.warns(RetiredNameWarning, match="thing 'old_name' is a retired name; write 'new_name'"):
+        assert reg.get("old_name") is Thing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reg.get("old_name") is Thing and reg.get("short") is Thing  # once per name; synonyms never
+    assert reg.names() == ["new_name"] and reg.names(include_aliases=True) == ["new_name", "old_name", "short"]
+    assert reg.spellings("new_name") == ("new_name", "short", "old_name")

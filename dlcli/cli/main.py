@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -91,12 +92,13 @@ class DlcliGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand: its usage errors, our errors and a lost stdout become one message and an exit code.
 
-        The command runs with stdout behind a strict GuardedStream and with NumPy's floating-point warnings
-        off: see _guarded_stdout and _quiet_floating_point.
+        The command runs with stdout behind a strict GuardedStream, with NumPy's floating-point warnings
+        off, and with a retired name in the spec noted in one line: see _guarded_stdout, _quiet_floating_point
+        and _retired_names_as_notes.
         """
         ctx.ensure_object(dict)
         with _usage_errors_as_json(ctx.meta.get(_ASKS_FOR_JSON, False)), _guarded_stdout(), \
-                _quiet_floating_point():
+                _quiet_floating_point(), _retired_names_as_notes():
             return self._invoke_reporting_errors(ctx)
 
     def _invoke_reporting_errors(self, ctx: click.Context) -> Any:
@@ -174,6 +176,27 @@ def _quiet_floating_point() -> Iterator[None]:
 
     with np.errstate(all="ignore"):
         yield
+
+
+@contextlib.contextmanager
+def _retired_names_as_notes() -> Iterator[None]:
+    """A retired name in the spec (registry.RetiredNameWarning) as one line on stderr, "warning: ...", instead of
+    Python's report with a file, a line number and source code; every other warning shows as before."""
+    from dlcli.registry import RetiredNameWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *where: Any, **more: Any) -> None:
+        if issubclass(category, RetiredNameWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, *where, **more)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 @click.group(cls=DlcliGroup, context_settings={"help_option_names": ["-h", "--help"]})

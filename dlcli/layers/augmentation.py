@@ -15,8 +15,7 @@ import numpy as np
 from pydantic import AfterValidator, Field
 
 from dlcli import ops, registry
-from dlcli.errors import SpecError
-from dlcli.layers.base import Layer, LayerSpec, Shape
+from dlcli.layers.base import IMAGE, Layer, LayerSpec, Shape
 from dlcli.tensor import Tensor
 
 
@@ -46,11 +45,9 @@ def _bounds(factor: Factor) -> tuple[float, float]:
 class ImageAugmentation(Layer):
     """Base of the random image layers: takes images (height, width, channels), keeps the run's generator."""
 
+    input_axes = IMAGE
+
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(in_shape) != 3:
-            raise SpecError(f"{self.key}: {self.spec.type} expects rank 4 (batch, height, width, channels), found "
-                            f"rank {len(in_shape) + 1} (batch, {', '.join(map(str, in_shape))}); add a reshape "
-                            "layer first, e.g. target_shape = [28, 28, 1]")
         self.rng = rng  # the run's generator: its state is saved with the checkpoint
         return in_shape
 

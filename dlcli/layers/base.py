@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from dlcli import registry
+from dlcli.errors import SpecError
 from dlcli.registry import StrictSpec, known_name
 from dlcli.tensor import Tensor
 
 Shape = tuple[int, ...]  # per-example shape: the batch axis is implicit
+# the per-example axes of the inputs layers declare (Layer.input_axes)
+SEQUENCE = ("steps", "channels")
+IMAGE = ("height", "width", "channels")
 ActivationName = Annotated[str, known_name(registry.activations)]
 InitializerName = Annotated[str, known_name(registry.initializers)]
 
@@ -28,10 +33,17 @@ class Layer:
     Weights are created in `build`, once the input shape is known, and named `<layer name>/<weight>`
     as in Keras checkpoints. Trainable weights are tensors that require a gradient; state (moving
     statistics, adapted means) is plain arrays that only the layer itself updates.
+
+    One protocol for every layer: a graph node builds it with `connect(in_shapes, rng)`, the per-example
+    shapes of what feeds it in order, and calls it as `layer(*inputs, training=...)`. What a layer takes is
+    declared, not coded: `arity` (main inputs) and `input_axes` (their per-example axes), which `connect`
+    checks once, with one message for every layer, before `build` sees a shape.
     """
 
     spec: LayerSpec
-    arity: ClassVar[int | None] = 1  # inputs taken: 1, or None for two or more (merge layers)
+    arity: ClassVar[int | None] = 1  # main inputs taken: 1, or None for two or more (merge layers)
+    # the names of each main input's per-example axes, e.g. IMAGE; None: any rank
+    input_axes: ClassVar[tuple[str, ...] | None] = None
     # True when a training forward pass changes the state (batch-norm moving statistics): data-parallel
     # ranks then average it after every step, so that all replicas stay equal
     state_moves_in_training: ClassVar[bool] = False
@@ -58,17 +70,25 @@ class Layer:
         self.state[weight] = value
         return value
 
+    def connect(self, in_shapes: list[Shape], rng: np.random.Generator) -> Shape:
+        """Check the per-example shapes of the tensors a graph node feeds this layer against what it declares,
+        then build it; returns the (main) output's per-example shape."""
+        for shape in in_shapes if self.arity is None else in_shapes[:self.arity]:
+            check_rank(self, shape)
+        return self.build(in_shapes[0], rng)
+
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
         """Create weights for inputs of per-example shape `in_shape`; return the output's per-example shape."""
         return in_shape
 
-    def __call__(self, x: Tensor, training: bool = False) -> Tensor:  # pragma: no cover - abstract
+    def __call__(self, *inputs: Tensor, training: bool = False) -> Tensor | tuple[Tensor, ...]:  # pragma: no cover
+        """The layer on a batch of each input: its output, or (output, *extra outputs) (see extra_outputs)."""
         raise NotImplementedError
 
     def extra_outputs(self) -> dict[str, Shape]:
         """Outputs besides the main one (a recurrent layer's final states with return_state), by port name, with
-        their per-example shapes once built; a graph node names them `<node>.<port>`. Called with `extra` after
-        the main output, the layer returns (main, *extras) in this order."""
+        their per-example shapes once built; a graph node names them `<node>.<port>`. A layer with extra outputs
+        returns (main, *extras) in this order."""
         return {}
 
     def state_inputs(self) -> int:
@@ -96,3 +116,28 @@ def create_layer(config: dict[str, Any] | LayerSpec, name: str | None = None) ->
     else:
         entry = registry.layers.entry(config.type)
     return entry.target(config, name)
+
+
+def check_rank(layer: Layer, in_shape: Shape) -> None:
+    """SpecError for the layer's key unless each example has the axes the layer declares (`input_axes`)."""
+    axes = layer.input_axes
+    if axes is None or len(in_shape) == len(axes):
+        return
+    expected, found = ", ".join(("batch", *axes)), ", ".join(("batch", *map(str, in_shape)))
+    example = _reshape_target(in_shape, len(axes))
+    hint = f', e.g. type = "reshape", target_shape = {example}' if example else ""
+    raise SpecError(f"{layer.key}: expected rank {len(axes) + 1} ({expected}), found rank {len(in_shape) + 1} "
+                    f"({found}); add a reshape layer first{hint}")
+
+
+def _reshape_target(in_shape: Shape, rank: int) -> list[int] | None:
+    """A per-example target shape of `rank` axes that fits: one trailing axis of 1 added (one channel, or one
+    feature per step), a square one-channel image from a flat vector, or the last two axes merged."""
+    if len(in_shape) == rank - 1:
+        return [*in_shape, 1]
+    side = math.isqrt(in_shape[0]) if len(in_shape) == 1 else 0
+    if rank == 3 and side > 0 and side * side == in_shape[0]:
+        return [side, side, 1]
+    if len(in_shape) == rank + 1:
+        return [*in_shape[:-2], in_shape[-2] * in_shape[-1]]
+    return None

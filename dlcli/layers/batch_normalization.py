@@ -64,7 +64,7 @@ class BatchNormalization(Layer):
         beta = self.zeros if self.beta is None else self.beta
         if training:
             out, mean, variance = ops.batch_normalization(x, gamma, beta, self.axis, self.spec.epsilon)
-            self._update_moving_statistics(mean, variance)
+            self._update_moving_statistics(mean.data, variance.data)
             return out
         # inference: an affine map per channel, x * scale + shift, from the moving statistics
         inv_std = Tensor((1.0 / np.sqrt(self.moving_variance + np.float32(self.spec.epsilon))).astype(np.float32))

@@ -66,7 +66,7 @@ class Bidirectional(Layer):
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
         for layer in (self.forward_layer, self.backward_layer):
             layer.key = f"{self.key}.layer"
-            out_shape = layer.build(in_shape, rng)
+            out_shape = layer.connect([in_shape], rng)  # the wrapped layer checks the input's rank
             prefix = layer.name.removeprefix(f"{self.name}/")
             self.params.update({f"{prefix}/{weight}": tensor for weight, tensor in layer.params.items()})
         if self.spec.merge_mode == "concat":
@@ -74,7 +74,7 @@ class Bidirectional(Layer):
         return out_shape
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
-        forward, backward = self.forward_layer(x, training), self.backward_layer(x, training)
+        forward, backward = self.forward_layer(x, training=training), self.backward_layer(x, training=training)
         mode = self.spec.merge_mode
         if mode == "concat":
             out = ops.concatenate([forward, backward], axis=-1)

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from dlcli import ops, registry
-from dlcli.layers.base import ActivationName, InitializerName, LayerSpec, Shape
+from dlcli.layers.base import SEQUENCE, ActivationName, InitializerName, LayerSpec, Shape
 from dlcli.layers.conv2d import Convolution
 from dlcli.tensor import Tensor
 
@@ -47,11 +47,9 @@ class Conv1D(Convolution):
     """1-D convolution over (steps, channels): activation(conv(x, kernel) + bias); padding may be causal."""
 
     spec: Conv1DSpec
-    rank_message = "expected rank 3 (batch, steps, channels)"
+    input_axes = SEQUENCE
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(in_shape) != 2:
-            raise self._rank_error(in_shape, 3)
         steps, channels = in_shape
         s = self.spec
         _, out_steps = self._build_2d(1, steps, channels, (1, s.kernel_size), (1, s.strides), (1, s.dilation_rate),
@@ -65,4 +63,5 @@ class Conv1D(Convolution):
         images = ops.reshape(x, (x.shape[0], 1, *x.shape[1:]))
         out = ops.conv2d(images, kernel, self.bias, self.geometry, self.fused)
         out = ops.reshape(out, (x.shape[0], *out.shape[2:]))
-        return out if self.after is None else self.after(out)
+        # the activation after the reshape: a crossentropy reads a softmax's logits through the output's own op
+        return self._activate(out)

@@ -10,9 +10,8 @@ from pydantic import BeforeValidator, Field, model_validator
 from dlcli import activations, ops, registry
 from dlcli.errors import SpecError
 from dlcli.initializers import initialize
-from dlcli.layers.base import ActivationName, InitializerName, Layer, LayerSpec, Shape
+from dlcli.layers.base import IMAGE, ActivationName, InitializerName, Layer, LayerSpec, Shape
 from dlcli.ops.conv import geometry
-from dlcli.ops.linalg import AFFINE_ACTIVATIONS
 from dlcli.tensor import Tensor
 
 
@@ -46,9 +45,7 @@ class Conv2DSpec(LayerSpec):
 
 
 class Convolution(Layer):
-    """Shared by conv1d and conv2d: weights, the fused op, and the input checks."""
-
-    rank_message = "expected rank 4 (batch, height, width, channels)"
+    """Shared by conv1d and conv2d: weights, the fused op, and the kernel-size check."""
 
     def _build_2d(self, height: int, width: int, channels: int, kernel: tuple[int, int], strides: tuple[int, int],
                   dilation: tuple[int, int], padding: str, rng: np.random.Generator) -> tuple[int, int]:
@@ -63,31 +60,12 @@ class Convolution(Layer):
         bias = initialize(spec.bias_initializer, rng, (spec.filters,)) if spec.use_bias \
             else np.zeros(spec.filters, np.float32)  # type: ignore[attr-defined]
         self.bias = self.add_param("bias", bias) if spec.use_bias else Tensor(bias)  # type: ignore[attr-defined]
-        activation = spec.activation  # type: ignore[attr-defined]
-        self.fused = activation if activation in AFFINE_ACTIVATIONS and activation != "sigmoid" else "linear"
-        self.after = None if self.fused == activation else activations.get(activation)
+        self.fused, self.after = activations.fusion(spec.activation)  # type: ignore[attr-defined]
         return self.geometry.out_h, self.geometry.out_w
 
-    def _convolve(self, x: Tensor) -> Tensor:
-        out = ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused)
-        return out if self.after is None else self.after(out)
-
-    def _rank_error(self, in_shape: Shape, rank: int) -> SpecError:
-        found = ", ".join(["batch", *map(str, in_shape)])
-        example = self._suggestion(in_shape, rank)
-        hint = f", e.g. type = \"reshape\", target_shape = {example}" if example else ""
-        return SpecError(f"{self.key}: {self.rank_message}, found rank {len(in_shape) + 1} ({found}); "
-                         f"add a reshape layer first{hint}")
-
-    @staticmethod
-    def _suggestion(in_shape: Shape, rank: int) -> list[int] | None:
-        """A target shape that would fit: a channel axis of 1 added, or a square image from a flat vector."""
-        if len(in_shape) == rank - 2:
-            return [*in_shape, 1]
-        side = int(round(in_shape[0] ** 0.5)) if len(in_shape) == 1 else 0
-        if rank == 4 and side * side == in_shape[0]:
-            return [side, side, 1]
-        return None
+    def _activate(self, out: Tensor) -> Tensor:
+        """The part of the activation the conv op did not compute itself (see activations.fusion)."""
+        return out if self.after is None else self.after.apply(out)
 
 
 @registry.layers.register("conv2d", spec=Conv2DSpec)
@@ -95,10 +73,9 @@ class Conv2D(Convolution):
     """2-D convolution over (height, width, channels) images: activation(conv(x, kernel) + bias)."""
 
     spec: Conv2DSpec
+    input_axes = IMAGE
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(in_shape) != 3:
-            raise self._rank_error(in_shape, 4)
         height, width, channels = in_shape
         s = self.spec
         out_h, out_w = self._build_2d(height, width, channels, s.kernel_size, s.strides, s.dilation_rate, s.padding,
@@ -106,4 +83,4 @@ class Conv2D(Convolution):
         return (out_h, out_w, s.filters)
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
-        return self._convolve(x)
+        return self._activate(ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused))

@@ -10,7 +10,6 @@ from pydantic import Field
 from dlcli import activations, ops, registry
 from dlcli.initializers import initialize
 from dlcli.layers.base import ActivationName, InitializerName, Layer, LayerSpec, Shape
-from dlcli.ops.linalg import AFFINE_ACTIVATIONS
 from dlcli.tensor import Tensor
 
 
@@ -38,16 +37,11 @@ class Dense(Layer):
         self.kernel = self.add_param("kernel", initialize(self.spec.kernel_initializer, rng, (in_shape[-1], units)))
         self.bias = self.add_param("bias", initialize(self.spec.bias_initializer, rng, (units,))) \
             if self.spec.use_bias else None
-        activation = self.spec.activation
-        # sigmoid and softmax stay separate ops after a linear affine map, so a crossentropy finds their logits
-        self.fused_activation = activation if activation in AFFINE_ACTIVATIONS and activation != "sigmoid" \
-            else "linear"
-        self.activation = None if self.fused_activation == activation else activations.get(activation)
+        self.fused, self.after = activations.fusion(self.spec.activation)
         return (*in_shape[:-1], units)
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         if self.bias is None:
-            out = x @ self.kernel
-            return activations.apply(self.spec.activation, out)
-        out = ops.affine(x, self.kernel, self.bias, self.fused_activation)
-        return out if self.activation is None else self.activation(out)
+            return activations.apply(self.spec.activation, x @ self.kernel)
+        out = ops.affine(x, self.kernel, self.bias, self.fused)
+        return out if self.after is None else self.after.apply(out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ class Merge(Layer):
     keeps_mask = True
     arity: ClassVar[int | None] = None
 
-    def build(self, in_shapes: list[Shape], rng: np.random.Generator) -> Shape:  # type: ignore[override]
+    def connect(self, in_shapes: list[Shape], rng: np.random.Generator) -> Shape:
         if len(in_shapes) < 2:
             raise SpecError(f"{self.key}: {self.spec.type} needs at least two inputs, got {len(in_shapes)}")
         return self.merged_shape(in_shapes)
@@ -59,14 +59,14 @@ class Concatenate(Merge):
         self.batch_axis = axis + 1
         return tuple(sum(s[i] for s in in_shapes) if i == axis else d for i, d in enumerate(in_shapes[0]))
 
-    def __call__(self, xs: list[Tensor], training: bool = False) -> Tensor:  # type: ignore[override]
+    def __call__(self, *xs: Tensor, training: bool = False) -> Tensor:
         return ops.concatenate(xs, axis=self.batch_axis)
 
 
-def _fold(xs: list[Tensor], combine: object) -> Tensor:
+def _fold(xs: Sequence[Tensor], combine: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     out = xs[0]
     for x in xs[1:]:
-        out = combine(out, x)  # type: ignore[operator]
+        out = combine(out, x)
     return out
 
 
@@ -80,7 +80,7 @@ class AddSpec(LayerSpec):
 class Add(Merge):
     """Elementwise sum of inputs of one shape (residual connections)."""
 
-    def __call__(self, xs: list[Tensor], training: bool = False) -> Tensor:  # type: ignore[override]
+    def __call__(self, *xs: Tensor, training: bool = False) -> Tensor:
         return _fold(xs, ops.add)
 
 
@@ -94,7 +94,7 @@ class MultiplySpec(LayerSpec):
 class Multiply(Merge):
     """Elementwise product of inputs of one shape (gating)."""
 
-    def __call__(self, xs: list[Tensor], training: bool = False) -> Tensor:  # type: ignore[override]
+    def __call__(self, *xs: Tensor, training: bool = False) -> Tensor:
         return _fold(xs, ops.mul)
 
 
@@ -108,7 +108,7 @@ class AverageSpec(LayerSpec):
 class Average(Merge):
     """Elementwise mean of inputs of one shape."""
 
-    def __call__(self, xs: list[Tensor], training: bool = False) -> Tensor:  # type: ignore[override]
+    def __call__(self, *xs: Tensor, training: bool = False) -> Tensor:
         return _fold(xs, ops.add) * (1.0 / len(xs))
 
 
@@ -122,5 +122,5 @@ class MaximumSpec(LayerSpec):
 class Maximum(Merge):
     """Elementwise maximum of inputs of one shape."""
 
-    def __call__(self, xs: list[Tensor], training: bool = False) -> Tensor:  # type: ignore[override]
+    def __call__(self, *xs: Tensor, training: bool = False) -> Tensor:
         return _fold(xs, ops.maximum)

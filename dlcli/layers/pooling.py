@@ -12,20 +12,10 @@ from pydantic import PositiveInt
 
 from dlcli import ops, registry
 from dlcli.errors import SpecError
-from dlcli.layers.base import Layer, LayerSpec, Shape
+from dlcli.layers.base import IMAGE, SEQUENCE, Layer, LayerSpec, Shape
 from dlcli.ops.pool import pool_output_size
 from dlcli.tensor import Tensor
 
-_AXES = {1: ("steps",), 2: ("height", "width")}  # spatial axes by rank, for shapes and messages
-
-
-def check_spatial_rank(layer: Layer, in_shape: Shape, spatial_rank: int) -> None:
-    """Raise SpecError for the layer's key unless examples are (*spatial axes, channels)."""
-    if len(in_shape) != spatial_rank + 1:
-        expected = ", ".join(("batch", *_AXES[spatial_rank], "channels"))
-        found = ", ".join(("batch", *map(str, in_shape)))
-        raise SpecError(f"{layer.key}: expected rank {spatial_rank + 2} ({expected}), found rank "
-                        f"{len(in_shape) + 1} ({found}); add a reshape layer first")
 
 
 def _as_tuple(value: int | tuple[int, ...], length: int) -> tuple[int, ...]:
@@ -52,16 +42,15 @@ class Pooling(Layer):
     """Base of the window pooling layers: shape inference by Keras' rules, then one pooling op."""
 
     spec: Pooling1DSpec | Pooling2DSpec
-    spatial_rank: ClassVar[int]
+    spatial_rank: ClassVar[int]  # the axes pooled: the input's (*spatial axes, channels) but the last
     pool: ClassVar[Callable[..., Tensor]]
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        check_spatial_rank(self, in_shape, self.spatial_rank)
         self.pool_size = _as_tuple(self.spec.pool_size, self.spatial_rank)
         strides = self.spec.pool_size if self.spec.strides is None else self.spec.strides
         self.strides = _as_tuple(strides, self.spatial_rank)
         out_shape = []
-        for axis, size, pool, stride in zip(_AXES[self.spatial_rank], in_shape, self.pool_size, self.strides):
+        for axis, size, pool, stride in zip(self.input_axes, in_shape, self.pool_size, self.strides):
             out, _ = pool_output_size(size, pool, stride, self.spec.padding)
             if out < 1:
                 raise SpecError(f'{self.key}: pool_size {pool} is larger than the input\'s {axis} ({size}) with '
@@ -85,7 +74,7 @@ class MaxPooling1DSpec(Pooling1DSpec):
 class MaxPooling1D(Pooling):
     """Maximum over windows of steps, per channel: (batch, steps, channels)."""
 
-    spatial_rank, pool = 1, staticmethod(ops.max_pool1d)
+    spatial_rank, pool, input_axes = 1, staticmethod(ops.max_pool1d), SEQUENCE
 
 
 class MaxPooling2DSpec(Pooling2DSpec):
@@ -98,7 +87,7 @@ class MaxPooling2DSpec(Pooling2DSpec):
 class MaxPooling2D(Pooling):
     """Maximum over windows of pixels, per channel: (batch, height, width, channels)."""
 
-    spatial_rank, pool = 2, staticmethod(ops.max_pool2d)
+    spatial_rank, pool, input_axes = 2, staticmethod(ops.max_pool2d), IMAGE
 
 
 class AveragePooling1DSpec(Pooling1DSpec):
@@ -111,7 +100,7 @@ class AveragePooling1DSpec(Pooling1DSpec):
 class AveragePooling1D(Pooling):
     """Mean over windows of steps, per channel (with "same", over the steps inside the input)."""
 
-    spatial_rank, pool = 1, staticmethod(ops.average_pool1d)
+    spatial_rank, pool, input_axes = 1, staticmethod(ops.average_pool1d), SEQUENCE
 
 
 class AveragePooling2DSpec(Pooling2DSpec):
@@ -124,7 +113,7 @@ class AveragePooling2DSpec(Pooling2DSpec):
 class AveragePooling2D(Pooling):
     """Mean over windows of pixels, per channel (with "same", over the pixels inside the image)."""
 
-    spatial_rank, pool = 2, staticmethod(ops.average_pool2d)
+    spatial_rank, pool, input_axes = 2, staticmethod(ops.average_pool2d), IMAGE
 
 
 class GlobalPoolingSpec(LayerSpec):
@@ -141,7 +130,6 @@ class GlobalPooling(Layer):
     reduce: ClassVar[Callable[..., Tensor]]
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        check_spatial_rank(self, in_shape, self.spatial_rank)
         return (*(1,) * self.spatial_rank, in_shape[-1]) if self.spec.keepdims else (in_shape[-1],)
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
@@ -158,7 +146,7 @@ class GlobalAveragePooling1DSpec(GlobalPoolingSpec):
 class GlobalAveragePooling1D(GlobalPooling):
     """Mean over all steps, per channel: (batch, steps, channels) -> (batch, channels)."""
 
-    spatial_rank, reduce = 1, staticmethod(ops.mean)
+    spatial_rank, reduce, input_axes = 1, staticmethod(ops.mean), SEQUENCE
 
 
 class GlobalAveragePooling2DSpec(GlobalPoolingSpec):
@@ -171,7 +159,7 @@ class GlobalAveragePooling2DSpec(GlobalPoolingSpec):
 class GlobalAveragePooling2D(GlobalPooling):
     """Mean over all pixels, per channel: (batch, height, width, channels) -> (batch, channels)."""
 
-    spatial_rank, reduce = 2, staticmethod(ops.mean)
+    spatial_rank, reduce, input_axes = 2, staticmethod(ops.mean), IMAGE
 
 
 class GlobalMaxPooling1DSpec(GlobalPoolingSpec):
@@ -184,7 +172,7 @@ class GlobalMaxPooling1DSpec(GlobalPoolingSpec):
 class GlobalMaxPooling1D(GlobalPooling):
     """Maximum over all steps, per channel: (batch, steps, channels) -> (batch, channels)."""
 
-    spatial_rank, reduce = 1, staticmethod(ops.max)
+    spatial_rank, reduce, input_axes = 1, staticmethod(ops.max), SEQUENCE
 
 
 class GlobalMaxPooling2DSpec(GlobalPoolingSpec):
@@ -197,4 +185,4 @@ class GlobalMaxPooling2DSpec(GlobalPoolingSpec):
 class GlobalMaxPooling2D(GlobalPooling):
     """Maximum over all pixels, per channel: (batch, height, width, channels) -> (batch, channels)."""
 
-    spatial_rank, reduce = 2, staticmethod(ops.max)
+    spatial_rank, reduce, input_axes = 2, staticmethod(ops.max), IMAGE

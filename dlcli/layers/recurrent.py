@@ -9,7 +9,7 @@ starts from those states (Keras' initial_state), as an encoder hands its states 
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Literal, Sequence
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -67,8 +67,9 @@ class Recurrent(Layer):
     """Shared by simple_rnn, lstm and gru: weights, dropout masks, masking and the input checks."""
 
     spec: RecurrentSpec
+    input_axes = ("timesteps", "features")
     gates: ClassVar[int]
-    op: ClassVar[Callable[..., Tensor]]
+    op: ClassVar[Callable[..., Tensor | tuple[Tensor, ...]]]
     STATE_NAMES: ClassVar[tuple[str, ...]] = ("state_h",)
 
     def __init__(self, spec: RecurrentSpec, name: str | None = None) -> None:
@@ -76,9 +77,14 @@ class Recurrent(Layer):
         self.reverse = False  # set by bidirectional for its backward layer: run from the last step
         self.zero_output_for_mask = False  # set by bidirectional with return_sequences, as Keras does
 
+    def connect(self, in_shapes: list[Shape], rng: np.random.Generator) -> Shape:
+        """The sequence's shape, then optionally one (units,) shape per initial state."""
+        out_shape = super().connect(in_shapes, rng)
+        if len(in_shapes) > 1:
+            self.check_states(in_shapes[1:])
+        return out_shape
+
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(in_shape) != 2:
-            raise self._rank_error(in_shape)
         steps, features = in_shape
         spec, width = self.spec, self.gates * self.spec.units
         self.kernel = self.add_param("kernel", initialize(spec.kernel_initializer, rng, (features, width)))
@@ -120,25 +126,17 @@ class Recurrent(Layer):
                                 zero_output_for_mask=self.zero_output_for_mask,
                                 reset_after=getattr(spec, "reset_after", True))
 
-    def __call__(self, x: Tensor, training: bool = False,
-                 initial_state: Sequence[Tensor] = ()) -> Tensor | tuple[Tensor, ...]:
+    def __call__(self, x: Tensor, *initial_state: Tensor, training: bool = False) -> Tensor | tuple[Tensor, ...]:
+        """The sequence x, started from `initial_state` (h, and c for lstm) when given; with return_state,
+        (output, final h (, final c))."""
         input_dropout, recurrent_dropout = self._dropout_masks(x.shape[0], x.shape[2]) if training else (None, None)
-        with_cell = self.spec.return_state and len(self.STATE_NAMES) == 2
-        extra = {"initial_state": list(initial_state), **({"with_cell": True} if with_cell else {})}
-        out = type(self).op(x, self.kernel, self.recurrent_kernel, self.bias, self.options(), mask=x.mask,
-                            input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, **extra)
-        cell = None
-        if with_cell:  # the op appended the final cell state as one more step
-            cell = ops.getitem(out, (slice(None), -1))
-            out = ops.getitem(out, (slice(None), slice(0, -1)) if self.spec.return_sequences else (slice(None), 0))
+        result = type(self).op(x, self.kernel, self.recurrent_kernel, self.bias, self.options(), mask=x.mask,
+                               input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
+                               initial_state=initial_state, return_state=self.spec.return_state)
+        out = result[0] if isinstance(result, tuple) else result
         if self.spec.return_sequences:
             out.mask = x.mask
-        if not self.spec.return_state:
-            return out
-        # masked steps carry the state over, so the last step's output is the final state (reverse and zeroed
-        # outputs belong to bidirectional, which returns no states)
-        state_h = ops.getitem(out, (slice(None), -1)) if self.spec.return_sequences else out
-        return (out, state_h) if cell is None else (out, state_h, cell)
+        return result
 
     def _dropout_masks(self, batch: int, features: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Keras' masks: one per sequence, the same at every step. With recurrent dropout Keras switches to one
@@ -154,17 +152,6 @@ class Recurrent(Layer):
         """Inverted-dropout keep-masks: 0, or 1 / (1 - rate) with probability 1 - rate."""
         keep = self.rng.random(shape, dtype=np.float32) >= rate
         return keep * np.asarray(1.0 / (1.0 - rate), self.kernel.dtype)
-
-    def _rank_error(self, in_shape: Shape) -> SpecError:
-        found = ", ".join(["batch", *map(str, in_shape)])
-        if len(in_shape) == 1:
-            hint = f', e.g. type = "reshape", target_shape = [{in_shape[0]}, 1] (one feature per step)'
-        elif len(in_shape) == 3:
-            hint = f', e.g. type = "reshape", target_shape = [{in_shape[0]}, {in_shape[1] * in_shape[2]}]'
-        else:
-            hint = ""
-        return SpecError(f"{self.key}: expected rank 3 (batch, timesteps, features), found rank "
-                         f"{len(in_shape) + 1} ({found}); add a reshape layer first{hint}")
 
 
 @registry.layers.register("simple_rnn", spec=SimpleRNNSpec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, Tensor
 
 INTERPOLATIONS = ("nearest", "bilinear")
 FILL_MODES = ("constant", "reflect", "nearest", "wrap")  # a mode's position is its code in dlcli.kernels.augment
@@ -68,3 +68,18 @@ class AffineResample(Op):
         kernels.affine_resample_adjoint(np.ascontiguousarray(d_out), self.matrices, self.fill_code, self.bilinear,
                                         d_images)
         return (d_images,)
+
+
+def flip_images(images: Tensor, horizontal: np.ndarray, vertical: np.ndarray) -> Tensor:
+    """Channels-last images (N, H, W, C), image n reversed along width if horizontal[n], height if vertical[n]."""
+    return FlipImages.apply(images, horizontal=np.asarray(horizontal, bool), vertical=np.asarray(vertical, bool))
+
+
+def affine_resample(images: Tensor, matrices: np.ndarray, interpolation: str = "bilinear",
+                    fill_mode: str = "reflect", fill_value: float = 0.0) -> Tensor:
+    """Channels-last images (N, H, W, C), each output pixel (x, y) of image n read at matrices[n] @ (x, y, 1).
+
+    interpolation is nearest or bilinear; fill_mode (constant, reflect, nearest, wrap) says what lies outside.
+    """
+    return AffineResample.apply(images, matrices=matrices, interpolation=interpolation, fill_mode=fill_mode,
+                                fill_value=fill_value)

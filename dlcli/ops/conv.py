@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlcli.ops.activation import stable_sigmoid
-from dlcli.tensor import Array, Op
+from dlcli import activations
+from dlcli.activations import Activation, Linear
+from dlcli.tensor import Array, Op, Tensor
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,13 @@ def geometry(in_h: int, in_w: int, kernel: tuple[int, int], strides: tuple[int, 
 
 
 class Conv2D(Op):
-    """activation(conv2d(x, kernel) + bias) for x (N, H, W, C) and a Keras kernel (kh, kw, C, F)."""
+    """activation(conv2d(x, kernel) + bias) for x (N, H, W, C) and a Keras kernel (kh, kw, C, F).
 
-    def __init__(self, geometry: ConvGeometry, activation: str = "linear") -> None:
-        self.geometry, self.activation = geometry, activation
+    The bias and the activation run in one kernel pass, by the activation's code in the table.
+    """
+
+    def __init__(self, geometry: ConvGeometry, activation: type[Activation] = Linear) -> None:
+        self.geometry, self.code = geometry, activation.code
 
     def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
         from dlcli.kernels import conv as kernels
@@ -69,11 +73,7 @@ class Conv2D(Op):
         kernels.im2col(x, cols, *g.args())
         self.cols = cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
-        if self.activation == "sigmoid":
-            out += bias
-            out = stable_sigmoid(out)
-        else:  # one pass for bias and activation instead of two
-            kernels.bias_activation(out, bias.astype(out.dtype, copy=False), _CODES[self.activation])
+        kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
         self.out = out
         return out.reshape(n, g.out_h, g.out_w, -1)
 
@@ -82,12 +82,9 @@ class Conv2D(Op):
 
         out, kernel = self.out, self.kernel
         d_out = np.ascontiguousarray(d_out).reshape(out.shape)
-        if self.activation == "sigmoid":
-            d = d_out * out * (1 - out)
-            d_bias = d.sum(axis=0)
-        else:  # the activation's mask and the bias gradient's column sums in one pass
-            d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
-            kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, _CODES[self.activation])
+        # the activation's gradient and the bias gradient's column sums in one pass
+        d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
+        kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, self.code)
         d_kernel = (self.cols.T @ d).reshape(kernel.shape) if self.needs_grad[1] else None
         d_x = None
         if self.needs_grad[0]:
@@ -97,4 +94,16 @@ class Conv2D(Op):
         return d_x, d_kernel, d_bias if self.needs_grad[2] else None
 
 
-_CODES = {"linear": 0, "relu": 1, "tanh": 2}  # the kernels' activation codes (dlcli.kernels.conv)
+def conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry,
+           activation: str | type[Activation] = "linear") -> Tensor:
+    """activation(conv2d(x, kernel) + bias), channels-last x (N, H, W, C), kernel (kh, kw, C, F).
+
+    activation is a name or a row of the activation table that `activations.fusable` accepts (linear, relu,
+    tanh: the ones the conv kernels compute); apply any other after a linear conv2d.
+    """
+    row = activations.get(activation) if isinstance(activation, str) else activation
+    if not activations.fusable(row):
+        *others, last = activations.fusable_names()
+        raise ValueError(f"conv2d computes {', '.join(others)} or {last} itself, not {activation!r}: apply it "
+                         "after a linear conv2d")
+    return Conv2D.apply(x, kernel, bias, geometry=geometry, activation=row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, Tensor
 
 
 class Dropout(Op):
@@ -20,3 +20,8 @@ class Dropout(Op):
 
     def backward(self, d_out: Array) -> tuple[Array]:
         return (d_out * self.mask,)
+
+
+def dropout(a: Tensor, rate: float, rng: np.random.Generator) -> Tensor:
+    """Inverted dropout with a mask from `rng`; rate 0 returns a unchanged."""
+    return a if rate <= 0 else Dropout.apply(a, rate=rate, rng=rng)

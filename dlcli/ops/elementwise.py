@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, Tensor
+
+TensorLike = Tensor | np.ndarray | float | int
 
 
 def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
@@ -193,3 +195,90 @@ class Where(Op):
         zero = np.zeros((), d_out.dtype)
         return (None, unbroadcast(np.where(self.condition, d_out, zero), self.shapes[0]),
                 unbroadcast(np.where(self.condition, zero, d_out), self.shapes[1]))
+
+
+def as_tensor(value: TensorLike, like: Tensor | None = None) -> Tensor:
+    """A constant tensor for a number or an array; a number takes `like`'s dtype so float32 stays float32."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    return Tensor(np.asarray(value, dtype=like.dtype if like is not None else np.float32))
+
+
+def as_tensor_pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:
+    """Both operands of a binary op as tensors; a number takes the other operand's dtype."""
+    ta = a if isinstance(a, Tensor) else None
+    tb = b if isinstance(b, Tensor) else None
+    return as_tensor(a, tb), as_tensor(b, ta)
+
+
+def add(a: TensorLike, b: TensorLike) -> Tensor:
+    """a + b, broadcasting."""
+    return Add.apply(*as_tensor_pair(a, b))
+
+
+def sub(a: TensorLike, b: TensorLike) -> Tensor:
+    """a - b, broadcasting."""
+    return Sub.apply(*as_tensor_pair(a, b))
+
+
+def mul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a * b, broadcasting."""
+    return Mul.apply(*as_tensor_pair(a, b))
+
+
+def div(a: TensorLike, b: TensorLike) -> Tensor:
+    """a / b, broadcasting."""
+    return Div.apply(*as_tensor_pair(a, b))
+
+
+def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 - the op's name
+    """a ** b, broadcasting."""
+    return Pow.apply(*as_tensor_pair(a, b))
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a."""
+    return Neg.apply(a)
+
+
+def exp(a: Tensor) -> Tensor:
+    """e ** a."""
+    return Exp.apply(a)
+
+
+def log(a: Tensor) -> Tensor:
+    """Natural logarithm."""
+    return Log.apply(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    """Square root."""
+    return Sqrt.apply(a)
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001 - the op's name
+    """|a|."""
+    return Abs.apply(a)
+
+
+def maximum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise max."""
+    return Maximum.apply(*as_tensor_pair(a, b))
+
+
+def minimum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise min."""
+    return Minimum.apply(*as_tensor_pair(a, b))
+
+
+def clip(a: Tensor, low: float, high: float) -> Tensor:
+    """a limited to [low, high]."""
+    return Clip.apply(a, low=low, high=high)
+
+
+def where(condition: np.ndarray | Tensor, a: TensorLike, b: TensorLike) -> Tensor:
+    """condition ? a : b."""
+    cond = condition if isinstance(condition, Tensor) else Tensor(np.asarray(condition))
+    return Where.apply(cond, *as_tensor_pair(a, b))

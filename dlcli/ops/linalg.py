@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.ops.activation import stable_sigmoid
-from dlcli.ops.elementwise import unbroadcast
-from dlcli.tensor import Array, Op
+from dlcli import activations
+from dlcli.activations import Activation, Linear
+from dlcli.ops.elementwise import TensorLike, as_tensor_pair, unbroadcast
+from dlcli.tensor import Array, Op, Tensor
 
 
 class MatMul(Op):
@@ -46,42 +47,26 @@ def _vector_matmul_grads(
     return d_a, d_b
 
 
-AFFINE_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
-
-
 class Affine(Op):
     """activation(x @ W + b) in one op: one output array, activated in place, one backward.
 
-    Fusing saves a Python op and two temporaries per dense layer; the derivative of each fused activation
-    is taken from the output, which is all the backward keeps.
+    Fusing saves a Python op and two temporaries per dense layer. The activation is a row of the activation
+    table: its function runs in place on the output, and its gradient comes from the output, which is all
+    the backward keeps.
     """
 
-    def __init__(self, activation: str = "linear") -> None:
+    def __init__(self, activation: type[Activation] = Linear) -> None:
         self.activation = activation
 
     def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
         self.x, self.kernel = x, kernel
         out = x @ kernel
         out += bias
-        if self.activation == "relu":
-            np.maximum(out, 0, out=out)
-        elif self.activation == "sigmoid":
-            out = stable_sigmoid(out)
-        elif self.activation == "tanh":
-            np.tanh(out, out=out)
-        self.out = out
-        return out
+        self.out = self.activation.function(out, out)
+        return self.out
 
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
-        out = self.out
-        if self.activation == "relu":
-            d = d_out * (out > 0)
-        elif self.activation == "sigmoid":
-            d = d_out * out * (1 - out)
-        elif self.activation == "tanh":
-            d = d_out * (1 - out * out)
-        else:
-            d = d_out
+        d = self.activation.gradient(self.out, d_out)
         x, kernel = self.x, self.kernel
         d_x = d @ kernel.T if self.needs_grad[0] else None
         d_kernel = d_bias = None
@@ -93,3 +78,18 @@ class Affine(Op):
         if self.needs_grad[2]:
             d_bias = d.reshape(-1, d.shape[-1]).sum(axis=0)
         return d_x, d_kernel, d_bias
+
+
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a @ b (2-D or batched)."""
+    return MatMul.apply(*as_tensor_pair(a, b))
+
+
+def affine(x: Tensor, kernel: Tensor, bias: Tensor, activation: str | type[Activation] = "linear") -> Tensor:
+    """activation(x @ kernel + bias) in one fused op; activation is a name or a row of the activation table.
+
+    Any row computes here; a dense layer fuses only what `activations.fusion` says (sigmoid and softmax stay
+    separate ops, so a crossentropy finds their logits).
+    """
+    row = activations.get(activation) if isinstance(activation, str) else activation
+    return Affine.apply(x, kernel, bias) if row is Linear else Affine.apply(x, kernel, bias, activation=row)

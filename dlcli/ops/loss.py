@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.ops.activation import stable_log_softmax
-from dlcli.tensor import Array, Op
+from dlcli.activations import LogSoftmax
+from dlcli.tensor import Array, Op, Tensor
 
 
 class _WeightedMean(Op):
@@ -35,7 +35,7 @@ class SoftmaxCrossEntropy(_WeightedMean):
     """mean over positions of -sum(y * log_softmax(logits)) over the last axis; y one-hot or soft labels."""
 
     def forward(self, logits: Array, targets: Array) -> Array:
-        log_p = stable_log_softmax(logits, -1)
+        log_p = LogSoftmax.function(logits)
         self.log_p, self.targets = log_p, targets
         return self._reduce(-(targets * log_p).sum(axis=-1), logits.dtype)
 
@@ -49,7 +49,7 @@ class SparseSoftmaxCrossEntropy(_WeightedMean):
     """mean over positions of -log_softmax(logits)[label]; labels are integer class indices."""
 
     def forward(self, logits: Array, labels: Array) -> Array:
-        log_p = stable_log_softmax(logits, -1)
+        log_p = LogSoftmax.function(logits)
         self.log_p, self.labels = log_p, labels.astype(np.intp, copy=False)[..., None]
         picked = np.take_along_axis(log_p, self.labels, axis=-1)[..., 0]
         return self._reduce(-picked, logits.dtype)
@@ -112,3 +112,31 @@ class CTCLoss(Op):
 
     def backward(self, d_out: Array) -> tuple[Array, None]:
         return self.grad * d_out[:, None, None].astype(self.grad.dtype, copy=False), None
+
+
+# weights (optional, for the three below): each position's share of the loss, summing to 1; None is the mean
+def softmax_crossentropy(logits: Tensor, targets: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
+    """Mean crossentropy of softmax(logits) against one-hot (or soft) targets; gradient p - y."""
+    return SoftmaxCrossEntropy.apply(logits, Tensor(targets), weights=weights)
+
+
+def sparse_softmax_crossentropy(logits: Tensor, labels: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
+    """Mean crossentropy of softmax(logits) against integer labels; gradient p - onehot."""
+    return SparseSoftmaxCrossEntropy.apply(logits, Tensor(labels), weights=weights)
+
+
+def sigmoid_binary_crossentropy(logits: Tensor, targets: np.ndarray, weights: np.ndarray | None = None) -> Tensor:
+    """Mean binary crossentropy of sigmoid(logits) against 0/1 (or soft) targets; gradient s - y."""
+    return SigmoidBinaryCrossEntropy.apply(logits, Tensor(targets), weights=weights)
+
+
+def ctc_loss(logits: Tensor, labels: np.ndarray, input_lengths: np.ndarray | None = None, blank: int = -1) -> Tensor:
+    """Per-sequence CTC loss (batch,) of softmax(logits) (batch, time, classes) against label sequences.
+
+    labels (batch, max_length) are padded with -1; input_lengths (batch,) count each sequence's steps (all
+    by default); blank -1 is the last class. The gradient is softmax minus the posterior class occupancy.
+    """
+    classes = logits.shape[-1]
+    if not -classes <= blank < classes:
+        raise ValueError(f"blank {blank} is not one of the {classes} classes")
+    return CTCLoss.apply(logits, Tensor(np.asarray(labels)), input_lengths=input_lengths, blank=blank % classes)

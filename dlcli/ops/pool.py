@@ -5,10 +5,12 @@ A 1-D input is pooled as an image of height 1 (a free view), so both ranks share
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from dlcli.ops.conv import output_size
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, Tensor
 
 
 def pool_output_size(size: int, pool: int, stride: int, padding: str) -> tuple[int, int]:
@@ -82,3 +84,32 @@ class AveragePool(_Pool):
         d_x = np.zeros(in_shape, d_out.dtype)
         kernels.average_pool2d_backward(self._images_grad(d_out), d_x, *self.geometry)
         return (d_x.reshape(self.in_shape),)
+
+
+def _two(value: int | Sequence[int]) -> tuple[int, int]:
+    """A (height, width) pair from one int for both or from a pair."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def max_pool2d(x: Tensor, pool_size: int | Sequence[int] = 2, strides: int | Sequence[int] | None = None,
+               padding: str = "valid") -> Tensor:
+    """Channels-last images (N, H, W, C): the maximum of each window; strides default to pool_size."""
+    return MaxPool.apply(x, pool_size=_two(pool_size), strides=_two(pool_size if strides is None else strides),
+                         padding=padding)
+
+
+def max_pool1d(x: Tensor, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> Tensor:
+    """Channels-last sequences (N, steps, C): the maximum of each window; strides default to pool_size."""
+    return MaxPool.apply(x, pool_size=(1, pool_size), strides=(1, strides or pool_size), padding=padding)
+
+
+def average_pool2d(x: Tensor, pool_size: int | Sequence[int] = 2, strides: int | Sequence[int] | None = None,
+                   padding: str = "valid") -> Tensor:
+    """Channels-last images (N, H, W, C): the mean of each window ("same": of its cells inside the image)."""
+    return AveragePool.apply(x, pool_size=_two(pool_size),
+                             strides=_two(pool_size if strides is None else strides), padding=padding)
+
+
+def average_pool1d(x: Tensor, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> Tensor:
+    """Channels-last sequences (N, steps, C): the mean of each window ("same": of its cells inside)."""
+    return AveragePool.apply(x, pool_size=(1, pool_size), strides=(1, strides or pool_size), padding=padding)

@@ -9,13 +9,12 @@ rows are contiguous.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
-
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")  # the kernels' codes 0..3 (dlcli.kernels.recurrent)
+from dlcli import activations
+from dlcli.tensor import Array, Op, Tensor
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,8 @@ class Recurrent(Op):
     product with that gate's block of the recurrent kernel (both already scaled by 1 / (1 - rate)).
 
     Inputs: x, kernel, recurrent_kernel, then the bias when has_bias, then `initial_states` (N, U) arrays (h, and
-    c for lstm; zeros when not given). with_cell (lstm): the output also carries the final cell state c, as one
-    more step at the end ((N, T + 1, U) with return_sequences, else (N, 2, U): h then c).
+    c for lstm; zeros when not given). Outputs: the output ((N, U), or (N, T, U) with return_sequences), then
+    with return_state the final states (N, U): h, and c for lstm, each with its own gradient.
     """
 
     gates: ClassVar[int]
@@ -47,16 +46,16 @@ class Recurrent(Op):
 
     def __init__(self, options: RecurrentOptions, mask: Array | None = None, input_dropout: Array | None = None,
                  recurrent_dropout: Array | None = None, has_bias: bool = True, initial_states: int = 0,
-                 with_cell: bool = False) -> None:
+                 return_state: bool = False) -> None:
         self.options, self.mask = options, mask
         self.input_dropout, self.recurrent_dropout = input_dropout, recurrent_dropout
-        self.codes = (ACTIVATIONS.index(options.activation), ACTIVATIONS.index(options.recurrent_activation))
-        if initial_states not in (0, self.states) or (with_cell and self.states != 2):
+        self.codes = (_kernel_code(options.activation), _kernel_code(options.recurrent_activation))
+        if initial_states not in (0, self.states):
             raise ValueError(f"{type(self).__name__} carries {self.states} state array(s): got {initial_states} "
-                             f"initial states{' and with_cell' if with_cell else ''}")
-        self.has_bias, self.initial_states, self.with_cell = has_bias, initial_states, with_cell
+                             "initial states")
+        self.has_bias, self.initial_states, self.return_state = has_bias, initial_states, return_state
 
-    def forward(self, x: Array, kernel: Array, recurrent_kernel: Array, *rest: Array) -> Array:
+    def forward(self, x: Array, kernel: Array, recurrent_kernel: Array, *rest: Array) -> Array | tuple[Array, ...]:
         bias = rest[0] if self.has_bias else None
         given = rest[1:] if self.has_bias else rest
         dtype = kernel.dtype
@@ -91,23 +90,25 @@ class Recurrent(Op):
             out = self._sequence(hs).transpose(1, 0, 2)
             if self.options.zero_output_for_mask and self.mask is not None:
                 out = out * self.steps_mask[:, :, None]
-        if self.with_cell:
-            cell = self.cs[self.last]
-            return np.concatenate([out[:, None] if out.ndim == 2 else out, cell[:, None]], axis=1)
-        return np.ascontiguousarray(out)
+        out = np.ascontiguousarray(out)
+        if not self.return_state:
+            return out
+        final = [hs[self.last]] if self.states == 1 else [hs[self.last], self.cs[self.last]]
+        return (out, *(state.copy() for state in final))
 
-    def backward(self, d_out: Array) -> tuple[Array | None, ...]:
+    def backward(self, d_out: Array | None, *d_states: Array | None) -> tuple[Array | None, ...]:
         dtype, (n, units) = self.hs.dtype, self.hs.shape[1:]
-        d_cell = np.zeros((n, units), dtype)
-        if self.with_cell:  # the last step of d_out is the final cell's
-            d_cell = np.ascontiguousarray(d_out[:, -1], dtype)
-            d_out = d_out[:, :-1] if self.options.return_sequences else d_out[:, 0]
-        if self.options.return_sequences:  # a gradient on every step's output
+        d_hs, d_last = np.empty((0, n, units), dtype), np.zeros((n, units), dtype)
+        if d_out is not None and self.options.return_sequences:  # a gradient on every step's output
             if self.options.zero_output_for_mask and self.mask is not None:
                 d_out = d_out * self.steps_mask[:, :, None]
-            d_hs, d_last = np.ascontiguousarray(d_out.transpose(1, 0, 2), dtype), np.zeros((n, units), dtype)
-        else:  # only on the final state
-            d_hs, d_last = np.empty((0, n, units), dtype), np.ascontiguousarray(d_out, dtype)
+            d_hs = np.ascontiguousarray(d_out.transpose(1, 0, 2), dtype)
+        elif d_out is not None:  # the output is the final state
+            d_last += d_out
+        d_h, d_c = (*d_states, None, None)[:2]  # the final states' own gradients (return_state)
+        if d_h is not None:
+            d_last += d_h
+        d_cell = np.zeros((n, units), dtype) if d_c is None else np.ascontiguousarray(d_c, dtype)
         d_initial = [np.empty((n, units), dtype) for _ in range(self.states)]
         d_in, d_recurrent_kernel, d_bias = self._bptt(d_hs, d_last, d_cell, d_initial)
         d_x, d_kernel = self._input_grads(d_in)
@@ -309,3 +310,59 @@ class GRU(Recurrent):
         if not self.options.reset_after:
             return d_in, d_kernel, d_input_bias
         return d_in, d_kernel, np.stack([d_input_bias, d_recurrent_bias])
+
+
+def _kernel_code(name: str) -> int:
+    """The time-loop kernels' code for an activation of the table (linear, relu, tanh, sigmoid have one)."""
+    code = activations.get(name).code
+    if code is None:
+        raise ValueError(f"the recurrent kernels compute linear, relu, tanh or sigmoid, not {name!r}")
+    return code
+
+
+def _recurrent(op: type[Recurrent], x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None,
+               options: RecurrentOptions, mask: np.ndarray | None, input_dropout: np.ndarray | None,
+               recurrent_dropout: np.ndarray | None, initial_state: Sequence[Tensor],
+               return_state: bool) -> Tensor | tuple[Tensor, ...]:
+    inputs = (x, kernel, recurrent_kernel) if bias is None else (x, kernel, recurrent_kernel, bias)
+    return op.apply(*inputs, *initial_state, options=options, mask=mask, input_dropout=input_dropout,
+                    recurrent_dropout=recurrent_dropout, has_bias=bias is not None,
+                    initial_states=len(initial_state), return_state=return_state)
+
+
+def simple_rnn(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+               options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+               input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+               initial_state: Sequence[Tensor] = (), return_state: bool = False) -> Tensor | tuple[Tensor, ...]:
+    """A simple RNN over x (N, T, F): kernel (F, U), recurrent_kernel (U, U), bias (U,), Keras' layout.
+
+    mask (N, T) is True where a step holds data (masked steps keep the state); input_dropout (1, N, F) and
+    recurrent_dropout (1, N, U) are scaled keep-masks used at every step; initial_state: [h0 (N, U)], else zeros.
+    Returns (N, U) or (N, T, U); with return_state, (that output, the final h (N, U)).
+    """
+    return _recurrent(SimpleRNN, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state, return_state)
+
+
+def lstm(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+         options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+         input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+         initial_state: Sequence[Tensor] = (), return_state: bool = False) -> Tensor | tuple[Tensor, ...]:
+    """An LSTM over x (N, T, F): kernel (F, 4U), recurrent_kernel (U, 4U), bias (4U,), gates i, f, c, o.
+
+    Masks as for simple_rnn, with one dropout mask per gate (4, N, ...) or, for the input, one for all (1, N, F).
+    initial_state: [h0, c0], else zeros. With return_state: (output, the final h, the final cell state c).
+    """
+    return _recurrent(LSTM, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state, return_state)
+
+
+def gru(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None,
+        options: RecurrentOptions = RecurrentOptions(), mask: np.ndarray | None = None,
+        input_dropout: np.ndarray | None = None, recurrent_dropout: np.ndarray | None = None,
+        initial_state: Sequence[Tensor] = (), return_state: bool = False) -> Tensor | tuple[Tensor, ...]:
+    """A GRU over x (N, T, F): kernel (F, 3U), recurrent_kernel (U, 3U), gates z, r, h; bias (2, 3U) with
+    options.reset_after (input and recurrent bias, PyTorch's GRU), else (3U,). Masks as for lstm (3 gates);
+    initial_state: [h0 (N, U)], else zeros. With return_state: (output, the final h)."""
+    return _recurrent(GRU, x, kernel, recurrent_kernel, bias, options, mask, input_dropout, recurrent_dropout,
+                      initial_state, return_state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.tensor import Array, Op
+from dlcli.tensor import Array, Op, Tensor
 
 Axis = int | tuple[int, ...] | None
 
@@ -41,7 +41,7 @@ class Mean(Op):
     def forward(self, a: Array) -> Array:
         self.in_shape = a.shape
         out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
-        self.count = a.size // max(out.size, 1) if a.size else 1
+        self.count = a.size // (out.size or 1) if a.size else 1
         return out.astype(a.dtype, copy=False)
 
     def backward(self, d_out: Array) -> tuple[Array]:
@@ -65,3 +65,18 @@ class Max(Op):
         share = winners / winners.sum(axis=self.axis, keepdims=True)
         d = _expand(d_out, self.a.shape, self.axis, self.keepdims)
         return ((share * d).astype(d_out.dtype, copy=False),)
+
+
+def sum(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the op's name
+    """Sum over axes."""
+    return Sum.apply(a, axis=axis, keepdims=keepdims)
+
+
+def mean(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Mean over axes."""
+    return Mean.apply(a, axis=axis, keepdims=keepdims)
+
+
+def max(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the op's name
+    """Maximum over axes."""
+    return Max.apply(a, axis=axis, keepdims=keepdims)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from dlcli.tensor import Array, Op, SparseRows
+from dlcli.tensor import Array, Op, SparseRows, Tensor
 
 
 class Reshape(Op):
@@ -113,3 +113,49 @@ class TakeRows(Op):
 
     def backward(self, d_out: Array) -> tuple[SparseRows, None]:
         return SparseRows.from_rows(self.ids, d_out, self.table_shape), None  # integer ids have no gradient
+
+
+def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
+    """The same values in a new shape."""
+    return Reshape.apply(a, shape=tuple(shape))
+
+
+def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    """Axes permuted (reversed by default)."""
+    return Transpose.apply(a, axes=None if axes is None else tuple(axes))
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = -1) -> Tensor:
+    """Tensors joined along an axis."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """a[index]: slices, integers, integer or boolean arrays."""
+    if isinstance(index, Tensor):
+        index = index.data
+    return GetItem.apply(a, index=index)
+
+
+def split(a: Tensor, sections: int | Sequence[int], axis: int = -1) -> list[Tensor]:
+    """a cut along `axis` into equal parts (an int) or at the given indices, as np.split does."""
+    size = a.shape[axis]
+    if isinstance(sections, int):
+        if size % sections:
+            raise ValueError(f"axis of size {size} does not split into {sections} equal parts")
+        bounds = list(range(0, size + 1, size // sections))
+    else:
+        bounds = [0, *sections, size]
+    axis = axis % a.ndim
+    lead = (slice(None),) * axis
+    return [getitem(a, (*lead, slice(lo, hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def gather(a: Tensor, indices: np.ndarray, axis: int = 0) -> Tensor:
+    """np.take(a, indices, axis): rows (or entries along `axis`) picked by integer indices."""
+    return Gather.apply(a, Tensor(np.asarray(indices)), axis=axis)
+
+
+def take_rows(table: Tensor, ids: np.ndarray | Tensor) -> Tensor:
+    """table[ids]: rows of a 2-D table at integer ids of any shape; the table's gradient is SparseRows."""
+    return TakeRows.apply(table, ids if isinstance(ids, Tensor) else Tensor(np.asarray(ids)))

@@ -48,8 +48,7 @@ MetricName = Annotated[str, known_name(registry.metrics)]
 
 def _loss_config(entry: registry.Entry) -> type[LossSpec]:
     """The loss's spec with `type` fixed to its name or an alias, so the losses form a tagged union."""
-    names = (entry.name, *(alias for alias in registry.losses.names(include_aliases=True)
-                           if registry.losses.entry(alias).alias_of == entry.name))
+    names = registry.losses.spellings(entry.name)
     return create_model(  # type: ignore[call-overload]
         entry.target.__name__ + "Config", __base__=entry.spec, __doc__=entry.spec.__doc__,
         type=(Literal[names], entry.name))  # type: ignore[valid-type]

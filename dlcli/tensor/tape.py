@@ -1,4 +1,4 @@
-"""The tape: the Op base class, recording in training, the reverse walk, and no_grad()."""
+"""The tape: the Op base class (one or several outputs), recording in training, the reverse walk, no_grad()."""
 
 from __future__ import annotations
 
@@ -45,69 +45,98 @@ def is_grad_enabled() -> bool:
 
 
 class Op:
-    """One differentiable operation: `forward` on arrays, and `backward` from the output's gradient.
+    """One differentiable operation: `forward` on arrays, and `backward` from its outputs' gradients.
 
-    `forward` keeps on `self` only what `backward` needs. `backward` returns one gradient per input, in
-    order and shaped like it (a dense array, or SparseRows when only a few rows of the input get one),
-    or None where the input needs none (`self.needs_grad` says which do), and never writes into its
-    arguments. `d_out` is always dense. The op holds its inputs but never its output, so no cycle forms.
+    `forward` takes one array per input and returns one array, or a tuple of arrays for an op with several
+    outputs (batch normalization's output, mean and variance); `apply` then returns one Tensor per array, each
+    with its own gradient, as chainer's FunctionNode does. `forward` keeps on `self` only what `backward` needs.
+    `backward` receives one gradient per output, in order and always dense (None for an output that got none;
+    at least one is an array), and returns one gradient per input, in order and shaped like it (a dense array,
+    or SparseRows when only a few rows of the input get one), or None where the input needs none
+    (`self.needs_grad` says which do); it never writes into its arguments. The op holds its inputs but never
+    its outputs, so no cycle forms.
     """
 
     inputs: tuple[Tensor, ...] = ()
     needs_grad: tuple[bool, ...] = ()
+    n_outputs = 1
+    # True for an op whose output is read back to find its input (softmax and sigmoid: a crossentropy works from
+    # their logits): such an output names its op even where nothing is recorded (no_grad, constant inputs),
+    # without a gradient path, so evaluation computes the same loss as training
+    links_input = False
 
-    def forward(self, *arrays: Array) -> Array:  # pragma: no cover - abstract
+    def forward(self, *arrays: Array) -> Array | tuple[Array, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, d_out: Array) -> tuple[Gradient | None, ...]:  # pragma: no cover - abstract
+    def backward(self, *d_outputs: Array | None) -> tuple[Gradient | None, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *inputs: Tensor, **options: Any) -> Tensor:
-        """Run the op on tensors; in grad mode, record it when any input requires a gradient."""
+    def apply(cls, *inputs: Tensor, **options: Any) -> Any:
+        """Run the op on tensors; in grad mode, record it when any input requires a gradient.
+
+        Returns a Tensor, or a tuple of Tensors when `forward` returns a tuple of arrays.
+        """
         op = cls(**options) if options else cls()
         needs = tuple(t.requires_grad for t in inputs) if _mode.enabled else ()
         record = any(needs)
         op.needs_grad = needs if record else (False,) * len(inputs)
-        out = Tensor(op.forward(*[t.data for t in inputs]))
+        result = op.forward(*[t.data for t in inputs])
+        if type(result) is tuple:
+            return op._several(result, inputs, record)
+        out = Tensor(result)
         if record:
             op.inputs = inputs
             out.op = op
             out.requires_grad = True
+        elif op.links_input:
+            op.inputs = inputs
+            out.op = op
         return out
 
+    def _several(self, arrays: tuple[Array, ...], inputs: tuple[Tensor, ...], record: bool) -> tuple[Tensor, ...]:
+        """The tensors of an op with several outputs, each knowing its place among them."""
+        outputs = tuple(Tensor(a) for a in arrays)
+        self.n_outputs = len(outputs)
+        if record:
+            self.inputs = inputs
+            for index, out in enumerate(outputs):
+                out.op, out.output_index, out.requires_grad = self, index, True
+        return outputs
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from root through recorded ops, each after every tensor it was made from.
 
-    An iterative depth-first post-order: a node is marked when it is first expanded, not when pushed,
-    so a tensor reached by paths of different lengths still comes before all of its consumers.
+def _ops_in_order(root: Op) -> list[Op]:
+    """Ops reachable from root through inputs that require a gradient, each after every op whose output it takes.
+
+    An iterative depth-first post-order: an op is marked when it is first expanded, not when pushed, so an op
+    reached by paths of different lengths still comes before all of its consumers.
     """
-    order: list[Tensor] = []
+    order: list[Op] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Op, bool]] = [(root, False)]
     while stack:
-        node, finished = stack.pop()
+        op, finished = stack.pop()
         if finished:
-            order.append(node)
+            order.append(op)
             continue
-        if id(node) in visited:
+        if id(op) in visited:
             continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if node.op is not None:
-            for parent in node.op.inputs:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        visited.add(id(op))
+        stack.append((op, True))
+        for parent in op.inputs:
+            source = parent.op
+            if source is not None and parent.requires_grad and id(source) not in visited:
+                stack.append((source, False))
     return order
 
 
 def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = False) -> None:
     """Reverse-mode sweep from root: leaves get `.grad` added to; the graph is freed unless retained.
 
-    An op may return a SparseRows gradient (an embedding lookup's table). Gradients of one tensor add up
-    as `_accumulate` says; a leaf keeps a SparseRows `.grad` while every contribution to it is sparse, and
-    an op's backward always receives a dense array.
+    Each op's backward runs once, after every consumer of every one of its outputs has sent its gradient.
+    An op may return a SparseRows gradient (an embedding lookup's table). Gradients of one tensor add up as
+    `_accumulate` says; a leaf keeps a SparseRows `.grad` while every contribution to it is sparse, and an
+    op's backward always receives dense arrays.
     """
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require a gradient")
@@ -115,30 +144,61 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
         if root.size != 1:
             raise RuntimeError("backward() without a gradient needs a one-element tensor")
         grad = np.ones_like(root.data)
-    grads: dict[int, Gradient] = {id(root): grad}
-    # Dense arrays this walk allocated itself by summing: only those may be added to in place.
-    owned: set[int] = set()
-    for node in reversed(_topological_order(root)):
-        d_node = grads.pop(id(node), None)
-        op = node.op
-        if op is None:  # a leaf: accumulate across backward() calls
-            if d_node is not None:
-                node.grad = d_node if node.grad is None else node.grad + d_node
+    top = root.op
+    if top is None:  # a leaf: the gradient is the one given
+        root.grad = grad if root.grad is None else root.grad + grad
+        return
+    order = _ops_in_order(top)
+    # the gradients reaching each op's outputs, by id(op): one array, or a list with a slot per output
+    grads: dict[int, Any] = {}
+    if top.n_outputs == 1:
+        grads[id(top)] = grad
+    else:
+        grads[id(top)] = [None] * top.n_outputs
+        grads[id(top)][root.output_index] = grad
+    leaves: dict[int, Tensor] = {}
+    leaf_grads: dict[int, Gradient] = {}
+    owned: set[Any] = set()  # keys of dense sums this walk allocated: only those may be added to in place
+    for op in reversed(order):
+        d_out = grads.pop(id(op), None)
+        if d_out is None:  # none of its outputs leads to root
             continue
-        if d_node is not None:
-            if isinstance(d_node, SparseRows):  # a table made by an op: ops differentiate dense arrays
-                d_node = d_node.to_dense()
-            for parent, needed, d_parent in zip(op.inputs, op.needs_grad, op.backward(d_node)):
-                if not needed or d_parent is None:
-                    continue
+        if op.n_outputs == 1:
+            d_inputs = op.backward(d_out.to_dense() if isinstance(d_out, SparseRows) else d_out)
+        else:
+            d_inputs = op.backward(*[d.to_dense() if isinstance(d, SparseRows) else d for d in d_out])
+        for parent, needed, d_parent in zip(op.inputs, op.needs_grad, d_inputs):
+            if not needed or d_parent is None:
+                continue
+            source = parent.op
+            if source is None:  # a leaf
                 key = id(parent)
+                leaves[key] = parent
+                previous = leaf_grads.get(key)
+                leaf_grads[key] = d_parent if previous is None else _accumulate(previous, d_parent, key, owned)
+            elif source.n_outputs == 1:
+                key = id(source)
                 previous = grads.get(key)
                 grads[key] = d_parent if previous is None else _accumulate(previous, d_parent, key, owned)
-        if not retain_graph:
-            node.op = None
+            else:
+                slots = grads.get(id(source))
+                if slots is None:
+                    slots = grads[id(source)] = [None] * source.n_outputs
+                index = parent.output_index
+                previous = slots[index]
+                slots[index] = d_parent if previous is None \
+                    else _accumulate(previous, d_parent, (id(source), index), owned)
+    for key, d_leaf in leaf_grads.items():  # a leaf's .grad accumulates across backward() calls
+        leaf = leaves[key]
+        leaf.grad = d_leaf if leaf.grad is None else leaf.grad + d_leaf
+    if not retain_graph:
+        root.op = None
+        for op in order:
+            for parent in op.inputs:
+                parent.op = None
 
 
-def _accumulate(previous: Gradient, d_parent: Gradient, key: int, owned: set[int]) -> Gradient:
+def _accumulate(previous: Gradient, d_parent: Gradient, key: Any, owned: set[Any]) -> Gradient:
     """previous + d_parent: in place when previous is a dense array of ours, else a new sum (then ours).
 
     Sparse + sparse stays sparse (concatenated rows, O(rows touched)); sparse + dense is dense.

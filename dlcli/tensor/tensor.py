@@ -19,7 +19,7 @@ class Tensor:
     and methods such as `.sum()` are bound by `dlcli.ops`, so this module needs no op.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "op", "name", "logits", "logits_kind", "mask", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "op", "output_index", "name", "mask", "__weakref__")
     # `array * tensor` must reach Tensor.__rmul__ rather than make NumPy build an object array
     __array_ufunc__ = None
 
@@ -32,11 +32,8 @@ class Tensor:
         self.grad: Array | None = None
         self.requires_grad = requires_grad
         self.op: Op | None = None
+        self.output_index = 0  # which of its op's outputs this is (an op may have several)
         self.name = name
-        # A softmax or sigmoid output remembers its input, so a crossentropy can work from the logits
-        # (stable, and its gradient is p - y) as Keras does with `_keras_logits`.
-        self.logits: Tensor | None = None
-        self.logits_kind: str | None = None
         # (batch, time) booleans, True where a step holds data: set by embedding(mask_zero=True), read by
         # recurrent layers so padded steps change nothing (Keras' mask propagation)
         self.mask: Array | None = None

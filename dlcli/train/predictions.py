@@ -14,10 +14,11 @@ import numpy as np
 
 from dlcli.checkpoint import write_atomically
 from dlcli.data import listed_rows, nonfinite_rows, read_examples
-from dlcli.decoding import ctc_decode, valid_steps_first
+from dlcli.decoding import ctc_decode
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
+from dlcli.tensor.mask import valid_steps_first
 from dlcli.train.datasets import CLASSIFIER_LOSSES, read_request
 
 OUTPUT_SUFFIXES = (".npy", ".npz", ".csv", ".jsonl", ".json")

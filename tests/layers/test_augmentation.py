@@ -179,7 +179,7 @@ def test_flip_both_ways_draws_every_combination() -> None:
 
 def test_augmentation_rejects_inputs_that_are_not_images() -> None:
     with pytest.raises(SpecError, match=r"rank 4 \(batch, height, width, channels\), found rank 2 \(batch, 784\)"):
-        create_layer({"type": "random_rotation", "factor": 0.1}).build((784,), np.random.default_rng(0))
+        create_layer({"type": "random_rotation", "factor": 0.1}).connect([(784,)], np.random.default_rng(0))
 
 
 def test_factor_outside_keras_range_and_unknown_modes_are_spec_errors() -> None:

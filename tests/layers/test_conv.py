@@ -98,7 +98,7 @@ def test_conv_input_errors_name_the_layer() -> None:
     with pytest.raises(SpecError, match=r"model.layers\[0\]: expected rank 4 \(batch, height, width, channels\), "
                                         r"found rank 2 \(batch, 784\); add a reshape layer first, e\.g\. type = "
                                         r"\"reshape\", target_shape = \[28, 28, 1\]"):
-        layer.build((784,), np.random.default_rng(0))
+        layer.connect([(784,)], np.random.default_rng(0))
     with pytest.raises(SpecError, match="does not fit inputs of 2x2"):
         create_layer({"type": "conv2d", "filters": 3, "kernel_size": 3}).build((2, 2, 1), np.random.default_rng(0))
     with pytest.raises(ValidationError, match="cannot be combined"):

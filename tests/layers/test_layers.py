@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from dlcli import registry
+from dlcli import activations, registry
 from dlcli.errors import SpecError
 from dlcli.layers import Layer, create_layer
-from dlcli.tensor import Tensor
+from dlcli.tensor import Tensor, no_grad
 from tests.gradcheck import check_op_gradients, check_param_gradients
 
 
@@ -95,8 +95,13 @@ def test_dense_rejects_zero_units_and_unknown_keys() -> None:
 def test_dense_softmax_output_keeps_its_logits() -> None:
     layer = create_layer({"type": "dense", "units": 3, "activation": "softmax"})
     layer.build((2,), np.random.default_rng(0))
-    out = layer(Tensor(np.ones((1, 2), np.float32)))
-    assert out.logits_kind == "softmax" and out.logits is not None
+    x = np.ones((1, 2), np.float32)
+    with no_grad():
+        evaluated = layer(Tensor(x))
+    for out in (layer(Tensor(x)), evaluated):  # in training, and in evaluation
+        logits = activations.logits_of(out, "softmax")
+        assert logits is not None and activations.logits_of(out, "sigmoid") is None
+        np.testing.assert_allclose(logits.data, x @ layer.kernel.data + layer.bias.data, rtol=1e-6)
 
 
 def test_dropout_is_identity_in_inference_and_seeded_in_training() -> None:

@@ -27,31 +27,31 @@ CASES = {
 def test_merge_gradient_and_shape(name: str) -> None:
     config, in_shapes, out_shape = CASES[name]
     layer = create_layer(config)
-    assert layer.build(in_shapes, np.random.default_rng(0)) == out_shape
+    assert layer.connect(in_shapes, np.random.default_rng(0)) == out_shape
     inputs = [rng.normal(size=(3, *shape)) for shape in in_shapes]
-    check_op_gradients(lambda *xs: layer(list(xs)), inputs)
-    assert layer([Tensor(x) for x in inputs]).shape == (3, *out_shape)
+    check_op_gradients(lambda *xs: layer(*xs), inputs)
+    assert layer(*[Tensor(x) for x in inputs]).shape == (3, *out_shape)
 
 
 def test_merge_values() -> None:
     a, b = np.array([[1.0, 5.0]]), np.array([[3.0, 2.0]])
     out = {kind: create_layer({"type": kind}) for kind in ("add", "multiply", "average", "maximum")}
     for layer in out.values():
-        layer.build([(2,), (2,)], np.random.default_rng(0))
-    assert out["add"]([Tensor(a), Tensor(b)]).data.tolist() == [[4.0, 7.0]]
-    assert out["multiply"]([Tensor(a), Tensor(b)]).data.tolist() == [[3.0, 10.0]]
-    assert out["average"]([Tensor(a), Tensor(b)]).data.tolist() == [[2.0, 3.5]]
-    assert out["maximum"]([Tensor(a), Tensor(b)]).data.tolist() == [[3.0, 5.0]]
+        layer.connect([(2,), (2,)], np.random.default_rng(0))
+    assert out["add"](Tensor(a), Tensor(b)).data.tolist() == [[4.0, 7.0]]
+    assert out["multiply"](Tensor(a), Tensor(b)).data.tolist() == [[3.0, 10.0]]
+    assert out["average"](Tensor(a), Tensor(b)).data.tolist() == [[2.0, 3.5]]
+    assert out["maximum"](Tensor(a), Tensor(b)).data.tolist() == [[3.0, 5.0]]
 
 
 def test_add_rejects_different_shapes_naming_the_layer() -> None:
     layer = create_layer({"type": "add", "name": "residual"})
     layer.key = "model.nodes.residual"
     with pytest.raises(SpecError, match=r"model.nodes.residual: add needs inputs of one shape, got \[64\], \[32\]"):
-        layer.build([(64,), (32,)], np.random.default_rng(0))
+        layer.connect([(64,), (32,)], np.random.default_rng(0))
 
 
 def test_concatenate_rejects_mismatched_other_axes() -> None:
     layer = create_layer({"type": "concatenate", "axis": -1})
     with pytest.raises(SpecError, match="other axes to agree"):
-        layer.build([(2, 3), (4, 3)], np.random.default_rng(0))
+        layer.connect([(2, 3), (4, 3)], np.random.default_rng(0))

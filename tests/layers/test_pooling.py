@@ -104,7 +104,7 @@ def test_wrong_input_rank_is_a_spec_error_naming_the_layer(kind: str, in_shape: 
     layer = create_layer({"type": kind})
     layer.key = "model.layers[2]"
     with pytest.raises(SpecError) as info:
-        layer.build(in_shape, np.random.default_rng(0))
+        layer.connect([in_shape], np.random.default_rng(0))
     message = str(info.value)
     assert message.startswith("model.layers[2]: ") and expected in message and "add a reshape layer" in message
 

@@ -246,7 +246,7 @@ def test_wrong_rank_names_the_layer_and_suggests_a_reshape() -> None:
     with pytest.raises(SpecError, match=r"model.layers\[1\]: expected rank 3 \(batch, timesteps, features\), found "
                                         r"rank 2 \(batch, 784\); add a reshape layer first, e\.g\. type = "
                                         r"\"reshape\", target_shape = \[784, 1\]"):
-        layer.build((784,), np.random.default_rng(0))
+        layer.connect([(784,)], np.random.default_rng(0))
     bi = create_layer(_bi({"type": "gru", "units": 8}))
     bi.key = "model.layers[2]"
     with pytest.raises(SpecError, match=r"model.layers\[2\].layer: expected rank 3 .* target_shape = \[28, 28\]"):

@@ -24,8 +24,14 @@ def _keep(count: int, width: int, rate: float = 0.4) -> np.ndarray:
     return (rng.random((count, N, width)) >= rate) / (1 - rate)
 
 
+def _joined(outputs: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """An op's outputs flattened per sequence and joined, so a gradient check weighs each with its own weights."""
+    parts = outputs if isinstance(outputs, tuple) else (outputs,)
+    return ops.concatenate([ops.reshape(t, (N, -1)) for t in parts], axis=1)
+
+
 def _case(cell: str, bias: bool = True, mask: np.ndarray | None = None, input_dropout: int = 0,
-          recurrent_dropout: bool = False, initial: bool = False, with_cell: bool = False,
+          recurrent_dropout: bool = False, initial: bool = False, return_state: bool = False,
           **options: Any) -> tuple[Callable[..., Tensor], list[np.ndarray]]:
     k = GATES[cell]
     reset_after = options.get("reset_after", True)
@@ -35,15 +41,15 @@ def _case(cell: str, bias: bool = True, mask: np.ndarray | None = None, input_dr
     opts = RecurrentOptions(**options)
     extra = {"mask": mask, "input_dropout": _keep(input_dropout, F) if input_dropout else None,
              "recurrent_dropout": _keep(k, U) if recurrent_dropout else None}
-    if with_cell:
-        extra["with_cell"] = True
+    if return_state:
+        extra["return_state"] = True
     op = getattr(ops, cell)
     if not initial:
-        return (lambda *t: op(*t, options=opts, **extra)), inputs
+        return (lambda *t: _joined(op(*t, options=opts, **extra))), inputs
     states = 2 if cell == "lstm" else 1
     given = len(inputs)
     inputs += [rng.normal(size=(N, U)) * 0.8 for _ in range(states)]
-    return (lambda *t: op(*t[:given], options=opts, initial_state=t[given:], **extra)), inputs
+    return (lambda *t: _joined(op(*t[:given], options=opts, initial_state=t[given:], **extra))), inputs
 
 
 CASES = {
@@ -67,16 +73,19 @@ CASES = {
     "gru_reset_before_masked_dropout": _case("gru", reset_after=False, mask=MASK, input_dropout=3,
                                              recurrent_dropout=True, reverse=True),
     "gru_no_bias_tanh_gates_linear": _case("gru", bias=False, recurrent_activation="tanh", activation="linear"),
-    # initial states (a decoder started from an encoder's) and lstm's final cell state as an output
+    # initial states (a decoder started from an encoder's), and the final states as outputs of their own
     "simple_rnn_initial_state_masked": _case("simple_rnn", initial=True, mask=MASK, return_sequences=True),
     "simple_rnn_initial_state_reverse_no_bias": _case("simple_rnn", initial=True, bias=False, reverse=True),
     "lstm_initial_state": _case("lstm", initial=True),
     "lstm_initial_state_masked_dropout": _case("lstm", initial=True, mask=MASK, input_dropout=4,
                                                recurrent_dropout=True, return_sequences=True),
-    "lstm_with_cell": _case("lstm", with_cell=True),
-    "lstm_with_cell_sequences_masked_initial": _case("lstm", with_cell=True, initial=True, mask=MASK,
-                                                     return_sequences=True),
-    "lstm_with_cell_reverse_no_bias": _case("lstm", with_cell=True, bias=False, reverse=True, mask=MASK),
+    "lstm_return_state": _case("lstm", return_state=True),
+    "lstm_return_state_sequences_masked_initial": _case("lstm", return_state=True, initial=True, mask=MASK,
+                                                        return_sequences=True),
+    "lstm_return_state_reverse_no_bias": _case("lstm", return_state=True, bias=False, reverse=True, mask=MASK),
+    "simple_rnn_return_state_sequences_masked": _case("simple_rnn", return_state=True, mask=MASK,
+                                                      return_sequences=True),
+    "gru_return_state_reverse_initial": _case("gru", return_state=True, initial=True, reverse=True),
     "gru_initial_state": _case("gru", initial=True, return_sequences=True),
     "gru_initial_state_reset_before_masked": _case("gru", initial=True, reset_after=False, mask=MASK),
 }
@@ -134,18 +143,19 @@ def test_a_mask_of_another_shape_is_refused() -> None:
         ops.simple_rnn(*[Tensor(a) for a in inputs], mask=MASK[:, :4])
 
 
-def test_an_initial_state_of_zeros_is_no_initial_state_and_a_cell_output_is_the_last_cell() -> None:
+def test_an_initial_state_of_zeros_is_no_initial_state_and_the_final_states_are_outputs() -> None:
     fn, inputs = _case("lstm", mask=MASK, return_sequences=True)
     args = [Tensor(a) for a in inputs]
     opts = RecurrentOptions(return_sequences=True)
     plain = ops.lstm(*args, options=opts, mask=MASK).data
     zeros = [Tensor(np.zeros((N, U))), Tensor(np.zeros((N, U)))]
     np.testing.assert_array_equal(ops.lstm(*args, options=opts, mask=MASK, initial_state=zeros).data, plain)
-    packed = ops.lstm(*args, options=opts, mask=MASK, with_cell=True).data
-    assert packed.shape == (N, T + 1, U)
-    np.testing.assert_array_equal(packed[:, :T], plain)
+    out, h, c = ops.lstm(*args, options=opts, mask=MASK, return_state=True)
+    assert out.shape == (N, T, U) and h.shape == c.shape == (N, U)
+    np.testing.assert_array_equal(out.data, plain)
+    np.testing.assert_array_equal(h.data, plain[:, -1])  # masked steps carry the state to the end
     # h = o * tanh(c): at the last step, the gate o is in (0, 1), so |h| < |tanh(c)|
-    assert (np.abs(plain[:, -1]) < np.abs(np.tanh(packed[:, T])) + 1e-12).all()
+    assert (np.abs(h.data) < np.abs(np.tanh(c.data)) + 1e-12).all()
 
 
 def test_a_later_run_from_the_final_states_continues_the_sequence() -> None:
@@ -154,6 +164,6 @@ def test_a_later_run_from_the_final_states_continues_the_sequence() -> None:
     weights = [Tensor(a) for a in (kernel, recurrent, bias)]
     opts = RecurrentOptions(return_sequences=True)
     whole = ops.lstm(Tensor(x), *weights, options=opts).data
-    first = ops.lstm(Tensor(x[:, :3]), *weights, options=RecurrentOptions(), with_cell=True).data
-    rest = ops.lstm(Tensor(x[:, 3:]), *weights, options=opts, initial_state=[Tensor(first[:, 0]), Tensor(first[:, 1])])
+    _, h, c = ops.lstm(Tensor(x[:, :3]), *weights, options=RecurrentOptions(), return_state=True)
+    rest = ops.lstm(Tensor(x[:, 3:]), *weights, options=opts, initial_state=[h, c])
     np.testing.assert_allclose(rest.data, whole[:, 3:], rtol=1e-12, atol=1e-12)

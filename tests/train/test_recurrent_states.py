@@ -76,11 +76,11 @@ def test_the_ports_are_the_final_states(return_sequences: bool) -> None:
     layer = model.nodes[0].layer
     weights = [layer.kernel, layer.recurrent_kernel, layer.bias]
     with no_grad():
-        packed = ops.lstm(Tensor(source[:, :3]), *weights, options=RecurrentOptions(), with_cell=True).data
-        last = ops.lstm(Tensor(source[:, 3:]), *weights, options=RecurrentOptions(),
-                        initial_state=[Tensor(packed[:, 0]), Tensor(packed[:, 1])], with_cell=True).data
-    np.testing.assert_allclose(values["encoder.state_c"].data, last[:, 1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(values["encoder.state_h"].data, last[:, 0], rtol=1e-5, atol=1e-6)
+        _, h, c = ops.lstm(Tensor(source[:, :3]), *weights, options=RecurrentOptions(), return_state=True)
+        _, last_h, last_c = ops.lstm(Tensor(source[:, 3:]), *weights, options=RecurrentOptions(),
+                                     initial_state=[h, c], return_state=True)
+    np.testing.assert_allclose(values["encoder.state_c"].data, last_c.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values["encoder.state_h"].data, last_h.data, rtol=1e-5, atol=1e-6)
 
 
 def _error(change: Any) -> str:

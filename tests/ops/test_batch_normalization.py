@@ -1,4 +1,4 @@
-"""Batch normalization in training mode: gradients, batch statistics, and values against PyTorch."""
+"""Batch normalization in training mode: gradients of its three outputs, batch statistics, values against PyTorch."""
 
 from __future__ import annotations
 
@@ -20,11 +20,24 @@ def _batch_norm(axis: int = -1, epsilon: float = 1e-3):
     return lambda x, gamma, beta: ops.batch_normalization(x, gamma, beta, axis, epsilon)[0]
 
 
+def _moments(*outputs: int, axis: int = -1):
+    """The chosen outputs (0 the normalized x, 1 the mean, 2 the variance) joined into one flat tensor per example
+    row, so the gradient check weighs each with its own random weights."""
+    def fn(x, gamma, beta):
+        picked = [ops.batch_normalization(x, gamma, beta, axis)[i] for i in outputs]
+        return ops.concatenate([ops.reshape(t, (-1,)) for t in picked], axis=0)
+    return fn
+
+
 CASES = {
     "batch_normalization": (_batch_norm(), [_n(3, 4, 5, 3), _n(3), _n(3)]),
     "batch_normalization_dense": (_batch_norm(), [_n(6, 4, loc=2.0, scale=3.0), _n(4), _n(4)]),
     "batch_normalization_channels_first": (_batch_norm(axis=1), [_n(3, 2, 4, 5), _n(2), _n(2)]),
     "batch_normalization_sequence_small_epsilon": (_batch_norm(epsilon=1e-5), [_n(2, 5, 3), _n(3), _n(3)]),
+    # the statistics are outputs with their own gradients, alone or beside the normalized x
+    "batch_normalization_all_three_outputs": (_moments(0, 1, 2), [_n(5, 3, loc=1.0), _n(3), _n(3)]),
+    "batch_normalization_mean_and_variance_only": (_moments(1, 2, axis=1), [_n(4, 2, 3), _n(2), _n(2)]),
+    "batch_normalization_variance_only": (_moments(2), [_n(6, 2, scale=2.0), _n(2), _n(2)]),
 }
 
 
@@ -40,6 +53,7 @@ def test_batch_normalization_uses_the_batch_mean_and_biased_variance(axis: int) 
     channels = x.shape[axis]
     gamma, beta = _n(channels), _n(channels)
     out, mean, variance = ops.batch_normalization(Tensor(x), Tensor(gamma), Tensor(beta), axis, 1e-3)
+    mean, variance = mean.data, variance.data
     axes = tuple(i for i in range(4) if i != axis % 4)
     shape = [1, 1, 1, 1]
     shape[axis] = channels
@@ -58,12 +72,21 @@ def test_batch_normalization_skips_gradients_nobody_needs() -> None:
     assert d_x is None and d_beta is None and d_gamma.shape == (3,)
 
 
+def test_the_three_outputs_are_one_op_each_with_its_own_gradient_slot() -> None:
+    x = Tensor(_n(5, 2), requires_grad=True)
+    out, mean, variance = ops.batch_normalization(x, Tensor(np.ones(2)), Tensor(np.zeros(2)))
+    assert out.op is mean.op is variance.op and [t.output_index for t in (out, mean, variance)] == [0, 1, 2]
+    # only the mean gets a gradient: d mean / d x = 1 / rows for every row; the other outputs pass None
+    mean.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full((5, 2), 1 / 5), rtol=1e-12)
+
+
 def test_batch_normalization_keeps_float32() -> None:
     x = _n(8, 3, 3, 4, loc=100.0).astype(np.float32)  # a large mean: a one-pass variance would cancel
     gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
     out, mean, variance = ops.batch_normalization(Tensor(x), Tensor(gamma), Tensor(beta))
     assert out.dtype == mean.dtype == variance.dtype == np.float32
-    np.testing.assert_allclose(variance, x.astype(np.float64).var(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(variance.data, x.astype(np.float64).var(axis=(0, 1, 2)), rtol=1e-5)
 
 
 # torch.nn.functional.batch_norm(x, running_mean, running_var, gamma, beta, training=True, eps=1e-3) on this x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlcli.kernels import normalization as kernels
+from dlcli.kernels import batch_normalization as kernels
 
 
 @pytest.mark.parametrize("rows,channels,loc", [(7744, 64, 0.0), (37, 5, 50.0), (1, 3, 0.0)])
