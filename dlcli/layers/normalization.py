@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 import numpy as np
 
 from dlcli import ops, registry
@@ -18,8 +20,19 @@ class NormalizationSpec(LayerSpec):
 
     type: Literal["normalization"] = "normalization"
     axis: int = -1
-    mean: list[float] | float | None = None
-    variance: list[float] | float | None = None
+    mean: list[float] | float | None = Field(None, description="The mean per feature; given with variance, the "
+                                                                "layer keeps them instead of adapting on the data.")
+    variance: list[float] | float | None = Field(None, description="The variance per feature, given with mean.")
+
+    @model_validator(mode="after")
+    def _mean_with_variance(self) -> NormalizationSpec:
+        if (self.mean is None) != (self.variance is None):
+            raise ValueError("give mean and variance together (both fixed), or neither (both adapted on the "
+                             "training data)")
+        if np.shape(self.mean) != np.shape(self.variance):
+            raise ValueError(f"mean and variance must have the same shape, got {np.shape(self.mean)} and "
+                             f"{np.shape(self.variance)}")
+        return self
 
 
 @registry.layers.register("normalization", spec=NormalizationSpec)
@@ -38,6 +51,11 @@ class Normalization(Layer):
             1.0 if self.spec.variance is None else self.spec.variance), (width,)).astype(np.float32))
         self.add_state("count", np.zeros((), np.int64))
         return in_shape
+
+    @property
+    def needs_adapt(self) -> bool:
+        """Whether training adapts it: only when the spec gives no mean and variance, as in Keras."""
+        return self.spec.mean is None
 
     def adapt(self, data: np.ndarray) -> None:
         """Set mean and variance from training examples (batch axis first), in float64 for accuracy."""

@@ -170,12 +170,17 @@ class TextVectorization(Layer):
             return [text.split() for text in strings]
         return [[text] if text else [] for text in strings]
 
+    @property
+    def needs_adapt(self) -> bool:
+        """Whether training adapts it: only without a fixed `vocabulary` in the spec."""
+        return self.spec.vocabulary is None
+
     def adapt(self, data: np.ndarray) -> None:
         """Learn the vocabulary from training texts: most frequent first, ties in reverse byte order (as Keras).
 
         A `vocabulary` given in the spec is fixed and is not re-learned.
         """
-        if self.spec.vocabulary is not None:
+        if not self.needs_adapt:
             return
         counts = Counter(chain.from_iterable(self.tokenize(data)))
         for reserved in (MASK, OOV):  # Keras drops the reserved tokens from the counts

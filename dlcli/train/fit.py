@@ -75,7 +75,7 @@ def give_rank_its_stream(seed: int, rank: int, stream: np.random.Generator) -> N
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
     """Adapt normalization layers on the training data as it reaches them (layers before them applied)."""
     for index, node in enumerate(model.nodes):
-        if not hasattr(node.layer, "adapt"):
+        if not getattr(node.layer, "needs_adapt", False):
             continue
         prefix = Model(model.inputs, model.nodes[:index], {node.inputs[0]: None}, model.sequential)  # type: ignore
         dtypes = {name: spec.dtype for name, spec in model.inputs.items()}

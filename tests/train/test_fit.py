@@ -215,3 +215,17 @@ def test_divergence_names_the_first_layer_with_a_non_finite_output(tmp_path: Pat
     with pytest.raises(DivergedError, match=r"the first non-finite output is layer rescaling "
                                             r"\(model.layers\[0\]\)"):
         fit(doc, tmp_path / "run")
+
+
+def test_a_normalization_given_mean_and_variance_keeps_them_through_training(tmp_path: Path) -> None:
+    """Keras keeps a Normalization layer's given mean and variance; dlcli adapted it on the data anyway."""
+    data = write_blobs(tmp_path / "blobs.npz")
+    doc = spec_doc(data, epochs=1)
+    doc["model"]["layers"].insert(0, {"type": "normalization", "mean": [1.0, -2.0], "variance": [4.0, 0.25]})
+    fit(doc, tmp_path / "run")
+    arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    np.testing.assert_array_equal(arrays["state/normalization/mean"], [1.0, -2.0])
+    np.testing.assert_array_equal(arrays["state/normalization/variance"], [4.0, 0.25])
+    doc["model"]["layers"][0] = {"type": "normalization", "mean": [1.0, -2.0]}
+    with pytest.raises(SpecError, match="give mean and variance together"):
+        fit(doc, tmp_path / "other")
