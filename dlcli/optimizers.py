@@ -9,12 +9,13 @@ with a zero gradient, so their momentum, velocity and average gradient decay and
 exactly as a dense gradient would; the kernel scatters the gradient rows in, so no dense gradient is built.
 "lazy" is TF's sparse apply ops' and LazyAdam's: only the rows the gradient holds change, and so do only
 their slots; untouched rows keep their slots as they are, with no decay, and do not move. It touches only
-the looked-up rows, so it is much faster on a large table, and it trains differently (after 5 Adam steps on
-batches that leave half the ids out, a table differs from Keras' by about 16%). For sgd without momentum
-and for adagrad a zero gradient changes nothing, so the two rules are the same update. Either way a touched
-row gets exactly the dense formula; Adam's bias correction uses the global step count. Clipping sees a
-sparse gradient as its dense array: clipnorm and global_clipnorm use the norm of its (summed) values,
-clipvalue clips the values.
+the looked-up rows, so it is much faster on a large table (an Adam step on 200000 x 64 with 4000 rows
+looked up: 0.12 ms lazy, 4.7 ms Keras' rule, 9.3 ms through a dense gradient; benchmarks/
+embedding_update_rule.py), and it trains differently (after 5 Adam steps on batches that leave half the
+ids out, a table differs from Keras' by about 16%). For sgd without momentum and for adagrad a zero
+gradient changes nothing, so the two rules are the same update. Either way a touched row gets exactly the
+dense formula; Adam's bias correction uses the global step count. Clipping sees a sparse gradient as its
+dense array: clipnorm and global_clipnorm use the norm of its (summed) values, clipvalue clips the values.
 """
 
 from __future__ import annotations
