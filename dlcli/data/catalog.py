@@ -13,8 +13,9 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.batches import check_finite, check_labels, check_lengths
-from dlcli.data.download import Verify, fetch, local_copy
-from dlcli.data.object_arrays import read_keras_npz
+from dlcli.data.array_cache import cached_arrays
+from dlcli.data.download import Verify, cache_dir, fetch, local_copy
+from dlcli.data.object_arrays import as_plain_arrays, from_plain_arrays, read_keras_npz
 from dlcli.data.readers import read_csv, read_idx, read_table
 from dlcli.data.word_sequences import SEQUENCE_OPTIONS, imdb_arrays, reuters_arrays, sequence_options
 from dlcli.errors import DataError, SpecError
@@ -22,6 +23,7 @@ from dlcli.errors import DataError, SpecError
 Task = Literal["classification", "binary", "regression", "sequence"]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BUNDLED_ENV = "DLCLI_BUNDLED_DATASETS"
+PARSE_VERSION = 1  # of read_keras_npz's output: bump it when that changes, so cached parses are rebuilt
 
 
 @dataclass(frozen=True)
@@ -296,9 +298,18 @@ def _fashion_mnist(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
 
 
 def _keras_sequences(info: DatasetInfo) -> dict[str, Any]:
-    """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run."""
+    """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run.
+
+    Parsing takes seconds (imdb's 11 million ids), so the parse is cached as plain arrays under the verified
+    file's sha256 and PARSE_VERSION: another file, or another parser, is another cache file. The load_data
+    options are applied to the arrays after the cache, so other options never meet a stale result.
+    """
     file = info.remote[0]
-    return read_keras_npz(fetch(info.name, file.filename, file.url, file.sha256, file.verify))
+    source = fetch(info.name, file.filename, file.url, file.sha256, file.verify)
+    cache = cache_dir() / info.name / f"{file.filename}.parsed-{file.sha256}-v{PARSE_VERSION}.npz"
+    plain = cached_arrays(cache, lambda: as_plain_arrays(read_keras_npz(source)),
+                          valid=lambda arrays: from_plain_arrays(arrays) is not None)
+    return from_plain_arrays(plain) or {}
 
 
 @_register("imdb", task="binary", num_classes=2, input_shape=(None,), dtype="int64", size_bytes=17_464_789,
@@ -326,7 +337,6 @@ def _reuters(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
            size_bytes=210_000_000)
 def _mnist_sequences(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     """1-5 MNIST digits in 28x140 images, labels padded with -1 (built from MNIST once, then cached)."""
-    from dlcli.data.download import cache_dir
     from dlcli.data.sequences import cached_build
 
     mnist = registry.datasets.get("mnist")
