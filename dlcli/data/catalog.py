@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -79,8 +78,8 @@ class Dataset:
         options = dict(options or {})
         for key in options:
             if key not in self.info.options:
-                close = difflib.get_close_matches(key, self.info.options, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = registry.suggest(key, self.info.options)
+                hint = f" (did you mean {close}?)" if close else ""
                 allowed = f"its options: {', '.join(self.info.options)}" if self.info.options else "it takes none"
                 raise SpecError(f"data.options.{key}: dataset {self.info.name!r} has no option {key!r}{hint}; "
                                 f"{allowed}")
