@@ -299,7 +299,7 @@ def _fashion_mnist(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
 def _keras_sequences(info: DatasetInfo) -> dict[str, Any]:
     """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run.
 
-    Parsing takes seconds (imdb's 11 million ids), so the parse is cached as plain arrays under the verified
+    Parsing takes seconds (imdb holds millions of ids), so the parse is cached as plain arrays under the verified
     file's sha256 and PARSE_VERSION: another file, or another parser, is another cache file. The load_data
     options are applied to the arrays after the cache, so other options never meet a stale result.
     """
