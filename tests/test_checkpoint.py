@@ -336,7 +336,7 @@ def test_overlapping_offsets(tmp_path: Path) -> None:
     def overlap(header: dict) -> None:
         header["b"]["data_offsets"] = header["a"]["data_offsets"]
     _edit_header(path, overlap)
-    _assert_rejected(path, "invalid offset for tensor `b`", DAMAGED)
+    _assert_rejected(path, "invalid offset for tensor", DAMAGED)  # names a or b: the library sorts equal offsets
 
 
 def test_gap_and_trailing_bytes_in_the_payload(tmp_path: Path) -> None:
