@@ -4,8 +4,9 @@ Workload: a 10000 x 32 float32 table (IMDB's top 10000 words) and, to show where
 200000 x 64 one; a batch of 128 sequences of 500 ids, so 64000 lookups. Two id distributions: uniform over
 the table (the small table has nearly every row touched) and Zipf-like word frequencies (a few thousand
 distinct rows, as real text gives). For each: the table's gradient from
-d_out (SparseRows.from_rows against a dense scatter-add), and one Adam step with that gradient (lazy sparse
-update against the dense kernel on the densified gradient). Median of `--repeats` calls after warm-up.
+d_out (SparseRows.from_rows against a dense scatter-add), and one Adam step with that gradient (the default
+sparse_updates = "keras" pass against the dense kernel on the densified gradient; benchmarks/
+embedding_update_rule.py compares the lazy rule). Median of `--repeats` calls after warm-up.
 
     python benchmarks/embedding_step.py [--threads 2] [--repeats 50] [--json out.json]
 """

@@ -6,6 +6,12 @@ little-endian bytes) that any safetensors reader can open. Its "__metadata__" ho
 checksum over every tensor's name, dtype, shape and bytes and over that JSON), so a flipped bit
 anywhere in the file is an error on load instead of a silently different model.
 
+The file is parsed by the safetensors library, whose Rust core rejects a short or oversized header,
+invalid JSON, unknown dtypes, and offsets that overlap, leave gaps, or run past the file; its errors become
+CheckpointErrors naming the file. On top of it dlcli refuses what the library lets through: duplicate
+tensor names (the library keeps the last), entries with extra fields, dtypes NumPy cannot hold, missing or
+foreign dlcli metadata, and a checksum mismatch.
+
 Writes are atomic: a temporary file next to the target, fsynced, renamed over it, and the folder
 fsynced, so a crash leaves either the old checkpoint or the new one, never half of one.
 """
@@ -14,16 +20,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
-import math
 import os
 import struct
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load as _safetensors_arrays
 from safetensors.numpy import save as _safetensors_bytes
 
 from dlcli.errors import CheckpointError
@@ -32,8 +38,8 @@ FORMAT_VERSION = "1"
 METADATA_KEY = "dlcli"
 FORMAT_KEY = "dlcli_format"
 CHECKSUM_KEY = "dlcli_sha256"
-# a real header is a few hundred bytes per tensor; anything this large is garbage, not a header
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+# the safetensors library refuses a header longer than this (a real one is a few hundred bytes per tensor)
+MAX_HEADER_BYTES = 100_000_000
 # safetensors dtype codes NumPy can hold; always little-endian, as the format requires
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("bool"),
@@ -43,8 +49,7 @@ DTYPES: dict[str, np.dtype] = {
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
-# each tensor in a header, by name: (dtype code, shape, begin, end), offsets relative to the payload
-Tensors = dict[str, tuple[str, tuple[int, ...], int, int]]
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
@@ -67,35 +72,15 @@ def load_checkpoint(path: Path, content: bytes | None = None) -> tuple[dict[str,
     With `content`, parse those bytes (a checkpoint another process read and sent) and name them `path`.
     """
     path = Path(path)
-    with (io.BytesIO(content) if content is not None else _open(path)) as file:
-        _, payload_start, tensors, header_metadata = _read_header(path, file)
-        metadata, expected = _dlcli_metadata(path, header_metadata)
-        arrays = {name: _read_array(path, file, payload_start, code, shape, begin, end)
-                  for name, (code, shape, begin, end) in tensors.items()}
-    pieces = ((name, tensors[name][0], arrays[name].shape, arrays[name].tobytes()) for name in sorted(arrays))
+    arrays, header = _parse(path, content)
+    header_metadata = header.pop("__metadata__", None) or {}
+    metadata, expected = _dlcli_metadata(path, header_metadata)
+    pieces = ((name, header[name]["dtype"], arrays[name].shape, arrays[name].tobytes()) for name in sorted(arrays))
     if _checksum(pieces, header_metadata[METADATA_KEY]) != expected:
         raise CheckpointError(f"cannot load checkpoint {path}: the file is corrupt: its checksum does not match; "
                               "restore it from a backup or retrain (the other checkpoint of the run, "
                               "best or last, may still be intact)")
     return arrays, metadata
-
-
-def checkpoint_info(path: Path) -> dict[str, Any]:
-    """What a checkpoint holds, from its header alone: metadata, array dtypes and shapes, file size.
-
-    Cheap even for large files, and the header's structure is checked, but the checksum is not: only
-    `load_checkpoint` reads (and so verifies) the array bytes.
-    """
-    path = Path(path)
-    with _open(path) as file:
-        size, _, tensors, header_metadata = _read_header(path, file)
-        metadata, _ = _dlcli_metadata(path, header_metadata)
-    return {
-        "metadata": metadata,
-        "arrays": {name: {"dtype": DTYPES[code].name, "shape": list(shape)}
-                   for name, (code, shape, _, _) in sorted(tensors.items())},
-        "bytes": size,
-    }
 
 
 def _prepare(name: str, value: np.ndarray) -> np.ndarray:
@@ -180,17 +165,65 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def _open(path: Path) -> BinaryIO:
-    """path opened for reading, or a CheckpointError saying why it cannot be."""
+def _parse(path: Path, content: bytes | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the header (as JSON) of a safetensors file or its bytes, read by the safetensors library."""
+    try:
+        if content is None:
+            _check_is_file(path)
+            with safe_open(str(path), framework="numpy") as file:
+                arrays = {name: file.get_tensor(name) for name in file.keys()}
+            with path.open("rb") as raw:  # the library has checked that the length and the header are there
+                header_json = raw.read(struct.unpack("<Q", raw.read(8))[0])
+        else:
+            arrays = _safetensors_arrays(content)
+            header_json = content[8:8 + struct.unpack("<Q", content[:8])[0]]
+    except SafetensorError as err:
+        size = len(content) if content is not None else path.stat().st_size
+        raise _corrupt(path, _library_problem(str(err), size)) from None
+    except (TypeError, KeyError) as err:  # a dtype the library knows and NumPy does not (BF16, F8_*)
+        raise _corrupt(path, f"it holds a tensor of a dtype NumPy cannot hold ({err})") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    try:  # the library keeps the last of two equal names, so a duplicate would hide a tensor
+        header = json.loads(header_json, object_pairs_hook=_reject_duplicates)
+    except ValueError as err:
+        raise _corrupt(path, f"its header has {err}") from None
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if set(entry) != _ENTRY_KEYS:  # the library ignores fields it does not know; dlcli writes none
+            raise _corrupt(path, f"tensor {name!r} in its header is not an object with exactly dtype, shape and "
+                                 "data_offsets")
+        if entry["dtype"] not in DTYPES:  # complex64 and the like: the library reads them, dlcli never writes them
+            raise _corrupt(path, f"tensor {name!r} has unknown dtype {entry['dtype']!r}; known: {', '.join(DTYPES)}")
+    return arrays, header
+
+
+def _library_problem(message: str, size: int) -> str:
+    """The safetensors library's error, said the way a user can act on it."""
+    problem = message.split(": ", 1)[-1]  # after "Error while deserializing header"
+    known = {
+        "header too small": f"it is truncated: {size} bytes, shorter than the 8-byte header length",
+        "header too large": f"its header length says more than the {MAX_HEADER_BYTES} bytes any real header needs",
+        "invalid header length": "its header length says more bytes than the file holds (a truncated file?)",
+        "incomplete metadata, file not fully covered": "its tensors do not cover the bytes after its header "
+                                                       "exactly (a truncated file, or one with bytes added?)",
+    }
+    if problem in known:
+        return known[problem]
+    if problem.startswith(("invalid JSON in header: expected", "invalid JSON in header: trailing",
+                           "invalid JSON in header: EOF", "invalid UTF-8")):
+        return f"its header is not valid JSON ({problem})"
+    return f"the safetensors library refuses it: {problem}"
+
+
+def _check_is_file(path: Path) -> None:
+    """A CheckpointError unless path is an existing file."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path, or train first "
                               "(a run keeps its checkpoints under runs/<name>/checkpoints/)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file; give a .safetensors file or a run directory")
-    try:
-        return path.open("rb")
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
 
 
 def _corrupt(path: Path, problem: str) -> CheckpointError:
@@ -204,75 +237,6 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if duplicates:
         raise ValueError(f"duplicate keys {duplicates}")
     return dict(pairs)
-
-
-def _read_header(path: Path, file: BinaryIO) -> tuple[int, int, Tensors, dict[str, str]]:
-    """File size, payload start, each tensor's (dtype code, shape, begin, end) and the header metadata, checked."""
-    file_size = file.seek(0, os.SEEK_END)
-    file.seek(0)
-    if file_size < 8:
-        raise _corrupt(path, f"it is truncated: {file_size} bytes, shorter than the 8-byte header length")
-    (header_size,) = struct.unpack("<Q", file.read(8))
-    if header_size > MAX_HEADER_BYTES:
-        raise _corrupt(path, f"its header length says {header_size} bytes, more than the {MAX_HEADER_BYTES} "
-                             "any real header needs")
-    if header_size > file_size - 8:
-        raise _corrupt(path, f"its header length says {header_size} bytes but only {file_size - 8} follow "
-                             "(a truncated file?)")
-    raw = file.read(header_size)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
-        raise _corrupt(path, f"its header is not valid JSON ({err})") from None
-    if not isinstance(header, dict):
-        raise _corrupt(path, f"its header is a JSON {type(header).__name__}, expected an object")
-    metadata = header.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _corrupt(path, "its header's __metadata__ is not an object of strings")
-    payload_size = file_size - 8 - header_size
-    tensors = {name: _tensor_entry(path, name, entry, payload_size) for name, entry in header.items()}
-    _check_coverage(path, tensors, payload_size)
-    return file_size, 8 + header_size, tensors, metadata
-
-
-def _tensor_entry(path: Path, name: str, entry: Any, payload_size: int) -> tuple[str, tuple[int, ...], int, int]:
-    """One header entry as (dtype code, shape, begin, end), checked against the payload size."""
-    where = f"tensor {name!r}"
-    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        raise _corrupt(path, f"{where} in its header is not an object with exactly dtype, shape and data_offsets")
-    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if code not in DTYPES:
-        raise _corrupt(path, f"{where} has unknown dtype {code!r}; known: {', '.join(DTYPES)}")
-    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
-        raise _corrupt(path, f"{where} has shape {shape!r}, expected a list of non-negative integers")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
-        raise _corrupt(path, f"{where} has data_offsets {offsets!r}, expected [begin, end]")
-    begin, end = offsets
-    if not begin <= end <= payload_size:
-        raise _corrupt(path, f"{where} has data_offsets [{begin}, {end}] outside the {payload_size}-byte payload "
-                             "(a truncated file?)")
-    expected = math.prod(shape) * DTYPES[code].itemsize
-    if end - begin != expected:
-        raise _corrupt(path, f"{where} has shape {shape} of {code}, which needs {expected} bytes, but its "
-                             f"data_offsets span {end - begin}")
-    return code, tuple(shape), begin, end
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_coverage(path: Path, tensors: Tensors, payload_size: int) -> None:
-    """The tensors' byte ranges tile the payload exactly: no overlap, no gap, nothing left over."""
-    position, previous = 0, None
-    for name, (_, _, begin, end) in sorted(tensors.items(), key=lambda item: item[1][2:]):
-        if begin < position:
-            raise _corrupt(path, f"tensor {name!r} overlaps tensor {previous!r} in the payload")
-        if begin > position:
-            raise _corrupt(path, f"bytes {position} to {begin} of the payload belong to no tensor")
-        position, previous = end, name
-    if position != payload_size:
-        raise _corrupt(path, f"the tensors cover {position} bytes but the payload has {payload_size}")
 
 
 def _dlcli_metadata(path: Path, header_metadata: dict[str, str]) -> tuple[dict[str, Any], str]:
@@ -293,14 +257,3 @@ def _dlcli_metadata(path: Path, header_metadata: dict[str, str]) -> tuple[dict[s
     if not isinstance(metadata, dict):
         raise _corrupt(path, f"its dlcli metadata is a JSON {type(metadata).__name__}, expected an object")
     return metadata, header_metadata[CHECKSUM_KEY]
-
-
-def _read_array(path: Path, file: BinaryIO, payload_start: int, code: str, shape: tuple[int, ...],
-                begin: int, end: int) -> np.ndarray:
-    """One tensor read straight into a fresh (so aligned and writable) array."""
-    array = np.empty(shape, DTYPES[code])
-    file.seek(payload_start + begin)
-    target = array.reshape(-1).view(np.uint8)
-    if file.readinto(memoryview(target)) != end - begin:
-        raise _corrupt(path, "it ended while reading tensor data (was it truncated while being read?)")
-    return array

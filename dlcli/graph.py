@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from dlcli.errors import SpecError, WeightTooLargeError
+from dlcli.registry import suggest
 from dlcli.initializers import physical_memory
 from dlcli.layers import Layer, Shape, create_layer
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
@@ -179,8 +179,8 @@ def _graph(spec: ModelSpec) -> Model:
         sources = _node_inputs(node_spec, layer, key)
         for source in sources:
             if source not in known:
-                close = difflib.get_close_matches(source, known, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = suggest(source, known)
+                hint = f" (did you mean {close}?)" if close else ""
                 raise SpecError(f"{key}.input: unknown input or node {source!r}{hint}; "
                                 f"known: {', '.join(known)}")
             if source == name or ports.get(source) == name:
@@ -190,8 +190,8 @@ def _graph(spec: ModelSpec) -> Model:
                                                       if port not in nodes and port not in spec.inputs}}
     for output in spec.outputs:
         if output not in nodes:
-            close = difflib.get_close_matches(output, list(nodes), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            close = suggest(output, nodes)
+            hint = f" (did you mean {close}?)" if close else ""
             raise SpecError(f"model.outputs.{output}: not a node{hint}; outputs name nodes: {', '.join(nodes)}")
     ordered = _topological(nodes, set(spec.inputs), producers)
     _check_all_used(spec, nodes, producers)

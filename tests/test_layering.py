@@ -83,3 +83,51 @@ def test_every_known_top_level_module_has_a_rank() -> None:
         if name.startswith("_") or name == "data" or path.suffix not in (".py", ""):
             continue
         assert name in RANK, f"dlcli/{path.name} is not placed in the import order of STYLE.md"
+
+
+# "never unpickle": a pickle runs code on load. Reading one as data (pickletools.genops) is fine; loading is not.
+_UNPICKLING_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib"}
+
+
+def _unpickling(source: str, filename: str = "<test>") -> list[tuple[int, str]]:
+    """(line, what) for each import of a pickle module, pickle/torch load call, or allow_pickle not False."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, f"import {a.name}") for a in node.names
+                      if a.name.split(".")[0] in _UNPICKLING_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in _UNPICKLING_MODULES:
+            found.append((node.lineno, f"from {node.module} import"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch" and any(a.name == "load" for a in node.names):
+            found.append((node.lineno, "from torch import load"))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (
+                    (func.value.id in _UNPICKLING_MODULES and func.attr in ("load", "loads", "Unpickler"))
+                    or (func.value.id == "torch" and func.attr == "load")):
+                found.append((node.lineno, f"{func.value.id}.{func.attr}()"))
+            for keyword in node.keywords:
+                if keyword.arg == "allow_pickle" and not (isinstance(keyword.value, ast.Constant)
+                                                          and keyword.value.value is False):
+                    found.append((node.lineno, "allow_pickle that is not False"))
+    return found
+
+
+def test_nothing_in_dlcli_unpickles() -> None:
+    problems = [f"dlcli/{path.relative_to(PACKAGE)}:{line}: {what}" for path in sorted(PACKAGE.rglob("*.py"))
+                for line, what in _unpickling(path.read_text(), str(path))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_unpickling_check_sees_each_forbidden_form() -> None:
+    source = ("import pickle\nfrom pickle import loads\nimport numpy as np\nimport torch\nimport pickletools\n"
+              "pickle.load(f)\npickle.loads(b)\nnp.load(p, allow_pickle=True)\nnp.load(p, allow_pickle=flag)\n"
+              "torch.load(p)\nnp.load(p, allow_pickle=False)\nlist(pickletools.genops(b))\n")
+    assert [line for line, _ in _unpickling(source)] == [1, 2, 6, 7, 8, 9, 10]
+
+
+def test_did_you_mean_comes_from_registry_suggest_only() -> None:
+    allowed = {"registry.py"}
+    users = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                   if any(module == "difflib" for _, module in _imports(path)))
+    assert [name for name in users if name not in allowed] == [], users

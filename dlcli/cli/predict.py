@@ -34,7 +34,7 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     json_mode(as_json)
     from dlcli.train.predictions import (check_output_path, decode_sequences, nonfinite_examples,
                                          read_prediction_inputs, write_predictions)
-    from dlcli.train.loop import predict_with_masks
+    from dlcli.train.loop import predict
     from dlcli.train.rundir import load_run
 
     check_output_path(output, None, allow_nonfinite)  # a usage error is found before anything is loaded
@@ -43,7 +43,7 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     schema = metadata.get("data") or {}  # checkpoints before the data schema have none: read as they did
     inputs = read_prediction_inputs(input_path, spec, model, schema)
     nonfinite = nonfinite_examples(inputs, allow_nonfinite)
-    outputs, masks = predict_with_masks(model, inputs.arrays, batch_size or spec.train.batch_size)
+    outputs, masks = predict(model, inputs.arrays, batch_size or spec.train.batch_size)
     outputs = decode_sequences(outputs, model, beam_width, masks)
     for line in write_predictions(outputs, model, output, as_json, masks, schema.get("classes"), nonfinite):
         click.echo(line)

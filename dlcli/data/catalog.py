@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -13,16 +12,18 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.batches import check_finite, check_labels, check_lengths
+from dlcli.data.array_cache import cached_arrays
 from dlcli.data.csv_table import read_csv, read_table
-from dlcli.data.download import Verify, fetch, local_copy
+from dlcli.data.download import Verify, cache_dir, fetch, local_copy
 from dlcli.data.idx import read_idx
-from dlcli.data.object_arrays import read_keras_npz
+from dlcli.data.object_arrays import as_plain_arrays, from_plain_arrays, read_keras_npz
 from dlcli.data.word_sequences import SEQUENCE_OPTIONS, imdb_arrays, reuters_arrays, sequence_options
 from dlcli.errors import DataError, SpecError
 
 Task = Literal["classification", "binary", "regression", "sequence"]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BUNDLED_ENV = "DLCLI_BUNDLED_DATASETS"
+PARSE_VERSION = 1  # of read_keras_npz's output: bump it when that changes, so cached parses are rebuilt
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Dataset:
         options = dict(options or {})
         for key in options:
             if key not in self.info.options:
-                close = difflib.get_close_matches(key, self.info.options, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = registry.suggest(key, self.info.options)
+                hint = f" (did you mean {close}?)" if close else ""
                 allowed = f"its options: {', '.join(self.info.options)}" if self.info.options else "it takes none"
                 raise SpecError(f"data.options.{key}: dataset {self.info.name!r} has no option {key!r}{hint}; "
                                 f"{allowed}")
@@ -297,9 +298,18 @@ def _fashion_mnist(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
 
 
 def _keras_sequences(info: DatasetInfo) -> dict[str, Any]:
-    """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run."""
+    """The arrays of a Keras word-index .npz, fetched and verified first: its pickled lists are parsed, not run.
+
+    Parsing takes seconds (imdb holds millions of ids), so the parse is cached as plain arrays under the verified
+    file's sha256 and PARSE_VERSION: another file, or another parser, is another cache file. The load_data
+    options are applied to the arrays after the cache, so other options never meet a stale result.
+    """
     file = info.remote[0]
-    return read_keras_npz(fetch(info.name, file.filename, file.url, file.sha256, file.verify))
+    source = fetch(info.name, file.filename, file.url, file.sha256, file.verify)
+    cache = cache_dir() / info.name / f"{file.filename}.parsed-{file.sha256}-v{PARSE_VERSION}.npz"
+    plain = cached_arrays(cache, lambda: as_plain_arrays(read_keras_npz(source)),
+                          valid=lambda arrays: from_plain_arrays(arrays) is not None)
+    return from_plain_arrays(plain) or {}
 
 
 @_register("imdb", task="binary", num_classes=2, input_shape=(None,), dtype="int64", size_bytes=17_464_789,
@@ -327,7 +337,6 @@ def _reuters(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
            size_bytes=210_000_000)
 def _mnist_sequences(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     """1-5 MNIST digits in 28x140 images, labels padded with -1 (built from MNIST once, then cached)."""
-    from dlcli.data.download import cache_dir
     from dlcli.data.sequences import cached_build
 
     mnist = registry.datasets.get("mnist")

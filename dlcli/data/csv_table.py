@@ -4,7 +4,6 @@ read as numbers with missing values recognised."""
 from __future__ import annotations
 
 import csv
-import difflib
 import gzip
 import io
 import zlib
@@ -17,6 +16,7 @@ import numpy as np
 from dlcli.data.batches import counted
 from dlcli.data.files import read_file_bytes
 from dlcli.errors import DataError
+from dlcli.registry import suggest
 
 # cells that mean "no value", as pandas reads them by default (read_csv's na_values); a cell is compared after
 # stripping spaces, and any cell that reads as NaN ("NAN", "+nan") is missing too
@@ -61,8 +61,8 @@ class CsvTable:
         if found:
             raise DataError(f"{self.path}: column name {name!r} appears {len(found)} times in the header (columns "
                             f"{', '.join(map(str, found))}); rename the duplicates")
-        close = difflib.get_close_matches(name, self.header, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = suggest(name, self.header)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise DataError(f"{self.path} has no column {name!r}{hint}; its columns are: {', '.join(self.header)}")
 
     def feature_columns(self, features: Sequence[str] | None, target: int) -> list[int]:

@@ -18,7 +18,6 @@ import numpy as np
 
 from dlcli.errors import DataError
 
-NUMERIC_KINDS = "biuf"
 TEXT_KINDS = "SU"
 _INT_RANGES = {"int32": np.iinfo(np.int32), "int64": np.iinfo(np.int64)}
 

@@ -2,13 +2,15 @@
 
 NumPy stores an object array as a pickle of the ndarray: `_reconstruct(ndarray, (0,), b'b')`, then BUILD with
 (version, shape, dtype('O8'), fortran, [element, ...]). Keras' imdb.npz and reuters.npz hold lists of ints
-that way. `read_opcodes` splits the stream into opcodes without executing anything; a small stack machine
-here rebuilds the lists from them, knowing only those few names, and refuses any other global, any other call,
-and any opcode outside that shape, so a crafted file cannot make it run code.
+that way. The standard library's `pickletools.genops` splits the stream into opcodes and their arguments
+without building or running anything; a small stack machine here rebuilds the lists from them, knowing only
+those few names, and refuses any other global, any other call, and any opcode outside that shape, so a
+crafted file cannot make it run code. The rule is "never unpickle", not "never read a pickle".
 """
 
 from __future__ import annotations
 
+import pickletools
 import zipfile
 import zlib
 from array import array
@@ -18,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.data.opcode_reader import read_opcodes
 from dlcli.errors import DataError
 
 _RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
@@ -45,6 +46,32 @@ class IntLists:
     def starts(self) -> np.ndarray:
         """Where each sequence begins in `values`."""
         return np.cumsum(self.lengths) - self.lengths
+
+
+_RAGGED = "ragged/"  # as plain arrays, an IntLists `key` is ragged/<key>/values and ragged/<key>/lengths
+
+
+def as_plain_arrays(found: dict[str, np.ndarray | IntLists]) -> dict[str, np.ndarray]:
+    """read_keras_npz's arrays with each IntLists split into its values and lengths, so np.savez can keep them."""
+    plain: dict[str, np.ndarray] = {}
+    for key, value in found.items():
+        if isinstance(value, IntLists):
+            plain[f"{_RAGGED}{key}/values"], plain[f"{_RAGGED}{key}/lengths"] = value.values, value.lengths
+        else:
+            plain[key] = value
+    return plain
+
+
+def from_plain_arrays(plain: dict[str, np.ndarray]) -> dict[str, np.ndarray | IntLists] | None:
+    """What as_plain_arrays was given, or None when the arrays do not fit together (a damaged cache file)."""
+    found: dict[str, np.ndarray | IntLists] = {k: v for k, v in plain.items() if not k.startswith(_RAGGED)}
+    for key in {k.removeprefix(_RAGGED).rpartition("/")[0] for k in plain if k.startswith(_RAGGED)}:
+        values, lengths = plain.get(f"{_RAGGED}{key}/values"), plain.get(f"{_RAGGED}{key}/lengths")
+        if values is None or lengths is None or values.dtype != np.int64 or lengths.dtype != np.int64 \
+                or values.ndim != 1 or lengths.ndim != 1 or (lengths < 0).any() or lengths.sum() != values.size:
+            return None
+        found[key] = IntLists(values, lengths)
+    return found
 
 
 class _List:
@@ -143,7 +170,8 @@ class _Machine:
         """The object the pickle stream describes, built only from the allowed pieces."""
         stack = self.stack
         try:
-            for name, arg in read_opcodes(payload):
+            for opcode, arg, _ in pickletools.genops(payload):
+                name = opcode.name
                 if name in _INTS:  # by far the most common: checked first
                     stack.append(arg)
                 elif name == "APPENDS":

@@ -9,13 +9,11 @@ build (a few seconds).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from dlcli.data.readers.npz import read_npz
-from dlcli.errors import DataError
+from dlcli.data.array_cache import cached_arrays
 
 HEIGHT, WIDTH, MAX_DIGITS, MAX_GAP, JITTER = 28, 140, 5, 6, 2
 TRAIN_COUNT, TEST_COUNT = 50_000, 10_000
@@ -75,21 +73,9 @@ def build(mnist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple
 
 def cached_build(cache: Path, mnist_loader) -> tuple[np.ndarray, ...]:  # type: ignore[no-untyped-def]
     """Load the built arrays from `cache`, or build them from MNIST and save them there (atomically)."""
-    path = cache / f"mnist_sequences_v{VERSION}.npz"
     names = ("x_train", "y_train", "x_test", "y_test")
-    if path.is_file():
-        try:
-            arrays = read_npz(path)
-            if all(k in arrays for k in names) and arrays["x_train"].shape == (TRAIN_COUNT, HEIGHT, WIDTH):
-                return tuple(arrays[k] for k in names)
-        except DataError:
-            pass  # a damaged cache file is rebuilt below
-    built = build(mnist_loader())
-    cache.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **dict(zip(names, built)))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return built
+    arrays = cached_arrays(cache / f"mnist_sequences_v{VERSION}.npz",
+                           lambda: dict(zip(names, build(mnist_loader()))),
+                           valid=lambda found: all(k in found for k in names)
+                           and found["x_train"].shape == (TRAIN_COUNT, HEIGHT, WIDTH))
+    return tuple(arrays[k] for k in names)

@@ -112,10 +112,6 @@ class TextVectorization(Layer):
         """The vocabulary by index, reserved entries first (Keras' get_vocabulary())."""
         return list(self.tokens)
 
-    def vocabulary_size(self) -> int:
-        """The number of vocabulary entries, reserved ones included."""
-        return len(self.tokens)
-
     def load_state(self, saved: dict[str, np.ndarray]) -> None:
         """Take a checkpoint's vocabulary arrays, whose sizes follow the data adapted on; ValueError if unusable.
 

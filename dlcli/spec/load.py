@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import sys
@@ -311,8 +310,8 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
         allowed = sorted(model.model_fields) if model is not None else []
         owner = getattr(model, "model_fields", {}).get("type")
         what = f"{owner.default} takes" if owner is not None and isinstance(owner.default, str) else "allowed keys:"
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = registry.suggest(str(loc[-1]), allowed)
+        hint = f" (did you mean {close}?)" if close else ""
         text = f"unknown key; {what} {', '.join(allowed)}{hint}" if allowed else "unknown key"
     elif kind == "union_tag_invalid":
         what = _tag_kind(loc)

@@ -293,15 +293,11 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
     return _with_metrics(running.means(), metrics)
 
 
-def predict(model: Model, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Each output's predictions for `inputs`, computed in batches in inference mode."""
-    return predict_with_masks(model, inputs, batch_size)[0]
-
-
 @no_grad()
-def predict_with_masks(model: Model, inputs: dict[str, np.ndarray],
-                       batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
-    """(each output's predictions, its step mask (examples, time) or None where it has none)."""
+def predict(model: Model, inputs: dict[str, np.ndarray],
+            batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """Each output's predictions for `inputs` (in batches, in inference mode) and its step mask (examples,
+    time), or None where it has none."""
     keep_freed_memory()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     count = len(next(iter(inputs.values())))

@@ -58,12 +58,6 @@ def check_output_path(path: Path | None, model: Model | None, allow_nonfinite: b
         raise SpecError(f"--output {path}: the folder {path.parent} does not exist; create it first")
 
 
-def read_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
-                ) -> dict[str, np.ndarray]:
-    """The model's inputs from a file (see read_prediction_inputs)."""
-    return read_prediction_inputs(path, spec, model, schema).arrays
-
-
 def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict[str, Any] | None = None
                            ) -> PredictionInputs:
     """The model's inputs from a file, by the reader registered for its kind (dlcli/data/readers/), read as

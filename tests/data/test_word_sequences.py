@@ -241,3 +241,92 @@ def test_options_are_checked_before_any_download(isolated_data_env: Path) -> Non
     with pytest.raises(SpecError, match="data.options.num_words"):
         load_dataset("imdb", {"num_words": -3})
     assert not isolated_data_env.exists()  # no mirror, and nothing fetched
+
+
+# --- the parse is cached as plain arrays: later loads skip it, another file or a damaged cache rebuilds it ---
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Each file read_keras_npz parses, in order (the cache's job is to keep this list short)."""
+    from dlcli.data import catalog
+
+    parsed: list[Path] = []
+
+    def counting(path: Path) -> dict[str, Any]:
+        parsed.append(Path(path))
+        return read_keras_npz(path)
+
+    monkeypatch.setattr(catalog, "read_keras_npz", counting)
+    return parsed
+
+
+def _assert_same_splits(first: Any, second: Any) -> None:
+    for part in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(first, part), getattr(second, part), err_msg=part)
+        assert getattr(first, part).dtype == getattr(second, part).dtype
+
+
+@pytest.mark.parametrize("name", ["imdb", "reuters"])
+def test_second_load_reads_the_cached_parse_and_gives_identical_arrays(
+        keras_files: dict, parses: list[Path], isolated_data_env: Path, name: str) -> None:
+    first = load_dataset(name)
+    assert len(parses) == 1
+    again = load_dataset(name)
+    assert len(parses) == 1  # not parsed again
+    _assert_same_splits(first, again)
+    cached = sorted(p.name for p in (isolated_data_env / name).iterdir())
+    assert len(cached) == 1 and cached[0].startswith(f"{name}.npz.parsed-") and cached[0].endswith(".npz")
+
+
+def test_other_options_on_a_cached_parse_follow_keras(keras_files: dict, parses: list[Path]) -> None:
+    load_dataset("imdb", {"num_words": 20})
+    options = {"maxlen": 9, "sequence_length": 4, "num_words": 30}
+    splits = load_dataset("imdb", options)
+    assert len(parses) == 1
+    o = {**DEFAULTS, **options}
+    x_train, _, x_test, _ = keras_imdb(*keras_files["imdb"].values(), o)
+    np.testing.assert_array_equal(splits.x_train, pad_pre(x_train, 4))
+    np.testing.assert_array_equal(splits.x_test, pad_pre(x_test, 4))
+
+
+def test_a_changed_source_file_is_parsed_again(keras_files: dict, parses: list[Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    before = load_dataset("reuters")
+    lists = random_lists(np.random.default_rng(5), 50)
+    np.savez(tmp_path / "mirror" / "reuters.npz", x=object_array(lists), y=np.arange(50) % 46)
+    dataset = registry.datasets.get("reuters")
+    file = dataclasses.replace(dataset.info.remote[0],
+                               sha256=hashlib.sha256((tmp_path / "mirror" / "reuters.npz").read_bytes()).hexdigest())
+    monkeypatch.setattr(dataset, "info", dataclasses.replace(dataset.info, remote=(file,)))
+    after = load_dataset("reuters")
+    assert len(parses) == 2
+    x_train, y_train, _, _ = keras_reuters(lists, np.arange(50) % 46, DEFAULTS)
+    np.testing.assert_array_equal(after.x_train, pad_pre(x_train, expected_length(DEFAULTS, [x_train])))
+    np.testing.assert_array_equal(after.y_train, y_train)
+    assert not np.array_equal(after.y_train, before.y_train)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data[:len(data) // 2],  # cut short
+    lambda data: data[:-30] + bytes(b ^ 0x10 for b in data[-30:]),  # bit flips in the zip's directory
+    lambda data: b"not a zip file at all",
+    "inconsistent",  # a readable .npz whose lengths do not add up to its values
+])
+def test_a_damaged_cache_file_is_rebuilt_not_trusted(keras_files: dict, parses: list[Path],
+                                                     isolated_data_env: Path, damage: Any) -> None:
+    first = load_dataset("imdb")
+    (cache,) = (isolated_data_env / "imdb").iterdir()
+    if damage == "inconsistent":
+        with np.load(cache) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        arrays["ragged/x_train/lengths"] = arrays["ragged/x_train/lengths"] + 1
+        with open(cache, "wb") as handle:
+            np.savez(handle, **arrays)
+    else:
+        cache.write_bytes(damage(cache.read_bytes()))
+    again = load_dataset("imdb")
+    assert len(parses) == 2
+    _assert_same_splits(first, again)
+    load_dataset("imdb")
+    assert len(parses) == 2  # the rebuilt file is good again
+    assert [p.name for p in (isolated_data_env / "imdb").iterdir()] == [cache.name]  # no temporary left behind

@@ -76,7 +76,7 @@ def test_predict_writes_label_sequences_in_every_format(ctc_run: Path, monkeypat
     plain = runner.invoke(cli, ["predict", "run", "x.npy"]).output.splitlines()
     assert plain == [f"index={i} labels={','.join(map(str, labels))}" for i, labels in enumerate(expected)]
     _, model, _, _, _ = load_run(Path("run"))
-    beams = ctc_beam_search_decode(predict(model, {"input": np.load("x.npy")}, 32)[next(iter(model.outputs))], 4)
+    beams = ctc_beam_search_decode(predict(model, {"input": np.load("x.npy")}, 32)[0][next(iter(model.outputs))], 4)
     result = runner.invoke(cli, ["predict", "run", "x.npy", "--beam-width", "4", "--json"])
     assert [json.loads(line)["labels"] for line in result.output.splitlines()] == \
         [[int(v) for v in row if v >= 0] for row in beams]

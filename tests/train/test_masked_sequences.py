@@ -19,7 +19,7 @@ from dlcli.losses import create_loss
 from dlcli.spec.load import validate_spec
 from dlcli.tensor import Tensor, no_grad
 from dlcli.train.fit import fit_run
-from dlcli.train.loop import predict_with_masks
+from dlcli.train.loop import predict
 from dlcli.train.predictions import decode_sequences
 from dlcli.train.rundir import load_run
 
@@ -128,7 +128,7 @@ def test_padding_that_would_decode_to_labels_is_left_out_by_predict(left: bool) 
     for row in ids:
         path = (row[row != 0] - 1) % 4
         expected.append([int(c) for j, c in enumerate(path) if (j == 0 or c != path[j - 1]) and c != 3])
-    outputs, masks = predict_with_masks(model, {"input": ids}, 8)
+    outputs, masks = predict(model, {"input": ids}, 8)
     np.testing.assert_array_equal(masks["dense"], ids != 0)
     for beam_width in (None, 3):
         decoded = decode_sequences(outputs, model, beam_width, masks)["dense"]
@@ -167,7 +167,7 @@ def test_a_per_step_loss_and_accuracy_ignore_whatever_the_padded_targets_hold(tm
     assert histories[0] == histories[1]
     # the reported accuracy counts valid steps only: recompute it from the trained model's predictions
     _, model, _, _, _ = load_run(tmp_path / "a")
-    outputs, masks = predict_with_masks(model, {"input": ids}, 16)
+    outputs, masks = predict(model, {"input": ids}, 16)
     np.testing.assert_array_equal(masks["dense"], ids != 0)
     record = json.loads(CliRunner().invoke(cli, ["eval", str(tmp_path / "a"), "--data", str(tmp_path / "b.npz"),
                                                  "--json"]).output.splitlines()[-1])

@@ -15,7 +15,7 @@ from dlcli.errors import CheckpointError, DataError, SpecError
 from dlcli.spec.load import validate_spec
 from dlcli.train.fit import fit_run
 from dlcli.train.loop import predict
-from dlcli.train.predictions import read_inputs
+from dlcli.train.predictions import read_prediction_inputs
 from dlcli.train.rundir import load_run, restore_model
 
 POSITIVE = ["great", "excellent", "loved", "wonderful", "superb", "moving"]
@@ -76,7 +76,7 @@ def test_the_vocabulary_is_adapted_saved_and_restored(text_run: Path) -> None:
     layer = model.layers[0]
     assert layer.get_vocabulary() == saved
     texts = np.array([["A wonderful, superb film"], ["Boring and awful."], ["the plot"]])
-    probabilities = predict(model, {"input": texts}, 2)["dense_1"][:, 0]
+    probabilities = predict(model, {"input": texts}, 2)[0]["dense_1"][:, 0]
     assert probabilities[0] > 0.5 > probabilities[1]
     assert model.parameter_counts() == (40 * 8 + 8 + 8 + 1, 0)  # Keras: TextVectorization has no params
     assert model.summary_rows()[0]["params"] == 0
@@ -96,15 +96,15 @@ def test_a_damaged_vocabulary_is_a_checkpoint_error(text_run: Path) -> None:
 def test_predict_reads_text_files_and_the_csv_text_column(text_run: Path) -> None:
     spec, model, _, _, _ = load_run(text_run / "run")
     (text_run / "new.txt").write_text("Superb, moving film\r\nthe worst, dull movie\n\nloved it\n", encoding="utf-8")
-    inputs = read_inputs(text_run / "new.txt", spec, model)
+    inputs = read_prediction_inputs(text_run / "new.txt", spec, model).arrays
     assert inputs["input"].tolist() == [["Superb, moving film"], ["the worst, dull movie"], [""], ["loved it"]]
-    labels = predict(model, inputs, 8)["dense_1"][:, 0] > 0.5
+    labels = predict(model, inputs, 8)[0]["dense_1"][:, 0] > 0.5
     assert labels.tolist() == [True, False, labels[2], True]
-    from_csv = read_inputs(text_run / "reviews.csv", spec, model)["input"]
+    from_csv = read_prediction_inputs(text_run / "reviews.csv", spec, model).arrays["input"]
     assert from_csv.shape == (240, 1) and from_csv.dtype.kind == "U" and "," in from_csv[0, 0]
     np.save(text_run / "numbers.npy", np.zeros((2, 1), np.float32))
     with pytest.raises(DataError, match="takes text"):
-        read_inputs(text_run / "numbers.npy", spec, model)
+        read_prediction_inputs(text_run / "numbers.npy", spec, model)
 
 
 def test_text_in_an_npz_trains_too(tmp_path: Path) -> None:
