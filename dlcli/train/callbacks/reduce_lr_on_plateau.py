@@ -20,8 +20,8 @@ class ReduceLROnPlateauSpec(MonitoredSpec):
     patience: int = Field(10, ge=0, description="Epochs without improvement after which the rate is lowered.")
     min_delta: float = Field(1e-4, description="The least change that counts as an improvement (its sign is "
                                                "ignored, as in Keras).")
-    cooldown: int = Field(0, ge=0, description="After lowering the rate, epochs whose count restarts patience "
-                                               "(as in Keras, cooldown = N pauses counting for N - 1 epochs).")
+    cooldown: int = Field(0, ge=0, description="Epochs to wait after lowering the rate before counting again; as "
+                                               "in Keras the last of them already counts (2 skips one epoch).")
     min_lr: float = Field(0.0, ge=0, description="The rate is never lowered below this.")
 
 
