@@ -132,7 +132,7 @@ class _Epoch:
     def position(self) -> dict[str, Any]:
         """A mid-epoch checkpoint's `in_epoch`."""
         return {"epoch": self.number, "shuffle_state": self.shuffle_state, "progress": self.progress.state(),
-                "seconds": time.perf_counter() - self.started}
+                "seconds": time.perf_counter() - self.started, "learning_rate": self.learning_rate}
 
 
 class _Run:
@@ -248,10 +248,13 @@ class _Run:
     def _start_epoch(self, number: int) -> _Epoch:
         """The epoch's batches in this epoch's order; from a mid-epoch checkpoint, the same order and progress."""
         streams, progress, elapsed, resumed = self.streams, EpochProgress(self.objective), 0.0, self.resumed_epoch
+        learning_rate = self.optimizer.learning_rate
         if resumed is not None:  # redraw the interrupted epoch's order, then skip what was done
             streams.shuffle.bit_generator.state = resumed["shuffle_state"]
             progress.load(resumed["progress"])
             elapsed, model_state = float(resumed["seconds"]), streams.model.bit_generator.state
+            # the rate the epoch began with (a schedule has moved on since); older checkpoints did not keep it
+            learning_rate = float(resumed.get("learning_rate", learning_rate))
         started = time.perf_counter() - elapsed
         shuffle_state = streams.shuffle.bit_generator.state
         count = len(self.splits.train)
@@ -261,7 +264,7 @@ class _Run:
             self.resumed_epoch = None
         batches = batch_slices(order, self.spec.train.batch_size)[:self.spec.train.steps_per_epoch]
         return _Epoch(number, batches, progress, shuffle_state, started, self.handle.step - progress.done,
-                      self.optimizer.learning_rate)
+                      learning_rate)
 
     def _fit_batches(self, epoch: _Epoch) -> None:
         """Train on the epoch's batches between the batch hooks; `last` mid-epoch every checkpoint_every_steps;

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from dlcli.checkpoint import load_checkpoint
+from dlcli.errors import RunInterruptedError
 from dlcli.spec.load import validate_spec
 from dlcli.train.callbacks import Callback, Run
 from dlcli.train.callbacks.early_stopping import EarlyStopping, EarlyStoppingSpec
 from dlcli.train.fit import fit_run
 from tests.train.callbacks.run_stub import StubRun
 from tests.train.test_fit import spec_doc, write_blobs
+from tests.train.test_interrupts import SignalAt
 
 nan, inf = math.nan, math.inf
 
@@ -137,3 +139,36 @@ def test_a_run_stops_where_keras_does_and_ends_with_the_restored_epochs_weights(
     for name, value in final.weights.items():
         np.testing.assert_array_equal(value, arrays[name])
     assert load_checkpoint(folder / "last.safetensors")[1]["epoch"] == epochs_run
+
+
+@pytest.mark.parametrize("stop_step", [1, 3, 4])  # before, after and well after the best epoch (2)
+def test_a_resumed_run_restores_the_same_best_weights_as_an_uninterrupted_one(tmp_path: Path, stop_step: int) -> None:
+    """The best weights travel in the checkpoint (tensors callbacks/<index>/param/...), so the resumed run ends
+    with epoch 2's weights even when epoch 2 was trained before the interruption."""
+    values, options, (epochs_run, _, weights_epoch) = KERAS["restore_without_stop"]
+    straight, resumed = FinalWeights(), FinalWeights()
+    doc = scripted_doc(tmp_path, values, **options)
+    expected = fit_run(validate_spec(doc, tmp_path / "s.toml"), tmp_path / "straight", [straight])
+    with pytest.raises(RunInterruptedError):
+        fit_run(validate_spec(doc, tmp_path / "s.toml"), tmp_path / "cut", [SignalAt(stop_step)])
+    last = tmp_path / "cut" / "checkpoints" / "last.safetensors"
+    kept = sorted(name for name in load_checkpoint(last)[0] if name.startswith("callbacks/0/"))
+    assert kept == ([] if stop_step < 2 else sorted(f"callbacks/0/{name}" for name in straight.weights))
+    summary = fit_run(validate_spec(doc, tmp_path / "s.toml"), tmp_path / "cut", [resumed], resume=last)
+    assert summary["restored_epoch"] == expected["restored_epoch"] == weights_epoch
+    assert summary["epochs_run"] == epochs_run
+    rates = [[json.loads(line)["learning_rate"] for line in (tmp_path / run / "history.jsonl").read_text().splitlines()]
+             for run in ("straight", "cut")]
+    assert rates[0] == rates[1] == values  # an epoch resumed mid-way logs the rate it began with
+    for name, value in straight.weights.items():
+        np.testing.assert_array_equal(resumed.weights[name], value)
+
+
+def test_counts_saved_before_callbacks_had_their_own_files_still_resume() -> None:
+    """Checkpoints written before this layout kept early stopping's counts as {"watch": {...}}."""
+    callback = EarlyStopping(EarlyStoppingSpec(patience=2))
+    callback.load_state({"watch": {"monitor": "val_loss", "best": 0.5, "best_epoch": 3, "wait": 1}})
+    run = StubRun()
+    callback.on_train_begin(run, {})
+    callback.on_epoch_end(run, 5, {"val_loss": 0.6})
+    assert run.stop_reason == "early_stopping" and (callback.best, callback.best_epoch) == (0.5, 3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.spec.load import validate_spec
