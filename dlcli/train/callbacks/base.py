@@ -106,8 +106,9 @@ class Callback:
           rate, the stop and the counts they chose
       on_checkpoint(run, path, kind): a checkpoint file was written; kind is "last", "best" or "periodic"
       on_train_end(run, summary): final values, "epochs_run", "seconds", "stopped_early" (and "stop_reason")
-          and "run_dir"; a callback may add keys (the spec's callbacks run first, so reporters print them, and
-          summary.json is written after every callback's on_train_end). Not called when training fails.
+          and "run_dir". The spec's callbacks get it first and may add keys (early stopping's "restored_epoch");
+          summary.json is written then, and the other callbacks (reporters) get it after. Not called when
+          training fails.
 
     A stateful callback returns its counts from state() and takes them back in load_state(), so a resumed run
     decides exactly as the uninterrupted one: JSON-able values, plus NumPy arrays under "arrays" (kept as
