@@ -12,4 +12,4 @@ def load_all() -> None:
     import dlcli.metrics  # noqa: F401
     import dlcli.optimizers  # noqa: F401
     import dlcli.schedules  # noqa: F401
-    import dlcli.train.callbacks  # noqa: F401 - sits with the components: a spec names them (STYLE.md section 2)
+    import dlcli.train.callbacks  # noqa: F401 - ranked with the components, as a spec names them (test_layering)
