@@ -23,9 +23,8 @@ import hashlib
 import json
 import os
 import struct
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -114,6 +113,11 @@ def _checksum(pieces: Any, metadata_json: str) -> str:
     return digest.hexdigest()
 
 
+# A test seam (tests/train/faults.py sets it): called with the temporary file's path once half of the data is
+# written, so a test can hold a write there and kill the process mid-file. Always None outside the tests.
+half_written_hook: Callable[[Path], None] | None = None
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace path with data so that a crash at any point leaves the old file or the new one.
 
@@ -127,15 +131,11 @@ def write_atomically(path: Path, data: bytes) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             view = memoryview(data)
-            pause = float(os.environ.get("DLCLI_TEST_PAUSE_WRITE", "0") or 0)
-            if pause > 0:  # fault-injection tests: hold the file half written so a kill lands mid-write
-                half = view[:len(view) // 2]
-                while half:
-                    half = half[os.write(fd, half):]
+            if half_written_hook is not None:
+                _write_all(fd, view[:len(view) // 2])
+                half_written_hook(temp)
                 view = view[len(view) // 2:]
-                time.sleep(pause)
-            while view:  # os.write may write less than asked (a full disk, a signal)
-                view = view[os.write(fd, view):]
+            _write_all(fd, view)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -148,6 +148,11 @@ def write_atomically(path: Path, data: bytes) -> None:
     finally:
         if not replaced:
             temp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:  # os.write may write less than asked (a full disk, a signal)
+        view = view[os.write(fd, view):]
 
 
 def _fsync_directory(folder: Path) -> None:

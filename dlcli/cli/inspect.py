@@ -60,7 +60,6 @@ def list_command(kind: str | None) -> None:
     """List registered names with their one-line docs (all kinds, or one)."""
     from dlcli import registry
     from dlcli.components import load_all
-    from dlcli.spec import callbacks  # noqa: F401 - registers the callback names
 
     load_all()
     for name in (kind,) if kind else KINDS:

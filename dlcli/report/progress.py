@@ -11,6 +11,7 @@ from rich.text import Text
 from dlcli.report.base import Reporter
 from dlcli.report.records import epoch_label, format_pairs, ordered_items
 from dlcli.report.stream import guarded
+from dlcli.train.callbacks import Run
 
 
 class RichProgress(Reporter):
@@ -24,7 +25,7 @@ class RichProgress(Reporter):
         self._epoch_task: TaskID | None = None
         self._step_task: TaskID | None = None
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
+    def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
         """Print what is about to be trained and show the bars."""
         self.epochs = info.get("epochs")
         name = info.get("run") or info.get("name") or "model"
@@ -35,7 +36,7 @@ class RichProgress(Reporter):
             self.console.print(Text(f"resumed from {info['resumed_from']}", "dim"))
         self._start()
 
-    def on_epoch_begin(self, epoch: int, steps: int) -> None:
+    def on_epoch_begin(self, run: Run, epoch: int, steps: int) -> None:
         """Move the epoch bar to this epoch and restart the step bar (and its ETA) from zero."""
         progress = self._start()
         assert self._epoch_task is not None and self._step_task is not None
@@ -44,24 +45,24 @@ class RichProgress(Reporter):
                         description=f"epoch {epoch_label(epoch, self.epochs)}")
         progress.reset(self._step_task, total=steps, logs="", visible=True)
 
-    def on_batch_end(self, epoch: int, step: int, logs: dict[str, float]) -> None:
+    def on_batch_end(self, run: Run, epoch: int, step: int, logs: dict[str, float]) -> None:
         """Advance the step bar and show the running loss and metrics."""
         if self._progress is not None and self._step_task is not None:
             self._progress.update(self._step_task, completed=step, logs=format_pairs(ordered_items(logs)))
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         """Print the epoch's summary line above the bars."""
         if self._progress is not None and self._epoch_task is not None:
             self._progress.update(self._epoch_task, completed=epoch)
         self._print(Text.assemble((f"epoch {epoch_label(epoch, self.epochs)}", "bold"), " ",
                                   format_pairs(ordered_items(logs))))
 
-    def on_checkpoint(self, path: str, kind: str) -> None:
+    def on_checkpoint(self, run: Run, path: str, kind: str) -> None:
         """Mention best and periodic checkpoints; "last" is rewritten every epoch, so it is not news."""
         if kind != "last":
             self._print(Text(f"  saved {kind} checkpoint {path}", "dim"))
 
-    def on_train_end(self, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
         """Remove the bars and print one line of final values."""
         self.close()
         ran = summary.get("epochs_run")

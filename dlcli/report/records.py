@@ -27,6 +27,7 @@ import numpy as np
 
 from dlcli.report.base import Reporter
 from dlcli.report.stream import guarded
+from dlcli.train.callbacks import Run
 
 # the order keys are printed in, where present; other keys follow in the order they came
 START_FIRST = ("run", "name", "epochs", "steps_per_epoch", "samples", "params")
@@ -92,22 +93,22 @@ class PlainRecords(Reporter):
         self.out = guarded(self.stream)  # a failed write stops the output, never the training
         self.epochs: int | None = None
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
+    def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
         """Write the start line."""
         self.epochs = info.get("epochs")
         self._write("start " + format_pairs(ordered_items(info, START_FIRST)))
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         """Write the epoch's line: epoch=E/N then its values."""
         self._write(" ".join(filter(None, [f"epoch={epoch_label(epoch, self.epochs)}",
                                            format_pairs(ordered_items(logs))])))
 
-    def on_checkpoint(self, path: str, kind: str) -> None:
+    def on_checkpoint(self, run: Run, path: str, kind: str) -> None:
         """Write a checkpoint line for best and periodic checkpoints (last is rewritten every epoch: no news)."""
         if kind != "last":
             self._write(f"checkpoint kind={format_value(kind)} path={format_value(str(path))}")
 
-    def on_train_end(self, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
         """Write the end line with the final values (per-epoch timings stay in summary.json)."""
         concise = {k: v for k, v in summary.items() if k not in END_OMITTED}
         self._write("end " + format_pairs(ordered_items(concise, END_FIRST)))
@@ -156,20 +157,20 @@ class JsonRecords(Reporter):
         self.out = guarded(self.stream)  # a failed write stops the output, never the training
         self.epochs: int | None = None
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
+    def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
         """Write {"event": "start", ...info}."""
         self.epochs = info.get("epochs")
         self._write(json_record("start", info))
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         """Write {"event": "epoch", "epoch": E, "epochs": N, ...logs}."""
         self._write(json_record("epoch", {"epoch": epoch, "epochs": self.epochs, **logs}))
 
-    def on_checkpoint(self, path: str, kind: str) -> None:
+    def on_checkpoint(self, run: Run, path: str, kind: str) -> None:
         """Write {"event": "checkpoint", "kind": kind, "path": path}."""
         self._write(json_record("checkpoint", {"kind": kind, "path": str(path)}))
 
-    def on_train_end(self, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
         """Write {"event": "end", ...summary}."""
         self._write(json_record("end", summary))
 

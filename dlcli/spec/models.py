@@ -13,7 +13,6 @@ from dlcli.errors import UnknownNameError
 from dlcli.losses import LossSpec
 from dlcli.metrics import MetricSpec
 from dlcli.registry import StrictSpec, known_name, suggest
-from dlcli.spec import callbacks as _callbacks  # noqa: F401 - registers the callback specs
 
 load_all()  # the unions below are built from the registries, so every component must be registered first
 
@@ -213,7 +212,7 @@ class DataSpec(StrictSpec):
         return self
 
 
-CallbackConfig = Annotated[_tagged_union([entry.target for entry in registry.callbacks]), BeforeValidator(_tagged)]
+CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callbacks]), BeforeValidator(_tagged)]
 
 
 class TrainSpec(StrictSpec):

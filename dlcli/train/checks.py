@@ -27,6 +27,6 @@ def check_data_files(spec: RunSpec, model: Model) -> None:
     if data.dataset is not None:
         registry.datasets.entry(data.dataset)  # an unknown name raises the did-you-mean error
         return
-    from dlcli.train.fit import Streams  # the validation hold-out train draws, so the same rows are held out
+    from dlcli.train.streams import Streams  # the validation hold-out train draws, so the same rows are held out
 
     load_splits(spec, model, Streams(spec.seed).split)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from dlcli.registry import suggest
 from dlcli.spec.models import TrainSpec
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
+from dlcli.train.callbacks.monitor import monitor_mode
 from dlcli.train.distributed import World, moving_states
 
 
@@ -84,6 +85,16 @@ def reported_names(objective: Objective, has_validation: bool) -> list[str]:
                                    *(name for names in objective.metric_names.values() for name in names)]))
     validation = [f"val_{name}" for name in training] if has_validation else []
     return list(dict.fromkeys([*training, *validation, "seconds", "learning_rate"]))
+
+
+def log_directions(model: Model, objective: Objective) -> dict[str, Literal["min", "max"]]:
+    """Keras' "auto" mode for every logged loss and metric: losses go down, a metric by its type, so one given
+    its own name (metrics = [{ type = "accuracy", name = "hits" }]) still goes up."""
+    directions: dict[str, Literal["min", "max"]] = {name: "min" for name in objective.loss_names()}
+    for output, names in objective.metric_names.items():
+        for config, name in zip(model.outputs[output].metrics, names):
+            directions[name] = monitor_mode(config.type, "auto")
+    return {**directions, **{f"val_{name}": way for name, way in directions.items()}}
 
 
 def check_monitors(train: TrainSpec, names: Sequence[str]) -> None:
@@ -196,10 +207,12 @@ class EpochProgress:
 
 def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Split, batches: list[np.ndarray],
               progress: EpochProgress, after_step: Callable[[EpochProgress], bool], first_step: int = 0,
-              world: World | None = None, stop_requested: Callable[[], int] = lambda: 0) -> bool:
+              world: World | None = None, stop_requested: Callable[[], int] = lambda: 0,
+              before_step: Callable[[EpochProgress], None] = lambda progress: None) -> bool:
     """Train on `batches` (index arrays into `data`) from `progress.done` on; True when the epoch completed.
 
-    `after_step` runs after every update (reporting, mid-epoch checkpoints) and returns True to stop early;
+    `before_step` runs before every batch; `after_step` runs after every update (callbacks, mid-epoch
+    checkpoints) and returns True to stop early;
     `progress.stop_signal` then holds the signal that `stop_requested` reported (on any rank, under MPI).
     A loss that is NaN or infinite stops training before the update, so the weights stay the last good
     ones, and the error names the first layer whose output or gradient went non-finite.
@@ -208,6 +221,7 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     states = moving_states(model) if world.size > 1 else []
     for index in batches[progress.done:]:
+        before_step(progress)
         local = world.shard(index)
         batch = data.take(local)
         predictions = model(_as_tensors(batch.inputs, dtypes), training=True)

@@ -131,7 +131,8 @@ def _finished(run_dir: Path, metadata: dict[str, Any], saved_epochs: int, epochs
         raise SpecError(f"cannot resume {run_dir} with train.epochs = {epochs}: it already has {done} epochs; give "
                         f"more than {done} to train on, or use it as it is (dlcli eval {run_dir})")
     if metadata.get("stopped_early") and epochs <= saved_epochs:
-        return (f"nothing to do: {run_dir} stopped early at epoch {done} of {saved_epochs} (early stopping), and "
+        reason = str(metadata.get("stop_reason") or "early_stopping").replace("_", " ")
+        return (f"nothing to do: {run_dir} stopped early at epoch {done} of {saved_epochs} ({reason}), and "
                 f"train.epochs asks for {epochs}; it is finished. To train on regardless, resume with "
                 f"--set train.epochs=N for N above {saved_epochs}")
     if epochs == done:

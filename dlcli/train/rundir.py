@@ -112,10 +112,11 @@ def model_arrays(model: Model, optimizer: Optimizer | None) -> dict[str, np.ndar
 
 
 def save_run_checkpoint(path: Path, model: Model, optimizer: Optimizer, spec: RunSpec,
-                        progress: dict[str, Any]) -> None:
-    """A checkpoint with everything to evaluate, predict and resume: arrays plus spec, epoch, step, RNG, history."""
+                        progress: dict[str, Any], extra: dict[str, np.ndarray] | None = None) -> None:
+    """A checkpoint with everything to evaluate, predict and resume: arrays plus spec, epoch, step, RNG, history;
+    `extra` arrays (the callbacks' own) are stored beside the model's."""
     metadata = {"dlcli_version": __version__, "spec": spec.model_dump(mode="json"), **_finite(progress)}
-    save_checkpoint(path, model_arrays(model, optimizer), metadata)
+    save_checkpoint(path, {**model_arrays(model, optimizer), **(extra or {})}, metadata)
 
 
 def resolve_checkpoint(target: Path, which: str = "best") -> Path:

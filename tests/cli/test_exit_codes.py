@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.train import faults
+
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = str(REPO / "specs" / "digits_mlp.toml")
 
@@ -86,7 +88,7 @@ def _check_error(result: subprocess.CompletedProcess[str], code: int, as_json: b
 def test_signals_give_130_and_143(tmp_path: Path, signum: int, code: int, as_json: bool) -> None:
     command = [sys.executable, "-m", "dlcli", "train", DIGITS, "--run-dir", "run", *(["--json"] if as_json else [])]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CI": "true", "DLCLI_TEST_PAUSE_STEP": "0.02"})
+                            env=faults.env(CI="true", DLCLI_TEST_PAUSE_STEP="0.02"))
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists():
         assert time.monotonic() < deadline

@@ -21,14 +21,15 @@ SUMMARY: dict[str, Any] = {"epochs_run": 2, "loss": 0.10455, "accuracy": 0.96871
 
 
 def replay(callback: Callback) -> None:
-    """Drive callback through start, two epochs of three steps with checkpoints, and end."""
-    callback.on_train_begin(INFO)
+    """Drive callback through start, two epochs of three steps with checkpoints, and end. The run handle is None:
+    a reporter prints and never acts on the run."""
+    callback.on_train_begin(None, INFO)
     for epoch, logs in enumerate(EPOCH_LOGS, start=1):
-        callback.on_epoch_begin(epoch, 3)
+        callback.on_epoch_begin(None, epoch, 3)
         for step in range(1, 4):
-            callback.on_batch_end(epoch, step, {"loss": 0.5 / step, "accuracy": 0.8 + step / 100})
-        callback.on_epoch_end(epoch, logs)
-        callback.on_checkpoint("runs/mnist-mlp/checkpoints/last.safetensors", "last")
+            callback.on_batch_end(None, epoch, step, {"loss": 0.5 / step, "accuracy": 0.8 + step / 100})
+        callback.on_epoch_end(None, epoch, logs)
+        callback.on_checkpoint(None, "runs/mnist-mlp/checkpoints/last.safetensors", "last")
         if epoch == 1:
-            callback.on_checkpoint("runs/mnist-mlp/checkpoints/best.safetensors", "best")
-    callback.on_train_end(SUMMARY)
+            callback.on_checkpoint(None, "runs/mnist-mlp/checkpoints/best.safetensors", "best")
+    callback.on_train_end(None, SUMMARY)

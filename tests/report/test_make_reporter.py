@@ -49,7 +49,7 @@ def test_auto_defaults_to_stdout(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     monkeypatch.delenv("CI", raising=False)
     reporter = make_reporter("auto")  # pytest's captured stdout is not a terminal
     assert type(reporter) is PlainRecords
-    reporter.on_checkpoint("a.safetensors", "best")
+    reporter.on_checkpoint(None, "a.safetensors", "best")
     assert capsys.readouterr().out == "checkpoint kind=best path=a.safetensors\n"
 
 

@@ -47,9 +47,9 @@ def test_scripted_run_prints_every_epoch_and_the_end_then_stops() -> None:
 def test_bars_show_steps_and_live_metrics() -> None:
     console, out = _terminal()
     reporter = RichProgress(console)
-    reporter.on_train_begin(INFO)
-    reporter.on_epoch_begin(1, 3)
-    reporter.on_batch_end(1, 2, {"loss": 0.4321, "accuracy": 0.8})
+    reporter.on_train_begin(None, INFO)
+    reporter.on_epoch_begin(None, 1, 3)
+    reporter.on_batch_end(None, 1, 2, {"loss": 0.4321, "accuracy": 0.8})
     assert reporter._progress is not None
     reporter._progress.refresh()
     text = ANSI.sub("", out.getvalue())
@@ -62,9 +62,9 @@ def test_exception_mid_epoch_closes_the_display() -> None:
     console, out = _terminal()
     with pytest.raises(KeyboardInterrupt):
         with RichProgress(console) as reporter:
-            reporter.on_train_begin(INFO)
-            reporter.on_epoch_begin(1, 3)
-            reporter.on_batch_end(1, 1, {"loss": 1.0})
+            reporter.on_train_begin(None, INFO)
+            reporter.on_epoch_begin(None, 1, 3)
+            reporter.on_batch_end(None, 1, 1, {"loss": 1.0})
             raise KeyboardInterrupt
     assert "\x1b[?25h" in out.getvalue()  # the cursor is shown again
     _assert_no_live_display(console)
@@ -73,9 +73,9 @@ def test_exception_mid_epoch_closes_the_display() -> None:
 def test_resumed_run_without_train_begin_starts_the_bars_itself() -> None:
     console, out = _terminal()
     reporter = RichProgress(console)
-    reporter.on_epoch_begin(4, 2)
-    reporter.on_batch_end(4, 2, {"loss": 0.3})
-    reporter.on_epoch_end(4, {"loss": 0.3, "seconds": 0.5})
+    reporter.on_epoch_begin(None, 4, 2)
+    reporter.on_batch_end(None, 4, 2, {"loss": 0.3})
+    reporter.on_epoch_end(None, 4, {"loss": 0.3, "seconds": 0.5})
     reporter.close()
     assert "epoch 4 loss=0.3 seconds=0.5" in ANSI.sub("", out.getvalue())
     _assert_no_live_display(console)
@@ -84,8 +84,8 @@ def test_resumed_run_without_train_begin_starts_the_bars_itself() -> None:
 def test_final_line_shows_nested_final_values_without_per_epoch_lists() -> None:
     console, out = _terminal()
     reporter = RichProgress(console)
-    reporter.on_train_begin(INFO)
-    reporter.on_train_end({"run": "mnist-mlp", "run_dir": "runs/m", "epochs_run": 1, "stopped_early": True,
+    reporter.on_train_begin(None, INFO)
+    reporter.on_train_end(None, {"run": "mnist-mlp", "run_dir": "runs/m", "epochs_run": 1, "stopped_early": True,
                            "final": {"loss": 0.5, "val_loss": 0.25}, "best": {"epoch": 1, "value": 0.25},
                            "seconds": 2.0, "seconds_per_epoch": [2.0], "samples": 10, "params": 5})
     text = ANSI.sub("", out.getvalue())

@@ -48,8 +48,8 @@ def test_plain_records_of_a_scripted_run() -> None:
 def test_plain_records_skip_last_checkpoints_and_epoch_timings() -> None:
     stream = io.StringIO()
     records = PlainRecords(stream)
-    records.on_checkpoint("runs/x/checkpoints/last.safetensors", "last")  # rewritten every epoch: no line
-    records.on_train_end({"epochs_run": 2, "seconds_per_epoch": [1.0, 2.0], "seconds": 3.0})
+    records.on_checkpoint(None, "runs/x/checkpoints/last.safetensors", "last")  # rewritten every epoch: no line
+    records.on_train_end(None, {"epochs_run": 2, "seconds_per_epoch": [1.0, 2.0], "seconds": 3.0})
     assert stream.getvalue() == "end epochs_run=2 seconds=3\n"
 
 
@@ -83,7 +83,7 @@ def test_format_value(value: object, text: str) -> None:
 
 def test_plain_records_spell_out_nested_values_and_drop_none() -> None:
     stream = io.StringIO()
-    PlainRecords(stream).on_train_begin({"run": "x", "epochs": 1, "params": {"total": 10, "trainable": 8},
+    PlainRecords(stream).on_train_begin(None, {"run": "x", "epochs": 1, "params": {"total": 10, "trainable": 8},
                                          "resumed_from": None})
     assert stream.getvalue() == "start run=x epochs=1 params.total=10 params.trainable=8\n"
 
@@ -112,8 +112,8 @@ def test_json_records_of_a_scripted_run() -> None:
 def test_json_records_flush_every_line_and_ignore_batches() -> None:
     stream = CountingStream()
     records = JsonRecords(stream)
-    records.on_epoch_begin(1, 10)
-    records.on_batch_end(1, 1, {"loss": 1.0})
+    records.on_epoch_begin(None, 1, 10)
+    records.on_batch_end(None, 1, 1, {"loss": 1.0})
     assert stream.getvalue() == ""
     replay(records)
     assert stream.flushed_at == list(range(1, stream.getvalue().count("\n") + 1))
@@ -121,7 +121,7 @@ def test_json_records_flush_every_line_and_ignore_batches() -> None:
 
 def test_json_values_are_made_strict_json() -> None:
     stream = io.StringIO()
-    JsonRecords(stream).on_epoch_end(3, {"loss": np.float32(0.5), "inf": float("inf"), "ninf": -np.inf,
+    JsonRecords(stream).on_epoch_end(None, 3, {"loss": np.float32(0.5), "inf": float("inf"), "ninf": -np.inf,
                                          "n": np.int64(4), "weights": np.array([1.0, np.nan])})
     record = json.loads(stream.getvalue())
     assert record == {"event": "epoch", "epoch": 3, "epochs": None, "loss": 0.5, "inf": "Infinity",

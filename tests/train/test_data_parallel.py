@@ -23,8 +23,9 @@ from dlcli.spec.load import validate_spec
 from dlcli.tensor import Tensor
 from dlcli.train.datasets import load_splits
 from dlcli.train.distributed import World, weights_hash
-from dlcli.train.fit import Streams
+from dlcli.train.streams import Streams
 from dlcli.train.loop import Objective
+from tests.train import faults
 from tests.train.test_fit import write_blobs
 from tests.train.test_interrupts import digest
 
@@ -53,7 +54,7 @@ def _spec(folder: Path, epochs: int = 3, dropout: bool = False) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "CI": "true", **extra}
+    return faults.env(CI="true", **extra)  # DLCLI_TEST_* faults in `extra` reach the process through the seam
 
 
 def _train(spec: Path, run: Path, *extra: str, env: dict[str, str] | None = None,

@@ -17,7 +17,7 @@ from dlcli.errors import DataError, DivergedError, SpecError
 from dlcli.spec.load import validate_spec
 from dlcli.train.fit import fit_run
 from dlcli.train.rundir import load_run
-from dlcli.train.callbacks import Callback
+from dlcli.train.callbacks import Callback, Run
 
 
 def write_blobs(path: Path, n: int = 240, seed: int = 0, classes: int = 3) -> Path:
@@ -100,13 +100,13 @@ class Recorder(Callback):
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
+    def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
         self.events.append(("start", info))
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         self.events.append(("epoch", dict(logs)))
 
-    def on_train_end(self, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
         self.events.append(("end", summary))
 
 

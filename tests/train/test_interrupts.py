@@ -18,7 +18,8 @@ import pytest
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import RunInterruptedError
-from dlcli.train.callbacks import Callback
+from dlcli.train.callbacks import Callback, Run
+from tests.train import faults
 from tests.train.run_invariants import assert_run_consistent
 from tests.train.test_fit import fit, spec_doc, write_blobs
 
@@ -41,7 +42,7 @@ class SignalAt(Callback):
     def __init__(self, step: int, signum: int = signal.SIGINT) -> None:
         self.step, self.signum, self.seen = step, signum, 0
 
-    def on_batch_end(self, epoch: int, step: int, logs: dict[str, float]) -> None:
+    def on_batch_end(self, run: Run, epoch: int, step: int, logs: dict[str, float]) -> None:
         self.seen += 1
         if self.seen == self.step:
             os.kill(os.getpid(), self.signum)
@@ -96,7 +97,7 @@ def test_sigterm_exits_143_and_checkpoint_every_steps_writes_mid_epoch(tmp_path:
         def __init__(self) -> None:
             self.steps: list[int] = []
 
-        def on_checkpoint(self, path: str, kind: str) -> None:
+        def on_checkpoint(self, run: Run, path: str, kind: str) -> None:
             self.steps.append(load_checkpoint(Path(path))[1]["step"])
 
     watcher = Watcher()
@@ -113,7 +114,7 @@ def _train_cmd(run_dir: Path, *extra: str) -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "CI": "true", **extra}
+    return faults.env(CI="true", **extra)  # DLCLI_TEST_* faults in `extra` reach the process through the seam
 
 
 @pytest.fixture(scope="module")

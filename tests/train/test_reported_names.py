@@ -12,7 +12,7 @@ import pytest
 from dlcli.errors import SpecError
 from dlcli.graph import build_model
 from dlcli.spec.load import validate_spec
-from dlcli.train.callbacks import Callback
+from dlcli.train.callbacks import Callback, Run
 from dlcli.train.fit import fit_run
 from dlcli.train.loop import Objective, check_monitors, reported_names, unknown_monitor_error
 
@@ -23,7 +23,7 @@ class EpochKeys(Callback):
     def __init__(self) -> None:
         self.keys: list[list[str]] = []
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         self.keys.append(list(logs))
 
 

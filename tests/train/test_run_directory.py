@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Callable
 import pytest
 
 from dlcli.checkpoint import load_checkpoint
+from tests.train import faults
 from tests.train.run_invariants import assert_run_consistent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ DIGITS = str(REPO / "specs" / "digits_mlp.toml")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "CI": "true", **extra}
+    return faults.env(CI="true", **extra)  # DLCLI_TEST_* faults in `extra` reach the process through the seam
 
 
 def dlcli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

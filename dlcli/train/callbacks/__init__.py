@@ -1,0 +1,50 @@
+"""Callbacks: the protocol the train loop calls (base.py), and the callbacks a spec can name, one a file.
+
+Importing this package registers every callback in `registry.callbacks` under the name a `[[train.callbacks]]`
+table gives as `type`, with its spec model. Adding a callback is one new file here plus its import below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlcli import registry
+from dlcli.train.callbacks import early_stopping, model_checkpoint, reduce_lr_on_plateau  # noqa: F401 - registers
+from dlcli.train.callbacks.base import Callback, CallbackSpec, Run
+
+__all__ = ["Callback", "CallbackSpec", "Run", "create_callbacks", "load_states", "saved_states"]
+
+
+def create_callbacks(specs: list[Any]) -> list[Callback]:
+    """The callbacks of train.callbacks, in the spec's order (a checkpoint keeps their state by that index)."""
+    return [registry.callbacks.get(spec.type)(spec) for spec in specs]
+
+
+def saved_states(callbacks: list[Callback], specs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """What the spec's callbacks have counted, for checkpoint metadata (by index in train.callbacks, with the
+    type), and the arrays they keep, as checkpoint tensors "callbacks/<index>/<name>"."""
+    states, arrays = [], {}
+    for index, (callback, spec) in enumerate(zip(callbacks, specs)):
+        state = dict(callback.state())
+        for name, array in state.pop("arrays", {}).items():
+            arrays[f"callbacks/{index}/{name}"] = array
+        if state:
+            states.append({"index": index, "type": spec.type, **state})
+    return states, arrays
+
+
+def load_states(callbacks: list[Callback], specs: list[Any], states: list[dict[str, Any]],
+                arrays: dict[str, np.ndarray]) -> None:
+    """Give each spec callback what saved_states() kept of it. A resume may change train.callbacks: a callback
+    whose index now holds another type starts afresh."""
+    by_index = {int(state["index"]): state for state in states}
+    for index, (callback, spec) in enumerate(zip(callbacks, specs)):
+        state = by_index.get(index)
+        if state is None or state.get("type", spec.type) != spec.type:  # checkpoints before types: same order
+            continue
+        prefix = f"callbacks/{index}/"
+        kept = {name.removeprefix(prefix): array for name, array in arrays.items() if name.startswith(prefix)}
+        callback.load_state({**{k: v for k, v in state.items() if k not in ("index", "type")},
+                             **({"arrays": kept} if kept else {})})

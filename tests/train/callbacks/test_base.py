@@ -1,0 +1,24 @@
+"""Every registered callback is a Callback with a documented spec whose `type` is its registered name."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from dlcli import registry
+from dlcli.components import load_all
+from dlcli.train.callbacks import Callback, CallbackSpec
+
+load_all()
+
+
+@pytest.mark.parametrize("name", registry.callbacks.names())
+def test_a_registered_callback_is_a_callback_with_a_documented_spec_named_as_registered(name: str) -> None:
+    entry = registry.callbacks.entry(name)
+    assert issubclass(entry.target, Callback) and issubclass(entry.spec, CallbackSpec)
+    fields = entry.spec.model_fields
+    assert fields["type"].default == name and typing.get_args(fields["type"].annotation) == (name,)
+    undocumented = [key for key, field in fields.items() if key != "type" and not field.description]
+    assert not undocumented, f"{name}: keys without a description: {undocumented}"
+
