@@ -18,7 +18,9 @@ def _single(value: object) -> object:
     return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
 
 
-Size = Annotated[int, Field(gt=0), BeforeValidator(_single)]
+PositiveInt = Annotated[int, Field(gt=0)]
+# json_schema_input_type: the JSON Schema for editors (dlcli schema) says what a spec may write, 3 or [3]
+Size = Annotated[int, Field(gt=0), BeforeValidator(_single, json_schema_input_type=PositiveInt | tuple[PositiveInt])]
 
 
 class Conv1DSpec(LayerSpec):

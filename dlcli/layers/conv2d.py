@@ -21,7 +21,10 @@ def _pair(value: object) -> object:
     return (value, value) if isinstance(value, int) else value
 
 
-Pair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]], BeforeValidator(_pair)]
+PositiveInt = Annotated[int, Field(gt=0)]
+# json_schema_input_type: the JSON Schema for editors (dlcli schema) says what a spec may write, 3 or [3, 3]
+Pair = Annotated[tuple[PositiveInt, PositiveInt],
+                 BeforeValidator(_pair, json_schema_input_type=PositiveInt | tuple[PositiveInt, PositiveInt])]
 
 
 class Conv2DSpec(LayerSpec):
