@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dlcli import registry
 from dlcli.registry import StrictSpec, known_name
@@ -19,7 +20,8 @@ class LayerSpec(StrictSpec):
     """Keys every layer takes: its registered `type` and an optional `name`."""
 
     type: str
-    name: str | None = None
+    name: str | None = Field(None, description="Names the layer's weights (<name>/kernel) and its summary row; "
+                                               "default: its type, numbered as in Keras (dense, dense_1).")
 
 
 class Layer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from dlcli import ops, registry
 from dlcli.layers.base import Layer, LayerSpec, Shape
@@ -17,9 +18,13 @@ class NormalizationSpec(LayerSpec):
     """[[model.layers]] type = "normalization"."""
 
     type: Literal["normalization"] = "normalization"
-    axis: int = -1
-    mean: list[float] | float | None = None
-    variance: list[float] | float | None = None
+    axis: int = Field(-1, description="The feature axis, counting the batch axis as 0: each position along it has "
+                                      "its own mean and variance.")
+    mean: list[float] | float | None = Field(None, description="A starting mean (one number, or one per feature); "
+                                                               "training adapts mean and variance on the training "
+                                                               "data, replacing it.")
+    variance: list[float] | float | None = Field(None, description="A starting variance, as mean; training replaces "
+                                                                   "it too.")
 
 
 @registry.layers.register("normalization", spec=NormalizationSpec)

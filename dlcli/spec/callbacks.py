@@ -23,11 +23,12 @@ class EarlyStoppingSpec(CallbackSpec):
     """Stop when a monitored value has not improved for `patience` epochs (Keras EarlyStopping)."""
 
     type: Literal["early_stopping"] = "early_stopping"
-    monitor: str = "val_loss"
-    mode: Mode = "auto"
-    patience: int = Field(0, ge=0)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best_weights: bool = False
+    monitor: str = Field("val_loss", description="The reported value to watch, e.g. val_loss or val_accuracy.")
+    mode: Mode = Field("auto", description="Whether lower (min) or higher (max) is better; auto: max for accuracies, "
+                                           "AUC, precision and recall.")
+    patience: int = Field(0, ge=0, description="Epochs without improvement before training stops.")
+    min_delta: float = Field(0.0, ge=0, description="The smallest change that counts as an improvement.")
+    restore_best_weights: bool = Field(False, description="On stopping, go back to the weights of the best epoch.")
 
 
 @registry.callbacks.register("reduce_lr_on_plateau")
@@ -35,13 +36,14 @@ class ReduceLROnPlateauSpec(CallbackSpec):
     """Multiply the learning rate by `factor` when a monitored value stalls (Keras ReduceLROnPlateau)."""
 
     type: Literal["reduce_lr_on_plateau"] = "reduce_lr_on_plateau"
-    monitor: str = "val_loss"
-    mode: Mode = "auto"
-    factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(10, ge=0)
-    min_delta: float = Field(1e-4, ge=0)
-    cooldown: int = Field(0, ge=0)
-    min_lr: float = Field(0.0, ge=0)
+    monitor: str = Field("val_loss", description="The reported value to watch, e.g. val_loss.")
+    mode: Mode = Field("auto", description="Whether lower (min) or higher (max) is better; auto: max for accuracies, "
+                                           "AUC, precision and recall.")
+    factor: float = Field(0.1, gt=0, lt=1, description="Multiplies the learning rate at each reduction.")
+    patience: int = Field(10, ge=0, description="Epochs without improvement before the rate is lowered.")
+    min_delta: float = Field(1e-4, ge=0, description="The smallest change that counts as an improvement.")
+    cooldown: int = Field(0, ge=0, description="Epochs after a reduction during which no stall is counted.")
+    min_lr: float = Field(0.0, ge=0, description="The rate is never lowered below this.")
 
 
 @registry.callbacks.register("model_checkpoint")
@@ -49,7 +51,7 @@ class ModelCheckpointSpec(CallbackSpec):
     """Keep a numbered checkpoint every N epochs (best and last are always kept)."""
 
     type: Literal["model_checkpoint"] = "model_checkpoint"
-    every_epochs: int | None = Field(None, gt=0)
+    every_epochs: int | None = Field(None, gt=0, description="Write checkpoints/epoch_NNNN every N epochs.")
     keep_last: int | None = Field(None, gt=0, description="Keep only the newest K numbered checkpoints.")
 
     @model_validator(mode="after")
