@@ -63,8 +63,7 @@ def _kind_section(kind: registry.Registry) -> list[str]:
     entries = sorted(kind, key=lambda e: e.name)
     if not entries:
         return []
-    title = _TITLES.get(kind.kind, kind.kind.capitalize() + "s")
-    lines = [f"## {title}", ""]
+    lines = [f"## {kind_title(kind)}", ""]
     if kind.kind in _WHERE:
         lines += [f"Named in {_WHERE[kind.kind]}.", ""]
     if all(spec_model(e) is None for e in entries):  # names only: one table for all of them
@@ -83,6 +82,11 @@ def _kind_section(kind: registry.Registry) -> list[str]:
     return lines
 
 
+def kind_title(kind: registry.Registry) -> str:
+    """The heading of a kind's section: "Layers", "Learning-rate schedules"."""
+    return _TITLES.get(kind.kind, kind.kind.capitalize() + "s")
+
+
 def _node_keys() -> list[KeyDoc]:
     """The keys a graph node adds to its layer's (input, inputs)."""
     layer_spec, node_spec = next(iter(NODE_SPECS.items()))
@@ -92,7 +96,7 @@ def _node_keys() -> list[KeyDoc]:
 def _options_of(entry: registry.Entry) -> str:
     """The option names a component without a spec model declares (a dataset's [data.options] keys)."""
     options = getattr(getattr(entry.target, "info", None), "options", ())
-    return ", ".join(f"`{name}`" for name in options)
+    return ", ".join(f"`{name}`" for name in options) or "none"
 
 
 def _aliases(kind: registry.Registry, entry: registry.Entry) -> str:
