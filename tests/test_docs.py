@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import click
 import jsonschema
 import numpy as np
 import pytest
@@ -70,3 +71,15 @@ def test_relative_links_lead_to_files_and_headings(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_the_user_documentation_does_not_send_users_to_the_teams_contract(page: Path) -> None:
     assert "SPEC.md" not in page.read_text()  # the contract lives beside the checkout, not in what users get
+
+
+def test_every_command_is_documented_in_cli_md() -> None:
+    from dlcli.cli import commands  # noqa: F401 - adds the subcommands to the group
+    from dlcli.cli.main import cli
+
+    page = (REPO / "docs" / "cli.md").read_text()
+    assert sorted(cli.commands) == ["datasets", "eval", "list", "predict", "schema", "summary", "train", "validate"]
+    for name, command in cli.commands.items():
+        assert f"\ndlcli {name} " in page, f"docs/cli.md does not show `dlcli {name}`"
+        for option in (p for p in command.params if isinstance(p, click.Option)):
+            assert any(flag in page for flag in option.opts if flag != "-h"), f"dlcli {name} {option.opts[0]}"
