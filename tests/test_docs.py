@@ -78,7 +78,7 @@ def test_every_command_is_documented_in_cli_md() -> None:
     from dlcli.cli.main import cli
 
     page = (REPO / "docs" / "cli.md").read_text()
-    assert sorted(cli.commands) == ["datasets", "eval", "list", "predict", "schema", "summary", "train", "validate"]
+    assert set(cli.commands) >= {"datasets", "eval", "list", "predict", "schema", "summary", "train", "validate"}
     for name, command in cli.commands.items():
         assert f"\ndlcli {name} " in page, f"docs/cli.md does not show `dlcli {name}`"
         for option in (p for p in command.params if isinstance(p, click.Option)):
