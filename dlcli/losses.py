@@ -27,7 +27,8 @@ class LossSpec(StrictSpec):
     """A loss by name, with its options (`loss = "mse"` or `loss = { type = "...", from_logits = true }`)."""
 
     type: str
-    from_logits: bool = False
+    from_logits: bool = Field(False, description="The output holds raw scores (logits), not probabilities: the loss "
+                                                 "applies the softmax or sigmoid itself.")
 
 
 class Loss:

@@ -18,7 +18,8 @@ class MetricSpec(StrictSpec):
     """A metric by name (`metrics = ["accuracy"]`) or as a table with options."""
 
     type: str
-    name: str | None = None
+    name: str | None = Field(None, description="The name the metric is reported under (val_NAME for validation); "
+                                               "default: its type.")
 
 
 class Metric:
@@ -141,7 +142,7 @@ class SparseCategoricalAccuracy(MeanMetric):
 class TopKSpec(MetricSpec):
     """A top-k accuracy with its k."""
 
-    k: int = Field(5, gt=0)
+    k: int = Field(5, gt=0, description="A hit when the true class is among the k highest scores.")
 
 
 def _in_top_k(y_pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -193,7 +194,7 @@ class MeanSquaredError(MeanMetric):
 class ThresholdSpec(MetricSpec):
     """Precision or recall with the threshold above which a prediction counts as positive."""
 
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float = Field(0.5, ge=0, le=1, description="A prediction above this counts as positive.")
 
 
 class _ConfusionCounts(Metric):
@@ -233,7 +234,8 @@ class Recall(_ConfusionCounts):
 class AUCSpec(MetricSpec):
     """The area under the ROC curve, over `num_thresholds` evenly spaced thresholds."""
 
-    num_thresholds: int = Field(200, gt=2)
+    num_thresholds: int = Field(200, gt=2, description="How many evenly spaced thresholds in [0, 1] the curve is "
+                                                       "computed at.")
 
 
 @registry.metrics.register("auc", spec=AUCSpec)

@@ -45,7 +45,8 @@ class OptimizerSpec(StrictSpec):
     """Options every optimizer takes: the learning rate (a number or a schedule) and gradient clipping."""
 
     type: str
-    learning_rate: LearningRate = 0.001
+    learning_rate: LearningRate = Field(0.001, description="Step size: a number, or a schedule table such as { "
+                                                           'schedule = "exponential_decay", ... }.')
     clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this L2 norm.")
     global_clipnorm: float | None = Field(None, gt=0, description="Clip all gradients to this joint L2 norm.")
     clipvalue: float | None = Field(None, gt=0, description="Clip each gradient entry to +-clipvalue.")
@@ -167,9 +168,11 @@ class SGDSpec(OptimizerSpec):
     """optimizer = { type = "sgd", ... }."""
 
     type: Literal["sgd"] = "sgd"
-    learning_rate: LearningRate = 0.01
-    momentum: float = Field(0.0, ge=0, le=1)
-    nesterov: bool = False
+    learning_rate: LearningRate = Field(0.01, description="Step size: a number, or a schedule table such as { "
+                                                          'schedule = "exponential_decay", ... }.')
+    momentum: float = Field(0.0, ge=0, le=1, description="Fraction of the previous update kept in the next (0: plain "
+                                                         "SGD).")
+    nesterov: bool = Field(False, description="Nesterov momentum: the gradient step looks ahead along the velocity.")
 
 
 @registry.optimizers.register("sgd", spec=SGDSpec)
@@ -195,10 +198,11 @@ class RMSpropSpec(OptimizerSpec):
     """optimizer = { type = "rmsprop", ... }."""
 
     type: Literal["rmsprop"] = "rmsprop"
-    rho: float = Field(0.9, ge=0, lt=1)
-    momentum: float = Field(0.0, ge=0, le=1)
-    epsilon: float = Field(1e-7, ge=0)
-    centered: bool = False
+    rho: float = Field(0.9, ge=0, lt=1, description="Decay of the moving average of squared gradients.")
+    momentum: float = Field(0.0, ge=0, le=1, description="Momentum applied to the scaled update (0: none).")
+    epsilon: float = Field(1e-7, ge=0, description="Added to the denominator, for numerical stability.")
+    centered: bool = Field(False, description="Divide by an estimate of the gradients' variance (the mean square "
+                                              "minus the squared mean) instead of the mean square.")
 
 
 @registry.optimizers.register("rmsprop", spec=RMSpropSpec)
@@ -225,8 +229,9 @@ class AdagradSpec(OptimizerSpec):
     """optimizer = { type = "adagrad", ... }."""
 
     type: Literal["adagrad"] = "adagrad"
-    initial_accumulator_value: float = Field(0.1, ge=0)
-    epsilon: float = Field(1e-7, ge=0)
+    initial_accumulator_value: float = Field(0.1, ge=0, description="The sum of squared gradients each weight starts "
+                                                                    "from.")
+    epsilon: float = Field(1e-7, ge=0, description="Added to the denominator, for numerical stability.")
 
 
 @registry.optimizers.register("adagrad", spec=AdagradSpec)
@@ -248,10 +253,11 @@ class AdamSpec(OptimizerSpec):
     """optimizer = { type = "adam", ... }."""
 
     type: Literal["adam"] = "adam"
-    beta_1: float = Field(0.9, ge=0, lt=1)
-    beta_2: float = Field(0.999, ge=0, lt=1)
-    epsilon: float = Field(1e-7, ge=0)
-    amsgrad: bool = False
+    beta_1: float = Field(0.9, ge=0, lt=1, description="Decay of the moving average of gradients (the first moment).")
+    beta_2: float = Field(0.999, ge=0, lt=1, description="Decay of the moving average of squared gradients (the "
+                                                         "second moment).")
+    epsilon: float = Field(1e-7, ge=0, description="Added to the denominator, for numerical stability.")
+    amsgrad: bool = Field(False, description="Divide by the largest second moment seen so far (AMSGrad).")
 
 
 @registry.optimizers.register("adam", spec=AdamSpec)

@@ -12,7 +12,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
+from pydantic_core import CoreSchema, core_schema
 
 from dlcli.errors import UnknownNameError
 
@@ -148,16 +149,36 @@ def _types_in(annotation: Any) -> set[Any]:
     return found
 
 
-def known_name(registry: Registry) -> AfterValidator:
-    """A pydantic validator that accepts only names registered in `registry`, with a 'did you mean'."""
+@dataclass(frozen=True)
+class KnownName:
+    """Annotated metadata for a string that must be a name registered in `registry` (see known_name).
 
-    def check(name: str) -> str:
-        if name not in registry:
-            raise ValueError(str(UnknownNameError(registry.kind, name, registry.names(), registry.closest(name))))
-        registry.entry(name)  # where the spec is read, a retired name warns
+    One object says it to every reader of the models: pydantic validates with it (a 'did you mean' for an
+    unknown name), the JSON Schema export lists the names for editors' completion, and the spec reference
+    and `dlcli list` print "<kind> name".
+    """
+
+    registry: Registry
+
+    def check(self, name: str) -> str:
+        """`name` itself, or a ValueError with the registry's did-you-mean message."""
+        if name not in self.registry:
+            raise ValueError(str(UnknownNameError(self.registry.kind, name, self.registry.names(),
+                                                  self.registry.closest(name))))
+        self.registry.entry(name)  # where the spec is read, a retired name warns
         return name
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        # read when the schema is generated, after every component has registered
+        return {**handler(schema), "enum": self.registry.names(include_aliases=True)}
+
+
+def known_name(registry: Registry) -> KnownName:
+    """Annotated metadata that accepts only names registered in `registry`, with a 'did you mean'."""
+    return KnownName(registry)
 
 
 layers = Registry("layer")

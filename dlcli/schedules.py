@@ -21,25 +21,26 @@ class ConstantSpec(ScheduleSpec):
     """A fixed learning rate."""
 
     schedule: Literal["constant"] = "constant"
-    initial: float = Field(gt=0)
+    initial: float = Field(gt=0, description="The learning rate.")
 
 
 class ExponentialDecaySpec(ScheduleSpec):
     """initial * decay_rate ** (step / decay_steps)."""
 
     schedule: Literal["exponential_decay"] = "exponential_decay"
-    initial: float = Field(gt=0)
-    decay_steps: int = Field(gt=0)
-    decay_rate: float = Field(gt=0)
-    staircase: bool = False
+    initial: float = Field(gt=0, description="The learning rate at step 0.")
+    decay_steps: int = Field(gt=0, description="Steps over which the rate is multiplied by decay_rate once.")
+    decay_rate: float = Field(gt=0, description="The factor applied every decay_steps steps.")
+    staircase: bool = Field(False, description="Decay in whole steps of decay_steps instead of continuously.")
 
 
 class PiecewiseConstantSpec(ScheduleSpec):
     """values[i] while step <= boundaries[i]; values[-1] after the last boundary."""
 
     schedule: Literal["piecewise_constant"] = "piecewise_constant"
-    boundaries: list[int]
-    values: list[float]
+    boundaries: list[int] = Field(description="Increasing step numbers where the rate changes.")
+    values: list[float] = Field(description="The rates: values[i] up to boundaries[i], the last one after; one more "
+                                            "than boundaries.")
 
     @model_validator(mode="after")
     def _one_more_value(self) -> "PiecewiseConstantSpec":
@@ -55,9 +56,9 @@ class CosineDecaySpec(ScheduleSpec):
     """initial * ((1 - alpha) * 0.5 * (1 + cos(pi * step / decay_steps)) + alpha), flat after decay_steps."""
 
     schedule: Literal["cosine_decay"] = "cosine_decay"
-    initial: float = Field(gt=0)
-    decay_steps: int = Field(gt=0)
-    alpha: float = Field(0.0, ge=0, le=1)
+    initial: float = Field(gt=0, description="The learning rate at step 0.")
+    decay_steps: int = Field(gt=0, description="Steps to reach the final rate, alpha * initial.")
+    alpha: float = Field(0.0, ge=0, le=1, description="The final rate as a fraction of initial.")
 
 
 @registry.schedules.register("constant", spec=ConstantSpec)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from dlcli.registry import Registry
 
 KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks")
 
@@ -56,13 +60,42 @@ def summary_command(target: Path) -> None:
 
 @click.command("list")
 @click.argument("kind", type=click.Choice(KINDS), required=False)
-def list_command(kind: str | None) -> None:
-    """List registered names with their one-line docs (all kinds, or one)."""
+@click.argument("name", required=False)
+def list_command(kind: str | None, name: str | None) -> None:
+    """List registered names with their one-line docs (all kinds, or one); with a NAME, that component's keys.
+
+    `dlcli list layers dense` prints each key dense takes: its type, default, limits and doc.
+    """
     from dlcli import registry
     from dlcli.components import load_all
 
     load_all()
-    for name in (kind,) if kind else KINDS:
-        click.echo(f"{name}:")
-        for entry in sorted(getattr(registry, name), key=lambda e: e.name):
+    if name is not None:
+        assert kind is not None  # click fills KIND before NAME
+        _print_component(getattr(registry, kind), name)
+        return
+    for each in (kind,) if kind else KINDS:
+        click.echo(f"{each}:")
+        for entry in sorted(getattr(registry, each), key=lambda e: e.name):
             click.echo(f"  {entry.name:<36} {entry.doc}")
+
+
+def _print_component(kind: Registry, name: str) -> None:
+    """One component: its name, doc, and a table of its keys (what `type = NAME` takes besides `type`)."""
+    from dlcli.spec.keys import describe_keys
+    from dlcli.spec.schema import spec_model
+
+    entry = kind.entry(name)  # an unknown name: exit 2 with the known names and a did-you-mean
+    canonical = kind.entry(entry.alias_of) if entry.alias_of else entry
+    click.echo(f"{canonical.name}: {canonical.doc}")
+    if entry.alias_of:
+        click.echo(f"({name} is another name for {canonical.name})")
+    model = spec_model(canonical)
+    rows = [r for r in describe_keys(model) if r.key not in ("type", "schedule")] if model is not None else []
+    if not rows:
+        click.echo("It takes no options.")
+        return
+    table = [("key", "type", "default", "constraints", "description"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        click.echo(("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4]).rstrip())

@@ -61,7 +61,9 @@ class RandomFlipSpec(LayerSpec):
     """[[model.layers]] type = "random_flip"."""
 
     type: Literal["random_flip"] = "random_flip"
-    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal_and_vertical"
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "horizontal_and_vertical", description="Which flips are drawn: horizontal (left-right), vertical (up-down), "
+                                               "or either.")
 
 
 @registry.layers.register("random_flip", spec=RandomFlipSpec)
@@ -84,7 +86,7 @@ class AffineAugmentationSpec(LayerSpec):
 
     fill_mode: FillMode = Field("reflect", description="What lies outside the input: constant, reflect, nearest, "
                                                        "wrap (Keras' meanings).")
-    interpolation: Interpolation = "bilinear"
+    interpolation: Interpolation = Field("bilinear", description="How pixels between grid points are read.")
     fill_value: float = Field(0.0, description="The value outside the input when fill_mode is constant.")
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dlcli import registry
 from dlcli.errors import SpecError
@@ -24,7 +25,8 @@ class LayerSpec(StrictSpec):
     """Keys every layer takes: its registered `type` and an optional `name`."""
 
     type: str
-    name: str | None = None
+    name: str | None = Field(None, description="Names the layer's weights (<name>/kernel) and its summary row; "
+                                               "default: its type, numbered as in Keras (dense, dense_1).")
 
 
 class Layer:

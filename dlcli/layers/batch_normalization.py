@@ -21,12 +21,12 @@ class BatchNormalizationSpec(LayerSpec):
     axis: int = Field(-1, description="The channel axis, counting the batch axis as 0 (Keras' convention).")
     momentum: float = Field(0.99, ge=0.0, le=1.0, description="Weight of the old value in the moving averages.")
     epsilon: float = Field(1e-3, gt=0.0, description="Added to the variance before its square root.")
-    center: bool = True  # learn an offset beta
-    scale: bool = True  # learn a factor gamma
-    beta_initializer: InitializerName = "zeros"
-    gamma_initializer: InitializerName = "ones"
-    moving_mean_initializer: InitializerName = "zeros"
-    moving_variance_initializer: InitializerName = "ones"
+    center: bool = Field(True, description="Learn an offset beta.")
+    scale: bool = Field(True, description="Learn a factor gamma.")
+    beta_initializer: InitializerName = Field("zeros", description="How beta starts.")
+    gamma_initializer: InitializerName = Field("ones", description="How gamma starts.")
+    moving_mean_initializer: InitializerName = Field("zeros", description="How the moving mean starts.")
+    moving_variance_initializer: InitializerName = Field("ones", description="How the moving variance starts.")
 
 
 @registry.layers.register("batch_normalization", spec=BatchNormalizationSpec)

@@ -37,7 +37,10 @@ class BidirectionalSpec(LayerSpec):
     type: Literal["bidirectional"] = "bidirectional"
     layer: RecurrentConfig = Field(description='The recurrent layer to run both ways, e.g. { type = "lstm", '
                                                'units = 32 }.')
-    merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat"
+    merge_mode: Literal["concat", "sum", "mul", "ave"] = Field("concat", description="How the forward and backward "
+                                                                                     "outputs combine: concatenated, "
+                                                                                     "summed, multiplied or "
+                                                                                     "averaged.")
 
 
 @registry.layers.register("bidirectional", spec=BidirectionalSpec)

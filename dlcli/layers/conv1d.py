@@ -18,7 +18,9 @@ def _single(value: object) -> object:
     return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
 
 
-Size = Annotated[int, Field(gt=0), BeforeValidator(_single)]
+PositiveInt = Annotated[int, Field(gt=0)]
+# json_schema_input_type: the JSON Schema for editors (dlcli schema) says what a spec may write, 3 or [3]
+Size = Annotated[int, Field(gt=0), BeforeValidator(_single, json_schema_input_type=PositiveInt | tuple[PositiveInt])]
 
 
 class Conv1DSpec(LayerSpec):
@@ -26,14 +28,19 @@ class Conv1DSpec(LayerSpec):
 
     type: Literal["conv1d"] = "conv1d"
     filters: int = Field(gt=0, description="Output channels.")
-    kernel_size: Size
-    strides: Size = 1
-    padding: Literal["valid", "same", "causal"] = "valid"
-    dilation_rate: Size = 1
-    activation: ActivationName = "linear"
-    use_bias: bool = True
-    kernel_initializer: InitializerName = "glorot_uniform"
-    bias_initializer: InitializerName = "zeros"
+    kernel_size: Size = Field(description="Window size: 3 or [3].")
+    strides: Size = Field(1, description="Step between windows: 1 or [1].")
+    padding: Literal["valid", "same", "causal"] = Field("valid", description="valid: windows inside the input only; "
+                                                                             "same: zero-padded so that stride 1 "
+                                                                             "keeps the size; causal: padded at the "
+                                                                             "start only, so no step sees a later "
+                                                                             "one.")
+    dilation_rate: Size = Field(1, description="Spacing between the window's taps (1: adjacent; more: a dilated "
+                                               "convolution).")
+    activation: ActivationName = Field("linear", description="Applied to the output.")
+    use_bias: bool = Field(True, description="Add a learned bias per filter.")
+    kernel_initializer: InitializerName = Field("glorot_uniform", description="How the kernel starts.")
+    bias_initializer: InitializerName = Field("zeros", description="How the bias starts.")
 
     @model_validator(mode="after")
     def _strides_or_dilation(self) -> Conv1DSpec:

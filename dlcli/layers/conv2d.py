@@ -20,7 +20,10 @@ def _pair(value: object) -> object:
     return (value, value) if isinstance(value, int) else value
 
 
-Pair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]], BeforeValidator(_pair)]
+PositiveInt = Annotated[int, Field(gt=0)]
+# json_schema_input_type: the JSON Schema for editors (dlcli schema) says what a spec may write, 3 or [3, 3]
+Pair = Annotated[tuple[PositiveInt, PositiveInt],
+                 BeforeValidator(_pair, json_schema_input_type=PositiveInt | tuple[PositiveInt, PositiveInt])]
 
 
 class Conv2DSpec(LayerSpec):
@@ -28,14 +31,16 @@ class Conv2DSpec(LayerSpec):
 
     type: Literal["conv2d"] = "conv2d"
     filters: int = Field(gt=0, description="Output channels.")
-    kernel_size: Pair
-    strides: Pair = (1, 1)
-    padding: Literal["valid", "same"] = "valid"
-    dilation_rate: Pair = (1, 1)
-    activation: ActivationName = "linear"
-    use_bias: bool = True
-    kernel_initializer: InitializerName = "glorot_uniform"
-    bias_initializer: InitializerName = "zeros"
+    kernel_size: Pair = Field(description="Window size: 3 or [3, 3].")
+    strides: Pair = Field((1, 1), description="Step between windows: 1 or [1, 1].")
+    padding: Literal["valid", "same"] = Field("valid", description="valid: windows inside the input only; same: "
+                                                                   "zero-padded so that stride 1 keeps the size.")
+    dilation_rate: Pair = Field((1, 1), description="Spacing between the window's taps (1: adjacent; more: a dilated "
+                                                    "convolution).")
+    activation: ActivationName = Field("linear", description="Applied to the output.")
+    use_bias: bool = Field(True, description="Add a learned bias per filter.")
+    kernel_initializer: InitializerName = Field("glorot_uniform", description="How the kernel starts.")
+    bias_initializer: InitializerName = Field("zeros", description="How the bias starts.")
 
     @model_validator(mode="after")
     def _strides_or_dilation(self) -> Conv2DSpec:

@@ -18,7 +18,7 @@ class ActivationSpec(LayerSpec):
     """[[model.layers]] type = "activation"."""
 
     type: Literal["activation"] = "activation"
-    activation: ActivationName
+    activation: ActivationName = Field(description="The activation function applied to the input.")
 
 
 @registry.layers.register("activation", spec=ActivationSpec)
@@ -141,8 +141,8 @@ class RescalingSpec(LayerSpec):
     """[[model.layers]] type = "rescaling"."""
 
     type: Literal["rescaling"] = "rescaling"
-    scale: float
-    offset: float = 0.0
+    scale: float = Field(description="The output is input * scale + offset (1/255 maps bytes to [0, 1]).")
+    offset: float = Field(0.0, description="Added after scaling.")
 
 
 @registry.layers.register("rescaling", spec=RescalingSpec)

@@ -18,10 +18,10 @@ class DenseSpec(LayerSpec):
 
     type: Literal["dense"] = "dense"
     units: int = Field(gt=0, description="Output width.")
-    activation: ActivationName = "linear"
-    use_bias: bool = True
-    kernel_initializer: InitializerName = "glorot_uniform"
-    bias_initializer: InitializerName = "zeros"
+    activation: ActivationName = Field("linear", description="Applied to x @ W + b.")
+    use_bias: bool = Field(True, description="Add the learned bias b.")
+    kernel_initializer: InitializerName = Field("glorot_uniform", description="How W starts.")
+    bias_initializer: InitializerName = Field("zeros", description="How b starts.")
 
 
 @registry.layers.register("dense", spec=DenseSpec)

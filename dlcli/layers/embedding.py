@@ -20,7 +20,7 @@ class EmbeddingSpec(LayerSpec):
     type: Literal["embedding"] = "embedding"
     input_dim: int = Field(gt=0, description="Vocabulary size: ids run from 0 to input_dim - 1.")
     output_dim: int = Field(gt=0, description="Width of each embedding vector.")
-    embeddings_initializer: InitializerName = "uniform"
+    embeddings_initializer: InitializerName = Field("uniform", description="How the table starts.")
     mask_zero: bool = Field(False, description="Id 0 is padding: the output's mask is False there, as in Keras "
                                                "(so 0 is reserved and input_dim is the vocabulary size + 1).")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from dlcli import ops, registry
 from dlcli.errors import SpecError
@@ -36,7 +37,7 @@ class ConcatenateSpec(LayerSpec):
     """type = "concatenate"."""
 
     type: Literal["concatenate"] = "concatenate"
-    axis: int = -1
+    axis: int = Field(-1, description="The axis to join along, counting the batch axis as 0 (Keras); -1: the last.")
 
 
 @registry.layers.register("concatenate", spec=ConcatenateSpec)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 import numpy as np
+from pydantic import Field, model_validator
 
 from dlcli import ops, registry
 from dlcli.layers.base import Layer, LayerSpec, Shape
@@ -19,9 +18,11 @@ class NormalizationSpec(LayerSpec):
     """[[model.layers]] type = "normalization"."""
 
     type: Literal["normalization"] = "normalization"
-    axis: int = -1
-    mean: list[float] | float | None = Field(None, description="The mean per feature; given with variance, the "
-                                                                "layer keeps them instead of adapting on the data.")
+    axis: int = Field(-1, description="The feature axis, counting the batch axis as 0: each position along it has "
+                                      "its own mean and variance.")
+    mean: list[float] | float | None = Field(None, description="The mean per feature (one number, or one per "
+                                                               "feature); given with variance, the layer keeps them "
+                                                               "instead of adapting on the training data.")
     variance: list[float] | float | None = Field(None, description="The variance per feature, given with mean.")
 
     @model_validator(mode="after")

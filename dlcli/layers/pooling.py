@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar, Literal
 
 import numpy as np
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from dlcli import ops, registry
 from dlcli.errors import SpecError
@@ -25,17 +25,22 @@ def _as_tuple(value: int | tuple[int, ...], length: int) -> tuple[int, ...]:
 class Pooling1DSpec(LayerSpec):
     """Keys of the 1-D pooling layers."""
 
-    pool_size: PositiveInt | tuple[PositiveInt] = 2
-    strides: PositiveInt | tuple[PositiveInt] | None = None  # None: pool_size, as in Keras
-    padding: Literal["valid", "same"] = "valid"
+    pool_size: PositiveInt | tuple[PositiveInt] = Field(2, description="Window length: 2 or [2].")
+    strides: PositiveInt | tuple[PositiveInt] | None = Field(None, description="Step between windows; default: "
+                                                                               "pool_size, as in Keras.")
+    padding: Literal["valid", "same"] = Field("valid", description="valid: windows inside the input only; same: "
+                                                                   "padded so that no step is left out.")
 
 
 class Pooling2DSpec(LayerSpec):
     """Keys of the 2-D pooling layers; pool_size and strides are one int for both axes or [height, width]."""
 
-    pool_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 2
-    strides: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None  # None: pool_size, as in Keras
-    padding: Literal["valid", "same"] = "valid"
+    pool_size: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(2, description="Window size: 2 or [2, 2].")
+    strides: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(None, description="Step between windows; "
+                                                                                            "default: pool_size, as "
+                                                                                            "in Keras.")
+    padding: Literal["valid", "same"] = Field("valid", description="valid: windows inside the input only; same: "
+                                                                   "padded so that no pixel is left out.")
 
 
 class Pooling(Layer):
@@ -119,7 +124,7 @@ class AveragePooling2D(Pooling):
 class GlobalPoolingSpec(LayerSpec):
     """Keys of the global pooling layers."""
 
-    keepdims: bool = False  # keep the pooled axes as size 1, as Keras' keepdims does
+    keepdims: bool = Field(False, description="Keep the pooled axes, as size 1 (Keras' keepdims).")
 
 
 class GlobalPooling(Layer):

@@ -28,16 +28,18 @@ class RecurrentSpec(LayerSpec):
     """Keys shared by simple_rnn, lstm and gru."""
 
     units: int = Field(gt=0, description="Width of the state and of the output.")
-    activation: RecurrentActivation = "tanh"
-    use_bias: bool = True
-    return_sequences: bool = False
+    activation: RecurrentActivation = Field("tanh", description="The state's activation (lstm: the cell input's and "
+                                                                "the output's; gru: the candidate's).")
+    use_bias: bool = Field(True, description="Add learned biases.")
+    return_sequences: bool = Field(False, description="Output every step (batch, steps, units), not only the last "
+                                                      "one.")
     return_state: bool = Field(False, description="Also give the final states, as the ports <node>.state_h "
                                                   "(and <node>.state_c for lstm) of a graph node.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of input features dropped in training.")
     recurrent_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the state dropped in training.")
-    kernel_initializer: InitializerName = "glorot_uniform"
-    recurrent_initializer: InitializerName = "orthogonal"
-    bias_initializer: InitializerName = "zeros"
+    kernel_initializer: InitializerName = Field("glorot_uniform", description="How the input weights start.")
+    recurrent_initializer: InitializerName = Field("orthogonal", description="How the recurrent weights start.")
+    bias_initializer: InitializerName = Field("zeros", description="How the biases start.")
 
 
 class SimpleRNNSpec(RecurrentSpec):
@@ -50,7 +52,7 @@ class LSTMSpec(RecurrentSpec):
     """type = "lstm"."""
 
     type: Literal["lstm"] = "lstm"
-    recurrent_activation: RecurrentActivation = "sigmoid"
+    recurrent_activation: RecurrentActivation = Field("sigmoid", description="The gates' activation.")
     unit_forget_bias: bool = Field(True, description="Start the forget gate's bias at 1 (Jozefowicz et al.).")
 
 
@@ -58,7 +60,7 @@ class GRUSpec(RecurrentSpec):
     """type = "gru"."""
 
     type: Literal["gru"] = "gru"
-    recurrent_activation: RecurrentActivation = "sigmoid"
+    recurrent_activation: RecurrentActivation = Field("sigmoid", description="The gates' activation.")
     reset_after: bool = Field(True, description="Reset gate after the recurrent product (Keras' default, "
                                                 "PyTorch's GRU); bias (2, 3*units).")
 

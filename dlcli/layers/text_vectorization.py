@@ -29,10 +29,13 @@ class TextVectorizationSpec(LayerSpec):
     type: Literal["text_vectorization"] = "text_vectorization"
     max_tokens: int | None = Field(None, gt=0, description="Vocabulary size, counting the reserved padding and "
                                                            "OOV entries as Keras does; the multi_hot/count width.")
-    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = \
-        "lower_and_strip_punctuation"
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
+        "lower_and_strip_punctuation", description="Clean-up before splitting: lowercase and/or strip punctuation; "
+                                                   "none: as is.")
     split: Literal["whitespace"] | None = Field("whitespace", description="None: each whole string is one token.")
-    output_mode: Literal["int", "multi_hot", "count"] = "int"
+    output_mode: Literal["int", "multi_hot", "count"] = Field("int", description="int: token ids in order; "
+                                                                                 "multi_hot: 1 for each vocabulary "
+                                                                                 "entry present; count: how often.")
     output_sequence_length: int | None = Field(None, gt=0, description="int mode: pad with 0 or cut, at the end, "
                                                                        "to this many ids.")
     vocabulary: list[str] | None = Field(None, description="A fixed vocabulary (no reserved entries), most "

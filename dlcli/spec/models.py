@@ -103,7 +103,8 @@ Metric = Annotated[MetricConfig, BeforeValidator(_tagged)]
 class InputSpec(StrictSpec):
     """input = { shape = [28, 28] }: the per-example shape (no batch axis) and dtype."""
 
-    shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, description="Shape of one example, without the "
+                                                                               "batch axis, e.g. [28, 28].")
     dtype: Literal["float32", "int32", "int64", "string"] = Field(
         "float32", description='"string": one text per example (shape = [1]), for text_vectorization.')
 
@@ -118,19 +119,25 @@ class InputSpec(StrictSpec):
 class OutputSpec(StrictSpec):
     """[model.outputs] NAME = { loss = ..., weight = 1.0, metrics = [...] }."""
 
-    loss: Loss
-    weight: float = Field(1.0, ge=0)
-    metrics: list[Metric] = []
+    loss: Loss = Field(description="This output's loss: a name, or a table with the loss's options.")
+    weight: float = Field(1.0, ge=0, description="This output's weight in the training loss, the weighted sum of the "
+                                                 "outputs' losses.")
+    metrics: list[Metric] = Field([], description="Metrics of this output, reported each epoch: names, or tables "
+                                                  "with options.")
 
 
 class ModelSpec(StrictSpec):
     """[model]: `input` + `layers` (sequential), or `inputs` + `nodes` + `outputs` (a graph)."""
 
-    input: InputSpec | None = None
-    layers: list[LayerConfig] | None = None
-    inputs: dict[str, InputSpec] | None = None
-    nodes: dict[str, NodeConfig] | None = None
-    outputs: dict[str, OutputSpec] | None = None
+    input: InputSpec | None = Field(None, description="Sequential model: its one input, e.g. { shape = [28, 28] }.")
+    layers: list[LayerConfig] | None = Field(None, description="Sequential model: the layers in order, one "
+                                                               "[[model.layers]] table each.")
+    inputs: dict[str, InputSpec] | None = Field(None, description="Graph model: the named inputs, e.g. "
+                                                                  "[model.inputs.title] shape = [10000].")
+    nodes: dict[str, NodeConfig] | None = Field(None, description="Graph model: the named layers, each taking input "
+                                                                  "or inputs from inputs and other nodes.")
+    outputs: dict[str, OutputSpec] | None = Field(None, description="Graph model: the nodes that are outputs, each "
+                                                                    "with its loss, weight and metrics.")
 
     @model_validator(mode="after")
     def _one_form(self) -> ModelSpec:
@@ -178,24 +185,31 @@ class ModelSpec(StrictSpec):
 class DataSpec(StrictSpec):
     """[data]: where examples come from."""
 
-    dataset: str | None = None
-    train: Path | None = None
-    test: Path | None = None
-    validation: Path | None = None
+    dataset: str | None = Field(None, description="A registry dataset by name (dlcli datasets lists them); give this "
+                                                  "or train.")
+    train: Path | None = Field(None, description="Your training data file, relative to the spec file; give this or "
+                                                 "dataset.")
+    test: Path | None = Field(None, description="A test data file read like train: dlcli eval scores the model on "
+                                                "it.")
+    validation: Path | None = Field(None, description="A validation data file read like train; when given, "
+                                                      "validation_split is not used.")
     inputs: dict[str, str] | None = Field(None, description="model input -> array name in the .npz")
     targets: dict[str, str] | None = Field(None, description="model output -> array name in the .npz")
     features: list[str] | None = Field(None, description="CSV feature columns, names or 'first:last' ranges")
     target: str | None = Field(None, description="CSV target column")
     text: str | None = Field(None, description="CSV column of raw text, for a model whose input has dtype "
                                                '"string"')
-    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
-    one_hot: bool = False
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the training examples held out for "
+                                                                     "validation after a seeded shuffle.")
+    one_hot: bool = Field(False, description="Turn integer class labels into one-hot rows (for "
+                                             "categorical_crossentropy).")
     missing: Literal["error", "drop_rows", "fill_mean", "fill_value"] = Field(
         "error", description="Missing CSV cells (empty, NA, NaN, null, ...): an error naming the line, or drop "
                              "those rows, or fill feature cells with the training part's column mean or fill_value")
     fill_value: float | None = Field(None, description='The number missing feature cells get with missing = '
                                                        '"fill_value"')
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = Field({}, description="Options of the registry dataset, e.g. num_words = 10000 (see "
+                                                    "Datasets below).")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:
@@ -218,20 +232,28 @@ CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callb
 class TrainSpec(StrictSpec):
     """[train]: loss, optimizer, metrics, epochs, batch size, callbacks."""
 
-    loss: Loss | None = None
-    optimizer: OptimizerConfig = Field(default_factory=lambda: {"type": "rmsprop"}, validate_default=True)
-    metrics: list[Metric] = []
-    epochs: int = Field(1, gt=0)
-    batch_size: int = Field(32, gt=0)
+    loss: Loss | None = Field(None, description="Sequential model: the loss, by name or as a table with options "
+                                                "(graph: per output).")
+    optimizer: OptimizerConfig = Field(default_factory=lambda: {"type": "rmsprop"}, validate_default=True,
+                                       description="The optimizer, by name or as a table with its options.")
+    metrics: list[Metric] = Field([], description="Sequential model: metrics reported each epoch, by name or as "
+                                                  "tables with options.")
+    epochs: int = Field(1, gt=0, description="Passes over the training data.")
+    batch_size: int = Field(32, gt=0, description="Examples per step; with MPI the global batch, shared out among "
+                                                  "the ranks.")
     steps_per_epoch: int | None = Field(None, gt=0, description="Stop each epoch after this many batches "
                                                                 "(Keras' fit option); default: all of them.")
-    shuffle: bool = True
+    shuffle: bool = Field(True, description="Shuffle the training examples before every epoch (seeded).")
     checkpoint_every_steps: int | None = Field(None, gt=0, description="Also write checkpoints/last every N "
                                                                        "steps, mid-epoch (resumable exactly).")
     monitor: str = Field("val_loss", description="The value that picks checkpoints/best (val_loss, or loss "
                                                  "without validation data).")
-    monitor_mode: Literal["auto", "min", "max"] = "auto"
-    callbacks: list[CallbackConfig] = []
+    monitor_mode: Literal["auto", "min", "max"] = Field("auto", description="Whether a lower (min) or higher (max) "
+                                                                            "monitored value is better; auto: max "
+                                                                            "for accuracies, AUC, precision and "
+                                                                            "recall.")
+    callbacks: list[CallbackConfig] = Field([], description="Callbacks run during training: early stopping, "
+                                                            "learning-rate reduction, periodic checkpoints.")
 
 
 class RunSpec(StrictSpec):
@@ -239,11 +261,13 @@ class RunSpec(StrictSpec):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
                       description="Run name: runs/<name>/; letters, digits, '.', '_' and '-'.")
-    seed: int = Field(0, ge=0, lt=2**63)
-    description: str | None = None
-    data: DataSpec
-    model: ModelSpec
-    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
+    seed: int = Field(0, ge=0, lt=2**63, description="One seed for initial weights, shuffles, dropout and splits: "
+                                                     "the same seed, the same run.")
+    description: str | None = Field(None, description="Free text about the run, kept with its resolved spec.")
+    data: DataSpec = Field(description="Where the examples come from: see [data].")
+    model: ModelSpec = Field(description="The layers: see [model].")
+    train: TrainSpec = Field(default_factory=TrainSpec,  # type: ignore[arg-type]
+                             description="How to train: see [train].")
 
     @model_validator(mode="after")
     def _losses_where_needed(self) -> RunSpec:

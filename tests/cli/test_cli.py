@@ -170,7 +170,8 @@ def test_help_and_validate_do_not_import_numba(tmp_path: Path) -> None:
     probe = ("import sys\nfrom dlcli.cli.main import main\nsys.argv = ['dlcli'] + sys.argv[1:]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print('LOADED', 'numba' in sys.modules, 'rich' in sys.modules, 'torch' in sys.modules)\n")
-    for args in (["--help"], ["validate", str(SPECS / "digits_mlp.toml")], ["list", "layers"]):
+    for args in (["--help"], ["validate", str(SPECS / "digits_mlp.toml")], ["list", "layers"],
+                 ["list", "layers", "dense"], ["schema"]):
         result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().splitlines()[-1] == "LOADED False False False", (args, result.stdout)
