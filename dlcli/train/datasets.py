@@ -118,7 +118,7 @@ def read_request(model: Model, data: DataSpec, schema: dict[str, Any], learn: bo
                  targets: bool = True) -> ReadRequest:
     """What the readers need to know of `model` to read its data (its inputs, and its targets unless `targets`
     is false), with the [data] keys and the run's schema."""
-    inputs = {name: InputSlot(spec.dtype) for name, spec in model.inputs.items()}
+    inputs = {name: InputSlot(spec.dtype, tuple(spec.shape)) for name, spec in model.inputs.items()}
     if not targets:
         return ReadRequest(inputs, None, data, schema, learn)
     slots = {}

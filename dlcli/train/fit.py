@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.loop import (
-    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, log_directions,
+    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, in_order, input_tensor, log_directions,
     reported_names,
 )
 from dlcli.train.rundir import (
@@ -39,19 +39,25 @@ from dlcli.train.streams import Streams, give_rank_its_stream
 
 
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
-    """Adapt normalization layers on the training data as it reaches them (layers before them applied)."""
+    """Adapt normalization layers on the training data as it reaches them (layers before them applied), a batch
+    at a time: the layer takes the batches one by one, so a split larger than memory (an image folder) is never
+    held whole."""
+    dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     for index, node in enumerate(model.nodes):
         if not getattr(node.layer, "needs_adapt", False):
             continue
         prefix = Model(model.inputs, model.nodes[:index], {node.inputs[0]: None}, model.sequential)  # type: ignore
-        dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
+        node.layer.adapt(_values_reaching(prefix, node.inputs[0], train, dtypes, batch_size))
+
+
+def _values_reaching(prefix: Model, name: str, train: Split, dtypes: dict[str, str],
+                     batch_size: int) -> Iterator[np.ndarray]:
+    """The training data's values at node or input `name`, batch by batch, computed by `prefix` (inference mode)."""
+    for batch in train.batches(in_order(len(train), batch_size)):
         with no_grad():
-            chunks = []
-            for start in range(0, len(train), batch_size):
-                batch = {k: input_tensor(v[start:start + batch_size], dtypes[k]) for k, v in train.inputs.items()}
-                values = batch if node.inputs[0] in batch else prefix(batch)
-                chunks.append(values[node.inputs[0]].data)
-        node.layer.adapt(np.concatenate(chunks))
+            tensors = {k: input_tensor(v, dtypes[k]) for k, v in batch.inputs.items()}
+            values = tensors if name in tensors else prefix(tensors)
+        yield values[name].data
 
 
 def _default_monitor(spec: RunSpec, splits: Splits) -> str:
@@ -185,6 +191,11 @@ class _Run:
                 "resumed_from": None, "world_size": self.world.size}
         if self.directory.replaced is not None:
             info["replaced"] = str(self.directory.replaced)
+        files = splits.schema.get("files")
+        if files:  # an image or text folder: how many files the check before training left out
+            info["skipped_files"] = files["skipped"]
+            if "check_seconds" in files:
+                info["file_check_seconds"] = files["check_seconds"]
         missing = splits.schema.get("missing")
         if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
             info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
