@@ -25,6 +25,7 @@ class FolderListing:
     labels: np.ndarray  # int64 class id of each file
     class_names: list[str]
     empty_classes: list[str]  # class folders that hold no file of the kinds read (Keras keeps them as classes)
+    kind: str = "image"  # what the files are, for messages: "image" or "text"
 
 
 def class_folders(root: Path) -> list[str]:
@@ -69,7 +70,7 @@ def walk_files(folder: Path, suffixes: tuple[str, ...], follow_links: bool) -> I
         for entry in entries:
             if entry.is_dir(follow_symlinks=False) or (follow_links and entry.is_symlink() and _is_folder(entry)):
                 pending.append(Path(entry.path))
-            elif entry.name.lower().endswith(suffixes) and not entry.is_dir():
+            elif entry.name.lower().endswith(suffixes) and not _is_folder(entry):
                 names.append(entry.name)
         found.append((str(current), sorted(names)))
     for directory, names in sorted(found):  # Keras sorts the walk by folder path, then each folder's names
@@ -103,7 +104,7 @@ def list_folder(root: Path, suffixes: tuple[str, ...], class_names: list[str] | 
         labels += [class_id] * len(members)
     if not files:
         raise DataError(f"{root} holds no {kind} files ({', '.join(suffixes)}) in its class folders {found}")
-    return FolderListing(root, files, np.array(labels, np.int64), found, empty)
+    return FolderListing(root, files, np.array(labels, np.int64), found, empty, kind)
 
 
 def list_labelled(root: Path, labels_csv: Path, class_names: list[str] | None, kind: str) -> FolderListing:
@@ -136,7 +137,8 @@ def list_labelled(root: Path, labels_csv: Path, class_names: list[str] | None, k
     files = [root / path for path, kept in zip(paths, keep) if kept]
     if not files:
         raise DataError(f"data.labels: none of the {kind} files in {labels_csv} has a class in data.class_names")
-    return FolderListing(root, files, ids[keep], classes, [c for c in classes if c not in set(np.array(names))])
+    present = set(names)
+    return FolderListing(root, files, ids[keep], classes, [c for c in classes if c not in present], kind)
 
 
 def _label_ids(names: list[str], class_names: list[str] | None, source: Path) -> tuple[np.ndarray, list[str]]:

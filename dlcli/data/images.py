@@ -22,7 +22,7 @@ from dlcli.data.files import os_problem
 FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",), "GIF": (".gif",), "WEBP": (".webp",)}
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 _PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
-_TAIL = 1024  # bytes read from a file's end: where a complete PNG, JPEG or GIF has its end marker
+_TAIL = 1024  # bytes read from a file's end: where a complete JPEG or GIF has its end marker
 
 
 def image_suffixes() -> tuple[str, ...]:
@@ -74,9 +74,10 @@ class BadImage(Exception):
 def probe(path: Path) -> ImageHeader:
     """The header of image file `path`, after checking that it is a whole image: BadImage saying why not.
 
-    Fast: Pillow reads the header, and the file's last bytes must hold its format's end marker (PNG's IEND
-    chunk, JPEG's end-of-image marker, GIF's trailer) or, for WebP, the length its RIFF header gives. Where that
-    is inconclusive (BMP, data after the end marker) the image is decoded, so a file that passes decodes.
+    Fast: Pillow reads the header; a PNG's chunks are read and their checksums checked (no decompression);
+    other formats' last bytes must hold their end marker (JPEG's end of image, GIF's trailer). Where that is
+    inconclusive (BMP, WebP, data after the end marker) the image is decoded. A JPEG damaged inside, with no
+    checksum to tell, may still pass: its decoder then fails or makes a wrong picture, as in Keras.
     """
     from PIL import Image
 
@@ -89,9 +90,12 @@ def probe(path: Path) -> ImageHeader:
                 header = ImageHeader(str(image.format), image.width, image.height, image.mode)
                 if header.format not in FORMATS:
                     raise BadImage(f"a {header.format} image; dlcli reads {', '.join(FORMATS)}")
-                stream.seek(max(0, size - _TAIL))
-                if not _ends_whole(header.format, stream.read(), size):
-                    image.load()  # decodes, raising for a truncated file; a file with extra data at its end passes
+                if header.format == "PNG":
+                    image.verify()  # every chunk's checksum, without decompressing: damage anywhere is found
+                else:
+                    stream.seek(max(0, size - _TAIL))
+                    if not _ends_whole(header.format, stream.read()):
+                        image.load()  # decodes, raising for a truncated file; extra data after the end passes
     except OSError as err:
         if err.errno is not None:
             raise BadImage(os_problem(path, err).removeprefix(f"{path} ")) from None
@@ -101,10 +105,8 @@ def probe(path: Path) -> ImageHeader:
     return header
 
 
-def _ends_whole(image_format: str, tail: bytes, size: int) -> bool:
+def _ends_whole(image_format: str, tail: bytes) -> bool:
     """Whether a file's last bytes show it was written to the end."""
-    if image_format == "PNG":
-        return b"IEND" in tail
     if image_format == "JPEG":
         return b"\xff\xd9" in tail[-16:]
     if image_format == "GIF":
@@ -116,7 +118,9 @@ def _described(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     if text.startswith("cannot identify image file"):
         return "not an image Pillow can read"
-    return f"unreadable ({text})"
+    if "truncated" in text.lower():
+        return "truncated: the file ends before its image does (written or copied incompletely)"
+    return f"damaged ({text})"
 
 
 def decode(path: Path, options: DecodeOptions) -> np.ndarray:

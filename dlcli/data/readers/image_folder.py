@@ -98,7 +98,14 @@ def _listing(path: Path, data: DataKeys, kind: str) -> FolderListing:
 def class_ids(request: ReadRequest, output: str, listing: FolderListing) -> np.ndarray:
     """The class id of every listed file: its class's position among the classes training learned (the training
     folder's own, stored in the schema, so that a validation or test folder counts its classes the same way)."""
-    classes = request.classes(output, listing.class_names, str(listing.root))
+    try:
+        classes = request.classes(output, listing.class_names, str(listing.root))
+    except DataError as err:
+        if not listing.empty_classes:
+            raise
+        empty = ", ".join(repr(name) for name in listing.empty_classes)
+        raise DataError(f"{err} (class folder {empty} holds no {listing.kind} files: remove it, or list the classes "
+                        f"in data.class_names)") from None
     if classes == listing.class_names:
         return listing.labels
     position = {name: index for index, name in enumerate(classes)}
