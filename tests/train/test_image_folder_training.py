@@ -208,3 +208,14 @@ def test_a_bad_file_stops_training_before_the_first_step_or_is_skipped_and_count
     assert skipped.returncode == 0, skipped.stderr
     start = json.loads(skipped.stdout.splitlines()[0])
     assert start["event"] == "start" and start["skipped_files"] == 1 and start["samples"] == 27
+
+
+def test_folder_keys_with_a_registry_dataset_are_a_spec_error(tmp_path: Path) -> None:
+    from dlcli.errors import SpecError
+
+    doc = {"name": "digits", "data": {"dataset": "digits", "cache": "disk"}, "model": {"input": {"shape": [64]},
+           "layers": [{"type": "dense", "units": 10, "activation": "softmax"}]},
+           "train": {"loss": "sparse_categorical_crossentropy"}}
+    with pytest.raises(SpecError, match=r'data.cache: applies to image_folder data, but data.dataset = "digits" is '
+                                        r"a registry dataset; remove data.cache"):
+        fit(doc, tmp_path / "run")

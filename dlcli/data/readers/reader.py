@@ -108,21 +108,24 @@ def read_examples(path: Path, request: ReadRequest, readers: registry.Registry =
     """The examples `request` asks for from `path`, by the reader registered for what it is."""
     entry = reader_for(path, readers)
     if request.targets is not None:
-        _refuse_keys_of_other_readers(entry, request.data, path, readers)
+        refuse_keys_of_other_readers(entry, request.data,
+                                     f"{path} is read by the {entry.name} reader ({_lowered(entry.doc)})", readers)
     if entry.spec is not None:
         request.options = _reader_options(entry, request.data.options, path)
     return entry.target().read(path, request)
 
 
-def _refuse_keys_of_other_readers(entry: registry.Entry, data: object, path: Path, readers: registry.Registry) -> None:
-    """SpecError for a [data] key of another kind of reader set to other than its default: it would do nothing."""
+def refuse_keys_of_other_readers(entry: registry.Entry | None, data: object, what: str,
+                                 readers: registry.Registry = registry.readers) -> None:
+    """SpecError for a [data] key of another kind of reader than `entry` (None: a registry dataset, which no
+    reader reads) set to other than its default: it would do nothing. `what` says what is read, for the message."""
     fields = getattr(type(data), "model_fields", {})
-    others = {key for other in readers for key in other.target.data_keys} - entry.target.data_keys
+    own = entry.target.data_keys if entry is not None else frozenset()
+    others = {key for other in readers for key in other.target.data_keys} - own
     unused = sorted(key for key in others if key in fields and getattr(data, key) != fields[key].default)
     if unused:
         users = [other.name for other in readers if unused[0] in other.target.data_keys]
-        raise SpecError(f"data.{unused[0]}: applies to {' and '.join(users)} data, but {path} is read by the "
-                        f"{entry.name} reader ({_lowered(entry.doc)}); remove "
+        raise SpecError(f"data.{unused[0]}: applies to {' and '.join(users)} data, but {what}; remove "
                         f"{', '.join(f'data.{key}' for key in unused)}")
 
 
