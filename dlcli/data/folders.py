@@ -5,10 +5,11 @@ labels from a CSV of path,label. The image and text folder readers share this li
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -178,3 +179,21 @@ def first_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_
             elif name.endswith(suffixes):
                 return next(suffix for suffix in suffixes if name.endswith(suffix))
     return None
+
+
+def record_files(schema: dict[str, Any], root: Path, files: list[Path], kept: np.ndarray, labels: np.ndarray | None,
+                 seconds: float | None = None) -> None:
+    """Note in the run's schema what a folder read did: files checked and skipped, the check's seconds, and a
+    sha256 of the files kept (paths relative to the folder, with their labels), by which a resumed run knows
+    that it reads the same examples in the same order."""
+    record = schema.setdefault("files", {"checked": 0, "skipped": 0, "listings": []})
+    record["checked"] += len(files)
+    record["skipped"] += int((~kept).sum())
+    if seconds is not None:
+        record["check_seconds"] = round(record.get("check_seconds", 0.0) + seconds, 3)
+    digest = hashlib.sha256()
+    for index in np.flatnonzero(kept):
+        name = os.path.relpath(files[index], root) if os.path.isabs(files[index]) == os.path.isabs(root) else \
+            str(files[index])
+        digest.update(f"{name}\0{labels[index] if labels is not None else ''}\n".encode())
+    record["listings"].append(digest.hexdigest())

@@ -14,7 +14,7 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, DivergedError, RunInterruptedError, SpecError
+from dlcli.errors import CheckpointError, DataError, DivergedError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
@@ -192,7 +192,7 @@ class _Run:
         if self.directory.replaced is not None:
             info["replaced"] = str(self.directory.replaced)
         files = splits.schema.get("files")
-        if files:  # an image or text folder: how many files the check before training left out
+        if files:  # an image or text folder: how many files the check before training left out, and its time
             info["skipped_files"] = files["skipped"]
             if "check_seconds" in files:
                 info["file_check_seconds"] = files["check_seconds"]
@@ -214,6 +214,11 @@ class _Run:
                             f"rank{'s' if saved_size != 1 else ''} and this job has {world.size}; resume with "
                             f"{saved_size}, or pass --allow-world-size-change to re-shard from the saved step (the "
                             f"result then differs from an uninterrupted {saved_size}-rank run)")
+        saved_files = (metadata.get("data") or {}).get("files", {}).get("listings")
+        if saved_files is not None and saved_files != self.splits.schema.get("files", {}).get("listings"):
+            raise DataError(f"cannot resume {self.run_dir}: its data folders do not hold the files they held when "
+                            f"{path.name} was written (files added, removed or renamed, or labels changed), so the "
+                            f"epoch cannot continue where it stopped; put them back, or train a new run")
         restore_model(self.model, arrays, path)
         self.optimizer.load_state({k.removeprefix("optimizer/"): v for k, v in arrays.items()
                                    if k.startswith("optimizer/")})

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from dlcli.checkpoint import load_checkpoint
-from dlcli.errors import RunInterruptedError
+from dlcli.errors import DataError, RunInterruptedError
 from tests.train import faults
 from tests.train.test_fit import fit
 from tests.train.test_interrupts import SignalAt, digest
@@ -87,6 +87,10 @@ def test_an_interrupted_epoch_resumes_to_the_same_weights(tmp_path: Path,
         fit(doc, tmp_path / "cut", [SignalAt(9)])  # step 2 of epoch 2 (7 steps an epoch), decoding ahead
     _, metadata = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.safetensors")
     assert metadata["in_epoch"]["progress"]["done"] == 2
+    (folder / "dark" / "03.png").rename(folder / "dark" / "03.png.away")  # the folder changed meanwhile
+    with pytest.raises(DataError, match=r"cannot resume .*cut: its data folders do not hold the files they held"):
+        fit(doc, tmp_path / "cut", resume=tmp_path / "cut" / "checkpoints" / "last.safetensors")
+    (folder / "dark" / "03.png.away").rename(folder / "dark" / "03.png")
     fit(doc, tmp_path / "cut", resume=tmp_path / "cut" / "checkpoints" / "last.safetensors")
     assert digest(tmp_path / "cut" / "checkpoints" / "last.safetensors") == \
         digest(tmp_path / "straight" / "checkpoints" / "last.safetensors")

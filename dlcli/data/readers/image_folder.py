@@ -11,7 +11,8 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.download import cache_dir
-from dlcli.data.folders import FolderListing, first_example_suffix, list_folder, list_labelled, walk_files
+from dlcli.data.folders import (FolderListing, first_example_suffix, list_folder, list_labelled, record_files,
+                                walk_files)
 from dlcli.data.image_cache import cache_key, open_store
 from dlcli.data.image_files import ImageFiles, bad_files_message, check_files
 from dlcli.data.images import CHANNELS, DecodeOptions
@@ -49,7 +50,7 @@ class ImageFolderReader(Reader):
             files = [path] if not path.is_dir() else list(walk_files(path, IMAGE_SUFFIXES, request.data.follow_links))
             if not files:
                 raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            images, _ = checked_images(files, request.data, options, str(path), request.schema)
+            images, _, _ = checked_images(files, request.data, options, str(path))
             return Examples({name: images}, sources=images.paths())
         if not path.is_dir():
             raise DataError(f"{path} is one image, without a label: to train or evaluate, give a folder with one "
@@ -57,7 +58,8 @@ class ImageFolderReader(Reader):
         output = single_name(request.targets, "output")
         listing = _listing(path, request.data, "image")
         ids = class_ids(request, output, listing)
-        images, kept = checked_images(listing.files, request.data, options, str(path), request.schema)
+        images, kept, seconds = checked_images(listing.files, request.data, options, str(path))
+        record_files(request.schema, path, listing.files, kept, ids, seconds)
         y = request.target_array(ids[kept], output, str(path), lambda row: str(images.files[row]))
         return Examples({name: images}, {output: y})
 
@@ -117,11 +119,11 @@ def class_ids(request: ReadRequest, output: str, listing: FolderListing) -> np.n
     return remap[listing.labels]
 
 
-def checked_images(files: list[Path], data: DataKeys, options: DecodeOptions, where: str,
-                   schema: dict | None) -> tuple[ImageFiles, np.ndarray]:
-    """The images of `files` and which files they are (a mask), every file's header and end checked first on the
-    decode threads: bad files are one DataError naming them all, or (data.on_bad_file = "skip") left out and
-    counted in the schema."""
+def checked_images(files: list[Path], data: DataKeys, options: DecodeOptions,
+                   where: str) -> tuple[ImageFiles, np.ndarray, float]:
+    """The images of `files`, which files they are (a mask) and the seconds the check took: every file's header
+    and end is checked first on the decode threads, and bad files are one DataError naming them all, or (data.
+    on_bad_file = "skip") left out."""
     threads = data.decode_threads or default_threads()
     checked = check_files(files, threads, with_digests=data.cache == "disk")
     if checked.bad and data.on_bad_file == "error":
@@ -131,12 +133,7 @@ def checked_images(files: list[Path], data: DataKeys, options: DecodeOptions, wh
     good = [file for file, kept in zip(files, checked.kept) if kept]
     key = cache_key(options, checked.digests) if data.cache == "disk" else None
     store = open_store(data.cache, len(good), options.shape, cache_dir() / "images", key)
-    if schema is not None:
-        record = schema.setdefault("files", {"checked": 0, "skipped": 0, "check_seconds": 0.0})
-        record["checked"] += len(files)
-        record["skipped"] += len(checked.bad)
-        record["check_seconds"] += round(checked.seconds, 3)
-    return ImageFiles(good, options, threads, store, checked.headers), checked.kept
+    return ImageFiles(good, options, threads, store, checked.headers), checked.kept, checked.seconds
 
 
 def read_listed_images(path: Path, lines: list[str], request: ReadRequest) -> Examples:
@@ -147,5 +144,5 @@ def read_listed_images(path: Path, lines: list[str], request: ReadRequest) -> Ex
     files = [path.parent / line.strip() for line in lines if line.strip()]
     if not files:
         raise DataError(f"{path} lists no image paths")
-    images, _ = checked_images(files, request.data, options, str(path), request.schema)
+    images, _, _ = checked_images(files, request.data, options, str(path))
     return Examples({name: images}, sources=images.paths())

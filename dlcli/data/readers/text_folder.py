@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli import registry
-from dlcli.data.folders import first_example_suffix, walk_files
+from dlcli.data.folders import first_example_suffix, record_files, walk_files
 from dlcli.data.image_files import bad_files_message
 from dlcli.data.prefetch import default_threads
 from dlcli.data.readers.image_folder import FOLDER_KEYS, IMAGE_SUFFIXES, _listing, class_ids
@@ -38,21 +38,20 @@ class TextFolderReader(Reader):
                             f"it dtype = \"string\" and shape = [1] and start the model with text_vectorization")
         if request.targets is None:
             files = list(walk_files(path, (".txt",), request.data.follow_links))
-            texts, _ = read_text_files(files, request.data, str(path), request.schema)
+            texts, _ = read_text_files(files, request.data, str(path))
             return Examples({name: texts}, sources=texts.sources)
         output = single_name(request.targets, "output")
         listing = _listing(path, request.data, "text")
         ids = class_ids(request, output, listing)
-        texts, kept = read_text_files(listing.files, request.data, str(path), request.schema)
+        texts, kept = read_text_files(listing.files, request.data, str(path))
+        record_files(request.schema, path, listing.files, kept, ids)
         y = request.target_array(ids[kept], output, str(path), lambda row: (texts.sources or [])[row])
         return Examples({name: texts}, {output: y})
 
 
-def read_text_files(files: list[Path], data: DataKeys, where: str,
-                    schema: dict | None) -> tuple[TextRows, np.ndarray]:
+def read_text_files(files: list[Path], data: DataKeys, where: str) -> tuple[TextRows, np.ndarray]:
     """Every file's text, read on the decode threads, and which files they are (a mask): files that are not UTF-8
-    or cannot be read are one DataError naming them all, or (data.on_bad_file = "skip") left out and counted in
-    the schema."""
+    or cannot be read are one DataError naming them all, or (data.on_bad_file = "skip") left out."""
     if not files:
         raise DataError(f"{where} holds no .txt files")
     texts, bad = read_texts(files, data.decode_threads or default_threads())
@@ -61,9 +60,5 @@ def read_text_files(files: list[Path], data: DataKeys, where: str,
     kept = np.array([text is not None for text in texts], bool)
     if not kept.any():
         raise DataError(f"{where}: none of its {len(files):,} text files can be read")
-    if schema is not None:
-        record = schema.setdefault("files", {"checked": 0, "skipped": 0, "check_seconds": 0.0})
-        record["checked"] += len(files)
-        record["skipped"] += len(bad)
     return (TextRows([text for text in texts if text is not None],
                      [str(file) for file, text in zip(files, texts) if text is not None]), kept)
