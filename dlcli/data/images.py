@@ -20,17 +20,12 @@ import numpy as np
 from dlcli.data.files import os_problem
 
 FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",), "GIF": (".gif",), "WEBP": (".webp",)}
+# the file name endings read as images: Keras' five, and .webp (a Pillow built without WebP names such files as
+# unreadable in the check before training)
+IMAGE_SUFFIXES = tuple(suffix for suffixes in FORMATS.values() for suffix in suffixes)
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 _PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 _TAIL = 1024  # bytes read from a file's end: where a complete JPEG or GIF has its end marker
-
-
-def image_suffixes() -> tuple[str, ...]:
-    """The file name endings read as images: Keras' five, and .webp where this Pillow decodes WebP."""
-    from PIL import features
-
-    webp = features.check("webp")
-    return tuple(suffix for name, suffixes in FORMATS.items() for suffix in suffixes if name != "WEBP" or webp)
 
 
 def pillow_errors() -> tuple[type[BaseException], ...]:

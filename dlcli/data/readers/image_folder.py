@@ -11,18 +11,16 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.download import cache_dir
-from dlcli.data.folders import (FolderListing, first_example_suffix, list_folder, list_labelled, record_files,
-                                walk_files)
+from dlcli.data.folders import first_example_suffix, record_files, walk_files
 from dlcli.data.image_cache import cache_key, open_store
 from dlcli.data.image_files import ImageFiles, bad_files_message, check_files
-from dlcli.data.images import CHANNELS, DecodeOptions
+from dlcli.data.images import CHANNELS, IMAGE_SUFFIXES, DecodeOptions
 from dlcli.data.prefetch import default_threads
+from dlcli.data.readers.class_folders import EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, folder_listing
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.request import DataKeys, ReadRequest, single_name
 from dlcli.errors import DataError, SpecError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-FOLDER_KEYS = frozenset({"class_names", "labels", "follow_links", "on_bad_file", "decode_threads"})
 IMAGE_KEYS = frozenset({"image_size", "color_mode", "interpolation", "crop_to_aspect_ratio", "cache"})
 
 
@@ -39,7 +37,7 @@ class ImageFolderReader(Reader):
         """An image file, or a folder whose first example file is an image (a folder of .txt files is text)."""
         if any(path.name.lower().endswith(suffix) for suffix in cls.suffixes):
             return True
-        return path.is_dir() and first_example_suffix(path, (*IMAGE_SUFFIXES, ".txt")) != ".txt"
+        return path.is_dir() and first_example_suffix(path, EXAMPLE_SUFFIXES) != ".txt"
 
     def read(self, path: Path, request: ReadRequest) -> Examples:
         """A training split (images and their classes' ids), or (inputs only) the images of a file or folder."""
@@ -56,7 +54,7 @@ class ImageFolderReader(Reader):
             raise DataError(f"{path} is one image, without a label: to train or evaluate, give a folder with one "
                             f"subfolder of images per class (photos/cats/, photos/dogs/)")
         output = single_name(request.targets, "output")
-        listing = _listing(path, request.data, "image")
+        listing = folder_listing(path, request.data, "image")
         ids = class_ids(request, output, listing)
         images, kept, seconds = checked_images(listing.files, request.data, options, str(path))
         record_files(request.schema, path, listing.files, kept, ids, seconds)
@@ -88,35 +86,6 @@ def _check_input(request: ReadRequest, name: str, options: DecodeOptions) -> Non
     else:
         fix = "an image input's shape is [height, width, channels], channels 1 (grayscale), 3 (rgb) or 4 (rgba)"
     raise SpecError(f"data.image_size: the {found}, but the model's input {name!r} takes {list(slot.shape)}; {fix}")
-
-
-def _listing(path: Path, data: DataKeys, kind: str) -> FolderListing:
-    suffixes = IMAGE_SUFFIXES if kind == "image" else (".txt",)
-    if isinstance(data.labels, Path):
-        return list_labelled(path, data.labels, data.class_names, kind)
-    return list_folder(path, suffixes, data.class_names, data.follow_links, kind)
-
-
-def class_ids(request: ReadRequest, output: str, listing: FolderListing) -> np.ndarray:
-    """The class id of every listed file: its class's position among the classes training learned (the training
-    folder's own, stored in the schema, so that a validation or test folder counts its classes the same way)."""
-    try:
-        classes = request.classes(output, listing.class_names, str(listing.root))
-    except DataError as err:
-        if not listing.empty_classes:
-            raise
-        empty = ", ".join(repr(name) for name in listing.empty_classes)
-        raise DataError(f"{err} (class folder {empty} holds no {listing.kind} files: remove it, or list the classes "
-                        f"in data.class_names)") from None
-    if classes == listing.class_names:
-        return listing.labels
-    position = {name: index for index, name in enumerate(classes)}
-    unknown = [name for name in listing.class_names if name not in position and name not in listing.empty_classes]
-    if unknown:
-        raise DataError(f"{listing.root}: class {unknown[0]!r} was not among the training data's classes "
-                        f"{classes}; remove it, or list the classes to read in data.class_names")
-    remap = np.array([position.get(name, -1) for name in listing.class_names], np.int64)
-    return remap[listing.labels]
 
 
 def checked_images(files: list[Path], data: DataKeys, options: DecodeOptions,

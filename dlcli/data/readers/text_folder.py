@@ -11,7 +11,7 @@ from dlcli import registry
 from dlcli.data.folders import first_example_suffix, record_files, walk_files
 from dlcli.data.image_files import bad_files_message
 from dlcli.data.prefetch import default_threads
-from dlcli.data.readers.image_folder import FOLDER_KEYS, IMAGE_SUFFIXES, _listing, class_ids
+from dlcli.data.readers.class_folders import EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, folder_listing
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.request import DataKeys, ReadRequest, single_name
 from dlcli.data.text_files import TextRows, read_texts
@@ -28,7 +28,7 @@ class TextFolderReader(Reader):
     @classmethod
     def accepts(cls, path: Path) -> bool:
         """A folder whose first example file is a .txt file."""
-        return path.is_dir() and first_example_suffix(path, (*IMAGE_SUFFIXES, ".txt")) == ".txt"
+        return path.is_dir() and first_example_suffix(path, EXAMPLE_SUFFIXES) == ".txt"
 
     def read(self, path: Path, request: ReadRequest) -> Examples:
         """A training split (texts and their classes' ids), or (inputs only) every .txt file of the folder."""
@@ -41,7 +41,7 @@ class TextFolderReader(Reader):
             texts, _ = read_text_files(files, request.data, str(path))
             return Examples({name: texts}, sources=texts.sources)
         output = single_name(request.targets, "output")
-        listing = _listing(path, request.data, "text")
+        listing = folder_listing(path, request.data, "text")
         ids = class_ids(request, output, listing)
         texts, kept = read_text_files(listing.files, request.data, str(path))
         record_files(request.schema, path, listing.files, kept, ids)
