@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from dlcli.graph import build_model
 from dlcli.spec.load import load_spec, validate_spec
 from dlcli.train.fit import fit_run
 from tests.mirror import mnist_mirror
+from tests.spec_data import spec_data_path
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_MD = REPO.parent / "shared" / "SPEC.md"
@@ -54,16 +53,8 @@ def test_spec_md_examples_are_the_shipped_specs() -> None:
         assert example.model == shipped[example.name].model and example.train == shipped[example.name].train
 
 
-@pytest.fixture(scope="module")
-def graph_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("graph-data")
-    subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
-                    "--tickets", "200"], check=True, capture_output=True)
-    return folder
-
-
 @pytest.mark.parametrize("spec_file", sorted(p.name for p in (REPO / "specs").glob("*.toml")))
-def test_every_shipped_spec_trains_a_few_steps(spec_file: str, graph_data: Path, tmp_path: Path,
+def test_every_shipped_spec_trains_a_few_steps(spec_file: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLCLI_DATASETS_MIRROR", str(mnist_mirror()))
     monkeypatch.setenv("DLCLI_CACHE", str(tmp_path / "cache"))
@@ -75,7 +66,9 @@ def test_every_shipped_spec_trains_a_few_steps(spec_file: str, graph_data: Path,
     for key in ("train", "test", "validation"):
         value = getattr(spec.data, key)
         if value is not None:
-            overrides.append(f'data.{key}="{graph_data / Path(value).name}"')
+            overrides.append(f'data.{key}="{spec_data_path(value)}"')
+    if spec.model.input is not None and spec.model.input.shape == [180, 180, 3]:
+        overrides.append("train.batch_size=2")  # the book's full-size convnet: a few small steps are enough
     summary = fit_run(load_spec(path, overrides), tmp_path / "run", [])
     assert summary["epochs_run"] == 1 and np.isfinite(summary["final"]["loss"])
     history = (tmp_path / "run" / "history.jsonl").read_text().splitlines()

@@ -26,6 +26,8 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
                     beam_width: int | None, allow_nonfinite: bool, as_json: bool) -> None:
     """Predictions of a trained model for the examples in INPUT (.npy, .npz or .csv; .txt, a text a line, for text).
 
+    An image model takes an image file, a folder of images, or a .txt file of image paths, one a line; a text
+    model trained on a folder takes a folder of .txt files. Each prediction then starts with its file (path=...).
     CSV columns are matched by name to the ones the model was trained on; a model trained on class names
     reports them (label=NAME label_id=ID). Outputs trained with the ctc loss are decoded to label sequences
     (padded with -1 in .npy files); per-step classifiers give a label for each step (padded steps of a masked
@@ -45,5 +47,6 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     nonfinite = nonfinite_examples(inputs, allow_nonfinite)
     outputs, masks = predict(model, inputs.arrays, batch_size or spec.train.batch_size)
     outputs = decode_sequences(outputs, model, beam_width, masks)
-    for line in write_predictions(outputs, model, output, as_json, masks, schema.get("classes"), nonfinite):
+    for line in write_predictions(outputs, model, output, as_json, masks, schema.get("classes"), nonfinite,
+                                  inputs.sources):
         click.echo(line)

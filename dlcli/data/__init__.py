@@ -12,7 +12,7 @@ from dlcli.data.dtypes import check_input_dtype, check_target_dtype
 from dlcli.data.files import existing_file
 from dlcli.data.idx import read_idx
 from dlcli.data.readers import (Examples, InputSlot, ReadRequest, TargetSlot, read_examples, reader_for,
-                                single_name)
+                                refuse_keys_of_other_readers, single_name)
 from dlcli.data.readers.npy_pair import read_npy
 from dlcli.data.readers.npz import read_npz
 from dlcli.data.readers.text_lines import read_text_lines
@@ -25,5 +25,5 @@ __all__ = [
     "fill_values", "keras_split", "list_datasets", "listed_rows", "load_dataset", "local_copy", "mirror_dir",
     "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns", "read_csv_examples", "read_csv_text",
     "read_examples", "read_idx", "read_npy", "read_npz", "read_table", "read_text_lines", "reader_for",
-    "refuse_nonfinite", "shuffled_order", "single_name", "split_validation",
+    "refuse_keys_of_other_readers", "refuse_nonfinite", "shuffled_order", "single_name", "split_validation",
 ]

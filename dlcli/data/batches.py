@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def split_validation(arrays: dict[str, np.ndarray], fraction: float, rng: np.ran
         raise ValueError(f"validation fraction must lie in [0, 1), got {fraction}")
     n = check_lengths(arrays)
     if fraction == 0.0:
-        return dict(arrays), {name: array[:0] for name, array in arrays.items()}
+        return dict(arrays), {name: take_rows(array, np.arange(0)) for name, array in arrays.items()}
     # floor, as Keras' validation_split computes its split point
     split_at = int(n * (1.0 - fraction))
     if n == 1:
@@ -146,5 +146,11 @@ def split_validation(arrays: dict[str, np.ndarray], fraction: float, rng: np.ran
                         f"use {advice}, a larger dataset, or a separate validation file")
     order = rng.permutation(n)
     train, validation = order[:split_at], order[split_at:]
-    return ({name: array[train] for name, array in arrays.items()},
-            {name: array[validation] for name, array in arrays.items()})
+    return ({name: take_rows(array, train) for name, array in arrays.items()},
+            {name: take_rows(array, validation) for name, array in arrays.items()})
+
+
+def take_rows(array: Any, index: np.ndarray) -> Any:
+    """The rows of `array` at `index`: a lazy array's select() keeps them lazy (nothing is read), any other array
+    is indexed (a NumPy array: a copy of those rows)."""
+    return array.select(index) if hasattr(array, "select") else array[index]

@@ -106,14 +106,15 @@ class DatasetRow(NamedTuple):
 
 def _register(name: str, *, task: Task, num_classes: int | None, input_shape: tuple[int | None, ...],
               dtype: str, size_bytes: int, remote: tuple[RemoteFile, ...] = (), bundled: tuple[str, ...] = (),
-              options: tuple[str, ...] = ()) -> Callable[[Loader], Loader]:
-    """Decorator: register a loader as dataset `name`; its docstring's first line is the one-line doc."""
+              options: tuple[str, ...] = (), aliases: tuple[str, ...] = ()) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader as dataset `name` (and its `aliases`); its docstring's first line is the
+    one-line doc."""
 
     def decorate(loader: Loader) -> Loader:
         doc = (loader.__doc__ or "").strip().splitlines()
         info = DatasetInfo(name, doc[0] if doc else "", task, num_classes, input_shape, dtype, size_bytes,
                            bool(bundled), remote, bundled, options)
-        registry.datasets.register(name)(Dataset(info, loader))
+        registry.datasets.register(name, aliases=aliases)(Dataset(info, loader))
         return loader
 
     return decorate
@@ -342,3 +343,32 @@ def _mnist_sequences(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     mnist = registry.datasets.get("mnist")
     arrays = cached_build(cache_dir() / "mnist_sequences", lambda: _idx_dataset(mnist.info))
     return arrays[0], arrays[1], arrays[2], arrays[3]
+
+
+# the archive's sha256 and size as TensorFlow Datasets records them (tensorflow_datasets/datasets/imdb_reviews/
+# checksums.tsv: 84125825 bytes), the same value other projects pin (scikit-learn-style fetchers, Julia's
+# MLDatasets)
+_ACL_IMDB = RemoteFile("aclImdb_v1.tar.gz", "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+                       "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe")
+
+
+@_register("acl_imdb", task="binary", num_classes=2, input_shape=(1,), dtype="string", size_bytes=84_125_825,
+           remote=(_ACL_IMDB,), aliases=("aclImdb",))
+def _acl_imdb(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
+    """IMDB reviews as raw text (Maas et al. 2011, aclImdb), neg 0 / pos 1, 25000 train / 25000 test."""
+    from dlcli.data.archives import unpacked
+    from dlcli.data.folders import list_folder
+    from dlcli.data.prefetch import default_threads
+    from dlcli.data.text_files import TextRows, read_texts
+
+    archive = fetch(info.name, _ACL_IMDB.filename, _ACL_IMDB.url, _ACL_IMDB.sha256)
+    root = unpacked(archive, cache_dir() / info.name / f"unpacked-{_ACL_IMDB.sha256[:16]}") / "aclImdb"
+    parts = []
+    for part in ("train", "test"):  # train/unsup holds the unlabelled reviews: not a class
+        listing = list_folder(root / part, (".txt",), ["neg", "pos"], follow_links=False, kind="text")
+        texts, bad = read_texts(listing.files, default_threads())
+        if bad:
+            raise DataError(f"{bad[0][0]}: {bad[0][1]}; the unpacked archive under {root} is damaged: delete "
+                            f"{root.parent} to unpack it again")
+        parts += [TextRows([text or "" for text in texts]), listing.labels]
+    return parts[0], parts[1], parts[2], parts[3]

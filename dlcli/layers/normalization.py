@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -58,13 +59,28 @@ class Normalization(Layer):
         """Whether training adapts it: only when the spec gives no mean and variance, as in Keras."""
         return self.spec.mean is None
 
-    def adapt(self, data: np.ndarray) -> None:
-        """Set mean and variance from training examples (batch axis first), in float64 for accuracy."""
-        reduce_axes = tuple(i for i in range(data.ndim) if i != self.feature_axis)
-        values = data.astype(np.float64)
-        self.state["mean"][...] = values.mean(axis=reduce_axes)
-        self.state["variance"][...] = values.var(axis=reduce_axes)
-        self.state["count"][...] = data.size // self.state["mean"].size
+    def adapt(self, data: np.ndarray | Iterable[np.ndarray]) -> None:
+        """Set mean and variance from training examples (batch axis first): one array, or its batches one by one
+        (a split larger than memory), combined exactly (Chan et al.'s pairwise update, in float64)."""
+        count, mean, squares = 0, np.zeros(1), np.zeros(1)  # squares: the sum of squared deviations from mean
+        for batch in [data] if isinstance(data, np.ndarray) else data:
+            reduce_axes = tuple(i for i in range(batch.ndim) if i != self.feature_axis)
+            values = batch.astype(np.float64)
+            size = values.size // self.state["mean"].size
+            if size == 0:
+                continue
+            batch_mean = values.mean(axis=reduce_axes)
+            batch_squares = values.var(axis=reduce_axes) * size
+            total = count + size
+            delta = batch_mean - mean
+            mean = mean + delta * (size / total)
+            squares = squares + batch_squares + delta ** 2 * (count * size / total)
+            count = total
+        if count == 0:
+            raise ValueError("normalization adapts on at least one example")  # load_splits refuses empty splits
+        self.state["mean"][...] = mean
+        self.state["variance"][...] = squares / count
+        self.state["count"][...] = count
 
     def _broadcast_shape(self, ndim: int) -> tuple[int, ...]:
         return tuple(-1 if i == self.feature_axis else 1 for i in range(ndim))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from itertools import chain, repeat
-from typing import Literal
+from typing import Iterable, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -174,14 +174,17 @@ class TextVectorization(Layer):
         """Whether training adapts it: only without a fixed `vocabulary` in the spec."""
         return self.spec.vocabulary is None
 
-    def adapt(self, data: np.ndarray) -> None:
-        """Learn the vocabulary from training texts: most frequent first, ties in reverse byte order (as Keras).
+    def adapt(self, data: np.ndarray | Iterable[np.ndarray]) -> None:
+        """Learn the vocabulary from training texts (one array, or its batches one by one): most frequent first,
+        ties in reverse byte order (as Keras).
 
         A `vocabulary` given in the spec is fixed and is not re-learned.
         """
         if not self.needs_adapt:
             return
-        counts = Counter(chain.from_iterable(self.tokenize(data)))
+        counts: Counter[str] = Counter()
+        for batch in [data] if isinstance(data, np.ndarray) else data:
+            counts.update(chain.from_iterable(self.tokenize(batch)))
         for reserved in (MASK, OOV):  # Keras drops the reserved tokens from the counts
             counts.pop(reserved, None)
         # Keras sorts by (count, token bytes) ascending with np.lexsort and reverses: ties go reverse-alphabetical

@@ -193,8 +193,8 @@ def validate_spec(document: dict[str, Any], path: Path) -> RunSpec:
 def _resolve_paths(spec: RunSpec, folder: Path) -> RunSpec:
     # abspath, not resolve(): resolving touches the file system, and a symlink loop would raise here; the data
     # readers' one gate reports every unreadable path with its exit code
-    updates = {key: Path(os.path.abspath(folder / value)) for key in ("train", "test", "validation")
-               if (value := getattr(spec.data, key)) is not None and not Path(value).is_absolute()}
+    updates = {key: Path(os.path.abspath(folder / value)) for key in ("train", "test", "validation", "labels")
+               if isinstance(value := getattr(spec.data, key), Path) and not value.is_absolute()}
     return spec.model_copy(update={"data": spec.data.model_copy(update=updates)}) if updates else spec
 
 

@@ -210,6 +210,34 @@ class DataSpec(StrictSpec):
                                                        '"fill_value"')
     options: dict[str, Any] = Field({}, description="Options of the registry dataset, e.g. num_words = 10000 (see "
                                                     "Datasets below).")
+    # folders of images or texts, one subfolder a class (Keras' image_dataset_from_directory and
+    # text_dataset_from_directory, with their names and defaults)
+    image_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
+        [256, 256], description="Image folders: the [height, width] every image is resized to (Keras' default).")
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field(
+        "rgb", description="Image folders: the channels each image is converted to: 1, 3 or 4.")
+    interpolation: Literal["bilinear", "nearest"] = Field(
+        "bilinear", description="Image folders: how images are resized, as Keras resizes them (antialias off).")
+    crop_to_aspect_ratio: bool = Field(False, description="Image folders: crop the largest centred window of the "
+                                                          "image_size aspect ratio before resizing, instead of "
+                                                          "stretching.")
+    class_names: list[str] | None = Field(None, min_length=1, description="Folders: the class subfolders to read, in "
+                                                                          "the order of their ids (default: every "
+                                                                          "subfolder, sorted by name).")
+    labels: Literal["inferred"] | Path = Field("inferred", description='Folders: "inferred" from the class subfolders, '
+                                                                      "or a CSV file of path,label lines (paths "
+                                                                      "relative to the folder).")
+    follow_links: bool = Field(False, description="Folders: also walk subfolders that are symbolic links (each real "
+                                                  "folder once).")
+    on_bad_file: Literal["error", "skip"] = Field(
+        "error", description="Folders: a file that is not a whole image or UTF-8 text is an error naming every "
+                             "such file, or is skipped (the start event counts them).")
+    cache: Literal["none", "memory", "disk"] = Field(
+        "none", description="Image folders: keep decoded images for later epochs in RAM, or on disk under the "
+                            "dataset cache for later runs too.")
+    decode_threads: int | None = Field(None, gt=0, le=256, description="Folders: threads that check, read and "
+                                                                       "decode files (default: the cores, at most "
+                                                                       "4); results do not depend on it.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:

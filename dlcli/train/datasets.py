@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from dlcli.data import (InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype, check_labels,
-                        check_lengths, fill_missing, fill_values, load_dataset, one_hot, read_examples, single_name,
-                        split_validation)
+                        check_lengths, fill_missing, fill_values, load_dataset, one_hot, read_examples,
+                        refuse_keys_of_other_readers, single_name, split_validation)
 from dlcli.errors import DataError
 from dlcli.graph import Model
 from dlcli.spec.models import DataSpec, RunSpec
@@ -96,6 +96,7 @@ def _unmerge(arrays: dict[str, np.ndarray]) -> Split:
 
 def _registry_splits(data: DataSpec, model: Model) -> tuple[Split, Split]:
     assert data.dataset is not None
+    refuse_keys_of_other_readers(None, data, f'data.dataset = "{data.dataset}" is a registry dataset')
     input_name, output_name = single_name(model.inputs, "input"), single_name(model.outputs, "output")
     loaded = load_dataset(data.dataset, data.options)
     return (Split({input_name: loaded.x_train}, {output_name: loaded.y_train}),
@@ -118,7 +119,7 @@ def read_request(model: Model, data: DataSpec, schema: dict[str, Any], learn: bo
                  targets: bool = True) -> ReadRequest:
     """What the readers need to know of `model` to read its data (its inputs, and its targets unless `targets`
     is false), with the [data] keys and the run's schema."""
-    inputs = {name: InputSlot(spec.dtype) for name, spec in model.inputs.items()}
+    inputs = {name: InputSlot(spec.dtype, tuple(spec.shape)) for name, spec in model.inputs.items()}
     if not targets:
         return ReadRequest(inputs, None, data, schema, learn)
     slots = {}

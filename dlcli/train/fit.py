@@ -8,13 +8,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, DivergedError, RunInterruptedError, SpecError
+from dlcli.errors import CheckpointError, DataError, DivergedError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
@@ -28,7 +28,7 @@ from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.loop import (
-    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, log_directions,
+    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, in_order, input_tensor, log_directions,
     reported_names,
 )
 from dlcli.train.rundir import (
@@ -39,19 +39,25 @@ from dlcli.train.streams import Streams, give_rank_its_stream
 
 
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
-    """Adapt normalization layers on the training data as it reaches them (layers before them applied)."""
+    """Adapt normalization layers on the training data as it reaches them (layers before them applied), a batch
+    at a time: the layer takes the batches one by one, so a split larger than memory (an image folder) is never
+    held whole."""
+    dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     for index, node in enumerate(model.nodes):
         if not getattr(node.layer, "needs_adapt", False):
             continue
         prefix = Model(model.inputs, model.nodes[:index], {node.inputs[0]: None}, model.sequential)  # type: ignore
-        dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
+        node.layer.adapt(_values_reaching(prefix, node.inputs[0], train, dtypes, batch_size))
+
+
+def _values_reaching(prefix: Model, name: str, train: Split, dtypes: dict[str, str],
+                     batch_size: int) -> Iterator[np.ndarray]:
+    """The training data's values at node or input `name`, batch by batch, computed by `prefix` (inference mode)."""
+    for batch in train.batches(in_order(len(train), batch_size)):
         with no_grad():
-            chunks = []
-            for start in range(0, len(train), batch_size):
-                batch = {k: input_tensor(v[start:start + batch_size], dtypes[k]) for k, v in train.inputs.items()}
-                values = batch if node.inputs[0] in batch else prefix(batch)
-                chunks.append(values[node.inputs[0]].data)
-        node.layer.adapt(np.concatenate(chunks))
+            tensors = {k: input_tensor(v, dtypes[k]) for k, v in batch.inputs.items()}
+            values = tensors if name in tensors else prefix(tensors)
+        yield values[name].data
 
 
 def _default_monitor(spec: RunSpec, splits: Splits) -> str:
@@ -185,6 +191,11 @@ class _Run:
                 "resumed_from": None, "world_size": self.world.size}
         if self.directory.replaced is not None:
             info["replaced"] = str(self.directory.replaced)
+        files = splits.schema.get("files")
+        if files:  # an image or text folder: how many files the check before training left out, and its time
+            info["skipped_files"] = files["skipped"]
+            if "check_seconds" in files:
+                info["file_check_seconds"] = files["check_seconds"]
         missing = splits.schema.get("missing")
         if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
             info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
@@ -203,6 +214,11 @@ class _Run:
                             f"rank{'s' if saved_size != 1 else ''} and this job has {world.size}; resume with "
                             f"{saved_size}, or pass --allow-world-size-change to re-shard from the saved step (the "
                             f"result then differs from an uninterrupted {saved_size}-rank run)")
+        saved_files = (metadata.get("data") or {}).get("files", {}).get("listings")
+        if saved_files is not None and saved_files != self.splits.schema.get("files", {}).get("listings"):
+            raise DataError(f"cannot resume {self.run_dir}: its data folders do not hold the files they held when "
+                            f"{path.name} was written (files added, removed or renamed, or labels changed), so the "
+                            f"epoch cannot continue where it stopped; put them back, or train a new run")
         restore_model(self.model, arrays, path)
         self.optimizer.load_state({k.removeprefix("optimizer/"): v for k, v in arrays.items()
                                    if k.startswith("optimizer/")})

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import numpy as np
 
+from dlcli.data import batch_slices
+from dlcli.data.prefetch import prefetched
 from dlcli.errors import DivergedError, SpecError
 from dlcli.graph import Model
 from dlcli.losses import Loss, LossSpec, create_loss, weighted_total
@@ -24,17 +27,31 @@ from dlcli.train.distributed import World, moving_states
 
 @dataclass
 class Split:
-    """One split of the data: arrays for each model input and each output's targets, first axis examples."""
+    """One split of the data: arrays for each model input and each output's targets, first axis examples. An
+    array may be lazy (an image folder's images, decoded as batches need them: see data/readers/reader.py)."""
 
-    inputs: dict[str, np.ndarray]
-    targets: dict[str, np.ndarray]
+    inputs: dict[str, Any]
+    targets: dict[str, Any]
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
     def take(self, index: np.ndarray | slice) -> Split:
-        """The examples at `index` (one fancy-index gather per array)."""
+        """The examples at `index` (one gather per array), as NumPy arrays."""
         return Split({k: v[index] for k, v in self.inputs.items()}, {k: v[index] for k, v in self.targets.items()})
+
+    def batches(self, indexes: Iterable[np.ndarray]) -> Iterator[Split]:
+        """The examples at each index array of `indexes`, in order, as NumPy arrays; lazy arrays that decode on
+        worker threads are gathered a few batches ahead (data.prefetch), the same rows whatever the timing."""
+        arrays = {**{f"in:{k}": v for k, v in self.inputs.items()}, **{f"out:{k}": v for k, v in self.targets.items()}}
+        with closing(prefetched(arrays, indexes)) as gathered:
+            for batch in gathered:
+                yield Split({k: batch[f"in:{k}"] for k in self.inputs}, {k: batch[f"out:{k}"] for k in self.targets})
+
+
+def in_order(count: int, batch_size: int) -> list[np.ndarray]:
+    """Index arrays of consecutive batches over `count` examples, in order (evaluation, prediction)."""
+    return batch_slices(np.arange(count), batch_size)
 
 
 class Objective:
@@ -220,38 +237,45 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
     world = world or World()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     states = moving_states(model) if world.size > 1 else []
-    for index in batches[progress.done:]:
-        before_step(progress)
-        local = world.shard(index)
-        batch = data.take(local)
-        predictions = model(_as_tensors(batch.inputs, dtypes), training=True)
-        loss, parts = objective.loss(predictions, batch.targets)
-        step = first_step + progress.done + 1
-        optimizer.zero_grad()
-        if world.size == 1:
-            value = loss.item()
-            _check_finite(value, step, progress, model, objective, batch, dtypes)
-            loss.backward()
-            progress.stop_signal = stop_requested()
-        else:  # every rank must reach the same verdict, so the NaN check waits for the combined loss
-            loss.backward()
-            combined, progress.stop_signal = world.reduce_step(
-                optimizer.params, states, [loss.item(), *parts.values()], len(local), len(index), stop_requested())
-            value, parts = combined[0], dict(zip(parts, combined[1:]))
-            _check_finite(value, step, progress, model, objective, batch, dtypes)
-            predictions = {name: _gathered(world, predictions[name], len(index)) for name in progress.metrics}
-            batch = Split({}, {name: data.targets[name][index] for name in progress.metrics})
-        optimizer.step()
-        progress.running.add({"loss": value, **parts}, len(index))
-        for name, group in progress.metrics.items():
-            for metric in group:
-                metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
-        progress.done += 1
-        if world.check_every and step % world.check_every == 0:
-            world.check_weights(model, step)
-        if after_step(progress):
-            return False
-    return True
+    remaining = batches[progress.done:]
+    # each rank gathers (and an image folder decodes) only its own shard of every global batch
+    local_batches = data.batches([world.shard(index) for index in remaining])
+    try:
+        for index, batch in zip(remaining, local_batches):
+            before_step(progress)
+            local = world.shard(index)
+            predictions = model(_as_tensors(batch.inputs, dtypes), training=True)
+            loss, parts = objective.loss(predictions, batch.targets)
+            step = first_step + progress.done + 1
+            optimizer.zero_grad()
+            if world.size == 1:
+                value = loss.item()
+                _check_finite(value, step, progress, model, objective, batch, dtypes)
+                loss.backward()
+                progress.stop_signal = stop_requested()
+            else:  # every rank must reach the same verdict, so the NaN check waits for the combined loss
+                loss.backward()
+                combined, progress.stop_signal = world.reduce_step(optimizer.params, states,
+                                                                   [loss.item(), *parts.values()], len(local),
+                                                                   len(index), stop_requested())
+                value, parts = combined[0], dict(zip(parts, combined[1:]))
+                _check_finite(value, step, progress, model, objective, batch, dtypes)
+                predictions = {name: _gathered(world, predictions[name], len(index))
+                               for name in progress.metrics}
+                batch = Split({}, {name: data.targets[name][index] for name in progress.metrics})
+            optimizer.step()
+            progress.running.add({"loss": value, **parts}, len(index))
+            for name, group in progress.metrics.items():
+                for metric in group:
+                    metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
+            progress.done += 1
+            if world.check_every and step % world.check_every == 0:
+                world.check_weights(model, step)
+            if after_step(progress):
+                return False
+        return True
+    finally:
+        local_batches.close()  # the batches decoding ahead of an early stop are cancelled
 
 
 def _gathered(world: World, prediction: Tensor, total: int) -> Tensor:
@@ -296,8 +320,7 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
     keep_freed_memory()
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     running, metrics = RunningMeans(), objective.new_metrics()
-    for start in range(0, len(data), batch_size):  # a loop over batches, not samples
-        batch = data.take(slice(start, start + batch_size))
+    for batch in data.batches(in_order(len(data), batch_size)):  # a loop over batches, not samples
         predictions = model(_as_tensors(batch.inputs, dtypes), training=False)
         loss, parts = objective.loss(predictions, batch.targets)
         running.add({"loss": loss.item(), **parts}, len(batch))
@@ -308,7 +331,7 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
 
 
 @no_grad()
-def predict(model: Model, inputs: dict[str, np.ndarray],
+def predict(model: Model, inputs: dict[str, Any],
             batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
     """Each output's predictions for `inputs` (in batches, in inference mode) and its step mask (examples,
     time), or None where it has none."""
@@ -317,9 +340,8 @@ def predict(model: Model, inputs: dict[str, np.ndarray],
     count = len(next(iter(inputs.values())))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in model.outputs}
     masks: dict[str, list[np.ndarray | None]] = {name: [] for name in model.outputs}
-    for start in range(0, count, batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
-        for name, out in model(_as_tensors(batch, dtypes), training=False).items():
+    for split in Split(inputs, {}).batches(in_order(count, batch_size)):
+        for name, out in model(_as_tensors(split.inputs, dtypes), training=False).items():
             chunks[name].append(out.data)
             masks[name].append(out.mask)
     outputs = {name: np.concatenate(parts) if parts else np.zeros((0, *model.shapes[name]), np.float32)

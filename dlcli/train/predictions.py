@@ -28,9 +28,10 @@ OUTPUT_SUFFIXES = (".npy", ".npz", ".csv", ".jsonl", ".json")
 class PredictionInputs:
     """The model's inputs read from a file, and how to name an example's place in that file."""
 
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, Any]  # an image folder's images are a lazy array, decoded a batch at a time
     path: Path
     lines: np.ndarray | None = None  # a CSV file's line of each example (header = line 1); None: rows from 0
+    sources: list[str] | None = None  # the file of each example, when each is a file of its own (images)
 
     def places(self, rows: np.ndarray) -> str:
         """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
@@ -67,12 +68,12 @@ def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict
     arrays = examples.inputs
     for name, array in arrays.items():
         expected = tuple(model.inputs[name].shape)
-        if array.ndim == 1 and expected == (1,):
+        if len(array.shape) == 1 and expected == (1,):
             array = arrays[name] = array[:, None]
-        if array.shape[1:] != expected:
+        if tuple(array.shape[1:]) != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
-    return PredictionInputs(arrays, path, examples.lines)
+    return PredictionInputs(arrays, path, examples.lines, examples.sources)
 
 
 def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | None:
@@ -161,13 +162,15 @@ def _records(columns: dict[str, np.ndarray | list[list[Any]]]) -> Iterator[dict[
 
 def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool,
                       masks: dict[str, np.ndarray | None] | None = None, classes: dict[str, list[str]] | None = None,
-                      nonfinite: np.ndarray | None = None) -> list[str]:
+                      nonfinite: np.ndarray | None = None, sources: list[str] | None = None) -> list[str]:
     """Write predictions to `path` by its suffix; without a path return the lines for stdout. masks: each
     output's step mask (examples, time) or None; padded steps get no per-step label. classes: the class names
     of outputs trained on names (the checkpoint's schema). nonfinite: with --allow-nonfinite, which examples
-    held NaN or infinity, written as a nonfinite column (an array in an .npz)."""
+    held NaN or infinity, written as a nonfinite column (an array in an .npz). sources: the file of each
+    example (images, texts of a folder), written first, as a path column."""
     check_output_path(path, model, nonfinite is not None)
-    columns = _columns(model, outputs, masks or {}, classes or {})
+    columns: dict[str, np.ndarray | list[list[Any]]] = {"path": np.array(sources, dtype=str)} if sources else {}
+    columns.update(_columns(model, outputs, masks or {}, classes or {}))
     if nonfinite is not None:
         columns["nonfinite"] = nonfinite
     if path is None:
@@ -178,7 +181,8 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
     if path.suffix == ".npy":
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
     elif path.suffix == ".npz":
-        np.savez(buffer, **outputs, **({"nonfinite": nonfinite} if nonfinite is not None else {}))
+        np.savez(buffer, **outputs, **({"nonfinite": nonfinite} if nonfinite is not None else {}),
+                 **({"path": np.array(sources, dtype=str)} if sources else {}))
     elif path.suffix == ".csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

@@ -25,7 +25,7 @@ def request(dtype: str = "float32", targets: bool = False, **keys: object) -> Re
 
 
 def test_every_reader_has_a_one_line_doc_and_accepts_something() -> None:
-    assert registry.readers.names() == ["csv", "npy_pair", "npz", "text_lines"]
+    assert registry.readers.names() == ["csv", "image_folder", "npy_pair", "npz", "text_folder", "text_lines"]
     for entry in registry.readers:
         assert entry.doc and len(entry.doc) < 120, entry.name
         assert issubclass(entry.target, Reader) and (entry.target.suffixes or entry.target.directory), entry.name
@@ -43,15 +43,23 @@ def test_the_dispatcher_picks_the_reader_by_what_the_name_ends_with(name: str, r
     assert reader_for(Path("data") / name).name == reader
 
 
-@pytest.mark.parametrize("name", ["a.parquet", "a.gz", "x_a.npy.gz", "a.CSV", "no_suffix", ".csv"])
+def test_a_missing_path_without_a_suffix_is_named_as_missing_not_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"photos does not exist; check the path \(a folder of images or texts"):
+        reader_for(tmp_path / "photos")
+
+
+@pytest.mark.parametrize("name", ["a.parquet", "a.gz", "x_a.npy.gz", "a.CSV", ".csv"])
 def test_a_path_no_reader_accepts_gets_the_one_message_listing_every_reader(name: str) -> None:
     with pytest.raises(DataError) as info:
         reader_for(Path("data") / name)
     message = str(info.value)
     assert message.startswith(f"{Path('data') / name}: unsupported data file; dlcli reads .csv or .csv.gz (a CSV "
-                              f"table with a header row, its columns named by data.features and data.target); .npy "
+                              f"table with a header row, its columns named by data.features and data.target); .png "
+                              f"or .jpg or .jpeg or .bmp or .gif or .webp or a folder (images, one subfolder of them "
+                              f"a class (or single images, for predict): PNG, JPEG, BMP, GIF or WebP); .npy "
                               f"(inputs in x_NAME.npy with their targets in y_NAME.npy beside it")
     assert ".npz (arrays by name in an .npz archive: x and y" in message and ".txt (one text a line" in message
+    assert "a folder (UTF-8 .txt files, one example a file, one subfolder of them a class" in message
 
 
 def test_a_folder_named_like_a_file_reaches_that_files_reader_which_says_it_is_a_folder(tmp_path: Path) -> None:

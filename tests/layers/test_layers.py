@@ -158,6 +158,21 @@ def test_normalization_over_images_normalizes_channels() -> None:
     np.testing.assert_allclose(layer.state["mean"], images.reshape(-1, 2).mean(axis=0), rtol=1e-5)
 
 
+def test_normalization_adapts_batch_by_batch_to_the_whole_arrays_statistics() -> None:
+    images = np.random.default_rng(4).normal(loc=[10.0, -3.0], scale=[2.0, 0.5], size=(101, 3, 3, 2))
+    whole, streamed = (create_layer({"type": "normalization", "axis": -1}) for _ in range(2))
+    for layer in (whole, streamed):
+        layer.build((3, 3, 2), np.random.default_rng(0))
+    whole.adapt(images)
+    streamed.adapt(iter([images[:7], images[7:7], images[7:64], images[64:]]))  # uneven batches, one empty
+    flat = images.reshape(-1, 2)
+    for layer in (whole, streamed):
+        np.testing.assert_allclose(layer.state["mean"], flat.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(layer.state["variance"], flat.var(axis=0), rtol=1e-6)
+        assert int(layer.state["count"]) == 101 * 9
+    np.testing.assert_array_equal(streamed.state["variance"], whole.state["variance"])
+
+
 def test_unknown_layer_type_suggests_the_closest() -> None:
     from dlcli.errors import UnknownNameError
 

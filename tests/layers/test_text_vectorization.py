@@ -85,6 +85,16 @@ def test_adapt_is_deterministic_whatever_the_order_of_the_texts() -> None:
     assert built(config, texts[rng.permutation(len(texts))]).get_vocabulary() == first
 
 
+def test_adapting_batch_by_batch_learns_the_whole_arrays_vocabulary() -> None:
+    rng = np.random.default_rng(1)
+    words = np.array(["w%d" % i for i in range(40)])
+    texts = np.array([[" ".join(rng.choice(words, 5))] for _ in range(50)])
+    config = {"type": "text_vectorization", "output_sequence_length": 6, "max_tokens": 25}
+    streamed = built(config)
+    streamed.adapt(iter([texts[:9], texts[9:9], texts[9:33], texts[33:]]))  # as a streamed split feeds it
+    assert streamed.get_vocabulary() == built(config, texts).get_vocabulary()
+
+
 @pytest.mark.parametrize("standardize, tokens", [
     ("lower_and_strip_punctuation", ["hello", "world", "dont", "stop", "café"]),
     ("lower", ["hello,", "world!", "don't", "stop-", "café"]),

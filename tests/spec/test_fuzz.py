@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from dlcli.cli.main import cli
 from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+from tests.spec_data import spec_data_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,20 +24,6 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = sorted((REPO / "specs").glob("*.toml"))
-_GRAPH_DATA: list[Path] = []
-
-
-def _graph_data() -> Path:
-    """The graph specs' .npz files, generated once per test session (the fuzzed copies point at them)."""
-    if not _GRAPH_DATA:
-        import subprocess
-        import tempfile
-
-        folder = Path(tempfile.mkdtemp(prefix="dlcli-fuzz-data-"))
-        subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
-                        "--tickets", "100"], check=True, capture_output=True)
-        _GRAPH_DATA.append(folder)
-    return _GRAPH_DATA[0]
 
 
 def _load(spec: Path) -> dict[str, Any]:
@@ -44,7 +31,7 @@ def _load(spec: Path) -> dict[str, Any]:
     doc = tomllib.loads(spec.read_text())
     for key in ("train", "test", "validation"):
         if key in doc.get("data", {}):
-            doc["data"][key] = str(_graph_data() / Path(doc["data"][key]).name)
+            doc["data"][key] = str(spec_data_path(doc["data"][key]))
     return doc
 WRONG_VALUES = ["x", -3, 0, 10**12, -1.5, True, [1, "a"], {"nested": 1}, "frobnicate"]
 

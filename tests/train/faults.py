@@ -7,10 +7,14 @@ run in it adds the callbacks `callbacks()` returns, and the faults asked for are
                                     hour (the MPI watchdog must end the job), or "perturb" one weight (the ranks'
                                     weight-hash comparison must catch the drift)
   DLCLI_TEST_PAUSE_WRITE=SECONDS    hold every atomic file write half written that long (a kill lands mid-file)
+  DLCLI_TEST_RECORD_DECODED=FOLDER  at the end, write FOLDER/rank-R.json: the rows of every in-RAM image cache
+                                    (data.cache = "memory") this rank decoded, to see which images each rank read
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import time
 from pathlib import Path
@@ -66,6 +70,20 @@ def _hold(seconds: float) -> Any:
     return hold
 
 
+class RecordDecoded(Callback):
+    """At the end of training, writes which rows this rank's in-RAM image caches hold (the images it decoded)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
+        from dlcli.data.image_cache import ImageStore
+
+        stores = [found for found in gc.get_objects() if type(found) is ImageStore]
+        rows = sorted(int(row) for store in stores for row in store.filled.nonzero()[0])
+        (self.folder / f"rank-{run.rank}.json").write_text(json.dumps(rows))
+
+
 def callbacks() -> list[Callback]:
     """The faults the environment asks for (the seam calls this once per training run)."""
     found: list[Callback] = []
@@ -73,6 +91,8 @@ def callbacks() -> list[Callback]:
         found.append(PauseEachStep(float(os.environ["DLCLI_TEST_PAUSE_STEP"])))
     if os.environ.get("DLCLI_TEST_FAULT"):
         found.append(BreakRank(os.environ["DLCLI_TEST_FAULT"]))
+    if os.environ.get("DLCLI_TEST_RECORD_DECODED"):
+        found.append(RecordDecoded(os.environ["DLCLI_TEST_RECORD_DECODED"]))
     if float(os.environ.get("DLCLI_TEST_PAUSE_WRITE") or 0) > 0:
         checkpoint.half_written_hook = _hold(float(os.environ["DLCLI_TEST_PAUSE_WRITE"]))
     return found

@@ -10,13 +10,31 @@ of them as its spec, `register("image_folder", spec=ImageFolderOptions)`: the di
 [data.options] against it and hands the result to the reader as request.options (for readers without one,
 [data.options] stays the registry datasets' table).
 
-`read` returns whole arrays. A reader for data larger than memory (parquet, long time series) will stream
-instead: it will add `batches(path, request, batch_size) -> Iterator[Examples]`, and the dispatcher and the
-train loop will take that path for it; nothing streams yet, so neither is built.
+`read` returns arrays whose first axis is examples: NumPy arrays, or LAZY arrays for data that does not fit in
+memory or is cheaper made a batch at a time (an image folder's decoded images, time-series windows over a table).
+A lazy array is an object with
+  - `shape` (examples first), `dtype`, `ndim` and `__len__`, and
+  - `__getitem__(index) -> np.ndarray`: the rows at an index array (also a slice, a boolean mask or one int),
+    returned as a NumPy array; the same index must always give the same rows, bit for bit.
+Optionally, it also has
+  - `select(index)`: the rows at `index` as another lazy array (validation_split holds a part out without
+    reading it; without select, `array[index]` is taken, a NumPy array);
+  - `fill(index, out)` and `threads`: write the rows at `index` into `out`, safe to call from several threads at
+    once on different rows; training then gathers each batch with data.prefetch.prefetched(), on a pool of
+    `threads` threads, a few batches ahead of the step (a lazy array without them is just indexed, in the
+    training thread, when its batch comes);
+  - `describe() -> dict`: what the data report says about it (image sizes and modes, text lengths).
+Training never reads a lazy array whole: batches, evaluation, predictions and normalization's adapt all go a
+batch at a time. The training loop asks for each rank's own shard of a batch only (under MPI).
+
+A reader's own keys of [data] (an image folder's image_size, ...) are named in its `data_keys`; a training split
+read by another reader with one of them set to other than its default is a SpecError naming the key, so a key
+that would do nothing is never silently ignored.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +55,7 @@ class Examples:
     inputs: dict[str, np.ndarray]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
+    sources: list[str] | None = None  # the file of each example, for readers of one example a file (folders)
 
 
 class Reader:
@@ -44,6 +63,7 @@ class Reader:
 
     suffixes: ClassVar[tuple[str, ...]] = ()  # file name endings, such as ".csv" or ".csv.gz"
     directory: ClassVar[bool] = False  # a folder (one subfolder a class, say), not a file
+    data_keys: ClassVar[frozenset[str]] = frozenset()  # the keys of [data] only this kind of reader uses
 
     @classmethod
     def accepts(cls, path: Path) -> bool:
@@ -72,6 +92,9 @@ def reader_for(path: Path, readers: registry.Registry = registry.readers) -> reg
     for entry in sorted(entries, key=lambda e: e.target.directory):
         if entry.target.accepts(path):
             return entry
+    if "." not in path.name and not os.path.lexists(path):  # most likely a folder, mistyped or not made yet
+        raise DataError(f"{path} does not exist; check the path (a folder of images or texts, one subfolder a "
+                        f"class, or a data file)")
     raise DataError(unsupported_message(path, entries))
 
 
@@ -84,9 +107,26 @@ def unsupported_message(path: Path, entries: list[registry.Entry]) -> str:
 def read_examples(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> Examples:
     """The examples `request` asks for from `path`, by the reader registered for what it is."""
     entry = reader_for(path, readers)
+    if request.targets is not None:
+        refuse_keys_of_other_readers(entry, request.data,
+                                     f"{path} is read by the {entry.name} reader ({_lowered(entry.doc)})", readers)
     if entry.spec is not None:
         request.options = _reader_options(entry, request.data.options, path)
     return entry.target().read(path, request)
+
+
+def refuse_keys_of_other_readers(entry: registry.Entry | None, data: object, what: str,
+                                 readers: registry.Registry = registry.readers) -> None:
+    """SpecError for a [data] key of another kind of reader than `entry` (None: a registry dataset, which no
+    reader reads) set to other than its default: it would do nothing. `what` says what is read, for the message."""
+    fields = getattr(type(data), "model_fields", {})
+    own = entry.target.data_keys if entry is not None else frozenset()
+    others = {key for other in readers for key in other.target.data_keys} - own
+    unused = sorted(key for key in others if key in fields and getattr(data, key) != fields[key].default)
+    if unused:
+        users = [other.name for other in readers if unused[0] in other.target.data_keys]
+        raise SpecError(f"data.{unused[0]}: applies to {' and '.join(users)} data, but {what}; remove "
+                        f"{', '.join(f'data.{key}' for key in unused)}")
 
 
 def _reader_options(entry: registry.Entry, options: dict, path: Path) -> object:

@@ -35,13 +35,35 @@ class DataKeys(Protocol):
     def missing(self) -> str: ...  # the missing-value policy (csv_examples.MISSING_POLICIES)
     @property
     def options(self) -> dict[str, Any]: ...  # [data.options]: a reader's own options, when it declares them
+    @property
+    def image_size(self) -> list[int]: ...  # image folders: [height, width]
+    @property
+    def color_mode(self) -> str: ...  # image folders: grayscale, rgb or rgba
+    @property
+    def interpolation(self) -> str: ...  # image folders: bilinear or nearest
+    @property
+    def crop_to_aspect_ratio(self) -> bool: ...  # image folders
+    @property
+    def class_names(self) -> list[str] | None: ...  # folders: the class subfolders, in id order
+    @property
+    def labels(self) -> Any: ...  # folders: "inferred", or the Path of a CSV of path,label
+    @property
+    def follow_links(self) -> bool: ...  # folders
+    @property
+    def on_bad_file(self) -> str: ...  # folders: error or skip
+    @property
+    def cache(self) -> str: ...  # image folders: none, memory or disk
+    @property
+    def decode_threads(self) -> int | None: ...  # folders: None for the default
 
 
 @dataclass(frozen=True)
 class InputSlot:
-    """A model input as readers see it: the dtype it takes ("float32", "int32", "int64" or "string")."""
+    """A model input as readers see it: the dtype it takes ("float32", "int32", "int64" or "string") and the
+    shape of one example."""
 
     dtype: str
+    shape: tuple[int, ...] | None = None  # one example's shape, when the caller knows it
 
     @property
     def takes_text(self) -> bool:

@@ -1,0 +1,48 @@
+"""The data the shipped specs read from specs/data/ (which the repository does not hold), made small, once per test
+session, in one temporary folder: the graph specs' .npz files and the image specs' folders, under the paths the
+specs give relative to specs/data/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+_MADE: list[Path] = []
+
+
+def spec_data() -> Path:
+    """The folder standing in for specs/data/ (made on the first call)."""
+    if not _MADE:
+        folder = Path(tempfile.mkdtemp(prefix="dlcli-spec-data-"))
+        subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
+                        "--tickets", "100"], check=True, capture_output=True)
+        subprocess.run([sys.executable, str(REPO / "specs" / "make_image_folder.py"), "--out",
+                        str(folder / "digits_images"), "--limit", "60"], check=True, capture_output=True)
+        _photos(folder / "cats_vs_dogs")
+        _MADE.append(folder)
+    return _MADE[0]
+
+
+def spec_data_path(value: str | Path) -> Path:
+    """Where a shipped spec's data path (data/NAME or data/FOLDER/NAME, relative to specs/) is in spec_data()."""
+    parts = Path(value).parts
+    return spec_data().joinpath(*parts[parts.index("data") + 1:] if "data" in parts else parts[-1:])
+
+
+def _photos(folder: Path) -> None:
+    """A few JPEG photos of two classes, of several sizes, as the cats-vs-dogs spec reads them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part in ("train", "validation"):
+        for label in ("cats", "dogs"):
+            (folder / part / label).mkdir(parents=True)
+            for index in range(4):
+                size = (int(rng.integers(150, 260)), int(rng.integers(150, 260)))
+                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / part / label / f"{index}.jpg")
