@@ -58,7 +58,7 @@ def read_csv_examples(path: Path, recipe: CsvRecipe) -> CsvExamples:
         feature_columns = table.feature_columns(recipe.features, target if target >= 0 else ignored)
     names = [table.header[j] for j in feature_columns]
     # predicting ("keep"), a NaN or infinite row is refused or marked later, with every such row named
-    x = table.cells[:, feature_columns[0]] if recipe.text is not None else \
+    x = table.column_cells(feature_columns[0]) if recipe.text is not None else \
         table.numbers(feature_columns, allow_missing=True, advice=FEATURE_ADVICE,
                       allow_infinite=recipe.missing == "keep")
     table, x, dropped = _handle_missing(table, x, feature_columns, target, recipe)
@@ -70,7 +70,9 @@ def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target:
                     recipe: CsvRecipe) -> tuple[CsvTable, np.ndarray, int]:
     """Apply the missing-value policy: refuse, or drop rows; fills happen later (fill_missing), once the
     training part, whose means they may need, is known."""
-    x_missing = np.isnan(x) if x.dtype.kind == "f" else np.zeros((len(x), 1), bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        any_nan = x.dtype.kind == "f" and np.isnan(x.sum())  # one pass: NaN anywhere makes the sum NaN
+    x_missing = np.isnan(x) if any_nan else np.zeros((len(x), 1), bool)
     y_missing = table.missing([target])[:, 0] if target >= 0 else np.zeros(len(x), bool)
     if not (x_missing.any() or y_missing.any()) or recipe.missing == "keep":
         return table, x, 0
@@ -98,7 +100,9 @@ def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target:
 
 def _target(table: CsvTable, column: int, recipe: CsvRecipe) -> tuple[np.ndarray, list[str] | None]:
     """The target column as float64 numbers, or as class ids (int64) with the class list when it holds names."""
-    cells = np.char.strip(table.cells[:, column])
+    if table.is_numeric(column):  # the fast reader found numbers only
+        return table.numbers([column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0], None
+    cells = np.char.strip(table.column_cells(column))
     label = f"column {table.header[column]!r}"
     if not numbers_or_names(cells, lambda row: table.where(row), label, recipe.names_allowed, recipe.loss):
         return table.numbers([column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0], None

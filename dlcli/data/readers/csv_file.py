@@ -60,7 +60,7 @@ def _split(path: Path, request: ReadRequest) -> Examples:
     if takes_text:
         return Examples({input_name: read.x}, {output_name: y})
     schema.setdefault("columns", read.columns)
-    x = read.x.astype(np.float32)
+    x = np.ascontiguousarray(read.x, dtype=np.float32)  # C order: batches gather rows
     if "fill" in missing:
         missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns, missing["fill"])
     return Examples({input_name: x}, {output_name: y})
@@ -83,7 +83,7 @@ def _inputs(path: Path, request: ReadRequest) -> Examples:
                                              columns=request.schema.get("columns")))
     if takes_text:
         return Examples({names[0]: read.x}, lines=read.lines)
-    x = read.x.astype(np.float32)
+    x = np.ascontiguousarray(read.x, dtype=np.float32)
     fill = request.schema.get("missing", {}).get("fill")
     if fill:
         fill_missing(x, read.columns, fill)
