@@ -1,5 +1,5 @@
-"""A CSV file read as examples the way a run reads them: feature columns found by name, missing cells handled by
-the run's policy, a target of numbers or of class names (mapped to ids)."""
+"""A CSV file (or any table of named columns: parquet) read as examples the way a run reads them: feature columns
+found by name, missing cells handled by the run's policy, a target of numbers or of class names (mapped to ids)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dlcli.data.batches import counted
-from dlcli.data.csv_table import FEATURE_ADVICE, CsvTable, read_csv_table
+from dlcli.data.csv_table import FEATURE_ADVICE, read_csv_table
+from dlcli.data.table import Table
 from dlcli.data.labels import class_ids, class_list, numbers_or_names
 from dlcli.errors import DataError
 
@@ -38,8 +39,8 @@ class CsvExamples:
 
     x: np.ndarray  # float64 features, NaN where a missing cell awaits its fill; or unicode texts
     y: np.ndarray | None  # float64 numbers, or int64 class ids when the labels are names
-    where: Callable[[int], str]  # row -> "FILE, line N"
-    lines: np.ndarray  # each row's line in the file (header = line 1)
+    where: Callable[[int], str]  # row -> "FILE, line N" (a CSV file) or "FILE, row N"
+    lines: np.ndarray | None  # each row's line in a text file (header = line 1); None: rows from 0
     columns: list[str]  # the feature columns read, in the model's order (the text column for a text model)
     classes: list[str] | None  # the class list the ids index, when the labels are names
     rows_dropped: int = 0
@@ -47,7 +48,12 @@ class CsvExamples:
 
 def read_csv_examples(path: Path, recipe: CsvRecipe) -> CsvExamples:
     """Examples from a CSV file with a header row, as `recipe` says; every problem is a DataError naming the line."""
-    table = read_csv_table(path)
+    return read_table_examples(read_csv_table(path), recipe)
+
+
+def read_table_examples(table: Table, recipe: CsvRecipe) -> CsvExamples:
+    """Examples from a table of named columns (a CSV or parquet file), as `recipe` says; every problem is a
+    DataError naming the file's line or row."""
     target = table.column(recipe.target) if recipe.target is not None else -1
     if recipe.text is not None:
         feature_columns = [table.column(recipe.text)]
@@ -66,8 +72,8 @@ def read_csv_examples(path: Path, recipe: CsvRecipe) -> CsvExamples:
     return CsvExamples(x, y, table.where, table.lines, names, classes, dropped)
 
 
-def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target: int,
-                    recipe: CsvRecipe) -> tuple[CsvTable, np.ndarray, int]:
+def _handle_missing(table: Table, x: np.ndarray, features: list[int], target: int,
+                    recipe: CsvRecipe) -> tuple[Table, np.ndarray, int]:
     """Apply the missing-value policy: refuse, or drop rows; fills happen later (fill_missing), once the
     training part, whose means they may need, is known."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -98,7 +104,7 @@ def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target:
     return table, x, 0
 
 
-def _target(table: CsvTable, column: int, recipe: CsvRecipe) -> tuple[np.ndarray, list[str] | None]:
+def _target(table: Table, column: int, recipe: CsvRecipe) -> tuple[np.ndarray, list[str] | None]:
     """The target column as float64 numbers, or as class ids (int64) with the class list when it holds names."""
     if table.is_numeric(column):  # the fast reader found numbers only
         return table.numbers([column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0], None
