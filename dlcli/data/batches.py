@@ -11,6 +11,12 @@ from dlcli.errors import DataError
 SHOWN_ROWS = 5  # how many offending rows a message lists before it just counts them
 
 
+def is_lazy(array: object) -> bool:
+    """Whether `array` is a lazy array-like that gathers examples on demand (time-series windows) rather than a
+    NumPy array: its reader checked the values it is made of, so checks that scan a whole array skip it."""
+    return not isinstance(array, np.ndarray)
+
+
 def check_lengths(arrays: dict[str, np.ndarray]) -> int:
     """The number of examples shared by every array (its first dimension); DataError if they differ."""
     lengths = {}
@@ -36,7 +42,7 @@ def check_examples(label: str, array: np.ndarray) -> None:
 
 def nonfinite_rows(array: np.ndarray) -> np.ndarray:
     """Which examples (first axis) hold NaN, infinity, or a number too large for float32 (the model's dtype)."""
-    if array.dtype.kind != "f" or array.size == 0:
+    if is_lazy(array) or array.dtype.kind != "f" or array.size == 0:
         return np.zeros(len(array), bool)
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(array.sum(dtype=np.float32)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterable, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -60,11 +60,31 @@ class Normalization(Layer):
 
     def adapt(self, data: np.ndarray) -> None:
         """Set mean and variance from training examples (batch axis first), in float64 for accuracy."""
-        reduce_axes = tuple(i for i in range(data.ndim) if i != self.feature_axis)
-        values = data.astype(np.float64)
-        self.state["mean"][...] = values.mean(axis=reduce_axes)
-        self.state["variance"][...] = values.var(axis=reduce_axes)
-        self.state["count"][...] = data.size // self.state["mean"].size
+        self.adapt_batches([data])
+
+    def adapt_batches(self, batches: Iterable[np.ndarray]) -> None:
+        """Set mean and variance from training examples given a batch at a time, never held together: each
+        batch's mean and sum of squared deviations are merged into the running ones (Chan, Golub and LeVeque's
+        pairwise update, in float64), which gives one pass's numbers without its cancellation."""
+        count, mean, squares = 0, 0.0, 0.0
+        for data in batches:
+            reduce_axes = tuple(i for i in range(data.ndim) if i != self.feature_axis)
+            values = data.astype(np.float64)
+            size = data.size // self.state["mean"].size
+            if size == 0:
+                continue
+            batch_mean = values.mean(axis=reduce_axes, keepdims=True)
+            batch_squares = ((values - batch_mean) ** 2).sum(axis=reduce_axes)
+            batch_mean = batch_mean.reshape(batch_squares.shape)
+            total = count + size
+            delta = batch_mean - mean
+            mean = mean + delta * (size / total)
+            squares = squares + batch_squares + delta * delta * (count * size / total)
+            count = total
+        if count:
+            self.state["mean"][...] = mean
+            self.state["variance"][...] = squares / count
+        self.state["count"][...] = count
 
     def _broadcast_shape(self, ndim: int) -> tuple[int, ...]:
         return tuple(-1 if i == self.feature_axis else 1 for i in range(ndim))

@@ -182,6 +182,32 @@ class ModelSpec(StrictSpec):
         return self.nodes is not None
 
 
+class TimeseriesSpec(StrictSpec):
+    """[data.timeseries]: windows over the rows of a time-ordered table, as Keras' timeseries_dataset_from_array
+    cuts them; the training, validation and test ranges are consecutive rows, in time order."""
+
+    features: list[str] | None = Field(None, description="Feature columns, names or 'first:last' ranges; default: "
+                                                         "every column (the target's past is an input too).")
+    target: str | None = Field(None, description="The column a window predicts, `delay` rows after its last row.")
+    sequence_length: int = Field(gt=0, description="Time steps in a window (rows, after sampling_rate).")
+    sampling_rate: int = Field(1, gt=0, description="Rows between the time steps of a window: 6 takes every 6th "
+                                                    "row (hourly from 10-minute rows).")
+    sequence_stride: int = Field(1, gt=0, description="Rows between the first rows of successive windows.")
+    delay: int = Field(1, ge=0, description="Rows from a window's last row to its target (1: the next row; 0: the "
+                                            "last row itself).")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the rows, after the training "
+                                                                    "rows, that validation windows come from.")
+    test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the rows, the last ones, that test "
+                                                              "windows come from (dlcli eval).")
+
+    @model_validator(mode="after")
+    def _rows_left_for_training(self) -> TimeseriesSpec:
+        if self.validation_split + self.test_split >= 1.0:
+            raise ValueError(f"validation_split + test_split = {self.validation_split + self.test_split:g} leaves "
+                             f"no rows for training; keep their sum below 1 (the book: 0.25 and 0.25)")
+        return self
+
+
 class DataSpec(StrictSpec):
     """[data]: where examples come from."""
 
@@ -210,6 +236,8 @@ class DataSpec(StrictSpec):
                                                        '"fill_value"')
     options: dict[str, Any] = Field({}, description="Options of the registry dataset, e.g. num_words = 10000 (see "
                                                     "Datasets below).")
+    timeseries: TimeseriesSpec | None = Field(None, description="Windows over a time-ordered .csv or .parquet table "
+                                                                "(see [data.timeseries]).")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:
@@ -223,7 +251,30 @@ class DataSpec(StrictSpec):
                              'example)' if self.fill_value is None else f'fill_value = {self.fill_value} is used '
                              f'only with missing = "fill_value" (missing is "{self.missing}"); add that, or drop '
                              f'fill_value')
+        if self.timeseries is not None:
+            self._fits_a_time_series(self.timeseries)
         return self
+
+    def _fits_a_time_series(self, series: TimeseriesSpec) -> None:
+        """[data.timeseries] names its own columns and splits in time order; keys that would do either otherwise
+        are refused, each with its replacement."""
+        if self.dataset is not None:
+            raise ValueError("timeseries cuts windows from your own table: give train = \"PATH\" (a .csv or "
+                             ".parquet file), not a dataset")
+        moved = [key for key in ("features", "target", "text") if getattr(self, key) is not None]
+        if moved:
+            raise ValueError(f"with [data.timeseries], give {', '.join(moved)} in it (timeseries.{moved[0]}), not "
+                             f"in [data]")
+        if self.validation_split:
+            raise ValueError("validation_split shuffles examples before holding some out, which would let windows "
+                             "from later times train a model validated on earlier ones; give "
+                             "timeseries.validation_split instead (the rows after the training rows)")
+        if self.missing == "drop_rows":
+            raise ValueError('missing = "drop_rows" would close the gaps in time that dropped rows leave; fill '
+                             'them instead ("fill_mean" or "fill_value") or fix the table')
+        for key in ("validation", "test"):
+            if getattr(self, key) is not None and getattr(series, f"{key}_split"):
+                raise ValueError(f"give {key} = \"PATH\" or timeseries.{key}_split, not both")
 
 
 CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callbacks]), BeforeValidator(_tagged)]

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import numpy as np
 
@@ -39,19 +39,29 @@ from dlcli.train.streams import Streams, give_rank_its_stream
 
 
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
-    """Adapt normalization layers on the training data as it reaches them (layers before them applied)."""
+    """Adapt normalization layers on the training data as it reaches them (layers before them applied).
+
+    A layer that adapts batch by batch (`adapt_batches`: normalization) is handed the batches one at a time, so
+    that the training split is never gathered whole (time-series windows are views; gathered, they would be
+    sequence_length times the table); the others (text_vectorization) get every value at once.
+    """
     for index, node in enumerate(model.nodes):
         if not getattr(node.layer, "needs_adapt", False):
             continue
         prefix = Model(model.inputs, model.nodes[:index], {node.inputs[0]: None}, model.sequential)  # type: ignore
         dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
-        with no_grad():
-            chunks = []
+
+        def batches() -> Iterator[np.ndarray]:
             for start in range(0, len(train), batch_size):
                 batch = {k: input_tensor(v[start:start + batch_size], dtypes[k]) for k, v in train.inputs.items()}
-                values = batch if node.inputs[0] in batch else prefix(batch)
-                chunks.append(values[node.inputs[0]].data)
-        node.layer.adapt(np.concatenate(chunks))
+                with no_grad():
+                    values = batch if node.inputs[0] in batch else prefix(batch)
+                yield values[node.inputs[0]].data
+
+        if hasattr(node.layer, "adapt_batches"):
+            node.layer.adapt_batches(batches())
+        else:
+            node.layer.adapt(np.concatenate(list(batches())))
 
 
 def _default_monitor(spec: RunSpec, splits: Splits) -> str:

@@ -1,7 +1,7 @@
 """The readers of users' data files, one a file, each registered in registry.readers by what it accepts; and the
 one dispatcher (read_examples) through which train, validate, eval and predict read them. See reader.py."""
 
-from dlcli.data.readers import csv_file, npy_pair, npz, parquet_file, text_lines  # noqa: F401 - importing registers them
+from dlcli.data.readers import csv_file, npy_pair, npz, parquet_file, text_lines, timeseries  # noqa: F401 - registers
 from dlcli.data.readers.reader import Examples, Reader, read_examples, reader_for, unsupported_message
 from dlcli.data.readers.request import InputSlot, ReadRequest, TargetSlot, single_name
 

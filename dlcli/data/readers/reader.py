@@ -10,9 +10,12 @@ of them as its spec, `register("image_folder", spec=ImageFolderOptions)`: the di
 [data.options] against it and hands the result to the reader as request.options (for readers without one,
 [data.options] stays the registry datasets' table).
 
-`read` returns whole arrays. A reader for data larger than memory (parquet, long time series) will stream
-instead: it will add `batches(path, request, batch_size) -> Iterator[Examples]`, and the dispatcher and the
-train loop will take that path for it; nothing streams yet, so neither is built.
+A reader may instead claim a request by the spec's keys, whatever the file's name (`claims`): the time-series
+reader takes every file of a spec with [data.timeseries], and reads the table through the reader of its suffix.
+
+`read` returns arrays, or lazy array-likes (`__len__`, `shape`, `dtype`, `ndim`, and `__getitem__` with an
+index array, a slice or an integer returning a NumPy array): the time-series reader's windows are views over
+the table (data/windows.py), gathered a batch at a time, so that memory stays O(rows).
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class Reader:
         return cls.directory and path.is_dir()
 
     @classmethod
+    def claims(cls, request: ReadRequest) -> bool:
+        """Whether this reader reads every file of `request`, by the spec's keys rather than the file's name."""
+        return False
+
+    @classmethod
     def described(cls) -> str:
         """What the reader accepts, for messages: ".csv or .csv.gz", "a folder"."""
         kinds = [*cls.suffixes, *(["a folder"] if cls.directory else [])]
@@ -77,13 +85,15 @@ def reader_for(path: Path, readers: registry.Registry = registry.readers) -> reg
 
 def unsupported_message(path: Path, entries: list[registry.Entry]) -> str:
     """The one "unsupported data" message: what each registered reader accepts, with its one-line doc."""
-    known = "; ".join(f"{entry.target.described()} ({_lowered(entry.doc)})" for entry in entries)
+    known = "; ".join(f"{entry.target.described()} ({_lowered(entry.doc)})" for entry in entries
+                      if entry.target.described())  # a reader that only claims requests accepts no name
     return f"{path}: unsupported data file; dlcli reads {known}: save the data as one of these, named by its kind"
 
 
 def read_examples(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> Examples:
-    """The examples `request` asks for from `path`, by the reader registered for what it is."""
-    entry = reader_for(path, readers)
+    """The examples `request` asks for from `path`, by the reader that claims the request, else the reader
+    registered for what the path is."""
+    entry = next((entry for entry in readers if entry.target.claims(request)), None) or reader_for(path, readers)
     if entry.spec is not None:
         request.options = _reader_options(entry, request.data.options, path)
     return entry.target().read(path, request)

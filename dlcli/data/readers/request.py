@@ -35,6 +35,8 @@ class DataKeys(Protocol):
     def missing(self) -> str: ...  # the missing-value policy (csv_examples.MISSING_POLICIES)
     @property
     def options(self) -> dict[str, Any]: ...  # [data.options]: a reader's own options, when it declares them
+    @property
+    def timeseries(self) -> Any: ...  # [data.timeseries]: windows over a table (spec.models.TimeseriesSpec) or None
 
 
 @dataclass(frozen=True)
