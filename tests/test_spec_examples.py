@@ -13,6 +13,7 @@ import pytest
 from dlcli.graph import build_model
 from dlcli.spec.load import load_spec, validate_spec
 from dlcli.train.fit import fit_run
+from tests.jena_like import write_jena_like
 from tests.mirror import mnist_mirror
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,8 @@ def graph_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("graph-data")
     subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
                     "--tickets", "200"], check=True, capture_output=True)
+    # the Jena spec's table, not shipped: one in its format, long enough for a window in each range
+    write_jena_like(folder / "jena_climate_2009_2016.csv", rows=3600)
     return folder
 
 
