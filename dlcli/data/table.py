@@ -84,11 +84,12 @@ class Table:
         hint = f" (did you mean {close!r}?)" if close else ""
         raise DataError(f"{self.path} has no column {name!r}{hint}; its columns are: {', '.join(self.header)}")
 
-    def feature_columns(self, features: Sequence[str] | None, target: int) -> list[int]:
+    def feature_columns(self, features: Sequence[str] | None, target: int, skip: Sequence[int] = ()) -> list[int]:
         """Column indices named by `features` (names or inclusive "first:last" ranges, in file order); None
-        means every column but the target (index `target`, or -1 for none)."""
+        means every column but the target (index `target`, or -1 for none) and those in `skip` (a weight
+        column)."""
         if features is None:
-            return [j for j in range(len(self.header)) if j != target]
+            return [j for j in range(len(self.header)) if j != target and j not in skip]
         columns: list[int] = []
         for item in [features] if isinstance(features, str) else features:
             if item not in self.header and ":" in item:
@@ -103,6 +104,10 @@ class Table:
         if target in columns:
             raise DataError(f"{self.path}: the target column {self.header[target]!r} is also among the features; "
                             f"leave it out of data.features (or leave data.features out to take every other column)")
+        for column in skip:
+            if column in columns:
+                raise DataError(f"{self.path}: the sample weight column {self.header[column]!r} is also among the "
+                                f"features; leave it out of data.features")
         return columns
 
     def named_columns(self, names: Sequence[str]) -> list[int]:

@@ -124,6 +124,9 @@ class OutputSpec(StrictSpec):
                                                  "outputs' losses.")
     metrics: list[Metric] = Field([], description="Metrics of this output, reported each epoch: names, or tables "
                                                   "with options.")
+    weighted_metrics: list[Metric] = Field([], description="Metrics that count each example as often as its "
+                                                           "weight (data.sample_weight, train.class_weight), as "
+                                                           "Keras' weighted_metrics.")
 
 
 class ModelSpec(StrictSpec):
@@ -238,6 +241,8 @@ class DataSpec(StrictSpec):
                                                     "Datasets below).")
     timeseries: TimeseriesSpec | None = Field(None, description="Windows over a time-ordered .csv or .parquet table "
                                                                 "(see [data.timeseries]).")
+    sample_weight: str | None = Field(None, description="Each example's weight in the loss and weighted metrics: "
+                                                        "a CSV or parquet column, or an array of the .npz.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:
@@ -253,6 +258,9 @@ class DataSpec(StrictSpec):
                              f'fill_value')
         if self.timeseries is not None:
             self._fits_a_time_series(self.timeseries)
+        if self.sample_weight is not None and self.dataset is not None:
+            raise ValueError("sample_weight names a column or array of your own data file; a registry dataset has "
+                             "none: give train = \"PATH\", or weigh classes with train.class_weight")
         return self
 
     def _fits_a_time_series(self, series: TimeseriesSpec) -> None:
@@ -277,6 +285,11 @@ class DataSpec(StrictSpec):
                 raise ValueError(f"give {key} = \"PATH\" or timeseries.{key}_split, not both")
 
 
+# class_weight = "balanced" | { "0" = 1.0, "1" = 5.0 } (class ids or names) | { output = "balanced" or a table }
+ClassTable = dict[str, Annotated[float, Field(ge=0)]]
+ClassWeight = Union[Literal["balanced"], dict[str, Union[Annotated[float, Field(ge=0)], Literal["balanced"],
+                                                         ClassTable]]]
+
 CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callbacks]), BeforeValidator(_tagged)]
 
 
@@ -289,6 +302,12 @@ class TrainSpec(StrictSpec):
                                        description="The optimizer, by name or as a table with its options.")
     metrics: list[Metric] = Field([], description="Sequential model: metrics reported each epoch, by name or as "
                                                   "tables with options.")
+    weighted_metrics: list[Metric] = Field([], description="Sequential model: metrics that count each example as "
+                                                           "often as its weight (data.sample_weight, "
+                                                           "class_weight), as Keras' weighted_metrics.")
+    class_weight: ClassWeight | None = Field(None, description='Weigh training examples by their class: "balanced" '
+                                                               '(n / (classes x count)), or a table class -> '
+                                                               'weight, or per output a table of those.')
     epochs: int = Field(1, gt=0, description="Passes over the training data.")
     batch_size: int = Field(32, gt=0, description="Examples per step; with MPI the global batch, shared out among "
                                                   "the ranks.")
@@ -323,11 +342,14 @@ class RunSpec(StrictSpec):
     @model_validator(mode="after")
     def _losses_where_needed(self) -> RunSpec:
         if self.model.is_graph:
-            if self.train.loss is not None or self.train.metrics:
+            if self.train.loss is not None or self.train.metrics or self.train.weighted_metrics:
                 raise ValueError("a graph model gives each output its loss and metrics in [model.outputs]; "
-                                 "remove train.loss and train.metrics")
+                                 "remove train.loss, train.metrics and train.weighted_metrics")
         elif self.train.loss is None:
             raise ValueError('train.loss is required, e.g. loss = "sparse_categorical_crossentropy"')
+        if self.train.class_weight is not None and self.data.sample_weight is not None:
+            raise ValueError("give train.class_weight or data.sample_weight, not both (as Keras' fit refuses them "
+                             "together); to combine them, multiply the class weights into the sample_weight column")
         return self
 
     @field_validator("name")

@@ -198,6 +198,9 @@ class _Run:
         missing = splits.schema.get("missing")
         if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
             info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
+        if splits.class_weights:  # what train.class_weight weighs each class by ("balanced": computed)
+            info["class_weight"] = {output: {str(label): weight for label, weight in sorted(table.items())}
+                                    for output, table in splits.class_weights.items()}
         return info
 
     def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:

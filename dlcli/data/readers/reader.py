@@ -40,6 +40,7 @@ class Examples:
     inputs: dict[str, np.ndarray]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
+    weights: np.ndarray | None = None  # data.sample_weight: each example's (or step's) weight, float32
 
 
 class Reader:

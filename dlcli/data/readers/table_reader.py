@@ -50,8 +50,10 @@ class TableReader(Reader):
         column = f"column {data.target!r}"
         read = read_table_examples(self.table(path), CsvRecipe(
             features=data.features, target=data.target, text=data.text, missing=data.missing,
-            columns=None if takes_text else schema.get("columns"),
+            columns=None if takes_text else schema.get("columns"), weight=request.weight_name,
             classes=schema.get("classes", {}).get(output_name), names_allowed=slot.class_names, loss=slot.loss))
+        weights = None if read.weights is None else \
+            request.weight_array(read.weights, f"{path}, column {request.weight_name!r}", read.where)
         assert read.y is not None
         missing = schema.setdefault("missing", {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0})
         missing["rows_dropped"] = missing.get("rows_dropped", 0) + read.rows_dropped
@@ -62,13 +64,13 @@ class TableReader(Reader):
             request.check_ids(read.y, output_name, read.where, column)
             y = read.y.astype(np.float32)
         if takes_text:
-            return Examples({input_name: read.x}, {output_name: y})
+            return Examples({input_name: read.x}, {output_name: y}, weights=weights)
         schema.setdefault("columns", read.columns)
         x = np.ascontiguousarray(read.x, dtype=np.float32)  # C order: batches gather rows
         if "fill" in missing:
             missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns,
                                                                                     missing["fill"])
-        return Examples({input_name: x}, {output_name: y})
+        return Examples({input_name: x}, {output_name: y}, weights=weights)
 
     def _inputs(self, path: Path, request: ReadRequest) -> Examples:
         """The feature columns, by the names training stored (an old checkpoint: by data.features, all but the

@@ -52,10 +52,14 @@ class TimeseriesReader(Reader):
         table = _table(path)
         shape = WindowShape(options.sequence_length, options.sampling_rate, options.sequence_stride, options.delay)
         features, names = _features(table, options, request)
-        target = None
+        target = weights = None
         if request.targets is not None:
             target = table.numbers([table.column(options.target)], allow_missing=False,
                                    advice="; fix that cell").astype(np.float32)[:, 0]
+        if request.weight_name is not None:  # each window weighs what its target row's weight says
+            column = table.column(request.weight_name)
+            weights = request.weight_array(table.numbers([column], allow_missing=False, advice="; fix that cell"),
+                                           f"{path}, column {request.weight_name!r}", table.where)[:, 0]
         bounds = _bounds(len(table), 0.0 if whole else options.validation_split,
                          0.0 if whole else options.test_split)
         _fill(features, names, request, table, bounds["train"])
@@ -76,7 +80,8 @@ class TimeseriesReader(Reader):
                 continue
             rows = target_rows(starts, shape)
             output_name = single_name(request.targets or {}, "output")
-            examples[name] = Examples(inputs, {output_name: target[rows]}, lines=_places(table, rows))
+            examples[name] = Examples(inputs, {output_name: target[rows]}, lines=_places(table, rows),
+                                      weights=None if weights is None else weights[rows])
         return examples
 
 
