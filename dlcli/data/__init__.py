@@ -1,7 +1,8 @@
 """Datasets as NumPy arrays: the registry, downloads and their cache, readers of users' files, splits and batches."""
 
 from dlcli.data.batches import (batch_slices, check_examples, check_finite, check_labels, check_lengths, is_lazy,
-                                listed_rows, nonfinite_rows, one_hot, refuse_nonfinite, shuffled_order, split_validation)
+                                listed_rows, nonfinite_rows, one_hot, refuse_nonfinite, shuffled_order, split_folds,
+                                split_validation)
 from dlcli.data.catalog import (Dataset, DatasetInfo, DatasetRow, DatasetSplits, RemoteFile, bundled_dir,
                                 bundled_file, dataset_info, keras_split, list_datasets, load_dataset)
 from dlcli.data.csv_examples import (MISSING_POLICIES, CsvExamples, CsvRecipe, fill_missing, fill_values,
@@ -25,5 +26,5 @@ __all__ = [
     "fill_values", "is_lazy", "keras_split", "list_datasets", "listed_rows", "load_dataset", "local_copy", "mirror_dir",
     "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns", "read_csv_examples", "read_csv_text",
     "read_examples", "read_idx", "read_npy", "read_npz", "read_table", "read_text_lines", "reader_for",
-    "refuse_nonfinite", "shuffled_order", "single_name", "split_validation",
+    "refuse_nonfinite", "shuffled_order", "single_name", "split_folds", "split_validation",
 ]

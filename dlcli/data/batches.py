@@ -154,3 +154,19 @@ def split_validation(arrays: dict[str, np.ndarray], fraction: float, rng: np.ran
     train, validation = order[:split_at], order[split_at:]
     return ({name: array[train] for name, array in arrays.items()},
             {name: array[validation] for name, array in arrays.items()})
+
+
+def split_folds(arrays: dict[str, np.ndarray], folds: int, fold: int, rng: np.random.Generator,
+                source: str = "the data") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fold `fold` (from 1) of `folds` held out for validation, the others kept for training: the examples are
+    shuffled with `rng` (the same order for every fold of a seed), then cut into `folds` consecutive parts whose
+    sizes differ by at most one, so that every example validates exactly once."""
+    n = check_lengths(arrays)
+    if n < folds:
+        raise DataError(f"{source} holds {counted(n, 'example')}, fewer than the {folds} folds that data.folds "
+                        f"asks for; use fewer folds or more data")
+    parts = np.array_split(rng.permutation(n), folds)
+    held = parts[fold - 1]
+    kept = np.concatenate(parts[:fold - 1] + parts[fold:])
+    return ({name: array[kept] for name, array in arrays.items()},
+            {name: array[held] for name, array in arrays.items()})

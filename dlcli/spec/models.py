@@ -243,6 +243,10 @@ class DataSpec(StrictSpec):
                                                                 "(see [data.timeseries]).")
     sample_weight: str | None = Field(None, description="Each example's weight in the loss and weighted metrics: "
                                                         "a CSV or parquet column, or an array of the .npz.")
+    folds: int | None = Field(None, ge=2, le=1000, description="K-fold validation: K runs under runs/<name>/fold-<i>/, "
+                                                              "each validating on its own K-th of the training data.")
+    fold: int | None = Field(None, ge=1, description="The one fold this run validates on (1 to folds); dlcli train "
+                                                     "sets it for each fold's run.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:
@@ -258,10 +262,25 @@ class DataSpec(StrictSpec):
                              f'fill_value')
         if self.timeseries is not None:
             self._fits_a_time_series(self.timeseries)
+        if self.folds is not None or self.fold is not None:
+            self._fits_folds()
         if self.sample_weight is not None and self.dataset is not None:
             raise ValueError("sample_weight names a column or array of your own data file; a registry dataset has "
                              "none: give train = \"PATH\", or weigh classes with train.class_weight")
         return self
+
+    def _fits_folds(self) -> None:
+        """K-fold validation holds out each fold in turn, so nothing else may hold out validation data."""
+        if self.folds is None:
+            raise ValueError(f"fold = {self.fold} picks one of data.folds; give folds = K as well")
+        if self.fold is not None and self.fold > self.folds:
+            raise ValueError(f"fold = {self.fold} is past the {self.folds} folds; give 1 to {self.folds}")
+        if self.validation_split or self.validation is not None:
+            raise ValueError("folds holds out each fold in turn for validation; drop validation_split and "
+                             "validation")
+        if self.timeseries is not None:
+            raise ValueError("folds would validate on windows from before the ones it trains on; time series take "
+                             "timeseries.validation_split, the rows after the training rows")
 
     def _fits_a_time_series(self, series: TimeseriesSpec) -> None:
         """[data.timeseries] names its own columns and splits in time order; keys that would do either otherwise

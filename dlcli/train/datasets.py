@@ -10,7 +10,7 @@ import numpy as np
 
 from dlcli.data import (Examples, InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype, check_labels,
                         check_lengths, fill_missing, fill_values, is_lazy, load_dataset, one_hot, read_examples,
-                        single_name, split_validation)
+                        single_name, split_folds, split_validation)
 from dlcli.errors import DataError
 from dlcli.graph import Model
 from dlcli.spec.models import DataSpec, RunSpec
@@ -68,7 +68,10 @@ def _read_splits(data: DataSpec, model: Model, rng: np.random.Generator, schema:
         assert data.train is not None
         schema["missing"] = {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0}
         train, test, validation = _read_key(data, "train", model, schema, learn=True), None, None
-    if data.validation is None and data.validation_split > 0:
+    if data.folds is not None:  # the run of one fold (a K-fold driver's check without one: the first)
+        kept, held = split_folds(_merged(train), data.folds, data.fold or 1, rng, str(data.train or data.dataset))
+        train, validation = _unmerge(kept), _unmerge(held)
+    elif data.validation is None and data.validation_split > 0:
         kept, held = split_validation(_merged(train), data.validation_split, rng, str(data.train or data.dataset))
         train, validation = _unmerge(kept), _unmerge(held)
     if data.dataset is None:
