@@ -12,8 +12,8 @@ from dlcli.data.download import cache_dir, fetch, file_sha256, local_copy, mirro
 from dlcli.data.dtypes import check_input_dtype, check_target_dtype
 from dlcli.data.files import existing_file
 from dlcli.data.idx import read_idx
-from dlcli.data.readers import (Examples, InputSlot, ReadRequest, TargetSlot, read_examples, reader_for,
-                                single_name)
+from dlcli.data.readers import (Examples, InputSlot, ReadRequest, TargetSlot, describe_file, read_examples,
+                                reader_for, single_name)
 from dlcli.data.readers.npy_pair import read_npy
 from dlcli.data.readers.npz import read_npz
 from dlcli.data.readers.text_lines import read_text_lines
@@ -22,7 +22,7 @@ __all__ = [
     "MISSING_POLICIES", "CsvExamples", "CsvRecipe", "Dataset", "DatasetInfo", "DatasetRow", "DatasetSplits",
     "Examples", "InputSlot", "ReadRequest", "RemoteFile", "TargetSlot", "batch_slices", "bundled_dir",
     "bundled_file", "cache_dir", "check_examples", "check_finite", "check_input_dtype", "check_labels",
-    "check_lengths", "check_target_dtype", "dataset_info", "existing_file", "fetch", "file_sha256", "fill_missing",
+    "check_lengths", "check_target_dtype", "dataset_info", "describe_file", "existing_file", "fetch", "file_sha256", "fill_missing",
     "fill_values", "is_lazy", "keras_split", "list_datasets", "listed_rows", "load_dataset", "local_copy", "mirror_dir",
     "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns", "read_csv_examples", "read_csv_text",
     "read_examples", "read_idx", "read_npy", "read_npz", "read_table", "read_text_lines", "reader_for",

@@ -2,8 +2,10 @@
 one dispatcher (read_examples) through which train, validate, eval and predict read them. See reader.py."""
 
 from dlcli.data.readers import csv_file, npy_pair, npz, parquet_file, text_lines, timeseries  # noqa: F401 - registers
-from dlcli.data.readers.reader import Examples, Reader, read_examples, reader_for, unsupported_message
+from dlcli.data.readers.reader import (Examples, Reader, describe_file, read_examples, reader_for,
+                                      unsupported_message)
 from dlcli.data.readers.request import InputSlot, ReadRequest, TargetSlot, single_name
 
-__all__ = ["Examples", "InputSlot", "ReadRequest", "Reader", "TargetSlot", "read_examples", "reader_for",
+__all__ = ["Examples", "InputSlot", "ReadRequest", "Reader", "TargetSlot", "describe_file", "read_examples",
+           "reader_for",
            "single_name", "unsupported_message"]

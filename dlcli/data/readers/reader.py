@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -72,6 +72,12 @@ class Reader:
         so that a problem names the file's line or the array's row)."""
         raise NotImplementedError
 
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """What this kind of file can tell about itself for `dlcli validate --data-report` (JSON-able): a
+        table's missing and constant columns, an image folder's sizes and modes, a text folder's lengths. The
+        report's split statistics (counts, class balance, duplicates) come from the arrays, for every reader."""
+        return {}
+
 
 def reader_for(path: Path, readers: registry.Registry = registry.readers) -> registry.Entry:
     """The registry entry of the reader that accepts `path`; DataError listing what the readers accept when none
@@ -98,6 +104,14 @@ def read_examples(path: Path, request: ReadRequest, readers: registry.Registry =
     if entry.spec is not None:
         request.options = _reader_options(entry, request.data.options, path)
     return entry.target().read(path, request)
+
+
+def describe_file(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> dict[str, Any]:
+    """What the reader that reads `path` for `request` tells about it (Reader.describe), with the reader's name."""
+    entry = next((entry for entry in readers if entry.target.claims(request)), None) or reader_for(path, readers)
+    if entry.spec is not None:
+        request.options = _reader_options(entry, request.data.options, path)
+    return {"reader": entry.name, **entry.target().describe(path, request)}
 
 
 def _reader_options(entry: registry.Entry, options: dict, path: Path) -> object:

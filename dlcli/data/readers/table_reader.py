@@ -5,14 +5,14 @@ ids; or, for a text model, the data.text column."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dlcli.data.csv_examples import CsvRecipe, fill_missing, read_table_examples
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.request import ReadRequest, single_name
-from dlcli.data.table import Table
+from dlcli.data.table import MISSING_CELLS, Table
 from dlcli.errors import DataError, SpecError
 
 
@@ -28,6 +28,10 @@ class TableReader(Reader):
     def read(self, path: Path, request: ReadRequest) -> Examples:
         """A split from the file, or (inputs only) its feature or text column with each example's place."""
         return self._inputs(path, request) if request.targets is None else self._split(path, request)
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """The table: rows, columns, and which columns hold text, missing cells (how many) or one value only."""
+        return describe_table(self.table(path))
 
     def _split(self, path: Path, request: ReadRequest) -> Examples:
         """Inputs and targets: feature columns by name (learned from the training file), missing cells by
@@ -94,3 +98,25 @@ class TableReader(Reader):
         if fill:
             fill_missing(x, read.columns, fill)
         return Examples({names[0]: x}, lines=read.lines)
+
+
+def describe_table(table: Table) -> dict[str, Any]:
+    """A table's rows and columns, its text columns, missing cells by column and constant columns (one value in
+    every row, missing cells aside: a feature that tells the model nothing)."""
+    missing = table.missing(list(range(len(table.header)))).sum(axis=0)
+    constant, text = [], []
+    for j, name in enumerate(table.header):
+        if table.is_numeric(j):
+            values = table.columns[j][~np.isnan(table.columns[j])]
+        else:
+            cells = np.char.strip(table.columns[j])
+            values = cells[~np.isin(cells, MISSING_CELLS)]
+            try:
+                values = values.astype(np.float64)
+            except ValueError:
+                text.append(name)
+        if len(values) and (values == values[0]).all():
+            constant.append(name)
+    return {"rows": len(table), "columns": len(table.header), "text_columns": text,
+            "missing_cells": {name: int(count) for name, count in zip(table.header, missing) if count},
+            "constant_columns": constant}

@@ -16,7 +16,7 @@ from dlcli.data.csv_examples import fill_missing, fill_values
 from dlcli.data.csv_table import FEATURE_ADVICE
 from dlcli.data.readers.reader import Examples, Reader, reader_for
 from dlcli.data.readers.request import ReadRequest, single_name
-from dlcli.data.readers.table_reader import TableReader
+from dlcli.data.readers.table_reader import TableReader, describe_table
 from dlcli.data.table import Table
 from dlcli.data.windows import WindowShape, Windows, target_rows, window_starts
 from dlcli.errors import DataError, SpecError
@@ -40,6 +40,10 @@ class TimeseriesReader(Reader):
         """Windows over the whole table (a validation, test or evaluation file); reading inputs only (predict),
         every window whose rows are in the table, the last ones forecasting past its end."""
         return self.read_ranges(path, request, whole=True)["train"]  # type: ignore[return-value]
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """The table the windows are cut from (see TableReader.describe)."""
+        return describe_table(_table(path))
 
     def read_ranges(self, path: Path, request: ReadRequest, whole: bool = False) -> dict[str, Examples | None]:
         """The training, validation and test windows of the training file, from consecutive ranges of its rows
