@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlcli.cli.main import cli
+from tests.jena_like import write_jena_like
 from dlcli.cli import commands  # noqa: F401 - registers the subcommands
 
 if sys.version_info >= (3, 11):
@@ -35,6 +36,7 @@ def _graph_data() -> Path:
         folder = Path(tempfile.mkdtemp(prefix="dlcli-fuzz-data-"))
         subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
                         "--tickets", "100"], check=True, capture_output=True)
+        write_jena_like(folder / "jena_climate_2009_2016.csv", rows=3600)  # the Jena spec's table, in its format
         _GRAPH_DATA.append(folder)
     return _GRAPH_DATA[0]
 
