@@ -125,7 +125,8 @@ def test_one_step_with_class_weights_matches_keras_fit(tmp_path: Path) -> None:
                           "model": {"input": {"shape": [2]},
                                     "layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
                           "train": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"],
-                                    "weighted_metrics": ["accuracy"], "optimizer": {"type": "sgd", "learning_rate": 0.1},
+                                    "weighted_metrics": ["accuracy"],
+                                    "optimizer": {"type": "sgd", "learning_rate": 0.1},
                                     "class_weight": {"0": 1.0, "1": 3.0, "2": 0.5}}}, Path("s.toml"))
     model = build_model(spec.model, np.random.default_rng(0), spec)
     model.parameters()["dense/kernel"].data[...] = KERNEL

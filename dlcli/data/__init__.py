@@ -19,12 +19,12 @@ from dlcli.data.readers.npz import read_npz
 from dlcli.data.readers.text_lines import read_text_lines
 
 __all__ = [
-    "MISSING_POLICIES", "CsvExamples", "CsvRecipe", "Dataset", "DatasetInfo", "DatasetRow", "DatasetSplits",
-    "Examples", "InputSlot", "ReadRequest", "RemoteFile", "TargetSlot", "batch_slices", "bundled_dir",
-    "bundled_file", "cache_dir", "check_examples", "check_finite", "check_input_dtype", "check_labels",
-    "check_lengths", "check_target_dtype", "dataset_info", "describe_file", "existing_file", "fetch", "file_sha256", "fill_missing",
-    "fill_values", "is_lazy", "keras_split", "list_datasets", "listed_rows", "load_dataset", "local_copy", "mirror_dir",
-    "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns", "read_csv_examples", "read_csv_text",
+    "CsvExamples", "CsvRecipe", "Dataset", "DatasetInfo", "DatasetRow", "DatasetSplits", "Examples", "InputSlot",
+    "MISSING_POLICIES", "ReadRequest", "RemoteFile", "TargetSlot", "batch_slices", "bundled_dir", "bundled_file",
+    "cache_dir", "check_examples", "check_finite", "check_input_dtype", "check_labels", "check_lengths",
+    "check_target_dtype", "dataset_info", "describe_file", "existing_file", "fetch", "file_sha256", "fill_missing",
+    "fill_values", "is_lazy", "keras_split", "list_datasets", "listed_rows", "load_dataset", "local_copy",
+    "mirror_dir", "nonfinite_rows", "one_hot", "read_csv", "read_csv_columns", "read_csv_examples", "read_csv_text",
     "read_examples", "read_idx", "read_npy", "read_npz", "read_table", "read_text_lines", "reader_for",
     "refuse_nonfinite", "shuffled_order", "single_name", "split_folds", "split_validation",
 ]

@@ -26,7 +26,8 @@ def render_data_report(report: dict[str, Any]) -> str:
         for output, facts in split["targets"].items():
             if "classes" in facts:
                 total = sum(facts["classes"].values())
-                shares = ", ".join(f"{label} {count:,} ({count / total:.1%})" for label, count in facts["classes"].items())
+                shares = ", ".join(f"{label} {count:,} ({count / total:.1%})"
+                                   for label, count in facts["classes"].items())
                 flag = "!" if facts["largest_to_smallest"] >= 3 else " "
                 lines.append(f"  {flag} target {output}: {shares}")
             elif "range" in facts:
