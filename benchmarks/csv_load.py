@@ -7,13 +7,14 @@ a target), written once to a temporary folder with 6 significant digits, about 1
   pandas        pandas.read_csv(path) (its C parser), then .to_numpy(float32): the reference of the ratios
   dlcli         read_csv_examples, the CSV reader's path (pyarrow.csv when pyarrow is installed)
   dlcli numpy   the same with pyarrow hidden: NumPy's loadtxt reads the numbers
-  dlcli careful the csv module line by line (what every file took before; now only files the fast readers
-                give up on, and the messages)
+  dlcli careful with --careful: the csv module line by line (what every file took before; now only files the
+                fast readers give up on, and the messages); minutes and several GB at 1,000,000 rows
 
 pandas and pyarrow are benchmark dependencies (`pip install -e '.[bench,parquet]'`), not dlcli's. The goal:
 dlcli's ratio to pandas at most 1.0.
 
-    python benchmarks/csv_load.py [--rows 1000000] [--columns 20] [--repeats 5] [--threads 2] [--json out.json]
+    python benchmarks/csv_load.py [--rows 1000000] [--columns 20] [--repeats 5] [--threads 2] [--careful]
+                                  [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--columns", type=int, default=20, help="numeric columns, the last one the target")
     parser.add_argument("--repeats", type=int, default=5, help="timed loads per reader (the median is shown)")
     parser.add_argument("--threads", type=int, default=2, help="threads pyarrow may use (default 2)")
-    parser.add_argument("--skip-careful", action="store_true", help="leave out the slow careful reader")
+    parser.add_argument("--careful", action="store_true", help="also time the careful reader (slow, memory-hungry)")
     parser.add_argument("--json", type=str, default=None, help="also write the table as JSON here")
     return parser.parse_args()
 
@@ -109,7 +110,7 @@ def main() -> None:
         rows = [("pandas", _median_seconds(lambda: _split(pandas.read_csv(path).to_numpy(np.float32)), same)),
                 ("dlcli", _median_seconds(lambda: _dlcli(path), same)),
                 ("dlcli numpy", _median_seconds(_without_pyarrow(lambda: _dlcli(path)), same))]
-        if not ARGS.skip_careful:
+        if ARGS.careful:
             rows.append(("dlcli careful", _median_seconds(lambda: _careful(path), same)))
     reference = rows[0][1]
     print(f"{ARGS.rows:,} rows x {ARGS.columns} columns ({size_mb:.0f} MB), {ARGS.threads} threads, median of "
