@@ -108,7 +108,8 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
     else:
         if run is None or run.train.loss is None:
             raise SpecError("train.loss is required for a sequential model")
-        model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics))
+        model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics,
+                                             weighted_metrics=run.train.weighted_metrics))
     _build_layers(model, rng)
     return model
 

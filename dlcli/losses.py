@@ -5,6 +5,10 @@ logits instead (as Keras does): the value is exact and the gradient is p - y, ne
 
 An output with a step mask (a sequence from `mask_zero` embeddings, kept per step) is averaged over its valid
 steps only, as Keras 3 weights a loss by the mask: padded steps add nothing to the loss or its gradient.
+
+Sample weights (per example, or per step for sequence targets: from data.sample_weight or train.class_weight)
+multiply each example's loss, and the sum is divided by the number of examples (valid steps with a mask), not
+by the sum of the weights: Keras 3's "sum_over_batch_size" reduction.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dlcli import activations, ops, registry
 from dlcli.errors import DataError
 from dlcli.registry import StrictSpec
 from dlcli.tensor import Tensor
-from dlcli.tensor.mask import step_weights, valid_step_order
+from dlcli.tensor.mask import mask_covers, step_weights, valid_step_order
 
 EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON]
 
@@ -39,7 +43,9 @@ class Loss:
 
     name = "loss"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:  # pragma: no cover - abstract
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray,
+                 sample_weight: np.ndarray | None = None) -> Tensor:  # pragma: no cover - abstract
+        """The loss; `sample_weight` (batch,) or (batch, time) weighs each example's (or step's) term."""
         raise NotImplementedError
 
     def _logits(self, y_pred: Tensor, kind: str) -> Tensor | None:
@@ -52,6 +58,25 @@ class Loss:
     def _mean(values: Tensor, weights: np.ndarray | None) -> Tensor:
         """The mean of values, or with step weights (see step_weights) their weighted sum."""
         return ops.mean(values) if weights is None else ops.sum(values * weights)
+
+
+def entry_weights(mask: np.ndarray | None, sample_weight: np.ndarray | None, shape: tuple[int, ...],
+                  dtype: np.dtype = np.float32) -> np.ndarray | None:
+    """Each entry's share of a loss summed over values of `shape` (batch, ...): Keras' sum_over_batch_size with
+    the step mask and the sample weights folded in. Without weights, step_weights (1 / valid entries on valid
+    steps); with them, weight / entries, where entries counts the batch (the valid steps under a mask) times what
+    one of them holds, whatever the weights sum to. None when there is neither mask nor weight."""
+    if sample_weight is None:
+        return step_weights(mask, shape, dtype)
+    weight = np.asarray(sample_weight, np.float64)
+    weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))  # (batch,) or (batch, time)
+    if mask_covers(mask, shape):
+        kept = np.asarray(mask, bool).reshape(shape[:2] + (1,) * (len(shape) - 2))
+        entries = int(np.count_nonzero(mask)) * int(np.prod(shape[2:], dtype=np.int64))
+        weight = weight * kept
+    else:
+        entries = int(np.prod(shape, dtype=np.int64))
+    return (weight / max(entries, 1)).astype(dtype)
 
 
 def _step_mask(y_pred: Tensor, logits: Tensor | None) -> np.ndarray | None:
@@ -68,10 +93,10 @@ class BinaryCrossentropy(Loss):
 
     name = "binary_crossentropy"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
         y = _as_float(y_true, y_pred).reshape(y_pred.shape)
         logits = self._logits(y_pred, "sigmoid")
-        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape, y_pred.dtype)
+        weights = entry_weights(_step_mask(y_pred, logits), sample_weight, y_pred.shape, y_pred.dtype)
         if logits is not None:
             return ops.sigmoid_binary_crossentropy(logits, y, weights)
         p = ops.clip(y_pred, EPSILON, 1 - EPSILON)
@@ -84,10 +109,10 @@ class CategoricalCrossentropy(Loss):
 
     name = "categorical_crossentropy"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
         y = _as_float(y_true, y_pred)
         logits = self._logits(y_pred, "softmax")
-        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape[:-1], y_pred.dtype)
+        weights = entry_weights(_step_mask(y_pred, logits), sample_weight, y_pred.shape[:-1], y_pred.dtype)
         if logits is not None:
             return ops.softmax_crossentropy(logits, y, weights)
         return -self._mean(ops.sum(y * ops.log(_normalized_clipped(y_pred)), axis=-1), weights)
@@ -99,13 +124,13 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
         labels = np.asarray(y_true)
         if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:  # (batch, 1) labels, as Keras accepts
             labels = labels[..., 0]
         labels = labels.astype(np.intp, copy=False)
         logits = self._logits(y_pred, "softmax")
-        weights = step_weights(_step_mask(y_pred, logits), y_pred.shape[:-1], y_pred.dtype)
+        weights = entry_weights(_step_mask(y_pred, logits), sample_weight, y_pred.shape[:-1], y_pred.dtype)
         if logits is not None:
             return ops.sparse_softmax_crossentropy(logits, labels, weights)
         one_hot = np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[labels]
@@ -123,9 +148,9 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
         diff = y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape)
-        return self._mean(diff * diff, step_weights(y_pred.mask, y_pred.shape, y_pred.dtype))
+        return self._mean(diff * diff, entry_weights(y_pred.mask, sample_weight, y_pred.shape, y_pred.dtype))
 
 
 @registry.losses.register("mean_absolute_error", spec=LossSpec, aliases=("mae",))
@@ -134,9 +159,9 @@ class MeanAbsoluteError(Loss):
 
     name = "mean_absolute_error"
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
         difference = ops.abs(y_pred - _as_float(y_true, y_pred).reshape(y_pred.shape))
-        return self._mean(difference, step_weights(y_pred.mask, y_pred.shape, y_pred.dtype))
+        return self._mean(difference, entry_weights(y_pred.mask, sample_weight, y_pred.shape, y_pred.dtype))
 
 
 class CTCSpec(LossSpec):
@@ -157,8 +182,9 @@ class CTC(Loss):
         """The blank's class index for an output with `classes` classes."""
         return classes - 1 if self.spec.blank is None else self.spec.blank
 
-    def __call__(self, y_pred: Tensor, y_true: np.ndarray) -> Tensor:
-        """Mean over the batch of each sequence's loss, as Keras reduces its CTC loss.
+    def __call__(self, y_pred: Tensor, y_true: np.ndarray, sample_weight: np.ndarray | None = None) -> Tensor:
+        """Mean over the batch of each sequence's loss, as Keras reduces its CTC loss (each one times its weight,
+        with sample weights).
 
         y_pred is (batch, time, classes): probabilities, or logits with from_logits; y_true holds label
         sequences padded with -1. Steps where the output's mask is False do not count. A label sequence
@@ -183,6 +209,9 @@ class CTC(Loss):
             raise DataError(f"ctc: the label sequence {[int(v) for v in labels[row] if v >= 0]} cannot be aligned "
                             f"to {kept} steps (each label takes a step, and equal neighbours a blank between them); "
                             "the mask of its input keeps too few steps: pad the inputs less or shorten the labels")
+        if sample_weight is not None:
+            share = np.asarray(sample_weight, np.float64).reshape(-1) / max(len(labels), 1)
+            return ops.sum(per_sequence * share.astype(per_sequence.dtype))
         return ops.mean(per_sequence)
 
 

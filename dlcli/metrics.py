@@ -1,4 +1,8 @@
-"""Metrics as running totals over batches, so an epoch's value weights every example equally (Keras' formulas)."""
+"""Metrics as running totals over batches, so an epoch's value weights every example equally (Keras' formulas).
+
+A weighted metric (train.weighted_metrics) is given each example's weight (per step for sequence targets) and
+counts an example that many times, as Keras' weighted_metrics do: sum(value x weight) / sum(weight).
+"""
 
 from __future__ import annotations
 
@@ -48,9 +52,10 @@ class Metric:
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray,
-               mask: np.ndarray | None = None) -> None:  # pragma: no cover - abstract
-        """Add a batch; mask (batch, time) is the output's step mask: padded steps do not count."""
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> None:  # pragma: no cover - abstract
+        """Add a batch; mask (batch, time) is the output's step mask: padded steps do not count; weights
+        (batch,) or (batch, time): how many times each example (step) counts, for a weighted metric."""
         raise NotImplementedError
 
     def result(self) -> float:  # pragma: no cover - abstract
@@ -68,28 +73,50 @@ class MeanMetric(Metric):
     def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> None:
         values = self.values(y_pred, y_true)
+        if weights is not None:
+            weights = _spread(weights, values.shape)
+            if mask_covers(mask, values.shape):
+                weights = weights * np.asarray(mask, bool).reshape(values.shape[:2] + (1,) * (values.ndim - 2))
+            self.add(values, weights)
+            return
         if mask_covers(mask, values.shape):  # a padded step is not an example
             values = values[np.asarray(mask, bool)]
         self.add(values)
 
-    def add(self, values: np.ndarray) -> None:
-        """Count each of the per-example values."""
-        self.total += float(values.sum(dtype=np.float64))
-        self.count += values.size
+    def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Count each of the per-example values (each `weights` times, for a weighted metric)."""
+        if weights is None:
+            self.total += float(values.sum(dtype=np.float64))
+            self.count += values.size
+            return
+        weights = np.broadcast_to(weights, values.shape)
+        self.total += float((values * weights).sum(dtype=np.float64))
+        self.count += float(weights.sum(dtype=np.float64))
 
     def result(self) -> float:
         return self.total / self.count if self.count else 0.0
 
 
-def _unmasked(y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and 0/1 targets flattened, without the padded steps' entries."""
+def _spread(weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-example (batch,) or per-step (batch, time) weights broadcast over values of `shape`, float64."""
+    weights = np.asarray(weights, np.float64)
+    return np.broadcast_to(weights.reshape(weights.shape + (1,) * (len(shape) - weights.ndim)), shape)
+
+
+def _unmasked(y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Predictions, 0/1 targets and (given) each entry's weight flattened, without the padded steps' entries."""
     y_true = np.asarray(y_true).reshape(y_pred.shape)
+    if weights is not None:
+        weights = _spread(weights, y_pred.shape)
     if mask_covers(mask, y_pred.shape):
         keep = np.asarray(mask, bool)
         y_pred, y_true = y_pred[keep], y_true[keep]
-    return y_pred.reshape(-1), y_true.reshape(-1)
+        weights = weights[keep] if weights is not None else None
+    return y_pred.reshape(-1), y_true.reshape(-1), (weights.reshape(-1) if weights is not None else None)
 
 
 def _labels(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -206,13 +233,14 @@ class _ConfusionCounts(Metric):
     def reset(self) -> None:
         self.tp = self.fp = self.fn = 0
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        y_pred, y_true = _unmasked(y_pred, y_true, mask)
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> None:
+        y_pred, y_true, weights = _unmasked(y_pred, y_true, mask, weights)
         predicted = y_pred > self.spec.threshold
         actual = y_true > 0.5
-        self.tp += int(np.count_nonzero(predicted & actual))
-        self.fp += int(np.count_nonzero(predicted & ~actual))
-        self.fn += int(np.count_nonzero(~predicted & actual))
+        for name, hits in (("tp", predicted & actual), ("fp", predicted & ~actual), ("fn", ~predicted & actual)):
+            counted = int(np.count_nonzero(hits)) if weights is None else float(weights[hits].sum())
+            setattr(self, name, getattr(self, name) + counted)
 
 
 @registry.metrics.register("precision", spec=ThresholdSpec)
@@ -250,18 +278,24 @@ class AUC(Metric):
         epsilon = 1e-7  # the outer thresholds sit just outside [0, 1] so predictions of exactly 0 or 1 count
         inner = np.arange(1, n - 1, dtype=np.float64) / (n - 1)
         self.thresholds = np.concatenate([[-epsilon], inner, [1.0 + epsilon]]).astype(np.float32)
-        self.tp, self.fp, self.fn, self.tn = (np.zeros(n, np.int64) for _ in range(4))
+        # float64: weighted counts are sums of weights (whole numbers stay exact up to 2**53)
+        self.tp, self.fp, self.fn, self.tn = (np.zeros(n, np.float64) for _ in range(4))
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        y_pred, y_true = _unmasked(y_pred, y_true, mask)
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> None:
+        y_pred, y_true, weights = _unmasked(y_pred, y_true, mask, weights)
         scores = y_pred.astype(np.float32)
         actual = y_true > 0.5
-        for counts_above, counts_below, group in ((self.tp, self.fn, scores[actual]),
-                                                 (self.fp, self.tn, scores[~actual])):
-            # how many of the group score strictly above each threshold, by binary search in the sorted scores
-            above = group.size - np.searchsorted(np.sort(group), self.thresholds, side="right")
+        weights = np.ones(scores.size) if weights is None else weights
+        for counts_above, counts_below, group, weight in ((self.tp, self.fn, scores[actual], weights[actual]),
+                                                         (self.fp, self.tn, scores[~actual], weights[~actual])):
+            # the weight of the group scoring strictly above each threshold: binary search in the sorted scores,
+            # then the weights summed from there
+            order = np.argsort(group, kind="stable")
+            cumulative = np.concatenate([[0.0], np.cumsum(weight[order])])
+            above = cumulative[-1] - cumulative[np.searchsorted(group[order], self.thresholds, side="right")]
             counts_above += above
-            counts_below += group.size - above
+            counts_below += cumulative[-1] - above
 
     def result(self) -> float:
         tpr = np.divide(self.tp, self.tp + self.fn, out=np.zeros(len(self.tp)), where=(self.tp + self.fn) > 0)
@@ -289,8 +323,10 @@ class _DecodedMetric(MeanMetric):
 
     spec: SequenceMetricSpec
 
-    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> None:
-        self.add(self.decoded_values(*valid_steps_first(y_pred, mask), y_true))
+    def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> None:
+        values = self.decoded_values(*valid_steps_first(y_pred, mask), y_true)
+        self.add(values, None if weights is None else np.asarray(weights, np.float64).reshape(len(values), -1)[:, 0])
 
     def decoded_values(self, y_pred: np.ndarray, steps: np.ndarray | None, y_true: np.ndarray) -> np.ndarray:
         """Each sequence's value; only its first steps[i] steps are decoded (all without steps)."""

@@ -1,5 +1,5 @@
 """The data the shipped specs read from specs/data/ (which the repository does not hold), made small, once per test
-session, in one temporary folder: the graph specs' .npz files and the image specs' folders, under the paths the
+session, in one temporary folder: the graph specs' .npz files, the image specs' folders and a table in the Jena climate CSV's format, under the paths the
 specs give relative to specs/data/."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tests.jena_like import write_jena_like
 
 REPO = Path(__file__).resolve().parents[1]
 _MADE: list[Path] = []
@@ -24,6 +26,7 @@ def spec_data() -> Path:
         subprocess.run([sys.executable, str(REPO / "specs" / "make_image_folder.py"), "--out",
                         str(folder / "digits_images"), "--limit", "60"], check=True, capture_output=True)
         _photos(folder / "cats_vs_dogs")
+        write_jena_like(folder / "jena_climate_2009_2016.csv", rows=3600)  # the Jena spec's table, in its format
         _MADE.append(folder)
     return _MADE[0]
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import json
+
 import click
+
+from dlcli.cli.main import json_mode
 
 if TYPE_CHECKING:
     from dlcli.registry import Registry
@@ -16,25 +20,45 @@ KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "sched
 @click.command("validate")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key, as in train.")
-def validate_command(spec_path: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--data-report", is_flag=True,
+              help="Also report on the data: per split counts, class balance, label ranges, constant columns, "
+                   "missing cells, and examples shared between training and validation or test.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with the data report) instead.")
+def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: bool, as_json: bool) -> None:
     """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
+    json_mode(as_json)
     from dlcli.errors import SpecError
-    from dlcli.report import render_summary_table
+    from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec
     from dlcli.train.checks import check_data_files, model_for_summary
     from dlcli.train.loop import Objective, check_monitors, reported_names
 
     spec = load_spec(spec_path, overrides)
     model = model_for_summary(spec)
-    has_validation = spec.data.validation is not None or spec.data.validation_split > 0
+    has_validation = spec.data.validation is not None or spec.data.validation_split > 0 or spec.data.folds is not \
+        None or (spec.data.timeseries is not None and spec.data.timeseries.validation_split > 0)
     try:
         check_monitors(spec.train, reported_names(Objective(model), has_validation))
     except SpecError as err:
         raise SpecError(f"{spec_path.name}: {err}") from None
-    check_data_files(spec, model)
+    splits = check_data_files(spec, model)
+    report = None
+    if data_report:
+        from dlcli.train.data_report import data_report as make_report
+        from dlcli.train.datasets import load_splits
+        from dlcli.train.streams import Streams
+
+        splits = splits or load_splits(spec, model, Streams(spec.seed).split)
+        report = make_report(spec, model, splits)
     trainable, frozen = model.parameter_counts()
-    click.echo(render_summary_table(model.summary_rows(), {"total": trainable + frozen, "trainable": trainable,
-                                                           "non_trainable": frozen}))
+    counts = {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
+    if as_json:
+        click.echo(json.dumps({"event": "validate", "spec": str(spec_path), "valid": True, "params": counts,
+                               **({"data_report": report} if report is not None else {})}))
+        return
+    click.echo(render_summary_table(model.summary_rows(), counts))
+    if report is not None:
+        click.echo(render_data_report(report))
     click.echo(f"{spec_path}: valid")
 
 

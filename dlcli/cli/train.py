@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import click
 
 from dlcli.cli.main import json_mode
@@ -28,12 +30,16 @@ from dlcli.cli.main import json_mode
               help="Under MPI: compare the ranks' weight hashes every N steps (0: only at the end).")
 @click.option("--allow-world-size-change", is_flag=True,
               help="Under MPI: resume a run saved with a different number of ranks, re-sharding from its step.")
+@click.option("--folds", type=click.IntRange(min=2), default=None, metavar="K",
+              help="K-fold validation: K runs under runs/<name>/fold-<i>/ and a summary of their mean and spread "
+                   "(the same as --set data.folds=K).")
 def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
                   overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
-                  mpi_check_every: int, allow_world_size_change: bool) -> None:
+                  mpi_check_every: int, allow_world_size_change: bool, folds: int | None) -> None:
     """Train the model in SPEC; checkpoints, history and summary go to a new run directory.
 
-    Without --run-dir a new run gets runs/<name>/, or runs/<name>-2/ and so on when that holds a run.
+    Without --run-dir a new run gets runs/<name>/, or runs/<name>-2/ and so on when that holds a run. With
+    --folds K (or data.folds), runs/<name>/ holds one run a fold and their summary.
     """
     json_mode(as_json)
     from dlcli.errors import SpecError
@@ -41,6 +47,11 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
 
     if resume and overwrite:
         raise SpecError("--resume continues the run in the run directory and --overwrite replaces it; give one")
+    if folds is not None:
+        overrides = (*overrides, f"data.folds={folds}")
+    output = "json" if as_json else "quiet" if quiet else "auto"
+    if _train_folds(spec_path, overrides, run_dir, resume, overwrite, output, workers):
+        return
     if workers > 1 and not under_mpi_launcher():
         _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
                         mpi_check_every, allow_world_size_change)
@@ -104,3 +115,48 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
 
         die_by_signal(code - 128)
     click.get_current_context().exit(code)
+
+
+def _train_folds(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, overwrite: bool,
+                 output: str, workers: int) -> bool:
+    """K-fold training, when SPEC asks for folds or names a K-fold folder (dlcli/train/kfold.py); False when it
+    is an ordinary run, for the caller to train."""
+    from dlcli.errors import SpecError
+    from dlcli.report import make_reporter, render_fold_table
+    from dlcli.spec.load import load_spec
+    from dlcli.train import kfold
+
+    if resume and spec_path.is_dir():
+        if not kfold.is_kfold_folder(spec_path):
+            return False
+        folder, spec = run_dir or spec_path, kfold.saved_spec(spec_path, overrides)
+    elif spec_path.is_dir():
+        return False
+    else:
+        spec = load_spec(spec_path, overrides)
+        if spec.data.folds is None or spec.data.fold is not None:
+            return False
+        folder = None
+    kfold.check_folds_spec(spec, workers)
+    from dlcli.train.resume import newest_run
+    from dlcli.train.rundir import RunDirectory, claim_run_directory
+    from dlcli.train.distributed import World
+
+    notes: list[str] = []
+    if resume:
+        folder = folder or run_dir or newest_run(Path("runs") / spec.name, notes)
+        if not kfold.is_kfold_folder(folder):
+            raise SpecError(f"cannot resume {folder} as a K-fold folder: it has no {kfold.MANIFEST}; resume a "
+                            f"single run with dlcli train {folder} --resume")
+        directory = RunDirectory.existing(folder)
+    else:
+        directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, World())
+    summary = kfold.fit_folds(spec, directory, lambda fold: make_reporter(output), notes, resume,
+                              overrides if resume else ())
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if output == "json":
+        click.echo(json.dumps({"event": "folds", **summary}))
+    elif output != "quiet":
+        click.echo(render_fold_table(summary))
+    return True

@@ -11,6 +11,12 @@ from dlcli.errors import DataError
 SHOWN_ROWS = 5  # how many offending rows a message lists before it just counts them
 
 
+def is_lazy(array: object) -> bool:
+    """Whether `array` is a lazy array-like that gathers examples on demand (time-series windows) rather than a
+    NumPy array: its reader checked the values it is made of, so checks that scan a whole array skip it."""
+    return not isinstance(array, np.ndarray)
+
+
 def check_lengths(arrays: dict[str, np.ndarray]) -> int:
     """The number of examples shared by every array (its first dimension); DataError if they differ."""
     lengths = {}
@@ -36,7 +42,7 @@ def check_examples(label: str, array: np.ndarray) -> None:
 
 def nonfinite_rows(array: np.ndarray) -> np.ndarray:
     """Which examples (first axis) hold NaN, infinity, or a number too large for float32 (the model's dtype)."""
-    if array.dtype.kind != "f" or array.size == 0:
+    if is_lazy(array) or array.dtype.kind != "f" or array.size == 0:
         return np.zeros(len(array), bool)
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(array.sum(dtype=np.float32)):
@@ -154,3 +160,19 @@ def take_rows(array: Any, index: np.ndarray) -> Any:
     """The rows of `array` at `index`: a lazy array's select() keeps them lazy (nothing is read), any other array
     is indexed (a NumPy array: a copy of those rows)."""
     return array.select(index) if hasattr(array, "select") else array[index]
+
+
+def split_folds(arrays: dict[str, np.ndarray], folds: int, fold: int, rng: np.random.Generator,
+                source: str = "the data") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fold `fold` (from 1) of `folds` held out for validation, the others kept for training: the examples are
+    shuffled with `rng` (the same order for every fold of a seed), then cut into `folds` consecutive parts whose
+    sizes differ by at most one, so that every example validates exactly once."""
+    n = check_lengths(arrays)
+    if n < folds:
+        raise DataError(f"{source} holds {counted(n, 'example')}, fewer than the {folds} folds that data.folds "
+                        f"asks for; use fewer folds or more data")
+    parts = np.array_split(rng.permutation(n), folds)
+    held = parts[fold - 1]
+    kept = np.concatenate(parts[:fold - 1] + parts[fold:])
+    return ({name: take_rows(array, kept) for name, array in arrays.items()},
+            {name: take_rows(array, held) for name, array in arrays.items()})

@@ -1,5 +1,5 @@
-"""A CSV file read as examples the way a run reads them: feature columns found by name, missing cells handled by
-the run's policy, a target of numbers or of class names (mapped to ids)."""
+"""A CSV file (or any table of named columns: parquet) read as examples the way a run reads them: feature columns
+found by name, missing cells handled by the run's policy, a target of numbers or of class names (mapped to ids)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dlcli.data.batches import counted
-from dlcli.data.csv_table import FEATURE_ADVICE, CsvTable, read_csv_table
+from dlcli.data.csv_table import FEATURE_ADVICE, read_csv_table
+from dlcli.data.table import Table
 from dlcli.data.labels import class_ids, class_list, numbers_or_names
 from dlcli.errors import DataError
 
@@ -24,6 +25,7 @@ class CsvRecipe:
     features: Sequence[str] | None = None  # data.features: names or "first:last" ranges; None: all but the target
     target: str | None = None  # the target column; None when predicting
     ignore: str | None = None  # a column never taken as a feature when features are not named (predict: the target)
+    weight: str | None = None  # the column of each example's sample weight: never a feature
     text: str | None = None  # the column of raw text, for a text model, instead of numeric features
     missing: str = "error"  # a MISSING_POLICIES entry, or "keep" (missing cells stay NaN: predict decides)
     columns: list[str] | None = None  # feature names learned from the training file; found by name, any order
@@ -38,48 +40,61 @@ class CsvExamples:
 
     x: np.ndarray  # float64 features, NaN where a missing cell awaits its fill; or unicode texts
     y: np.ndarray | None  # float64 numbers, or int64 class ids when the labels are names
-    where: Callable[[int], str]  # row -> "FILE, line N"
-    lines: np.ndarray  # each row's line in the file (header = line 1)
+    where: Callable[[int], str]  # row -> "FILE, line N" (a CSV file) or "FILE, row N"
+    lines: np.ndarray | None  # each row's line in a text file (header = line 1); None: rows from 0
     columns: list[str]  # the feature columns read, in the model's order (the text column for a text model)
     classes: list[str] | None  # the class list the ids index, when the labels are names
     rows_dropped: int = 0
+    weights: np.ndarray | None = None  # float64: each row's sample weight, when the recipe names its column
 
 
 def read_csv_examples(path: Path, recipe: CsvRecipe) -> CsvExamples:
     """Examples from a CSV file with a header row, as `recipe` says; every problem is a DataError naming the line."""
-    table = read_csv_table(path)
+    return read_table_examples(read_csv_table(path), recipe)
+
+
+def read_table_examples(table: Table, recipe: CsvRecipe) -> CsvExamples:
+    """Examples from a table of named columns (a CSV or parquet file), as `recipe` says; every problem is a
+    DataError naming the file's line or row."""
     target = table.column(recipe.target) if recipe.target is not None else -1
+    weight = table.column(recipe.weight) if recipe.weight is not None else -1
     if recipe.text is not None:
         feature_columns = [table.column(recipe.text)]
     elif recipe.columns is not None:
         feature_columns = table.named_columns(recipe.columns)
     else:
         ignored = table.header.index(recipe.ignore) if recipe.ignore in table.header else -1
-        feature_columns = table.feature_columns(recipe.features, target if target >= 0 else ignored)
+        weights = [table.header.index(recipe.weight)] if recipe.weight in table.header else []
+        feature_columns = table.feature_columns(recipe.features, target if target >= 0 else ignored, weights)
     names = [table.header[j] for j in feature_columns]
     # predicting ("keep"), a NaN or infinite row is refused or marked later, with every such row named
-    x = table.cells[:, feature_columns[0]] if recipe.text is not None else \
+    x = table.column_cells(feature_columns[0]) if recipe.text is not None else \
         table.numbers(feature_columns, allow_missing=True, advice=FEATURE_ADVICE,
                       allow_infinite=recipe.missing == "keep")
-    table, x, dropped = _handle_missing(table, x, feature_columns, target, recipe)
+    labels = [column for column in (target, weight) if column >= 0]
+    table, x, dropped = _handle_missing(table, x, feature_columns, labels, recipe)
     y, classes = _target(table, target, recipe) if target >= 0 else (None, None)
-    return CsvExamples(x, y, table.where, table.lines, names, classes, dropped)
+    weights = table.numbers([weight], allow_missing=False, advice="; fix that cell or drop the row")[:, 0] \
+        if weight >= 0 else None
+    return CsvExamples(x, y, table.where, table.lines, names, classes, dropped, weights)
 
 
-def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target: int,
-                    recipe: CsvRecipe) -> tuple[CsvTable, np.ndarray, int]:
+def _handle_missing(table: Table, x: np.ndarray, features: list[int], labels: list[int],
+                    recipe: CsvRecipe) -> tuple[Table, np.ndarray, int]:
     """Apply the missing-value policy: refuse, or drop rows; fills happen later (fill_missing), once the
-    training part, whose means they may need, is known."""
-    x_missing = np.isnan(x) if x.dtype.kind == "f" else np.zeros((len(x), 1), bool)
-    y_missing = table.missing([target])[:, 0] if target >= 0 else np.zeros(len(x), bool)
+    training part, whose means they may need, is known. `labels` (the target, the sample weight) are never
+    filled."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        any_nan = x.dtype.kind == "f" and np.isnan(x.sum())  # one pass: NaN anywhere makes the sum NaN
+    x_missing = np.isnan(x) if any_nan else np.zeros((len(x), 1), bool)
+    label_missing = table.missing(labels)
+    y_missing = label_missing.any(axis=1)
     if not (x_missing.any() or y_missing.any()) or recipe.missing == "keep":
         return table, x, 0
     if recipe.missing == "error":
         if recipe.text is not None:  # an empty text is a text; only the label can be missing
-            table.refuse_missing(y_missing[:, None], [target])
-        with_target = target >= 0
-        mask = np.concatenate([x_missing, y_missing[:, None]], axis=1) if with_target else x_missing
-        table.refuse_missing(mask, features + [target] if with_target else features)
+            table.refuse_missing(label_missing, labels)
+        table.refuse_missing(np.concatenate([x_missing, label_missing], axis=1), features + labels)
     if recipe.missing == "drop_rows":
         keep = ~(x_missing.any(axis=1) | y_missing)
         if not keep.any():
@@ -88,17 +103,20 @@ def _handle_missing(table: CsvTable, x: np.ndarray, features: list[int], target:
                             f"\"fill_value\") or fix the file")
         return table.take(keep), x[keep], int((~keep).sum())
     if y_missing.any():  # fill_mean, fill_value: a label cannot be made up
-        row = int(np.argmax(y_missing))
-        rows = counted(int(y_missing.sum()), "row")
-        raise DataError(f"{table.where(row, target)}: the target is missing (in {rows}); "
-                        f"data.missing = \"{recipe.missing}\" fills feature cells only, since a made-up label would "
+        row, k = (int(i) for i in np.argwhere(label_missing)[0])
+        what = "target" if labels[k] == table.column(recipe.target or "") else "sample weight"
+        rows = counted(int(label_missing[:, k].sum()), "row")
+        raise DataError(f"{table.where(row, labels[k])}: the {what} is missing (in {rows}); "
+                        f"data.missing = \"{recipe.missing}\" fills feature cells only, since a made-up {what} would "
                         f"teach the model a wrong answer: fix or drop those rows, or use \"drop_rows\"")
     return table, x, 0
 
 
-def _target(table: CsvTable, column: int, recipe: CsvRecipe) -> tuple[np.ndarray, list[str] | None]:
+def _target(table: Table, column: int, recipe: CsvRecipe) -> tuple[np.ndarray, list[str] | None]:
     """The target column as float64 numbers, or as class ids (int64) with the class list when it holds names."""
-    cells = np.char.strip(table.cells[:, column])
+    if table.is_numeric(column):  # the fast reader found numbers only
+        return table.numbers([column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0], None
+    cells = np.char.strip(table.column_cells(column))
     label = f"column {table.header[column]!r}"
     if not numbers_or_names(cells, lambda row: table.where(row), label, recipe.names_allowed, recipe.loss):
         return table.numbers([column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0], None

@@ -1,5 +1,5 @@
-"""CSV and other text tables: cells as strings with the line each row starts on, columns found by name, cells
-read as numbers with missing values recognised."""
+"""CSV and other text tables read into a Table (table.py): fast (csv_fast.py) where that is exact, else by the csv
+module line by line, which names the line of every problem."""
 
 from __future__ import annotations
 
@@ -7,169 +7,37 @@ import csv
 import gzip
 import io
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from dlcli.data.batches import counted
+from dlcli.data.csv_fast import fast_columns
 from dlcli.data.files import read_file_bytes
+from dlcli.data.table import MISSING_CELLS, Table
 from dlcli.errors import DataError
-from dlcli.registry import suggest
 
-# cells that mean "no value", as pandas reads them by default (read_csv's na_values); a cell is compared after
-# stripping spaces, and any cell that reads as NaN ("NAN", "+nan") is missing too
-MISSING_CELLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-                 "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+__all__ = ["FEATURE_ADVICE", "MISSING_CELLS", "read_csv", "read_csv_columns", "read_csv_table", "read_csv_text",
+           "read_table"]
 _GZIP_MAGIC = b"\x1f\x8b"
-_BOOLEANS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-@dataclass
-class CsvTable:
-    """A table read from a CSV file with a header row: every cell a string, and for each row the line of the file
-    it starts on (the header is line 1; blank lines and line breaks inside quoted cells are counted)."""
-
-    path: Path
-    header: list[str]
-    cells: np.ndarray  # (rows, columns) unicode strings
-    lines: np.ndarray  # (rows,) int64
-    numbered: bool = False  # a headerless table: columns are named by their index
-
-    def __len__(self) -> int:
-        return len(self.cells)
-
-    def where(self, row: int, column: int | None = None) -> str:
-        """"FILE, line N" (and ", column 'NAME'") for messages."""
-        place = f"{self.path}, line {int(self.lines[row])}"
-        if column is None:
-            return place
-        return f"{place}, column {column} (counting from 0)" if self.numbered else \
-            f"{place}, column {self.header[column]!r}"
-
-    def take(self, keep: np.ndarray) -> CsvTable:
-        """The rows where the boolean mask `keep` is true."""
-        return CsvTable(self.path, self.header, self.cells[keep], self.lines[keep], self.numbered)
-
-    def column(self, name: str) -> int:
-        """The index of column `name`, or a DataError listing the columns there are."""
-        found = [j for j, column in enumerate(self.header) if column == name]
-        if len(found) == 1:
-            return found[0]
-        if found:
-            raise DataError(f"{self.path}: column name {name!r} appears {len(found)} times in the header (columns "
-                            f"{', '.join(map(str, found))}); rename the duplicates")
-        close = suggest(name, self.header)
-        hint = f" (did you mean {close!r}?)" if close else ""
-        raise DataError(f"{self.path} has no column {name!r}{hint}; its columns are: {', '.join(self.header)}")
-
-    def feature_columns(self, features: Sequence[str] | None, target: int) -> list[int]:
-        """Column indices named by `features` (names or inclusive "first:last" ranges, in file order); None
-        means every column but the target (index `target`, or -1 for none)."""
-        if features is None:
-            return [j for j in range(len(self.header)) if j != target]
-        columns: list[int] = []
-        for item in [features] if isinstance(features, str) else features:
-            if item not in self.header and ":" in item:
-                first, last = (self.column(part.strip()) for part in item.split(":", 1))
-                if first > last:
-                    raise DataError(f"{self.path}: feature range {item!r} runs backwards ({self.header[first]!r} is "
-                                    f"column {first}, {self.header[last]!r} column {last}); write it as "
-                                    f"'{self.header[last]}:{self.header[first]}'")
-                columns.extend(range(first, last + 1))
-            else:
-                columns.append(self.column(item))
-        if target in columns:
-            raise DataError(f"{self.path}: the target column {self.header[target]!r} is also among the features; "
-                            f"leave it out of data.features (or leave data.features out to take every other column)")
-        return columns
-
-    def named_columns(self, names: Sequence[str]) -> list[int]:
-        """The columns a trained model reads, found by name wherever they stand; other columns are ignored."""
-        missing = [name for name in names if name not in self.header]
-        if missing:
-            more = f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else ""
-            raise DataError(f"{self.path} has no column {missing[0]!r}{more}; the model was trained on the columns "
-                            f"{', '.join(names)} (matched by name, in any order; other columns are ignored); its "
-                            f"columns are: {', '.join(self.header)}")
-        return [self.column(name) for name in names]
-
-    def missing(self, columns: list[int]) -> np.ndarray:
-        """Which cells of these columns hold a missing value (see MISSING_CELLS), shape (rows, len(columns))."""
-        return np.isin(np.char.strip(self.cells[:, columns]), MISSING_CELLS)
-
-    def numbers(self, columns: list[int], allow_missing: bool, advice: str = "", allow_infinite: bool = False
-                ) -> np.ndarray:
-        """The chosen columns as float64, NaN where a cell is missing (a DataError instead unless allow_missing).
-
-        Raises a DataError naming the line and column of the first cell that is not a number, or (unless
-        allow_infinite) that is infinite or too large for float32, the model's dtype; `advice` ends the
-        not-a-number message.
-        """
-        block = self.cells[:, columns]
-        try:
-            values = block.astype(np.float64)
-        except ValueError:
-            missing = self.missing(columns)
-            values = self._parse(np.where(missing, "nan", block), columns, advice)
-        nan = np.isnan(values)
-        if not allow_missing and nan.any():
-            self.refuse_missing(nan, columns)
-        with np.errstate(over="ignore"):
-            too_big = ~nan & (np.abs(values) > _FLOAT32_MAX)
-        if too_big.any() and not allow_infinite:
-            row, j = (int(i) for i in np.argwhere(too_big)[0])
-            raise DataError(f"{self.where(row, columns[j])}: {str(block[row, j]).strip()!r} is "
-                            f"{'infinite' if np.isinf(values[row, j]) else 'too large for float32 (at most 3.4e38)'}"
-                            f" ({counted(int(too_big.sum()), 'such cell')}); fix that cell or drop the row")
-        return values
-
-    def refuse_missing(self, missing: np.ndarray, columns: list[int]) -> None:
-        """DataError for the first missing cell (row-major) of the mask over these columns."""
-        row, j = (int(i) for i in np.argwhere(missing)[0])
-        cell = str(self.cells[row, columns[j]]).strip()
-        cells, rows = counted(int(missing.sum()), "missing cell"), counted(int(missing.any(axis=1).sum()), "row")
-        raise DataError(f"{self.where(row, columns[j])}: expected a number, found "
-                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); fill or "
-                        f"drop those rows, or set "
-                        f"data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec")
-
-    def _parse(self, block: np.ndarray, columns: list[int], advice: str) -> np.ndarray:
-        """`block` as float64, or a DataError naming the first cell that is not a number."""
-        try:
-            return block.astype(np.float64)
-        except ValueError:
-            pass
-        for j in range(block.shape[1]):  # only on failure: find the offending cell one column at a time
-            try:
-                block[:, j].astype(np.float64)
-            except ValueError:
-                row = next(i for i, cell in enumerate(block[:, j]) if not is_number(cell))
-                cell = str(block[row, j]).strip()
-                hint = "; write booleans as 1 and 0" if cell.lower() in _BOOLEANS else ""
-                raise DataError(f"{self.where(row, columns[j])}: expected a number, found {cell!r}{hint}"
-                                f"{advice}") from None
-        raise AssertionError("a block failed to convert as a whole but every column converts")  # pragma: no cover
-
-
-def is_number(cell: str) -> bool:
-    """Whether float() accepts the cell."""
+def _decoded_bytes(path: Path, raw: bytes) -> bytes:
+    """The file's bytes, gunzipped when they are gzip; a DataError when they cannot be."""
     try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+        return gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a readable text table ({err}); it may be truncated, corrupt or "
+                        f"binary: save or download it again") from None
 
 
-def read_rows(path: Path, delimiter: str | None) -> tuple[list[list[str]], list[int]]:
+def read_rows(path: Path, delimiter: str | None, raw: bytes | None = None) -> tuple[list[list[str]], list[int]]:
     """The non-blank rows of a text table, gzip-compressed or not, each a list of cell strings, and the line
-    each row starts on (counting from 1, blank lines included)."""
-    raw = read_file_bytes(path)
+    each row starts on (counting from 1, blank lines included); `raw`: the file's bytes, when already read."""
+    raw = _decoded_bytes(path, read_file_bytes(path) if raw is None else raw)
     try:
-        text = (gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw).decode("utf-8-sig")
-    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as err:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
         raise DataError(f"{path} is not a readable text table ({err}); it may be truncated, corrupt or "
                         f"binary: save or download it again") from None
     if delimiter is None:
@@ -200,17 +68,31 @@ def _cell_table(path: Path, rows: list[list[str]], lines: list[int], width: int)
     return np.array(rows, dtype=str).reshape(len(rows), width)
 
 
-def read_csv_table(path: str | Path) -> CsvTable:
-    """A CSV file with a header row of column names, then one row per example (at least one)."""
+def read_csv_table(path: str | Path) -> Table:
+    """A CSV file with a header row of column names, then one row per example (at least one).
+
+    The fast reader reads it when it can (pyarrow.csv, or NumPy for a file of numbers only); the careful one
+    (Python's csv module, line by line) when it cannot, and for every message about the file's form.
+    """
     path = Path(path)
-    rows, lines = read_rows(path, ",")
+    raw = read_file_bytes(path)
+    fast = fast_columns(_decoded_bytes(path, raw), MISSING_CELLS)
+    if fast is not None:
+        header, columns, lines = fast
+        return Table(path, header, columns, lines.astype(np.int64), reread=lambda: _careful_table(path))
+    return _careful_table(path, raw)
+
+
+def _careful_table(path: Path, raw: bytes | None = None) -> Table:
+    """read_csv_table by the careful reader: every column as cells, every problem named by its line."""
+    rows, lines = read_rows(path, ",", raw)
     if not rows:
         raise DataError(f"{path} is empty: expected a header row of column names, then one row per example")
     if len(rows) == 1:
         raise DataError(f"{path} has a header row but no examples (zero rows): expected one row per example "
                         f"after the header {','.join(rows[0])}")
     cells = _cell_table(path, rows[1:], lines[1:], len(rows[0]))
-    return CsvTable(path, [name.strip() for name in rows[0]], cells, np.array(lines[1:], dtype=np.int64))
+    return Table(path, [name.strip() for name in rows[0]], list(cells.T), np.array(lines[1:], dtype=np.int64))
 
 
 def read_table(path: str | Path, skip_rows: int = 0, delimiter: str | None = ",") -> np.ndarray:
@@ -221,9 +103,9 @@ def read_table(path: str | Path, skip_rows: int = 0, delimiter: str | None = ","
     if not rows:
         raise DataError(f"{path} has no rows after its first {skip_rows}: expected a numeric table")
     cells = _cell_table(path, rows, lines, len(rows[0]))
-    table = CsvTable(path, [str(j) for j in range(cells.shape[1])], cells, np.array(lines, dtype=np.int64),
+    table = Table(path, [str(j) for j in range(cells.shape[1])], list(cells.T), np.array(lines, dtype=np.int64),
                      numbered=True)
-    return table.numbers(list(range(cells.shape[1])), allow_missing=False)
+    return np.ascontiguousarray(table.numbers(list(range(cells.shape[1])), allow_missing=False))
 
 
 FEATURE_ADVICE = "; fix that cell or drop the row, or leave the column out of data.features"
@@ -237,7 +119,7 @@ def read_csv(path: str | Path, features: Sequence[str] | None, target: str) -> t
     target_column = table.column(target)
     x = table.numbers(table.feature_columns(features, target_column), allow_missing=False, advice=FEATURE_ADVICE)
     y = table.numbers([target_column], allow_missing=False, advice="; fix that cell or drop the row")[:, 0]
-    return x.astype(np.float32), y.astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.float32)
 
 
 def read_csv_columns(path: str | Path, features: Sequence[str] | None, exclude: str | None = None) -> np.ndarray:
@@ -246,14 +128,14 @@ def read_csv_columns(path: str | Path, features: Sequence[str] | None, exclude: 
     table = read_csv_table(path)
     skipped = table.header.index(exclude) if exclude in table.header else -1
     columns = table.feature_columns(features, skipped)
-    return table.numbers(columns, allow_missing=False, advice=FEATURE_ADVICE).astype(np.float32)
+    return np.ascontiguousarray(table.numbers(columns, allow_missing=False, advice=FEATURE_ADVICE), np.float32)
 
 
 def read_csv_text(path: str | Path, text: str, target: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A column of raw text (unicode strings, 1-D) and, if named, a numeric target (float32, 1-D) from a CSV
     file with a header row; quoted cells may hold commas, quotes and line breaks."""
     table = read_csv_table(path)
-    texts = table.cells[:, table.column(text)]
+    texts = table.column_cells(table.column(text))
     if target is None:
         return texts, None
     y = table.numbers([table.column(target)], allow_missing=False, advice="; fix that cell or drop the row")

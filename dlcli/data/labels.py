@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from dlcli.data.csv_table import is_number
+from dlcli.data.table import is_number
 from dlcli.errors import DataError
 
 Where = Callable[[int], str]  # row (counting from 0 in the file, before any shuffle) -> "FILE, line N" etc.

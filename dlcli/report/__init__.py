@@ -12,13 +12,15 @@ import sys
 from typing import TextIO
 
 from dlcli.report.base import Reporter
+from dlcli.report.data import render_data_report
+from dlcli.report.folds import render_fold_table
 from dlcli.report.records import JsonRecords, PlainRecords, json_error
 from dlcli.report.summary import render_summary_table
 
 OUTPUTS = ("auto", "plain", "json", "quiet")
 
 __all__ = ["OUTPUTS", "JsonRecords", "PlainRecords", "Reporter", "json_error", "make_reporter",
-           "render_summary_table", "wants_live_display"]
+           "render_data_report", "render_fold_table", "render_summary_table", "wants_live_display"]
 
 
 def wants_live_display(stream: TextIO) -> bool:

@@ -124,6 +124,9 @@ class OutputSpec(StrictSpec):
                                                  "outputs' losses.")
     metrics: list[Metric] = Field([], description="Metrics of this output, reported each epoch: names, or tables "
                                                   "with options.")
+    weighted_metrics: list[Metric] = Field([], description="Metrics that count each example as often as its "
+                                                           "weight (data.sample_weight, train.class_weight), as "
+                                                           "Keras' weighted_metrics.")
 
 
 class ModelSpec(StrictSpec):
@@ -182,6 +185,32 @@ class ModelSpec(StrictSpec):
         return self.nodes is not None
 
 
+class TimeseriesSpec(StrictSpec):
+    """[data.timeseries]: windows over the rows of a time-ordered table, as Keras' timeseries_dataset_from_array
+    cuts them; the training, validation and test ranges are consecutive rows, in time order."""
+
+    features: list[str] | None = Field(None, description="Feature columns, names or 'first:last' ranges; default: "
+                                                         "every column (the target's past is an input too).")
+    target: str | None = Field(None, description="The column a window predicts, `delay` rows after its last row.")
+    sequence_length: int = Field(gt=0, description="Time steps in a window (rows, after sampling_rate).")
+    sampling_rate: int = Field(1, gt=0, description="Rows between the time steps of a window: 6 takes every 6th "
+                                                    "row (hourly from 10-minute rows).")
+    sequence_stride: int = Field(1, gt=0, description="Rows between the first rows of successive windows.")
+    delay: int = Field(1, ge=0, description="Rows from a window's last row to its target (1: the next row; 0: the "
+                                            "last row itself).")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the rows, after the training "
+                                                                    "rows, that validation windows come from.")
+    test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the rows, the last ones, that test "
+                                                              "windows come from (dlcli eval).")
+
+    @model_validator(mode="after")
+    def _rows_left_for_training(self) -> TimeseriesSpec:
+        if self.validation_split + self.test_split >= 1.0:
+            raise ValueError(f"validation_split + test_split = {self.validation_split + self.test_split:g} leaves "
+                             f"no rows for training; keep their sum below 1 (the book: 0.25 and 0.25)")
+        return self
+
+
 class DataSpec(StrictSpec):
     """[data]: where examples come from."""
 
@@ -238,6 +267,14 @@ class DataSpec(StrictSpec):
     decode_threads: int | None = Field(None, gt=0, le=256, description="Folders: threads that check, read and "
                                                                        "decode files (default: the cores, at most "
                                                                        "4); results do not depend on it.")
+    timeseries: TimeseriesSpec | None = Field(None, description="Windows over a time-ordered .csv or .parquet table "
+                                                                "(see [data.timeseries]).")
+    sample_weight: str | None = Field(None, description="Each example's weight in the loss and weighted metrics: "
+                                                        "a CSV or parquet column, or an array of the .npz.")
+    folds: int | None = Field(None, ge=2, le=1000, description="K-fold validation: K runs under runs/<name>/fold-<i>/, "
+                                                              "each validating on its own K-th of the training data.")
+    fold: int | None = Field(None, ge=1, description="The one fold this run validates on (1 to folds); dlcli train "
+                                                     "sets it for each fold's run.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataSpec:
@@ -251,8 +288,54 @@ class DataSpec(StrictSpec):
                              'example)' if self.fill_value is None else f'fill_value = {self.fill_value} is used '
                              f'only with missing = "fill_value" (missing is "{self.missing}"); add that, or drop '
                              f'fill_value')
+        if self.timeseries is not None:
+            self._fits_a_time_series(self.timeseries)
+        if self.folds is not None or self.fold is not None:
+            self._fits_folds()
+        if self.sample_weight is not None and self.dataset is not None:
+            raise ValueError("sample_weight names a column or array of your own data file; a registry dataset has "
+                             "none: give train = \"PATH\", or weigh classes with train.class_weight")
         return self
 
+    def _fits_folds(self) -> None:
+        """K-fold validation holds out each fold in turn, so nothing else may hold out validation data."""
+        if self.folds is None:
+            raise ValueError(f"fold = {self.fold} picks one of data.folds; give folds = K as well")
+        if self.fold is not None and self.fold > self.folds:
+            raise ValueError(f"fold = {self.fold} is past the {self.folds} folds; give 1 to {self.folds}")
+        if self.validation_split or self.validation is not None:
+            raise ValueError("folds holds out each fold in turn for validation; drop validation_split and "
+                             "validation")
+        if self.timeseries is not None:
+            raise ValueError("folds would validate on windows from before the ones it trains on; time series take "
+                             "timeseries.validation_split, the rows after the training rows")
+
+    def _fits_a_time_series(self, series: TimeseriesSpec) -> None:
+        """[data.timeseries] names its own columns and splits in time order; keys that would do either otherwise
+        are refused, each with its replacement."""
+        if self.dataset is not None:
+            raise ValueError("timeseries cuts windows from your own table: give train = \"PATH\" (a .csv or "
+                             ".parquet file), not a dataset")
+        moved = [key for key in ("features", "target", "text") if getattr(self, key) is not None]
+        if moved:
+            raise ValueError(f"with [data.timeseries], give {', '.join(moved)} in it (timeseries.{moved[0]}), not "
+                             f"in [data]")
+        if self.validation_split:
+            raise ValueError("validation_split shuffles examples before holding some out, which would let windows "
+                             "from later times train a model validated on earlier ones; give "
+                             "timeseries.validation_split instead (the rows after the training rows)")
+        if self.missing == "drop_rows":
+            raise ValueError('missing = "drop_rows" would close the gaps in time that dropped rows leave; fill '
+                             'them instead ("fill_mean" or "fill_value") or fix the table')
+        for key in ("validation", "test"):
+            if getattr(self, key) is not None and getattr(series, f"{key}_split"):
+                raise ValueError(f"give {key} = \"PATH\" or timeseries.{key}_split, not both")
+
+
+# class_weight = "balanced" | { "0" = 1.0, "1" = 5.0 } (class ids or names) | { output = "balanced" or a table }
+ClassTable = dict[str, Annotated[float, Field(ge=0)]]
+ClassWeight = Union[Literal["balanced"], dict[str, Union[Annotated[float, Field(ge=0)], Literal["balanced"],
+                                                         ClassTable]]]
 
 CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callbacks]), BeforeValidator(_tagged)]
 
@@ -266,6 +349,12 @@ class TrainSpec(StrictSpec):
                                        description="The optimizer, by name or as a table with its options.")
     metrics: list[Metric] = Field([], description="Sequential model: metrics reported each epoch, by name or as "
                                                   "tables with options.")
+    weighted_metrics: list[Metric] = Field([], description="Sequential model: metrics that count each example as "
+                                                           "often as its weight (data.sample_weight, "
+                                                           "class_weight), as Keras' weighted_metrics.")
+    class_weight: ClassWeight | None = Field(None, description='Weigh training examples by their class: "balanced" '
+                                                               '(n / (classes x count)), or a table class -> '
+                                                               'weight, or per output a table of those.')
     epochs: int = Field(1, gt=0, description="Passes over the training data.")
     batch_size: int = Field(32, gt=0, description="Examples per step; with MPI the global batch, shared out among "
                                                   "the ranks.")
@@ -300,11 +389,14 @@ class RunSpec(StrictSpec):
     @model_validator(mode="after")
     def _losses_where_needed(self) -> RunSpec:
         if self.model.is_graph:
-            if self.train.loss is not None or self.train.metrics:
+            if self.train.loss is not None or self.train.metrics or self.train.weighted_metrics:
                 raise ValueError("a graph model gives each output its loss and metrics in [model.outputs]; "
-                                 "remove train.loss and train.metrics")
+                                 "remove train.loss, train.metrics and train.weighted_metrics")
         elif self.train.loss is None:
             raise ValueError('train.loss is required, e.g. loss = "sparse_categorical_crossentropy"')
+        if self.train.class_weight is not None and self.data.sample_weight is not None:
+            raise ValueError("give train.class_weight or data.sample_weight, not both (as Keras' fit refuses them "
+                             "together); to combine them, multiply the class weights into the sample_weight column")
         return self
 
     @field_validator("name")

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from dlcli import registry
 from dlcli.spec.keys import KeyDoc, describe_keys
-from dlcli.spec.models import NODE_SPECS, DataSpec, InputSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec
+from dlcli.spec.models import (NODE_SPECS, DataSpec, InputSpec, ModelSpec, OutputSpec, RunSpec, TimeseriesSpec,
+                               TrainSpec)
 from dlcli.spec.schema import registry_kinds, spec_model
 
 REGENERATE = "dlcli schema --markdown > docs/reference.md"
@@ -33,6 +34,9 @@ _WHERE = {"layer": "`[[model.layers]]` or `[model.nodes.NAME]`", "activation": "
 _SPEC_TABLES: list[tuple[str, type[BaseModel], str]] = [
     ("Top level", RunSpec, "The keys outside any table."),
     ("[data]", DataSpec, "Where the examples come from: a registry dataset, or your own files."),
+    ("[data.timeseries]", TimeseriesSpec, "Windows over the rows of a time-ordered table (`data.train`, a .csv or "
+                                          ".parquet file), with Keras' `timeseries_dataset_from_array` options; "
+                                          "the training, validation and test ranges are consecutive rows."),
     ("[model]", ModelSpec, "A sequential stack (`input` + `layers`) or a graph (`inputs` + `nodes` + `outputs`)."),
     ("model.input, model.inputs.NAME", InputSpec, "One model input: the shape of one example, without the "
                                                   "batch axis."),

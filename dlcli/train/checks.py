@@ -8,7 +8,7 @@ from dlcli import registry
 from dlcli.data import list_datasets  # noqa: F401 - imports the catalog, which fills registry.datasets
 from dlcli.graph import Model, build_model
 from dlcli.spec.models import RunSpec
-from dlcli.train.datasets import load_splits
+from dlcli.train.datasets import Splits, load_splits
 
 
 def model_for_summary(spec: RunSpec) -> Model:
@@ -16,9 +16,9 @@ def model_for_summary(spec: RunSpec) -> Model:
     return build_model(spec.model, np.random.default_rng(spec.seed), spec)
 
 
-def check_data_files(spec: RunSpec, model: Model) -> None:
+def check_data_files(spec: RunSpec, model: Model) -> Splits | None:
     """The dataset is registered, or the data files read, split and fit the model exactly as `train` would
-    read them.
+    read them; returns the splits read (None for a registry dataset, which is not loaded).
 
     Problems keep their own exit codes, the same as train gives: a data problem is a DataError (exit 3), named
     with its spec key (data.train, ...), so that validate's answer and train's agree.
@@ -26,7 +26,7 @@ def check_data_files(spec: RunSpec, model: Model) -> None:
     data = spec.data
     if data.dataset is not None:
         registry.datasets.entry(data.dataset)  # an unknown name raises the did-you-mean error
-        return
+        return None
     from dlcli.train.streams import Streams  # the validation hold-out train draws, so the same rows are held out
 
-    load_splits(spec, model, Streams(spec.seed).split)
+    return load_splits(spec, model, Streams(spec.seed).split)

@@ -8,17 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.data import (InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype, check_labels,
-                        check_lengths, fill_missing, fill_values, load_dataset, one_hot, read_examples,
-                        refuse_keys_of_other_readers, single_name, split_validation)
+from dlcli.data import (Examples, InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype, check_labels,
+                        check_lengths, fill_missing, fill_values, is_lazy, load_dataset, one_hot, read_examples,
+                        refuse_keys_of_other_readers, single_name, split_folds, split_validation)
 from dlcli.errors import DataError
 from dlcli.graph import Model
 from dlcli.spec.models import DataSpec, RunSpec
+from dlcli.train.class_weights import CLASSIFIER_LOSSES, class_labels, class_weight_tables, example_weights
 from dlcli.train.ctc_targets import ctc_labels
 from dlcli.train.loop import Split
 
 SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
-CLASSIFIER_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
 FILL_POLICIES = ("fill_mean", "fill_value")
 
 
@@ -35,16 +35,32 @@ class Splits:
     #   "classes": {output: [name, ...]}  class names, sorted, for outputs trained on string labels
     #   "missing": {"policy", "rows_dropped", "cells_filled", "fill": {column: number}}  (data from files only)
     schema: dict[str, Any] = field(default_factory=dict)
+    # train.class_weight as applied: output -> {class id: weight} ("balanced" computed from the training split)
+    class_weights: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
 def load_splits(spec: RunSpec, model: Model, rng: np.random.Generator, need_train: bool = True) -> Splits:
-    """Read the data the spec names, hold out validation after a seeded shuffle, and check every array.
+    """Read the data the spec names, hold out validation after a seeded shuffle, and check every array; then
+    weigh the training examples by train.class_weight.
 
     Each file is checked as it is read, before any shuffle, so problems name the file's line or row; missing CSV
     cells are filled after the validation part is held out, from the training part alone.
     """
     data = spec.data
     schema: dict[str, Any] = {}
+    splits = _time_ranges(data, model, schema) if data.timeseries is not None else _read_splits(data, model, rng,
+                                                                                                   schema)
+    if spec.train.class_weight is not None:
+        # the training examples only, as Keras' fit applies class_weight: validation keeps its sample weights
+        splits.class_weights = class_weight_tables(spec.train.class_weight, model, splits.train.targets, schema)
+        splits.train.weights = {name: example_weights(class_labels(splits.train.targets[name], model.shapes[name],
+                                                                   model.outputs[name].loss.type), table)
+                                for name, table in splits.class_weights.items()}
+    return splits
+
+
+def _read_splits(data: DataSpec, model: Model, rng: np.random.Generator, schema: dict[str, Any]) -> Splits:
+    """The splits of a registry dataset or the user's files, validation held out after a seeded shuffle."""
     if data.dataset is not None:
         train, test = _registry_splits(data, model)
         validation = None
@@ -52,9 +68,11 @@ def load_splits(spec: RunSpec, model: Model, rng: np.random.Generator, need_trai
         assert data.train is not None
         schema["missing"] = {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0}
         train, test, validation = _read_key(data, "train", model, schema, learn=True), None, None
-    if data.validation is None and data.validation_split > 0:
-        merged = {**{f"in:{k}": v for k, v in train.inputs.items()}, **{f"out:{k}": v for k, v in train.targets.items()}}
-        kept, held = split_validation(merged, data.validation_split, rng, str(data.train or data.dataset))
+    if data.folds is not None:  # the run of one fold (a K-fold driver's check without one: the first)
+        kept, held = split_folds(_merged(train), data.folds, data.fold or 1, rng, str(data.train or data.dataset))
+        train, validation = _unmerge(kept), _unmerge(held)
+    elif data.validation is None and data.validation_split > 0:
+        kept, held = split_validation(_merged(train), data.validation_split, rng, str(data.train or data.dataset))
         train, validation = _unmerge(kept), _unmerge(held)
     if data.dataset is None:
         _fill_training_part(schema, data, model, train, validation)
@@ -62,6 +80,30 @@ def load_splits(spec: RunSpec, model: Model, rng: np.random.Generator, need_trai
         test = _read_key(data, "test", model, schema) if data.test is not None else None
     splits = Splits(train, validation, test, schema)
     for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        if split is not None:
+            check_split(split, model, name, data.one_hot)
+    return splits
+
+
+def _time_ranges(data: DataSpec, model: Model, schema: dict[str, Any]) -> Splits:
+    """Windows over the training table's consecutive ranges of rows, in time order (no shuffle crosses them);
+    a validation or test file, when given instead of a range, is windowed whole."""
+    from dlcli.data.readers.timeseries import TimeseriesReader
+
+    assert data.train is not None
+    try:
+        ranges = TimeseriesReader().read_ranges(data.train, read_request(model, data, schema, learn=True))
+    except DataError as err:
+        raise DataError(f"data.train: {err}") from None
+    train, validation, test = (_split_of(part) if part is not None else None
+                               for part in (ranges["train"], ranges["validation"], ranges["test"]))
+    assert train is not None
+    if data.validation is not None:
+        validation = _read_key(data, "validation", model, schema)
+    if data.test is not None:
+        test = _read_key(data, "test", model, schema)
+    splits = Splits(train, validation, test, schema)
+    for name, split in (("train", train), ("validation", validation), ("test", test)):
         if split is not None:
             check_split(split, model, name, data.one_hot)
     return splits
@@ -89,9 +131,16 @@ def _fill_training_part(schema: dict[str, Any], data: DataSpec, model: Model, tr
                                                               schema["missing"]["fill"])
 
 
+def _merged(split: Split) -> dict[str, np.ndarray]:
+    """A split's arrays in one dict, so that one shuffle moves inputs, targets and weights together."""
+    return {**{f"in:{k}": v for k, v in split.inputs.items()}, **{f"out:{k}": v for k, v in split.targets.items()},
+            **{f"weight:{k}": v for k, v in split.weights.items()}}
+
+
 def _unmerge(arrays: dict[str, np.ndarray]) -> Split:
     return Split({k[3:]: v for k, v in arrays.items() if k.startswith("in:")},
-                 {k[4:]: v for k, v in arrays.items() if k.startswith("out:")})
+                 {k[4:]: v for k, v in arrays.items() if k.startswith("out:")},
+                 {k[7:]: v for k, v in arrays.items() if k.startswith("weight:")})
 
 
 def _registry_splits(data: DataSpec, model: Model) -> tuple[Split, Split]:
@@ -111,8 +160,13 @@ def read_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any] 
     the same way. With `learn` (the training file, or a checkpoint older than the schema) what it lacks is
     learned from this file and added to it; otherwise class names the schema does not list are an error.
     """
-    examples = read_examples(path, read_request(model, data, {} if schema is None else schema, learn))
-    return Split(examples.inputs, examples.targets)
+    return _split_of(read_examples(path, read_request(model, data, {} if schema is None else schema, learn)))
+
+
+def _split_of(examples: Examples) -> Split:
+    """What a reader read as a split; its sample weights (data.sample_weight) weigh every output."""
+    weights = {} if examples.weights is None else {name: examples.weights for name in examples.targets}
+    return Split(examples.inputs, examples.targets, weights)
 
 
 def read_request(model: Model, data: DataSpec, schema: dict[str, Any], learn: bool = True,
@@ -142,11 +196,24 @@ def check_split(split: Split, model: Model, name: str, to_one_hot: bool) -> None
         if array.shape[1:] != expected:
             raise DataError(f"{name} input {input_name!r}: each example has shape {list(array.shape[1:])}, but the "
                             f"model's input takes {list(expected)}; fix model.input(s) shape or reshape the data")
+        if is_lazy(array):  # windows: their reader checked the table they are views of
+            continue
         check_input_dtype(array, model.inputs[input_name].dtype, f"{name} input {input_name!r}")
         if array.dtype.kind == "f":
             check_finite(f"{name} input {input_name!r}", array)
     for output_name, target in split.targets.items():
         split.targets[output_name] = _normalized_target(target, model, output_name, name, to_one_hot)
+    for output_name, weights in split.weights.items():
+        _check_weights(weights, model.shapes[output_name], f"{name} sample weights of output {output_name!r}")
+
+
+def _check_weights(weights: np.ndarray, shape: tuple[int, ...], label: str) -> None:
+    """Sample weights are one per example, or one per step of a sequence output (batch, time)."""
+    if weights.ndim == 1 or (weights.ndim == 2 and len(shape) >= 2 and weights.shape[1] == shape[0]):
+        return
+    per_step = f" or one per time step ({len(weights)}, {shape[0]})" if len(shape) >= 2 else ""
+    raise DataError(f"{label}: expected one per example ({len(weights)},){per_step}, found shape "
+                    f"{list(weights.shape)}")
 
 
 def _normalized_target(target: np.ndarray, model: Model, output: str, split: str, to_one_hot: bool) -> np.ndarray:

@@ -39,8 +39,9 @@ from dlcli.train.streams import Streams, give_rank_its_stream
 
 
 def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
-    """Adapt normalization layers on the training data as it reaches them (layers before them applied), a batch
-    at a time: the layer takes the batches one by one, so a split larger than memory (an image folder) is never
+    """Adapt normalization and text_vectorization layers on the training data as it reaches them (layers before
+    them applied), a batch at a time: the layer takes the batches one by one, so a split larger than memory (an
+    image folder, time-series windows, which gathered whole would be sequence_length times their table) is never
     held whole."""
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     for index, node in enumerate(model.nodes):
@@ -199,6 +200,9 @@ class _Run:
         missing = splits.schema.get("missing")
         if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
             info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
+        if splits.class_weights:  # what train.class_weight weighs each class by ("balanced": computed)
+            info["class_weight"] = {output: {str(label): weight for label, weight in sorted(table.items())}
+                                    for output, table in splits.class_weights.items()}
         return info
 
     def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:

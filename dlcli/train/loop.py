@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -28,25 +28,32 @@ from dlcli.train.distributed import World, moving_states
 @dataclass
 class Split:
     """One split of the data: arrays for each model input and each output's targets, first axis examples. An
-    array may be lazy (an image folder's images, decoded as batches need them: see data/readers/reader.py)."""
+    array may be lazy (an image folder's images decoded as batches need them, time-series windows over a table:
+    see data/readers/reader.py)."""
 
     inputs: dict[str, Any]
     targets: dict[str, Any]
+    # per output: each example's (or step's) weight in its loss and weighted metrics, from data.sample_weight or
+    # train.class_weight; an output without an entry weighs every example 1
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
     def take(self, index: np.ndarray | slice) -> Split:
         """The examples at `index` (one gather per array), as NumPy arrays."""
-        return Split({k: v[index] for k, v in self.inputs.items()}, {k: v[index] for k, v in self.targets.items()})
+        return Split({k: v[index] for k, v in self.inputs.items()}, {k: v[index] for k, v in self.targets.items()},
+                     {k: v[index] for k, v in self.weights.items()})
 
     def batches(self, indexes: Iterable[np.ndarray]) -> Iterator[Split]:
         """The examples at each index array of `indexes`, in order, as NumPy arrays; lazy arrays that decode on
         worker threads are gathered a few batches ahead (data.prefetch), the same rows whatever the timing."""
-        arrays = {**{f"in:{k}": v for k, v in self.inputs.items()}, **{f"out:{k}": v for k, v in self.targets.items()}}
+        arrays = {**{f"in:{k}": v for k, v in self.inputs.items()}, **{f"out:{k}": v for k, v in self.targets.items()},
+                  **{f"w:{k}": v for k, v in self.weights.items()}}
         with closing(prefetched(arrays, indexes)) as gathered:
             for batch in gathered:
-                yield Split({k: batch[f"in:{k}"] for k in self.inputs}, {k: batch[f"out:{k}"] for k in self.targets})
+                yield Split({k: batch[f"in:{k}"] for k in self.inputs}, {k: batch[f"out:{k}"] for k in self.targets},
+                            {k: batch[f"w:{k}"] for k in self.weights})
 
 
 def in_order(count: int, batch_size: int) -> list[np.ndarray]:
@@ -64,6 +71,7 @@ class Objective:
         self.metric_factories: dict[str, list[Callable[[], Metric]]] = {}
         self.metric_names: dict[str, list[str]] = {}  # what each output's metrics are called in logs
         single = len(model.outputs) == 1
+        self.weighted_metrics: set[str] = set()  # the names of the metrics given the examples' weights
         for name, output in model.outputs.items():
             self.losses[name] = create_loss(output.loss.model_dump())
             self.weights[name] = output.weight
@@ -71,7 +79,16 @@ class Objective:
             target_shape = (target_shapes or {}).get(name)
             prefix = "" if single else f"{name}_"
             configs = [m.model_dump(exclude_none=True) for m in output.metrics]
-            self.metric_names[name] = [_metric_name(config, prefix) for config in configs]
+            names = [_metric_name(config, prefix) for config in configs]
+            weighted = [m.model_dump(exclude_none=True) for m in output.weighted_metrics]
+            for config in weighted:  # Keras' rule: a weighted metric named like another is weighted_<name>
+                config = {**config, "name": config.get("name", config["type"])}
+                if prefix + config["name"] in names:
+                    config["name"] = f"weighted_{config['name']}"
+                configs.append(config)
+                names.append(prefix + config["name"])
+                self.weighted_metrics.add(names[-1])
+            self.metric_names[name] = names
             self.metric_factories[name] = [_metric_factory(config, output.loss, shape, target_shape, prefix)
                                            for config in configs]
 
@@ -79,9 +96,21 @@ class Objective:
         """Fresh running metrics for every output."""
         return {name: [make() for make in factories] for name, factories in self.metric_factories.items()}
 
-    def loss(self, predictions: dict[str, Tensor], targets: dict[str, np.ndarray]) -> tuple[Tensor, dict[str, float]]:
-        """The weighted total loss, and each output's loss value when there are several."""
-        terms = {name: loss(predictions[name], targets[name]) for name, loss in self.losses.items()}
+    def update_metrics(self, metrics: dict[str, list[Metric]], predictions: dict[str, Tensor], batch: Split) -> None:
+        """Add a batch to every output's metrics, giving the weighted ones the batch's weights."""
+        for name, group in metrics.items():
+            weights = batch.weights.get(name)
+            for metric in group:
+                metric.update(predictions[name].data, batch.targets[name], predictions[name].mask,
+                              weights if metric.name in self.weighted_metrics else None)
+
+    def loss(self, predictions: dict[str, Tensor], targets: dict[str, np.ndarray],
+             sample_weights: dict[str, np.ndarray] | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The weighted total loss, and each output's loss value when there are several; `sample_weights` weigh
+        each output's examples."""
+        sample_weights = sample_weights or {}
+        terms = {name: loss(predictions[name], targets[name], sample_weights.get(name))
+                 for name, loss in self.losses.items()}
         total = weighted_total([(self.weights[name], term) for name, term in terms.items()])
         parts = {f"{name}_loss": term.item() for name, term in terms.items()} if len(terms) > 1 else {}
         return total, parts
@@ -109,7 +138,8 @@ def log_directions(model: Model, objective: Objective) -> dict[str, Literal["min
     its own name (metrics = [{ type = "accuracy", name = "hits" }]) still goes up."""
     directions: dict[str, Literal["min", "max"]] = {name: "min" for name in objective.loss_names()}
     for output, names in objective.metric_names.items():
-        for config, name in zip(model.outputs[output].metrics, names):
+        configs = [*model.outputs[output].metrics, *model.outputs[output].weighted_metrics]
+        for config, name in zip(configs, names):
             directions[name] = monitor_mode(config.type, "auto")
     return {**directions, **{f"val_{name}": way for name, way in directions.items()}}
 
@@ -245,7 +275,7 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
             before_step(progress)
             local = world.shard(index)
             predictions = model(_as_tensors(batch.inputs, dtypes), training=True)
-            loss, parts = objective.loss(predictions, batch.targets)
+            loss, parts = objective.loss(predictions, batch.targets, batch.weights)
             step = first_step + progress.done + 1
             optimizer.zero_grad()
             if world.size == 1:
@@ -262,12 +292,11 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
                 _check_finite(value, step, progress, model, objective, batch, dtypes)
                 predictions = {name: _gathered(world, predictions[name], len(index))
                                for name in progress.metrics}
-                batch = Split({}, {name: data.targets[name][index] for name in progress.metrics})
+                batch = Split({}, {name: data.targets[name][index] for name in progress.metrics},
+                              {name: weights[index] for name, weights in data.weights.items()})
             optimizer.step()
             progress.running.add({"loss": value, **parts}, len(index))
-            for name, group in progress.metrics.items():
-                for metric in group:
-                    metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
+            objective.update_metrics(progress.metrics, predictions, batch)
             progress.done += 1
             if world.check_every and step % world.check_every == 0:
                 world.check_weights(model, step)
@@ -303,7 +332,7 @@ def diagnose_non_finite(model: Model, objective: Objective, batch: Split, dtypes
             return f"the first non-finite output is layer {node.name} ({node.key})"
     for param in model.parameters().values():
         param.grad = None
-    loss, _ = objective.loss({name: values[name] for name in model.outputs}, batch.targets)
+    loss, _ = objective.loss({name: values[name] for name in model.outputs}, batch.targets, batch.weights)
     loss.backward()
     for node in model.nodes:
         for name, param in node.layer.weights().items():
@@ -322,11 +351,9 @@ def evaluate(model: Model, objective: Objective, data: Split, batch_size: int) -
     running, metrics = RunningMeans(), objective.new_metrics()
     for batch in data.batches(in_order(len(data), batch_size)):  # a loop over batches, not samples
         predictions = model(_as_tensors(batch.inputs, dtypes), training=False)
-        loss, parts = objective.loss(predictions, batch.targets)
+        loss, parts = objective.loss(predictions, batch.targets, batch.weights)
         running.add({"loss": loss.item(), **parts}, len(batch))
-        for name, group in metrics.items():
-            for metric in group:
-                metric.update(predictions[name].data, batch.targets[name], predictions[name].mask)
+        objective.update_metrics(metrics, predictions, batch)
     return _with_metrics(running.means(), metrics)
 
 

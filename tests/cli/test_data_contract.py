@@ -271,15 +271,16 @@ def test_a_checkpoint_from_before_the_data_schema_predicts_and_evaluates_as_befo
 
 
 def test_an_unsupported_data_file_gets_the_one_message_listing_the_readers_in_every_command(folder: Path) -> None:
-    (folder / "t.parquet").write_bytes(b"PAR1")
+    (folder / "t.feather").write_bytes(b"PAR1")
     readers = (".csv or .csv.gz (a CSV table with a header row", ".npy (inputs in x_NAME.npy with their targets in "
-               "y_NAME.npy", ".npz (arrays by name in an .npz archive", ".txt (one text a line")
-    spec = write_spec(folder, "parquet", "t.parquet")
-    messages = [error(dlcli("train", spec, cwd=folder), 3, "data.train: ", "t.parquet: unsupported data file; "),
-                error(dlcli("validate", spec, cwd=folder), 3, "data.train: ", "t.parquet: unsupported data file; "),
-                error(dlcli("eval", "numbers", "--data", "t.parquet", cwd=folder), 3),
-                error(dlcli("predict", "numbers", "t.parquet", cwd=folder), 3)]
-    assert messages[2] == messages[3] and messages[3].startswith("error: t.parquet: unsupported data file; ")
+               "y_NAME.npy", ".npz (arrays by name in an .npz archive", ".txt (one text a line",
+               ".parquet or .pq (a parquet table")
+    spec = write_spec(folder, "feather", "t.feather")
+    messages = [error(dlcli("train", spec, cwd=folder), 3, "data.train: ", "t.feather: unsupported data file; "),
+                error(dlcli("validate", spec, cwd=folder), 3, "data.train: ", "t.feather: unsupported data file; "),
+                error(dlcli("eval", "numbers", "--data", "t.feather", cwd=folder), 3),
+                error(dlcli("predict", "numbers", "t.feather", cwd=folder), 3)]
+    assert messages[2] == messages[3] and messages[3].startswith("error: t.feather: unsupported data file; ")
     listed = {message.split("unsupported data file; ", 1)[1] for message in messages}
     assert len(listed) == 1, messages
     assert all(reader in next(iter(listed)) for reader in readers), messages

@@ -167,11 +167,13 @@ def test_two_trainers_started_together_on_one_folder_exactly_one_trains(tmp_path
 
 def test_a_second_writer_is_refused_naming_the_holder_and_readers_still_read(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = start("train", DIGITS, "--set", "train.epochs=4", "--run-dir", str(run), "--quiet", cwd=tmp_path,
+    # 30 epochs at 0.01 s a step: the first writer is still training (it is killed below) when the second
+    # starts, however slowly a loaded machine starts it
+    proc = start("train", DIGITS, "--set", "train.epochs=30", "--run-dir", str(run), "--quiet", cwd=tmp_path,
                  DLCLI_TEST_PAUSE_STEP="0.01")
     try:
         wait_for(run / "checkpoints" / "last.safetensors")
-        second = dlcli("train", str(run), "--resume", "--set", "train.epochs=6", cwd=tmp_path)
+        second = dlcli("train", str(run), "--resume", "--set", "train.epochs=32", cwd=tmp_path)
         assert second.returncode == 2
         assert f"is being written by PID {proc.pid} (dlcli train {DIGITS}" in second.stderr
         # eval only reads: no lock, and never a half-written file

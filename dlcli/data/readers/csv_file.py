@@ -5,86 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dlcli import registry
-from dlcli.data.csv_examples import CsvRecipe, fill_missing, read_csv_examples
-from dlcli.data.readers.reader import Examples, Reader
-from dlcli.data.readers.request import ReadRequest, single_name
-from dlcli.errors import DataError, SpecError
+from dlcli.data.csv_table import read_csv_table
+from dlcli.data.readers.table_reader import TableReader
+from dlcli.data.table import Table
 
 
 @registry.readers.register("csv")
-class CsvReader(Reader):
+class CsvReader(TableReader):
     """A CSV table with a header row, its columns named by data.features and data.target."""
 
     suffixes = (".csv", ".csv.gz")
+    kind = "a CSV file"
 
-    def read(self, path: Path, request: ReadRequest) -> Examples:
-        """A split from the file, or (inputs only) its feature or text column with each example's line."""
-        return _inputs(path, request) if request.targets is None else _split(path, request)
-
-
-def _split(path: Path, request: ReadRequest) -> Examples:
-    """Inputs and targets: feature columns by name (learned from the training file), missing cells by
-    data.missing, class names to ids."""
-    assert request.targets is not None
-    data, schema = request.data, request.schema
-    if data.target is None:
-        raise SpecError(f"data.target: {path.name} is a CSV file: name its target column, e.g. target = "
-                        f"\"label\"")
-    input_name, output_name = single_name(request.inputs, "input"), single_name(request.targets, "output")
-    takes_text = request.inputs[input_name].takes_text
-    if takes_text and data.text is None:
-        raise SpecError(f"data.text: the model takes text: name the column of {path.name} that holds it, "
-                        f"e.g. text = \"review\"")
-    if not takes_text and data.text is not None:
-        raise SpecError(f"data.text: the model's input is numeric (dtype = "
-                        f"\"{request.inputs[input_name].dtype}\"); to feed it text, give it dtype = \"string\", "
-                        f"shape = [1] and a text_vectorization layer, or name numeric columns in data.features")
-    slot = request.targets[output_name]
-    column = f"column {data.target!r}"
-    read = read_csv_examples(path, CsvRecipe(
-        features=data.features, target=data.target, text=data.text, missing=data.missing,
-        columns=None if takes_text else schema.get("columns"), classes=schema.get("classes", {}).get(output_name),
-        names_allowed=slot.class_names, loss=slot.loss))
-    assert read.y is not None
-    missing = schema.setdefault("missing", {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0})
-    missing["rows_dropped"] = missing.get("rows_dropped", 0) + read.rows_dropped
-    if read.classes is not None:
-        request.classes(output_name, read.classes, f"{path}, {column}")
-        y = read.y
-    else:
-        request.check_ids(read.y, output_name, read.where, column)
-        y = read.y.astype(np.float32)
-    if takes_text:
-        return Examples({input_name: read.x}, {output_name: y})
-    schema.setdefault("columns", read.columns)
-    x = read.x.astype(np.float32)
-    if "fill" in missing:
-        missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(x, read.columns, missing["fill"])
-    return Examples({input_name: x}, {output_name: y})
-
-
-def _inputs(path: Path, request: ReadRequest) -> Examples:
-    """The feature columns, by the names training stored (an old checkpoint: by data.features, all but the
-    target without it), missing cells filled as training filled them; or a text model's text column. NaN and
-    missing cells without a fill stay NaN, for predict to refuse or mark."""
-    data, names = request.data, list(request.inputs)
-    if len(names) != 1:
-        raise DataError(f"{path}: the model has {len(names)} inputs and a CSV file feeds one; give an .npz with "
-                        f"arrays {names}")
-    takes_text = request.inputs[names[0]].takes_text
-    if takes_text and data.text is None:
-        raise DataError(f"{path}: the model takes text, but its spec names no CSV text column (data.text); give a "
-                        f".txt file with one text a line instead")
-    read = read_csv_examples(path, CsvRecipe(features=data.features, ignore=data.target, missing="keep",
-                                             text=data.text if takes_text else None,
-                                             columns=request.schema.get("columns")))
-    if takes_text:
-        return Examples({names[0]: read.x}, lines=read.lines)
-    x = read.x.astype(np.float32)
-    fill = request.schema.get("missing", {}).get("fill")
-    if fill:
-        fill_missing(x, read.columns, fill)
-    return Examples({names[0]: x}, lines=read.lines)
+    def table(self, path: Path) -> Table:
+        """The file's columns, every problem named by its line."""
+        return read_csv_table(path)

@@ -34,6 +34,10 @@ class NpyPairReader(Reader):
             if len(names) != 1:
                 raise DataError(f"{path}: the model has {len(names)} inputs; give an .npz with arrays {names}")
             return Examples({names[0]: request.input_array(read_npy(path), names[0], str(path))})
+        if request.weight_name is not None:
+            raise DataError(f"{path}: a pair of .npy files holds inputs and targets only, no sample weights "
+                            f"(data.sample_weight = {request.weight_name!r}); save x, y and the weights as arrays "
+                            f"of one .npz")
         input_name, output_name = single_name(request.inputs, "input"), single_name(request.targets, "output")
         x = request.input_array(read_npy(path), input_name, str(path))
         target_path = _partner(path)

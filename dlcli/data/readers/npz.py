@@ -33,7 +33,12 @@ class NpzReader(Reader):
                   for name, array in _mapping(request.data.inputs, request.inputs, "x").items()}
         targets = {name: _target(arrays, path, array, name, request)
                    for name, array in _mapping(request.data.targets, request.targets, "y").items()}
-        return Examples(inputs, targets)
+        weights = None
+        if request.weight_name is not None:
+            label = f"{path}, array {request.weight_name!r}"
+            weights = request.weight_array(_pick(arrays, path, request.weight_name, "sample weights"), label,
+                                           rows_of(label))
+        return Examples(inputs, targets, weights=weights)
 
 
 def _prediction_inputs(found: dict[str, np.ndarray], path: Path, request: ReadRequest) -> dict[str, np.ndarray]:

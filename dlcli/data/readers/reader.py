@@ -30,6 +30,12 @@ batch at a time. The training loop asks for each rank's own shard of a batch onl
 A reader's own keys of [data] (an image folder's image_size, ...) are named in its `data_keys`; a training split
 read by another reader with one of them set to other than its default is a SpecError naming the key, so a key
 that would do nothing is never silently ignored.
+
+A reader may instead claim a request by the spec's keys, whatever the file's name (`claims`): the time-series
+reader takes every file of a spec with [data.timeseries], and reads the table through the reader of its suffix.
+
+The time-series reader's windows (data/windows.py) are lazy arrays without `fill`: views over the table,
+gathered a batch at a time, so that memory stays O(rows).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -56,6 +62,7 @@ class Examples:
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
     sources: list[str] | None = None  # the file of each example, for readers of one example a file (folders)
+    weights: np.ndarray | None = None  # data.sample_weight: each example's (or step's) weight, float32
 
 
 class Reader:
@@ -73,6 +80,11 @@ class Reader:
         return cls.directory and path.is_dir()
 
     @classmethod
+    def claims(cls, request: ReadRequest) -> bool:
+        """Whether this reader reads every file of `request`, by the spec's keys rather than the file's name."""
+        return False
+
+    @classmethod
     def described(cls) -> str:
         """What the reader accepts, for messages: ".csv or .csv.gz", "a folder"."""
         kinds = [*cls.suffixes, *(["a folder"] if cls.directory else [])]
@@ -82,6 +94,12 @@ class Reader:
         """The examples in `path` that `request` asks for, every array checked as it comes (before any shuffle,
         so that a problem names the file's line or the array's row)."""
         raise NotImplementedError
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """What this kind of file can tell about itself for `dlcli validate --data-report` (JSON-able): a
+        table's missing and constant columns, an image folder's sizes and modes, a text folder's lengths. The
+        report's split statistics (counts, class balance, duplicates) come from the arrays, for every reader."""
+        return {}
 
 
 def reader_for(path: Path, readers: registry.Registry = registry.readers) -> registry.Entry:
@@ -100,13 +118,15 @@ def reader_for(path: Path, readers: registry.Registry = registry.readers) -> reg
 
 def unsupported_message(path: Path, entries: list[registry.Entry]) -> str:
     """The one "unsupported data" message: what each registered reader accepts, with its one-line doc."""
-    known = "; ".join(f"{entry.target.described()} ({_lowered(entry.doc)})" for entry in entries)
+    known = "; ".join(f"{entry.target.described()} ({_lowered(entry.doc)})" for entry in entries
+                      if entry.target.described())  # a reader that only claims requests accepts no name
     return f"{path}: unsupported data file; dlcli reads {known}: save the data as one of these, named by its kind"
 
 
 def read_examples(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> Examples:
-    """The examples `request` asks for from `path`, by the reader registered for what it is."""
-    entry = reader_for(path, readers)
+    """The examples `request` asks for from `path`, by the reader that claims the request, else the reader
+    registered for what the path is."""
+    entry = next((entry for entry in readers if entry.target.claims(request)), None) or reader_for(path, readers)
     if request.targets is not None:
         refuse_keys_of_other_readers(entry, request.data,
                                      f"{path} is read by the {entry.name} reader ({_lowered(entry.doc)})", readers)
@@ -127,6 +147,14 @@ def refuse_keys_of_other_readers(entry: registry.Entry | None, data: object, wha
         users = [other.name for other in readers if unused[0] in other.target.data_keys]
         raise SpecError(f"data.{unused[0]}: applies to {' and '.join(users)} data, but {what}; remove "
                         f"{', '.join(f'data.{key}' for key in unused)}")
+
+
+def describe_file(path: Path, request: ReadRequest, readers: registry.Registry = registry.readers) -> dict[str, Any]:
+    """What the reader that reads `path` for `request` tells about it (Reader.describe), with the reader's name."""
+    entry = next((entry for entry in readers if entry.target.claims(request)), None) or reader_for(path, readers)
+    if entry.spec is not None:
+        request.options = _reader_options(entry, request.data.options, path)
+    return {"reader": entry.name, **entry.target().describe(path, request)}
 
 
 def _reader_options(entry: registry.Entry, options: dict, path: Path) -> object:

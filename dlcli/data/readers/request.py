@@ -55,6 +55,10 @@ class DataKeys(Protocol):
     def cache(self) -> str: ...  # image folders: none, memory or disk
     @property
     def decode_threads(self) -> int | None: ...  # folders: None for the default
+    @property
+    def timeseries(self) -> Any: ...  # [data.timeseries]: windows over a table (spec.models.TimeseriesSpec) or None
+    @property
+    def sample_weight(self) -> str | None: ...  # the column or array of each example's weight
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,24 @@ class ReadRequest:
         refuse_nonfinite(array, where, NONFINITE_FIX)
         self.check_ids(array, output, where, "label")
         return array
+
+    @property
+    def weight_name(self) -> str | None:
+        """The column or array of each example's sample weight, when the spec names one and targets are read."""
+        return getattr(self.data, "sample_weight", None) if self.targets is not None else None
+
+    def weight_array(self, array: np.ndarray, label: str, where: Where) -> np.ndarray:
+        """Sample weights checked: numbers, one per example (or per step: 2-D), finite and not negative."""
+        check_examples(label, array)
+        if array.dtype.kind not in "biuf" or array.ndim > 2:
+            raise DataError(f"{label}: sample weights must be numbers, one per example (1-D) or per time step "
+                            f"(2-D), found dtype {array.dtype} and shape {list(array.shape)}")
+        refuse_nonfinite(array, where, NONFINITE_FIX)
+        negative = np.flatnonzero((array < 0).reshape(len(array), -1).any(axis=1))
+        if negative.size:
+            raise DataError(f"{where(int(negative[0]))}: a sample weight is negative ({negative.size:,} rows hold "
+                            f"one); a weight says how many times an example counts: 0 or more")
+        return array.astype(np.float32)
 
     def check_ids(self, ids: np.ndarray, output: str, where: Where, column: str) -> None:
         """Class ids in range, checked in file order, for the losses (and data.one_hot) that take them."""

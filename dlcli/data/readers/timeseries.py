@@ -1,0 +1,156 @@
+"""The time-series reader: windows over the rows of a time-ordered table (.csv or .parquet, read by the reader of
+its suffix), cut as [data.timeseries] says with Keras' timeseries_dataset_from_array options, the training,
+validation and test ranges taken in time order; see data/windows.py for the window arithmetic."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlcli import registry
+from dlcli.data.batches import counted
+from dlcli.data.csv_examples import fill_missing, fill_values
+from dlcli.data.csv_table import FEATURE_ADVICE
+from dlcli.data.readers.reader import Examples, Reader, reader_for
+from dlcli.data.readers.request import ReadRequest, single_name
+from dlcli.data.readers.table_reader import TableReader, describe_table
+from dlcli.data.table import Table
+from dlcli.data.windows import WindowShape, Windows, target_rows, window_starts
+from dlcli.errors import DataError, SpecError
+
+RANGES = ("train", "validation", "test")  # in time order
+
+
+@registry.readers.register("timeseries")
+class TimeseriesReader(Reader):
+    """Windows over a time-ordered table (.csv or .parquet), cut as [data.timeseries] says."""
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return False  # chosen by the spec's [data.timeseries], never by a file's name
+
+    @classmethod
+    def claims(cls, request: ReadRequest) -> bool:
+        return getattr(request.data, "timeseries", None) is not None
+
+    def read(self, path: Path, request: ReadRequest) -> Examples:
+        """Windows over the whole table (a validation, test or evaluation file); reading inputs only (predict),
+        every window whose rows are in the table, the last ones forecasting past its end."""
+        return self.read_ranges(path, request, whole=True)["train"]  # type: ignore[return-value]
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """The table the windows are cut from (see TableReader.describe)."""
+        return describe_table(_table(path))
+
+    def read_ranges(self, path: Path, request: ReadRequest, whole: bool = False) -> dict[str, Examples | None]:
+        """The training, validation and test windows of the training file, from consecutive ranges of its rows
+        (the split fractions of [data.timeseries], in time order): no window or target crosses from one range
+        into the next. `whole`: one range, the whole table, under "train"."""
+        options = request.data.timeseries
+        if request.targets is not None and options.target is None:
+            raise SpecError(f"data.timeseries.target: name the column of {path.name} that the windows predict, "
+                            f"e.g. target = \"T (degC)\"")
+        table = _table(path)
+        shape = WindowShape(options.sequence_length, options.sampling_rate, options.sequence_stride, options.delay)
+        features, names = _features(table, options, request)
+        target = weights = None
+        if request.targets is not None:
+            target = table.numbers([table.column(options.target)], allow_missing=False,
+                                   advice="; fix that cell").astype(np.float32)[:, 0]
+        if request.weight_name is not None:  # each window weighs what its target row's weight says
+            column = table.column(request.weight_name)
+            weights = request.weight_array(table.numbers([column], allow_missing=False, advice="; fix that cell"),
+                                           f"{path}, column {request.weight_name!r}", table.where)[:, 0]
+        bounds = _bounds(len(table), 0.0 if whole else options.validation_split,
+                         0.0 if whole else options.test_split)
+        _fill(features, names, request, table, bounds["train"])
+        input_name = single_name(request.inputs, "input")
+        examples: dict[str, Examples | None] = {}
+        # without targets (predict) a window needs only its own rows: the last ones forecast past the table's end
+        cut = replace(shape, delay=0)
+        for name, (first, last) in bounds.items():
+            if first == last:
+                examples[name] = None
+                continue
+            starts = first + window_starts(last - first, shape if target is not None else cut)
+            if not starts.size:
+                raise DataError(_too_short(path, name, first, last, shape, whole, target is None))
+            inputs = {input_name: Windows(features, starts, shape)}
+            if target is None:
+                examples[name] = Examples(inputs, lines=_places(table, target_rows(starts, cut)))
+                continue
+            rows = target_rows(starts, shape)
+            output_name = single_name(request.targets or {}, "output")
+            examples[name] = Examples(inputs, {output_name: target[rows]}, lines=_places(table, rows),
+                                      weights=None if weights is None else weights[rows])
+        return examples
+
+
+def _table(path: Path) -> Table:
+    """The table behind the windows, read by the reader of its suffix (CSV or parquet)."""
+    entry = reader_for(path)
+    if not issubclass(entry.target, TableReader):
+        raise DataError(f"{path}: [data.timeseries] cuts windows from a table of named columns, a .csv or .parquet "
+                        f"file (one row a time step, oldest first); this is {entry.target.described()} "
+                        f"({entry.name})")
+    return entry.target().table(path)
+
+
+def _features(table: Table, options: Any, request: ReadRequest) -> tuple[np.ndarray, list[str]]:
+    """The feature columns (float32, rows x features): by the names training stored, else data.timeseries.features
+    (names or "first:last" ranges), else every column; the target may be among them (its past is an input)."""
+    names = request.schema.get("columns")
+    if names is not None:
+        columns = table.named_columns(names)
+    else:
+        columns = table.feature_columns(options.features, -1)
+    values = table.numbers(columns, allow_missing=request.data.missing != "error", advice=FEATURE_ADVICE +
+                           " (data.timeseries.features names them)")
+    names = [table.header[j] for j in columns]
+    request.schema.setdefault("columns", names)
+    return np.ascontiguousarray(values, dtype=np.float32), names
+
+
+def _fill(features: np.ndarray, names: list[str], request: ReadRequest, table: Table,
+          train: tuple[int, int]) -> None:
+    """Missing cells filled in place as data.missing says: fill_mean takes the means of the training range's
+    rows alone, so no later value leaks into them (and later files are filled as training filled them)."""
+    missing = request.schema.setdefault("missing", {"policy": request.data.missing, "rows_dropped": 0,
+                                                    "cells_filled": 0})
+    if request.data.missing == "error" or not np.isnan(features.sum()):
+        return
+    if "fill" not in missing:
+        first, last = train
+        missing["fill"] = fill_values(features[first:last], names, request.data.missing, request.data.fill_value,
+                                      f"{table.path}, the training rows")
+    missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(features, names, missing["fill"])
+
+
+def _bounds(rows: int, validation: float, test: float) -> dict[str, tuple[int, int]]:
+    """[first, last) rows of each range, in time order: training int((1 - validation - test) * rows) rows (the
+    book's int(0.5 * n)), validation int(validation * rows), test the rest."""
+    train_rows = int((1.0 - validation - test) * rows)
+    validation_rows = int(validation * rows) if test else rows - train_rows
+    middle = train_rows + validation_rows
+    return {"train": (0, train_rows), "validation": (train_rows, middle), "test": (middle, rows)}
+
+
+def _too_short(path: Path, name: str, first: int, last: int, shape: WindowShape, whole: bool,
+               forecast: bool) -> str:
+    """The message for a range that holds no whole window (and target)."""
+    window = (shape.sequence_length - 1) * shape.sampling_rate + 1
+    needed, what = (window, "one window spans") if forecast else (shape.span, "one window and its target span")
+    where = f"{path}" if whole else f"{path}: the {name} range (rows {first:,} to {last - 1:,}, counting from 0)"
+    fix = "a longer table" if whole else (f"a larger data.timeseries.{name}_split" if name != "train" else
+                                          "smaller validation_split and test_split")
+    return (f"{where} holds {counted(last - first, 'row')}, fewer than the {needed:,} {what} (sequence_length "
+            f"{shape.sequence_length}, sampling_rate {shape.sampling_rate}"
+            f"{'' if forecast else f', delay {shape.delay}'}); use {fix}, or shorter windows")
+
+
+def _places(table: Table, rows: np.ndarray) -> np.ndarray | None:
+    """Each window's place in the file, by its target row (or last row): that row's line in a text file."""
+    return None if table.lines is None else table.lines[rows]

@@ -1,0 +1,129 @@
+"""The time-series reader: training, validation and test windows from consecutive ranges of rows, none crossing
+into the next range; windows over a whole file for eval and predict (the last ones forecasting); columns by name;
+missing cells; and the [data.timeseries] keys checked when the spec loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from dlcli.data import InputSlot, ReadRequest, TargetSlot, read_examples
+from dlcli.data.readers.timeseries import TimeseriesReader
+from dlcli.errors import DataError, SpecError
+from dlcli.spec.models import DataSpec
+
+
+def data_keys(path: Path, **series: object) -> DataSpec:
+    options = {"target": "y", "sequence_length": 5, "delay": 1, **series}
+    return DataSpec.model_validate({"train": str(path), "timeseries": options})
+
+
+def request(data: DataSpec, targets: bool = True, schema: dict | None = None) -> ReadRequest:
+    slots = {"out": TargetSlot("mean_squared_error", 1)} if targets else None
+    return ReadRequest({"x": InputSlot("float32")}, slots, data, schema if schema is not None else {})
+
+
+def write_table(path: Path, rows: int = 100) -> Path:
+    """Columns t (the row number), y (ten times it) and a text column, which features must leave out."""
+    lines = ["when,t,y"] + [f"day {i},{i},{10 * i}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ranges_follow_in_time_order_and_no_window_or_target_crosses_into_the_next(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv")
+    data = data_keys(path, features=["t"], validation_split=0.25, test_split=0.25)
+    ranges = TimeseriesReader().read_ranges(path, request(data))
+    expected = {"train": (0, 50), "validation": (50, 75), "test": (75, 100)}
+    for name, (first, last) in expected.items():
+        windows, targets = ranges[name].inputs["x"], ranges[name].targets["out"]
+        rows = np.asarray(windows)[:, :, 0]  # column t: each step's row
+        assert rows.min() == first and rows.max() < last
+        # the target is y of the row after each window's last row, and lies in the range too
+        np.testing.assert_array_equal(targets, 10 * (rows[:, -1] + 1))
+        assert targets.max() < 10 * last and len(windows) == (last - first) - 5
+        assert ranges[name].lines.tolist() == (rows[:, -1] + 3).tolist()  # the target row's line (header = 1)
+
+
+def test_the_books_split_rows_for_jena(tmp_path: Path) -> None:
+    from dlcli.data.readers.timeseries import _bounds
+
+    # the book: num_train = int(0.5 * n), num_val = int(0.25 * n), the rest for test (n = 420451 rows)
+    assert _bounds(420451, 0.25, 0.25) == {"train": (0, 210225), "validation": (210225, 315337),
+                                           "test": (315337, 420451)}
+    assert _bounds(100, 0.2, 0.0) == {"train": (0, 80), "validation": (80, 100), "test": (100, 100)}
+
+
+def test_predict_windows_the_whole_file_up_to_its_last_row(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", rows=30)
+    data = data_keys(path, features=["t"], sampling_rate=2, validation_split=0.5)
+    examples = read_examples(path, request(data, targets=False, schema={"columns": ["t"]}))
+    rows = np.asarray(examples.inputs["x"])[:, :, 0]
+    # 5 steps 2 rows apart span 9 rows: windows start at rows 0 .. 21, the last one ends on the last row
+    assert rows[0].tolist() == [0, 2, 4, 6, 8] and rows[-1].tolist() == [21, 23, 25, 27, 29] and len(rows) == 22
+    evaluated = read_examples(path, request(data, schema={"columns": ["t"]}))
+    assert len(evaluated.inputs["x"]) == 21  # with targets, the last window needs the row after it
+
+
+def test_later_files_are_read_by_the_training_columns_names(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"y": [10.0 * i for i in range(20)], "other": [0.0] * 20, "t": list(range(20))}), path)
+    data = data_keys(path, features=["t"])
+    examples = read_examples(path, request(data, schema={"columns": ["t"]}))
+    assert np.asarray(examples.inputs["x"])[0, :, 0].tolist() == [0, 1, 2, 3, 4]
+    assert examples.lines is None  # a parquet table has rows, not lines
+    with pytest.raises(DataError, match=r"t.parquet has no column 'T'"):
+        read_examples(path, request(data, schema={"columns": ["T"]}))
+
+
+def test_problems_name_the_range_the_line_and_the_key(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", rows=40)
+    short = data_keys(path, features=["t"], sequence_length=8, validation_split=0.2)
+    with pytest.raises(DataError, match=r"t.csv: the validation range \(rows 32 to 39, counting from 0\) holds 8 "
+                                        r"rows, fewer than the 9 one window and its target span \(sequence_length 8, "
+                                        r"sampling_rate 1, delay 1\); use a larger data.timeseries.validation_split"):
+        TimeseriesReader().read_ranges(path, request(short))
+    with pytest.raises(DataError, match=r"t.csv, line 2, column 'when': expected a number, found 'day 0'.*"
+                                        r"data.timeseries.features names them"):
+        TimeseriesReader().read_ranges(path, request(data_keys(path)))  # every column: the text one too
+    no_target = DataSpec.model_validate({"train": str(path), "timeseries": {"sequence_length": 3}})
+    with pytest.raises(SpecError, match=r"data.timeseries.target: name the column of t.csv"):
+        TimeseriesReader().read_ranges(path, request(no_target))
+    (tmp_path / "t.npz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"t.npz: \[data.timeseries\] cuts windows from a table of named columns"):
+        TimeseriesReader().read_ranges(tmp_path / "t.npz", request(data_keys(tmp_path / "t.npz")))
+
+
+def test_missing_cells_are_filled_from_the_training_range_alone(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    values = [str(i) for i in range(40)]
+    values[3], values[35] = "", "NA"  # one gap in the training range, one in the test range
+    path.write_text("t,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values)))
+    with pytest.raises(DataError, match=r"t.csv, line 5, column 't': expected a number, found an empty cell"):
+        TimeseriesReader().read_ranges(path, request(data_keys(path, features=["t"], test_split=0.5)))
+    data = DataSpec.model_validate({"train": str(path), "missing": "fill_mean", "timeseries": {
+        "features": ["t"], "target": "y", "sequence_length": 5, "test_split": 0.5}})
+    schema: dict = {}
+    ranges = TimeseriesReader().read_ranges(path, request(data, schema=schema))
+    training_mean = (sum(range(20)) - 3) / 19  # the 19 present values of the first 20 rows; none of the test's
+    assert schema["missing"]["fill"] == {"t": pytest.approx(training_mean)} and schema["missing"]["cells_filled"] == 2
+    assert np.asarray(ranges["train"].inputs["x"])[0, 3, 0] == pytest.approx(training_mean, rel=1e-6)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"validation_split": 0.2}, "give timeseries.validation_split instead"),
+    ({"features": ["t"]}, r"with \[data.timeseries\], give features in it"),
+    ({"missing": "drop_rows"}, "would close the gaps in time"),
+    ({"validation": "v.csv", "timeseries": {"sequence_length": 3, "validation_split": 0.2}},
+     'give validation = "PATH" or timeseries.validation_split, not both'),
+    ({"timeseries": {"sequence_length": 3, "validation_split": 0.5, "test_split": 0.5}}, "leaves no rows for "
+                                                                                         "training"),
+])
+def test_keys_that_would_shuffle_or_name_columns_elsewhere_are_refused(keys: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DataSpec.model_validate({"train": "t.csv", "timeseries": {"sequence_length": 3}, **keys})

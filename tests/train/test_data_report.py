@@ -1,0 +1,67 @@
+"""dlcli validate --data-report: per split counts and class balance, label ranges, constant and missing columns,
+and examples shared between training and validation (by content), as text and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+from dlcli.cli.main import cli
+
+
+def _spec(folder: Path, data: str, units: int = 3, loss: str = "sparse_categorical_crossentropy") -> Path:
+    path = folder / "spec.toml"
+    path.write_text(f'name = "r"\nseed = 0\n[data]\n{data}\n[model]\ninput = {{ shape = [3] }}\n[[model.layers]]\n'
+                    f'type = "dense"\nunits = {units}\nactivation = "softmax"\n[train]\nloss = "{loss}"\n')
+    return path
+
+
+def test_the_report_counts_classes_flags_columns_and_finds_shared_examples(tmp_path: Path) -> None:
+    lines = ["a,b,flat,label"]
+    lines += [f"{i},{i % 7},1,{'cat' if i < 12 else 'dog' if i < 16 else 'fox'}" for i in range(20)]
+    lines[5] = "4,NA,1,cat"  # a missing cell, filled with the training mean
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    # validation: two rows equal to training rows (ids 0 and 7), one new
+    (tmp_path / "v.csv").write_text("a,b,flat,label\n0,0,1,cat\n7,0,1,cat\n99,3,1,dog\n")
+    spec = _spec(tmp_path, 'train = "t.csv"\nvalidation = "v.csv"\ntarget = "label"\nmissing = "fill_mean"')
+    result = CliRunner().invoke(cli, ["validate", str(spec), "--data-report", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["data_report"]
+    train = report["files"]["train"]
+    assert train["reader"] == "csv" and train["rows"] == 20 and train["missing_cells"] == {"b": 1}
+    assert train["constant_columns"] == ["flat"] and train["text_columns"] == ["label"]
+    split = report["splits"]["train"]
+    assert split["examples"] == 20 and split["targets"]["dense"]["classes"] == {"cat": 12, "dog": 4, "fox": 4}
+    assert split["targets"]["dense"]["largest_to_smallest"] == 3.0
+    assert split["inputs"]["input"]["constant_features"] == {"count": 1, "of": 3, "first": ["flat"]}
+    assert report["duplicates"]["validation"] == {"checked": True, "count": 2, "of": 3, "first": [0, 1]}
+    text = CliRunner().invoke(cli, ["validate", str(spec), "--data-report"]).output
+    assert "! target dense: cat 12 (60.0%), dog 4 (20.0%), fox 4 (20.0%)" in text
+    assert "!duplicates train/validation: 2 of 3 validation examples have inputs equal to a training example's " \
+           "(first: 0, 1)" in text
+    assert "! missing_cells: b 1" in text and text.rstrip().endswith("spec.toml: valid")
+
+
+def test_a_regression_target_reports_its_range_and_weights_theirs(tmp_path: Path) -> None:
+    y = np.array([1.0, 2.0, 4.0, 9.0], np.float32)
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 3), np.float32), y=y, w=np.array([1, 1, 2, 0], np.float32))
+    spec = _spec(tmp_path, 'train = "d.npz"\nsample_weight = "w"', units=1, loss="mse")
+    report = json.loads(CliRunner().invoke(cli, ["validate", str(spec), "--data-report", "--json"]).output)
+    split = report["data_report"]["splits"]["train"]
+    assert split["targets"]["dense"]["range"] == pytest.approx({"min": 1, "max": 9, "mean": 4, "std": y.std()})
+    assert split["weights"]["dense"] == pytest.approx({"min": 0, "max": 2, "mean": 1, "std": np.std([1, 1, 2, 0])})
+    assert split["inputs"]["input"]["constant_features"]["count"] == 3
+
+
+def test_a_data_problem_is_still_exit_3_and_one_json_object(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,x,0\n")
+    spec = _spec(tmp_path, 'train = "t.csv"\ntarget = "label"')
+    result = CliRunner().invoke(cli, ["validate", str(spec), "--data-report", "--json"])
+    assert result.exit_code == 3
+    error = json.loads(result.output.splitlines()[-1])
+    assert "t.csv, line 2, column 'c': expected a number, found 'x'" in error["message"]
