@@ -3,6 +3,9 @@
 The types and constraints are read from the model's JSON Schema (the one `dlcli schema` writes), so the
 reference, `dlcli list KIND NAME` and editors say the same thing; defaults and docs come from the pydantic
 fields. Used by docs/reference.md (spec/reference.py) and by the command line.
+
+A spec document as key paths (flatten_keys, spec_changes) is here too: resume's check of what changed,
+`dlcli compare` and the loggers' parameters name keys the same way.
 """
 
 from __future__ import annotations
@@ -138,3 +141,25 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return str(value)
+
+
+def flatten_keys(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A spec document as key paths, as error messages and --set write them: {"train.optimizer.learning_rate":
+    0.001, "model.layers[1].units": 64, ...}; a list of plain values stays one value."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten_keys(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(flatten_keys(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for every key path whose value differs (resume's check, dlcli compare)."""
+    old, new = flatten_keys(saved), flatten_keys(current)
+    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

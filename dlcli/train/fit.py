@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, DivergedError, RunInterruptedError, SpecError
+from dlcli.errors import CheckpointError, DivergedError, DlcliError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
@@ -27,6 +28,7 @@ from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
+from dlcli.train.manifest import ended, new_manifest, now, resumed
 from dlcli.train.loop import (
     EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, log_directions,
     reported_names,
@@ -63,7 +65,7 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
 
 def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
             world: World | None = None, checkpoint_bytes: bytes | None = None,
-            allow_world_size_change: bool = False) -> dict[str, Any]:
+            allow_world_size_change: bool = False, spec_file: Path | None = None) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
     `callbacks` (reporters, a caller's own) follow the spec's train.callbacks; every one gets every hook with
@@ -78,6 +80,10 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
 
     Under MPI (`world` with 2 or more ranks) each rank trains on its shard of every batch and rank 0 alone
     writes; `checkpoint_bytes` is the resumed checkpoint as rank 0 read it.
+
+    run.json (train/manifest.py) says "running" from the start (or the resume), is brought up to date at every
+    epoch end, and gets the way training ended on every way out; `spec_file` is the TOML file the spec came
+    from, if any (the manifest records its git commit).
     """
     started = time.perf_counter()
     keep_freed_memory()
@@ -91,19 +97,23 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
         if resume is not None:
             run.restore(resume, checkpoint_bytes, allow_world_size_change)
         else:
-            run.begin()
-        with StopSignals() as signals:
-            run.signals = signals
-            run.handle.call(run.callbacks, "on_train_begin", run.info)
-            try:
-                for epoch in range(run.first_epoch, spec.train.epochs + 1):
-                    run.train_epoch(epoch)
-                    if run.handle.stop_reason is not None:
-                        break
-            except DivergedError as err:
-                raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
-        world.check_weights(run.model, run.handle.step)
-        summary = run.finish(time.perf_counter() - started)
+            run.begin(spec_file)
+        try:
+            with StopSignals() as signals:
+                run.signals = signals
+                run.handle.call(run.callbacks, "on_train_begin", run.info)
+                try:
+                    for epoch in range(run.first_epoch, spec.train.epochs + 1):
+                        run.train_epoch(epoch)
+                        if run.handle.stop_reason is not None:
+                            break
+                except DivergedError as err:
+                    raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
+            world.check_weights(run.model, run.handle.step)
+            summary = run.finish(time.perf_counter() - started)
+        except BaseException as err:
+            run.stopped(err)
+            raise
     finally:
         directory.close()
     run.handle.call(run.observers, "on_train_end", summary)  # summary.json is written and the lock released
@@ -153,6 +163,7 @@ class _Run:
         # a misspelt monitor fails now, not after the first epoch has been paid for
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
         self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint
+        self.manifest: dict[str, Any] | None = None  # run.json as the leader keeps it current (train/manifest.py)
         if self.leader:
             remove_stale_temporaries(run_dir)  # ours to remove: the lock says no other writer is here
         self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
@@ -228,6 +239,11 @@ class _Run:
         # the state resumed from is only known good once a finite loss has been computed from it
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
+        if self.leader:  # a new session of the run; a run from before run.json gets one now
+            saved = self.directory.manifest()
+            self.manifest = resumed(saved, self.world.size) if saved.get("run_id") else \
+                {"run_id": self.run_id, "replaces": None, **new_manifest(self.spec, None, self.world.size)}
+            self.directory.write_manifest(self.manifest)
 
     def train_epoch(self, number: int) -> None:
         """One epoch: its batches, validation, the callbacks' decisions, then its checkpoints and history."""
@@ -324,6 +340,7 @@ class _Run:
         self._checkpoint("last", number, self.handle.step)
         if self.leader:
             write_history(self.run_dir, self.history)
+            self._save_progress(number)
         for name, kind in requested:
             self._checkpoint(name, number, self.handle.step, event=kind)
 
@@ -352,19 +369,35 @@ class _Run:
         world.barrier()  # no rank runs ahead of a checkpoint that may still fail to write
         self.handle.call(self.callbacks, "on_checkpoint", str(path), event or kind)
 
-    def begin(self) -> None:
+    def begin(self, spec_file: Path | None = None) -> None:
         """A new run starts writing its folder: run.json and spec.json (the leader writes them)."""
         if self.leader:
-            self.run_id = self.directory.begin(self.spec.model_dump(mode="json"))
+            manifest = new_manifest(self.spec, spec_file, self.world.size)
+            self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), manifest=manifest)
+            self.manifest = self.directory.manifest()
         self.spec_pending = False
 
     def write_spec(self) -> None:
-        """spec.json of a resumed run (the leader writes it); a run from before run.json gets one now."""
+        """spec.json of a resumed run (the leader writes it)."""
         if self.leader:
-            if self.directory.manifest().get("run_id") is None:
-                self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), self.run_id)
             write_json(self.run_dir / "spec.json", self.spec.model_dump(mode="json"))
         self.spec_pending = False
+
+    def _save_progress(self, epoch: int) -> None:
+        """run.json after an epoch's files: where the run stands, for `dlcli runs` to read."""
+        if self.manifest is None:
+            return
+        self.manifest["progress"] = {"epoch": epoch, "epochs": self.spec.train.epochs, "step": self.handle.step,
+                                     "best": self.best.state(), "updated": now()}
+        self.directory.write_manifest(self.manifest)
+
+    def stopped(self, error: BaseException) -> None:
+        """Training stopped on `error`: run.json says how (interrupted, diverged or failed). A manifest that
+        cannot be written now must not hide the error that stopped the run."""
+        if self.leader and self.manifest is not None:
+            with contextlib.suppress(OSError, DlcliError):
+                self.manifest = ended(self.manifest, error)
+                self.directory.write_manifest(self.manifest)
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
@@ -400,7 +433,8 @@ class _Run:
         self.handle.call(self.spec_callbacks, "on_train_end", summary)
         if self.leader:
             write_json(self.run_dir / "summary.json", summary)
-            self.directory.finish()
+            self.manifest = ended(self.manifest, None) if self.manifest is not None else None
+            self.directory.finish(self.manifest)
         return summary
 
 
