@@ -65,7 +65,8 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
 
 def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
             world: World | None = None, checkpoint_bytes: bytes | None = None,
-            allow_world_size_change: bool = False, spec_file: Path | None = None) -> dict[str, Any]:
+            allow_world_size_change: bool = False, spec_file: Path | None = None,
+            provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
     `callbacks` (reporters, a caller's own) follow the spec's train.callbacks; every one gets every hook with
@@ -83,7 +84,8 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
 
     run.json (train/manifest.py) says "running" from the start (or the resume), is brought up to date at every
     epoch end, and gets the way training ended on every way out; `spec_file` is the TOML file the spec came
-    from, if any (the manifest records its git commit).
+    from, if any (the manifest records its git commit); `provenance` adds keys to a new run's manifest (reproduce
+    names the run it re-runs).
     """
     started = time.perf_counter()
     keep_freed_memory()
@@ -97,7 +99,7 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
         if resume is not None:
             run.restore(resume, checkpoint_bytes, allow_world_size_change)
         else:
-            run.begin(spec_file)
+            run.begin(spec_file, provenance)
         try:
             with StopSignals() as signals:
                 run.signals = signals
@@ -369,10 +371,10 @@ class _Run:
         world.barrier()  # no rank runs ahead of a checkpoint that may still fail to write
         self.handle.call(self.callbacks, "on_checkpoint", str(path), event or kind)
 
-    def begin(self, spec_file: Path | None = None) -> None:
+    def begin(self, spec_file: Path | None = None, provenance: dict[str, Any] | None = None) -> None:
         """A new run starts writing its folder: run.json and spec.json (the leader writes them)."""
         if self.leader:
-            manifest = new_manifest(self.spec, spec_file, self.world.size)
+            manifest = {**new_manifest(self.spec, spec_file, self.world.size), **(provenance or {})}
             self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), manifest=manifest)
             self.manifest = self.directory.manifest()
         self.spec_pending = False
