@@ -10,7 +10,8 @@ import click
 if TYPE_CHECKING:
     from dlcli.registry import Registry
 
-KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks")
+KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks",
+         "loggers")
 
 
 @click.command("validate")

@@ -21,14 +21,14 @@ from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.tensor import no_grad
 from dlcli.tensor.memory import keep_freed_memory
-from dlcli.train.callbacks import Callback, create_callbacks, load_states, saved_states
+from dlcli.train.callbacks import Callback, create_callbacks, create_loggers, load_states, saved_states
 from dlcli.train.callbacks.injected import injected_callbacks
 from dlcli.train.callbacks.monitor import Watch
 from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
-from dlcli.train.manifest import ended, new_manifest, now, resumed
+from dlcli.train.manifest import ended, new_manifest, now, resumed, status_of
 from dlcli.train.loop import (
     EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, log_directions,
     reported_names,
@@ -172,16 +172,18 @@ class _Run:
         self.steps_per_epoch = min(-(-len(self.splits.train) // spec.train.batch_size),
                                    spec.train.steps_per_epoch or len(self.splits.train))
         self.info = self._start_info()
+        self.history: list[dict[str, Any]] = []
         self.handle = RunHandle(self.model, self.optimizer, world, run_dir, self.info,
-                                log_directions(self.model, self.objective))
+                                log_directions(self.model, self.objective), self.history, spec.model_dump(mode="json"))
         monitor = _default_monitor(spec, self.splits)
         self.best = Watch(monitor, self.handle.direction(monitor) if spec.train.monitor_mode == "auto"
                           else spec.train.monitor_mode)
-        # the spec's callbacks decide first (and their state is saved, by index); then reporters and tests' own
+        # the spec's callbacks decide first (and their state is saved, by index); then the loggers (rank 0 alone
+        # logs), reporters and tests' own
         self.spec_callbacks = create_callbacks(spec.train.callbacks)
-        self.observers = [*callbacks, *injected_callbacks()]
+        loggers = create_loggers(spec.train.loggers) if self.leader else []
+        self.observers = [*loggers, *callbacks, *injected_callbacks()]
         self.callbacks = [*self.spec_callbacks, *self.observers]
-        self.history: list[dict[str, Any]] = []
         self.first_epoch = 1
         self.last_saved_at: int | None = None  # the step checkpoints/last was written after, in this process
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
@@ -231,7 +233,7 @@ class _Run:
             self.streams.shuffle.bit_generator.state = metadata["rng"]["shuffle"]
             self.best.load(metadata["best"])
             self.first_epoch, self.handle.step = int(metadata["epoch"]) + 1, int(metadata["step"])
-            self.history = list(metadata["history"])
+            self.history[:] = list(metadata["history"])  # the handle shows callbacks this same list
             self.resumed_epoch = metadata.get("in_epoch")
             load_states(self.spec_callbacks, self.spec.train.callbacks, list(metadata.get("callbacks", [])), arrays)
         except (KeyError, TypeError, ValueError) as err:
@@ -241,6 +243,7 @@ class _Run:
         # the state resumed from is only known good once a finite loss has been computed from it
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
+        self.handle.run_id = self.run_id
         if self.leader:  # a new session of the run; a run from before run.json gets one now
             saved = self.directory.manifest()
             self.manifest = resumed(saved, self.world.size) if saved.get("run_id") else \
@@ -377,6 +380,7 @@ class _Run:
             manifest = {**new_manifest(self.spec, spec_file, self.world.size), **(provenance or {})}
             self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), manifest=manifest)
             self.manifest = self.directory.manifest()
+        self.handle.run_id = self.run_id  # rank 0's: the one that writes and logs
         self.spec_pending = False
 
     def write_spec(self) -> None:
@@ -394,12 +398,16 @@ class _Run:
         self.directory.write_manifest(self.manifest)
 
     def stopped(self, error: BaseException) -> None:
-        """Training stopped on `error`: run.json says how (interrupted, diverged or failed). A manifest that
-        cannot be written now must not hide the error that stopped the run."""
+        """Training stopped on `error`: run.json says how (interrupted, diverged or failed), and the callbacks
+        hear it (on_train_abort: loggers close their files). A manifest or a logger that fails now must not hide
+        the error that stopped the run."""
+        status = status_of(error)
         if self.leader and self.manifest is not None:
             with contextlib.suppress(OSError, DlcliError):
                 self.manifest = ended(self.manifest, error)
                 self.directory.write_manifest(self.manifest)
+        with contextlib.suppress(OSError, DlcliError):
+            self.handle.call(self.callbacks, "on_train_abort", status)
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.

@@ -17,7 +17,8 @@ from dlcli.train.fit import fit_run
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 
 # changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
-SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.monitor", "description", "data.validation", "data.test")
+SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
+                 "data.test")
 
 
 def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
