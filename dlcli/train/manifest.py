@@ -28,8 +28,9 @@ from dlcli.train.run_lock import command_line, lock_holder
 
 STATUSES = ("running", "finished", "interrupted", "diverged", "failed")
 KILLED = "killed"  # what readers show for "running" when no process holds the lock
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                    "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+# the variables that set how many threads BLAS, OpenMP and Numba use, which can change a result's last bits (how
+# threads wait, OMP_WAIT_POLICY and OPENBLAS_THREAD_TIMEOUT, changes only the time)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 DATA_KEYS = ("train", "validation", "test")
 
 
