@@ -60,17 +60,19 @@ def status_of(error: BaseException | None) -> str:
 
 def environment() -> dict[str, Any]:
     """The software and machine a run trains on: what bit-identical results depend on."""
-    import numba
     import numpy as np
     import scipy
 
+    from dlcli.kernels import numba_runtime
+
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})  # type: ignore[union-attr]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+    numba = numba_runtime()
+    return {"python": platform.python_version(), "numpy": np.__version__, "numba": numba["version"],
             "scipy": scipy.__version__, "blas": f"{blas.get('name', '?')} {blas.get('version', '?')}",
             "platform": platform.platform(), "machine": platform.machine(), "cpu": cpu_model(),
             "hostname": platform.node(), "cpu_count": os.cpu_count(),
-            "threads": threads(cpus, numba.get_num_threads())}
+            "threads": threads(cpus, int(numba["threads"]))}
 
 
 def threads(cpus: int | None, numba_threads: int) -> dict[str, Any]:

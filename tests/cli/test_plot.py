@@ -145,3 +145,16 @@ def test_summary_graph_of_a_run_and_the_svg_without_graphviz(run: Path, tmp_path
 def test_summary_graph_renders_svg_through_graphviz(run: Path, tmp_path: Path) -> None:
     assert invoke("summary", str(run), "--graph", str(tmp_path / "g.svg")).exit_code == 0
     assert "<svg" in (tmp_path / "g.svg").read_text() and "dense_1 (Dense)" in (tmp_path / "g.svg").read_text()
+
+
+def test_help_and_text_plots_import_none_of_the_optional_extras(run: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    probe = ("import sys\nfrom dlcli.cli.main import main\nsys.argv = ['dlcli'] + sys.argv[1:]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('LOADED', sorted(m for m in ('matplotlib', 'mlflow', 'tensorboardX', 'tensorboard', 'numba') "
+             "if m in sys.modules))\n")
+    for args in (["--help"], ["plot", str(run)], ["runs", str(run.parent)], ["compare", str(run), str(run)]):
+        result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == "LOADED []", (args, result.stdout[-300:])
