@@ -28,7 +28,7 @@ from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
-from dlcli.train.manifest import ended, new_manifest, now, resumed, status_of
+from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.loop import (
     EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, input_tensor, log_directions,
     reported_names,
@@ -165,7 +165,7 @@ class _Run:
         # a misspelt monitor fails now, not after the first epoch has been paid for
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
         self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint
-        self.manifest: dict[str, Any] | None = None  # run.json as the leader keeps it current (train/manifest.py)
+        self.manifest = ManifestKeeper(directory, self.leader)  # run.json, kept current by the leader
         if self.leader:
             remove_stale_temporaries(run_dir)  # ours to remove: the lock says no other writer is here
         self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
@@ -244,11 +244,7 @@ class _Run:
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
         self.handle.run_id = self.run_id
-        if self.leader:  # a new session of the run; a run from before run.json gets one now
-            saved = self.directory.manifest()
-            self.manifest = resumed(saved, self.world.size) if saved.get("run_id") else \
-                {"run_id": self.run_id, "replaces": None, **new_manifest(self.spec, None, self.world.size)}
-            self.directory.write_manifest(self.manifest)
+        self.manifest.resume(self.spec, self.run_id, self.world.size)
 
     def train_epoch(self, number: int) -> None:
         """One epoch: its batches, validation, the callbacks' decisions, then its checkpoints and history."""
@@ -345,7 +341,8 @@ class _Run:
         self._checkpoint("last", number, self.handle.step)
         if self.leader:
             write_history(self.run_dir, self.history)
-            self._save_progress(number)
+            self.manifest.progress(epoch=number, epochs=self.spec.train.epochs, step=self.handle.step,
+                                   best=self.best.state())
         for name, kind in requested:
             self._checkpoint(name, number, self.handle.step, event=kind)
 
@@ -376,10 +373,7 @@ class _Run:
 
     def begin(self, spec_file: Path | None = None, provenance: dict[str, Any] | None = None) -> None:
         """A new run starts writing its folder: run.json and spec.json (the leader writes them)."""
-        if self.leader:
-            manifest = {**new_manifest(self.spec, spec_file, self.world.size), **(provenance or {})}
-            self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), manifest=manifest)
-            self.manifest = self.directory.manifest()
+        self.run_id = self.manifest.begin(self.spec, spec_file, self.world.size, provenance)
         self.handle.run_id = self.run_id  # rank 0's: the one that writes and logs
         self.spec_pending = False
 
@@ -389,25 +383,13 @@ class _Run:
             write_json(self.run_dir / "spec.json", self.spec.model_dump(mode="json"))
         self.spec_pending = False
 
-    def _save_progress(self, epoch: int) -> None:
-        """run.json after an epoch's files: where the run stands, for `dlcli runs` to read."""
-        if self.manifest is None:
-            return
-        self.manifest["progress"] = {"epoch": epoch, "epochs": self.spec.train.epochs, "step": self.handle.step,
-                                     "best": self.best.state(), "updated": now()}
-        self.directory.write_manifest(self.manifest)
-
     def stopped(self, error: BaseException) -> None:
         """Training stopped on `error`: run.json says how (interrupted, diverged or failed), and the callbacks
         hear it (on_train_abort: loggers close their files). A manifest or a logger that fails now must not hide
         the error that stopped the run."""
-        status = status_of(error)
-        if self.leader and self.manifest is not None:
-            with contextlib.suppress(OSError, DlcliError):
-                self.manifest = ended(self.manifest, error)
-                self.directory.write_manifest(self.manifest)
+        self.manifest.end(error)
         with contextlib.suppress(OSError, DlcliError):
-            self.handle.call(self.callbacks, "on_train_abort", status)
+            self.handle.call(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
@@ -443,8 +425,7 @@ class _Run:
         self.handle.call(self.spec_callbacks, "on_train_end", summary)
         if self.leader:
             write_json(self.run_dir / "summary.json", summary)
-            self.manifest = ended(self.manifest, None) if self.manifest is not None else None
-            self.directory.finish(self.manifest)
+            self.manifest.finish()
         return summary
 
 

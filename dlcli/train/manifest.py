@@ -13,6 +13,7 @@ environment and the data it read (sha256 of every file), which `dlcli reproduce`
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -22,9 +23,10 @@ from typing import Any
 
 from dlcli import __version__
 from dlcli.data.fingerprint import dataset_fingerprint, path_fingerprint
-from dlcli.errors import DivergedError, RunInterruptedError
+from dlcli.errors import DivergedError, DlcliError, RunInterruptedError
 from dlcli.spec.models import RunSpec
 from dlcli.train.run_lock import command_line, lock_holder
+from dlcli.train.rundir import RunDirectory
 
 STATUSES = ("running", "finished", "interrupted", "diverged", "failed")
 KILLED = "killed"  # what readers show for "running" when no process holds the lock
@@ -162,3 +164,51 @@ def observed_status(run_dir: Path, manifest: dict[str, Any]) -> str:
     if status == "running" and lock_holder(run_dir) is None:
         return KILLED
     return status
+
+
+class ManifestKeeper:
+    """run.json as the process that writes the run (rank 0) keeps it: begun, brought up to date, ended. On the
+    other ranks every call does nothing."""
+
+    def __init__(self, directory: RunDirectory, leader: bool) -> None:
+        self.directory, self.leader = directory, leader
+        self.manifest: dict[str, Any] | None = None
+
+    def begin(self, spec: RunSpec, spec_file: Path | None, world_size: int,
+              provenance: dict[str, Any] | None) -> str | None:
+        """A new run: run.json and spec.json written; returns the run_id (None on other ranks)."""
+        if not self.leader:
+            return None
+        run_id = self.directory.begin(spec.model_dump(mode="json"), manifest={
+            **new_manifest(spec, spec_file, world_size), **(provenance or {})})
+        self.manifest = self.directory.manifest()
+        return run_id
+
+    def resume(self, spec: RunSpec, run_id: str, world_size: int) -> None:
+        """A resumed run: a new session, running; a run from before run.json gets one now."""
+        if not self.leader:
+            return
+        saved = self.directory.manifest()
+        self.manifest = resumed(saved, world_size) if saved.get("run_id") else \
+            {"run_id": run_id, "replaces": None, **new_manifest(spec, None, world_size)}
+        self.directory.write_manifest(self.manifest)
+
+    def progress(self, **where: Any) -> None:
+        """After an epoch's files: where the run stands (epoch, step, best, ...), for `dlcli runs` to read."""
+        if self.manifest is not None:
+            self.manifest["progress"] = {**where, "updated": now()}
+            self.directory.write_manifest(self.manifest)
+
+    def end(self, error: BaseException) -> None:
+        """Training stopped on `error`: its status and words. A manifest that cannot be written now must not
+        hide the error that stopped the run."""
+        if self.manifest is not None:
+            with contextlib.suppress(OSError, DlcliError):
+                self.manifest = ended(self.manifest, error)
+                self.directory.write_manifest(self.manifest)
+
+    def finish(self) -> None:
+        """The run finished: status finished, and the run it replaced (--overwrite) goes."""
+        if self.manifest is not None:
+            self.manifest = ended(self.manifest, None)
+        self.directory.finish(self.manifest)
