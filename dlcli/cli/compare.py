@@ -44,7 +44,8 @@ def compare_command(runs: tuple[Path, ...], draw: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"event": "compare", "runs": [str(record.path) for record in records],
                                "differences": [{"key": key, "values": values} for key, values in differences],
-                               "metrics": [{"run": str(record.path), **each} for record, each in zip(records, metrics)]}))
+                               "metrics": [{"run": str(record.path), **each}
+                                           for record, each in zip(records, metrics)]}))
         return
     click.echo(f"spec differences ({' -> '.join(labels) if len(records) == 2 else ', '.join(labels)}):")
     for key, values in differences:

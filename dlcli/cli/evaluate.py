@@ -73,9 +73,10 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
     results = evaluate(model, objective, split, batch_size or spec.train.batch_size)
     record = {"checkpoint": str(path), "epoch": metadata.get("epoch"), "data": source, "samples": len(split),
               **results}
-    matrices = _confusion(model, split, batch_size or spec.train.batch_size, schema, figure) if confusion else []
+    matrices, figures = _confusion(model, split, batch_size or spec.train.batch_size, schema, figure) \
+        if confusion else ([], [])
     if as_json:
-        extra = {"confusion_matrices": [m.record() for m in matrices]} if confusion else {}
+        extra = {"confusion_matrices": [m.record() for m in matrices], "figures": figures} if confusion else {}
         click.echo(json.dumps({"event": "eval", **record, **extra}))
     else:
         values = " ".join(f"{k}={v:.4f}" for k, v in results.items())
@@ -83,22 +84,28 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
         for matrix in matrices:
             click.echo("")
             click.echo(_confusion_text(matrix))
+        for written in figures:
+            click.echo(f"figure path={written}")
 
 
-def _confusion(model: Any, split: Any, batch_size: int, schema: dict[str, Any], figure: Path | None) -> list[Any]:
-    """Each classification output's Confusion; drawn to `figure` (one file per output when there are several)."""
+def _confusion(model: Any, split: Any, batch_size: int, schema: dict[str, Any],
+               figure: Path | None) -> tuple[list[Any], list[str]]:
+    """Each classification output's Confusion, and the figures drawn to `figure` (one file per output when there
+    are several: cm_<output>.png)."""
     from dlcli.train.confusion import confusion_matrices
     from dlcli.train.loop import predict
 
     outputs, masks = predict(model, split.inputs, batch_size)
     matrices = confusion_matrices(model, split.targets, outputs, masks, schema.get("classes") or {})
+    figures = []
     if figure is not None:
         from dlcli.report.figures import save_confusion_matrix
 
         for matrix in matrices:
             path = figure if len(matrices) == 1 else figure.with_name(f"{figure.stem}_{matrix.output}{figure.suffix}")
             save_confusion_matrix(matrix.matrix, matrix.classes, path, f"{matrix.output}: confusion matrix")
-    return matrices
+            figures.append(str(path))
+    return matrices, figures
 
 
 def _confusion_text(matrix: Any) -> str:

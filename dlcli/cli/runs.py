@@ -58,7 +58,8 @@ def _row(record: RunRecord) -> dict[str, Any]:
     return {"run": record.name, "path": str(record.path), "status": record.status, "epochs": done,
             "epochs_total": total, "monitor": best.monitor if best else None, "best": best.value if best else None,
             "best_epoch": best.epoch if best else None, "seconds": record.wall_seconds(),
-            "started": started.isoformat() if started else None, "run_id": record.manifest.get("run_id"),
+            "started": started.isoformat(timespec="milliseconds") if started else None,
+            "run_id": record.manifest.get("run_id"),
             "_mode": best.mode if best else "min"}
 
 

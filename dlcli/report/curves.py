@@ -55,8 +55,9 @@ def learning_curves(records: list[RunRecord], metrics: tuple[str, ...] = ()) -> 
     for name in wanted:
         if name not in bases and name not in PLOTTABLE_EXTRA:
             close = suggest(name, [*bases, *PLOTTABLE_EXTRA])
-            raise SpecError(f"--metric {name}: the runs have no such value{f' (did you mean {close}?)' if close else ''};"
-                            f" they have {', '.join(bases + list(PLOTTABLE_EXTRA))}")
+            hint = f" (did you mean {close}?)" if close else ""
+            raise SpecError(f"--metric {name}: the runs have no such value{hint}; they have "
+                            f"{', '.join(bases + list(PLOTTABLE_EXTRA))}")
     labels = run_labels(records)
     charts = []
     for name in wanted:

@@ -20,8 +20,8 @@ RENDERED_SUFFIXES = (".svg", ".png", ".pdf")
 
 def model_dot(model: Model, title: str) -> str:
     """The DOT text of the model's graph, top to bottom."""
-    lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;", '  node [shape=box, style="rounded", fontname="Helvetica"];',
-             '  edge [fontname="Helvetica", fontsize=10];']
+    lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;",
+             '  node [shape=box, style="rounded", fontname="Helvetica"];', '  edge [fontname="Helvetica", fontsize=10];']
     for name, spec in model.inputs.items():
         lines.append(f"  {_quote(name)} [label={_quote(_label(name, 'InputLayer', (None, *spec.shape)))}];")
     nodes = {node.name for node in model.nodes}

@@ -64,7 +64,8 @@ def environment_differences(record: RunRecord, world_size: int) -> list[str]:
                    if key in was and was.get(key) != now.get(key)]
     old_threads, new_threads = was.get("threads") or {}, now["threads"]
     differences += [f"threads.{key}: {old_threads.get(key)} -> {new_threads.get(key)}"
-                    for key in sorted(set(old_threads) | set(new_threads)) if old_threads.get(key) != new_threads.get(key)]
+                    for key in sorted(set(old_threads) | set(new_threads))
+                    if old_threads.get(key) != new_threads.get(key)]
     return differences
 
 

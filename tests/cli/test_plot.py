@@ -102,6 +102,7 @@ def test_eval_prints_the_confusion_matrix_with_class_names_precision_and_recall(
     assert text[header + 7].split() == ["cat", f"{matrix['precision'][0]:.4f}", f"{matrix['recall'][0]:.4f}",
                                         str(sum(counts[0]))]
     assert (tmp_path / "cm.png").read_bytes().startswith(b"\x89PNG")
+    assert text[-1] == f"figure path={tmp_path / 'cm.png'}"
 
 
 def test_eval_confusion_matrix_errors(run: Path, tmp_path: Path) -> None:

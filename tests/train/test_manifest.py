@@ -22,6 +22,7 @@ from dlcli.train.callbacks import Callback, Run
 from dlcli.train.manifest import observed_status, parse_time
 from dlcli.train.run_lock import lock_holder
 from dlcli.train.rundir import RunDirectory
+from tests.cli.runs_fixture import invoke
 from tests.train import faults
 from tests.train.test_fit import fit, spec_doc, write_blobs
 from tests.train.test_interrupts import SignalAt
@@ -41,7 +42,7 @@ def test_a_finished_run_records_its_source_environment_data_and_times(tmp_path: 
     env = found["environment"]
     assert (env["python"], env["numpy"], env["numba"]) == (platform.python_version(), np.__version__,
                                                          numba.__version__)
-    assert env["blas"] and env["cpu"] and env["threads"]["numba"] == numba.get_num_threads()
+    assert env["blas"] and env["cpu"] and env["threads"]["numba"] == numba.config.NUMBA_NUM_THREADS
     assert found["seed"] == 5 and found["world_size"] == 1
     assert found["data"] == {"train": {"path": str(data), "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
                                        "bytes": data.stat().st_size}}
@@ -172,6 +173,8 @@ def test_a_killed_run_reads_as_killed_once_no_process_holds_its_lock(tmp_path: P
     assert manifest(tmp_path / "run")["status"] == "running"  # nothing could write it
     assert lock_holder(tmp_path / "run") is None
     assert observed_status(tmp_path / "run", manifest(tmp_path / "run")) == "killed"
+    listed = json.loads(invoke("runs", str(tmp_path), "--json").stdout)
+    assert listed["run"] == "run" and listed["status"] == "killed"
 
 
 def test_lock_holder_reads_the_lock_without_taking_it(tmp_path: Path) -> None:

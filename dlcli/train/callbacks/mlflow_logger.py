@@ -82,7 +82,10 @@ class MlflowLogger(Callback):
             raise SpecError(f"the mlflow logger needs mlflow-skinny, which is not installed: {INSTALL}") from None
         self.Metric, self.Param, self.RunTag, self.failure = Metric, Param, RunTag, MlflowException
         self.uri = tracking_uri(spec)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        try:  # MLflow opens the store here: an unknown scheme or a refused store fails before the run starts
+            self.client = MlflowClient(tracking_uri=self.uri)
+        except (MlflowException, ImportError) as err:
+            raise SpecError(f"mlflow logger: cannot use the tracking store {self.uri}: {_first_line(err)}") from None
         self.run_id: str | None = None
         self.logged: dict[str, set[int]] = {}  # steps MLflow already has, by metric
 
@@ -114,8 +117,8 @@ class MlflowLogger(Callback):
                            for key in {param_key(k) for row in run.history for k in row if k not in NOT_LOGGED}}
         else:
             run_dir = Path(str(info.get("run_dir", "")))
-            created = self.client.create_run(experiment_id, run_name=run_dir.name or None,
-                                             tags={RUN_ID_TAG: run.run_id or "", "dlcli.run_dir": str(run_dir.resolve())})
+            identity = {RUN_ID_TAG: run.run_id or "", "dlcli.run_dir": str(run_dir.resolve())}
+            created = self.client.create_run(experiment_id, run_name=run_dir.name or None, tags=identity)
             self.run_id, tags, self.logged = created.info.run_id, {}, {}
         items = [self.Param(k, v) for k, v in params.items()]
         tag_items = [self.RunTag(k[:250], v[:5000]) for k, v in tags.items()]

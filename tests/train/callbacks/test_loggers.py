@@ -318,3 +318,13 @@ def test_tensorboard_trims_events_past_the_run_and_a_record_cut_short(tmp_path: 
     assert [s for s, _ in train["epoch_loss"]] == [1, 2] and [s for s, _ in train["batch_loss"]] == [4, 8]
     assert [s for s, _ in scalars(tmp_path / "tensorboard" / "validation")["epoch_loss"]] == [1, 2]
     assert not train_file.read_bytes().endswith(b"\x05\x00\x00")
+
+
+def test_a_file_store_the_user_names_follows_mlflows_own_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE is set; dlcli sets it only for its own
+    default (./mlruns), and says MLflow's words, before the run starts, for a URI the user gave."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    data = write_blobs(tmp_path / "blobs.npz")
+    with pytest.raises(SpecError, match="cannot use the tracking store file://.*MLFLOW_ALLOW_FILE_STORE=true"):
+        fit(spec_doc(data, loggers=["mlflow"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
