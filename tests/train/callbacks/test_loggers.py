@@ -82,12 +82,20 @@ def file_store(tmp_path: Path) -> str:
     return (tmp_path / "mlruns").as_uri()
 
 
+# Keras 3.15.1's CSVLogger on a model with metrics=["accuracy"] and validation data (torch backend), its header
+# line as written: "epoch", then the logs' keys sorted by name. (Its epochs count from 0; dlcli's from 1, as in
+# history.csv.)
+KERAS_CSV_HEADER = "epoch,accuracy,loss,val_accuracy,val_loss"
+
+
 def test_csv_streams_one_row_per_epoch_in_keras_order(tmp_path: Path) -> None:
     data = write_blobs(tmp_path / "blobs.npz")
     fit(spec_doc(data, epochs=3, loggers=["csv", {"type": "csv", "filename": str(tmp_path / "ci" / "log.tsv"),
                                                   "separator": "\t"}]), tmp_path / "run")
     rows = list(csv.reader((tmp_path / "run" / "log.csv").open()))
     assert rows[0] == ["epoch", "accuracy", "learning_rate", "loss", "seconds", "val_accuracy", "val_loss"]
+    # Keras' order, with the two columns dlcli's logs add (learning_rate, seconds) in their sorted places
+    assert [c for c in rows[0] if c not in ("learning_rate", "seconds")] == KERAS_CSV_HEADER.split(",")
     assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
     assert [float(row[3]) for row in rows[1:]] == [row["loss"] for row in history(tmp_path / "run")]
     assert (tmp_path / "ci" / "log.tsv").read_text().splitlines()[1].startswith("1\t")
