@@ -125,21 +125,33 @@ def data_fingerprints(spec: RunSpec) -> dict[str, Any]:
     return {key: path_fingerprint(getattr(data, key)) for key in DATA_KEYS if getattr(data, key) is not None}
 
 
-def session(world_size: int, env: dict[str, Any]) -> dict[str, Any]:
-    """One process that trains the run: its command, start, world size, host and threads."""
+def session(world_size: int, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One process that trains the run: its command, start, world size, host, and threads (`env`'s, when the
+    environment has been looked at)."""
     return {"command": command_line(), "cwd": os.getcwd(), "started": now(), "ended": None, "status": "running",
-            "dlcli_version": __version__, "world_size": world_size, "hostname": env["hostname"],
-            "threads": env["threads"]}
+            "dlcli_version": __version__, "world_size": world_size, "hostname": platform.node(),
+            "threads": env["threads"] if env else None}
 
 
 def new_manifest(spec: RunSpec, spec_file: Path | None, world_size: int) -> dict[str, Any]:
-    """The manifest of a run that begins now (run_id and replaces are added by the run directory)."""
-    env = environment()
-    first = session(world_size, env)
+    """The manifest of a run that begins now, with what is known at once (run_id and replaces are added by the
+    run directory); described() adds the environment, the git commit and the data's sha256."""
+    first = session(world_size)
     return {"status": "running", "started": first["started"], "ended": None, "command": first["command"],
             "cwd": first["cwd"], "dlcli_version": __version__, "spec_file": str(spec_file) if spec_file else None,
-            "git": git_source(spec_file), "seed": spec.seed, "world_size": world_size, "environment": env,
-            "data": data_fingerprints(spec), "progress": None, "sessions": [first]}
+            "git": None, "seed": spec.seed, "world_size": world_size, "environment": None, "data": None,
+            "progress": None, "sessions": [first]}
+
+
+def described(manifest: dict[str, Any], spec: RunSpec, spec_file: Path | None) -> dict[str, Any]:
+    """The manifest with what takes a moment to find out: the environment (Numba loads), the spec folder's git
+    commit (git runs) and the data files' sha256 (they are read)."""
+    env = environment()
+    sessions = [dict(each) for each in manifest.get("sessions", [])]
+    if sessions:
+        sessions[-1]["threads"] = env["threads"]
+    return {**manifest, "environment": env, "git": git_source(spec_file), "data": data_fingerprints(spec),
+            "sessions": sessions}
 
 
 def resumed(manifest: dict[str, Any], world_size: int) -> dict[str, Any]:
@@ -179,9 +191,12 @@ class ManifestKeeper:
         """A new run: run.json and spec.json written; returns the run_id (None on other ranks)."""
         if not self.leader:
             return None
+        # run.json first with what is known at once: from here on the folder holds a run that says so, even if
+        # this process is killed while it looks at its environment and hashes its data
         run_id = self.directory.begin(spec.model_dump(mode="json"), manifest={
             **new_manifest(spec, spec_file, world_size), **(provenance or {})})
-        self.manifest = self.directory.manifest()
+        self.manifest = described(self.directory.manifest(), spec, spec_file)
+        self.directory.write_manifest(self.manifest)
         return run_id
 
     def resume(self, spec: RunSpec, run_id: str, world_size: int) -> None:
@@ -190,7 +205,7 @@ class ManifestKeeper:
             return
         saved = self.directory.manifest()
         self.manifest = resumed(saved, world_size) if saved.get("run_id") else \
-            {"run_id": run_id, "replaces": None, **new_manifest(spec, None, world_size)}
+            described({"run_id": run_id, "replaces": None, **new_manifest(spec, None, world_size)}, spec, None)
         self.directory.write_manifest(self.manifest)
 
     def progress(self, **where: Any) -> None:
