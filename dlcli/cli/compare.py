@@ -28,7 +28,7 @@ def compare_command(runs: tuple[Path, ...], draw: bool, as_json: bool) -> None:
     from dlcli.errors import SpecError
     from dlcli.report.curves import learning_curves, render_text, run_labels
     from dlcli.report.tables import format_cell, text_table
-    from dlcli.spec.keys import flatten_keys
+    from dlcli.spec.keys import key_differences
     from dlcli.train.runs import RunRecord
 
     if len(runs) < 2:
@@ -36,10 +36,7 @@ def compare_command(runs: tuple[Path, ...], draw: bool, as_json: bool) -> None:
                         "use dlcli runs or dlcli plot")
     records = [RunRecord.read(path) for path in runs]
     labels = run_labels(records)
-    flat = [flatten_keys(record.spec) for record in records]
-    keys = sorted({key for each in flat for key in each})
-    differences = [(key, [each.get(key) for each in flat]) for key in keys
-                   if any(each.get(key) != flat[0].get(key) for each in flat[1:])]
+    differences = key_differences([record.spec for record in records])
     metrics = [_metrics(record) for record in records]
     if as_json:
         click.echo(json.dumps({"event": "compare", "runs": [str(record.path) for record in records],

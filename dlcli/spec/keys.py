@@ -159,7 +159,21 @@ def flatten_keys(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def key_differences(documents: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(key path, each document's value or None) for every key path whose value is not the same in all of
+    `documents`. A list of tables emptied in one document is named by its entries' keys alone: `[]` against the
+    entries' keys would add a line saying the list was unset before."""
+    flat = [flatten_keys(document) for document in documents]
+    keys = sorted({key for each in flat for key in each})
+    out = []
+    for key in keys:
+        values = [each.get(key) for each in flat]
+        emptied = all(value in (None, []) for value in values) and any(other.startswith(f"{key}[") for other in keys)
+        if any(value != values[0] for value in values[1:]) and not emptied:
+            out.append((key, values))
+    return out
+
+
 def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, new value) for every key path whose value differs (resume's check, dlcli compare)."""
-    old, new = flatten_keys(saved), flatten_keys(current)
-    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    """(key, saved value, new value) for every key path whose value differs (resume's check)."""
+    return [(key, old, new) for key, (old, new) in key_differences([saved, current])]
