@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -15,7 +14,7 @@ import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
-from dlcli.errors import CheckpointError, DivergedError, DlcliError, RunInterruptedError, SpecError
+from dlcli.errors import CheckpointError, DivergedError, RunInterruptedError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
@@ -388,8 +387,7 @@ class _Run:
         hear it (on_train_abort: loggers close their files). A manifest or a logger that fails now must not hide
         the error that stopped the run."""
         self.manifest.end(error)
-        with contextlib.suppress(OSError, DlcliError):
-            self.handle.call(self.callbacks, "on_train_abort", status_of(error))
+        self.handle.call_after_error(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from dlcli.errors import DlcliError
 from dlcli.graph import Model
 from dlcli.optimizers import Optimizer
 from dlcli.spec.keys import flatten_keys
@@ -44,6 +46,14 @@ class RunHandle:
         """Call one hook of each callback, in order, with this handle."""
         for callback in callbacks:
             getattr(callback, hook)(self, *args)
+
+    def call_after_error(self, callbacks: list[Callback], hook: str, *args: Any) -> None:
+        """call(), while an error stops the run: a callback failing now (a file it cannot close, a tracker out of
+        reach) must neither hide the error that stopped the run nor keep the next callbacks from hearing it, so
+        what our errors and the file system raise is dropped, callback by callback."""
+        for callback in callbacks:
+            with contextlib.suppress(OSError, DlcliError):
+                getattr(callback, hook)(self, *args)
 
     def spec_keys(self) -> dict[str, Any]:
         """The resolved spec as key paths."""

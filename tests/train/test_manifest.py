@@ -135,6 +135,22 @@ def test_an_unexpected_error_marks_the_run_failed_and_callbacks_hear_it(tmp_path
     assert watcher.aborted == ["failed"] and not watcher.ended
 
 
+class BrokenCloser(Callback):
+    """A logger whose file cannot be closed while the run stops on another error."""
+
+    def on_train_abort(self, run: Run, status: str) -> None:
+        raise OSError("No space left on device")
+
+
+def test_a_callback_failing_as_the_run_stops_does_not_hide_the_error_that_stopped_it(tmp_path: Path) -> None:
+    data = write_blobs(tmp_path / "blobs.npz")
+    watcher = Watcher()
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        fit(spec_doc(data, epochs=3), tmp_path / "run", [BrokenCloser(), watcher, Explode()])
+    assert manifest(tmp_path / "run")["status"] == "failed"
+    assert watcher.aborted == ["failed"]  # the callbacks after the one that failed still hear it
+
+
 def test_an_interrupted_run_says_so_and_its_resume_adds_a_finished_session(tmp_path: Path) -> None:
     from dlcli.train.resume import resume_run
 
