@@ -123,7 +123,8 @@ class Callback:
           when training fails: then
       on_train_abort(run, status): training stopped without finishing; status is "interrupted" (a signal; a
           checkpoint was written), "diverged" or "failed", as run.json says. Loggers close their files and mark
-          the tracker's run
+          the tracker's run; an OSError or dlcli error raised here is dropped (the run's own error goes on), and
+          the other callbacks still hear it
 
     A stateful callback returns its counts from state() and takes them back in load_state(), so a resumed run
     decides exactly as the uninterrupted one: JSON-able values, plus NumPy arrays under "arrays" (kept as
