@@ -63,3 +63,10 @@ class DistributedError(DlcliError):
     """The ranks of an MPI job disagree (weights diverged) or one stopped answering (exit 1)."""
 
     exit_code = 1
+
+
+class ResultMismatchError(DlcliError):
+    """A command that checks results found them different: `dlcli reproduce` got weights that are not
+    bit-identical to the original run's (exit 6)."""
+
+    exit_code = 6

@@ -190,4 +190,5 @@ schedules = Registry("schedule")
 metrics = Registry("metric")
 datasets = Registry("dataset")
 callbacks = Registry("callback")
+loggers = Registry("logger")  # experiment trackers, callbacks too (train/callbacks/), named in [train] loggers
 readers = Registry("reader")  # data files by what they accept (dlcli/data/readers/); spec: the reader's options

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,10 +18,27 @@ from dlcli.cli.main import json_mode
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: the spec's batch size.")
+@click.option("--confusion-matrix", "confusion", is_flag=True,
+              help="Also print each classification output's confusion matrix with per-class precision and recall.")
+@click.option("--output", "figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --confusion-matrix: also draw it to this .png, .svg or .pdf file (needs dlcli[plot]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate_command(target: Path, data_path: Path | None, which: str, batch_size: int | None, as_json: bool) -> None:
-    """Loss and metrics of a trained model on the test split (or on --data)."""
+def evaluate_command(target: Path, data_path: Path | None, which: str, batch_size: int | None, confusion: bool,
+                     figure: Path | None, as_json: bool) -> None:
+    """Loss and metrics of a trained model on the test split (or on --data).
+
+    --confusion-matrix adds, for every classification output, the confusion matrix (rows: true class,
+    columns: predicted) with the class names the checkpoint knows, and each class's precision and recall.
+    """
     json_mode(as_json)
+    from dlcli.errors import SpecError
+
+    if figure is not None:
+        if not confusion:
+            raise SpecError(f"--output {figure} draws the confusion matrix: add --confusion-matrix")
+        from dlcli.report.figures import check_figure_path
+
+        check_figure_path(figure)
     import copy
 
     import numpy as np
@@ -55,8 +73,49 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
     results = evaluate(model, objective, split, batch_size or spec.train.batch_size)
     record = {"checkpoint": str(path), "epoch": metadata.get("epoch"), "data": source, "samples": len(split),
               **results}
+    matrices, figures = _confusion(model, split, batch_size or spec.train.batch_size, schema, figure) \
+        if confusion else ([], [])
     if as_json:
-        click.echo(json.dumps({"event": "eval", **record}))
+        extra = {"confusion_matrices": [m.record() for m in matrices], "figures": figures} if confusion else {}
+        click.echo(json.dumps({"event": "eval", **record, **extra}))
     else:
         values = " ".join(f"{k}={v:.4f}" for k, v in results.items())
         click.echo(f"eval checkpoint={path} epoch={record['epoch']} data={source} samples={len(split)} {values}")
+        for matrix in matrices:
+            click.echo("")
+            click.echo(_confusion_text(matrix))
+        for written in figures:
+            click.echo(f"figure path={written}")
+
+
+def _confusion(model: Any, split: Any, batch_size: int, schema: dict[str, Any],
+               figure: Path | None) -> tuple[list[Any], list[str]]:
+    """Each classification output's Confusion, and the figures drawn to `figure` (one file per output when there
+    are several: cm_<output>.png)."""
+    from dlcli.train.confusion import confusion_matrices
+    from dlcli.train.loop import predict
+
+    outputs, masks = predict(model, split.inputs, batch_size)
+    matrices = confusion_matrices(model, split.targets, outputs, masks, schema.get("classes") or {})
+    figures = []
+    if figure is not None:
+        from dlcli.report.figures import save_confusion_matrix
+
+        for matrix in matrices:
+            path = figure if len(matrices) == 1 else figure.with_name(f"{figure.stem}_{matrix.output}{figure.suffix}")
+            save_confusion_matrix(matrix.matrix, matrix.classes, path, f"{matrix.output}: confusion matrix")
+            figures.append(str(path))
+    return matrices, figures
+
+
+def _confusion_text(matrix: Any) -> str:
+    """The matrix with class names (rows true, columns predicted), then precision, recall and support."""
+    from dlcli.report.tables import text_table
+
+    names = matrix.classes
+    grid = text_table([r"true \ predicted", *names], [[name, *row] for name, row in zip(names, matrix.matrix.tolist())],
+                      right=range(1, len(names) + 1))
+    scores = text_table(["class", "precision", "recall", "support"],
+                        [[name, f"{p:.4f}", f"{r:.4f}", int(n)] for name, p, r, n in
+                         zip(names, matrix.precision, matrix.recall, matrix.support)], right=(1, 2, 3))
+    return f"confusion matrix of output {matrix.output!r} ({int(matrix.support.sum())} examples)\n{grid}\n\n{scores}"

@@ -14,7 +14,8 @@ from dlcli.cli.main import json_mode
 if TYPE_CHECKING:
     from dlcli.registry import Registry
 
-KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks")
+KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks",
+         "loggers")
 
 
 @click.command("validate")
@@ -64,7 +65,9 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
 
 @click.command("summary")
 @click.argument("target", metavar="SPEC_OR_RUN", type=click.Path(path_type=Path))
-def summary_command(target: Path) -> None:
+@click.option("--graph", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the model graph to FILE: .dot (Graphviz text), or .svg/.png/.pdf (needs Graphviz's dot).")
+def summary_command(target: Path, graph: Path | None) -> None:
     """Layers, output shapes and parameter counts of a spec, a run directory or a checkpoint."""
     from dlcli.report import render_summary_table
     from dlcli.train.checks import model_for_summary
@@ -72,14 +75,21 @@ def summary_command(target: Path) -> None:
     if target.suffix == ".toml":
         from dlcli.spec.load import load_spec
 
-        model = model_for_summary(load_spec(target))
+        spec = load_spec(target)
+        model = model_for_summary(spec)
     else:
         from dlcli.train.rundir import load_run
 
-        model = load_run(target)[1]
+        spec, model = load_run(target)[:2]
+    if graph is not None:
+        from dlcli.report.model_graph import write_model_graph
+
+        write_model_graph(model, graph, spec.name)
     trainable, frozen = model.parameter_counts()
     click.echo(render_summary_table(model.summary_rows(), {"total": trainable + frozen, "trainable": trainable,
                                                            "non_trainable": frozen}))
+    if graph is not None:
+        click.echo(f"graph path={graph}")
 
 
 @click.command("list")

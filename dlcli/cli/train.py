@@ -77,7 +77,7 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         spec = load_spec(spec_path, overrides)
         directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, world)
         with make_reporter(output) as reporter:  # closing stops a live display even when training fails
-            fit_run(spec, directory, [reporter], world=world)
+            fit_run(spec, directory, [reporter], world=world, spec_file=spec_path.resolve())
     finally:
         world.close()
 

@@ -11,3 +11,11 @@ runs, unless the user chose a policy.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def numba_runtime() -> dict[str, object]:
+    """Numba's version and how many threads its parallel kernels use (for a run's manifest): the configured
+    count, read without starting the thread pool (get_num_threads() would start it)."""
+    import numba
+
+    return {"version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}

@@ -3,6 +3,9 @@
 The types and constraints are read from the model's JSON Schema (the one `dlcli schema` writes), so the
 reference, `dlcli list KIND NAME` and editors say the same thing; defaults and docs come from the pydantic
 fields. Used by docs/reference.md (spec/reference.py) and by the command line.
+
+A spec document as key paths (flatten_keys, spec_changes) is here too: resume's check of what changed,
+`dlcli compare` and the loggers' parameters name keys the same way.
 """
 
 from __future__ import annotations
@@ -138,3 +141,39 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return str(value)
+
+
+def flatten_keys(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A spec document as key paths, as error messages and --set write them: {"train.optimizer.learning_rate":
+    0.001, "model.layers[1].units": 64, ...}; a list of plain values stays one value."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten_keys(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(flatten_keys(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def key_differences(documents: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(key path, each document's value or None) for every key path whose value is not the same in all of
+    `documents`. A list of tables emptied in one document is named by its entries' keys alone: `[]` against the
+    entries' keys would add a line saying the list was unset before."""
+    flat = [flatten_keys(document) for document in documents]
+    keys = sorted({key for each in flat for key in each})
+    out = []
+    for key in keys:
+        values = [each.get(key) for each in flat]
+        emptied = all(value in (None, []) for value in values) and any(other.startswith(f"{key}[") for other in keys)
+        if any(value != values[0] for value in values[1:]) and not emptied:
+            out.append((key, values))
+    return out
+
+
+def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for every key path whose value differs (resume's check)."""
+    return [(key, old, new) for key, (old, new) in key_differences([saved, current])]

@@ -338,10 +338,11 @@ ClassWeight = Union[Literal["balanced"], dict[str, Union[Annotated[float, Field(
                                                          ClassTable]]]
 
 CallbackConfig = Annotated[_tagged_union([entry.spec for entry in registry.callbacks]), BeforeValidator(_tagged)]
+LoggerConfig = Annotated[_tagged_union([entry.spec for entry in registry.loggers]), BeforeValidator(_tagged)]
 
 
 class TrainSpec(StrictSpec):
-    """[train]: loss, optimizer, metrics, epochs, batch size, callbacks."""
+    """[train]: loss, optimizer, metrics, epochs, batch size, callbacks, loggers."""
 
     loss: Loss | None = Field(None, description="Sequential model: the loss, by name or as a table with options "
                                                 "(graph: per output).")
@@ -371,6 +372,8 @@ class TrainSpec(StrictSpec):
                                                                             "recall.")
     callbacks: list[CallbackConfig] = Field([], description="Callbacks run during training: early stopping, "
                                                             "learning-rate reduction, periodic checkpoints.")
+    loggers: list[LoggerConfig] = Field([], description="Experiment trackers fed as the run trains (rank 0 only): "
+                                                        "csv, tensorboard, mlflow; names, or tables with options.")
 
 
 class RunSpec(StrictSpec):

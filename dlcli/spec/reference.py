@@ -23,13 +23,14 @@ REGENERATE = "dlcli schema --markdown > docs/reference.md"
 _TAGS = ("type", "schedule")
 _TITLES = {"layer": "Layers", "activation": "Activations", "initializer": "Initializers", "loss": "Losses",
            "optimizer": "Optimizers", "schedule": "Learning-rate schedules", "metric": "Metrics",
-           "callback": "Callbacks", "reader": "Readers", "dataset": "Datasets"}
+           "callback": "Callbacks", "logger": "Loggers", "reader": "Readers", "dataset": "Datasets"}
 _WHERE = {"layer": "`[[model.layers]]` or `[model.nodes.NAME]`", "activation": "`activation = \"NAME\"`",
           "initializer": "`kernel_initializer = \"NAME\"` and the other `*_initializer` keys",
           "loss": '`loss = "NAME"` or `loss = { type = "NAME", ... }`',
           "optimizer": '`optimizer = "NAME"` or `optimizer = { type = "NAME", ... }`',
           "schedule": '`learning_rate = { schedule = "NAME", ... }`',
           "metric": '`metrics = ["NAME", { type = "NAME", ... }]`', "callback": "`[[train.callbacks]]`",
+          "logger": '`[train] loggers = ["NAME", { type = "NAME", ... }]`',
           "dataset": '`[data] dataset = "NAME"`; options in `[data.options]`'}
 _SPEC_TABLES: list[tuple[str, type[BaseModel], str]] = [
     ("Top level", RunSpec, "The keys outside any table."),
@@ -42,7 +43,8 @@ _SPEC_TABLES: list[tuple[str, type[BaseModel], str]] = [
                                                   "batch axis."),
     ("model.outputs.NAME", OutputSpec, "One output of a graph model: the node of that name, its loss and "
                                        "metrics. The training loss is the weighted sum of the outputs' losses."),
-    ("[train]", TrainSpec, "How to train: loss and metrics (sequential models), optimizer, epochs, callbacks."),
+    ("[train]", TrainSpec, "How to train: loss and metrics (sequential models), optimizer, epochs, callbacks, "
+                           "loggers."),
 ]
 
 

@@ -83,7 +83,7 @@ def registered_doc(model: type) -> str | None:
 def registry_kinds() -> list[registry.Registry]:
     """Every registry of components a spec can name, those that exist in this version (readers may not)."""
     names = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks",
-             "readers", "datasets")
+             "loggers", "readers", "datasets")
     return [getattr(registry, name) for name in names if isinstance(getattr(registry, name, None), registry.Registry)]
 
 

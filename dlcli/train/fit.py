@@ -20,13 +20,14 @@ from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.tensor import no_grad
 from dlcli.tensor.memory import keep_freed_memory
-from dlcli.train.callbacks import Callback, create_callbacks, load_states, saved_states
+from dlcli.train.callbacks import Callback, create_callbacks, create_loggers, load_states, saved_states
 from dlcli.train.callbacks.injected import injected_callbacks
 from dlcli.train.callbacks.monitor import Watch
 from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
+from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.loop import (
     EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, in_order, input_tensor, log_directions,
     reported_names,
@@ -70,7 +71,8 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
 
 def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
             world: World | None = None, checkpoint_bytes: bytes | None = None,
-            allow_world_size_change: bool = False) -> dict[str, Any]:
+            allow_world_size_change: bool = False, spec_file: Path | None = None,
+            provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
     `callbacks` (reporters, a caller's own) follow the spec's train.callbacks; every one gets every hook with
@@ -85,6 +87,11 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
 
     Under MPI (`world` with 2 or more ranks) each rank trains on its shard of every batch and rank 0 alone
     writes; `checkpoint_bytes` is the resumed checkpoint as rank 0 read it.
+
+    run.json (train/manifest.py) says "running" from the start (or the resume), is brought up to date at every
+    epoch end, and gets the way training ended on every way out; `spec_file` is the TOML file the spec came
+    from, if any (the manifest records its git commit); `provenance` adds keys to a new run's manifest (reproduce
+    names the run it re-runs).
     """
     started = time.perf_counter()
     keep_freed_memory()
@@ -98,19 +105,23 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
         if resume is not None:
             run.restore(resume, checkpoint_bytes, allow_world_size_change)
         else:
-            run.begin()
-        with StopSignals() as signals:
-            run.signals = signals
-            run.handle.call(run.callbacks, "on_train_begin", run.info)
-            try:
-                for epoch in range(run.first_epoch, spec.train.epochs + 1):
-                    run.train_epoch(epoch)
-                    if run.handle.stop_reason is not None:
-                        break
-            except DivergedError as err:
-                raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
-        world.check_weights(run.model, run.handle.step)
-        summary = run.finish(time.perf_counter() - started)
+            run.begin(spec_file, provenance)
+        try:
+            with StopSignals() as signals:
+                run.signals = signals
+                run.handle.call(run.callbacks, "on_train_begin", run.info)
+                try:
+                    for epoch in range(run.first_epoch, spec.train.epochs + 1):
+                        run.train_epoch(epoch)
+                        if run.handle.stop_reason is not None:
+                            break
+                except DivergedError as err:
+                    raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
+            world.check_weights(run.model, run.handle.step)
+            summary = run.finish(time.perf_counter() - started)
+        except BaseException as err:
+            run.stopped(err)
+            raise
     finally:
         directory.close()
     run.handle.call(run.observers, "on_train_end", summary)  # summary.json is written and the lock released
@@ -160,22 +171,25 @@ class _Run:
         # a misspelt monitor fails now, not after the first epoch has been paid for
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
         self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint
+        self.manifest = ManifestKeeper(directory, self.leader)  # run.json, kept current by the leader
         if self.leader:
             remove_stale_temporaries(run_dir)  # ours to remove: the lock says no other writer is here
         self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
         self.steps_per_epoch = min(-(-len(self.splits.train) // spec.train.batch_size),
                                    spec.train.steps_per_epoch or len(self.splits.train))
         self.info = self._start_info()
+        self.history: list[dict[str, Any]] = []
         self.handle = RunHandle(self.model, self.optimizer, world, run_dir, self.info,
-                                log_directions(self.model, self.objective))
+                                log_directions(self.model, self.objective), self.history, spec.model_dump(mode="json"))
         monitor = _default_monitor(spec, self.splits)
         self.best = Watch(monitor, self.handle.direction(monitor) if spec.train.monitor_mode == "auto"
                           else spec.train.monitor_mode)
-        # the spec's callbacks decide first (and their state is saved, by index); then reporters and tests' own
+        # the spec's callbacks decide first (and their state is saved, by index); then the loggers (rank 0 alone
+        # logs), reporters and tests' own
         self.spec_callbacks = create_callbacks(spec.train.callbacks)
-        self.observers = [*callbacks, *injected_callbacks()]
+        loggers = create_loggers(spec.train.loggers) if self.leader else []
+        self.observers = [*loggers, *callbacks, *injected_callbacks()]
         self.callbacks = [*self.spec_callbacks, *self.observers]
-        self.history: list[dict[str, Any]] = []
         self.first_epoch = 1
         self.last_saved_at: int | None = None  # the step checkpoints/last was written after, in this process
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
@@ -238,7 +252,7 @@ class _Run:
             self.streams.shuffle.bit_generator.state = metadata["rng"]["shuffle"]
             self.best.load(metadata["best"])
             self.first_epoch, self.handle.step = int(metadata["epoch"]) + 1, int(metadata["step"])
-            self.history = list(metadata["history"])
+            self.history[:] = list(metadata["history"])  # the handle shows callbacks this same list
             self.resumed_epoch = metadata.get("in_epoch")
             load_states(self.spec_callbacks, self.spec.train.callbacks, list(metadata.get("callbacks", [])), arrays)
         except (KeyError, TypeError, ValueError) as err:
@@ -248,6 +262,8 @@ class _Run:
         # the state resumed from is only known good once a finite loss has been computed from it
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
+        self.handle.run_id = self.run_id
+        self.manifest.resume(self.spec, self.run_id, self.world.size)
 
     def train_epoch(self, number: int) -> None:
         """One epoch: its batches, validation, the callbacks' decisions, then its checkpoints and history."""
@@ -344,6 +360,8 @@ class _Run:
         self._checkpoint("last", number, self.handle.step)
         if self.leader:
             write_history(self.run_dir, self.history)
+            self.manifest.progress(epoch=number, epochs=self.spec.train.epochs, step=self.handle.step,
+                                   best=self.best.state())
         for name, kind in requested:
             self._checkpoint(name, number, self.handle.step, event=kind)
 
@@ -372,19 +390,24 @@ class _Run:
         world.barrier()  # no rank runs ahead of a checkpoint that may still fail to write
         self.handle.call(self.callbacks, "on_checkpoint", str(path), event or kind)
 
-    def begin(self) -> None:
+    def begin(self, spec_file: Path | None = None, provenance: dict[str, Any] | None = None) -> None:
         """A new run starts writing its folder: run.json and spec.json (the leader writes them)."""
-        if self.leader:
-            self.run_id = self.directory.begin(self.spec.model_dump(mode="json"))
+        self.run_id = self.manifest.begin(self.spec, spec_file, self.world.size, provenance)
+        self.handle.run_id = self.run_id  # rank 0's: the one that writes and logs
         self.spec_pending = False
 
     def write_spec(self) -> None:
-        """spec.json of a resumed run (the leader writes it); a run from before run.json gets one now."""
+        """spec.json of a resumed run (the leader writes it)."""
         if self.leader:
-            if self.directory.manifest().get("run_id") is None:
-                self.run_id = self.directory.begin(self.spec.model_dump(mode="json"), self.run_id)
             write_json(self.run_dir / "spec.json", self.spec.model_dump(mode="json"))
         self.spec_pending = False
+
+    def stopped(self, error: BaseException) -> None:
+        """Training stopped on `error`: run.json says how (interrupted, diverged or failed), and the callbacks
+        hear it (on_train_abort: loggers close their files). A manifest or a logger that fails now must not hide
+        the error that stopped the run."""
+        self.manifest.end(error)
+        self.handle.call_after_error(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
@@ -420,7 +443,7 @@ class _Run:
         self.handle.call(self.spec_callbacks, "on_train_end", summary)
         if self.leader:
             write_json(self.run_dir / "summary.json", summary)
-            self.directory.finish()
+            self.manifest.finish()
         return summary
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from dlcli.errors import DlcliError
 from dlcli.graph import Model
 from dlcli.optimizers import Optimizer
+from dlcli.spec.keys import flatten_keys
 from dlcli.train.callbacks import Callback
 from dlcli.train.callbacks.monitor import monitor_mode
 from dlcli.train.distributed import World
@@ -26,10 +29,14 @@ class RunHandle:
     """
 
     def __init__(self, model: Model, optimizer: Optimizer, world: World, run_dir: Path, info: dict[str, Any],
-                 directions: dict[str, Literal["min", "max"]]) -> None:
+                 directions: dict[str, Literal["min", "max"]], history: list[dict[str, Any]] | None = None,
+                 spec_document: dict[str, Any] | None = None) -> None:
         self.model, self.optimizer, self.world, self.run_dir = model, optimizer, world, run_dir
         self.info = info
         self.directions = directions
+        self.history: list[dict[str, Any]] = history if history is not None else []  # the run's own list
+        self.spec_document = spec_document or {}
+        self.run_id: str | None = None  # set once run.json or the resumed checkpoint names it
         self.epoch = 0  # from 1 once training starts
         self.step = 0  # updates applied, counted over the whole run
         self.stop_reason: str | None = None
@@ -39,6 +46,18 @@ class RunHandle:
         """Call one hook of each callback, in order, with this handle."""
         for callback in callbacks:
             getattr(callback, hook)(self, *args)
+
+    def call_after_error(self, callbacks: list[Callback], hook: str, *args: Any) -> None:
+        """call(), while an error stops the run: a callback failing now (a file it cannot close, a tracker out of
+        reach) must neither hide the error that stopped the run nor keep the next callbacks from hearing it, so
+        what our errors and the file system raise is dropped, callback by callback."""
+        for callback in callbacks:
+            with contextlib.suppress(OSError, DlcliError):
+                getattr(callback, hook)(self, *args)
+
+    def spec_keys(self) -> dict[str, Any]:
+        """The resolved spec as key paths."""
+        return flatten_keys(self.spec_document)
 
     @property
     def rank(self) -> int:

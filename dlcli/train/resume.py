@@ -8,6 +8,7 @@ from typing import Any
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import CheckpointError, SpecError
+from dlcli.spec.keys import spec_changes
 from dlcli.spec.load import apply_overrides, load_spec, validate_spec
 from dlcli.spec.models import RunSpec
 from dlcli.train.callbacks import Callback
@@ -16,27 +17,8 @@ from dlcli.train.fit import fit_run
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 
 # changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
-SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.monitor", "description", "data.validation", "data.test")
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
-        out = {}
-        for i, item in enumerate(value):
-            out.update(_flatten(item, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
-def spec_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, new value) for every leaf that differs."""
-    old, new = _flatten(saved), _flatten(current)
-    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
+                 "data.test")
 
 
 def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,10 +28,10 @@ from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer
 from dlcli.spec.models import RunSpec
+from dlcli.train.run_lock import LOCK, acquire, refuse_held, release
 
 CHECKPOINTS = "checkpoints"
 SUFFIX = ".safetensors"
-LOCK = ".lock"
 MANIFEST = "run.json"
 
 
@@ -236,7 +235,7 @@ class RunDirectory:
         except OSError as err:
             raise _folder_error(path, err, "use") from None
         if taken:
-            _refuse_held(path)  # refused before taking the lock: a foreign folder gets not even a .lock file
+            refuse_held(path)  # refused before taking the lock: a foreign folder gets not even a .lock file
             raise RunDirectoryTakenError(_not_empty_message(path))
         created = _make_folder(path)
         lock_fd = _acquire(path)
@@ -290,19 +289,25 @@ class RunDirectory:
                                 f"run was being moved aside; the old run is kept at {aside}")
             self.lock_fd = _acquire(self.path)
         finally:
-            _release(old_fd)
+            release(old_fd)
         self.replaced = aside
 
-    def begin(self, spec_document: dict[str, Any], run_id: str | None = None) -> str:
-        """The run starts writing: run.json (its identity, which every checkpoint and the summary carry, and the
-        run it replaces), then spec.json. Until then a failed claim leaves the folder as it found it. Returns
-        the run_id (a new one unless given)."""
+    def begin(self, spec_document: dict[str, Any], run_id: str | None = None,
+              manifest: dict[str, Any] | None = None) -> str:
+        """The run starts writing: run.json (its identity, which every checkpoint and the summary carry, the run
+        it replaces, and the rest of `manifest`: see train/manifest.py), then spec.json. Until then a failed
+        claim leaves the folder as it found it. Returns the run_id (a new one unless given)."""
         run_id = run_id or uuid.uuid4().hex
         write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                          "replaces": str(self.replaced) if self.replaced else None})
+                                          "replaces": str(self.replaced) if self.replaced else None,
+                                          **(manifest or {})})
         write_json(self.path / "spec.json", spec_document)
         return run_id
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace run.json atomically (the process that holds the lock keeps it current)."""
+        write_json(self.path / MANIFEST, manifest)
 
     def manifest(self) -> dict[str, Any]:
         """The manifest's values (empty for a run written before dlcli kept one)."""
@@ -311,11 +316,13 @@ class RunDirectory:
         except (OSError, ValueError, TypeError):
             return {}
 
-    def finish(self) -> None:
-        """The run is complete: the run it replaced (--overwrite) is deleted now, not before."""
-        manifest = self.manifest()
+    def finish(self, manifest: dict[str, Any] | None = None) -> None:
+        """The run is complete: run.json becomes `manifest` (the finished one), and the run it replaced
+        (--overwrite) is deleted now, not before."""
+        manifest = manifest if manifest is not None else self.manifest()
         replaced = manifest.get("replaces")
         if not replaced:
+            write_json(self.path / MANIFEST, manifest)
             return
         # renamed to a hidden name first, so that a folder under the visible name is always a whole run
         doomed = Path(replaced).with_name(f".{Path(replaced).name}.deleting")
@@ -337,7 +344,7 @@ class RunDirectory:
                     self.path.rmdir()
         except OSError:
             pass  # tidying only: the lock is released below whatever happens
-        _release(self.lock_fd)
+        release(self.lock_fd)
         self.lock_fd = None
 
 
@@ -381,92 +388,8 @@ def _make_folder(path: Path) -> bool:
 
 
 def _acquire(path: Path) -> int:
-    """An exclusive, non-blocking lock on path/.lock, with our PID and command written in it for others to read.
-
-    After locking, the lock file must still be the one at that name: a claim that was just abandoned unlinks
-    it, and a lock on an unlinked file would guard nothing.
-    """
-    lock_path = path / LOCK
-    for _ in range(100):
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise _folder_error(path, err, "lock") from None
-        if not _try_lock(fd):
-            message = _held_message(path)
-            os.close(fd)
-            raise RunDirectoryTakenError(message)
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n{_command_line()}\n".encode())
-            return fd
-        _release(fd)
-    raise SpecError(f"run directory {path}: could not take its lock; another process keeps replacing {lock_path}")
-
-
-def _refuse_held(path: Path) -> None:
-    """RunDirectoryTakenError naming the holder when another process holds path/.lock; nothing is created."""
+    """The run directory's lock (run_lock.acquire), an OSError worded as a run-directory error."""
     try:
-        fd = os.open(path / LOCK, os.O_RDWR)
-    except OSError:
-        return
-    try:
-        held = not _try_lock(fd)
-    finally:
-        os.close(fd)
-    if held:
-        raise RunDirectoryTakenError(_held_message(path))
-
-
-def _held_message(path: Path) -> str:
-    return (f"run directory {path} is being written by {_holder(path / LOCK)}; one process writes a run directory "
-            "at a time: wait for it to finish, or give this run another --run-dir")
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the C runtime's byte-range lock, also dropped on exit
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
-def _release(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the only descriptor drops a flock
-
-
-def _holder(lock_path: Path) -> str:
-    """'PID 1234 (dlcli train spec.toml)' from a held lock file; its writer may not have written yet."""
-    for _ in range(20):
-        try:
-            lines = lock_path.read_text().splitlines()
-        except OSError:
-            lines = []
-        if lines and lines[0].strip().isdigit():
-            command = f" ({lines[1]})" if len(lines) > 1 and lines[1] else ""
-            return f"PID {lines[0].strip()}{command}"
-        time.sleep(0.01)
-    return "another process"
-
-
-def _command_line() -> str:
-    """How this process was started, as a user would type it."""
-    args = list(sys.argv)
-    if args and Path(args[0]).name in ("dlcli", "__main__.py"):
-        args[0] = "dlcli"
-    return " ".join(args)
+        return acquire(path)
+    except OSError as err:
+        raise _folder_error(path, err, "lock") from None

@@ -187,3 +187,31 @@ def test_auto_mode_follows_the_metrics_type_even_under_its_own_name(tmp_path: Pa
     assert directions.found == {"loss": "min", "val_loss": "min", "hits": "max", "val_hits": "max"}
     values = [row["val_hits"] for row in history(tmp_path)]
     assert summary["best"]["best"] == max(values) and summary["best"]["best_epoch"] == values.index(max(values)) + 1
+
+
+class Reader(Callback):
+    """What a logger reads when training starts: the run's identity, its epochs so far, its spec."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
+        self.seen = {"run_id": run.run_id, "epochs": [row["epoch"] for row in run.history], "step": run.step,
+                     "keys": run.spec_keys()}
+
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
+        self.seen["last"] = run.history[-1]["epoch"]
+
+
+def test_the_handle_gives_the_run_id_history_and_spec_keys_and_a_resume_sees_its_restored_epochs(
+        tmp_path: Path) -> None:
+    first = Reader()
+    fit(tmp_path, [first], epochs=2)
+    run_id = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    assert first.seen["run_id"] == run_id and first.seen["epochs"] == [] and first.seen["last"] == 2
+    assert first.seen["keys"]["train.optimizer.learning_rate"] == 0.01
+    assert first.seen["keys"]["model.layers[0].units"] == 16
+    resumed = Reader()
+    resume_run(tmp_path / "run", ("train.epochs=3",), None, [resumed])
+    assert resumed.seen["run_id"] == run_id and resumed.seen["epochs"] == [1, 2] and resumed.seen["step"] == 24
+    assert resumed.seen["keys"]["train.epochs"] == 3 and resumed.seen["last"] == 3

@@ -1,7 +1,11 @@
 """Callbacks: the protocol the train loop calls (base.py), and the callbacks a spec can name, one a file.
 
 Importing this package registers every callback in `registry.callbacks` under the name a `[[train.callbacks]]`
-table gives as `type`, with its spec model. Adding a callback is one new file here plus its import below.
+table gives as `type`, with its spec model, and every logger (an experiment tracker: csv, tensorboard, mlflow)
+in `registry.loggers` under the name `[train] loggers` gives. Adding one is one new file here plus its import
+below. Loggers are callbacks that only watch: the spec lists them apart because they run on rank 0 alone, keep
+no state in checkpoints (they bring their tracker in line with the run's history when it starts) and may need
+an optional extra.
 """
 
 from __future__ import annotations
@@ -12,14 +16,20 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.train.callbacks import early_stopping, model_checkpoint, reduce_lr_on_plateau  # noqa: F401 - registers
+from dlcli.train.callbacks import csv_logger, mlflow_logger, tensorboard_logger  # noqa: F401 - registers loggers
 from dlcli.train.callbacks.base import Callback, CallbackSpec, Run
 
-__all__ = ["Callback", "CallbackSpec", "Run", "create_callbacks", "load_states", "saved_states"]
+__all__ = ["Callback", "CallbackSpec", "Run", "create_callbacks", "create_loggers", "load_states", "saved_states"]
 
 
 def create_callbacks(specs: list[Any]) -> list[Callback]:
     """The callbacks of train.callbacks, in the spec's order (a checkpoint keeps their state by that index)."""
     return [registry.callbacks.get(spec.type)(spec) for spec in specs]
+
+
+def create_loggers(specs: list[Any]) -> list[Callback]:
+    """The loggers of train.loggers, in the spec's order; a missing optional extra fails here, before the run."""
+    return [registry.loggers.get(spec.type)(spec) for spec in specs]
 
 
 def saved_states(callbacks: list[Callback], specs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:

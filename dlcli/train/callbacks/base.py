@@ -28,12 +28,24 @@ class Run(Protocol):
 
     Under MPI every rank calls its callbacks with the same logs (rank 0's, agreed before the hooks run), so
     callbacks that decide from logs decide alike on every rank; only rank 0 writes files, and reporters print
-    only there.
+    and loggers (train.loggers) log only there.
     """
 
     @property
     def info(self) -> dict[str, Any]:
         """What on_train_begin received: run name, run_dir, epochs, steps_per_epoch, samples, parameters, ..."""
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's identity (run.json's run_id), the same in every session of a resumed run."""
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The finished epochs' values, as history.jsonl holds them: a resumed run's restored epochs first."""
+
+    def spec_keys(self) -> dict[str, Any]:
+        """The resolved spec as key paths, as `--set` and `dlcli compare` write them ("train.epochs": 10,
+        "model.layers[1].units": 64, ...)."""
 
     @property
     def epoch(self) -> int:
@@ -107,8 +119,12 @@ class Callback:
       on_checkpoint(run, path, kind): a checkpoint file was written; kind is "last", "best" or "periodic"
       on_train_end(run, summary): final values, "epochs_run", "seconds", "stopped_early" (and "stop_reason")
           and "run_dir". The spec's callbacks get it first and may add keys (early stopping's "restored_epoch");
-          summary.json is written then, and the other callbacks (reporters) get it after. Not called when
-          training fails.
+          summary.json is written then, and the other callbacks (loggers, reporters) get it after. Not called
+          when training fails: then
+      on_train_abort(run, status): training stopped without finishing; status is "interrupted" (a signal; a
+          checkpoint was written), "diverged" or "failed", as run.json says. Loggers close their files and mark
+          the tracker's run; an OSError or dlcli error raised here is dropped (the run's own error goes on), and
+          the other callbacks still hear it
 
     A stateful callback returns its counts from state() and takes them back in load_state(), so a resumed run
     decides exactly as the uninterrupted one: JSON-able values, plus NumPy arrays under "arrays" (kept as
@@ -135,6 +151,9 @@ class Callback:
 
     def on_train_end(self, run: Run, summary: dict[str, Any]) -> None:
         """Training finished (normally or stopped early)."""
+
+    def on_train_abort(self, run: Run, status: str) -> None:
+        """Training stopped without finishing: "interrupted", "diverged" or "failed"."""
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback (nothing, unless it counts something)."""

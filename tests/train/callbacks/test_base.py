@@ -22,3 +22,14 @@ def test_a_registered_callback_is_a_callback_with_a_documented_spec_named_as_reg
     undocumented = [key for key, field in fields.items() if key != "type" and not field.description]
     assert not undocumented, f"{name}: keys without a description: {undocumented}"
 
+
+
+@pytest.mark.parametrize("name", registry.loggers.names())
+def test_a_registered_logger_is_a_callback_with_a_documented_spec_named_as_registered(name: str) -> None:
+    entry = registry.loggers.entry(name)
+    assert issubclass(entry.target, Callback) and issubclass(entry.spec, CallbackSpec)
+    fields = entry.spec.model_fields
+    assert fields["type"].default == name and typing.get_args(fields["type"].annotation) == (name,)
+    undocumented = [key for key, field in fields.items() if key != "type" and not field.description]
+    assert not undocumented, f"{name}: keys without a description: {undocumented}"
+    assert set(registry.loggers.names()) == {"csv", "mlflow", "tensorboard"}

@@ -1,0 +1,89 @@
+"""dlcli runs and dlcli compare: listing runs with their status, and what differs between runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.runs_fixture import history, invoke, train, write_spec
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/slow (learning rate 0.01, 4 epochs) and runs/fast (0.05, 3 epochs), trained in that order."""
+    folder = tmp_path_factory.mktemp("runs")
+    spec = write_spec(folder)
+    train(spec, folder / "runs" / "slow")
+    train(spec, folder / "runs" / "fast", "--set", "train.optimizer.learning_rate=0.05", "--set", "train.epochs=3")
+    return folder / "runs"
+
+
+def _best(run: Path) -> tuple[float, int]:
+    rows = history(run)
+    best = min(rows, key=lambda row: row["val_loss"])
+    return best["val_loss"], best["epoch"]
+
+
+def test_runs_lists_status_epochs_best_value_time_and_start(runs: Path) -> None:
+    result = invoke("runs", str(runs))
+    assert result.exit_code == 0, result.output
+    header, slow, fast = result.stdout.splitlines()
+    assert header.split() == ["run", "status", "epochs", "best", "time", "started"]
+    value, epoch = _best(runs / "slow")
+    assert slow.split()[:4] == ["slow", "finished", "4/4", f"val_loss={value:.4g}"] and f"@{epoch}" in slow
+    assert fast.split()[:3] == ["fast", "finished", "3/3"]  # started later: listed after slow
+
+
+def test_runs_json_gives_one_record_per_run_and_sorts_by_best_first(runs: Path) -> None:
+    result = invoke("runs", str(runs), "--json", "--sort", "best")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    values = {name: _best(runs / name) for name in ("slow", "fast")}
+    assert [r["run"] for r in records] == sorted(values, key=lambda name: values[name][0])
+    for record in records:
+        assert record["event"] == "run" and record["status"] == "finished"
+        assert (record["best"], record["best_epoch"]) == pytest.approx(values[record["run"]])
+        assert record["monitor"] == "val_loss" and record["seconds"] >= 0
+        assert record["run_id"] == json.loads((runs / record["run"] / "run.json").read_text())["run_id"]
+    reverse = [json.loads(line)["run"] for line in invoke("runs", str(runs), "--json", "--sort", "name",
+                                                           "--reverse").stdout.splitlines()]
+    assert reverse == ["slow", "fast"]
+
+
+def test_runs_of_an_empty_folder_and_a_missing_one(tmp_path: Path) -> None:
+    assert invoke("runs", str(tmp_path)).stdout.strip() == f"no runs in {tmp_path}"
+    missing = invoke("runs", str(tmp_path / "nope"))
+    assert missing.exit_code == 4 and "no such folder" in missing.stderr
+
+
+def test_compare_prints_spec_differences_as_key_paths_then_final_and_best_metrics(runs: Path) -> None:
+    result = invoke("compare", str(runs / "slow"), str(runs / "fast"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["spec differences (slow -> fast):", "  train.epochs: 4 -> 3",
+                         "  train.optimizer.learning_rate: 0.01 -> 0.05"]
+    table = lines[lines.index("") + 1:]
+    assert table[0].split() == ["run", "status", "epochs", "loss", "accuracy", "val_loss", "val_accuracy"]
+    final = history(runs / "slow")[-1]
+    assert table[1].split() == ["slow", "finished", "4/4", "final", *(f"{final[k]:.4g}" for k in
+                                                                      ("loss", "accuracy", "val_loss", "val_accuracy"))]
+    value, epoch = _best(runs / "slow")
+    assert f"{value:.4g} @{epoch}" in table[2] and table[2].split()[0] == "best"
+
+
+def test_compare_json_and_plot(runs: Path) -> None:
+    record = json.loads(invoke("compare", str(runs / "slow"), str(runs / "fast"), "--json").stdout)
+    assert record["differences"] == [{"key": "train.epochs", "values": [4, 3]},
+                                     {"key": "train.optimizer.learning_rate", "values": [0.01, 0.05]}]
+    assert record["metrics"][1]["final"]["loss"] == history(runs / "fast")[-1]["loss"]
+    drawn = invoke("compare", str(runs / "slow"), str(runs / "fast"), "--plot").stdout
+    assert "● slow loss" in drawn and "■ fast loss" in drawn and "□ fast val_loss" in drawn
+
+
+def test_compare_needs_two_runs_and_real_run_directories(runs: Path, tmp_path: Path) -> None:
+    one = invoke("compare", str(runs / "slow"))
+    assert one.exit_code == 2 and "needs two runs or more" in one.stderr
+    (tmp_path / "empty").mkdir()
+    other = invoke("compare", str(runs / "slow"), str(tmp_path / "empty"))
+    assert other.exit_code == 4 and "not a run directory" in other.stderr
