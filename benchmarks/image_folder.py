@@ -9,7 +9,8 @@ one small convnet on each through `dlcli train --json`, alternating, each run a 
 
 Seconds per epoch come from the runs' epoch events (training only: no validation), peak memory from each
 process's maximum resident set (getrusage), the file check's time from the start event. Each figure is the
-median over --repeats runs. Goals (issue 15): epoch 1 <= 1.15x the .npz epoch, cached epochs <= 1.05x, and
+median over --repeats runs; each folder epoch is compared with the same epoch of the .npz runs (epoch 1 with
+epoch 1, later with later). Goals (issue 15): epoch 1 <= 1.15x, cached epochs <= 1.05x, and
 streaming adds <= 300 MB of peak memory.
 
     python benchmarks/image_folder.py [--images 20000] [--epochs 3] [--repeats 3] [--threads 2] [--json out.json]
@@ -165,26 +166,34 @@ def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace
     def median(values: list[float]) -> float:
         return float(statistics.median(values))
 
-    reference = median([statistics.median(r["epochs"]) for r in results["npz"]])
+    # each folder epoch against the same epoch of the .npz runs: epoch 1 of both pays the same one-time costs
+    # (kernels loaded from Numba's cache, first allocations), so only the data path differs
+    first = median([r["epochs"][0] for r in results["npz"]])
     rows = {
-        "in-memory .npz": median([statistics.median(r["epochs"]) for r in results["npz"]]),
+        "in-memory .npz, epoch 1": first,
         "folder, epoch 1 (cache none)": median([r["epochs"][0] for r in results["none"]]),
         "folder, epoch 1 (cache disk, building)": median([r["epochs"][0] for r in results["disk"]]),
     }
+    references = dict.fromkeys(rows, first)
     if args.epochs > 1:
+        later = median([statistics.median(r["epochs"][1:]) for r in results["npz"]])
+        rows["in-memory .npz, later epochs"] = later
+        rows["folder, later epochs (cache none)"] = median([statistics.median(r["epochs"][1:])
+                                                            for r in results["none"]])
         rows["folder, later epochs (cache disk)"] = median([statistics.median(r["epochs"][1:])
                                                             for r in results["disk"]])
+        references.update(dict.fromkeys(list(rows)[3:], later))
+    ratios = {name: value / references[name] for name, value in rows.items()}
     peaks = {kind: median([r["peak_mb"] for r in runs]) for kind, runs in results.items()
              if all(r["peak_mb"] is not None for r in runs)}
     check = median([r["start"].get("file_check_seconds", float("nan")) for r in results["none"]])
     return {"images": args.images, "size": args.size, "threads": args.threads, "repeats": args.repeats,
-            "seconds_per_epoch": rows, "ratio_to_npz": {name: value / reference for name, value in rows.items()},
+            "seconds_per_epoch": rows, "ratio_to_npz": ratios,
             "peak_mb": peaks, "streaming_extra_mb": {kind: peaks[kind] - peaks["npz"] for kind in ("none", "disk")
                                                      if kind in peaks and "npz" in peaks},
             "file_check_seconds": check,
-            "goals": {"epoch 1 <= 1.15x": rows["folder, epoch 1 (cache none)"] / reference <= 1.15,
-                      "cached epochs <= 1.05x": rows.get("folder, later epochs (cache disk)", float("inf"))
-                      / reference <= 1.05,
+            "goals": {"epoch 1 <= 1.15x": ratios["folder, epoch 1 (cache none)"] <= 1.15,
+                      "cached epochs <= 1.05x": ratios.get("folder, later epochs (cache disk)", float("inf")) <= 1.05,
                       "extra memory <= 300 MB": all(v <= 300 for v in
                                                     [peaks.get("none", 0) - peaks.get("npz", 0),
                                                      peaks.get("disk", 0) - peaks.get("npz", 0)])}}

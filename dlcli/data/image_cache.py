@@ -182,5 +182,5 @@ def describe_store(store: ImageStore | None) -> dict[str, Any]:
     if store is None:
         return {"cache": "none"}
     if isinstance(store, DiskImageStore):
-        return {"cache": "disk", "path": str(store.final), "complete": store.partial is None}
+        return {"cache": "disk", "cache_file": str(store.final), "complete": store.partial is None}
     return {"cache": "memory", "decoded": store.count}

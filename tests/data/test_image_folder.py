@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dlcli import registry
 from dlcli.data import InputSlot, ReadRequest, TargetSlot, read_examples
 from dlcli.data.image_files import ImageFiles
 from dlcli.errors import DataError, SpecError
@@ -211,3 +212,20 @@ def test_a_file_damaged_after_the_check_names_the_file_and_how_to_resume(tmp_pat
     with pytest.raises(DataError, match=r"001.png: does not exist; check the path; it passed the check before "
                                         r"training .* then resume with dlcli train RUN --resume"):
         images[np.arange(2)]
+
+
+def test_the_data_report_hook_tells_sizes_modes_formats_and_skipped_files(tmp_path: Path) -> None:
+    write_image_tree(tmp_path / "photos", {"cats": 2, "dogs": 1}, size=(6, 5))
+    Image.fromarray(pixels_of(0, 7, (9, 4))[:, :, 0], "L").save(tmp_path / "photos" / "cats" / "grey.png")
+    Image.fromarray(pixels_of(1, 7, (6, 5))).convert("RGBA").save(tmp_path / "photos" / "dogs" / "rgba.png")
+    Image.fromarray(pixels_of(1, 8, (6, 5))).save(tmp_path / "photos" / "dogs" / "plain.bmp")
+    (tmp_path / "photos" / "dogs" / "empty.jpg").write_bytes(b"")
+    schema: dict = {"classes": {"label": ["cats", "dogs", "owls"]}}
+    reader = registry.readers.get("image_folder")()
+    report = reader.describe(tmp_path / "photos", request(tmp_path / "photos", schema=schema, on_bad_file="skip"))
+    assert report["images"] == 6 and report["decoded_shape"] == [6, 5, 3] and report["cache"] == "none"
+    assert report["sizes"] == {"5x6": 5, "4x9": 1}  # width x height, as the files hold them
+    assert report["modes"] == {"RGB": 4, "L": 1, "RGBA": 1}
+    assert report["formats"] == {"PNG": 5, "BMP": 1}
+    assert report["files_checked"] == 7 and report["skipped_files"] == 1 and report["check_seconds"] >= 0
+    assert schema == {"classes": {"label": ["cats", "dogs", "owls"]}}  # the caller's schema is left as it was

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlcli import registry
 from dlcli.data import InputSlot, ReadRequest, TargetSlot, catalog, load_dataset, read_examples
 from dlcli.data.archives import unpacked
 from dlcli.data.download import file_sha256
@@ -136,3 +137,14 @@ def test_acl_imdb_is_pinned_to_the_published_sha256() -> None:
     remote = catalog.dataset_info("acl_imdb").remote[0]
     assert remote.sha256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
     assert remote.url == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+
+
+def test_the_data_report_hook_tells_text_lengths_and_skipped_files(tmp_path: Path) -> None:
+    write_text_tree(tmp_path / "train", {"neg": ["Dull.", ""], "pos": ["Loved it a lot", "Great"]})
+    (tmp_path / "train" / "pos" / "latin1.txt").write_bytes("très bien".encode("latin-1"))
+    reader = registry.readers.get("text_folder")()
+    report = reader.describe(tmp_path / "train", request(tmp_path / "train", on_bad_file="skip"))
+    assert report["texts"] == 4 and report["empty"] == 1
+    assert report["characters"] == {"min": 0, "median": 5.0, "mean": 6.0, "max": 14}
+    assert report["words"] == {"min": 0, "median": 1.0, "mean": 1.5, "max": 4}
+    assert report["files_checked"] == 5 and report["skipped_files"] == 1 and "check_seconds" not in report

@@ -6,6 +6,7 @@ text file of image paths (see text_lines.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from dlcli.data.image_cache import cache_key, open_store
 from dlcli.data.image_files import ImageFiles, bad_files_message, check_files
 from dlcli.data.images import CHANNELS, IMAGE_SUFFIXES, DecodeOptions
 from dlcli.data.prefetch import default_threads
-from dlcli.data.readers.class_folders import EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, folder_listing
+from dlcli.data.readers.class_folders import (EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, describe_folder,
+                                             folder_listing)
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.request import DataKeys, ReadRequest, single_name
 from dlcli.errors import DataError, SpecError
@@ -60,6 +62,11 @@ class ImageFolderReader(Reader):
         record_files(request.schema, path, listing.files, kept, ids, seconds)
         y = request.target_array(ids[kept], output, str(path), lambda row: str(images.files[row]))
         return Examples({name: images}, {output: y})
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """For the data report (dlcli validate --data-report): the images' sizes, modes and formats (from their
+        headers), the decoded shape, the cache, and the files checked and skipped."""
+        return describe_folder(self, path, request)
 
 
 def decode_options(data: DataKeys) -> DecodeOptions:

@@ -23,7 +23,9 @@ Optionally, it also has
     once on different rows; training then gathers each batch with data.prefetch.prefetched(), on a pool of
     `threads` threads, a few batches ahead of the step (a lazy array without them is just indexed, in the
     training thread, when its batch comes);
-  - `describe() -> dict`: what the data report says about it (image sizes and modes, text lengths).
+  - `describe() -> dict`: what the data report says about it (image sizes and modes, text lengths); the folder
+    readers' `describe(path, request)` (the data report's per-file hook, `dlcli validate --data-report`) reads
+    the folder as training does and returns it, with the files checked and skipped.
 Training never reads a lazy array whole: batches, evaluation, predictions and normalization's adapt all go a
 batch at a time. The training loop asks for each rank's own shard of a batch only (under MPI).
 

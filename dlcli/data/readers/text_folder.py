@@ -4,6 +4,7 @@ example a file, as Keras' text_dataset_from_directory reads it; for predict, a f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from dlcli import registry
 from dlcli.data.folders import first_example_suffix, record_files, walk_files
 from dlcli.data.image_files import bad_files_message
 from dlcli.data.prefetch import default_threads
-from dlcli.data.readers.class_folders import EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, folder_listing
+from dlcli.data.readers.class_folders import (EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, describe_folder,
+                                             folder_listing)
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.request import DataKeys, ReadRequest, single_name
 from dlcli.data.text_files import TextRows, read_texts
@@ -47,6 +49,11 @@ class TextFolderReader(Reader):
         record_files(request.schema, path, listing.files, kept, ids)
         y = request.target_array(ids[kept], output, str(path), lambda row: (texts.sources or [])[row])
         return Examples({name: texts}, {output: y})
+
+    def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
+        """For the data report (dlcli validate --data-report): the texts' lengths in characters and in words, and
+        the files read and skipped."""
+        return describe_folder(self, path, request)
 
 
 def read_text_files(files: list[Path], data: DataKeys, where: str) -> tuple[TextRows, np.ndarray]:
