@@ -65,3 +65,39 @@ def test_a_data_problem_is_still_exit_3_and_one_json_object(tmp_path: Path) -> N
     assert result.exit_code == 3
     error = json.loads(result.output.splitlines()[-1])
     assert "t.csv, line 2, column 'c': expected a number, found 'x'" in error["message"]
+
+
+class _LazyRows:
+    """A lazy array as readers make them (data/readers/reader.py): rows gathered on demand, with describe()."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values, self.shape, self.dtype, self.ndim = values, values.shape, values.dtype, values.ndim
+        self.gathered = 0  # the most rows one gather returned
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: np.ndarray | slice) -> np.ndarray:
+        rows = self.values[index]
+        self.gathered = max(self.gathered, len(rows))
+        return rows
+
+    def describe(self) -> dict[str, object]:
+        return {"sizes": {"2x2": len(self.values)}}
+
+
+def test_lazy_inputs_are_described_by_themselves_and_compared_by_hashes_batch_by_batch() -> None:
+    from dlcli.train import data_report as module
+    from dlcli.train.loop import Split
+
+    rng = np.random.default_rng(0)
+    train_values = rng.integers(0, 256, (600, 2, 2), dtype=np.uint8)
+    # two training rows (5 and 599, in different batches of the hashing), then three that are not
+    other_values = np.concatenate([train_values[[5, 599]], rng.integers(0, 256, (3, 2, 2), dtype=np.uint8)])
+    assert not any((train_values == row).all(axis=(1, 2)).any() for row in other_values[2:])
+    train, other = _LazyRows(train_values), _LazyRows(other_values)
+    found = module.duplicates(Split({"x": train}, {}), Split({"x": other}, {}))
+    assert found == {"checked": True, "count": 2, "of": 5, "first": [0, 1]}
+    assert train.gathered == module.HASHED_BATCH  # never the whole split at once
+    facts = module._input_report(train, None)
+    assert facts == {"shape": [2, 2], "dtype": "uint8", "sizes": {"2x2": 600}}
