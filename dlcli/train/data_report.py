@@ -108,13 +108,21 @@ def duplicates(train: Split, other: Split) -> dict[str, Any]:
 
 
 def _row_keys(split: Split) -> np.ndarray:
-    """Each example's inputs as one opaque byte string (a NumPy void), comparable and sortable as a whole."""
+    """Each example's inputs as one opaque byte string (a NumPy void), comparable and sortable as a whole: the
+    bytes of its numbers, and a digest of its texts (a unicode array's width is its longest text's, which differs
+    between splits and batches)."""
     parts = [np.ascontiguousarray(np.asarray(split.inputs[name])).reshape(len(split), -1) for name in
              sorted(split.inputs)]
-    raw = np.concatenate([part.view(np.uint8).reshape(len(split), -1) if part.dtype.kind != "U" else
-                          np.char.encode(part, "utf-8").astype("S").view(np.uint8).reshape(len(split), -1)
-                          for part in parts], axis=1)
+    raw = np.concatenate([_text_digests(part) if part.dtype.kind in "OSU" else
+                          part.view(np.uint8).reshape(len(split), -1) for part in parts], axis=1)
     return np.ascontiguousarray(raw).view(np.dtype((np.void, raw.shape[1])))[:, 0]
+
+
+def _text_digests(texts: np.ndarray) -> np.ndarray:
+    """(examples, 16) bytes: a 128-bit BLAKE2 digest of each example's texts (a row of cells)."""
+    digests = [hashlib.blake2b("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+               for row in texts.tolist()]  # one per example, for the report only: not the hot path
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(len(texts), 16)
 
 
 def _row_hashes(split: Split) -> np.ndarray:

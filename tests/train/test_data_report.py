@@ -101,3 +101,16 @@ def test_lazy_inputs_are_described_by_themselves_and_compared_by_hashes_batch_by
     assert train.gathered == module.HASHED_BATCH  # never the whole split at once
     facts = module._input_report(train, None)
     assert facts == {"shape": [2, 2], "dtype": "uint8", "sizes": {"2x2": 600}}
+
+
+def test_texts_are_compared_by_content_whatever_the_width_of_their_arrays() -> None:
+    from dlcli.train.data_report import duplicates
+    from dlcli.train.loop import Split
+
+    train = Split({"text": np.array([["a long review, twenty-nine ch"], ["short"], ["é"]]),
+                   "x": np.array([[1.0], [2.0], [3.0]], np.float32)}, {})
+    other = Split({"text": np.array([["short"], ["é"], ["new"]]),  # '<U5' against '<U29'
+                   "x": np.array([[2.0], [4.0], [9.0]], np.float32)}, {})
+    assert duplicates(train, other) == {"checked": True, "count": 1, "of": 3, "first": [0]}
+    lazy = Split({"text": _LazyRows(train.inputs["text"]), "x": train.inputs["x"]}, {})
+    assert duplicates(lazy, other)["count"] == 1
