@@ -114,3 +114,13 @@ def test_texts_are_compared_by_content_whatever_the_width_of_their_arrays() -> N
     assert duplicates(train, other) == {"checked": True, "count": 1, "of": 3, "first": [0]}
     lazy = Split({"text": _LazyRows(train.inputs["text"]), "x": train.inputs["x"]}, {})
     assert duplicates(lazy, other)["count"] == 1
+
+
+def test_the_text_report_lists_what_a_lazy_input_tells_of_itself() -> None:
+    from dlcli.report import render_data_report
+
+    facts = {"shape": [1], "dtype": "<U0", "texts": 4, "words": {"min": 1, "max": 4}}
+    report = {"files": {}, "splits": {"train": {"examples": 4, "inputs": {"input": facts}, "targets": {}}},
+              "duplicates": {}}
+    assert render_data_report(report).splitlines()[2:] == ["    input input: [1] <U0", "      texts: 4",
+                                                           "      words: min 1, max 4"]
