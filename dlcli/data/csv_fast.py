@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 
@@ -15,6 +16,7 @@ import numpy as np
 # long is left to it (and its message)
 LONGEST_LINE = 131_072
 _NEWLINE, _RETURN = 10, 13
+_NOT_BLANK = re.compile(rb"\S")  # finds the first cell without copying the file, as raw.strip() would
 
 
 def fast_columns(raw: bytes, missing_cells: tuple[str, ...]
@@ -26,7 +28,7 @@ def fast_columns(raw: bytes, missing_cells: tuple[str, ...]
     other column as its unicode cells, untouched. Lines count from 1, blank lines included (the header is the
     first line that is not blank).
     """
-    if not raw.strip() or _may_hold_a_long_line(raw):
+    if _NOT_BLANK.search(raw) is None or _may_hold_a_long_line(raw):
         return None  # empty, or a cell the careful reader refuses: its messages say so
     try:
         import pyarrow  # noqa: F401 - optional: dlcli[parquet] installs it

@@ -83,6 +83,7 @@ class Windows:
         windows = self[np.arange(len(self))]
         return windows if dtype is None else windows.astype(dtype)
 
-    def take(self, index: np.ndarray) -> Windows:
-        """The windows at `index`, still lazy (a split of them)."""
+    def select(self, index: np.ndarray) -> Windows:
+        """The windows at `index`, still lazy: a lazy array's optional `select`, so a part held out of the
+        windows is never gathered."""
         return Windows(self.table, self.starts[index], self.window)

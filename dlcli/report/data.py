@@ -23,6 +23,9 @@ def render_data_report(report: dict[str, Any]) -> str:
             note = f"; ! {constant['count']} of {constant['of']} features constant ({_short(constant['first'])})" \
                 if constant and constant["count"] else ""
             lines.append(f"    input {input_name}: {facts['shape']} {facts['dtype']}{note}")
+            for name, value in facts.items():  # what a lazy array tells of itself (image sizes, text lengths)
+                if name not in ("shape", "dtype", "constant_features"):
+                    lines.append(f"      {name}: {_short(value)}")
         for output, facts in split["targets"].items():
             if "classes" in facts:
                 total = sum(facts["classes"].values())

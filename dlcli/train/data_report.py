@@ -2,17 +2,20 @@
 
 Per split: its examples, each target's class balance (or range), each input's constant features, and each
 output's weights; between the training split and the others: examples whose inputs are the same bytes (by
-content hash), which make validation scores look better than they are. Per file: what its reader can tell
+content; lazy arrays by a hash of each example, a batch at a time), which make validation scores look better
+than they are. Per file: what its reader can tell
 (Reader.describe: a table's missing and constant columns, an image folder's sizes and modes, ...).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 
 from dlcli.data import describe_file, is_lazy
+from dlcli.data.windows import Windows
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
 from dlcli.train.class_weights import CLASSIFIER_LOSSES, class_labels
@@ -20,6 +23,7 @@ from dlcli.train.datasets import Splits, read_request
 from dlcli.train.loop import Split
 
 SHOWN = 10  # how many names a list of constant features shows before it counts the rest
+HASHED_BATCH = 256  # examples of a lazy array gathered at once to hash them (never the whole split)
 
 
 def data_report(spec: RunSpec, model: Model, splits: Splits) -> dict[str, Any]:
@@ -56,9 +60,12 @@ def split_report(split: Split, model: Model, schema: dict[str, Any]) -> dict[str
 
 
 def _input_report(array: Any, columns: list[str] | None) -> dict[str, Any]:
-    """Shape, dtype and the features that hold one value throughout (of windows: of the table's rows)."""
+    """Shape, dtype and the features that hold one value throughout (of windows: of the table's rows); a lazy
+    array's own facts (its describe(): an image folder's sizes and modes, say) besides."""
     report: dict[str, Any] = {"shape": list(array.shape[1:]), "dtype": str(array.dtype)}
-    values = getattr(array, "table", None) if is_lazy(array) else array
+    if is_lazy(array) and hasattr(array, "describe"):
+        report.update(array.describe())
+    values = array.table if isinstance(array, Windows) else None if is_lazy(array) else array
     if values is None or values.dtype.kind not in "biuf" or len(values) == 0:
         return report
     flat = values.reshape(len(values), -1)
@@ -91,18 +98,38 @@ def duplicates(train: Split, other: Split) -> dict[str, Any]:
     """How many examples of `other` have inputs byte for byte equal to a training example's (by content: each
     example's input bytes compared whole), and the first of them; windows are left out (they overlap by
     design)."""
-    if any(is_lazy(array) for array in [*train.inputs.values(), *other.inputs.values()]):
+    arrays = [*train.inputs.values(), *other.inputs.values()]
+    if any(isinstance(array, Windows) for array in arrays):
         return {"checked": False, "reason": "time-series windows share rows by design"}
-    found = np.isin(_row_keys(other), _row_keys(train))
+    keys = _row_hashes if any(is_lazy(array) for array in arrays) else _row_keys
+    found = np.isin(keys(other), keys(train))
     return {"checked": True, "count": int(found.sum()), "of": len(other),
             "first": [int(i) for i in np.flatnonzero(found)[:SHOWN]]}
 
 
 def _row_keys(split: Split) -> np.ndarray:
-    """Each example's inputs as one opaque byte string (a NumPy void), comparable and sortable as a whole."""
+    """Each example's inputs as one opaque byte string (a NumPy void), comparable and sortable as a whole: the
+    bytes of its numbers, and a digest of its texts (a unicode array's width is its longest text's, which differs
+    between splits and batches)."""
     parts = [np.ascontiguousarray(np.asarray(split.inputs[name])).reshape(len(split), -1) for name in
              sorted(split.inputs)]
-    raw = np.concatenate([part.view(np.uint8).reshape(len(split), -1) if part.dtype.kind != "U" else
-                          np.char.encode(part, "utf-8").astype("S").view(np.uint8).reshape(len(split), -1)
-                          for part in parts], axis=1)
+    raw = np.concatenate([_text_digests(part) if part.dtype.kind in "OSU" else
+                          part.view(np.uint8).reshape(len(split), -1) for part in parts], axis=1)
     return np.ascontiguousarray(raw).view(np.dtype((np.void, raw.shape[1])))[:, 0]
+
+
+def _text_digests(texts: np.ndarray) -> np.ndarray:
+    """(examples, 16) bytes: a 128-bit BLAKE2 digest of each example's texts (a row of cells)."""
+    digests = [hashlib.blake2b("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+               for row in texts.tolist()]  # one per example, for the report only: not the hot path
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(len(texts), 16)
+
+
+def _row_hashes(split: Split) -> np.ndarray:
+    """Each example's inputs as a 128-bit BLAKE2 digest, gathered HASHED_BATCH examples at a time: for lazy
+    arrays (an image folder's images), which would not fit in memory as whole rows of bytes."""
+    digests = []
+    for start in range(0, len(split), HASHED_BATCH):
+        rows = _row_keys(split.take(slice(start, start + HASHED_BATCH)))
+        digests += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]  # not the hot path
+    return np.frombuffer(b"".join(digests), dtype=np.dtype((np.void, 16)))

@@ -65,4 +65,4 @@ def test_a_gather_equals_the_sliding_window_view_and_copies_only_the_batch() -> 
     np.testing.assert_array_equal(np.asarray(windows), view[starts])
     # what a Windows keeps: the table itself (not a copy) and one int64 start per window
     assert windows.table is table and windows.starts.nbytes == 8 * len(windows)
-    assert windows.take(index[:4]).starts.tolist() == starts[index[:4]].tolist()
+    assert windows.select(index[:4]).starts.tolist() == starts[index[:4]].tolist()

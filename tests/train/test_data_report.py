@@ -65,3 +65,62 @@ def test_a_data_problem_is_still_exit_3_and_one_json_object(tmp_path: Path) -> N
     assert result.exit_code == 3
     error = json.loads(result.output.splitlines()[-1])
     assert "t.csv, line 2, column 'c': expected a number, found 'x'" in error["message"]
+
+
+class _LazyRows:
+    """A lazy array as readers make them (data/readers/reader.py): rows gathered on demand, with describe()."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values, self.shape, self.dtype, self.ndim = values, values.shape, values.dtype, values.ndim
+        self.gathered = 0  # the most rows one gather returned
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: np.ndarray | slice) -> np.ndarray:
+        rows = self.values[index]
+        self.gathered = max(self.gathered, len(rows))
+        return rows
+
+    def describe(self) -> dict[str, object]:
+        return {"sizes": {"2x2": len(self.values)}}
+
+
+def test_lazy_inputs_are_described_by_themselves_and_compared_by_hashes_batch_by_batch() -> None:
+    from dlcli.train import data_report as module
+    from dlcli.train.loop import Split
+
+    rng = np.random.default_rng(0)
+    train_values = rng.integers(0, 256, (600, 2, 2), dtype=np.uint8)
+    # two training rows (5 and 599, in different batches of the hashing), then three that are not
+    other_values = np.concatenate([train_values[[5, 599]], rng.integers(0, 256, (3, 2, 2), dtype=np.uint8)])
+    assert not any((train_values == row).all(axis=(1, 2)).any() for row in other_values[2:])
+    train, other = _LazyRows(train_values), _LazyRows(other_values)
+    found = module.duplicates(Split({"x": train}, {}), Split({"x": other}, {}))
+    assert found == {"checked": True, "count": 2, "of": 5, "first": [0, 1]}
+    assert train.gathered == module.HASHED_BATCH  # never the whole split at once
+    facts = module._input_report(train, None)
+    assert facts == {"shape": [2, 2], "dtype": "uint8", "sizes": {"2x2": 600}}
+
+
+def test_texts_are_compared_by_content_whatever_the_width_of_their_arrays() -> None:
+    from dlcli.train.data_report import duplicates
+    from dlcli.train.loop import Split
+
+    train = Split({"text": np.array([["a long review, twenty-nine ch"], ["short"], ["é"]]),
+                   "x": np.array([[1.0], [2.0], [3.0]], np.float32)}, {})
+    other = Split({"text": np.array([["short"], ["é"], ["new"]]),  # '<U5' against '<U29'
+                   "x": np.array([[2.0], [4.0], [9.0]], np.float32)}, {})
+    assert duplicates(train, other) == {"checked": True, "count": 1, "of": 3, "first": [0]}
+    lazy = Split({"text": _LazyRows(train.inputs["text"]), "x": train.inputs["x"]}, {})
+    assert duplicates(lazy, other)["count"] == 1
+
+
+def test_the_text_report_lists_what_a_lazy_input_tells_of_itself() -> None:
+    from dlcli.report import render_data_report
+
+    facts = {"shape": [1], "dtype": "<U0", "texts": 4, "words": {"min": 1, "max": 4}}
+    report = {"files": {}, "splits": {"train": {"examples": 4, "inputs": {"input": facts}, "targets": {}}},
+              "duplicates": {}}
+    assert render_data_report(report).splitlines()[2:] == ["    input input: [1] <U0", "      texts: 4",
+                                                           "      words: min 1, max 4"]
