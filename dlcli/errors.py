@@ -59,6 +59,13 @@ class RunInterruptedError(DlcliError):
         self.exit_code = exit_code
 
 
+class ExportCheckError(DlcliError):
+    """`dlcli export --check`: the exported file's outputs differ from dlcli's own predict beyond the tolerance, or
+    its runtime cannot run it (exit 6): a gate that failed, neither a bad call, bad data nor a bad checkpoint."""
+
+    exit_code = 6
+
+
 class DistributedError(DlcliError):
     """The ranks of an MPI job disagree (weights diverged) or one stopped answering (exit 1)."""
 

@@ -191,3 +191,4 @@ metrics = Registry("metric")
 datasets = Registry("dataset")
 callbacks = Registry("callback")
 readers = Registry("reader")  # data files by what they accept (dlcli/data/readers/); spec: the reader's options
+exporters = Registry("exporter")  # file formats a trained model is written in (dlcli/export/), by `--format`

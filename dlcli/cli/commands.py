@@ -2,6 +2,7 @@
 
 from dlcli.cli.datasets import datasets_command
 from dlcli.cli.evaluate import evaluate_command
+from dlcli.cli.export import export_command
 from dlcli.cli.inspect import list_command, summary_command, validate_command
 from dlcli.cli.main import cli
 from dlcli.cli.predict import predict_command
@@ -9,5 +10,5 @@ from dlcli.cli.schema import schema_command
 from dlcli.cli.train import train_command
 
 for command in (train_command, evaluate_command, predict_command, validate_command, summary_command,
-                datasets_command, list_command, schema_command):
+                datasets_command, list_command, schema_command, export_command):
     cli.add_command(command)
