@@ -74,6 +74,7 @@ class Exporter:
 
 
 def spec_sha256(spec: RunSpec) -> str:
-    """The sha256 of the resolved spec as canonical JSON (sorted keys, no spaces): the same spec, the same hash."""
-    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The sha256 of the resolved spec as compact JSON (no spaces, UTF-8), keys in the spec's order: the same spec,
+    the same hash. Keys are not sorted: the order of a graph's nodes decides the order its weights are drawn in."""
+    text = json.dumps(spec.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -71,9 +71,11 @@ class OnnxExporter(Exporter):
             write_atomically(vocabulary, (json.dumps(built.vocabulary_document(), indent=2, ensure_ascii=False)
                                           + "\n").encode("utf-8"))
             files.append(vocabulary)
+        details = {"opset": built.opset, "ir_version": model.ir_version}
+        if built.text_inputs:
+            details["text_inputs"] = built.text_inputs
         return Exported(path, "onnx", len(content), built.described(built.inputs), built.described(built.outputs),
-                        time.perf_counter() - started, {"opset": built.opset, "ir_version": model.ir_version},
-                        built.notes(files), files)
+                        time.perf_counter() - started, details, built.notes(files), files)
 
     def runner(self, exported: Exported, threads: int | None = None) -> Runner:
         ort = require("onnxruntime")
@@ -103,7 +105,8 @@ class OnnxExporter(Exporter):
                 array = input_tensor(inputs[name], model.inputs[name].dtype).data
                 feeds[name] = array.astype(object) if array.dtype.kind == "U" else array
             else:  # a text layer the file takes the output of: dlcli's own tokenizer makes it
-                node = next(node for node in model.nodes if node.name == name)
+                text_node = exported.details["text_inputs"][name]
+                node = next(node for node in model.nodes if node.name == text_node)
                 texts = input_tensor(inputs[node.inputs[0]], "string")
                 feeds[name] = node.layer(texts).data
         return feeds
@@ -121,6 +124,11 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def _text_output(layer: Any) -> str:
+    """What a text layer's output holds, as a name: ids, multi_hot or count."""
+    return "ids" if layer.spec.output_mode == "int" else layer.spec.output_mode
+
+
 class _Built:
     """One ONNX graph of a model at one opset: its inputs, nodes and outputs, before it becomes a ModelProto."""
 
@@ -135,10 +143,14 @@ class _Built:
         fed = {name for node in model.nodes if node.name not in self.text_as_ids for name in node.inputs}
         self.inputs: dict[str, Value] = {name: Value(graph.reserve(name), tuple(spec.shape), spec.dtype)
                                          for name, spec in model.inputs.items() if name in fed}
-        replaced = {name: Value(graph.reserve(name), node.shape, "int64" if node.layer.spec.output_mode == "int"
-                                else "float32") for name, node in self.text_as_ids.items()}
-        values = convert_model(graph, model, {**self.inputs, **replaced}, replaced)
-        self.inputs.update(replaced)
+        # the file's input for such a layer is named after it, "<node>.ids" (or .multi_hot, .count): the node's own
+        # name may be a model output
+        replaced = {name: Value(graph.reserve(f"{name}.{_text_output(node.layer)}"), node.shape,
+                                "int64" if node.layer.spec.output_mode == "int" else "float32")
+                    for name, node in self.text_as_ids.items()}
+        self.text_inputs = {value.name: name for name, value in replaced.items()}
+        values = convert_model(graph, model, self.inputs, replaced)
+        self.inputs.update({value.name: value for value in replaced.values()})
         self.outputs: dict[str, Value] = {}
         for name in model.outputs:
             value = values[name]
@@ -179,8 +191,8 @@ class _Built:
                  "spec_sha256": spec_sha256(source.spec), "checkpoint": source.checkpoint.name,
                  "epoch": "" if source.epoch is None else str(source.epoch),
                  "class_names": json.dumps(source.class_names, ensure_ascii=False)}
-        if self.text_as_ids:
-            found["text_inputs_as_ids"] = json.dumps(sorted(self.text_as_ids))
+        if self.text_inputs:  # which inputs take a text layer's output instead of texts (see the vocabulary file)
+            found["text_layer_inputs"] = json.dumps(self.text_inputs)
         return found
 
     @staticmethod
@@ -191,9 +203,10 @@ class _Built:
     def vocabulary_document(self) -> dict[str, Any]:
         """What the file's token-id inputs mean: each text layer's settings and vocabulary (id = index)."""
         layers_ = {}
-        for name, node in self.text_as_ids.items():
+        for onnx_input, name in self.text_inputs.items():
+            node = self.text_as_ids[name]
             spec = node.layer.spec
-            layers_[name] = {"onnx_input": name, "text_input": node.inputs[0], "standardize": spec.standardize,
+            layers_[name] = {"onnx_input": onnx_input, "text_input": node.inputs[0], "standardize": spec.standardize,
                              "split": spec.split, "output_mode": spec.output_mode,
                              "output_sequence_length": spec.output_sequence_length, "max_tokens": spec.max_tokens,
                              "oov_id": node.layer.oov_index, "tokens": node.layer.get_vocabulary()}
@@ -202,9 +215,10 @@ class _Built:
     def notes(self, files: list[Path]) -> list[str]:
         """What the user must know: text layers the file takes the output of, and where their vocabulary is."""
         shown = self.described(self.inputs)
-        return [f"text layer {name!r} lowercases (standardize = {node.layer.spec.standardize!r}), which ONNX cannot "
-                f"do exactly as Python does: the file takes its output, input {name!r} ({shown[name]}), instead of "
-                f"the texts; its vocabulary and settings are in {files[0]}" for name, node in self.text_as_ids.items()]
+        return [f"text layer {name!r} lowercases (standardize = {self.text_as_ids[name].layer.spec.standardize!r}), "
+                f"which ONNX cannot do exactly as Python does: the file takes the layer's output as its input "
+                f"{onnx_input!r} ({shown[onnx_input]}) instead of the texts; the vocabulary and how to use it are in "
+                f"{files[0]}" for onnx_input, name in self.text_inputs.items()]
 
 
 _TEXT_NOTE = ("These ONNX inputs take what the named text_vectorization layer makes of each text, not the text: "

@@ -152,6 +152,8 @@ def _steps_in_place(graph: OnnxGraph, every: str, mask: str, lengths: str, steps
         index = graph.node("Sub", [count, valid], hint)
         past = graph.node("GreaterOrEqual", [index, graph.unsqueeze(graph.cast(lengths, "int64", hint), [1], hint)],
                           hint)
+        # past the last valid step: the zero row appended, not the run's own padding outputs, which ONNX leaves
+        # unspecified (onnxruntime happens to write zeros there)
         index = graph.node("Where", [past, graph.scalar(steps, "int64"), index], hint)
         table = graph.node("Concat", [every, _zeros_like_state(graph, every, 1, units, hint)], hint, axis=1)
     return graph.node("GatherND", [table, graph.unsqueeze(index, [2], hint)], hint, batch_dims=1)

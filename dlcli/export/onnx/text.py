@@ -26,7 +26,7 @@ from dlcli.export.onnx.builder import ML_DOMAIN, OnnxGraph, Value
 from dlcli.export.onnx.converters import converts
 from dlcli.layers.text_vectorization import MASK, PUNCTUATION
 
-STRING_OPSET = 20  # StringSplit and StringConcat
+STRING_OPSET = 20  # StringSplit and StringConcat; Equal on strings since 19
 
 
 def exports_exactly(layer: Any) -> bool:
@@ -123,6 +123,7 @@ def _stripped(graph: OnnxGraph, strings: str, hint: str) -> str:
 @converts("text_vectorization")
 def _text_vectorization(graph: OnnxGraph, layer: Any, inputs: list[Value], hint: str) -> Value:
     spec = layer.spec
+    graph.min_opset = max(graph.min_opset, STRING_OPSET)  # Equal on strings (19), StringSplit, StringConcat (20)
     texts = graph.squeeze(inputs[0].name, [1], hint)  # (batch, 1) -> (batch,)
     strip = spec.standardize == "strip_punctuation"
     if spec.split == "whitespace":
