@@ -100,6 +100,20 @@ for kind in ("simple_rnn", "lstm", "gru"):
     CASES[f"{kind}_return_state_and_initial_states_in_a_graph"] = _encoder_decoder(kind)
 
 
+def _two_masks_merged() -> tuple[dict[str, Any], Inputs]:
+    """Two masked embeddings added: the merge ANDs their masks (a step is data where it is in both), as Keras."""
+    embedding = {"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "mask_zero": True}
+    document = {"inputs": {"a": {"shape": [STEPS], "dtype": "int32"}, "b": {"shape": [STEPS], "dtype": "int32"}},
+                "nodes": {"a_vectors": {**embedding, "input": "a"}, "b_vectors": {**embedding, "input": "b"},
+                          "both": {"type": "add", "inputs": ["a_vectors", "b_vectors"]},
+                          "read": {"type": "gru", "units": 4, "return_sequences": True, "input": "both"}},
+                "outputs": {"read": {"loss": "mse"}, "both": {"loss": "mse"}}}
+    return document, lambda rng: {"a": IDS, "b": np.roll(IDS, 1, axis=1)}
+
+
+CASES["gru_after_two_masks_merged"] = _two_masks_merged()
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_recurrent_layer_exports_and_onnxruntime_matches_dlcli(case: str, tmp_path: Path) -> None:
     document, inputs = CASES[case]

@@ -61,6 +61,9 @@ class OnnxExporter(Exporter):
                                 f"layers use StringSplit); give --opset {built.graph.min_opset} or leave it out")
             built = _Built(source, built.graph.min_opset)
         model = built.model(onnx)
+        if model.ByteSize() >= 2**31:  # protobuf's limit for one message; ONNX's external data is not written yet
+            raise SpecError(f"{source.checkpoint}: the model is {model.ByteSize() / 2**30:.1f} GiB, and one .onnx file "
+                            "holds at most 2 GiB; dlcli does not write ONNX's external weight files yet")
         onnx.checker.check_model(model, full_check=True)  # a failure here is an exporter bug: keep its traceback
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         content = model.SerializeToString()

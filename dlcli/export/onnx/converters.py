@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 from dlcli.errors import SpecError
 from dlcli.export.onnx.builder import OnnxGraph, StepMask, Value
 from dlcli.graph import Model
-from dlcli.layers import Layer
 
 # converter(graph, layer, inputs, hint) -> the main output, or (main, *extra outputs in extra_outputs() order)
 Converter = Callable[[OnnxGraph, Any, list[Value], str], "Value | tuple[Value, ...]"]
@@ -95,7 +94,3 @@ def handed_on_mask(graph: OnnxGraph, inputs: Sequence[Value], out: Value, hint: 
             combined = StepMask(graph.node("And", [combined.name, mask.name], f"{hint}/mask"), combined.steps)
     return combined
 
-
-def converter_for(layer: Layer) -> Converter | None:
-    """The converter of a layer's type, or None when it has none."""
-    return CONVERTERS.get(layer.spec.type)
