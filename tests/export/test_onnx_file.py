@@ -83,9 +83,12 @@ def test_every_supported_opset_passes_the_checker_and_shape_inference(opset: int
     assert check_export(exporter, exported, source, _feeds(4)).passed
 
 
-def test_an_opset_below_the_lowest_written_is_a_spec_error(tmp_path: Path) -> None:
+def test_an_opset_outside_what_can_be_written_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="--opset 13: dlcli writes opset 14 or later"):
         export_case(tmp_path, GRAPH, options={"opset": 13})
+    beyond = onnx.defs.onnx_opset_version() + 1
+    with pytest.raises(SpecError, match=f"--opset {beyond}: the installed onnx package .* writes opsets up to"):
+        export_case(tmp_path, GRAPH, options={"opset": beyond})
 
 
 def test_a_missing_onnx_package_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,6 +54,9 @@ class OnnxExporter(Exporter):
         onnx = require("onnx")
         started = time.perf_counter()
         asked = options.get("opset")
+        if asked is not None and asked > onnx.defs.onnx_opset_version():
+            raise SpecError(f"--opset {asked}: the installed onnx package {onnx.__version__} writes opsets up to "
+                            f"{onnx.defs.onnx_opset_version()}; give a lower one or leave it out")
         built = _Built(source, asked or DEFAULT_OPSET)
         if built.graph.min_opset > built.opset:
             if asked is not None:
@@ -82,7 +85,7 @@ class OnnxExporter(Exporter):
 
     def runner(self, exported: Exported, threads: int | None = None) -> Runner:
         ort = require("onnxruntime")
-        failures = _runtime_errors(ort)
+        failures = _runtime_errors()
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -115,7 +118,7 @@ class OnnxExporter(Exporter):
         return feeds
 
 
-def _runtime_errors(ort: Any) -> tuple[type[BaseException], ...]:
+def _runtime_errors() -> tuple[type[BaseException], ...]:
     """onnxruntime's exception types (Fail, InvalidArgument, ...: pybind11 classes with no common base of their
     own), so that only they become a failed check."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
