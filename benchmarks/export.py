@@ -2,13 +2,13 @@
 split: the largest error, and examples per second with 1 and 2 threads.
 
 Each spec is trained for one short epoch (`--steps` steps: the weights are real, their quality does not matter
-here) into a temporary run directory and exported `--repeats` times (the median time is given; the file is the
-same every time), after one untimed export that imports onnx. The check compares every output of onnxruntime and dlcli's predict on `--examples` test
-examples: the largest absolute and relative error over all outputs (relative over values above 1e-5, as
-`dlcli export --check` reports it). Throughput is measured in a fresh process per thread count, with
-OMP/OpenBLAS/MKL/Numba threads and onnxruntime's intra-op threads all set to it, both running the same
-batches (the spec's batch size, as `dlcli predict` does) after one untimed pass; the median of `--repeats`
-passes is given, and the ratio is onnxruntime's examples per second over dlcli's.
+here) into a temporary run directory and exported `--repeats` times after one untimed export that imports
+onnx (the median time is given; the file is the same every time). The check compares every output of
+onnxruntime and dlcli's predict on `--examples` test examples: the largest absolute and relative error over
+all outputs (relative over values above 1e-5, as `dlcli export --check` reports it). Throughput is measured in
+a fresh process per thread count, with OMP/OpenBLAS/MKL/Numba threads and onnxruntime's intra-op threads all
+set to it, both running the same batches (the spec's batch size, as `dlcli predict` does) after one untimed
+pass; the median of `--repeats` passes is given, and the ratio is onnxruntime's examples per second over dlcli's.
 
     DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/export.py [--specs digits_mlp ...] \
         [--steps 20] [--examples 1024] [--repeats 5] [--threads 1 2] [--json out.json]

@@ -44,7 +44,8 @@ def test_export_json_reports_the_file_and_every_outputs_errors(run: Path) -> Non
     assert result.returncode == 0, result.stderr
     export, check = (json.loads(line) for line in result.stdout.splitlines())
     assert export["event"] == "export" and export["path"] == "digits.onnx" and export["epoch"] == 2
-    assert export["inputs"] == {"input": "float32 [batch, 64]"} and export["outputs"] == {"dense_1": "float32 [batch, 10]"}
+    assert export["inputs"] == {"input": "float32 [batch, 64]"}
+    assert export["outputs"] == {"dense_1": "float32 [batch, 10]"}
     assert export["opset"] == 17 and export["bytes"] == (run / "digits.onnx").stat().st_size
     assert check["event"] == "check" and check["passed"] is True and check["examples"] == 256
     assert check["data"] == "test" and check["outputs"]["dense_1"]["max_abs"] < 1e-5

@@ -87,7 +87,7 @@ def test_an_opset_outside_what_can_be_written_is_a_spec_error(tmp_path: Path) ->
     with pytest.raises(SpecError, match="--opset 13: dlcli writes opset 14 or later"):
         export_case(tmp_path, GRAPH, options={"opset": 13})
     beyond = onnx.defs.onnx_opset_version() + 1
-    with pytest.raises(SpecError, match=f"--opset {beyond}: the installed onnx package .* writes opsets up to"):
+    with pytest.raises(SpecError, match=f"--opset {beyond}: the installed onnx package writes opsets up to"):
         export_case(tmp_path, GRAPH, options={"opset": beyond})
 
 

@@ -53,35 +53,27 @@ class OnnxExporter(Exporter):
     def write(self, source: ExportSource, path: Path, options: dict[str, Any]) -> Exported:
         onnx = require("onnx")
         started = time.perf_counter()
-        asked = options.get("opset")
-        if asked is not None and asked > onnx.defs.onnx_opset_version():
-            raise SpecError(f"--opset {asked}: the installed onnx package {onnx.__version__} writes opsets up to "
-                            f"{onnx.defs.onnx_opset_version()}; give a lower one or leave it out")
-        built = _Built(source, asked or DEFAULT_OPSET)
-        if built.graph.min_opset > built.opset:
-            if asked is not None:
-                raise SpecError(f"--opset {asked}: this model needs opset {built.graph.min_opset} or later (its text "
-                                f"layers use StringSplit); give --opset {built.graph.min_opset} or leave it out")
-            built = _Built(source, built.graph.min_opset)
-        model = built.model(onnx)
+        converted = _converted(source, options.get("opset"), onnx.defs.onnx_opset_version())
+        model = converted.model(onnx)
         if model.ByteSize() >= 2**31:  # protobuf's limit for one message; ONNX's external data is not written yet
-            raise SpecError(f"{source.checkpoint}: the model is {model.ByteSize() / 2**30:.1f} GiB, and one .onnx file "
-                            "holds at most 2 GiB; dlcli does not write ONNX's external weight files yet")
+            raise SpecError(f"{source.checkpoint}: the model is {model.ByteSize() / 2**30:.1f} GiB, and one .onnx "
+                            "file holds at most 2 GiB; dlcli does not write ONNX's external weight files yet")
         onnx.checker.check_model(model, full_check=True)  # a failure here is an exporter bug: keep its traceback
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         content = model.SerializeToString()
         write_atomically(path, content)
         files = []
-        if built.text_as_ids:
+        if converted.text_as_ids:
             vocabulary = path.with_name(path.name.removesuffix(self.suffix) + ".vocabulary.json")
-            write_atomically(vocabulary, (json.dumps(built.vocabulary_document(), indent=2, ensure_ascii=False)
-                                          + "\n").encode("utf-8"))
+            document = json.dumps(converted.vocabulary_document(), indent=2, ensure_ascii=False) + "\n"
+            write_atomically(vocabulary, document.encode("utf-8"))
             files.append(vocabulary)
-        details = {"opset": built.opset, "ir_version": model.ir_version}
-        if built.text_inputs:
-            details["text_inputs"] = built.text_inputs
-        return Exported(path, "onnx", len(content), built.described(built.inputs), built.described(built.outputs),
-                        time.perf_counter() - started, details, built.notes(files), files)
+        details = {"opset": converted.opset, "ir_version": model.ir_version}
+        if converted.text_inputs:
+            details["text_inputs"] = converted.text_inputs
+        return Exported(path, "onnx", len(content), converted.described(converted.inputs),
+                        converted.described(converted.outputs), time.perf_counter() - started, details,
+                        converted.notes(files), files)
 
     def runner(self, exported: Exported, threads: int | None = None) -> Runner:
         ort = require("onnxruntime")
@@ -118,6 +110,22 @@ class OnnxExporter(Exporter):
         return feeds
 
 
+def _converted(source: ExportSource, asked: int | None, highest: int) -> _Conversion:
+    """The model as an ONNX graph at the opset asked for, or by default at DEFAULT_OPSET or the lowest its layers
+    need (text: 20); an opset the installed onnx cannot write, or lower than the layers need, is a SpecError."""
+    if asked is not None and asked > highest:
+        raise SpecError(f"--opset {asked}: the installed onnx package writes opsets up to {highest}; give a lower "
+                        "one or leave it out")
+    converted = _Conversion(source, asked or DEFAULT_OPSET)
+    needed = converted.graph.min_opset
+    if needed > converted.opset:
+        if asked is not None:
+            raise SpecError(f"--opset {asked}: this model needs opset {needed} or later (its text layers use "
+                            f"StringSplit); give --opset {needed} or leave it out")
+        converted = _Conversion(source, needed)
+    return converted
+
+
 def _runtime_errors() -> tuple[type[BaseException], ...]:
     """onnxruntime's exception types (Fail, InvalidArgument, ...: pybind11 classes with no common base of their
     own), so that only they become a failed check."""
@@ -135,8 +143,8 @@ def _text_output(layer: Any) -> str:
     return "ids" if layer.spec.output_mode == "int" else layer.spec.output_mode
 
 
-class _Built:
-    """One ONNX graph of a model at one opset: its inputs, nodes and outputs, before it becomes a ModelProto."""
+class _Conversion:
+    """A model converted to an ONNX graph at one opset: its inputs, nodes and outputs, before it is a ModelProto."""
 
     def __init__(self, source: ExportSource, opset: int) -> None:
         if opset < MIN_OPSET:
