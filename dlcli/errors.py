@@ -61,9 +61,11 @@ class RunInterruptedError(DlcliError):
 
 class ExportCheckError(DlcliError):
     """`dlcli export --check`: the exported file's outputs differ from dlcli's own predict beyond the tolerance, or
-    its runtime cannot run it (exit 6): a gate that failed, neither a bad call, bad data nor a bad checkpoint."""
+    its runtime cannot run it (exit 1): the same checkpoint and examples through two implementations disagree,
+    which is a defect in dlcli's exporter or the runtime, not in the spec (2), the data (3) or the checkpoint (4);
+    scripts tell it from a crash by the `check` line or event printed before it."""
 
-    exit_code = 6
+    exit_code = 1
 
 
 class DistributedError(DlcliError):

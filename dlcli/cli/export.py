@@ -23,7 +23,7 @@ from dlcli.cli.main import json_mode
               help="ONNX opset to write (default: 17, or 20 for a model that tokenizes text in the graph).")
 @click.option("--check", is_flag=True,
               help="Run the file in onnxruntime on the test split (or --data) and compare every output with dlcli "
-                   "predict; exit 6 when one differs beyond the tolerance.")
+                   "predict; exit 1 when one differs beyond the tolerance.")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
               help="With --check: compare on this file's examples (as dlcli predict reads INPUT).")
 @click.option("--examples", type=click.IntRange(min=1), default=None,
@@ -38,8 +38,8 @@ def export_command(target: Path, format_name: str, output: Path | None, which: s
                    as_json: bool) -> None:
     """Write a trained model as an ONNX file that takes the raw inputs; --check compares it with dlcli predict.
 
-    RUN is a run directory or a checkpoint file. Exit codes as for every command, and 6 when --check finds an
-    output beyond the tolerance.
+    RUN is a run directory or a checkpoint file. Exit codes as for every command; --check finding an output
+    beyond the tolerance is exit 1, after its FAILED line.
     """
     json_mode(as_json)
     from dlcli.errors import SpecError

@@ -207,8 +207,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Train, evaluate and inspect deep-learning models described by TOML specs.
 
     Exit codes: 0 success, 1 internal error (or a result that could not be written to stdout), 2 usage or
-    spec error, 3 data error, 4 checkpoint error, 5 training diverged, 6 export check failed, 130/143
-    interrupted.
+    spec error, 3 data error, 4 checkpoint error, 5 training diverged, 130/143 interrupted.
     """
     ctx.ensure_object(dict)["debug"] = debug
 

@@ -48,7 +48,7 @@ class CheckReport:
         return all(output.passed for output in self.outputs)
 
     def failure(self, path: object) -> ExportCheckError:
-        """The error naming every output that failed (exit 6)."""
+        """The error naming every output that failed (exit 1)."""
         failed = [f"{output.name} ({output.problem})" for output in self.outputs if not output.passed]
         return ExportCheckError(f"{path}: the exported model differs from dlcli predict on {self.examples} examples "
                                 f"beyond |exported - dlcli| <= {self.atol:g} + {self.rtol:g} * |dlcli| in output"

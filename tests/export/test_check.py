@@ -62,7 +62,7 @@ def test_a_file_whose_weights_changed_after_export_fails_the_check_naming_the_ou
     report = check_export(exporter, exported, source, inputs)
     assert [(o.name, o.passed) for o in report.outputs] == [("kept", True), ("moved", False)]
     error = report.failure(exported.path)
-    assert isinstance(error, ExportCheckError) and error.exit_code == 6
+    assert isinstance(error, ExportCheckError) and error.exit_code == 1
     assert "in output moved (example" in str(error) and "kept" not in str(error)
 
 
