@@ -133,7 +133,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(_measure(Path(args.measure), args.threads[0], args.examples, args.repeats)))
         return
-    names = args.specs or sorted(p.stem for p in (REPO / "specs").glob("*.toml"))
+    shipped = sorted(p.stem for p in (REPO / "specs").glob("*.toml"))
+    names = args.specs or shipped
+    unknown = [name for name in names if name not in shipped]
+    if unknown:  # before any training: a typo should not cost the specs before it
+        sys.exit(f"no spec {', '.join(unknown)} in specs/; shipped: {', '.join(shipped)}")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
