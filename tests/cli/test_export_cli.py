@@ -127,3 +127,16 @@ def test_help_loads_neither_onnx_nor_onnxruntime(tmp_path: Path) -> None:
                                 cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().splitlines()[-1] == "LOADED False False False", (arguments, result.stdout)
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_a_missing_package_is_exit_2_naming_the_install_command(run: Path, missing: str) -> None:
+    # the package made unimportable in this process, as on a machine without the extra
+    probe = (f"import sys\nsys.modules[{missing!r}] = None\nfrom dlcli.cli.main import main\n"
+             "sys.argv = ['dlcli'] + sys.argv[1:]\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", probe, "export", "runs/digits-mlp", "--output",
+                             f"without-{missing}.onnx", "--check"], capture_output=True, text=True, cwd=run)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"error: the onnx format needs the {missing} package, which is not installed; install "
+                             "the extra with: pip install 'dlcli[onnx]'\n")
+    assert (run / f"without-{missing}.onnx").is_file() == (missing == "onnxruntime")  # the file is written before the check
