@@ -139,4 +139,5 @@ def test_a_missing_package_is_exit_2_naming_the_install_command(run: Path, missi
     assert result.returncode == 2, result.stderr
     assert result.stderr == (f"error: the onnx format needs the {missing} package, which is not installed; install "
                              "the extra with: pip install 'dlcli[onnx]'\n")
-    assert (run / f"without-{missing}.onnx").is_file() == (missing == "onnxruntime")  # the file is written before the check
+    # the file is written before the check needs onnxruntime
+    assert (run / f"without-{missing}.onnx").is_file() == (missing == "onnxruntime")
