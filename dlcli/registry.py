@@ -192,3 +192,4 @@ datasets = Registry("dataset")
 callbacks = Registry("callback")
 loggers = Registry("logger")  # experiment trackers, callbacks too (train/callbacks/), named in [train] loggers
 readers = Registry("reader")  # data files by what they accept (dlcli/data/readers/); spec: the reader's options
+exporters = Registry("exporter")  # file formats a trained model is written in (dlcli/export/), by `--format`

@@ -3,6 +3,7 @@
 from dlcli.cli.compare import compare_command
 from dlcli.cli.datasets import datasets_command
 from dlcli.cli.evaluate import evaluate_command
+from dlcli.cli.export import export_command
 from dlcli.cli.inspect import list_command, summary_command, validate_command
 from dlcli.cli.log import log_command
 from dlcli.cli.main import cli
@@ -15,5 +16,5 @@ from dlcli.cli.train import train_command
 
 for command in (train_command, evaluate_command, predict_command, validate_command, summary_command,
                 datasets_command, list_command, schema_command, runs_command,
-                compare_command, plot_command, reproduce_command, log_command):
+                compare_command, plot_command, reproduce_command, log_command, export_command):
     cli.add_command(command)

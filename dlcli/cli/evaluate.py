@@ -39,36 +39,15 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
         from dlcli.report.figures import check_figure_path
 
         check_figure_path(figure)
-    import copy
-
-    import numpy as np
-
-    from dlcli.errors import DataError
-    from dlcli.train.datasets import check_split, load_splits, read_split
+    from dlcli.train.datasets import evaluation_split
     from dlcli.train.loop import Objective, evaluate
     from dlcli.train.rundir import load_run
 
     spec, model, _, metadata, path = load_run(target, which)
     # what training learned about its data (CSV columns, class names, fills); checkpoints before it have none
     # and read the data as they always did
-    schema = copy.deepcopy(metadata.get("data") or {})
-    if data_path is not None:
-        split = read_split(data_path, spec.data, model, schema, learn=not schema)
-        check_split(split, model, "evaluation", spec.data.one_hot)
-        source = str(data_path)
-    elif spec.data.test is not None and schema:
-        try:
-            split = read_split(spec.data.test, spec.data, model, schema, learn=False)
-        except DataError as err:
-            raise DataError(f"data.test: {err}") from None
-        check_split(split, model, "test", spec.data.one_hot)
-        source = "test"
-    else:
-        split = load_splits(spec, model, np.random.default_rng(0)).test
-        if split is None:
-            raise DataError(f"{path}: the spec has no test data (data.test or a registry dataset); "
-                            "pass --data PATH")
-        source = "test"
+    schema = metadata.get("data") or {}
+    split, source = evaluation_split(spec, model, schema, path, data_path)
     objective = Objective(model, {k: v.shape[1:] for k, v in split.targets.items()})
     results = evaluate(model, objective, split, batch_size or spec.train.batch_size)
     record = {"checkpoint": str(path), "epoch": metadata.get("epoch"), "data": source, "samples": len(split),

@@ -206,9 +206,9 @@ def _retired_names_as_notes() -> Iterator[None]:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Train, evaluate and inspect deep-learning models described by TOML specs.
 
-    Exit codes: 0 success, 1 internal error (or a result that could not be written to stdout), 2 usage or
-    spec error, 3 data error, 4 checkpoint error, 5 training diverged, 6 a result check failed (reproduce),
-    130/143 interrupted.
+    Exit codes: 0 success, 1 internal error (or a failed result check of export or reproduce, or a result that
+    could not be written to stdout), 2 usage or spec error, 3 data error, 4 checkpoint error, 5 training
+    diverged, 130/143 interrupted.
     """
     ctx.ensure_object(dict)["debug"] = debug
 

@@ -23,7 +23,7 @@ def reproduce_command(run: Path, run_dir: Path | None, as_json: bool, quiet: boo
     The data files must have the sha256 the run recorded (exit 3 otherwise). Bit-identity is promised on the
     same machine with the same thread settings and number of MPI ranks: the re-run uses the run's number of ranks
     (launching mpiexec as --workers does), and any other difference is listed as a note. Exit 0 when the
-    weights are bit-identical, 6 when they are not.
+    weights are bit-identical, 1 when they are not (after a line saying so).
     """
     json_mode(as_json)
     from dlcli.errors import ResultMismatchError, SpecError

@@ -16,7 +16,7 @@ from dlcli.layers.base import Layer, LayerSpec, Shape
 from dlcli.tensor import Tensor
 
 # Keras' DEFAULT_STRIP_REGEX: ASCII punctuation, removed (not replaced by a space) before splitting
-_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
 _SEPARATOR = "\x00"  # joins a batch into one string, so lower() and the regex run once per batch
 MASK, OOV = "", "[UNK]"
 # Keras' reserved entries at the head of the vocabulary: int mode has padding (0) and OOV (1), the others OOV (0)
@@ -159,7 +159,7 @@ class TextVectorization(Layer):
         if mode in ("lower", "lower_and_strip_punctuation"):
             text = text.lower()
         if mode in ("strip_punctuation", "lower_and_strip_punctuation"):
-            text = _PUNCTUATION.sub("", text)
+            text = PUNCTUATION.sub("", text)
         return text
 
     def tokenize(self, texts: np.ndarray) -> list[list[str]]:

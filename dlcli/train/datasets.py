@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,30 @@ def _registry_splits(data: DataSpec, model: Model) -> tuple[Split, Split]:
     loaded = load_dataset(data.dataset, data.options)
     return (Split({input_name: loaded.x_train}, {output_name: loaded.y_train}),
             Split({input_name: loaded.x_test}, {output_name: loaded.y_test}))
+
+
+def evaluation_split(spec: RunSpec, model: Model, schema: dict[str, Any], path: Path,
+                     data_path: Path | None = None) -> tuple[Split, str]:
+    """(the examples a trained model is judged on, where they came from): `data_path`, or the spec's test split
+    (data.test, or the registry dataset's), read as training read its data. `schema` is the checkpoint's
+    metadata["data"] (empty for checkpoints written before it: the data is then read as it always was); `path`
+    names the checkpoint in the error for a spec without test data."""
+    schema = copy.deepcopy(schema)
+    if data_path is not None:
+        split = read_split(data_path, spec.data, model, schema, learn=not schema)
+        check_split(split, model, "evaluation", spec.data.one_hot)
+        return split, str(data_path)
+    if spec.data.test is not None and schema:
+        try:
+            split = read_split(spec.data.test, spec.data, model, schema, learn=False)
+        except DataError as err:
+            raise DataError(f"data.test: {err}") from None
+        check_split(split, model, "test", spec.data.one_hot)
+        return split, "test"
+    test = load_splits(spec, model, np.random.default_rng(0)).test
+    if test is None:
+        raise DataError(f"{path}: the spec has no test data (data.test or a registry dataset); pass --data PATH")
+    return test, "test"
 
 
 def read_split(path: Path, data: DataSpec, model: Model, schema: dict[str, Any] | None = None,

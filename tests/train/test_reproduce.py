@@ -49,13 +49,13 @@ def test_changed_data_is_refused_before_anything_trains(run: Path) -> None:
     assert not run.with_name("run-reproduced").exists()
 
 
-def test_weights_that_differ_exit_6_naming_the_tensors(run: Path) -> None:
+def test_weights_that_differ_exit_1_naming_the_tensors(run: Path) -> None:
     last = run / "checkpoints" / "last.safetensors"
     arrays, metadata = load_checkpoint(last)
     arrays["param/dense/kernel"] = arrays["param/dense/kernel"] + np.float32(1e-3)  # as if trained elsewhere
     save_checkpoint(last, arrays, metadata)
     result = invoke("reproduce", str(run), "--quiet")
-    assert result.exit_code == 6, result.output
+    assert result.exit_code == 1, result.output
     assert "bit_identical=false tensors=4 differing=1" in result.stdout
     assert "1 of 4 tensors differ, by up to 0.001 (param/dense/kernel)" in result.stderr
 

@@ -1,0 +1,131 @@
+"""Every layer type exported on its own (a tiny model with random weights), run in onnxruntime and compared with
+dlcli's predict: every padding, stride and activation, batch normalization's moving statistics, identities in
+inference, merges and graphs with several inputs and outputs. Recurrent layers and masks: test_onnx_recurrent.py;
+text: test_onnx_text.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from dlcli import registry
+from dlcli.components import load_all
+from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS
+from tests.cases import covers
+from tests.export.exports import checked
+from tests.export.test_onnx_recurrent import CASES as RECURRENT_CASES
+from tests.export.test_onnx_text import CASES as TEXT_CASES
+
+Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
+N = 6  # examples per check: enough rows to catch a batch-axis mistake
+
+
+def floats(*shape: int, name: str = "input") -> Inputs:
+    return lambda rng: {name: rng.normal(0.0, 1.0, (N, *shape)).astype(np.float32)}
+
+
+def stack(shape: list[int], *layers: dict[str, Any], dtype: str = "float32") -> dict[str, Any]:
+    return {"input": {"shape": shape, "dtype": dtype}, "layers": list(layers)}
+
+
+def conv(kind: str, **keys: Any) -> dict[str, Any]:
+    return {"type": kind, "filters": 3, **keys}
+
+
+# name -> (model document, inputs); a name starts with the layer type it covers
+CASES: dict[str, tuple[dict[str, Any], Inputs]] = {
+    "dense": (stack([5], {"type": "dense", "units": 3, "activation": "relu"}), floats(5)),
+    "dense_rank3_without_bias": (stack([4, 6], {"type": "dense", "units": 3, "use_bias": False,
+                                                "activation": "tanh"}), floats(4, 6)),
+    "dropout": (stack([6], {"type": "dropout", "rate": 0.5}, {"type": "dense", "units": 2}), floats(6)),
+    "flatten": (stack([3, 4, 2], {"type": "flatten"}, {"type": "dense", "units": 2}), floats(3, 4, 2)),
+    "reshape": (stack([12], {"type": "reshape", "target_shape": [3, -1]}), floats(12)),
+    "permute": (stack([2, 3, 4], {"type": "permute", "dims": [3, 1, 2]}), floats(2, 3, 4)),
+    "rescaling": (stack([5], {"type": "rescaling", "scale": 0.25, "offset": -1.5}), floats(5)),
+    "rescaling_integer_pixels": (stack([4], {"type": "rescaling", "scale": 1 / 255}, dtype="int32"),
+                                 lambda rng: {"input": rng.integers(0, 256, (N, 4)).astype(np.int32)}),
+    "normalization": (stack([5], {"type": "normalization"}), floats(5)),
+    "normalization_axis_1_of_2": (stack([3, 4], {"type": "normalization", "axis": 1}), floats(3, 4)),
+    "normalization_fixed": (stack([2], {"type": "normalization", "mean": [1.0, -2.0], "variance": [4.0, 0.0]}),
+                            floats(2)),
+    "batch_normalization": (stack([4, 4, 3], {"type": "batch_normalization"}), floats(4, 4, 3)),
+    "batch_normalization_channel_axis_1": (stack([3, 5], {"type": "batch_normalization", "axis": 1,
+                                                          "center": False}), floats(3, 5)),
+    "conv1d_valid_stride_2": (stack([9, 2], conv("conv1d", kernel_size=3, strides=2)), floats(9, 2)),
+    "conv1d_same_even_kernel": (stack([8, 2], conv("conv1d", kernel_size=4, padding="same",
+                                                   activation="relu")), floats(8, 2)),
+    "conv1d_causal_dilated": (stack([10, 2], conv("conv1d", kernel_size=3, padding="causal", dilation_rate=2,
+                                                  activation="tanh")), floats(10, 2)),
+    "conv1d_causal_stride_2": (stack([9, 2], conv("conv1d", kernel_size=2, padding="causal", strides=2)),
+                               floats(9, 2)),
+    "conv2d_valid": (stack([6, 7, 2], conv("conv2d", kernel_size=3)), floats(6, 7, 2)),
+    "conv2d_same_asymmetric": (stack([7, 8, 2], conv("conv2d", kernel_size=[2, 3], strides=2, padding="same",
+                                                     activation="relu", use_bias=False)), floats(7, 8, 2)),
+    "conv2d_dilated_softmax": (stack([7, 7, 1], conv("conv2d", kernel_size=2, dilation_rate=[2, 1],
+                                                     padding="same", activation="softmax")), floats(7, 7, 1)),
+    "max_pooling1d_same": (stack([7, 3], {"type": "max_pooling1d", "pool_size": 2, "padding": "same"}),
+                           floats(7, 3)),
+    "max_pooling2d_valid_strides": (stack([7, 6, 2], {"type": "max_pooling2d", "pool_size": [3, 2],
+                                                      "strides": [2, 1]}), floats(7, 6, 2)),
+    "max_pooling2d_same": (stack([5, 5, 2], {"type": "max_pooling2d", "pool_size": 2, "padding": "same"}),
+                           floats(5, 5, 2)),
+    "average_pooling1d": (stack([8, 3], {"type": "average_pooling1d", "pool_size": 3, "strides": 2}),
+                          floats(8, 3)),
+    "average_pooling2d_same_counts_inside": (stack([5, 4, 2], {"type": "average_pooling2d", "pool_size": 3,
+                                                               "strides": 2, "padding": "same"}), floats(5, 4, 2)),
+    "global_average_pooling1d": (stack([5, 3], {"type": "global_average_pooling1d"}), floats(5, 3)),
+    "global_average_pooling2d_keepdims": (stack([4, 3, 2], {"type": "global_average_pooling2d", "keepdims": True}),
+                                          floats(4, 3, 2)),
+    "global_max_pooling1d_keepdims": (stack([5, 3], {"type": "global_max_pooling1d", "keepdims": True}),
+                                      floats(5, 3)),
+    "global_max_pooling2d": (stack([4, 3, 2], {"type": "global_max_pooling2d"}), floats(4, 3, 2)),
+    "embedding": (stack([5], {"type": "embedding", "input_dim": 9, "output_dim": 3}, dtype="int32"),
+                  lambda rng: {"input": rng.integers(0, 9, (N, 5)).astype(np.int32)}),
+    "embedding_float_ids": (stack([4], {"type": "embedding", "input_dim": 7, "output_dim": 2}),
+                            lambda rng: {"input": rng.integers(0, 7, (N, 4)).astype(np.float32)}),
+    "random_flip": (stack([4, 4, 2], {"type": "random_flip"}, {"type": "flatten"}), floats(4, 4, 2)),
+    "random_translation": (stack([4, 4, 1], {"type": "random_translation", "height_factor": 0.2,
+                                             "width_factor": 0.2}), floats(4, 4, 1)),
+    "random_zoom": (stack([4, 4, 1], {"type": "random_zoom", "height_factor": 0.3}), floats(4, 4, 1)),
+    "random_rotation": (stack([4, 4, 1], {"type": "random_rotation", "factor": 0.1}), floats(4, 4, 1)),
+}
+
+
+def _merge_graph(kind: str, **keys: Any) -> tuple[dict[str, Any], Inputs]:
+    """Three inputs merged, then a dense head and the merge itself as two outputs."""
+    document = {"inputs": {name: {"shape": [2, 3]} for name in ("a", "b", "c")},
+                "nodes": {"merged": {"type": kind, "inputs": ["a", "b", "c"], **keys},
+                          "head": {"type": "dense", "units": 2, "input": "merged"}},
+                "outputs": {"merged": {"loss": "mse"}, "head": {"loss": "mse"}}}
+    return document, lambda rng: {name: rng.normal(0, 1, (N, 2, 3)).astype(np.float32) for name in "abc"}
+
+
+for merge in ("add", "multiply", "average", "maximum"):
+    CASES[merge] = _merge_graph(merge)
+CASES["concatenate_last_axis"] = _merge_graph("concatenate")
+CASES["concatenate_axis_1"] = _merge_graph("concatenate", axis=1)
+for activation in ACTIVATIONS:
+    CASES[f"activation_{activation}"] = (stack([2, 5], {"type": "activation", "activation": activation}), floats(2, 5))
+
+
+def test_every_layer_type_has_an_onnx_converter_and_a_case() -> None:
+    load_all()
+    every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES}
+    missing = [name for name in registry.layers.names() if name not in CONVERTERS]
+    assert not missing, f"layer types without an ONNX converter (dlcli/export/onnx/): {missing}"
+    untested = [name for name in registry.layers.names() if not covers(name, every_case)]
+    assert not untested, f"layer types without an export case: {untested}"
+
+
+def test_every_activation_has_an_onnx_form() -> None:
+    load_all()
+    assert sorted(ACTIVATIONS) == registry.activations.names()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_layer_exports_and_onnxruntime_matches_dlcli(case: str, tmp_path: Path) -> None:
+    document, inputs = CASES[case]
+    checked(tmp_path, document, inputs(np.random.default_rng(7)))
