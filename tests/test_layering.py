@@ -18,6 +18,7 @@ ORDER = [
     {"graph"},
     {"checkpoint"},
     {"train"},
+    {"tune"},
     {"report"},
     {"cli"},
 ]

@@ -17,6 +17,7 @@ from dlcli import registry
 from dlcli.spec.keys import KeyDoc, describe_keys
 from dlcli.spec.models import NODE_SPECS, DataSpec, InputSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec
 from dlcli.spec.schema import registry_kinds, spec_model
+from dlcli.spec.search_space import TuneSpec
 
 REGENERATE = "dlcli schema --markdown > docs/reference.md"
 _TAGS = ("type", "schedule")
@@ -39,6 +40,8 @@ _SPEC_TABLES: list[tuple[str, type[BaseModel], str]] = [
     ("model.outputs.NAME", OutputSpec, "One output of a graph model: the node of that name, its loss and "
                                        "metrics. The training loss is the weighted sum of the outputs' losses."),
     ("[train]", TrainSpec, "How to train: loss and metrics (sequential models), optimizer, epochs, callbacks."),
+    ("[tune]", TuneSpec, "What `dlcli tune` searches, and how (its options win over these keys); `dlcli train` "
+                         "ignores it. See [the command line](cli.md#tuning)."),
 ]
 
 
