@@ -138,7 +138,7 @@ def next_turn(study: Study, storage: RDBStorage, place: StudyPlace, worker: Work
             return turn
         waiting = [t.number for t in trials if t.state == states.WAITING]
         number = min(waiting) if waiting else len(trials)  # the number ask() is about to give
-        study.sampler = make_sampler(sampler, trial_seed(seed, number), space)
+        study.sampler = make_sampler(sampler, trial_seed(seed, number))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": ours beats itself
             trial = study.ask()

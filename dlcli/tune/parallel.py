@@ -21,8 +21,7 @@ from dlcli.errors import CheckpointError, DataError, DivergedError, DlcliError, 
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.launcher import THREAD_VARIABLES
 from dlcli.tune.events import TuneObserver, dispatch
-from dlcli.tune.search import Search, finish_search, study_info
-from dlcli.tune.study import make_pruner, open_storage, open_study
+from dlcli.tune.search import Search, finish_search, open_search, study_info
 
 _ERRORS = {2: SpecError, 3: DataError, 4: CheckpointError, 5: DivergedError}
 
@@ -30,10 +29,7 @@ _ERRORS = {2: SpecError, 3: DataError, 4: CheckpointError, 5: DivergedError}
 def run_parallel(search: Search, observer: TuneObserver, jobs: int, worker_args: list[str]) -> dict[str, Any]:
     """Run the search in `jobs` worker processes (`python -m dlcli tune` + worker_args); returns the summary."""
     started = time.monotonic()
-    storage = open_storage(search.place)
-    study = open_study(search.place, search.record, storage,
-                       {} if search.sampler == "grid" else search.space.spec_values(search.spec.model_dump()))
-    study.pruner = make_pruner(search.pruner, search.spec.train.epochs)
+    _, study = open_search(search)
     observer.on_study_begin({**study_info(search, study), "jobs": jobs})
     environment = worker_environment(jobs)
     command = [sys.executable, "-m", "dlcli", "tune", *worker_args, "--worker"]
@@ -55,7 +51,6 @@ def run_parallel(search: Search, observer: TuneObserver, jobs: int, worker_args:
         if error.exit_code != code and code > 0:
             error.exit_code = code
         raise error
-    study = open_study(search.place, search.record, storage, {})
     return finish_search(search, study, time.monotonic() - started, observer)
 
 

@@ -26,7 +26,7 @@ from dlcli.tune.claims import Worker, next_turn
 from dlcli.tune.events import TuneObserver
 from dlcli.tune.space import SearchSpace
 from dlcli.tune.study import (
-    SearchRecord, StudyPlace, finished_counts, make_pruner, open_storage, open_study, trial_row,
+    SearchRecord, StudyPlace, finished_counts, grid_points, make_pruner, open_storage, open_study, trial_row,
 )
 from dlcli.tune.trial import TrialContext, run_trial
 
@@ -83,7 +83,7 @@ def prepare(options: TuneOptions) -> Search:
     sampler, pruner = options.sampler or table.sampler, options.pruner or table.pruner
     trials, notes = options.trials or table.trials, []
     if sampler == "grid":
-        size = int(np.prod([len(points) for points in space.grid().values()]))
+        size = len(grid_points(space, spec.seed))
         if trials > size:
             notes.append(f"the grid has {size} points: the study ends after {size} trials, not {trials}")
             trials = size
@@ -115,10 +115,7 @@ def run_search(search: Search, observer: TuneObserver, announce: bool = True) ->
     """Run trials until the study holds `search.trials` of them (or the timeout, or a signal); then, when
     `announce` (not a worker of a parallel search), best.toml and the summary, which is returned."""
     started = time.monotonic()
-    storage = open_storage(search.place)
-    study = open_study(search.place, search.record, storage,
-                       {} if search.sampler == "grid" else search.space.spec_values(search.spec.model_dump()))
-    study.pruner = make_pruner(search.pruner, search.spec.train.epochs)
+    storage, study = open_search(search)
     if announce:
         observer.on_study_begin(study_info(search, study))
     context = TrialContext(study, storage, search.space, search.record.document, search.options.spec_path,
@@ -139,6 +136,16 @@ def run_search(search: Search, observer: TuneObserver, announce: bool = True) ->
                 raise _interrupted(err.exit_code - 128, search, f"during trial {turn.job.trial.number}",
                                    turn.job.trial.number) from None
     return finish_search(search, study, time.monotonic() - started, observer) if announce else None
+
+
+def open_search(search: Search) -> tuple[Any, Any]:
+    """The search's storage and study (created, or continued), with its pruner; a grid's points queued."""
+    storage = open_storage(search.place)
+    grid = grid_points(search.space, search.spec.seed) if search.sampler == "grid" else None
+    study = open_study(search.place, search.record, storage, search.space.spec_values(search.spec.model_dump()),
+                       grid, search.trials)
+    study.pruner = make_pruner(search.pruner, search.spec.train.epochs)
+    return storage, study
 
 
 def _interrupted(signum: int, search: Search, when: str, number: int | None = None) -> RunInterruptedError:

@@ -7,6 +7,7 @@ that running the same command again continues it, and a different search is refu
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
@@ -117,13 +118,13 @@ def _space_text(space: dict[str, str]) -> str:
     return ", ".join(f"{key}={text}" for key, text in space.items())
 
 
-def open_storage(place: StudyPlace) -> RDBStorage:
-    """Optuna's database storage of the study, with heartbeats (its folder made for the default SQLite file);
-    SpecError naming the database when it cannot be used."""
+def open_storage(place: StudyPlace, create: bool = True) -> RDBStorage:
+    """Optuna's database storage of the study, with heartbeats (its folder made for the default SQLite file,
+    unless not `create`: a report only reads); SpecError naming the database when it cannot be used."""
     optuna = require_optuna()
     url = place.storage_url
     where = f"--storage {url}"
-    if place.default_storage:
+    if place.default_storage and create:
         where = str(place.directory / STUDY_DB)
         try:
             place.directory.mkdir(parents=True, exist_ok=True)
@@ -135,7 +136,8 @@ def open_storage(place: StudyPlace) -> RDBStorage:
     # SQLite: wait for another process's write instead of failing at once ("database is locked")
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        with warnings.catch_warnings():
+        # under the folder's lock: two processes making a new database's tables at once collide
+        with place.lock("study") if create else contextlib.nullcontext(), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is documented
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
                                               grace_period=GRACE_SECONDS)
@@ -144,9 +146,11 @@ def open_storage(place: StudyPlace) -> RDBStorage:
                         "e.g. postgresql://user:password@host/db or sqlite:///path/study.db") from None
 
 
-def open_study(place: StudyPlace, record: SearchRecord, storage: RDBStorage, spec_values: dict[str, Any]) -> Study:
+def open_study(place: StudyPlace, record: SearchRecord, storage: RDBStorage, spec_values: dict[str, Any],
+               grid: list[dict[str, Any]] | None = None, budget: int = 0) -> Study:
     """The study at `place`: created (its first trial queued with the spec's own values) or continued; SpecError
-    when it exists for another search."""
+    when it exists for another search. With a `grid` (--sampler grid), its points are queued as trials, in
+    order, until the study holds `budget` trials."""
     optuna = require_optuna()
     with place.lock("study"):
         names = optuna.get_all_study_names(storage)
@@ -159,17 +163,34 @@ def open_study(place: StudyPlace, record: SearchRecord, storage: RDBStorage, spe
                                 f"{'; '.join(changed)}. Running the same command again continues a study; for a "
                                 "new search give --study-dir DIR (or --study-name NAME), or remove "
                                 f"{place.directory}")
-            return study
-        leftovers = sorted(path.name for path in place.directory.glob("trial-*"))
-        if place.default_storage and leftovers:
-            raise SpecError(f"{place.directory} holds trial folders ({', '.join(leftovers[:3])}...) but no study "
-                            f"{place.name!r} in {STUDY_DB}; they belong to a study that is gone. Remove them, or "
-                            "give --study-dir DIR for a new study")
-        study = optuna.create_study(storage=storage, study_name=place.name, direction=record.direction)
-        study.set_user_attr(RECORD, record.as_attribute())
-        if spec_values:  # trial 0 trains the spec as written: the best can only be as good or better
-            study.enqueue_trial(spec_values, user_attrs={"spec_values": True})
+        else:
+            leftovers = sorted(path.name for path in place.directory.glob("trial-*"))
+            if place.default_storage and leftovers:
+                raise SpecError(f"{place.directory} holds trial folders ({', '.join(leftovers[:3])}...) but no "
+                                f"study {place.name!r} in {STUDY_DB}; they belong to a study that is gone. Remove "
+                                "them, or give --study-dir DIR for a new study")
+            study = optuna.create_study(storage=storage, study_name=place.name, direction=record.direction)
+            study.set_user_attr(RECORD, record.as_attribute())
+            if spec_values and grid is None:  # trial 0 trains the spec as written: the best is at least as good
+                study.enqueue_trial(spec_values, user_attrs={"spec_values": True})
+        if grid is not None:
+            _queue_grid(study, grid, budget)
         return study
+
+
+def _queue_grid(study: Study, points: list[dict[str, Any]], budget: int) -> None:
+    """Queue the grid's points the study does not hold yet, in order, until it holds `budget` trials. Optuna's
+    GridSampler would pick points as trials start, but it stops the study from inside, which only works within
+    study.optimize; queued trials are taken one each by whichever process asks next."""
+    trials = study.get_trials(deepcopy=False)
+    held = [dict(t.params) or dict(t.system_attrs.get("fixed_params", {})) for t in trials]
+    count = len(trials)
+    for point in points:
+        if count >= budget:
+            return
+        if point not in held:
+            study.enqueue_trial(point)
+            count += 1
 
 
 def load_study(place: StudyPlace) -> tuple[Study, SearchRecord]:
@@ -178,7 +199,7 @@ def load_study(place: StudyPlace) -> tuple[Study, SearchRecord]:
     if place.default_storage and not (place.directory / STUDY_DB).is_file():
         raise SpecError(f"{place.directory}: no {STUDY_DB} here; give the folder `dlcli tune` made "
                         "(runs/<name>-tune), or --storage URL for a study in a database")
-    storage = open_storage(place)
+    storage = open_storage(place, create=False)
     names = optuna.get_all_study_names(storage)
     name = place.name or (names[0] if len(names) == 1 else "")
     if name not in names:
@@ -192,14 +213,30 @@ def _where(place: StudyPlace) -> str:
     return str(place.directory / STUDY_DB) if place.default_storage else place.storage_url
 
 
-def make_sampler(kind: str, seed: int, space: SearchSpace) -> BaseSampler:
-    """Optuna's sampler for --sampler, seeded (a new one per trial: see trial_seed)."""
+def make_sampler(kind: str, seed: int) -> BaseSampler:
+    """Optuna's sampler for --sampler, seeded (a new one per trial: see trial_seed). A grid's trials are queued
+    with their values (open_study), so any sampler serves it."""
     samplers = require_optuna().samplers
-    if kind == "grid":
-        return samplers.GridSampler(space.grid(), seed=seed)
-    if kind == "random":
-        return samplers.RandomSampler(seed=seed)
-    return samplers.TPESampler(seed=seed)
+    return samplers.TPESampler(seed=seed) if kind == "tpe" else samplers.RandomSampler(seed=seed)
+
+
+GRID_LIMIT = 100_000
+
+
+def grid_points(space: SearchSpace, seed: int) -> list[dict[str, Any]]:
+    """Every combination of the grid, in a seeded random order (a timeout then leaves a spread-out sample)."""
+    import itertools
+
+    import numpy as np
+
+    axes = space.grid()
+    size = int(np.prod([len(values) for values in axes.values()]))
+    if size > GRID_LIMIT:
+        raise SpecError(f"--sampler grid: the grid has {size} points, more than {GRID_LIMIT}; narrow the ranges or "
+                        "use --sampler tpe or random")
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[index] for index in order]
 
 
 def trial_seed(spec_seed: int, number: int) -> int:
