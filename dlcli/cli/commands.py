@@ -3,6 +3,7 @@
 from dlcli.cli.datasets import datasets_command
 from dlcli.cli.evaluate import evaluate_command
 from dlcli.cli.inspect import list_command, summary_command, validate_command
+from dlcli.cli.lr_find import lr_find_command
 from dlcli.cli.main import cli
 from dlcli.cli.predict import predict_command
 from dlcli.cli.schema import schema_command
@@ -10,5 +11,5 @@ from dlcli.cli.train import train_command
 from dlcli.cli.tune import tune_command
 
 for command in (train_command, evaluate_command, predict_command, validate_command, summary_command,
-                datasets_command, list_command, schema_command, tune_command):
+                datasets_command, list_command, schema_command, tune_command, lr_find_command):
     cli.add_command(command)
