@@ -16,6 +16,7 @@ import fcntl
 import os
 import socket
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,12 +36,14 @@ if TYPE_CHECKING:
 
 
 class Worker:
-    """This process as a runner of trials: "host:pid", and DIR/workers/host-pid.lock held while it lives."""
+    """This process as a runner of trials: "host:pid:token", and DIR/workers/host-pid-token.lock held while it
+    lives (the token: a later process given the same pid is another worker)."""
 
     def __init__(self, place: StudyPlace) -> None:
         self.host = socket.gethostname()
-        self.id = f"{self.host}:{os.getpid()}"
-        self.lock_path = place.directory / "workers" / f"{self.host}-{os.getpid()}.lock"
+        token = uuid.uuid4().hex[:8]
+        self.id = f"{self.host}:{os.getpid()}:{token}"
+        self.lock_path = place.directory / "workers" / f"{self.host}-{os.getpid()}-{token}.lock"
         self._fd: int | None = None
 
     def __enter__(self) -> Worker:

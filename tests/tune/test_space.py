@@ -4,12 +4,15 @@ lists and tables through Optuna and back, the spec's own values, the grid."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import optuna
 import pytest
 
 from dlcli.errors import SpecError
+from dlcli.tune.best import best_document
 from dlcli.tune.space import SearchSpace
+from dlcli.tune.study import SearchRecord
 
 DOCUMENT = {"name": "t", "data": {"dataset": "digits"},
             "model": {"input": {"shape": [64]}, "layers": [{"type": "dense", "units": 16, "activation": "relu"},
@@ -83,3 +86,13 @@ def test_the_grid_takes_choices_and_integer_ranges_only() -> None:
     with pytest.raises(SpecError, match=r"--sampler grid: train.optimizer.learning_rate = loguniform\(1e-4, 1e-2\) is "
                                         "a float range, which has no grid"):
         _space("train.optimizer.learning_rate=loguniform(1e-4, 1e-2)").grid()
+
+
+def test_best_toml_keeps_relative_data_paths_pointing_at_the_same_files(tmp_path: Path) -> None:
+    space = _space("model.layers[0].units=int(8, 64)")
+    document = {**copy.deepcopy(DOCUMENT), "data": {"train": "data/train.npz", "test": "/abs/test.npz"}}
+    record = SearchRecord(document, str(tmp_path / "specs" / "mine.toml"), space.expressions(), "loss", "minimize")
+    best = best_document(record, space, {"model.layers[0].units": 32}, tmp_path / "runs" / "mine-tune")
+    assert best["data"] == {"train": "../../specs/data/train.npz", "test": "/abs/test.npz"}
+    assert best["model"]["layers"][0]["units"] == 32 and "tune" not in best
+    assert document["data"]["train"] == "data/train.npz"  # the record is left as it was

@@ -4,7 +4,8 @@ its pruner gives up on stops cleanly, its run directory marked pruned (summary.j
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from dlcli.train.callbacks.base import Callback, Run
 
@@ -27,7 +28,8 @@ class PruneTrial(Callback):
     `on_epoch` (epoch, value) hears every epoch's value, for the live table.
     """
 
-    def __init__(self, trial: ReportingTrial, metric: str, epochs: int, on_epoch: Any = None) -> None:
+    def __init__(self, trial: ReportingTrial, metric: str, epochs: int,
+                 on_epoch: Callable[[int, float | None], None] | None = None) -> None:
         self.trial, self.metric, self.epochs, self.on_epoch = trial, metric, epochs, on_epoch
         self.pruned_at: int | None = None
 
