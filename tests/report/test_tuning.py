@@ -12,8 +12,8 @@ from dlcli.tune.events import TuneObserver, dispatch
 
 PARAMS = {"train.optimizer.learning_rate": "loguniform(1e-4, 1e-2)", "model.layers[1].units": "int(16, 128, log)"}
 INFO = {"study": "digits-mlp", "study_dir": "runs/digits-mlp-tune",
-        "storage": "sqlite:///runs/digits-mlp-tune/study.db", "metric": "val_accuracy", "direction": "max", "sampler": "tpe", "pruner": "median", "trials": 2,
-        "params": PARAMS, "rows": [], "notes": []}
+        "storage": "sqlite:///runs/digits-mlp-tune/study.db", "metric": "val_accuracy", "direction": "max",
+        "sampler": "tpe", "pruner": "median", "trials": 2, "params": PARAMS, "rows": [], "notes": []}
 FIRST = {"number": 0, "params": {"train.optimizer.learning_rate": 0.003, "model.layers[1].units": 64}, "resumed": False,
          "run_dir": "runs/digits-mlp-tune/trial-0"}
 FIRST_END = {"number": 0, "state": "complete", "value": 0.8889, "params": FIRST["params"], "seconds": 1.5,
