@@ -6,6 +6,7 @@ and the summary."""
 from __future__ import annotations
 
 import copy
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +150,7 @@ def open_search(search: Search) -> tuple[Any, Any]:
 
 
 def _interrupted(signum: int, search: Search, when: str, number: int | None = None) -> RunInterruptedError:
-    import signal
-
+    """The error a signal ends the search with: where it stopped, and how to continue."""
     name = signal.Signals(signum).name
     again = f"dlcli tune {search.options.spec_path} with the same options"
     if number is None:
