@@ -123,10 +123,12 @@ def next_turn(study: Study, storage: RDBStorage, place: StudyPlace, worker: Work
         for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
             if not is_abandoned(trial, worker):
                 continue
-            if resume_trials and turn.job is None:
-                turn.job = _take_back(study, storage, worker, trial)
-                if turn.job is not None:
-                    continue
+            if resume_trials and _resumable(trial):
+                if turn.job is None:
+                    turn.job = _take_back(study, storage, worker, trial)
+                else:  # left for a later turn; its heartbeat renewed, so that it is not failed as stale meanwhile
+                    storage.record_heartbeat(trial._trial_id)
+                continue
             reason = _abandoned_reason(trial, resume_trials)
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             turn.settled.append(study.tell(trial.number, state=states.FAIL, skip_if_finished=True))
@@ -151,16 +153,22 @@ def next_turn(study: Study, storage: RDBStorage, place: StudyPlace, worker: Work
     return turn
 
 
+def _resumable(trial: FrozenTrial) -> bool:
+    """Whether an abandoned trial's run directory holds a checkpoint to continue from."""
+    run_dir = trial.user_attrs.get("run_dir")
+    return bool(run_dir) and checkpoint_path(Path(run_dir), "last").is_file()
+
+
 def _take_back(study: Study, storage: RDBStorage, worker: Worker, frozen: FrozenTrial) -> Job | None:
-    """--resume-trials: an abandoned trial's run directory, claimed, when it holds a checkpoint to continue."""
-    run_dir = frozen.user_attrs.get("run_dir")
-    if not run_dir or not checkpoint_path(Path(run_dir), "last").is_file():
-        return None
+    """--resume-trials: a resumable abandoned trial's run directory, claimed; None (the trial left as it is) when
+    its old process still holds the directory after all."""
+    run_dir = frozen.user_attrs["run_dir"]
     try:
         directory = RunDirectory.existing(Path(run_dir))
     except RunDirectoryTakenError:  # its old process is still writing it after all
         return None
     worker.claim(storage, frozen._trial_id, Path(run_dir))
+    storage.record_heartbeat(frozen._trial_id)  # its old heartbeat may be stale: not to be failed before it runs
     trial = require_optuna().trial.Trial(study, frozen._trial_id)  # as ask() makes one, for an existing trial
     return Job(trial, Path(run_dir), resumed=True, directory=directory)
 
