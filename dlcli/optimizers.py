@@ -30,7 +30,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from dlcli import registry
 from dlcli.errors import CheckpointError
 from dlcli.registry import StrictSpec
-from dlcli.schedules import Schedule, learning_rate_at
+from dlcli.schedules import Schedule, cycles_momentum, learning_rate_at, momentum_at
 from dlcli.tensor import SparseRows, Tensor
 
 
@@ -61,6 +61,13 @@ class OptimizerSpec(StrictSpec):
             raise ValueError(f"set at most one of clipnorm, global_clipnorm and clipvalue (as Keras), got {chosen}")
         if isinstance(self.learning_rate, float) and self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        return self
+
+    @model_validator(mode="after")
+    def _momentum_to_cycle(self) -> "OptimizerSpec":
+        if cycles_momentum(self.learning_rate) and not {"momentum", "beta_1"} & set(type(self).model_fields):
+            raise ValueError(f"learning_rate: one_cycle cycles the momentum, and {self.type} has none (as PyTorch's "
+                             "OneCycleLR refuses); add cycle_momentum = false to the schedule")
         return self
 
 
@@ -102,6 +109,11 @@ class Optimizer:
     def learning_rate(self) -> float:
         """The learning rate the next update uses."""
         return learning_rate_at(self.spec.learning_rate, self.iterations) * self.lr_scale
+
+    def _momentum(self, own: float) -> float:
+        """The momentum (Adam: beta_1) of the next update: the one a one_cycle schedule sets, else `own`."""
+        cycled = momentum_at(self.spec.learning_rate, self.iterations)
+        return own if cycled is None else cycled
 
     def step(self) -> None:
         """Apply one update to every parameter that has a gradient, then count the step.
@@ -182,14 +194,15 @@ class SGD(Optimizer):
     spec: SGDSpec
 
     def __init__(self, spec: SGDSpec, params: dict[str, Tensor]) -> None:
-        self.slot_names = ("momentum",) if spec.momentum > 0 else ()
+        # a one_cycle schedule's momentum needs the slot even when the spec's own momentum is 0 (as in PyTorch)
+        self.slot_names = ("momentum",) if spec.momentum > 0 or cycles_momentum(spec.learning_rate) else ()
         super().__init__(spec, params)
 
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
-        if self.spec.momentum > 0:
-            kernels.sgd_momentum_update(w, g, rows, slots["momentum"], lr, self.spec.momentum, self.spec.nesterov,
-                                        self._every_row, scale, clip_value)
+        if "momentum" in slots:
+            kernels.sgd_momentum_update(w, g, rows, slots["momentum"], lr, self._momentum(self.spec.momentum),
+                                        self.spec.nesterov, self._every_row, scale, clip_value)
         else:
             kernels.sgd_update(w, g, rows, lr, scale, clip_value)
 
@@ -214,15 +227,15 @@ class RMSprop(Optimizer):
     def __init__(self, spec: RMSpropSpec, params: dict[str, Tensor]) -> None:
         # slots a configuration does not use are not kept, so checkpoints hold only real state
         self.slot_names = ("velocity",) + (("average_gradient",) if spec.centered else ()) + (
-            ("momentum",) if spec.momentum > 0 else ())
+            ("momentum",) if spec.momentum > 0 or cycles_momentum(spec.learning_rate) else ())
         super().__init__(spec, params)
 
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s = self.spec
         kernels.rmsprop_update(w, g, rows, slots["velocity"], slots.get("average_gradient", _EMPTY),
-                               slots.get("momentum", _EMPTY), lr, s.rho, s.momentum, s.epsilon, s.centered,
-                               self._every_row, scale, clip_value)
+                               slots.get("momentum", _EMPTY), lr, s.rho, self._momentum(s.momentum), s.epsilon,
+                               s.centered, self._every_row, scale, clip_value)
 
 
 class AdagradSpec(OptimizerSpec):
@@ -273,9 +286,10 @@ class Adam(Optimizer):
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s, t = self.spec, self.iterations + 1
-        alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - s.beta_1**t)
+        beta_1 = self._momentum(s.beta_1)  # a cycled beta_1 enters the bias correction too, as in PyTorch's Adam
+        alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - beta_1**t)
         kernels.adam_update(w, g, rows, slots["momentum"], slots["velocity"], slots.get("velocity_hat", _EMPTY), alpha,
-                            s.beta_1, s.beta_2, s.epsilon, s.amsgrad, self._every_row, scale, clip_value)
+                            beta_1, s.beta_2, s.epsilon, s.amsgrad, self._every_row, scale, clip_value)
 
 
 _EMPTY = np.zeros(0, np.float32)  # stands in for a slot a configuration does not use

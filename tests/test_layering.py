@@ -19,6 +19,7 @@ ORDER = [
     {"checkpoint"},
     {"train"},
     {"export"},
+    {"tune"},
     {"report"},
     {"cli"},
 ]

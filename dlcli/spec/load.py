@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
-import sys
 import types
 import typing
 from pathlib import Path
@@ -15,14 +13,11 @@ from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from dlcli import registry
 from dlcli.errors import SpecError
+from dlcli.spec.key_paths import TooDeepError, display_key, parse_key, parse_toml, parse_value, tomllib
 from dlcli.spec.models import RunSpec
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-_KEY_PART = re.compile(r"([A-Za-z0-9_\-]+)|\[(\d+)\]")
+__all__ = ["apply_overrides", "describe_error", "key_is_known", "load_spec", "parse_key", "parse_value", "read_toml",
+           "set_value", "validate_spec"]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -38,83 +33,62 @@ def read_toml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise SpecError(f"{path}: cannot read it ({err.strerror})") from None
     try:
-        return _parse_toml(text.removeprefix("\ufeff"))  # a byte-order mark, as Windows editors write
+        return parse_toml(text.removeprefix("\ufeff"))  # a byte-order mark, as Windows editors write
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: invalid TOML: {err}") from None
-    except _TooDeep as err:
+    except TooDeepError as err:
         raise SpecError(f"{path}: invalid TOML: {err}") from None
-
-
-class _TooDeep(Exception):
-    """Arrays or inline tables nested deeper than the parser's recursion can follow."""
-
-
-def _parse_toml(text: str) -> dict[str, Any]:
-    """tomllib.loads, with a document nested too deeply for its recursive parser turned into _TooDeep."""
-    try:
-        return tomllib.loads(text)
-    except RecursionError:
-        # tomllib parses arrays and inline tables recursively: a few hundred levels exhaust Python's stack
-        raise _TooDeep("arrays or inline tables are nested too deeply (hundreds of levels) to read; "
-                       "no spec needs more than a few") from None
-
-
-def parse_key(key: str) -> list[str | int]:
-    """'model.layers[2].units' -> ['model', 'layers', 2, 'units']."""
-    parts: list[str | int] = []
-    for segment in key.split("."):
-        matches = list(_KEY_PART.finditer(segment))
-        if not segment or "".join(m.group(0) for m in matches) != segment:
-            raise SpecError(f"--set {key}: not a key path; write it like train.epochs or model.layers[2].units")
-        parts += [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in matches]
-    return parts
-
-
-def parse_value(text: str) -> Any:
-    """A TOML value (`3`, `1e-3`, `true`, `"relu"`, `[1, 2]`, `{ type = "adam" }`); a bare word is a string."""
-    try:
-        return _parse_toml(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each KEY=VALUE of `overrides` in `document` (in place), creating tables as needed.
-
-    A name given for a table (`optimizer = "adam"`, `loss = "mse"`, a metric or a callback by name) is
-    short for `{ type = "NAME" }`, so `--set train.optimizer.learning_rate=1e-2` expands it before
-    descending, wherever the schema says that key takes the shorthand.
-    """
+    """Set each KEY=VALUE of `overrides` in `document` (in place), creating tables as needed (see set_value)."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set {item}: expected KEY=VALUE, e.g. --set train.epochs=3")
-        parts = parse_key(key.strip())
-        node: Any = document
-        for depth, part in enumerate(parts[:-1]):
-            nxt = parts[depth + 1]
-            if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
-                    raise SpecError(f"--set {key}: {_display(parts[:depth + 1])} does not exist")
-            elif not isinstance(node, dict):
-                raise SpecError(f"--set {key}: {_display(parts[:depth])} is not a table")
-            elif part not in node:  # a table the file leaves out: start from the schema's default, if it has one
-                node[part] = _default_table(parts[:depth + 1], document) if isinstance(nxt, str) else []
-            if isinstance(node[part], str) and isinstance(nxt, str) and _takes_name_shorthand(parts[:depth + 1],
-                                                                                             document):
-                node[part] = {"type": node[part]}
-            node = node[part]
-        last = parts[-1]
-        if isinstance(last, int):
-            if not isinstance(node, list) or last >= len(node):
-                raise SpecError(f"--set {key}: {_display(parts)} does not exist")
-        elif not isinstance(node, dict):
-            raise SpecError(f"--set {key}: {_display(parts[:-1])} is not a table")
         try:
-            node[last] = parse_value(value.strip())
-        except _TooDeep as err:
+            parsed = parse_value(value.strip())
+        except TooDeepError as err:
             raise SpecError(f"--set {key}: {err}") from None
+        set_value(document, key.strip(), parsed)
     return document
+
+
+def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--set") -> dict[str, Any]:
+    """Set the key path `key` (model.layers[2].units) of `document` to `value`, in place, creating tables.
+
+    A name given for a table (`optimizer = "adam"`, `loss = "mse"`, a metric or a callback by name) is
+    short for `{ type = "NAME" }`, so `train.optimizer.learning_rate` expands it before descending, wherever
+    the schema says that key takes the shorthand. `option` names the flag in errors (--set, --param).
+    """
+    parts = parse_key(key, option)
+    node: Any = document
+    for depth, part in enumerate(parts[:-1]):
+        nxt = parts[depth + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise SpecError(f"{option} {key}: {display_key(parts[:depth + 1])} does not exist")
+        elif not isinstance(node, dict):
+            raise SpecError(f"{option} {key}: {display_key(parts[:depth])} is not a table")
+        elif part not in node:  # a table the file leaves out: start from the schema's default, if it has one
+            node[part] = _default_table(parts[:depth + 1], document) if isinstance(nxt, str) else []
+        if isinstance(node[part], str) and isinstance(nxt, str) and _takes_name_shorthand(parts[:depth + 1],
+                                                                                         document):
+            node[part] = {"type": node[part]}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise SpecError(f"{option} {key}: {display_key(parts)} does not exist")
+    elif not isinstance(node, dict):
+        raise SpecError(f"{option} {key}: {display_key(parts[:-1])} is not a table")
+    node[last] = value
+    return document
+
+
+def key_is_known(document: dict[str, Any], key: str, option: str = "--set") -> bool:
+    """Whether the schema has the key path `key` (following the document's `type` tags to the right model)."""
+    return _schema_at(parse_key(key, option), document) is not None
 
 
 def _default_table(parts: list[str | int], document: dict[str, Any]) -> dict[str, Any]:
@@ -200,13 +174,6 @@ def _resolve_paths(spec: RunSpec, folder: Path) -> RunSpec:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _display(parts: list[str | int] | tuple[Any, ...]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _user_path(loc: tuple[Any, ...], document: Any, names_key: bool) -> tuple[list[str | int], list[Any]]:
@@ -302,7 +269,7 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
     """One line for one pydantic error: the dotted key, what was expected, what was found, and a fix."""
     loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
     shown, _ = _user_path(loc, document, names_key=kind in ("missing", "extra_forbidden"))
-    where = _display(shown)
+    where = display_key(shown)
     value = error.get("input")
     message = _MESSAGES.get(kind)
     if kind == "extra_forbidden":
@@ -321,7 +288,7 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
         close = reg.closest(str(tag))
         hint = f" (did you mean {close}?)" if close else ""
         key = "schedule" if what == "schedule" else "type"
-        where = _display([*shown, key])
+        where = display_key([*shown, key])
         text = f"unknown {what} {tag!r}{hint}; known {what}s: {', '.join(reg.names())}"
     elif kind == "union_tag_not_found":
         what = _tag_kind(loc)

@@ -13,6 +13,7 @@ from dlcli.errors import UnknownNameError
 from dlcli.losses import LossSpec
 from dlcli.metrics import MetricSpec
 from dlcli.registry import StrictSpec, known_name, suggest
+from dlcli.spec.search_space import TuneSpec
 
 load_all()  # the unions below are built from the registries, so every component must be registered first
 
@@ -388,6 +389,7 @@ class RunSpec(StrictSpec):
     model: ModelSpec = Field(description="The layers: see [model].")
     train: TrainSpec = Field(default_factory=TrainSpec,  # type: ignore[arg-type]
                              description="How to train: see [train].")
+    tune: TuneSpec | None = Field(None, description="What dlcli tune searches (train ignores it): see [tune].")
 
     @model_validator(mode="after")
     def _losses_where_needed(self) -> RunSpec:

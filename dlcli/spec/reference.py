@@ -18,6 +18,7 @@ from dlcli.spec.keys import KeyDoc, describe_keys
 from dlcli.spec.models import (NODE_SPECS, DataSpec, InputSpec, ModelSpec, OutputSpec, RunSpec, TimeseriesSpec,
                                TrainSpec)
 from dlcli.spec.schema import registry_kinds, spec_model
+from dlcli.spec.search_space import TuneSpec
 
 REGENERATE = "dlcli schema --markdown > docs/reference.md"
 _TAGS = ("type", "schedule")
@@ -45,6 +46,8 @@ _SPEC_TABLES: list[tuple[str, type[BaseModel], str]] = [
                                        "metrics. The training loss is the weighted sum of the outputs' losses."),
     ("[train]", TrainSpec, "How to train: loss and metrics (sequential models), optimizer, epochs, callbacks, "
                            "loggers."),
+    ("[tune]", TuneSpec, "What `dlcli tune` searches, and how (its options win over these keys); `dlcli train` "
+                         "ignores it. See [the command line](cli.md#tuning)."),
 ]
 
 

@@ -18,7 +18,7 @@ from dlcli.train.rundir import RunDirectory, checkpoint_path
 
 # changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
 SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
-                 "data.test")
+                 "data.test", "tune")
 
 
 def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
@@ -41,20 +41,24 @@ def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
     raise CheckpointError(f"{last}: nothing to resume (no last checkpoint); train without --resume first")
 
 
-def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | None,
+def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDirectory | None,
                callbacks: list[Callback], notes: list[str] | None = None, world: World | None = None,
                allow_world_size_change: bool = False) -> dict[str, Any] | None:
     """Continue the run of `target` (a spec file or a run directory) from its newest valid checkpoint.
 
     `notes` collects what the user should be told (a fallback to the previous checkpoint, or that the run has
     nothing left to do: then nothing is written and None is returned). Under MPI rank 0 locks the directory,
-    finds and reads the checkpoint, and every rank parses the bytes it broadcasts.
+    finds and reads the checkpoint, and every rank parses the bytes it broadcasts. A RunDirectory `run_dir` was
+    claimed by the caller (dlcli tune taking over a trial); its lock is released here all the same.
     """
     notes = notes if notes is not None else []
     world = world or World()
-    directory = None
+    directory = run_dir if isinstance(run_dir, RunDirectory) else None
     try:
-        if world.rank == 0:
+        if directory is not None:
+            run_dir = directory.path
+            last = newest_valid_checkpoint(run_dir, notes)
+        elif world.rank == 0:
             if target.is_dir():
                 run_dir = run_dir or target
             else:

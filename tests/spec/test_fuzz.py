@@ -4,6 +4,7 @@ clean exit 3 when the spec now names data that does not fit its model, as train 
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,13 @@ def _display(path: tuple) -> str:
     return out
 
 
+def _key(key: str) -> str:
+    """A key as TOML writes it: bare, or quoted when it holds anything else ([tune.params]' key paths)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _dump(key)
+
+
 def _dump(value: Any) -> str:
-    """A small TOML writer (keys are bare words in our specs), so mutated documents go back to text."""
+    """A small TOML writer, so mutated documents go back to text."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -65,11 +71,11 @@ def _dump(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_dump(v) for v in value) + "]"
-    return "{ " + ", ".join(f"{k} = {_dump(v)}" for k, v in value.items()) + " }"
+    return "{ " + ", ".join(f"{_key(k)} = {_dump(v)}" for k, v in value.items()) + " }"
 
 
 def _to_toml(doc: dict[str, Any]) -> str:
-    return "\n".join(f"{key} = {_dump(value)}" for key, value in doc.items()) + "\n"
+    return "\n".join(f"{_key(key)} = {_dump(value)}" for key, value in doc.items()) + "\n"
 
 
 def _run(tmp: Path, text: str) -> Any:

@@ -61,7 +61,7 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
                             "model.layers[2].kernel_initializer: unknown initializer 'glorot' (did you mean "),
     "misspelt train key": (_set("train.epoch", 5), "train.epoch: unknown key; allowed keys: "),
     "misspelt top-level key": (_set("sead", 5), "sead: unknown key; allowed keys: data, description, model, name, "
-                                                "seed, train (did you mean seed?)"),
+                                                "seed, train, tune (did you mean seed?)"),
     "unknown optimizer": (_set("train.optimizer", "adamm"),
                           "train.optimizer.type: unknown optimizer 'adamm' (did you mean adam?); known optimizers: "
                           "adagrad, adam, rmsprop, sgd"),
