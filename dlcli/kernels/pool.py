@@ -1,8 +1,9 @@
 """Max and average pooling over channels-last images (N, H, W, C): forward and backward passes.
 
 Every loop nest ends in a loop over channels, the contiguous axis, so LLVM vectorizes it; max and argmax
-are chosen with selects, not branches (an `if` in the channel loop doubled the time). Serial on purpose: a
-Numba thread pool fights OpenBLAS's for the cores and slows the next matrix product. Windows are clipped to
+are chosen with selects, not branches (an `if` in the channel loop doubled the time). No Numba thread pool: it
+fights OpenBLAS's for the cores and slows the next matrix product; the backward scatter splits images over
+plain threads instead (kernels/parts.py). Windows are clipped to
 the image, which is how "same" padding ignores padded cells. Callers allocate outputs; backward outputs
 come zeroed.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
+from dlcli.kernels.parts import in_parts
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -73,22 +76,28 @@ def _max_of_window(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, n: int, i
                 argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def max_pool2d_backward_images(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, lo: int, hi: int) -> None:
+    """max_pool2d_backward for the images [lo, hi)."""
+    out_h, out_w, channels = d_out.shape[1], d_out.shape[2], d_out.shape[3]
+    for n in range(lo, hi):
+        for at in range(d_x.shape[1]):
+            for c in range(channels):
+                d_x[n, at, c] = 0.0
+        for i in range(out_h):
+            for j in range(out_w):
+                for c in range(channels):
+                    d_x[n, argmax[n, i, j, c], c] += d_out[n, i, j, c]
+
+
 def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray) -> None:
     """d_x[n, argmax[n, i, j, c], c] = sum of the d_out[n, i, j, c] that picked it, d_x of shape (N, H * W, C).
 
     A scatter-add, since overlapping windows (stride < pool) can pick one cell more than once. Each image's
-    slice of d_x is zeroed here, in the same parallel pass, so the caller need not clear it first.
+    slice of d_x is zeroed here, in the same pass, so the caller need not clear it first. Images are split
+    over threads (kernels/parts.py), each thread writing only its own images.
     """
-    n_batch, out_h, out_w, channels = d_out.shape
-    for n in numba.prange(n_batch):
-        d_image = d_x[n]
-        d_image[:] = 0.0
-        for i in range(out_h):
-            for j in range(out_w):
-                grad, at = d_out[n, i, j], argmax[n, i, j]
-                for c in range(channels):
-                    d_image[at[c], c] += grad[c]
+    in_parts(max_pool2d_backward_images, d_out.shape[0], d_out, argmax, d_x, min_rows=4)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -28,13 +28,12 @@ cell and state are done in one pass while the row is in L1. The kernels use no N
 
 from __future__ import annotations
 
-import concurrent.futures
-from typing import Callable
-
 import numba
 import numpy as np
 from numba.core import types
 from numba.extending import overload
+
+from dlcli.kernels.parts import in_parts
 
 LINEAR, RELU, TANH, SIGMOID = 0, 1, 2, 3  # activation codes (strings do not vectorize)
 
@@ -215,31 +214,6 @@ def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.n
 def slots(t: int, reverse: bool) -> tuple[int, int]:
     """(slot read, slot written) by the step at time t."""
     return (t + 1, t) if reverse else (t, t + 1)
-
-
-_POOL: list[concurrent.futures.ThreadPoolExecutor] = []  # created on first use, grown to the thread count
-
-
-def in_parts(kernel: Callable[..., None], rows: int, *args: object, totals: int = 0) -> np.ndarray:
-    """Run a time loop's rows kernel (nogil) over blocks of the batch rows, one per thread: kernel(*args, lo, hi),
-    or with totals=W, kernel(*args, total, lo, hi) where total is that block's (W,) float64 row of the returned
-    (blocks, W) array. Rows are independent through time, so each block runs every step with its own GEMMs and
-    never waits for another: one hand-off per call, not per step. As many blocks as numba.get_num_threads()
-    (dlcli sets it per process and per MPI rank), at most one per row."""
-    parts = max(1, min(numba.get_num_threads(), rows))
-    sums = np.zeros((parts, totals))
-    calls = [args + ((sums[p],) if totals else ()) + (p * rows // parts, (p + 1) * rows // parts)
-             for p in range(parts)]
-    if parts == 1:
-        kernel(*calls[0])
-        return sums
-    if not _POOL or _POOL[0]._max_workers < parts - 1:
-        _POOL[:] = [concurrent.futures.ThreadPoolExecutor(parts - 1, thread_name_prefix="dlcli-recurrent")]
-    futures = [_POOL[0].submit(kernel, *call) for call in calls[1:]]
-    kernel(*calls[0])  # the first block on this thread
-    for future in futures:
-        future.result()
-    return sums
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
