@@ -57,28 +57,20 @@ def col2im_images(cols: np.ndarray, dx: np.ndarray, kernel_h: int, kernel_w: int
                   hi: int) -> None:
     """col2im for the images [lo, hi)."""
     height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
-    lines = dx.reshape(dx.shape[0], height, width * channels)  # as in im2col_images
-    span = kernel_w * channels
     for n in range(lo, hi):
         for ih in range(height):
-            for k in range(width * channels):
-                lines[n, ih, k] = 0.0
+            for iw in range(width):
+                for c in range(channels):
+                    dx[n, ih, iw, c] = 0.0
         row = n * out_h * out_w
         for oh in range(out_h):
             for ow in range(out_w):
                 col = 0
-                iw0 = ow * stride_w - pad_left
-                whole = dilation_w == 1 and iw0 >= 0 and iw0 + kernel_w <= width
                 for kh in range(kernel_h):
                     ih = oh * stride_h + kh * dilation_h - pad_top
-                    if whole and 0 <= ih < height:
-                        start = iw0 * channels
-                        for k in range(span):
-                            lines[n, ih, start + k] += cols[row, col + k]
-                        col += span
-                        continue
                     for kw in range(kernel_w):
-                        iw = iw0 + kw * dilation_w
+                        iw = ow * stride_w + kw * dilation_w - pad_left
+                        # 4-D indexing, no row views: a view costs a reference count in the innermost loops
                         if 0 <= ih < height and 0 <= iw < width:
                             for c in range(channels):
                                 dx[n, ih, iw, c] += cols[row, col + c]
@@ -119,7 +111,8 @@ def activation_grad_and_bias_sum(d_out: np.ndarray, out: np.ndarray, d: np.ndarr
                                  activation: int) -> None:
     """d = d_out * activation'(from out) and d_bias = column sums of d, in one pass over (rows, F)."""
     rows, features = d_out.shape
-    d_bias[:] = 0.0
+    for f in range(features):
+        d_bias[f] = 0.0
     for r in range(rows):
         for f in range(features):
             g = d_out[r, f]

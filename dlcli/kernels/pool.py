@@ -112,7 +112,8 @@ def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: 
             for j in range(out_w):
                 w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
                 total = out[n, i, j]
-                total[:] = 0
+                for c in range(channels):
+                    total[c] = 0
                 for h in range(h_low, h_high):
                     for w in range(w_low, w_high):
                         row = x[n, h, w]
