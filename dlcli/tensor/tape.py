@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from dlcli.tensor import profile
 from dlcli.tensor.sparse import SparseRows
 from dlcli.tensor.tensor import Array, Tensor
 
@@ -60,6 +62,7 @@ class Op:
     inputs: tuple[Tensor, ...] = ()
     needs_grad: tuple[bool, ...] = ()
     n_outputs = 1
+    node: str | None = None  # the graph node (or step phase) that made the op, set only while profiling
     # True for an op whose output is read back to find its input (softmax and sigmoid: a crossentropy works from
     # their logits): such an output names its op even where nothing is recorded (no_grad, constant inputs),
     # without a gradient path, so evaluation computes the same loss as training
@@ -82,6 +85,10 @@ class Op:
         record = any(needs)
         op.needs_grad = needs if record else (False,) * len(inputs)
         result = op.forward(*[t.data for t in inputs])
+        recording = profile.state.active
+        if recording is not None:
+            op.node = recording.label
+            recording.ops.append((recording.label, op))
         if type(result) is tuple:
             return op._several(result, inputs, record)
         out = Tensor(result)
@@ -159,14 +166,18 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
     leaves: dict[int, Tensor] = {}
     leaf_grads: dict[int, Gradient] = {}
     owned: set[Any] = set()  # keys of dense sums this walk allocated: only those may be added to in place
+    recording = profile.state.active
     for op in reversed(order):
         d_out = grads.pop(id(op), None)
         if d_out is None:  # none of its outputs leads to root
             continue
+        start = time.perf_counter() if recording is not None else 0.0
         if op.n_outputs == 1:
             d_inputs = op.backward(d_out.to_dense() if isinstance(d_out, SparseRows) else d_out)
         else:
             d_inputs = op.backward(*[d.to_dense() if isinstance(d, SparseRows) else d for d in d_out])
+        if recording is not None:
+            recording.add_backward(op.node, time.perf_counter() - start)
         for parent, needed, d_parent in zip(op.inputs, op.needs_grad, d_inputs):
             if not needed or d_parent is None:
                 continue
