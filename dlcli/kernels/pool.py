@@ -23,14 +23,23 @@ def _window(index: int, stride: int, pad_before: int, pool: int, size: int) -> t
     return max(start, 0), min(start + pool, size)
 
 
-@numba.njit(cache=True, error_model="numpy")
 def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                        stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """out[n, i, j, c] = max of x[n, window, c]; argmax gets its flat index h * W + w (first one on ties).
 
-    A window of at most 2 x 2 cells (Keras' default pool, and any clipped edge of one) is read through its
-    corners in one channel loop that keeps every value in registers: 3x faster than updating a running
-    maximum in memory cell by cell, which larger windows do. A 1-wide window just reads a cell twice.
+    Windows of at most 2 x 2 cells (Keras' default pool) take max_pool2d_forward_small; larger ones the
+    general kernel, which is compiled only by a run that has such a pool.
+    """
+    kernel = max_pool2d_forward_small if pool_h <= 2 and pool_w <= 2 else max_pool2d_forward_any
+    kernel(x, out, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
+                             stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
+    """max_pool2d_forward for windows of at most 2 x 2 cells, read through their corners in one channel loop
+    that keeps every value in registers: 3x faster than updating a running maximum in memory cell by cell,
+    which larger windows do. A 1-wide window just reads a cell twice.
     """
     n_batch, height, width, channels = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
@@ -41,9 +50,6 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
             for j in range(out_w):
                 w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
                 left, right = w_low, w_high - 1
-                if bottom - top > 1 or right - left > 1:
-                    _max_of_window(x, out, argmax, n, i, j, h_low, h_high, w_low, w_high)
-                    continue
                 at_a, at_b = np.int32(top * width + left), np.int32(top * width + right)
                 at_c, at_d = np.int32(bottom * width + left), np.int32(bottom * width + right)
                 for c in range(channels):  # direct 4-D indexing: slicing views per cell cost 30% more
@@ -57,23 +63,29 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
                     argmax[n, i, j, c] = lower_at if take_lower else upper_at
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _max_of_window(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, n: int, i: int, j: int, h_low: int,
-                   h_high: int, w_low: int, w_high: int) -> None:
-    """Max and argmax of one window of any size: a running maximum, updated with selects, not branches."""
-    width = x.shape[2]
-    start = np.int32(h_low * width + w_low)
-    for c in range(x.shape[3]):
-        out[n, i, j, c] = x[n, h_low, w_low, c]
-        argmax[n, i, j, c] = start
-    for h in range(h_low, h_high):
-        for w in range(w_low, w_high):
-            at = np.int32(h * width + w)
-            for c in range(x.shape[3]):
-                value, current = x[n, h, w, c], out[n, i, j, c]
-                greater = value > current
-                out[n, i, j, c] = value if greater else current
-                argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
+@numba.njit(cache=True, error_model="numpy")
+def max_pool2d_forward_any(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
+                           stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
+    """max_pool2d_forward for windows of any size: a running maximum, updated with selects, not branches."""
+    n_batch, height, width, channels = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for n in range(n_batch):
+        for i in range(out_h):
+            h_low, h_high = _window(i, stride_h, pad_top, pool_h, height)
+            for j in range(out_w):
+                w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
+                start = np.int32(h_low * width + w_low)
+                for c in range(channels):
+                    out[n, i, j, c] = x[n, h_low, w_low, c]
+                    argmax[n, i, j, c] = start
+                for h in range(h_low, h_high):
+                    for w in range(w_low, w_high):
+                        at = np.int32(h * width + w)
+                        for c in range(channels):
+                            value, current = x[n, h, w, c], out[n, i, j, c]
+                            greater = value > current
+                            out[n, i, j, c] = value if greater else current
+                            argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
