@@ -29,7 +29,9 @@ def profile_training(model: Model, objective: Objective, optimizer: Optimizer, d
     keep_freed_memory()  # as fit_run does: steady-state allocation, not first-touch page faults
     dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
     metrics = objective.new_metrics()
-    result = profile.Profile(parameters={id(t.data) for t in model.parameters().values()})
+    # a parameter is a view of the optimizer's flat array: neither it nor that array is an activation
+    arrays = [t.data for t in model.parameters().values()]
+    result = profile.Profile(parameters={id(a) for a in arrays} | {id(a.base) for a in arrays if a.base is not None})
     totals: list[float] = []
     order = rng.permutation(len(data))
     for step in range(warmup + steps):
