@@ -31,6 +31,8 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "random_flip"}, {"type": "random_rotation", "factor": 0.1},
         {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"},
         {"type": "batch_normalization"}, {"type": "max_pooling2d", "pool_size": 2},
+        # a window larger than 2 x 2 takes the other max-pooling kernel
+        {"type": "max_pooling2d", "pool_size": 3, "strides": 1, "padding": "same"},
         {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "tanh"},
         {"type": "average_pooling2d", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 2}]),
     ((2, 5), np.int64, [
