@@ -3,7 +3,8 @@
 Epochs run through `dlcli train specs/mnist_convnet.toml` and through the same model in PyTorch (NCHW,
 torch.nn.functional ops, RMSprop with Keras' settings), alternating, on the same 60k images, batch 64.
 The per-layer table times each layer's forward and backward on one batch of 64 (median of --steps
-steps): dlcli by attributing every op to the layer that created it, PyTorch by module hooks.
+steps): dlcli with `dlcli profile`'s instrumentation (each op's backward timed and added to the node that made
+it), PyTorch by module hooks.
 `--accuracy` also trains the 5 epochs of the spec and reports test accuracy (the goal is >= 99.0%).
 
     DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/convnet.py [--repeats 2] [--accuracy] [--json out.json]
@@ -32,6 +33,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="one-epoch runs of each framework (alternating)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the per-layer table")
     parser.add_argument("--accuracy", action="store_true", help="also train 5 epochs and report test accuracy")
+    parser.add_argument("--layers-only", action="store_true", help="only the per-layer table (no epochs)")
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
 
@@ -94,69 +96,28 @@ def torch_epochs(env: dict[str, str], workdir: Path, epochs: int) -> dict[str, A
 
 
 def dlcli_layer_times() -> dict[str, dict[str, float]]:
-    """Forward and backward milliseconds per layer of the spec's model, one batch of 64, in this process."""
-    from dlcli.losses import create_loss
+    """Forward and backward milliseconds per layer of the spec's model, batch 64, in this process: `dlcli
+    profile`'s own instrumentation (dlcli/tensor/profile.py) on one random batch, median of --steps steps."""
+    from dlcli.graph import build_model
     from dlcli.optimizers import create_optimizer
     from dlcli.spec.load import load_spec
-    from dlcli.graph import build_model
-    from dlcli.tensor import Tensor, tape
-    from dlcli.tensor.memory import keep_freed_memory
+    from dlcli.train.loop import Objective, Split
+    from dlcli.train.profile import profile_training, report
 
-    keep_freed_memory()
     spec = load_spec(REPO / "specs" / "mnist_convnet.toml")
     model = build_model(spec.model, np.random.default_rng(0), spec)
     optimizer = create_optimizer(spec.train.optimizer.model_dump(), model.parameters())
-    loss_fn = create_loss("sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (64, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 64)
-    current = {"layer": "loss"}
-    backward_ms: dict[str, float] = defaultdict(float)
-    original_apply = tape.Op.apply.__func__  # type: ignore[attr-defined]
-
-    def tagged_apply(cls: Any, *inputs: Any, **options: Any) -> Any:
-        out = original_apply(cls, *inputs, **options)
-        first = out[0] if isinstance(out, tuple) else out  # an op with several outputs gives a tuple
-        if first.op is not None:
-            op, layer, backward = first.op, current["layer"], first.op.backward
-
-            def timed_backward(*d_outputs: Any) -> Any:
-                start = time.perf_counter()
-                grads = backward(*d_outputs)
-                backward_ms[layer] += (time.perf_counter() - start) * 1e3
-                return grads
-
-            op.backward = timed_backward
-        return out
-
-    tape.Op.apply = classmethod(tagged_apply)  # type: ignore[method-assign]
-    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"forward": [], "backward": []})
-    try:
-        for step in range(ARGS.steps + 3):
-            backward_ms.clear()
-            value = Tensor(x)
-            forward_ms = {}
-            for node in model.nodes:
-                current["layer"] = node.name
-                start = time.perf_counter()
-                value = node.layer(value, training=True)
-                forward_ms[node.name] = (time.perf_counter() - start) * 1e3
-            current["layer"] = "loss"
-            start = time.perf_counter()
-            loss = loss_fn(value, y)
-            forward_ms["loss"] = (time.perf_counter() - start) * 1e3
-            optimizer.zero_grad()
-            loss.backward()
-            start = time.perf_counter()
-            optimizer.step()
-            forward_ms["optimizer"] = (time.perf_counter() - start) * 1e3
-            if step >= 3:
-                for name, ms in forward_ms.items():
-                    rows[name]["forward"].append(ms)
-                    rows[name]["backward"].append(backward_ms.get(name, 0.0))
-    finally:
-        tape.Op.apply = classmethod(original_apply)  # type: ignore[method-assign]
-    return {name: {k: statistics.median(v) for k, v in r.items()} for name, r in rows.items()}
+    batch = Split({next(iter(model.inputs)): rng.integers(0, 256, (64, 28, 28)).astype(np.float32)},
+                  {next(iter(model.outputs)): rng.integers(0, 10, 64)})
+    measured = profile_training(model, Objective(model), optimizer, batch, 64, ARGS.steps, 3, rng)
+    result = report(measured, spec.name, 64, ARGS.steps, 3)
+    rows = {n["node"]: {"forward": n["forward_ms"], "backward": n["backward_ms"]} for n in result["nodes"]}
+    phases = result["phases"]
+    rows["loss"] = {"forward": phases["loss"], "backward": phases["loss backward"]}
+    rows["optimizer"] = {"forward": phases["optimizer"], "backward": 0.0}
+    rows["outside the layers"] = {"forward": phases["data"] + phases["metrics"] + phases["other"], "backward": 0.0}
+    return rows
 
 
 def torch_layer_times() -> dict[str, dict[str, float]]:
@@ -210,20 +171,8 @@ def main() -> int:
     result: dict[str, Any] = {"benchmark": "convnet", "threads": ARGS.threads, "repeats": ARGS.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        env = {**os.environ, **THREAD_VARS, "CI": "1", "NUMBA_CACHE_DIR": str(workdir / "numba-cache")}
-        dl, pt = [], []
-        for _ in range(ARGS.repeats):
-            dl.append(dlcli_epochs(env, workdir, 1))
-            pt.append(torch_epochs(env, workdir, 1))
-        result["dlcli_seconds_per_epoch"] = statistics.median(r["epoch_seconds"][0] for r in dl)
-        result["torch_seconds_per_epoch"] = statistics.median(r["epoch_seconds"][0] for r in pt)
-        result["ratio_dlcli_over_torch"] = result["dlcli_seconds_per_epoch"] / result["torch_seconds_per_epoch"]
-        if ARGS.accuracy:
-            full = dlcli_epochs(env, workdir, 5)
-            reference = torch_epochs(env, workdir, 5)
-            result.update(dlcli_test_accuracy_5_epochs=full["test_accuracy"],
-                          torch_test_accuracy_5_epochs=reference["test_accuracy"],
-                          dlcli_epoch_seconds_5_epochs=full["epoch_seconds"])
+        if not ARGS.layers_only:
+            _epochs(result, workdir)
     result["layers_dlcli_ms"] = dlcli_layer_times()
     result["layers_torch_ms"] = torch_layer_times()
     _print(result)
@@ -233,12 +182,39 @@ def main() -> int:
     return 0
 
 
+def _epochs(result: dict[str, Any], workdir: Path) -> None:
+    """Seconds per epoch of both, alternating, and with --accuracy the 5-epoch test accuracies."""
+    env = {**os.environ, **THREAD_VARS, "CI": "1", "NUMBA_CACHE_DIR": str(workdir / "numba-cache")}
+    dl, pt = [], []
+    for _ in range(ARGS.repeats):
+        dl.append(dlcli_epochs(env, workdir, 1))
+        pt.append(torch_epochs(env, workdir, 1))
+    result["dlcli_seconds_per_epoch"] = statistics.median(r["epoch_seconds"][0] for r in dl)
+    result["torch_seconds_per_epoch"] = statistics.median(r["epoch_seconds"][0] for r in pt)
+    result["ratio_dlcli_over_torch"] = result["dlcli_seconds_per_epoch"] / result["torch_seconds_per_epoch"]
+    if ARGS.accuracy:
+        full = dlcli_epochs(env, workdir, 5)
+        reference = torch_epochs(env, workdir, 5)
+        result.update(dlcli_test_accuracy_5_epochs=full["test_accuracy"],
+                      torch_test_accuracy_5_epochs=reference["test_accuracy"],
+                      dlcli_epoch_seconds_5_epochs=full["epoch_seconds"])
+
+
 def _print(r: dict[str, Any]) -> None:
+    if "ratio_dlcli_over_torch" in r:
+        _print_epochs(r)
+    _print_layers(r)
+
+
+def _print_epochs(r: dict[str, Any]) -> None:
     print(f"MNIST convnet (ch. 8), batch 64, threads={r['threads']}: seconds per epoch (60k images), median of "
           f"{r['repeats']}: dlcli {r['dlcli_seconds_per_epoch']:.2f}, PyTorch {r['torch_seconds_per_epoch']:.2f}, "
           f"ratio {r['ratio_dlcli_over_torch']:.2f}"
           + (f"; 5-epoch test accuracy dlcli {r['dlcli_test_accuracy_5_epochs'] * 100:.2f}%, PyTorch "
              f"{r['torch_test_accuracy_5_epochs'] * 100:.2f}%" if "dlcli_test_accuracy_5_epochs" in r else ""))
+
+
+def _print_layers(r: dict[str, Any]) -> None:
     print("| layer | dlcli fwd ms | dlcli bwd ms | torch fwd ms | torch bwd ms |")
     print("|---|---|---|---|---|")
     dl, pt = r["layers_dlcli_ms"], r["layers_torch_ms"]

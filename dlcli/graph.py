@@ -15,7 +15,7 @@ from dlcli.registry import suggest
 from dlcli.initializers import physical_memory
 from dlcli.layers import Layer, Shape, create_layer
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
-from dlcli.tensor import Tensor
+from dlcli.tensor import Tensor, profile
 from dlcli.tensor.mask import mask_covers
 
 SEQUENTIAL_INPUT = "input"
@@ -50,9 +50,14 @@ class Model:
     def trace(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
         """Every input's and every node's tensor for one batch, by name."""
         values: dict[str, Tensor] = dict(inputs)
+        recording = profile.state.active
         for node in self.nodes:
             layer = node.layer
-            out = layer(*[values[name] for name in node.inputs], training=training)
+            if recording is None:
+                out = layer(*[values[name] for name in node.inputs], training=training)
+            else:  # dlcli profile, benchmarks: the node's time, FLOPs and ops
+                out = profile.timed_call(recording, node.name, layer, [values[name] for name in node.inputs],
+                                         training, layer)
             if isinstance(out, tuple):  # the main output, then the ports extra_outputs names
                 out, *extras = out
                 values.update({f"{node.name}.{port}": t for port, t in zip(layer.extra_outputs(), extras)})

@@ -379,3 +379,49 @@ def test_sparse_updates_names_one_of_two_rules() -> None:
 
     with pytest.raises(ValidationError, match="'keras' or 'lazy'"):
         create_optimizer({"type": "adam", "sparse_updates": "eager"}, {})
+
+
+def _three_parameters(seed: int) -> dict[str, Tensor]:
+    rng = np.random.default_rng(seed)
+    return {name: Tensor(rng.normal(size=shape).astype(np.float32), requires_grad=True)
+            for name, shape in (("kernel", (5, 3)), ("bias", (3,)), ("scale", (2, 2, 2)))}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_CASES))
+@pytest.mark.parametrize("clipping", [{}, {"clipvalue": 0.3}, {"global_clipnorm": 0.5}])
+def test_one_kernel_call_over_all_parameters_gives_the_per_parameter_bits(name: str, clipping: dict) -> None:
+    together, apart = _three_parameters(0), _three_parameters(0)
+    fused = create_optimizer({**KERAS_CASES[name], **clipping}, together)
+    per_parameter = create_optimizer({**KERAS_CASES[name], **clipping}, apart)
+    per_parameter._together = None  # the per-parameter path, as for parameters of mixed dtypes
+    flat = fused._together.weights
+    assert all(p.data.base is flat for p in together.values())  # views of one array, shapes kept
+    assert [p.shape for p in together.values()] == [(5, 3), (3,), (2, 2, 2)]
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        for name_ in together:
+            grad = rng.normal(size=together[name_].shape).astype(np.float32)
+            together[name_].grad, apart[name_].grad = grad, grad.copy()
+        fused.step()
+        per_parameter.step()
+    for name_ in together:
+        np.testing.assert_array_equal(together[name_].data, apart[name_].data)
+    assert fused.state().keys() == per_parameter.state().keys()
+    for key, value in fused.state().items():
+        np.testing.assert_array_equal(value, per_parameter.state()[key])
+
+
+def test_a_parameter_array_replaced_between_steps_is_taken_in_and_updated() -> None:
+    params = _three_parameters(2)
+    optimizer = create_optimizer({"type": "sgd", "learning_rate": 0.5}, params)
+    params["bias"].data = np.array([1.0, 2.0, 3.0], np.float32)  # not written in place: a new array
+    for p in params.values():
+        p.grad = np.ones(p.shape, np.float32)
+    optimizer.step()
+    np.testing.assert_array_equal(params["bias"].data, [0.5, 1.5, 2.5])
+    assert params["bias"].data.base is optimizer._together.weights
+    params["kernel"].grad = None  # a parameter without a gradient: the per-parameter path leaves it alone
+    before = params["kernel"].data.copy()
+    optimizer.step()
+    np.testing.assert_array_equal(params["kernel"].data, before)
+    np.testing.assert_array_equal(params["bias"].data, [0.0, 1.0, 2.0])

@@ -2,10 +2,11 @@
 
 Nothing here is imported by `dlcli --help` or `dlcli validate`; import the family module you need.
 
-Parallel kernels (prange) run on Numba's OpenMP pool. Its threads must sleep, not spin, when a kernel
-ends: spinning threads took the cores from OpenBLAS and made the next matrix product 2-6x slower
-(measured here). OMP_WAIT_POLICY is read when the OpenMP runtime loads, so it is set before any kernel
-runs, unless the user chose a policy.
+Kernels that split work over threads are nogil kernels run on plain threads (parts.in_parts), not prange:
+a parfor costs 0.5-3 s more to compile (parts.py). A kernel that does use prange runs on Numba's OpenMP
+pool, whose threads must sleep, not spin, when a kernel ends: spinning threads took the cores from OpenBLAS
+and made the next matrix product 2-6x slower (measured here). OMP_WAIT_POLICY is read when the OpenMP runtime
+loads, so it is set before any kernel runs, unless the user chose a policy.
 """
 
 import os

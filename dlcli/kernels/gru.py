@@ -2,7 +2,9 @@
 
 reset_after (Keras' default, PyTorch's GRU): candidate = activation(xw_h + r * (h @ kernel_h + bias_h)), one
 GEMM h @ kernel (U, 3U) per step. reset_before: candidate = activation(xw_h + (r * h) @ kernel_h), so each step
-needs a second GEMM once r is known, and kernel holds only the z and r blocks (U, 2U).
+needs a second GEMM once r is known, and kernel holds only the z and r blocks (U, 2U). No NumPy slice
+assignment or array expression (recurrent.py's docstring says why): gru_forward took 7.3 s to compile with
+them, most of it in the broadcasting error path.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from dlcli.kernels.recurrent import (
     activate, add_output_grad, add_rows, carry_masked_rows, copy_row, recurrent_grad, recurrent_product, slope,
-    slope_terms, slots,
+    slope_terms, slots, zero_rows,
 )
 
 
@@ -33,7 +35,9 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
     zr, hz = np.empty((rows, inner), gates.dtype), np.empty((rows, units), gates.dtype)
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
     recurrent_h = np.zeros((rows, width), gates.dtype)  # columns 2U: the recurrent part of the candidate
-    gate_bias, bias_h = input_bias[:2 * units] + recurrent_bias[:2 * units], recurrent_bias[2 * units:]
+    gate_bias, bias_h = np.empty(2 * units, gates.dtype), recurrent_bias[2 * units:]
+    for u in range(2 * units):
+        gate_bias[u] = input_bias[u] + recurrent_bias[u]
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -52,10 +56,13 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
                 for u in range(units):
                     sn[u] = r[u] * hp[u]
                 if dropout.shape[0]:
-                    sn *= dropout[2, n]
+                    drop = dropout[2, n]
+                    for u in range(units):
+                        sn[u] *= drop[u]
         if not reset_after:
             np.dot(s, kernel_h, hz)
-            recurrent_h[:, 2 * units:] = hz
+            for n in range(rows):
+                copy_row(hz[n], recurrent_h[n, 2 * units:])
         activate(z, recurrent_h, input_bias, 2 * units, width, activation)
         for n in range(rows):
             zg, cand, hp, hn = z[n, :units], z[n, 2 * units:], h_prev[n], h[n]
@@ -93,9 +100,9 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
             dhn, dcn, ddn = dh[n], d_cand[n], dh_direct[n]
             add_output_grad(d_hs, t, n, dhn)
             if not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
-                dcn[:] = 0
-                ddn[:] = 0
-                di[n] = 0
+                zero_rows(d_cand[n:n + 1])
+                zero_rows(dh_direct[n:n + 1])
+                zero_rows(di[n:n + 1])
                 continue
             zg, cand, hp = z[n, :units], z[n, 2 * units:], h_prev[n]
             d_z, d_c = di[n, :units], di[n, 2 * units:]
@@ -117,12 +124,14 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
                 r, d_r = z[n, units:2 * units], di[n, units:2 * units]
                 hp, drn, ddn = h_prev[n], d_reset[n], dh_direct[n]
                 if dropout.shape[0]:
-                    drn *= dropout[2, n]
+                    drop = dropout[2, n]
+                    for u in range(units):
+                        drn[u] *= drop[u]
                 for u in range(units):
                     d_r[u] = drn[u] * hp[u] * slope(r[u], rec)
                     ddn[u] += drn[u] * r[u]
         for n in range(rows):
-            dr[n, :2 * units] = di[n, :2 * units]
+            copy_row(di[n, :2 * units], dr[n, :2 * units])
         add_rows(di, sum_in, total_in)
         add_rows(dr, sum_rec, total_rec)
         recurrent_grad(dr, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
@@ -133,5 +142,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
                     dhn[u] = dnn[u] + ddn[u]
     for n in range(rows):
         copy_row(dh[n], d_first[n])
-    d_input_bias[:] = total_in
-    d_recurrent_bias[:] = total_rec
+    for j in range(width):
+        d_input_bias[j] = total_in[j]
+    for j in range(inner):
+        d_recurrent_bias[j] = total_rec[j]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dlcli.kernels.parts import in_parts
 from dlcli.kernels.recurrent import (
-    RELU, SIGMOID, TANH, activate_row, add_output_grad, add_rows, copy_row, in_parts, recurrent_grad,
+    RELU, SIGMOID, TANH, activate_row, add_output_grad, add_rows, copy_row, recurrent_grad,
     recurrent_product, sigmoid_scalar, slope, slope_terms, slots, tanh_scalar, zero_rows,
 )
 

@@ -6,7 +6,8 @@ A dense gradient is one row spanning the whole parameter (rows = [0]); a SparseR
 and distinct, sorted indices. With `every_row` (Keras' rule, the default) the pass walks every row of the
 parameter, reading the gradient's row where it has one and a row of zeros elsewhere: what a dense
 zero-filled gradient gives, bit for bit, without building one; untouched rows' slots decay and momentum
-keeps moving them. Without it (the lazy rule of TF's sparse apply ops and LazyAdam) the pass visits only
+keeps moving them. That row of zeros, `zeros`, comes from the caller (empty when every visited row is given):
+an allocation inside the kernel cost 0.2 s more to compile (measured here), paid by every fresh environment. Without it (the lazy rule of TF's sparse apply ops and LazyAdam) the pass visits only
 the rows given, and only they and their slots change. One loop body serves both, so a row gets bit for bit
 what a dense update of that row gives, under either rule. sgd without momentum and adagrad have no
 `every_row`: a zero gradient changes neither their weights nor their slots, so both rules are the lazy pass.
@@ -48,17 +49,6 @@ def _pass_shape(w: np.ndarray, g: np.ndarray, rows: np.ndarray, every_row: bool)
     return width, np.uint64(w.size) // width
 
 
-@numba.njit(cache=True, inline="always")
-def _zero_row(g: np.ndarray, rows: np.ndarray, width: np.uint64, visited: np.uint64) -> np.ndarray:
-    """What an untouched row reads as its gradient: one row of zeros (empty when every row visited is given).
-
-    Reading zeros through the same loop body as real rows, rather than a second loop with the formula
-    written for g = 0, keeps the two bit for bit alike; a branch per entry instead kept LLVM from
-    vectorizing (20x slower measured), and so did a helper function called from two loops.
-    """
-    return np.zeros(width if visited > np.uint64(rows.size) else np.uint64(0), g.dtype)
-
-
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _clipped(g: float, grad_scale: np.float32, clip_value: np.float32) -> np.float32:
     g = np.float32(g) * grad_scale
@@ -85,14 +75,14 @@ def sgd_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, lr: float, grad_s
 
 
 @numba.njit(cache=True, error_model="numpy")
-def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, velocity: np.ndarray, lr: float,
-                        momentum: float, nesterov: bool, every_row: bool, grad_scale: float,
+def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
+                        lr: float, momentum: float, nesterov: bool, every_row: bool, grad_scale: float,
                         clip_value: float) -> None:
     """v = m v - lr g; w += v (nesterov: w += m v - lr g)."""
     gs32, cv32 = np.float32(grad_scale), np.float32(clip_value)
     lr32, m32 = np.float32(lr), np.float32(momentum)
     width, visited = _pass_shape(w, g, rows, every_row)
-    zeros, given = _zero_row(g, rows, width, visited), np.uint64(0)
+    given = np.uint64(0)
     for step in range(visited):
         row = step if every_row else np.uint64(rows[step])
         if given < rows.size and np.uint64(rows[given]) == row:
@@ -112,7 +102,8 @@ def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, velocity
 
 
 @numba.njit(cache=True, error_model="numpy")
-def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, velocity: np.ndarray, average_grad: np.ndarray,
+def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
+                   average_grad: np.ndarray,
                    momentum_buffer: np.ndarray, lr: float, rho: float, momentum: float, epsilon: float,
                    centered: bool, every_row: bool, grad_scale: float, clip_value: float) -> None:
     """v = rho v + (1-rho) g^2; w -= lr g / sqrt(v [- avg_g^2] + eps), through a momentum buffer if momentum > 0."""
@@ -120,7 +111,7 @@ def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, velocity: np.
     lr32, rho32, m32, eps32 = np.float32(lr), np.float32(rho), np.float32(momentum), np.float32(epsilon)
     one_minus_rho = np.float32(1.0) - rho32
     width, visited = _pass_shape(w, g, rows, every_row)
-    zeros, given = _zero_row(g, rows, width, visited), np.uint64(0)
+    given = np.uint64(0)
     for step in range(visited):
         row = step if every_row else np.uint64(rows[step])
         if given < rows.size and np.uint64(rows[given]) == row:
@@ -165,7 +156,8 @@ def adagrad_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, accumulator: 
 
 
 @numba.njit(cache=True, error_model="numpy")
-def adam_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, m: np.ndarray, v: np.ndarray, v_hat: np.ndarray,
+def adam_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, m: np.ndarray, v: np.ndarray,
+                v_hat: np.ndarray,
                 alpha: float, beta_1: float, beta_2: float, epsilon: float, amsgrad: bool, every_row: bool,
                 grad_scale: float, clip_value: float) -> None:
     """m += (g - m)(1-b1); v += (g^2 - v)(1-b2); w -= alpha m / (sqrt(v or max v) + eps), alpha bias-corrected."""
@@ -173,7 +165,7 @@ def adam_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, m: np.ndarray, v
     a32, eps32 = np.float32(alpha), np.float32(epsilon)
     c1, c2 = np.float32(1.0 - beta_1), np.float32(1.0 - beta_2)
     width, visited = _pass_shape(w, g, rows, every_row)
-    zeros, given = _zero_row(g, rows, width, visited), np.uint64(0)
+    given = np.uint64(0)
     for step in range(visited):
         row = step if every_row else np.uint64(rows[step])
         if given < rows.size and np.uint64(rows[given]) == row:

@@ -1,8 +1,9 @@
 """Max and average pooling over channels-last images (N, H, W, C): forward and backward passes.
 
 Every loop nest ends in a loop over channels, the contiguous axis, so LLVM vectorizes it; max and argmax
-are chosen with selects, not branches (an `if` in the channel loop doubled the time). Serial on purpose: a
-Numba thread pool fights OpenBLAS's for the cores and slows the next matrix product. Windows are clipped to
+are chosen with selects, not branches (an `if` in the channel loop doubled the time). No Numba thread pool: it
+fights OpenBLAS's for the cores and slows the next matrix product; the backward scatter splits images over
+plain threads instead (kernels/parts.py). Windows are clipped to
 the image, which is how "same" padding ignores padded cells. Callers allocate outputs; backward outputs
 come zeroed.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dlcli.kernels.parts import in_parts
+
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _window(index: int, stride: int, pad_before: int, pool: int, size: int) -> tuple[int, int]:
@@ -20,14 +23,23 @@ def _window(index: int, stride: int, pad_before: int, pool: int, size: int) -> t
     return max(start, 0), min(start + pool, size)
 
 
-@numba.njit(cache=True, error_model="numpy")
 def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                        stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """out[n, i, j, c] = max of x[n, window, c]; argmax gets its flat index h * W + w (first one on ties).
 
-    A window of at most 2 x 2 cells (Keras' default pool, and any clipped edge of one) is read through its
-    corners in one channel loop that keeps every value in registers: 3x faster than updating a running
-    maximum in memory cell by cell, which larger windows do. A 1-wide window just reads a cell twice.
+    Windows of at most 2 x 2 cells (Keras' default pool) take max_pool2d_forward_small; larger ones the
+    general kernel, which is compiled only by a run that has such a pool.
+    """
+    kernel = max_pool2d_forward_small if pool_h <= 2 and pool_w <= 2 else max_pool2d_forward_any
+    kernel(x, out, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
+                             stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
+    """max_pool2d_forward for windows of at most 2 x 2 cells, read through their corners in one channel loop
+    that keeps every value in registers: 3x faster than updating a running maximum in memory cell by cell,
+    which larger windows do. A 1-wide window just reads a cell twice.
     """
     n_batch, height, width, channels = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
@@ -38,9 +50,6 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
             for j in range(out_w):
                 w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
                 left, right = w_low, w_high - 1
-                if bottom - top > 1 or right - left > 1:
-                    _max_of_window(x, out, argmax, n, i, j, h_low, h_high, w_low, w_high)
-                    continue
                 at_a, at_b = np.int32(top * width + left), np.int32(top * width + right)
                 at_c, at_d = np.int32(bottom * width + left), np.int32(bottom * width + right)
                 for c in range(channels):  # direct 4-D indexing: slicing views per cell cost 30% more
@@ -54,41 +63,53 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
                     argmax[n, i, j, c] = lower_at if take_lower else upper_at
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _max_of_window(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, n: int, i: int, j: int, h_low: int,
-                   h_high: int, w_low: int, w_high: int) -> None:
-    """Max and argmax of one window of any size: a running maximum, updated with selects, not branches."""
-    width = x.shape[2]
-    start = np.int32(h_low * width + w_low)
-    for c in range(x.shape[3]):
-        out[n, i, j, c] = x[n, h_low, w_low, c]
-        argmax[n, i, j, c] = start
-    for h in range(h_low, h_high):
-        for w in range(w_low, w_high):
-            at = np.int32(h * width + w)
-            for c in range(x.shape[3]):
-                value, current = x[n, h, w, c], out[n, i, j, c]
-                greater = value > current
-                out[n, i, j, c] = value if greater else current
-                argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
+@numba.njit(cache=True, error_model="numpy")
+def max_pool2d_forward_any(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
+                           stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
+    """max_pool2d_forward for windows of any size: a running maximum, updated with selects, not branches."""
+    n_batch, height, width, channels = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for n in range(n_batch):
+        for i in range(out_h):
+            h_low, h_high = _window(i, stride_h, pad_top, pool_h, height)
+            for j in range(out_w):
+                w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
+                start = np.int32(h_low * width + w_low)
+                for c in range(channels):
+                    out[n, i, j, c] = x[n, h_low, w_low, c]
+                    argmax[n, i, j, c] = start
+                for h in range(h_low, h_high):
+                    for w in range(w_low, w_high):
+                        at = np.int32(h * width + w)
+                        for c in range(channels):
+                            value, current = x[n, h, w, c], out[n, i, j, c]
+                            greater = value > current
+                            out[n, i, j, c] = value if greater else current
+                            argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def max_pool2d_backward_images(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, lo: int, hi: int) -> None:
+    """max_pool2d_backward for the images [lo, hi)."""
+    out_h, out_w, channels = d_out.shape[1], d_out.shape[2], d_out.shape[3]
+    for n in range(lo, hi):
+        for at in range(d_x.shape[1]):
+            for c in range(channels):
+                d_x[n, at, c] = 0.0
+        for i in range(out_h):
+            for j in range(out_w):
+                for c in range(channels):
+                    d_x[n, argmax[n, i, j, c], c] += d_out[n, i, j, c]
+
+
 def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray) -> None:
     """d_x[n, argmax[n, i, j, c], c] = sum of the d_out[n, i, j, c] that picked it, d_x of shape (N, H * W, C).
 
     A scatter-add, since overlapping windows (stride < pool) can pick one cell more than once. Each image's
-    slice of d_x is zeroed here, in the same parallel pass, so the caller need not clear it first.
+    slice of d_x is zeroed here, in the same pass, so the caller need not clear it first. Images are split
+    over threads (kernels/parts.py), each thread writing only its own images.
     """
-    n_batch, out_h, out_w, channels = d_out.shape
-    for n in numba.prange(n_batch):
-        d_image = d_x[n]
-        d_image[:] = 0.0
-        for i in range(out_h):
-            for j in range(out_w):
-                grad, at = d_out[n, i, j], argmax[n, i, j]
-                for c in range(channels):
-                    d_image[at[c], c] += grad[c]
+    in_parts(max_pool2d_backward_images, d_out.shape[0], d_out, argmax, d_x, min_rows=4)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -103,7 +124,8 @@ def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: 
             for j in range(out_w):
                 w_low, w_high = _window(j, stride_w, pad_left, pool_w, width)
                 total = out[n, i, j]
-                total[:] = 0
+                for c in range(channels):
+                    total[c] = 0
                 for h in range(h_low, h_high):
                     for w in range(w_low, w_high):
                         row = x[n, h, w]

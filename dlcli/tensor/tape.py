@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from dlcli.tensor import profile
 from dlcli.tensor.sparse import SparseRows
 from dlcli.tensor.tensor import Array, Tensor
 
@@ -44,6 +47,9 @@ def is_grad_enabled() -> bool:
     return _mode.enabled
 
 
+_requires_grad, _data = operator.attrgetter("requires_grad"), operator.attrgetter("data")
+
+
 class Op:
     """One differentiable operation: `forward` on arrays, and `backward` from its outputs' gradients.
 
@@ -60,6 +66,7 @@ class Op:
     inputs: tuple[Tensor, ...] = ()
     needs_grad: tuple[bool, ...] = ()
     n_outputs = 1
+    node: str | None = None  # the graph node (or step phase) that made the op, set only while profiling
     # True for an op whose output is read back to find its input (softmax and sigmoid: a crossentropy works from
     # their logits): such an output names its op even where nothing is recorded (no_grad, constant inputs),
     # without a gradient path, so evaluation computes the same loss as training
@@ -78,10 +85,16 @@ class Op:
         Returns a Tensor, or a tuple of Tensors when `forward` returns a tuple of arrays.
         """
         op = cls(**options) if options else cls()
-        needs = tuple(t.requires_grad for t in inputs) if _mode.enabled else ()
-        record = any(needs)
+        # map with attrgetter, not generator expressions: this runs for every op of every step (the tiny MLP's
+        # step is mostly this overhead)
+        needs = tuple(map(_requires_grad, inputs)) if _mode.enabled else ()
+        record = True in needs
         op.needs_grad = needs if record else (False,) * len(inputs)
-        result = op.forward(*[t.data for t in inputs])
+        result = op.forward(*map(_data, inputs))
+        recording = profile.state.active
+        if recording is not None:
+            op.node = recording.label
+            recording.ops.append((recording.label, op))
         if type(result) is tuple:
             return op._several(result, inputs, record)
         out = Tensor(result)
@@ -112,20 +125,20 @@ def _ops_in_order(root: Op) -> list[Op]:
     reached by paths of different lengths still comes before all of its consumers.
     """
     order: list[Op] = []
-    visited: set[int] = set()
+    visited: set[Op] = set()  # ops hash by identity: no id() call per visit
     stack: list[tuple[Op, bool]] = [(root, False)]
     while stack:
         op, finished = stack.pop()
         if finished:
             order.append(op)
             continue
-        if id(op) in visited:
+        if op in visited:
             continue
-        visited.add(id(op))
+        visited.add(op)
         stack.append((op, True))
         for parent in op.inputs:
             source = parent.op
-            if source is not None and parent.requires_grad and id(source) not in visited:
+            if source is not None and parent.requires_grad and source not in visited:
                 stack.append((source, False))
     return order
 
@@ -149,24 +162,28 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
         root.grad = grad if root.grad is None else root.grad + grad
         return
     order = _ops_in_order(top)
-    # the gradients reaching each op's outputs, by id(op): one array, or a list with a slot per output
-    grads: dict[int, Any] = {}
+    # the gradients reaching each op's outputs, keyed by the op: one array, or a list with a slot per output
+    grads: dict[Any, Any] = {}
     if top.n_outputs == 1:
-        grads[id(top)] = grad
+        grads[top] = grad
     else:
-        grads[id(top)] = [None] * top.n_outputs
-        grads[id(top)][root.output_index] = grad
+        grads[top] = [None] * top.n_outputs
+        grads[top][root.output_index] = grad
     leaves: dict[int, Tensor] = {}
     leaf_grads: dict[int, Gradient] = {}
     owned: set[Any] = set()  # keys of dense sums this walk allocated: only those may be added to in place
+    recording = profile.state.active
     for op in reversed(order):
-        d_out = grads.pop(id(op), None)
+        d_out = grads.pop(op, None)
         if d_out is None:  # none of its outputs leads to root
             continue
+        start = time.perf_counter() if recording is not None else 0.0
         if op.n_outputs == 1:
             d_inputs = op.backward(d_out.to_dense() if isinstance(d_out, SparseRows) else d_out)
         else:
             d_inputs = op.backward(*[d.to_dense() if isinstance(d, SparseRows) else d for d in d_out])
+        if recording is not None:
+            recording.add_backward(op.node, time.perf_counter() - start)
         for parent, needed, d_parent in zip(op.inputs, op.needs_grad, d_inputs):
             if not needed or d_parent is None:
                 continue
@@ -177,17 +194,16 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
                 previous = leaf_grads.get(key)
                 leaf_grads[key] = d_parent if previous is None else _accumulate(previous, d_parent, key, owned)
             elif source.n_outputs == 1:
-                key = id(source)
-                previous = grads.get(key)
-                grads[key] = d_parent if previous is None else _accumulate(previous, d_parent, key, owned)
+                previous = grads.get(source)
+                grads[source] = d_parent if previous is None else _accumulate(previous, d_parent, source, owned)
             else:
-                slots = grads.get(id(source))
+                slots = grads.get(source)
                 if slots is None:
-                    slots = grads[id(source)] = [None] * source.n_outputs
+                    slots = grads[source] = [None] * source.n_outputs
                 index = parent.output_index
                 previous = slots[index]
                 slots[index] = d_parent if previous is None \
-                    else _accumulate(previous, d_parent, (id(source), index), owned)
+                    else _accumulate(previous, d_parent, (source, index), owned)
     for key, d_leaf in leaf_grads.items():  # a leaf's .grad accumulates across backward() calls
         leaf = leaves[key]
         leaf.grad = d_leaf if leaf.grad is None else leaf.grad + d_leaf

@@ -69,3 +69,27 @@ def test_fused_bias_activation_and_its_gradient_match_numpy(activation: str, cod
     kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, code)
     np.testing.assert_allclose(d, d_out * slope, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(d_bias, (d_out * slope).sum(axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,kernel,strides,dilation,padding", GEOMETRIES)
+def test_kernels_split_over_threads_match_numpy(shape, kernel, strides, dilation, padding) -> None:
+    # 17 images and 600 rows: enough for in_parts to give every thread a block of its own
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(17, *shape)).astype(np.float32)
+    g = geometry(shape[0], shape[1], kernel, strides, dilation, padding)
+    cols = np.full((17 * g.out_h * g.out_w, kernel[0] * kernel[1] * shape[2]), np.nan, np.float32)
+    kernels.im2col(x, cols, *g.args())
+    np.testing.assert_array_equal(cols, im2col_reference(x, g))
+    c = rng.normal(size=cols.shape).astype(np.float64)
+    back = np.full(x.shape, np.nan)
+    kernels.col2im(c, back, *g.args())
+    expected = np.zeros(x.shape)
+    for image in range(17):  # col2im of one image at a time is the adjoint on that image alone
+        rows = slice(image * g.out_h * g.out_w, (image + 1) * g.out_h * g.out_w)
+        kernels.col2im(c[rows], expected[image:image + 1], *g.args())
+    np.testing.assert_array_equal(back, expected)
+    out = rng.normal(size=(600, 7)).astype(np.float32)
+    bias = rng.normal(size=7).astype(np.float32)
+    expected_out = np.maximum(out + bias, 0)
+    kernels.bias_activation(out, bias, kernels.RELU)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-6, atol=1e-6)

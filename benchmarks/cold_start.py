@@ -1,0 +1,149 @@
+"""The first run on a fresh machine: `dlcli train` of every shipped spec with an empty Numba cache (cold) and a
+filled one (warm), one epoch of 2 steps each, as a new user or a fresh CI container runs it.
+
+compile = cold - warm. Wall time is what a user waits; CPU time (the child's user + sys, from wait4) is what
+compiling costs and stays steady when other processes share the cores, so both are printed. Each number is
+the median of --repeats runs; a repeat runs cold then warm, alternating, and every cold run gets a new empty
+cache. Datasets are read once before timing starts (their caches filled), so neither column counts a download
+or a dataset build. With --warmup-command, a third column times `dlcli warmup SPEC` into an empty cache
+followed by a run on it (what a Dockerfile or CI cache step pays once).
+
+    DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/cold_start.py [--repeats 3] [--specs a,b]
+        [--repo PATH] [--json out.json]
+
+--repo runs the dlcli of another checkout (PYTHONPATH=PATH), so "before" and "after" are measured by the
+same script: e.g. --repo ../main, then --repo . (the default: this checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="cold + warm pairs per spec (median)")
+    parser.add_argument("--specs", type=str, default=None, help="comma-separated spec names (default: every spec)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="the dlcli checkout to run (default: this one)")
+    parser.add_argument("--steps", type=int, default=2, help="training steps in the one epoch")
+    parser.add_argument("--threads", type=int, default=2, help="NUMBA/OMP/BLAS threads of the runs")
+    parser.add_argument("--warmup-command", action="store_true",
+                        help="also time `dlcli warmup SPEC` into an empty cache (needs a dlcli that has it)")
+    parser.add_argument("--json", type=str, default=None, help="also write the table as JSON here")
+    return parser.parse_args()
+
+
+def spec_overrides(spec: Path, graph_data: Path, steps: int) -> list[str]:
+    """--set arguments: one epoch of `steps` steps; the graph specs' data from graph_data; fashion_mnist read as
+    MNIST (the same shapes; the mirror holds only MNIST)."""
+    import tomllib
+
+    data = tomllib.loads(spec.read_text())["data"]
+    sets = ["train.epochs=1", f"train.steps_per_epoch={steps}"]
+    if data.get("dataset") == "fashion_mnist":
+        sets.append('data.dataset="mnist"')
+    for key in ("train", "test", "validation"):
+        if isinstance(data.get(key), str):
+            sets.append(f'data.{key}="{graph_data / Path(data[key]).name}"')
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def run_child(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + sys) of one command run to success, CPU from wait4's rusage."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    args = _parse()
+    names = args.specs.split(",") if args.specs else sorted(p.stem for p in SPECS.glob("*.toml"))
+    workdir = Path(tempfile.mkdtemp(prefix="dlcli-cold-start-"))
+    env = {**os.environ, "PYTHONPATH": str(args.repo.resolve()), "DLCLI_CACHE": str(workdir / "data-cache"),
+           **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    graph_data = workdir / "graph-data"
+    subprocess.run([sys.executable, str(SPECS / "make_graph_data.py"), "--out", str(graph_data)], check=True,
+                   capture_output=True)
+    dlcli = [sys.executable, "-m", "dlcli"]
+    rows = []
+    try:
+        for name in names:
+            spec = SPECS / f"{name}.toml"
+            sets = spec_overrides(spec, graph_data, args.steps)
+            warm_cache = workdir / f"numba-{name}-warm"
+            counter = iter(range(10**6))
+
+            def train(cache: Path) -> tuple[float, float]:
+                run_dir = workdir / f"run-{name}-{next(counter)}"
+                cmd = [*dlcli, "train", str(spec), "--quiet", "--run-dir", str(run_dir), *sets]
+                result = run_child(cmd, {**env, "NUMBA_CACHE_DIR": str(cache)}, workdir)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                return result
+
+            train(warm_cache)  # fills the dataset cache and the warm Numba cache; not timed
+            cold, warm, warmed = [], [], []
+            for repeat in range(args.repeats):
+                empty = workdir / f"numba-{name}-cold-{repeat}"
+                cold.append(train(empty))
+                shutil.rmtree(empty, ignore_errors=True)
+                warm.append(train(warm_cache))
+                if args.warmup_command:
+                    fresh = workdir / f"numba-{name}-warmup-{repeat}"
+                    cmd = [*dlcli, "warmup", str(spec), "--quiet"]
+                    warmed.append(run_child(cmd, {**env, "NUMBA_CACHE_DIR": str(fresh)}, workdir))
+                    shutil.rmtree(fresh, ignore_errors=True)
+            row = {"spec": name,
+                   "cold_wall_s": statistics.median(w for w, _ in cold), "warm_wall_s": statistics.median(w for w, _ in warm),
+                   "cold_cpu_s": statistics.median(c for _, c in cold), "warm_cpu_s": statistics.median(c for _, c in warm),
+                   "runs": {"cold": cold, "warm": warm}}
+            row["compile_wall_s"] = row["cold_wall_s"] - row["warm_wall_s"]
+            row["compile_cpu_s"] = row["cold_cpu_s"] - row["warm_cpu_s"]
+            if warmed:
+                row["warmup_command_cpu_s"] = statistics.median(c for _, c in warmed)
+                row["runs"]["warmup_command"] = warmed
+            rows.append(row)
+            _print_row(row, first=len(rows) == 1, repeats=args.repeats)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "benchmark": "cold_start", "repo": str(args.repo.resolve()), "repeats": args.repeats,
+            "steps": args.steps, "threads": args.threads, "python": platform.python_version(),
+            "cpus": os.cpu_count(), "rows": rows}, indent=2))
+    return 0
+
+
+def _print_row(row: dict, first: bool, repeats: int) -> None:
+    if first:
+        print(f"First run of each spec (1 epoch, 2 steps), median of {repeats}: empty vs warm NUMBA_CACHE_DIR")
+        print("| spec | cold | warm | compile | cold CPU | warm CPU | compile CPU | warmup command CPU |")
+        print("|---|---|---|---|---|---|---|---|")
+    warmup = f"{row['warmup_command_cpu_s']:.1f} s" if "warmup_command_cpu_s" in row else "-"
+    print(f"| {row['spec']} | {row['cold_wall_s']:.1f} s | {row['warm_wall_s']:.1f} s | {row['compile_wall_s']:.1f} s "
+          f"| {row['cold_cpu_s']:.1f} s | {row['warm_cpu_s']:.1f} s | **{row['compile_cpu_s']:.1f} s** | {warmup} |",
+          flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

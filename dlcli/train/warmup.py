@@ -1,0 +1,116 @@
+"""`dlcli warmup`: compile the Numba kernels into the on-disk cache ahead of the first real run.
+
+Numba compiles a kernel on its first call and caches the machine code under NUMBA_CACHE_DIR (or beside the
+kernel's source file). A fresh container or CI job starts with an empty cache, so its first run pays every
+compile. Warming up once, in a Docker image layer or a CI cache step, moves that cost out of every later run.
+
+For a spec, warming up is training it for one step of one epoch into a temporary run directory: the same code
+path as `dlcli train`, so exactly the kernels, dtypes and layouts of that run compile (and its dataset is
+downloaded into the data cache too). Without a spec, tiny float32 models built from every layer family, every
+optimizer and the CTC loss and decoders compile every kernel a training run can call.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlcli import ops
+from dlcli.layers import create_layer
+from dlcli.layers.base import Layer
+from dlcli.optimizers import create_optimizer
+from dlcli.tensor import Tensor, no_grad
+
+# (input shape with batch, input dtype, layers): together they call every kernel family in dlcli/kernels/
+_STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
+    ((2, 6, 6, 1), np.float32, [
+        {"type": "random_flip"}, {"type": "random_rotation", "factor": 0.1},
+        {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "batch_normalization"}, {"type": "max_pooling2d", "pool_size": 2},
+        # a window larger than 2 x 2 takes the other max-pooling kernel
+        {"type": "max_pooling2d", "pool_size": 3, "strides": 1, "padding": "same"},
+        {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "tanh"},
+        {"type": "average_pooling2d", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 2}]),
+    ((2, 5), np.int64, [
+        {"type": "embedding", "input_dim": 7, "output_dim": 3, "mask_zero": True},
+        {"type": "simple_rnn", "units": 3, "return_sequences": True},
+        {"type": "lstm", "units": 3, "return_sequences": True},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False},
+        {"type": "bidirectional", "layer": {"type": "gru", "units": 3}}, {"type": "dense", "units": 2}]),
+]
+_OPTIMIZERS: list[dict[str, Any]] = [
+    {"type": "sgd"}, {"type": "sgd", "momentum": 0.9}, {"type": "rmsprop"}, {"type": "adagrad"}, {"type": "adam"},
+    {"type": "adam", "sparse_updates": "lazy"},
+]
+
+
+def warm_up_kernels() -> None:
+    """Compile every kernel a float32 training run can call: each layer family forward (training and
+    inference) and backward, every optimizer's update on dense and sparse gradients, the CTC loss, decoders
+    and edit distance."""
+    rng = np.random.default_rng(0)
+    for shape, dtype, configs in _STACKS:
+        layers = _built(configs, shape[1:], rng)
+        # float images require a gradient, so the augmentation layers' backward kernels compile too
+        x = Tensor(rng.integers(0, 7, shape)) if dtype == np.int64 else \
+            Tensor(rng.random(shape, dtype=np.float32), requires_grad=True)
+        _forward(layers, x, training=True).sum().backward()
+        with no_grad():
+            _forward(layers, x, training=False)
+        params = {f"{layer.name}/{name}": t for layer in layers for name, t in layer.weights().items()}
+        trained = {name: t for name, t in params.items() if t.grad is not None}
+        for config in _OPTIMIZERS:
+            create_optimizer(config, trained).step()
+    _warm_up_ctc(rng)
+
+
+def _built(configs: list[dict[str, Any]], in_shape: tuple[int, ...], rng: np.random.Generator) -> list[Layer]:
+    layers, shape = [], in_shape
+    for index, config in enumerate(configs):
+        layer = create_layer({**config, "name": f"{config['type']}_{index}"})
+        shape = layer.build(shape, rng)
+        layers.append(layer)
+    return layers
+
+
+def _forward(layers: list[Layer], x: Tensor, training: bool) -> Tensor:
+    out = x
+    for layer in layers:
+        result = layer(out, training=training)
+        out = result[0] if isinstance(result, tuple) else result
+    return out
+
+
+def _warm_up_ctc(rng: np.random.Generator) -> None:
+    from dlcli.decoding import ctc_beam_search_decode, ctc_greedy_decode
+    from dlcli.metrics import create_metric
+
+    logits = Tensor(rng.normal(size=(2, 6, 4)).astype(np.float32), requires_grad=True)
+    labels = np.array([[1, 2, -1], [0, 0, 1]], np.int64)
+    ops.ctc_loss(logits, labels).sum().backward()
+    probabilities = ops.softmax(Tensor(logits.data)).data
+    ctc_greedy_decode(probabilities)
+    ctc_beam_search_decode(probabilities, beam_width=2)
+    metric = create_metric("edit_distance")
+    metric.update(probabilities, labels)
+
+
+def warm_up_spec(spec_path: Path, overrides: tuple[str, ...] = ()) -> None:
+    """Train the spec for one step of one epoch into a temporary run directory, which is then removed."""
+    from dlcli.spec.load import load_spec
+    from dlcli.train.fit import fit_run
+
+    spec = load_spec(spec_path, [*overrides, "train.epochs=1", "train.steps_per_epoch=1"])
+    with tempfile.TemporaryDirectory(prefix="dlcli-warmup-") as folder:
+        fit_run(spec, Path(folder) / "run", [])
+
+
+def timed(action: Any, *args: Any) -> float:
+    """Seconds that action(*args) took."""
+    start = time.perf_counter()
+    action(*args)
+    return time.perf_counter() - start
