@@ -52,7 +52,7 @@ class Affine(Op):
 
     Fusing saves a Python op and two temporaries per dense layer. The activation is a row of the activation
     table: its function runs in place on the output, and its gradient comes from the output, which is all
-    the backward keeps.
+    the backward keeps (the pre-activation, for a row that needs its input: gelu, silu).
     """
 
     def __init__(self, activation: type[Activation] = Linear) -> None:
@@ -62,11 +62,14 @@ class Affine(Op):
         self.x, self.kernel = x, kernel
         out = x @ kernel
         out += bias
-        self.out = self.activation.function(out, out)
-        return self.out
+        if self.activation.from_input:
+            self.kept = out
+            return self.activation.function(out)
+        self.kept = self.activation.function(out, out)
+        return self.kept
 
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
-        d = self.activation.gradient(self.out, d_out)
+        d = self.activation.gradient(self.kept, d_out)
         x, kernel = self.x, self.kernel
         d_x = d @ kernel.T if self.needs_grad[0] else None
         d_kernel = d_bias = None
