@@ -125,9 +125,10 @@ def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
             raise SpecError(f"{key}.name: {name!r} is used twice; layer names must be unique")
         layer = _layer(layer_spec, name, key)
         if layer.extra_outputs():
-            raise SpecError(f"{key}.return_state: a sequential model passes on one output; the final states are "
-                            f"for a graph model (model.nodes), where other nodes take them as "
-                            f"\"<node>.state_h\"; remove return_state")
+            option, port = layer.ports_option, next(iter(layer.extra_outputs()))
+            raise SpecError(f"{key}.{option}: a sequential model passes on one output; {option} is for a graph "
+                            f"model (model.nodes), where other nodes take them as \"<node>.{port}\"; remove "
+                            f"{option}")
         nodes.append(Node(name, layer, [previous], key=key))
         previous = name
     return Model({SEQUENTIAL_INPUT: spec.input}, nodes, {previous: output}, sequential=True)
@@ -206,7 +207,7 @@ def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:
     sources = [single] if single is not None else list(several)
     if layer.arity is None and len(sources) < 2:
         raise SpecError(f"{key}.inputs: {node_spec.type} merges two or more inputs, got {len(sources)}")
-    if layer.arity == 1 and len(sources) != 1 and not (layer.state_inputs() and several is not None):
+    if layer.arity == 1 and len(sources) != 1 and not (layer.extra_inputs() and several is not None):
         raise SpecError(f"{key}.inputs: {node_spec.type} takes one input, got {len(sources)}; "
                         f"merge them first (concatenate, add, ...)")
     return sources
