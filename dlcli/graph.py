@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -67,8 +68,12 @@ class Model:
         return [node.layer for node in self.nodes]
 
     def parameters(self) -> dict[str, Tensor]:
-        """Trainable weights by full name (`<layer>/<weight>`)."""
+        """Every weight by full name (`<layer>/<weight>`), frozen ones included: what checkpoints hold."""
         return {name: t for layer in self.layers for name, t in layer.weights().items()}
+
+    def trainable_parameters(self) -> dict[str, Tensor]:
+        """The weights the optimizer updates, by full name: all but the frozen ones."""
+        return {name: t for layer in self.layers for name, t in layer.trainable_weights().items()}
 
     def state(self) -> dict[str, np.ndarray]:
         """Non-trainable arrays by full name."""
@@ -110,7 +115,41 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
             raise SpecError("train.loss is required for a sequential model")
         model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics))
     _build_layers(model, rng)
+    freeze_layers(model, run.train.freeze if run is not None else [])
     return model
+
+
+def freeze_layers(model: Model, patterns: list[str]) -> None:
+    """Freeze the layers whose spec says trainable = false, and what `patterns` (train.freeze) name.
+
+    A pattern (shell-style: * ? [...]) that matches a layer's name freezes the whole layer, as Keras'
+    layer.trainable = False does; one that matches a weight's full name ("block_3/*", "*/bias") freezes that
+    weight. A pattern that matches nothing is a SpecError: it is a typo, or names a layer the model lost.
+    """
+    used = [False] * len(patterns)
+
+    def matches(name: str) -> bool:
+        hits = [fnmatchcase(name, pattern) for pattern in patterns]
+        for index, hit in enumerate(hits):
+            used[index] = used[index] or hit
+        return any(hits)
+
+    for node in model.nodes:
+        layer = node.layer
+        whole = not layer.spec.trainable
+        whole = matches(layer.name) or whole
+        weights = {weight for weight in layer.params if matches(f"{layer.name}/{weight}")}
+        if whole:
+            layer.freeze()
+        elif weights:
+            layer.freeze(weights)
+    for pattern, hit in zip(patterns, used):
+        if not hit:
+            names = [node.name for node in model.nodes]
+            close = suggest(pattern, names)
+            hint = f" (did you mean {close}?)" if close else ""
+            raise SpecError(f"train.freeze: {pattern!r} matches no layer and no weight{hint}; layers: "
+                            f"{', '.join(names)} (a weight is <layer>/<weight>, e.g. {names[0]}/*)")
 
 
 def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:

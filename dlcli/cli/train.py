@@ -28,9 +28,11 @@ from dlcli.cli.main import json_mode
               help="Under MPI: compare the ranks' weight hashes every N steps (0: only at the end).")
 @click.option("--allow-world-size-change", is_flag=True,
               help="Under MPI: resume a run saved with a different number of ranks, re-sharding from its step.")
+@click.option("--strict", is_flag=True,
+              help="With model.init_from: every weight must match the other run's by name (none missing or extra).")
 def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
                   overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
-                  mpi_check_every: int, allow_world_size_change: bool) -> None:
+                  mpi_check_every: int, allow_world_size_change: bool, strict: bool) -> None:
     """Train the model in SPEC; checkpoints, history and summary go to a new run directory.
 
     Without --run-dir a new run gets runs/<name>/, or runs/<name>-2/ and so on when that holds a run.
@@ -43,7 +45,7 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         raise SpecError("--resume continues the run in the run directory and --overwrite replaces it; give one")
     if workers > 1 and not under_mpi_launcher():
         _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
-                        mpi_check_every, allow_world_size_change)
+                        mpi_check_every, allow_world_size_change, strict)
         return
     from dlcli.report import make_reporter
     from dlcli.spec.load import load_spec
@@ -66,14 +68,14 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         spec = load_spec(spec_path, overrides)
         directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, world)
         with make_reporter(output) as reporter:  # closing stops a live display even when training fails
-            fit_run(spec, directory, [reporter], world=world)
+            fit_run(spec, directory, [reporter], world=world, strict=strict)
     finally:
         world.close()
 
 
 def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
                     overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
-                    mpi_check_every: int, allow_world_size_change: bool) -> None:
+                    mpi_check_every: int, allow_world_size_change: bool, strict: bool) -> None:
     """`--workers N`: check what can be checked here (one clear error instead of N), then run N ranks."""
     from dlcli.cli.distributed import check_mpi4py, run_workers
     from dlcli.errors import SpecError
@@ -92,7 +94,7 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
     if run_dir is not None:
         args += ["--run-dir", str(run_dir)]
     args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", as_json),
-                                   ("--quiet", quiet),
+                                   ("--quiet", quiet), ("--strict", strict),
                                    ("--allow-world-size-change", allow_world_size_change)) if on]
     args += ["--mpi-timeout", str(mpi_timeout), "--mpi-check-every", str(mpi_check_every)]
     context = click.get_current_context().find_root()
