@@ -206,3 +206,31 @@ def test_transformer_encoder_is_the_books_block() -> None:
     with pytest.raises(SpecError, match="embed_dim = 8, but its input has 256 features"):
         create_layer({"type": "transformer_encoder", "embed_dim": 8, "dense_dim": 4, "num_heads": 1}).connect(
             [(5, 256)], np.random.default_rng(0))
+
+
+def test_the_block_written_out_as_graph_nodes_computes_the_same() -> None:
+    from pathlib import Path
+
+    from dlcli.graph import build_model
+    from dlcli.spec.load import load_spec
+
+    specs = Path(__file__).resolve().parents[2] / "specs"
+    block_spec, graph_spec = load_spec(specs / "text_transformer.toml"), load_spec(specs / "text_transformer_graph.toml")
+    block = build_model(block_spec.model, np.random.default_rng(0), block_spec)
+    graph = build_model(graph_spec.model, np.random.default_rng(1), graph_spec)
+    renamed = {"positional_embedding/": "embedding/", "transformer_encoder/attention/": "attention/",
+               "transformer_encoder/layernorm_1/": "norm_1/", "transformer_encoder/layernorm_2/": "norm_2/",
+               "transformer_encoder/dense_proj/dense_1/": "projection_2/",
+               "transformer_encoder/dense_proj/dense/": "projection_1/", "dense/": "sentiment/"}
+    graph_weights = graph.parameters()
+    for name, weight in block.parameters().items():
+        prefix = next(p for p in renamed if name.startswith(p))
+        graph_weights[renamed[prefix] + name.removeprefix(prefix)].data[...] = weight.data
+    ids = rng.integers(1, 100, (4, 32))
+    ids[:, :12] = 0  # padding in front: masked in both
+    outputs = [model({next(iter(model.inputs)): Tensor(ids)})[next(iter(model.outputs))] for model in (block, graph)]
+    np.testing.assert_array_equal(outputs[0].data, outputs[1].data)
+    for model, out in zip((block, graph), outputs):
+        out.sum().backward()
+    np.testing.assert_array_equal(block.parameters()["transformer_encoder/attention/query/kernel"].grad,
+                                  graph.parameters()["attention/query/kernel"].grad)
