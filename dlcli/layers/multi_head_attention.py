@@ -95,14 +95,15 @@ class MultiHeadAttention(Layer):
             return {}
         return {"attention_scores": (self.spec.num_heads, *self.steps)}
 
-    def _project(self, part: str, x: Tensor) -> Tensor:
-        """x (batch, steps, features) through a projection: (batch, steps, heads, size)."""
-        kernel = self.kernels[part]
-        features, *per_head = kernel.shape
-        flat = ops.reshape(kernel, (features, -1))
-        bias = self.biases.get(part)
-        out = x @ flat if bias is None else ops.affine(x, flat, ops.reshape(bias, (-1,)))
-        return ops.reshape(out, (*x.shape[:2], *per_head))
+    def _project(self, parts: tuple[str, ...], x: Tensor) -> Tensor:
+        """x (batch, steps, features) through the projections `parts` side by side, in one matrix product:
+        (batch, steps, heads * their sizes summed), [first | second | ...] along the last axis."""
+        kernels = [ops.reshape(self.kernels[part], (x.shape[-1], -1)) for part in parts]
+        kernel = kernels[0] if len(parts) == 1 else ops.concatenate(kernels, axis=1)
+        if not self.biases:
+            return x @ kernel
+        biases = [ops.reshape(self.biases[part], (-1,)) for part in parts]
+        return ops.affine(x, kernel, biases[0] if len(parts) == 1 else ops.concatenate(biases, axis=0))
 
     def attention_mask(self, query: Tensor, value: Tensor, key: Tensor | None) -> np.ndarray | None:
         """Keras' attention mask (batch or 1, queries, keys) from the inputs' step masks and use_causal_mask."""
@@ -126,13 +127,20 @@ class MultiHeadAttention(Layer):
         value = query if value is None else value
         mask = self.attention_mask(query, value, key)
         key = value if key is None else key
-        q, k, v = (self._project(part, x) for part, x in zip(PROJECTIONS, (query, key, value)))
+        spec, scale = self.spec, 1.0 / math.sqrt(self.spec.key_dim)
         keep = None
-        if training and self.spec.dropout > 0:
-            keep = (self.rng.random((query.shape[0], self.spec.num_heads, query.shape[1], value.shape[1]),
-                                    dtype=np.float32) >= self.spec.dropout) * np.asarray(1.0 / (1.0 - self.spec.dropout),
-                                                                                         q.dtype)
-        attended, scores = ops.dot_product_attention(q, k, v, 1.0 / math.sqrt(self.spec.key_dim), mask, keep)
+        if training and spec.dropout > 0:
+            keep = (self.rng.random((query.shape[0], spec.num_heads, query.shape[1], value.shape[1]),
+                                    dtype=np.float32) >= spec.dropout) * np.asarray(1.0 / (1.0 - spec.dropout),
+                                                                                    np.float32)
+        if query is value and key is value:  # self-attention: the three projections as one matrix product
+            attended, scores = ops.packed_self_attention(self._project(PROJECTIONS, query), spec.num_heads,
+                                                         spec.key_dim, spec.value_dim or spec.key_dim, scale, mask,
+                                                         keep)
+        else:
+            q, k, v = (ops.reshape(self._project((part,), x), (*x.shape[:2], spec.num_heads, -1))
+                       for part, x in zip(PROJECTIONS, (query, key, value)))
+            attended, scores = ops.dot_product_attention(q, k, v, scale, mask, keep)
         kernel = self.kernels["attention_output"]
         flat = ops.reshape(kernel, (-1, kernel.shape[-1]))
         merged = ops.reshape(attended, (*attended.shape[:2], -1))

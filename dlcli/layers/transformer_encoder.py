@@ -2,7 +2,8 @@
 
 attention -> residual -> layer norm -> dense projection (dense_dim, relu; then embed_dim) -> residual ->
 layer norm, exactly as the book builds it: the attention is MultiHeadAttention(num_heads, key_dim =
-embed_dim) of the input over itself, with the input's padding mask; layer norms have Keras' defaults. The
+embed_dim) of the input over itself, with the input's padding mask (key_dim may be set smaller); layer
+norms have Keras' defaults. The
 same block written out as graph nodes is specs/text_transformer_graph.toml. `dropout` (not in the book:
 default 0) drops attention and projection outputs before each residual sum, as keras.io's TransformerBlock.
 """
@@ -24,9 +25,12 @@ class TransformerEncoderSpec(LayerSpec):
     """[[model.layers]] type = "transformer_encoder"."""
 
     type: Literal["transformer_encoder"] = "transformer_encoder"
-    embed_dim: int = Field(gt=0, description="The input's features (the embedding width), and each head's key_dim.")
+    embed_dim: int = Field(gt=0, description="The input's features (the embedding width).")
     dense_dim: int = Field(gt=0, description="Width of the dense projection's hidden layer.")
     num_heads: int = Field(gt=0, description="Number of attention heads.")
+    key_dim: int | None = Field(None, gt=0, description="Each head's query and key size; default: embed_dim, as the "
+                                                        "book's block (embed_dim / num_heads keeps the attention's "
+                                                        "width at embed_dim, as PyTorch's MultiheadAttention).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the attention and projection outputs "
                                                             "dropped in training, before each residual sum (0: the "
                                                             "book's block).")
@@ -47,7 +51,8 @@ class TransformerEncoder(Layer):
             raise SpecError(f"{self.key}: embed_dim = {spec.embed_dim}, but its input has {in_shape[-1]} features "
                             f"(per-example shape {list(in_shape)}); the residual sums need them equal")
         self.attention, _ = self.connect_sublayer("attention", {
-            "type": "multi_head_attention", "num_heads": spec.num_heads, "key_dim": spec.embed_dim}, [in_shape], rng)
+            "type": "multi_head_attention", "num_heads": spec.num_heads, "key_dim": spec.key_dim or spec.embed_dim},
+            [in_shape], rng)
         self.dense_1, hidden = self.connect_sublayer("dense_proj/dense", {
             "type": "dense", "units": spec.dense_dim, "activation": spec.activation}, [in_shape], rng)
         self.dense_2, _ = self.connect_sublayer("dense_proj/dense_1", {"type": "dense", "units": spec.embed_dim},

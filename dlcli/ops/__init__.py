@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dlcli.activations import log_softmax, relu, sigmoid, softmax, tanh
-from dlcli.ops.attention import dot_product_attention
+from dlcli.ops.attention import dot_product_attention, packed_self_attention
 from dlcli.ops.augment import affine_resample, flip_images
 from dlcli.ops.batch_normalization import batch_normalization
 from dlcli.ops.conv import conv2d, conv2d_transpose, depthwise_conv2d
@@ -26,7 +26,8 @@ __all__ = [
     "abs", "add", "affine", "affine_resample", "average_pool1d", "average_pool2d", "batch_normalization", "clip",
     "concatenate", "conv2d", "conv2d_transpose", "ctc_loss", "depthwise_conv2d", "div", "dot_product_attention",
     "dropout", "exp", "flip_images", "gather", "getitem", "gru", "layer_normalization", "log", "log_softmax", "lstm",
-    "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "pow", "relu",
+    "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "packed_self_attention",
+    "pow", "relu",
     "reshape", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax", "softmax_crossentropy",
     "sparse_softmax_crossentropy", "split", "sqrt", "sub", "sum", "take_rows", "tanh", "transpose", "up_sample2d",
     "where", "zero_pad2d",

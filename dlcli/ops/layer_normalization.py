@@ -42,7 +42,7 @@ class LayerNormalization(Op):
         self.gamma = np.ascontiguousarray(gamma, x.dtype).reshape(-1)
         out = np.empty_like(self.x)
         rows = len(self.x)
-        self.mean, self.inv_std = np.empty(rows), np.empty(rows)
+        self.mean, self.inv_std = np.empty(rows, x.dtype), np.empty(rows, x.dtype)
         kernels.layer_norm_forward(self.x, self.gamma, np.ascontiguousarray(beta, x.dtype).reshape(-1),
                                    self.epsilon, out, self.mean, self.inv_std)
         self.param_shape = gamma.shape

@@ -17,7 +17,7 @@ def test_forward_and_backward_match_numpy(dtype: type) -> None:
         rng.normal(size=(37, 11)).astype(dtype)
     mean, variance = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
     x_hat = (x - mean) / np.sqrt(variance + 1e-3)
-    out, m, inv_std = np.empty_like(x), np.empty(37), np.empty(37)
+    out, m, inv_std = np.empty_like(x), np.empty(37, dtype), np.empty(37, dtype)
     kernels.layer_norm_forward(x, gamma, beta, 1e-3, out, m, inv_std)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, x_hat * gamma + beta, rtol=rtol, atol=rtol)

@@ -53,7 +53,7 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[int, ...]], list[np.ndarray | 
     "transformer_encoder": ({"type": "transformer_encoder", "embed_dim": 4, "dense_dim": 6, "num_heads": 2},
                             [(4, 4)], [VALUE_MASK], False),
     "transformer_encoder_dropout_gelu": ({"type": "transformer_encoder", "embed_dim": 4, "dense_dim": 3,
-                                          "num_heads": 1, "dropout": 0.2, "activation": "gelu"},
+                                          "num_heads": 1, "dropout": 0.2, "activation": "gelu", "key_dim": 2},
                                          [(3, 4)], [None], True),
     # integer ids: only the tables get gradients
     "positional_embedding": ({"type": "positional_embedding", "sequence_length": 5, "input_dim": 6,

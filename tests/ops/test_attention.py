@@ -38,6 +38,14 @@ CASES = {
     "dot_product_attention_dropout": (_both(PADDING, KEEP), _inputs()),
     "dot_product_attention_output_only": (lambda q, k, v: ops.dot_product_attention(q, k, v, 0.6, PADDING)[0],
                                           _inputs()),
+    # one (batch, steps, heads * (key_dim + key_dim + value_dim)) input: [q | k | v], self-attention's packing
+    "packed_self_attention": (lambda qkv: ops.packed_self_attention(qkv, HEADS, KEY_DIM, VALUE_DIM, 0.6,
+                                                                    PADDING[:, :, :3])[0],
+                              [rng.normal(size=(BATCH, QUERIES, HEADS * (2 * KEY_DIM + VALUE_DIM)))]),
+    "packed_self_attention_scores_dropout": (
+        lambda qkv: (ops.packed_self_attention(qkv, HEADS, KEY_DIM, VALUE_DIM, 0.6, CAUSAL[:, :, :3],
+                                               KEEP[:, :, :, :3])[1] ** 2).sum(),
+        [rng.normal(size=(BATCH, QUERIES, HEADS * (2 * KEY_DIM + VALUE_DIM)))]),
 }
 
 
@@ -61,3 +69,14 @@ def test_softmax_is_stable_for_huge_scores() -> None:
     out, probabilities = ops.dot_product_attention(Tensor(q), Tensor(k), Tensor(np.ones((1, 2, 1, 1), np.float32)),
                                                    1.0)
     assert probabilities.data.ravel().tolist() == [0.0, 1.0] and np.isfinite(out.data).all()
+
+
+def test_packed_self_attention_equals_the_three_projections_apart() -> None:
+    qkv = rng.normal(size=(BATCH, QUERIES, HEADS * (2 * KEY_DIM + VALUE_DIM))).astype(np.float32)
+    width = HEADS * KEY_DIM
+    q, k, v = (Tensor(np.ascontiguousarray(part).reshape(BATCH, QUERIES, HEADS, -1))
+               for part in (qkv[..., :width], qkv[..., width:2 * width], qkv[..., 2 * width:]))
+    apart = ops.dot_product_attention(q, k, v, 0.6, PADDING[:, :, :3])
+    packed = ops.packed_self_attention(Tensor(qkv), HEADS, KEY_DIM, VALUE_DIM, 0.6, PADDING[:, :, :3])
+    for one, other in zip(apart, packed):
+        np.testing.assert_array_equal(one.data, other.data)
