@@ -27,14 +27,17 @@ _GRAPH_DATA: list[Path] = []
 
 
 def _graph_data() -> Path:
-    """The graph specs' .npz files, generated once per test session (the fuzzed copies point at them)."""
+    """The .npz files every data script in specs/ writes, small, generated once per test session (the fuzzed
+    copies of the specs point at them)."""
     if not _GRAPH_DATA:
         import subprocess
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="dlcli-fuzz-data-"))
-        subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
-                        "--tickets", "100"], check=True, capture_output=True)
+        for script, size in (("make_graph_data.py", ["--tickets", "100"]), ("make_text_data.py", ["--reviews", "100"]),
+                             ("make_segmentation_data.py", ["--images", "20"])):
+            subprocess.run([sys.executable, str(REPO / "specs" / script), "--out", str(folder), *size], check=True,
+                           capture_output=True)
         _GRAPH_DATA.append(folder)
     return _GRAPH_DATA[0]
 
