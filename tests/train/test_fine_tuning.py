@@ -5,6 +5,7 @@ run, and use_ema's averaged weights at the end of training."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,38 @@ def test_use_ema_ends_with_the_averaged_weights_in_last_and_raw_ones_in_best(tmp
         assert not np.array_equal(previous[f"param/{name}"], previous[f"optimizer/{name}/average"])
     best, best_metadata = load_checkpoint(tmp_path / "ema" / "checkpoints" / "best.safetensors")
     assert "weights" not in best_metadata  # best holds the weights validation scored: the raw ones, as in Keras
+
+
+def test_train_strict_on_the_command_line_exits_2_with_one_paragraph(base: tuple[Path, Path], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dlcli.cli import commands  # noqa: F401 - adds the subcommands to the group
+    from dlcli.cli.main import cli
+
+    data, base_run = base
+    spec = tmp_path / "tune.toml"
+    spec.write_text(f'''name = "tune"
+[data]
+train = "{data}"
+[model]
+input = {{ shape = [2] }}
+init_from = "{base_run}"
+[[model.layers]]
+type = "dense"
+units = 3
+activation = "softmax"
+name = "new_head"
+[train]
+loss = "sparse_categorical_crossentropy"
+epochs = 1
+''')
+    result = CliRunner().invoke(cli, ["train", str(spec), "--strict", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: model.init_from: ") and result.output.count("\n") == 1, result.output
+    assert "missing new_head/kernel, new_head/bias; unexpected " in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    loose = CliRunner().invoke(cli, ["train", str(spec), "--run-dir", str(tmp_path / "loose"), "--json"])
+    assert loose.exit_code == 0, loose.output
+    start = next(json.loads(line) for line in loose.output.splitlines() if '"start"' in line)
+    assert start["init_from"]["missing"] == ["new_head/kernel", "new_head/bias"]
+    assert start["init_from"]["loaded"] == []
