@@ -23,12 +23,15 @@ class Activation(Op):
 
     `function(a, out, axis)` is f on arrays (into `out` when given; `out` may be `a`); `gradient(y, d_y, axis)`
     is the gradient with respect to a, from the output y and the output's gradient. Elementwise rows ignore
-    axis; softmax and log_softmax work along it.
+    axis; softmax and log_softmax work along it. A row whose derivative cannot be read off its output (gelu,
+    silu: not one-to-one) sets `from_input`: its `gradient` then takes the input a where others take y, and
+    whoever applies it keeps a instead of y.
     """
 
     # the activation's code in the fused kernels (LINEAR, RELU, TANH, SIGMOID in kernels/recurrent.py; the
     # first three in kernels/conv.py); None: no kernel computes it
     code: ClassVar[int | None] = None
+    from_input: ClassVar[bool] = False
     axis = -1
 
     @staticmethod
@@ -40,11 +43,12 @@ class Activation(Op):
         raise NotImplementedError
 
     def forward(self, a: Array) -> Array:
-        self.out = self.function(a, None, self.axis)
-        return self.out
+        out = self.function(a, None, self.axis)
+        self.kept = a if self.from_input else out  # what `gradient` reads (see from_input)
+        return out
 
     def backward(self, d_out: Array) -> tuple[Array]:
-        return (self.gradient(self.out, d_out, self.axis),)
+        return (self.gradient(self.kept, d_out, self.axis),)
 
 
 @registry.activations.register("linear")
@@ -155,6 +159,73 @@ class LogSoftmax(Activation):
     @staticmethod
     def gradient(y: Array, d_y: Array, axis: int = -1) -> Array:
         return d_y - np.exp(y) * d_y.sum(axis=axis, keepdims=True)
+
+
+@registry.activations.register("gelu")
+class Gelu(Activation):
+    """Gaussian error linear unit, exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (Keras' approximate=False)."""
+
+    from_input = True
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        from scipy.special import erfc  # here, so that specs validate without loading scipy
+
+        # Phi(x) = erfc(-x / sqrt(2)) / 2: 1 + erf(x / sqrt(2)) loses every digit to cancellation for x << 0
+        cdf = erfc(a * np.asarray(-_SQRT_HALF, a.dtype))
+        cdf *= 0.5
+        return np.multiply(a, cdf, out=out)
+
+    @staticmethod
+    def gradient(a: Array, d_y: Array, axis: int = -1) -> Array:
+        from scipy.special import erfc
+
+        # Phi(x) + x phi(x), phi the standard normal density
+        cdf = 0.5 * erfc(a * np.asarray(-_SQRT_HALF, a.dtype))
+        density = np.exp(-0.5 * a * a) * np.asarray(_INV_SQRT_2PI, a.dtype)
+        return d_y * (cdf + a * density)
+
+
+@registry.activations.register("gelu_approximate")
+class GeluApproximate(Activation):
+    """GELU by its tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (Keras' approximate=True)."""
+
+    from_input = True
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        inner = np.tanh(np.asarray(_SQRT_2_OVER_PI, a.dtype) * (a + np.asarray(0.044715, a.dtype) * a * a * a))
+        inner += 1
+        inner *= 0.5
+        return np.multiply(a, inner, out=out)
+
+    @staticmethod
+    def gradient(a: Array, d_y: Array, axis: int = -1) -> Array:
+        c = np.asarray(_SQRT_2_OVER_PI, a.dtype)
+        t = np.tanh(c * (a + np.asarray(0.044715, a.dtype) * a * a * a))
+        d_inner = c * (1 + np.asarray(3 * 0.044715, a.dtype) * a * a)
+        return d_y * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
+
+
+@registry.activations.register("silu", aliases=("swish",))
+class Silu(Activation):
+    """Sigmoid linear unit x * sigmoid(x), also called swish (Keras' silu and swish)."""
+
+    from_input = True
+
+    @staticmethod
+    def function(a: Array, out: Array | None = None, axis: int = -1) -> Array:
+        return np.multiply(a, Sigmoid.function(a), out=out)
+
+    @staticmethod
+    def gradient(a: Array, d_y: Array, axis: int = -1) -> Array:
+        s = Sigmoid.function(a)
+        return d_y * s * (1 + a * (1 - s))
+
+
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_SQRT_2_OVER_PI = 0.7978845608028654
 
 
 def relu(a: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -72,8 +73,12 @@ class Model:
         return [node.layer for node in self.nodes]
 
     def parameters(self) -> dict[str, Tensor]:
-        """Trainable weights by full name (`<layer>/<weight>`)."""
+        """Every weight by full name (`<layer>/<weight>`), frozen ones included: what checkpoints hold."""
         return {name: t for layer in self.layers for name, t in layer.weights().items()}
+
+    def trainable_parameters(self) -> dict[str, Tensor]:
+        """The weights the optimizer updates, by full name: all but the frozen ones."""
+        return {name: t for layer in self.layers for name, t in layer.trainable_weights().items()}
 
     def state(self) -> dict[str, np.ndarray]:
         """Non-trainable arrays by full name."""
@@ -116,7 +121,41 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
         model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics,
                                              weighted_metrics=run.train.weighted_metrics))
     _build_layers(model, rng)
+    freeze_layers(model, run.train.freeze if run is not None else [])
     return model
+
+
+def freeze_layers(model: Model, patterns: list[str]) -> None:
+    """Freeze the layers whose spec says trainable = false, and what `patterns` (train.freeze) name.
+
+    A pattern (shell-style: * ? [...]) that matches a layer's name freezes the whole layer, as Keras'
+    layer.trainable = False does; one that matches a weight's full name ("block_3/*", "*/bias") freezes that
+    weight. A pattern that matches nothing is a SpecError: it is a typo, or names a layer the model lost.
+    """
+    used = [False] * len(patterns)
+
+    def matches(name: str) -> bool:
+        hits = [fnmatchcase(name, pattern) for pattern in patterns]
+        for index, hit in enumerate(hits):
+            used[index] = used[index] or hit
+        return any(hits)
+
+    for node in model.nodes:
+        layer = node.layer
+        whole = not layer.spec.trainable
+        whole = matches(layer.name) or whole
+        weights = {weight for weight in layer.params if matches(f"{layer.name}/{weight}")}
+        if whole:
+            layer.freeze()
+        elif weights:
+            layer.freeze(weights)
+    for pattern, hit in zip(patterns, used):
+        if not hit:
+            names = [node.name for node in model.nodes]
+            close = suggest(pattern, names)
+            hint = f" (did you mean {close}?)" if close else ""
+            raise SpecError(f"train.freeze: {pattern!r} matches no layer and no weight{hint}; layers: "
+                            f"{', '.join(names)} (a weight is <layer>/<weight>, e.g. {names[0]}/*)")
 
 
 def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
@@ -131,9 +170,10 @@ def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
             raise SpecError(f"{key}.name: {name!r} is used twice; layer names must be unique")
         layer = _layer(layer_spec, name, key)
         if layer.extra_outputs():
-            raise SpecError(f"{key}.return_state: a sequential model passes on one output; the final states are "
-                            f"for a graph model (model.nodes), where other nodes take them as "
-                            f"\"<node>.state_h\"; remove return_state")
+            option, port = layer.ports_option, next(iter(layer.extra_outputs()))
+            raise SpecError(f"{key}.{option}: a sequential model passes on one output; {option} is for a graph "
+                            f"model (model.nodes), where other nodes take them as \"<node>.{port}\"; remove "
+                            f"{option}")
         nodes.append(Node(name, layer, [previous], key=key))
         previous = name
     return Model({SEQUENTIAL_INPUT: spec.input}, nodes, {previous: output}, sequential=True)
@@ -212,7 +252,7 @@ def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:
     sources = [single] if single is not None else list(several)
     if layer.arity is None and len(sources) < 2:
         raise SpecError(f"{key}.inputs: {node_spec.type} merges two or more inputs, got {len(sources)}")
-    if layer.arity == 1 and len(sources) != 1 and not (layer.state_inputs() and several is not None):
+    if layer.arity == 1 and len(sources) != 1 and not (layer.extra_inputs() and several is not None):
         raise SpecError(f"{key}.inputs: {node_spec.type} takes one input, got {len(sources)}; "
                         f"merge them first (concatenate, add, ...)")
     return sources

@@ -16,13 +16,24 @@ ids out, a table differs from Keras' by about 16%). For sgd without momentum and
 gradient changes nothing, so the two rules are the same update. Either way a touched row gets exactly the
 dense formula; Adam's bias correction uses the global step count. Clipping sees a sparse gradient as its
 dense array: clipnorm and global_clipnorm use the norm of its (summed) values, clipvalue clips the values.
+
+Two options every optimizer takes wrap its update, as in Keras 3's BaseOptimizer.apply: `weight_decay`
+multiplies each weight that has a gradient by (1 - weight_decay * learning_rate) before the update
+(decoupled, Loshchilov & Hutter; an embedding table decays as a whole under Keras' rule, and in the rows its
+gradient holds under the lazy rule, which changes nothing else), except
+weights whose full name a pattern of `exclude_from_weight_decay` finds; `use_ema` keeps an exponential
+moving average of every weight after the update (the slot `average`: the weights themselves at the first
+step, then ema_momentum * average + (1 - ema_momentum) * weight), and with `ema_overwrite_frequency` copies
+it into the weights every that many steps. The run loop (train/fit.py) copies the averages into the model
+when training ends, as Keras' fit does (finalize_variable_values).
 """
 
 from __future__ import annotations
 
 import math
-from types import ModuleType
+import re
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -54,6 +65,28 @@ class OptimizerSpec(StrictSpec):
     sparse_updates: Literal["keras", "lazy"] = Field(
         "keras", description='Embedding tables: "keras" decays every row\'s slots at every step (Keras 3); "lazy" '
                              'updates only the rows a batch looks up (faster on large tables, trains differently).')
+    # --- weight decay and weight averaging (Keras 3's BaseOptimizer options)
+    weight_decay: float | None = Field(None, ge=0, description="Decoupled weight decay: each weight is multiplied by "
+                                                              "1 - weight_decay * learning_rate before each update.")
+    exclude_from_weight_decay: list[str] = Field([], description='Weights that do not decay: regular expressions '
+                                                                 'searched in each weight\'s full name, e.g. '
+                                                                 '["bias", "layer_normalization"].')
+    use_ema: bool = Field(False, description="Keep an exponential moving average of the weights; the model takes it "
+                                             "when training ends.")
+    ema_momentum: float = Field(0.99, ge=0, le=1, description="The average's momentum: average = ema_momentum * "
+                                                              "average + (1 - ema_momentum) * weight.")
+    ema_overwrite_frequency: int | None = Field(None, ge=1, description="With use_ema: copy the average into the "
+                                                                       "weights every this many steps.")
+
+    @model_validator(mode="after")
+    def _valid_patterns(self) -> "OptimizerSpec":
+        for pattern in self.exclude_from_weight_decay:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"exclude_from_weight_decay: {pattern!r} is not a regular expression ({err})") \
+                    from None
+        return self
 
     @model_validator(mode="after")
     def _one_clipping(self) -> "OptimizerSpec":
@@ -90,6 +123,8 @@ class Optimizer:
         self.params = params
         self.iterations = 0
         self.lr_scale = 1.0  # set by reduce_lr_on_plateau; multiplies the spec's rate or schedule
+        if spec.use_ema:
+            self.slot_names = (*self.slot_names, "average")
         self.slots: dict[str, dict[str, np.ndarray]] = {
             name: {slot: self._initial_slot(slot, p.data) for slot in self.slot_names} for name, p in params.items()
         }
@@ -101,6 +136,10 @@ class Optimizer:
 
     def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
         return np.zeros(value.size, value.dtype)
+
+    def _decays(self, name: str) -> bool:
+        """Whether weight decay applies to the weight `name` (Keras' exclude_from_weight_decay, on full names)."""
+        return not any(re.search(pattern, name) for pattern in self.spec.exclude_from_weight_decay)
 
     @property
     def _every_row(self) -> bool:
@@ -130,18 +169,60 @@ class Optimizer:
             # one kernel call over every parameter: the same elementwise formula, so the same bits
             # each parameter's squared norm summed as the per-parameter path sums them, so the scale has its bits
             scale = self._global_scale(together.grads[part] for _, part in together.parts)
+            self._decay_weights({name: (None, _WHOLE) for name in self.params}, lr)
             self._update(kernels, together.weights, together.grads, _WHOLE, together.slots, lr, scale, clip_value)
+            self._average_weights()
             self.iterations += 1
             return
         grads = {name: _flat_gradient(name, p) for name, p in self.params.items() if p.grad is not None}
         global_scale = self._global_scale([g for g, _ in grads.values()])
+        self._decay_weights(grads, lr)
         for name, (flat_grad, rows) in grads.items():
             scale = global_scale
             if self.spec.clipnorm is not None:
                 norm = math.sqrt(float(np.dot(flat_grad, flat_grad)))
                 scale = self.spec.clipnorm / max(norm, self.spec.clipnorm)
             self._update(kernels, self._flat[name], flat_grad, rows, self.slots[name], lr, scale, clip_value)
+        self._average_weights()
         self.iterations += 1
+
+    # --- weight decay and weight averaging: steps before and after the update, as Keras 3 orders them
+
+    def _decay_weights(self, grads: dict[str, Any], lr: float) -> None:
+        """weight *= 1 - weight_decay * lr for each weight with a gradient that decays, before its update."""
+        if not self.spec.weight_decay:
+            return
+        factor = 1.0 - self.spec.weight_decay * lr  # in float64, then cast, as Keras' torch backend multiplies
+        for name, (_, rows) in grads.items():
+            if not self._decays(name):
+                continue
+            flat = self._flat[name]
+            if rows is _WHOLE or self._every_row:
+                flat *= np.asarray(factor, flat.dtype)
+            else:  # the lazy rule: only the rows the sparse gradient holds change
+                table = flat.reshape(self.params[name].shape[0], -1)
+                table[rows] *= np.asarray(factor, flat.dtype)
+
+    def _average_weights(self) -> None:
+        """use_ema: each weight's moving average after the update; every ema_overwrite_frequency steps, the weights
+        become their averages."""
+        if not self.spec.use_ema:
+            return
+        momentum = np.float32(self.spec.ema_momentum) if self.iterations > 0 else np.float32(0.0)
+        overwrite = self.spec.ema_overwrite_frequency and (self.iterations + 1) % self.spec.ema_overwrite_frequency == 0
+        for name, slots in self.slots.items():
+            average, weight = slots["average"], self._flat[name]
+            average *= momentum.astype(average.dtype)
+            average += (np.float32(1.0) - momentum).astype(average.dtype) * weight
+            if overwrite:
+                weight[...] = average
+
+    def finalize_weights(self) -> None:
+        """The weights become their moving averages (with use_ema; Keras' finalize_variable_values, which fit
+        calls once training ends). Nothing changes without use_ema."""
+        if self.spec.use_ema:
+            for name, slots in self.slots.items():
+                self._flat[name][...] = slots["average"]
 
     def _global_scale(self, flat_grads: Iterable[np.ndarray]) -> float:
         if self.spec.global_clipnorm is None:
@@ -266,6 +347,8 @@ class Adagrad(Optimizer):
     slot_names = ("accumulator",)
 
     def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
+        if slot != "accumulator":
+            return super()._initial_slot(slot, value)
         return np.full(value.size, self.spec.initial_accumulator_value, value.dtype)
 
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
@@ -351,6 +434,22 @@ class _FlatParameters:
                 self.views[index] = p.data
         np.concatenate([g.reshape(-1) for g in grads], out=self.grads)  # type: ignore[union-attr]
         return True
+
+
+class AdamWSpec(AdamSpec):
+    """optimizer = { type = "adamw", ... }."""
+
+    type: Literal["adamw"] = "adamw"  # type: ignore[assignment]
+    weight_decay: float | None = Field(0.004, ge=0, description="Decoupled weight decay: each weight is multiplied by "
+                                                               "1 - weight_decay * learning_rate before each update "
+                                                               "(Keras' AdamW default 0.004).")
+
+
+@registry.optimizers.register("adamw", spec=AdamWSpec)
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), Keras' AdamW: weight_decay 0.004 by default."""
+
+    spec: AdamWSpec
 
 
 _EMPTY = np.zeros(0, np.float32)  # stands in for a slot a configuration does not use

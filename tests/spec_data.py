@@ -1,5 +1,5 @@
 """The data the shipped specs read from specs/data/ (which the repository does not hold), made small, once per test
-session, in one temporary folder: the graph specs' .npz files, the image specs' folders and a table in the Jena climate CSV's format, under the paths the
+session, in one temporary folder: the .npz files of the data scripts in specs/ (graph, text, segmentation), the image specs' folders and a table in the Jena climate CSV's format, under the paths the
 specs give relative to specs/data/."""
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ def spec_data() -> Path:
     """The folder standing in for specs/data/ (made on the first call)."""
     if not _MADE:
         folder = Path(tempfile.mkdtemp(prefix="dlcli-spec-data-"))
-        subprocess.run([sys.executable, str(REPO / "specs" / "make_graph_data.py"), "--out", str(folder),
-                        "--tickets", "100"], check=True, capture_output=True)
+        for script, size in (("make_graph_data.py", ["--tickets", "100"]), ("make_text_data.py", ["--reviews", "100"]),
+                             ("make_segmentation_data.py", ["--images", "20"])):
+            subprocess.run([sys.executable, str(REPO / "specs" / script), "--out", str(folder), *size], check=True,
+                           capture_output=True)
         subprocess.run([sys.executable, str(REPO / "specs" / "make_image_folder.py"), "--out",
                         str(folder / "digits_images"), "--limit", "60"], check=True, capture_output=True)
         _photos(folder / "cats_vs_dogs")

@@ -25,6 +25,9 @@ CASES = {
     "softmax_axis0": (lambda a: ops.softmax(a, axis=0), [_x]),
     "log_softmax_axis0": (lambda a: ops.log_softmax(a, axis=0), [_x]),
     "linear": (lambda a: activations.apply("linear", a) * 1.0, [_x]),
+    "gelu": (lambda a: activations.apply("gelu", a), [_x * 2]),
+    "gelu_approximate": (lambda a: activations.apply("gelu_approximate", a), [_x * 2]),
+    "silu": (lambda a: activations.apply("silu", a), [_x * 2]),
 }
 
 
@@ -56,6 +59,22 @@ def test_activation_values_match_pytorch() -> None:
     np.testing.assert_allclose(ops.tanh(x).data, [[-0.90514827, 0.24491866, 0.96402758]], rtol=1e-6)
     np.testing.assert_allclose(ops.softmax(x).data, [[0.02508148, 0.14433394, 0.83058453]], rtol=1e-6)
     np.testing.assert_allclose(ops.log_softmax(x).data, [[-3.68562555, -1.93562555, -0.18562558]], rtol=1e-6)
+
+
+def test_gelu_and_silu_match_keras() -> None:
+    # keras.activations.gelu(x, approximate=False / True) and silu(x) of linspace(-4, 4, 9), Keras 3.15.1 (torch)
+    x = Tensor(np.linspace(-4, 4, 9).astype(np.float32))
+    keras_values = {
+        "gelu": [-0.0001265, -0.0040502, -0.0455003, -0.1586553, 0.0, 0.8413447, 1.9544997, 2.9959497, 3.9998736],
+        "gelu_approximate": [-7.02e-05, -0.0036374, -0.0454023, -0.158808, 0.0, 0.841192, 1.9545977, 2.9963627,
+                             3.9999299],
+        "silu": [-0.0719448, -0.1422776, -0.2384058, -0.2689414, 0.0, 0.7310586, 1.7615941, 2.8577225, 3.928055],
+    }
+    for name, values in keras_values.items():
+        # Keras' float32 1 + erf(x / sqrt(2)) cancels for x << 0 (-1.265e-4 at -4, -4.0502e-3 at -3); dlcli's
+        # erfc form gives the true -1.2668e-4 and -4.0497e-3: hence the absolute tolerance
+        np.testing.assert_allclose(activations.apply(name, x).data, values, rtol=1e-5, atol=6e-7)
+    assert registry.activations.get("swish") is registry.activations.get("silu")
 
 
 def test_every_registered_activation_has_a_gradient_case() -> None:

@@ -35,6 +35,7 @@ def _keras_reference(config: dict, steps: int = 5) -> np.ndarray:
     state["acc"] = np.full(3, config.get("initial_accumulator_value", 0.1))
     for t in range(1, steps + 1):
         g = CURVATURE * w
+        w = w * (1 - config.get("weight_decay", 0.004 if kind == "adamw" else 0.0) * lr)  # decoupled, first
         if kind == "sgd":
             m = config.get("momentum", 0.0)
             if m == 0:
@@ -57,7 +58,7 @@ def _keras_reference(config: dict, steps: int = 5) -> np.ndarray:
         elif kind == "adagrad":
             state["acc"] = state["acc"] + g * g
             w = w - lr * g / np.sqrt(state["acc"] + config.get("epsilon", 1e-7))
-        elif kind == "adam":
+        elif kind in ("adam", "adamw"):
             b1, b2, eps = config.get("beta_1", 0.9), config.get("beta_2", 0.999), config.get("epsilon", 1e-7)
             alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
             state["m"] += (g - state["m"]) * (1 - b1)
@@ -79,6 +80,7 @@ KERAS_CASES = {
     "adagrad": {"type": "adagrad", "learning_rate": 0.1},
     "adam": {"type": "adam", "learning_rate": 0.1},
     "adam_amsgrad": {"type": "adam", "learning_rate": 0.1, "amsgrad": True},
+    "adamw": {"type": "adamw", "learning_rate": 0.1},
 }
 
 
@@ -104,6 +106,10 @@ TORCH_CASES = {
     "adam": ({"type": "adam", "learning_rate": 0.1, "epsilon": 0.0}, [0.50796372, -1.5029558, 2.5017796]),
     "adam_amsgrad": ({"type": "adam", "learning_rate": 0.1, "epsilon": 0.0, "amsgrad": True},
                      [0.50796372, -1.5029558, 2.5017796]),
+    # torch.optim.AdamW(lr=0.1, weight_decay=0.004 (Keras' default), eps=0) and weight_decay=0.3
+    "adamw": ({"type": "adamw", "learning_rate": 0.1, "epsilon": 0.0}, [0.50640804, -1.499387, 2.4962082]),
+    "adamw_strong_decay": ({"type": "adamw", "learning_rate": 0.1, "epsilon": 0.0, "weight_decay": 0.3},
+                           [0.39926389, -1.2518654, 2.1091111]),
 }
 
 
@@ -210,6 +216,8 @@ SPARSE_CASES = {
     "adam_clipnorm": {"type": "adam", "learning_rate": 0.1, "clipnorm": 0.5},
     "rmsprop_clipvalue": {"type": "rmsprop", "learning_rate": 0.01, "momentum": 0.5, "clipvalue": 0.3},
     "sgd_momentum_global_clipnorm": {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "global_clipnorm": 0.5},
+    # the lazy rule decays only the rows a gradient holds, as it updates only them
+    "sgd_momentum_weight_decay": {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.05},
 }
 TABLE_SHAPE = (8, 3)
 TOUCHED = [1, 4, 6]
@@ -336,6 +344,10 @@ KERAS_EMBEDDING_TABLES = {
     "adam_amsgrad": [[-0.21150251, -0.51106721, 0.76196295], [0.33625725, -0.29322955, 0.11782845],
                      [1.0666509, 1.2447832, -0.53702104], [-1.5119081, -0.75566614, -0.10839801],
                      [-2.4853971, -0.37915772, -1.4062773], [-0.38082293, -0.33644813, -0.66609842]],
+    # keras.optimizers.AdamW(0.1): its weight decay shrinks the whole table at every step
+    "adamw": [[-0.21149227, -0.51053917, 0.76050133], [0.33596939, -0.29223728, 0.11718407],
+              [1.0642412, 1.2428113, -0.53581172], [-1.5093009, -0.75434238, -0.10840234],
+              [-2.4807489, -0.37871885, -1.4037857], [-0.37955433, -0.33555692, -0.66527152]],
 }
 
 
@@ -357,7 +369,7 @@ def _embedding_run(config: dict) -> np.ndarray:
 def test_embedding_table_follows_keras_3_by_default(name: str) -> None:
     # Keras computes Adam's bias correction 1 - beta_2**t in float32 (dlcli in float64): 1.7e-5 apart after
     # 5 steps, 5e-7 when dlcli's is rounded the same way; hence Adam's 2e-5, as in the quadratic test above
-    rtol = 2e-5 if KERAS_CASES[name]["type"] == "adam" else 1e-5
+    rtol = 2e-5 if KERAS_CASES[name]["type"] in ("adam", "adamw") else 1e-5
     np.testing.assert_allclose(_embedding_run(KERAS_CASES[name]), KERAS_EMBEDDING_TABLES[name], rtol=rtol, atol=1e-7)
 
 

@@ -33,9 +33,11 @@ from dlcli.cli.main import json_mode
 @click.option("--folds", type=click.IntRange(min=2), default=None, metavar="K",
               help="K-fold validation: K runs under runs/<name>/fold-<i>/ and a summary of their mean and spread "
                    "(the same as --set data.folds=K).")
+@click.option("--strict", is_flag=True,
+              help="With model.init_from: every weight must match the other run's by name (none missing or extra).")
 def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
                   overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
-                  mpi_check_every: int, allow_world_size_change: bool, folds: int | None) -> None:
+                  mpi_check_every: int, allow_world_size_change: bool, folds: int | None, strict: bool) -> None:
     """Train the model in SPEC; checkpoints, history and summary go to a new run directory.
 
     Without --run-dir a new run gets runs/<name>/, or runs/<name>-2/ and so on when that holds a run. With
@@ -54,7 +56,7 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         return
     if workers > 1 and not under_mpi_launcher():
         _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
-                        mpi_check_every, allow_world_size_change)
+                        mpi_check_every, allow_world_size_change, strict)
         return
     from dlcli.report import make_reporter
     from dlcli.spec.load import load_spec
@@ -77,14 +79,14 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         spec = load_spec(spec_path, overrides)
         directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, world)
         with make_reporter(output) as reporter:  # closing stops a live display even when training fails
-            fit_run(spec, directory, [reporter], world=world, spec_file=spec_path.resolve())
+            fit_run(spec, directory, [reporter], world=world, spec_file=spec_path.resolve(), strict=strict)
     finally:
         world.close()
 
 
 def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
                     overwrite: bool, as_json: bool, quiet: bool, workers: int, mpi_timeout: float,
-                    mpi_check_every: int, allow_world_size_change: bool) -> None:
+                    mpi_check_every: int, allow_world_size_change: bool, strict: bool) -> None:
     """`--workers N`: check what can be checked here (one clear error instead of N), then run N ranks."""
     from dlcli.cli.distributed import check_mpi4py, run_workers
     from dlcli.errors import SpecError
@@ -103,7 +105,7 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
     if run_dir is not None:
         args += ["--run-dir", str(run_dir)]
     args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", as_json),
-                                   ("--quiet", quiet),
+                                   ("--quiet", quiet), ("--strict", strict),
                                    ("--allow-world-size-change", allow_world_size_change)) if on]
     args += ["--mpi-timeout", str(mpi_timeout), "--mpi-check-every", str(mpi_check_every)]
     context = click.get_current_context().find_root()

@@ -27,6 +27,9 @@ class LayerSpec(StrictSpec):
     type: str
     name: str | None = Field(None, description="Names the layer's weights (<name>/kernel) and its summary row; "
                                                "default: its type, numbered as in Keras (dense, dense_1).")
+    trainable: bool = Field(True, description="false freezes the layer: its weights keep their values and count as "
+                                              "non-trainable, and a frozen batch_normalization normalizes with its "
+                                              "moving statistics in training too (Keras 3).")
 
 
 class Layer:
@@ -53,6 +56,9 @@ class Layer:
     # the model then hands the input's mask (batch, time) on to the output, as Keras' supports_masking does,
     # so a ctc loss or a decoding after a dense layer still knows which steps are padding
     keeps_mask: ClassVar[bool] = False
+    # the spec key that turns on extra_outputs (recurrent layers: return_state), named when a sequential model
+    # refuses them
+    ports_option: ClassVar[str] = ""
 
     def __init__(self, spec: LayerSpec, name: str | None = None) -> None:
         self.spec = spec
@@ -60,6 +66,8 @@ class Layer:
         self.key = self.name  # where the spec declares it (model.layers[2]); the graph sets it, errors use it
         self.params: dict[str, Tensor] = {}
         self.state: dict[str, np.ndarray] = {}
+        # False once frozen (the spec's trainable = false, or a [train] freeze pattern): see freeze()
+        self.trainable = spec.trainable
 
     def add_param(self, weight: str, value: np.ndarray) -> Tensor:
         """Register a trainable weight, named `<layer>/<weight>`."""
@@ -93,21 +101,49 @@ class Layer:
         returns (main, *extras) in this order."""
         return {}
 
-    def state_inputs(self) -> int:
-        """How many inputs may follow the first as its initial state (recurrent layers: h, and c for lstm)."""
+    def extra_inputs(self) -> int:
+        """How many inputs may follow the first (recurrent layers: the initial h, and c for lstm;
+        multi_head_attention: the value, then the key)."""
         return 0
 
+    def connect_sublayer(self, part: str, config: dict[str, Any] | LayerSpec, in_shapes: list[Shape],
+                         rng: np.random.Generator) -> tuple[Layer, Shape]:
+        """A layer inside this one (a block's attention, its dense projection), connected and built: it is named
+        `<this layer>/<part>`, so its weights are this layer's `<part>/<weight>` in checkpoints and counts."""
+        layer = create_layer(config, f"{self.name}/{part}")
+        layer.key = f"{self.key} ({part})"
+        out_shape = layer.connect(in_shapes, rng)
+        self.params.update({f"{part}/{weight}": tensor for weight, tensor in layer.params.items()})
+        self.state.update({f"{part}/{weight}": array for weight, array in layer.state.items()})
+        return layer, out_shape
+
     def weights(self) -> dict[str, Tensor]:
-        """Trainable weights by full name."""
+        """Every weight by full name, frozen ones included (checkpoints hold them all)."""
         return {t.name: t for t in self.params.values()}  # type: ignore[misc]
+
+    def trainable_weights(self) -> dict[str, Tensor]:
+        """The weights an optimizer updates, by full name: those not frozen."""
+        return {t.name: t for t in self.params.values() if t.requires_grad}  # type: ignore[misc]
+
+    def freeze(self, weights: set[str] | None = None) -> None:
+        """Freeze some weights (by name within the layer, e.g. "kernel"), or the whole layer: a frozen weight
+        needs no gradient, so the optimizer never sees it and backward stops where only frozen weights lie."""
+        for weight, tensor in self.params.items():
+            if weights is None or weight in weights:
+                tensor.requires_grad = False
+        if weights is None or (self.params and not any(t.requires_grad for t in self.params.values())):
+            self.trainable = False
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Non-trainable arrays by full name."""
         return {f"{self.name}/{k}": v for k, v in self.state.items()}
 
     def parameter_counts(self) -> tuple[int, int]:
-        """(trainable, non-trainable) scalar counts, as Keras' summary gives them."""
-        return sum(t.size for t in self.params.values()), sum(int(np.size(v)) for v in self.state.values())
+        """(trainable, non-trainable) scalar counts, as Keras' summary gives them: frozen weights count as
+        non-trainable, like the layer's state."""
+        trainable = sum(t.size for t in self.params.values() if t.requires_grad)
+        frozen = sum(t.size for t in self.params.values() if not t.requires_grad)
+        return trainable, frozen + sum(int(np.size(v)) for v in self.state.values())
 
 
 def create_layer(config: dict[str, Any] | LayerSpec, name: str | None = None) -> Layer:

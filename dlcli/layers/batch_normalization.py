@@ -62,7 +62,9 @@ class BatchNormalization(Layer):
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         gamma = self.ones if self.gamma is None else self.gamma
         beta = self.zeros if self.beta is None else self.beta
-        if training:
+        # Keras 3: a frozen batch normalization runs in inference mode even in training, its moving statistics
+        # untouched (what fine-tuning a pretrained base needs: its statistics are the base's)
+        if training and self.trainable:
             out, mean, variance = ops.batch_normalization(x, gamma, beta, self.axis, self.spec.epsilon)
             self._update_moving_statistics(mean.data, variance.data)
             return out

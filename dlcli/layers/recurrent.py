@@ -73,6 +73,7 @@ class Recurrent(Layer):
     gates: ClassVar[int]
     op: ClassVar[Callable[..., Tensor | tuple[Tensor, ...]]]
     STATE_NAMES: ClassVar[tuple[str, ...]] = ("state_h",)
+    ports_option = "return_state"
 
     def __init__(self, spec: RecurrentSpec, name: str | None = None) -> None:
         super().__init__(spec, name)
@@ -105,7 +106,7 @@ class Recurrent(Layer):
             return {}
         return {port: (self.spec.units,) for port in self.STATE_NAMES}
 
-    def state_inputs(self) -> int:
+    def extra_inputs(self) -> int:
         return len(self.STATE_NAMES)
 
     def check_states(self, shapes: list[Shape]) -> None:

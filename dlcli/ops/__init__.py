@@ -4,28 +4,33 @@
 from __future__ import annotations
 
 from dlcli.activations import log_softmax, relu, sigmoid, softmax, tanh
+from dlcli.ops.attention import dot_product_attention, packed_self_attention
 from dlcli.ops.augment import affine_resample, flip_images
 from dlcli.ops.batch_normalization import batch_normalization
-from dlcli.ops.conv import conv2d
+from dlcli.ops.conv import conv2d, conv2d_transpose, depthwise_conv2d
 from dlcli.ops.dropout import dropout
 from dlcli.ops.elementwise import (
     abs, add, as_tensor, clip, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub, where,
 )
+from dlcli.ops.layer_normalization import layer_normalization
 from dlcli.ops.linalg import affine, matmul
 from dlcli.ops.loss import ctc_loss, sigmoid_binary_crossentropy, softmax_crossentropy, sparse_softmax_crossentropy
 from dlcli.ops.pool import average_pool1d, average_pool2d, max_pool1d, max_pool2d
 from dlcli.ops.recurrent import gru, lstm, simple_rnn
 from dlcli.ops.reduce import max, mean, sum
+from dlcli.ops.resize import up_sample2d, zero_pad2d
 from dlcli.ops.shape import concatenate, gather, getitem, reshape, split, take_rows, transpose
 from dlcli.tensor import Tensor
 
 __all__ = [
     "abs", "add", "affine", "affine_resample", "average_pool1d", "average_pool2d", "batch_normalization", "clip",
-    "concatenate", "conv2d", "ctc_loss", "div", "dropout", "exp", "flip_images", "gather", "getitem", "gru", "log",
-    "log_softmax", "lstm", "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg",
-    "pow", "relu", "reshape", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax",
-    "softmax_crossentropy", "sparse_softmax_crossentropy", "split", "sqrt", "sub", "sum", "take_rows", "tanh",
-    "transpose", "where",
+    "concatenate", "conv2d", "conv2d_transpose", "ctc_loss", "depthwise_conv2d", "div", "dot_product_attention",
+    "dropout", "exp", "flip_images", "gather", "getitem", "gru", "layer_normalization", "log", "log_softmax", "lstm",
+    "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "packed_self_attention",
+    "pow", "relu",
+    "reshape", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax", "softmax_crossentropy",
+    "sparse_softmax_crossentropy", "split", "sqrt", "sub", "sum", "take_rows", "tanh", "transpose", "up_sample2d",
+    "where", "zero_pad2d",
 ]
 
 

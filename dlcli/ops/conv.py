@@ -107,3 +107,137 @@ def conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry,
         raise ValueError(f"conv2d computes {', '.join(others)} or {last} itself, not {activation!r}: apply it "
                          "after a linear conv2d")
     return Conv2D.apply(x, kernel, bias, geometry=geometry, activation=row)
+
+
+def transposed_size(size: int, kernel: int, stride: int, dilation: int, padding: str,
+                    output_padding: int | None) -> tuple[int, int]:
+    """(output size, rows cropped before it) of a transposed convolution along one axis, by Keras' rules.
+
+    The full transposed output is (size - 1) * stride + span long (span: the dilated kernel). Keras 3 keeps
+    the window JAX computes: "valid" (size - 1) * stride + max(span, stride), or that + output_padding less
+    the default; "same" size * stride, or (size - 1) * stride + span % 2 + output_padding; the crop before
+    it comes from the same left padding (keras/src/backend/common/backend_utils.py).
+    """
+    span = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(span, stride) - span if output_padding is None else output_padding
+        return (size - 1) * stride + span + extra, 0
+    pad = stride + span - 2 if output_padding is None else span + span % 2 - 2 + output_padding
+    left = min(pad // 2 + pad % 2, span - 1)
+    length = size * stride if output_padding is None else (size - 1) * stride + span % 2 + output_padding
+    return length, span - 1 - left
+
+
+def transposed_geometry(in_h: int, in_w: int, kernel: tuple[int, int], strides: tuple[int, int],
+                        dilation: tuple[int, int], padding: str,
+                        output_padding: tuple[int, int] | None) -> tuple[ConvGeometry, int, int]:
+    """(the geometry of the convolution this one transposes, output height, output width).
+
+    That convolution runs from the (out_h, out_w) output back to the (in_h, in_w) input, so the transposed
+    one is its backward pass: col2im forward, im2col backward.
+    """
+    out_h, top = transposed_size(in_h, kernel[0], strides[0], dilation[0], padding,
+                                 None if output_padding is None else output_padding[0])
+    out_w, left = transposed_size(in_w, kernel[1], strides[1], dilation[1], padding,
+                                  None if output_padding is None else output_padding[1])
+    return ConvGeometry(kernel[0], kernel[1], strides[0], strides[1], dilation[0], dilation[1], top, left,
+                        in_h, in_w), out_h, out_w
+
+
+class Conv2DTranspose(Op):
+    """activation(conv2d_transpose(x, kernel) + bias) for x (N, H, W, C) and a Keras kernel (kh, kw, F, C).
+
+    The backward pass of a convolution with the same kernel: one GEMM into columns, then col2im adds each
+    column into the output pixels it covers; its own backward is im2col and two GEMMs. Bias and activation
+    run in one kernel pass, as in Conv2D.
+    """
+
+    def __init__(self, geometry: ConvGeometry, out_h: int, out_w: int, activation: type[Activation] = Linear) -> None:
+        self.geometry, self.out_h, self.out_w, self.code = geometry, out_h, out_w, activation.code
+
+    def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
+        from dlcli.kernels import conv as kernels
+
+        n, filters = x.shape[0], kernel.shape[2]
+        self.x, self.kernel = np.ascontiguousarray(x).reshape(-1, x.shape[3]), kernel
+        cols = self.x @ kernel.reshape(-1, kernel.shape[3]).T  # (N*H*W, kh*kw*F)
+        out = np.empty((n, self.out_h, self.out_w, filters), cols.dtype)
+        kernels.col2im(cols, out, *self.geometry.args())
+        self.out = out.reshape(-1, filters)
+        kernels.bias_activation(self.out, bias.astype(out.dtype, copy=False), self.code)
+        self.x_shape = x.shape
+        return out
+
+    def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
+        from dlcli.kernels import conv as kernels
+
+        out, kernel, g = self.out, self.kernel, self.geometry
+        d_out = np.ascontiguousarray(d_out).reshape(out.shape)
+        d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
+        kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, self.code)
+        d_cols = np.empty((len(self.x), g.kernel_h * g.kernel_w * out.shape[1]), d.dtype)
+        kernels.im2col(d.reshape(self.x_shape[0], self.out_h, self.out_w, -1), d_cols, *g.args())
+        flat_kernel = kernel.reshape(-1, kernel.shape[3])
+        d_x = (d_cols @ flat_kernel).reshape(self.x_shape) if self.needs_grad[0] else None
+        d_kernel = (d_cols.T @ self.x).reshape(kernel.shape) if self.needs_grad[1] else None
+        return d_x, d_kernel, d_bias if self.needs_grad[2] else None
+
+
+class DepthwiseConv2D(Op):
+    """depthwise_conv2d(x, kernel) + bias: each input channel c convolved with its own kernel[..., c, :].
+
+    x (N, H, W, C), Keras kernel (kh, kw, C, M) and bias (C*M); output channel c*M + m, as Keras orders them.
+    im2col gives each output position its (kh*kw, C) patch; the products then run as one vectorized pass per
+    kernel tap, over every position, channel and multiplier at once (a GEMM would multiply across channels).
+    """
+
+    def __init__(self, geometry: ConvGeometry) -> None:
+        self.geometry = geometry
+
+    def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
+        from dlcli.kernels import conv as kernels
+
+        g = self.geometry
+        n, channels = x.shape[0], x.shape[3]
+        taps, multiplier = g.kernel_h * g.kernel_w, kernel.shape[3]
+        cols = np.empty((n * g.out_h * g.out_w, taps * channels), x.dtype)
+        kernels.im2col(np.ascontiguousarray(x), cols, *g.args())
+        self.cols, self.kernel, self.x_shape = cols.reshape(-1, taps, channels), kernel.reshape(taps, channels, -1), \
+            x.shape
+        out = np.empty((len(cols), channels, multiplier), np.result_type(x, kernel))
+        out[...] = bias.reshape(channels, multiplier)
+        for tap in range(taps):
+            out += self.cols[:, tap, :, None] * self.kernel[tap]
+        return out.reshape(n, g.out_h, g.out_w, channels * multiplier)
+
+    def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
+        from dlcli.kernels import conv as kernels
+
+        cols, kernel = self.cols, self.kernel
+        d = np.ascontiguousarray(d_out).reshape(len(cols), kernel.shape[1], kernel.shape[2])
+        d_x = d_kernel = None
+        if self.needs_grad[0]:
+            d_cols = np.einsum("pcm,kcm->pkc", d, kernel, optimize=True)
+            d_x = np.empty(self.x_shape, d_cols.dtype)
+            kernels.col2im(np.ascontiguousarray(d_cols).reshape(len(cols), -1), d_x, *self.geometry.args())
+        if self.needs_grad[1]:
+            d_kernel = np.einsum("pkc,pcm->kcm", cols, d, optimize=True).reshape(
+                self.geometry.kernel_h, self.geometry.kernel_w, kernel.shape[1], kernel.shape[2])
+        d_bias = d.sum(axis=0).reshape(-1) if self.needs_grad[2] else None
+        return d_x, d_kernel, d_bias
+
+
+def conv2d_transpose(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry, out_h: int, out_w: int,
+                     activation: str | type[Activation] = "linear") -> Tensor:
+    """activation(conv2d_transpose(x, kernel) + bias), x (N, H, W, C), kernel (kh, kw, F, C); `geometry` the
+    convolution it transposes (see transposed_geometry); activation fusable as for conv2d."""
+    row = activations.get(activation) if isinstance(activation, str) else activation
+    if not activations.fusable(row):
+        raise ValueError(f"conv2d_transpose computes {', '.join(activations.fusable_names())} itself, not "
+                         f"{activation!r}: apply it after a linear conv2d_transpose")
+    return Conv2DTranspose.apply(x, kernel, bias, geometry=geometry, out_h=out_h, out_w=out_w, activation=row)
+
+
+def depthwise_conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry) -> Tensor:
+    """Depthwise convolution: x (N, H, W, C), kernel (kh, kw, C, M), bias (C*M) -> (N, out_h, out_w, C*M)."""
+    return DepthwiseConv2D.apply(x, kernel, bias, geometry=geometry)

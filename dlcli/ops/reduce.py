@@ -62,9 +62,11 @@ class Max(Op):
 
     def backward(self, d_out: Array) -> tuple[Array]:
         winners = self.a == self.out_kept
-        share = winners / winners.sum(axis=self.axis, keepdims=True)
+        counts = winners.sum(axis=self.axis, keepdims=True)
         d = _expand(d_out, self.a.shape, self.axis, self.keepdims)
-        return ((share * d).astype(d_out.dtype, copy=False),)
+        if counts.max(initial=1) == 1:  # no ties (the rule for real data): one pass, in d's dtype
+            return (np.where(winners, d, np.zeros((), d_out.dtype)),)
+        return ((winners * (d / counts)).astype(d_out.dtype, copy=False),)
 
 
 def sum(a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the op's name

@@ -142,6 +142,9 @@ class ModelSpec(StrictSpec):
                                                                   "or inputs from inputs and other nodes.")
     outputs: dict[str, OutputSpec] | None = Field(None, description="Graph model: the nodes that are outputs, each "
                                                                     "with its loss, weight and metrics.")
+    init_from: Path | None = Field(None, description='Start from another run\'s weights, matched by name: a run '
+                                                     'directory (its best checkpoint) or a checkpoint file, relative '
+                                                     'to the current directory, e.g. "runs/base".')
 
     @model_validator(mode="after")
     def _one_form(self) -> ModelSpec:
@@ -375,6 +378,8 @@ class TrainSpec(StrictSpec):
                                                             "learning-rate reduction, periodic checkpoints.")
     loggers: list[LoggerConfig] = Field([], description="Experiment trackers fed as the run trains (rank 0 only): "
                                                         "csv, tensorboard, mlflow; names, or tables with options.")
+    freeze: list[str] = Field([], description='Layers or weights to freeze, by name pattern: "conv*" (layers), '
+                                              '"block_3/*" or "*/bias" (weights, <layer>/<weight>).')
 
 
 class RunSpec(StrictSpec):

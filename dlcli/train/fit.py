@@ -26,6 +26,7 @@ from dlcli.train.callbacks.monitor import Watch
 from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
+from dlcli.train.init_from import initialize_from
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.loop import (
@@ -72,7 +73,7 @@ def _default_monitor(spec: RunSpec, splits: Splits) -> str:
 def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
             world: World | None = None, checkpoint_bytes: bytes | None = None,
             allow_world_size_change: bool = False, spec_file: Path | None = None,
-            provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+            provenance: dict[str, Any] | None = None, strict: bool = False) -> dict[str, Any]:
     """Train `spec` into `run_dir`: checkpoints/last and /best, history, summary. Returns the summary.
 
     `callbacks` (reporters, a caller's own) follow the spec's train.callbacks; every one gets every hook with
@@ -92,6 +93,10 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
     epoch end, and gets the way training ended on every way out; `spec_file` is the TOML file the spec came
     from, if any (the manifest records its git commit); `provenance` adds keys to a new run's manifest (reproduce
     names the run it re-runs).
+
+    A new run with model.init_from starts from that run's weights (`strict`: every name must match); a resumed
+    one has them in its checkpoint already. With the optimizer's use_ema the weights become their averages
+    once training ends (not when a signal stops it), and `last` is written again with them.
     """
     started = time.perf_counter()
     keep_freed_memory()
@@ -101,7 +106,7 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
                         f"use a multiple of {world.size} (the batch size is the global batch, shared by the ranks)")
     directory = run_dir if isinstance(run_dir, RunDirectory) else _claim(Path(run_dir), resume is not None, world)
     try:
-        run = _Run(spec, directory, callbacks, world)
+        run = _Run(spec, directory, callbacks, world, initialize=resume is None, strict=strict)
         if resume is not None:
             run.restore(resume, checkpoint_bytes, allow_world_size_change)
         else:
@@ -115,6 +120,7 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
                         run.train_epoch(epoch)
                         if run.handle.stop_reason is not None:
                             break
+                    run.finalize_weights()
                 except DivergedError as err:
                     raise DivergedError(f"{err}{run.keep_last_finite_state()}") from None
             world.check_weights(run.model, run.handle.step)
@@ -156,7 +162,8 @@ class _Epoch:
 class _Run:
     """One training run: its pieces, the epoch loop over them, and the handle its callbacks act through."""
 
-    def __init__(self, spec: RunSpec, directory: RunDirectory, callbacks: list[Callback], world: World) -> None:
+    def __init__(self, spec: RunSpec, directory: RunDirectory, callbacks: list[Callback], world: World,
+                 initialize: bool = True, strict: bool = False) -> None:
         self.spec, self.directory, self.world = spec, directory, world
         self.run_dir = run_dir = directory.path
         self.leader = world.rank == 0  # the one rank that writes files
@@ -164,9 +171,12 @@ class _Run:
         self.model = build_model(spec.model, self.streams.model, spec)
         self.splits = load_splits(spec, self.model, self.streams.split)
         adapt_preprocessing(self.model, self.splits.train)
+        # every rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
+        self.init_report = initialize_from(self.model, spec.model.init_from, strict) \
+            if initialize and spec.model.init_from is not None else None
         world.broadcast_model(self.model)
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
-        self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.parameters())
+        self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.trainable_parameters())
         self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
         # a misspelt monitor fails now, not after the first epoch has been paid for
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
@@ -194,6 +204,7 @@ class _Run:
         self.last_saved_at: int | None = None  # the step checkpoints/last was written after, in this process
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
+        self.averaged = False  # whether the weights became the optimizer's averages (see finalize_weights)
 
     def _start_info(self) -> dict[str, Any]:
         """What on_train_begin reports: the run, its data and its model's size."""
@@ -203,6 +214,7 @@ class _Run:
                 "steps_per_epoch": self.steps_per_epoch, "batch_size": spec.train.batch_size,
                 "samples": len(splits.train), "validation_samples": len(splits.validation) if splits.validation else 0,
                 "seed": spec.seed, "params": trainable + frozen, "trainable_params": trainable,
+                "non_trainable_params": frozen,
                 "resumed_from": None, "world_size": self.world.size}
         if self.directory.replaced is not None:
             info["replaced"] = str(self.directory.replaced)
@@ -211,6 +223,8 @@ class _Run:
             info["skipped_files"] = files["skipped"]
             if "check_seconds" in files:
                 info["file_check_seconds"] = files["check_seconds"]
+        if self.init_report is not None:  # every weight that loaded, was missing or was unexpected
+            info["init_from"] = self.init_report
         missing = splits.schema.get("missing")
         if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
             info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
@@ -328,6 +342,16 @@ class _Run:
         if epoch.progress.stop_signal:
             self._stop_on_signal(epoch)
 
+    def finalize_weights(self) -> None:
+        """Training ended: with use_ema the weights become their moving averages (Keras' fit ends so) and `last`
+        holds them, for eval, predict and a later init_from; validation and `best` had the raw weights, as in
+        Keras. Before the callbacks' on_train_end, so restore_best_weights still has the last word in memory."""
+        if self.optimizer.spec.use_ema:
+            self.optimizer.finalize_weights()
+            self.averaged = True
+            self._checkpoint("last", self.history[-1]["epoch"] if self.history else 0, self.handle.step,
+                             event="averaged")
+
     def _signal_requested(self) -> int:
         return int(self.signals.requested or 0) if self.signals is not None else 0
 
@@ -376,6 +400,8 @@ class _Run:
                     "world_size": world.size, "stopped_early": self.handle.stop_reason is not None,
                     "stop_reason": self.handle.stop_reason, "callbacks": states, "data": self.splits.schema,
                     "weights_hash": weights_hash(self.model)}
+        if self.averaged:  # the weights are the optimizer's moving averages (use_ema, training ended)
+            progress["weights"] = "averaged"
         if world.size > 1:  # each rank's dropout stream, so that a resume continues every rank exactly
             progress["rng_ranks"] = world.gather_json(rng_state(self.streams.model))
         if self.leader:

@@ -115,7 +115,7 @@ def _bag_of_embeddings(seed: int) -> tuple[Layer, Layer]:
 
 # learning rates that suit a mean of tiny (+-0.05) embeddings: SGD needs large steps
 TRAINING_RATES = {"sgd": 5.0, "sgd_momentum": 0.5, "sgd_nesterov": 0.5, "rmsprop": 0.01,
-                  "rmsprop_centered_momentum": 0.01, "adagrad": 0.5, "adam": 0.02, "adam_amsgrad": 0.02}
+                  "rmsprop_centered_momentum": 0.01, "adagrad": 0.5, "adam": 0.02, "adam_amsgrad": 0.02, "adamw": 0.02}
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_CASES))

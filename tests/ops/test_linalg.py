@@ -28,6 +28,8 @@ CASES = {
     "affine_sigmoid": (lambda x, w, b: ops.affine(x, w, b, "sigmoid"), [_n(3, 4), _n(4, 5), _n(5)]),
     "affine_tanh": (lambda x, w, b: ops.affine(x, w, b, "tanh"), [_n(3, 4), _n(4, 5), _n(5)]),
     "affine_sequence": (ops.affine, [_n(2, 3, 4), _n(4, 5), _n(5)]),
+    # gelu's gradient needs the pre-activation, which the fused op keeps instead of its output
+    "affine_gelu": (lambda x, w, b: ops.affine(x, w, b, "gelu"), [_n(3, 4), _n(4, 5), _n(5)]),
 }
 
 

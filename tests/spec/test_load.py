@@ -50,7 +50,7 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "string epochs": (_set("train.epochs", "five"), "train.epochs: must be an integer, got 'five'"),
     "misspelt layer key": (_set("model.layers[2].unit", 4),
                            "model.layers[2].unit: unknown key; dense takes activation, bias_initializer, "
-                           "kernel_initializer, name, type, units, use_bias (did you mean units?)"),
+                           "kernel_initializer, name, trainable, type, units, use_bias (did you mean units?)"),
     "misspelt layer type": (_set("model.layers[1].type", "flaten"),
                             "model.layers[1].type: unknown layer 'flaten' (did you mean flatten?); known layers: "),
     "missing layer type": (_drop_layer_type := (lambda d: d["model"]["layers"][1].pop("type")),
@@ -64,7 +64,7 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
                                                 "seed, train, tune (did you mean seed?)"),
     "unknown optimizer": (_set("train.optimizer", "adamm"),
                           "train.optimizer.type: unknown optimizer 'adamm' (did you mean adam?); known optimizers: "
-                          "adagrad, adam, rmsprop, sgd"),
+                          "adagrad, adam, adamw, rmsprop, sgd"),
     "misspelt optimizer option": (_set("train.optimizer", {"type": "adam", "beta1": 0.9}),
                                   "train.optimizer.beta1: unknown key; adam takes "),
     "string learning rate": (_set("train.optimizer.learning_rate", "fast"),

@@ -78,7 +78,7 @@ def test_list_kind_name_prints_one_components_keys() -> None:
     assert lines[0] == "dense: Fully connected layer: activation(x @ W + b) over the last axis."
     assert lines[1].split() == ["key", "type", "default", "constraints", "description"]
     rows = {line.split()[0]: line for line in lines[2:]}
-    assert list(rows) == ["name", "units", "activation", "use_bias", "kernel_initializer", "bias_initializer"]
+    assert list(rows) == ["name", "trainable", "units", "activation", "use_bias", "kernel_initializer", "bias_initializer"]
     assert rows["units"].split(None, 4) == ["units", "integer", "required", ">", "0          Output width."]
     assert rows["activation"].split()[:4] == ["activation", "activation", "name", '"linear"']
 

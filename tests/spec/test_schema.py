@@ -122,7 +122,7 @@ def test_convolution_sizes_pass_as_a_number_or_a_list() -> None:
 def test_shorthands_list_the_registered_names() -> None:
     train = SCHEMA["definitions"]["TrainSpec"]["properties"]
     optimizer_names = next(b for b in train["optimizer"]["anyOf"] if b.get("type") == "string")["enum"]
-    assert optimizer_names == ["sgd", "rmsprop", "adagrad", "adam"]
+    assert optimizer_names == ["sgd", "rmsprop", "adagrad", "adam", "adamw"]
     loss_names = next(b for b in train["loss"]["anyOf"] if b.get("type") == "string")["enum"]
     assert {"mse", "mae", "ctc", "binary_crossentropy"} <= set(loss_names)
     dense = SCHEMA["definitions"]["DenseSpec"]
