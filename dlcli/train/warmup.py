@@ -41,6 +41,10 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "lstm", "units": 3, "return_sequences": True},
         {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False},
         {"type": "bidirectional", "layer": {"type": "gru", "units": 3}}, {"type": "dense", "units": 2}]),
+    ((2, 5), np.int64, [  # attention's masked softmax and layer normalization
+        {"type": "positional_embedding", "sequence_length": 5, "input_dim": 7, "output_dim": 4},
+        {"type": "transformer_encoder", "embed_dim": 4, "dense_dim": 3, "num_heads": 2},
+        {"type": "flatten"}, {"type": "dense", "units": 2}]),
 ]
 _OPTIMIZERS: list[dict[str, Any]] = [
     {"type": "sgd"}, {"type": "sgd", "momentum": 0.9}, {"type": "rmsprop"}, {"type": "adagrad"}, {"type": "adam"},
