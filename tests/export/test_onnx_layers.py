@@ -13,9 +13,10 @@ import pytest
 
 from dlcli import registry
 from dlcli.components import load_all
-from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS
+from dlcli.errors import SpecError
+from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS, NOT_EXPORTABLE_YET
 from tests.cases import covers
-from tests.export.exports import checked
+from tests.export.exports import checked, export_case
 from tests.export.test_onnx_recurrent import CASES as RECURRENT_CASES
 from tests.export.test_onnx_text import CASES as TEXT_CASES
 
@@ -114,15 +115,50 @@ for activation in ACTIVATIONS:
 def test_every_layer_type_has_an_onnx_converter_and_a_case() -> None:
     load_all()
     every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES}
-    missing = [name for name in registry.layers.names() if name not in CONVERTERS]
+    exportable = [name for name in registry.layers.names() if name not in NOT_EXPORTABLE_YET]
+    missing = [name for name in exportable if name not in CONVERTERS]
     assert not missing, f"layer types without an ONNX converter (dlcli/export/onnx/): {missing}"
-    untested = [name for name in registry.layers.names() if not covers(name, every_case)]
+    untested = [name for name in exportable if not covers(name, every_case)]
     assert not untested, f"layer types without an export case: {untested}"
 
 
 def test_every_activation_has_an_onnx_form() -> None:
     load_all()
-    assert sorted(ACTIVATIONS) == registry.activations.names()
+    exportable = [name for name in registry.activations.names() if name not in NOT_EXPORTABLE_YET]
+    assert sorted(ACTIVATIONS) == exportable
+
+
+def test_the_not_yet_exportable_names_are_registered_and_have_no_onnx_form() -> None:
+    """NOT_EXPORTABLE_YET only shrinks: a name leaves it when its converter arrives, and it names nothing else."""
+    load_all()
+    registered = set(registry.layers.names()) | set(registry.activations.names())
+    assert NOT_EXPORTABLE_YET <= registered, sorted(NOT_EXPORTABLE_YET - registered)
+    assert not NOT_EXPORTABLE_YET & (set(CONVERTERS) | set(ACTIVATIONS)), sorted(
+        NOT_EXPORTABLE_YET & (set(CONVERTERS) | set(ACTIVATIONS)))
+
+
+def test_the_not_yet_exportable_names_are_listed_in_the_cli_page() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    section = page[page.index("## Exporting to ONNX"):]
+    section = section[:section.index("\n## ", 1)]
+    unlisted = [name for name in sorted(NOT_EXPORTABLE_YET) if f"`{name}`" not in section]
+    assert not unlisted, f"docs/cli.md's export section does not list these not-yet-exportable names: {unlisted}"
+
+
+def test_a_layer_type_without_a_converter_is_a_spec_error_naming_its_key(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # what a model using a NOT_EXPORTABLE_YET layer type meets; dense stands in, so the test outlives the set
+    monkeypatch.delitem(CONVERTERS, "dense")
+    with pytest.raises(SpecError, match=r"model.layers\[1\]: layer type 'dense' has no ONNX converter yet, so this "
+                                        r"model cannot be exported to onnx") as error:
+        export_case(tmp_path, stack([3], {"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 2}))
+    assert error.value.exit_code == 2
+
+
+def test_an_activation_without_an_onnx_form_is_a_spec_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(ACTIVATIONS, "tanh")
+    with pytest.raises(SpecError, match="the activation 'tanh' has no ONNX form yet; it cannot be exported"):
+        export_case(tmp_path, stack([3], {"type": "dense", "units": 2, "activation": "tanh"}))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
