@@ -110,6 +110,9 @@ CASES["concatenate_last_axis"] = _merge_graph("concatenate")
 CASES["concatenate_axis_1"] = _merge_graph("concatenate", axis=1)
 for activation in ACTIVATIONS:
     CASES[f"activation_{activation}"] = (stack([2, 5], {"type": "activation", "activation": activation}), floats(2, 5))
+CASES["activation_swish_is_silu"] = (stack([2, 5], {"type": "activation", "activation": "swish"}), floats(2, 5))
+CASES["dense_gelu_wide_inputs"] = (stack([5], {"type": "dense", "units": 4, "activation": "gelu"}),
+                                   lambda rng: {"input": rng.normal(0.0, 4.0, (N, 5)).astype(np.float32)})
 
 
 def test_every_layer_type_has_an_onnx_converter_and_a_case() -> None:
