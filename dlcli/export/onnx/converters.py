@@ -53,7 +53,7 @@ ACTIVATIONS: dict[str, str | None | Callable[[OnnxGraph, str, str], str]] = {
 # SpecError (exit 2). The one list of them; docs/cli.md's export section names them, and tests/export/ checks that
 # every registered name is either converted or here, and that nothing here has a converter (remove it when it does)
 NOT_EXPORTABLE_YET: frozenset[str] = frozenset({
-    "layer_normalization", "multi_head_attention", "positional_embedding", "transformer_encoder",
+    "multi_head_attention", "positional_embedding", "transformer_encoder",
     "separable_conv2d", "depthwise_conv2d", "conv2d_transpose", "up_sampling2d", "zero_padding2d", "cropping2d",
 })
 
