@@ -54,7 +54,6 @@ ACTIVATIONS: dict[str, str | None | Callable[[OnnxGraph, str, str], str]] = {
 # every registered name is either converted or here, and that nothing here has a converter (remove it when it does)
 NOT_EXPORTABLE_YET: frozenset[str] = frozenset({
     "multi_head_attention", "positional_embedding", "transformer_encoder",
-    "separable_conv2d", "depthwise_conv2d", "conv2d_transpose",
 })
 
 
