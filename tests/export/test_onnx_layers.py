@@ -19,6 +19,7 @@ from tests.cases import covers
 from tests.export.exports import checked, export_case
 from tests.export.test_onnx_recurrent import CASES as RECURRENT_CASES
 from tests.export.test_onnx_text import CASES as TEXT_CASES
+from tests.export.test_onnx_transformer import CASES as TRANSFORMER_CASES
 
 Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
 N = 6  # examples per check: enough rows to catch a batch-axis mistake
@@ -158,7 +159,7 @@ CASES["dense_gelu_wide_inputs"] = (stack([5], {"type": "dense", "units": 4, "act
 
 def test_every_layer_type_has_an_onnx_converter_and_a_case() -> None:
     load_all()
-    every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES}
+    every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES, **TRANSFORMER_CASES}
     exportable = [name for name in registry.layers.names() if name not in NOT_EXPORTABLE_YET]
     missing = [name for name in exportable if name not in CONVERTERS]
     assert not missing, f"layer types without an ONNX converter (dlcli/export/onnx/): {missing}"

@@ -52,9 +52,7 @@ ACTIVATIONS: dict[str, str | None | Callable[[OnnxGraph, str, str], str]] = {
 # registered layer types and activations with no ONNX form yet: `dlcli export` refuses a model that uses one with a
 # SpecError (exit 2). The one list of them; docs/cli.md's export section names them, and tests/export/ checks that
 # every registered name is either converted or here, and that nothing here has a converter (remove it when it does)
-NOT_EXPORTABLE_YET: frozenset[str] = frozenset({
-    "multi_head_attention", "positional_embedding", "transformer_encoder",
-})
+NOT_EXPORTABLE_YET: frozenset[str] = frozenset()
 
 
 def converts(*layer_types: str) -> Callable[[Converter], Converter]:
