@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 import pytest
 
 from dlcli import registry
 from dlcli.components import load_all
 from dlcli.errors import SpecError
+from dlcli.export import check_export
 from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS, NOT_EXPORTABLE_YET
 from tests.cases import covers
 from tests.export.exports import checked, export_case
@@ -210,3 +212,24 @@ def test_an_activation_without_an_onnx_form_is_a_spec_error(tmp_path: Path, monk
 def test_the_layer_exports_and_onnxruntime_matches_dlcli(case: str, tmp_path: Path) -> None:
     document, inputs = CASES[case]
     checked(tmp_path, document, inputs(np.random.default_rng(7)))
+
+
+# issue 18's layers, whose forms use ops that changed between opsets (ReduceMean's axes in 18, Pad, Resize-free
+# up-sampling, ConvTranspose's output_padding), exported at the oldest, default and newest opsets written
+OPSET_CASES = ["layer_normalization_axes_1_2_without_scale", "zero_padding2d_each_edge", "cropping2d",
+               "up_sampling2d_bilinear", "up_sampling2d_nearest", "separable_conv2d_same_strides_gelu",
+               "conv2d_transpose_output_padding", "transformer_encoder_masked_gelu",
+               "multi_head_attention_cross_with_key"]
+
+
+@pytest.mark.parametrize("opset", [14, 18, 20])
+@pytest.mark.parametrize("case", OPSET_CASES)
+def test_the_new_layers_pass_the_checker_and_onnxruntime_at_every_opset(case: str, opset: int,
+                                                                       tmp_path: Path) -> None:
+    document, inputs = {**CASES, **TRANSFORMER_CASES}[case]
+    exporter, source, exported = export_case(tmp_path, document, options={"opset": opset})
+    model = onnx.load(exported.path)
+    assert model.opset_import[0].version == opset
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    assert check_export(exporter, exported, source, inputs(np.random.default_rng(7))).passed

@@ -86,3 +86,4 @@ CASES: dict[str, tuple[dict[str, Any], Inputs]] = {
 def test_the_transformer_layer_exports_and_onnxruntime_matches_dlcli(case: str, tmp_path: Path) -> None:
     document, inputs = CASES[case]
     checked(tmp_path, document, inputs(np.random.default_rng(7)))
+
