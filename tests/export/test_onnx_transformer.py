@@ -66,6 +66,21 @@ def _cross_attention() -> tuple[dict[str, Any], Inputs]:
     return document, inputs
 
 
+def _query_over_value() -> tuple[dict[str, Any], Inputs]:
+    """Float queries over masked values, no key (the value is the key), causal across different lengths."""
+    document = {
+        "inputs": {"query": {"shape": [STEPS - 2, 4]}, "value_ids": {"shape": [STEPS], "dtype": "int32"}},
+        "nodes": {"value": {"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "mask_zero": True,
+                            "input": "value_ids"},
+                  "attended": {**attention(use_causal_mask=True), "inputs": ["query", "value"]}},
+        "outputs": {"attended": {"loss": "mse"}}}
+
+    def inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"query": rng.normal(0, 1, (len(IDS), STEPS - 2, 4)).astype(np.float32), "value_ids": IDS}
+
+    return document, inputs
+
+
 CASES: dict[str, tuple[dict[str, Any], Inputs]] = {
     "positional_embedding_learned_masked": (on_ids({"type": "lstm", "units": 3}), ids),
     "positional_embedding_sinusoidal": (on_ids(positions="sinusoidal", mask_zero=False), ids),
@@ -75,6 +90,7 @@ CASES: dict[str, tuple[dict[str, Any], Inputs]] = {
     "multi_head_attention_masked_causal": (on_ids(attention(use_causal_mask=True)), ids),
     "multi_head_attention_masked_then_pooled": (on_ids(attention(), {"type": "global_average_pooling1d"}), ids),
     "multi_head_attention_cross_with_key": _cross_attention(),
+    "multi_head_attention_query_over_value_causal": _query_over_value(),
     "transformer_encoder": (on_floats(encoder()), floats),
     "transformer_encoder_masked_gelu": (on_ids(encoder(key_dim=2, activation="gelu"),
                                                {"type": "global_max_pooling1d"}), ids),
