@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 import pytest
 
 from dlcli import registry
 from dlcli.components import load_all
-from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS
+from dlcli.errors import SpecError
+from dlcli.export import check_export
+from dlcli.export.onnx.converters import ACTIVATIONS, CONVERTERS, NOT_EXPORTABLE_YET
 from tests.cases import covers
-from tests.export.exports import checked
+from tests.export.exports import checked, export_case
 from tests.export.test_onnx_recurrent import CASES as RECURRENT_CASES
 from tests.export.test_onnx_text import CASES as TEXT_CASES
+from tests.export.test_onnx_transformer import CASES as TRANSFORMER_CASES
 
 Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
 N = 6  # examples per check: enough rows to catch a batch-axis mistake
@@ -82,6 +86,47 @@ CASES: dict[str, tuple[dict[str, Any], Inputs]] = {
     "global_max_pooling1d_keepdims": (stack([5, 3], {"type": "global_max_pooling1d", "keepdims": True}),
                                       floats(5, 3)),
     "global_max_pooling2d": (stack([4, 3, 2], {"type": "global_max_pooling2d"}), floats(4, 3, 2)),
+    "layer_normalization": (stack([3, 5], {"type": "layer_normalization"}), floats(3, 5)),
+    "layer_normalization_axes_1_2_without_scale": (stack([3, 4, 2], {"type": "layer_normalization", "axis": [1, 2],
+                                                                     "scale": False, "epsilon": 0.5}),
+                                                   floats(3, 4, 2)),
+    "layer_normalization_middle_axis": (stack([3, 4, 2], {"type": "layer_normalization", "axis": 2,
+                                                          "center": False}), floats(3, 4, 2)),
+    "zero_padding2d": (stack([3, 4, 2], {"type": "zero_padding2d"}), floats(3, 4, 2)),
+    "zero_padding2d_each_edge": (stack([3, 4, 2], {"type": "zero_padding2d", "padding": [[0, 2], [3, 1]]},
+                                       {"type": "conv2d", "filters": 2, "kernel_size": 2}), floats(3, 4, 2)),
+    "cropping2d": (stack([5, 6, 2], {"type": "cropping2d", "cropping": [[1, 0], [2, 1]]}), floats(5, 6, 2)),
+    "cropping2d_symmetric": (stack([5, 6, 2], {"type": "cropping2d", "cropping": [1, 2]}), floats(5, 6, 2)),
+    "up_sampling2d_nearest": (stack([3, 4, 2], {"type": "up_sampling2d", "size": [2, 3]}), floats(3, 4, 2)),
+    "up_sampling2d_bilinear": (stack([3, 4, 2], {"type": "up_sampling2d", "size": [3, 2],
+                                                 "interpolation": "bilinear"}), floats(3, 4, 2)),
+    "up_sampling2d_bilinear_one_pixel": (stack([1, 2, 1], {"type": "up_sampling2d", "interpolation": "bilinear"}),
+                                         floats(1, 2, 1)),
+    "depthwise_conv2d_valid": (stack([6, 7, 2], {"type": "depthwise_conv2d", "kernel_size": 3}), floats(6, 7, 2)),
+    "depthwise_conv2d_same_strides_multiplier": (stack([7, 8, 3], {"type": "depthwise_conv2d", "kernel_size": [2, 3],
+                                                                   "strides": 2, "padding": "same",
+                                                                   "depth_multiplier": 2, "activation": "relu"}),
+                                                 floats(7, 8, 3)),
+    "depthwise_conv2d_dilated_without_bias": (stack([7, 7, 2], {"type": "depthwise_conv2d", "kernel_size": 2,
+                                                                "dilation_rate": [2, 1], "padding": "same",
+                                                                "use_bias": False}), floats(7, 7, 2)),
+    "separable_conv2d_valid": (stack([6, 7, 2], conv("separable_conv2d", kernel_size=3)), floats(6, 7, 2)),
+    "separable_conv2d_same_strides_gelu": (stack([7, 8, 3], conv("separable_conv2d", kernel_size=3, strides=2,
+                                                                 padding="same", depth_multiplier=2,
+                                                                 activation="gelu")), floats(7, 8, 3)),
+    "conv2d_transpose_valid": (stack([4, 5, 2], conv("conv2d_transpose", kernel_size=3)), floats(4, 5, 2)),
+    "conv2d_transpose_same_stride_2": (stack([4, 5, 2], conv("conv2d_transpose", kernel_size=3, strides=2,
+                                                             padding="same", activation="relu")), floats(4, 5, 2)),
+    "conv2d_transpose_same_even_kernel": (stack([4, 3, 2], conv("conv2d_transpose", kernel_size=[4, 2], strides=2,
+                                                                padding="same")), floats(4, 3, 2)),
+    "conv2d_transpose_valid_stride_above_kernel": (stack([3, 4, 2], conv("conv2d_transpose", kernel_size=2,
+                                                                         strides=3)), floats(3, 4, 2)),
+    "conv2d_transpose_output_padding": (stack([3, 4, 2], conv("conv2d_transpose", kernel_size=3, strides=2,
+                                                              padding="same", output_padding=[1, 0])),
+                                        floats(3, 4, 2)),
+    "conv2d_transpose_dilated_without_bias": (stack([4, 4, 2], conv("conv2d_transpose", kernel_size=2,
+                                                                    dilation_rate=2, use_bias=False,
+                                                                    activation="silu")), floats(4, 4, 2)),
     "embedding": (stack([5], {"type": "embedding", "input_dim": 9, "output_dim": 3}, dtype="int32"),
                   lambda rng: {"input": rng.integers(0, 9, (N, 5)).astype(np.int32)}),
     "embedding_float_ids": (stack([4], {"type": "embedding", "input_dim": 7, "output_dim": 2}),
@@ -109,23 +154,82 @@ CASES["concatenate_last_axis"] = _merge_graph("concatenate")
 CASES["concatenate_axis_1"] = _merge_graph("concatenate", axis=1)
 for activation in ACTIVATIONS:
     CASES[f"activation_{activation}"] = (stack([2, 5], {"type": "activation", "activation": activation}), floats(2, 5))
+CASES["activation_swish_is_silu"] = (stack([2, 5], {"type": "activation", "activation": "swish"}), floats(2, 5))
+CASES["dense_gelu_wide_inputs"] = (stack([5], {"type": "dense", "units": 4, "activation": "gelu"}),
+                                   lambda rng: {"input": rng.normal(0.0, 4.0, (N, 5)).astype(np.float32)})
 
 
 def test_every_layer_type_has_an_onnx_converter_and_a_case() -> None:
     load_all()
-    every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES}
-    missing = [name for name in registry.layers.names() if name not in CONVERTERS]
+    every_case = {**CASES, **RECURRENT_CASES, **TEXT_CASES, **TRANSFORMER_CASES}
+    exportable = [name for name in registry.layers.names() if name not in NOT_EXPORTABLE_YET]
+    missing = [name for name in exportable if name not in CONVERTERS]
     assert not missing, f"layer types without an ONNX converter (dlcli/export/onnx/): {missing}"
-    untested = [name for name in registry.layers.names() if not covers(name, every_case)]
+    untested = [name for name in exportable if not covers(name, every_case)]
     assert not untested, f"layer types without an export case: {untested}"
 
 
 def test_every_activation_has_an_onnx_form() -> None:
     load_all()
-    assert sorted(ACTIVATIONS) == registry.activations.names()
+    exportable = [name for name in registry.activations.names() if name not in NOT_EXPORTABLE_YET]
+    assert sorted(ACTIVATIONS) == exportable
+
+
+def test_the_not_yet_exportable_names_are_registered_and_have_no_onnx_form() -> None:
+    """NOT_EXPORTABLE_YET only shrinks: a name leaves it when its converter arrives, and it names nothing else."""
+    load_all()
+    registered = set(registry.layers.names()) | set(registry.activations.names())
+    assert NOT_EXPORTABLE_YET <= registered, sorted(NOT_EXPORTABLE_YET - registered)
+    assert not NOT_EXPORTABLE_YET & (set(CONVERTERS) | set(ACTIVATIONS)), sorted(
+        NOT_EXPORTABLE_YET & (set(CONVERTERS) | set(ACTIVATIONS)))
+
+
+def test_the_not_yet_exportable_names_are_listed_in_the_cli_page() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    section = page[page.index("## Exporting to ONNX"):]
+    section = section[:section.index("\n## ", 1)]
+    unlisted = [name for name in sorted(NOT_EXPORTABLE_YET) if f"`{name}`" not in section]
+    assert not unlisted, f"docs/cli.md's export section does not list these not-yet-exportable names: {unlisted}"
+
+
+def test_a_layer_type_without_a_converter_is_a_spec_error_naming_its_key(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # what a model using a NOT_EXPORTABLE_YET layer type meets; dense stands in, so the test outlives the set
+    monkeypatch.delitem(CONVERTERS, "dense")
+    with pytest.raises(SpecError, match=r"model.layers\[1\]: layer type 'dense' has no ONNX converter yet, so this "
+                                        r"model cannot be exported to onnx") as error:
+        export_case(tmp_path, stack([3], {"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 2}))
+    assert error.value.exit_code == 2
+
+
+def test_an_activation_without_an_onnx_form_is_a_spec_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(ACTIVATIONS, "tanh")
+    with pytest.raises(SpecError, match="the activation 'tanh' has no ONNX form yet; it cannot be exported"):
+        export_case(tmp_path, stack([3], {"type": "dense", "units": 2, "activation": "tanh"}))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_layer_exports_and_onnxruntime_matches_dlcli(case: str, tmp_path: Path) -> None:
     document, inputs = CASES[case]
     checked(tmp_path, document, inputs(np.random.default_rng(7)))
+
+
+# issue 18's layers, whose forms use ops that changed between opsets (ReduceMean's axes in 18, Pad, Resize-free
+# up-sampling, ConvTranspose's output_padding), exported at the oldest, default and newest opsets written
+OPSET_CASES = ["layer_normalization_axes_1_2_without_scale", "zero_padding2d_each_edge", "cropping2d",
+               "up_sampling2d_bilinear", "up_sampling2d_nearest", "separable_conv2d_same_strides_gelu",
+               "conv2d_transpose_output_padding", "transformer_encoder_masked_gelu",
+               "multi_head_attention_cross_with_key"]
+
+
+@pytest.mark.parametrize("opset", [14, 18, 20])
+@pytest.mark.parametrize("case", OPSET_CASES)
+def test_the_new_layers_pass_the_checker_and_onnxruntime_at_every_opset(case: str, opset: int,
+                                                                       tmp_path: Path) -> None:
+    document, inputs = {**CASES, **TRANSFORMER_CASES}[case]
+    exporter, source, exported = export_case(tmp_path, document, options={"opset": opset})
+    model = onnx.load(exported.path)
+    assert model.opset_import[0].version == opset
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    assert check_export(exporter, exported, source, inputs(np.random.default_rng(7))).passed

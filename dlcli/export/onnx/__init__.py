@@ -22,7 +22,7 @@ from dlcli import __version__, registry
 from dlcli.checkpoint import write_atomically
 from dlcli.errors import ExportCheckError, SpecError
 from dlcli.export.exporter import Exported, Exporter, ExportSource, Runner, spec_sha256
-from dlcli.export.onnx import layers, recurrent, text  # noqa: F401 - fill the converter table
+from dlcli.export.onnx import images, layers, recurrent, text, transformer  # noqa: F401 - fill the converter table
 from dlcli.export.onnx.builder import OnnxGraph, Value, tensor_type
 from dlcli.export.onnx.converters import convert_model
 from dlcli.train.loop import input_tensor

@@ -97,7 +97,7 @@ def _dense(graph: OnnxGraph, layer: Any, inputs: list[Value], hint: str) -> Valu
     return x.like(out, (*x.shape[:-1], layer.spec.units))
 
 
-def _pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+def onnx_pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
           befores: Sequence[int], outs: Sequence[int]) -> list[int]:
     """ONNX pads [begin..., end...]: dlcli's padding before each axis, and after it what the output needs
     (Keras' "same" puts the odd cell after; "valid" pads nothing and drops what is left, as ONNX floors)."""
@@ -107,11 +107,13 @@ def _pads(sizes: Sequence[int], windows: Sequence[int], strides: Sequence[int], 
     return [*befores, *afters]
 
 
-def _channels_first(graph: OnnxGraph, x: str, spatial: int, hint: str) -> str:
+def channels_first(graph: OnnxGraph, x: str, spatial: int, hint: str) -> str:
+    """(batch, *spatial, channels) to ONNX's (batch, channels, *spatial)."""
     return graph.transpose(x, [0, spatial + 1, *range(1, spatial + 1)], hint)
 
 
-def _channels_last(graph: OnnxGraph, x: str, spatial: int, hint: str) -> str:
+def channels_last(graph: OnnxGraph, x: str, spatial: int, hint: str) -> str:
+    """ONNX's (batch, channels, *spatial) back to (batch, *spatial, channels)."""
     return graph.transpose(x, [0, *range(2, spatial + 2), 1], hint)
 
 
@@ -128,12 +130,12 @@ def _convolution(graph: OnnxGraph, layer: Any, inputs: list[Value], hint: str) -
         windows, strides, dilations = [g.kernel_h, g.kernel_w], [g.stride_h, g.stride_w], [g.dilation_h,
                                                                                            g.dilation_w]
         befores, outs = [g.pad_top, g.pad_left], [g.out_h, g.out_w]
-    pads = _pads(x.shape[:-1], windows, strides, dilations, befores, outs)
-    out = graph.node("Conv", [_channels_first(graph, x.name, spatial, hint),
+    pads = onnx_pads(x.shape[:-1], windows, strides, dilations, befores, outs)
+    out = graph.node("Conv", [channels_first(graph, x.name, spatial, hint),
                               graph.constant(onnx_kernel, f"{hint}/kernel"),
                               graph.constant(layer.bias.data, f"{hint}/bias")], hint,
                      kernel_shape=windows, strides=strides, dilations=dilations, pads=pads)
-    out = activate(graph, layer.spec.activation, _channels_last(graph, out, spatial, hint), hint)
+    out = activate(graph, layer.spec.activation, channels_last(graph, out, spatial, hint), hint)
     return x.like(out, (*outs, layer.spec.filters))
 
 
@@ -145,12 +147,12 @@ def _pooling(graph: OnnxGraph, layer: Any, inputs: list[Value], hint: str) -> Va
     geometry = [pool_output_size(size, pool, stride, padding)
                 for size, pool, stride in zip(sizes, layer.pool_size, layer.strides)]
     outs, befores = [out for out, _ in geometry], [before for _, before in geometry]
-    pads = _pads(sizes, layer.pool_size, layer.strides, [1] * spatial, befores, outs)
+    pads = onnx_pads(sizes, layer.pool_size, layer.strides, [1] * spatial, befores, outs)
     op = "MaxPool" if layer.spec.type.startswith("max") else "AveragePool"
     # AveragePool's count_include_pad = 0 (the default): a "same" window averages the cells inside, as dlcli
-    out = graph.node(op, [_channels_first(graph, x.name, spatial, hint)], hint, kernel_shape=list(layer.pool_size),
+    out = graph.node(op, [channels_first(graph, x.name, spatial, hint)], hint, kernel_shape=list(layer.pool_size),
                      strides=list(layer.strides), pads=pads)
-    return x.like(_channels_last(graph, out, spatial, hint), (*outs, x.shape[-1]))
+    return x.like(channels_last(graph, out, spatial, hint), (*outs, x.shape[-1]))
 
 
 @converts("global_average_pooling1d", "global_average_pooling2d", "global_max_pooling1d", "global_max_pooling2d")
