@@ -169,8 +169,8 @@ def _sequential(spec: ModelSpec, output: OutputSpec) -> Model:
         if any(n.name == name for n in nodes) or name == SEQUENTIAL_INPUT:
             raise SpecError(f"{key}.name: {name!r} is used twice; layer names must be unique")
         layer = _layer(layer_spec, name, key)
-        if layer.extra_outputs():
-            option, port = layer.ports_option, next(iter(layer.extra_outputs()))
+        if layer.extra_output_names():
+            option, port = layer.ports_option, layer.extra_output_names()[0]
             raise SpecError(f"{key}.{option}: a sequential model passes on one output; {option} is for a graph "
                             f"model (model.nodes), where other nodes take them as \"<node>.{port}\"; remove "
                             f"{option}")
@@ -216,7 +216,7 @@ def _graph(spec: ModelSpec) -> Model:
         if node_spec.name is not None and node_spec.name != name:
             raise SpecError(f"{key}.name: a node is named by its table ({name}); remove name = {node_spec.name!r}")
         layers[name] = _layer(node_spec, name, key)
-    ports = {f"{name}.{port}": name for name, layer in layers.items() for port in layer.extra_outputs()}
+    ports = {f"{name}.{port}": name for name, layer in layers.items() for port in layer.extra_output_names()}
     known += [port for port in ports if port not in known]
     nodes: dict[str, Node] = {}
     for name, node_spec in spec.nodes.items():

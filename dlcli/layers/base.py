@@ -101,6 +101,11 @@ class Layer:
         returns (main, *extras) in this order."""
         return {}
 
+    def extra_output_names(self) -> list[str]:
+        """The ports of extra_outputs(), known before the layer is connected (the graph collects every node's
+        port names first); a layer whose port shapes need its input shapes overrides it."""
+        return list(self.extra_outputs())
+
     def extra_inputs(self) -> int:
         """How many inputs may follow the first (recurrent layers: the initial h, and c for lstm;
         multi_head_attention: the value, then the key)."""

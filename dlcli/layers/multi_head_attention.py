@@ -95,6 +95,9 @@ class MultiHeadAttention(Layer):
             return {}
         return {"attention_scores": (self.spec.num_heads, *self.steps)}
 
+    def extra_output_names(self) -> list[str]:
+        return ["attention_scores"] if self.spec.return_attention_scores else []  # steps are known once connected
+
     def _project(self, parts: tuple[str, ...], x: Tensor) -> Tensor:
         """x (batch, steps, features) through the projections `parts` side by side, in one matrix product:
         (batch, steps, heads * their sizes summed), [first | second | ...] along the last axis."""

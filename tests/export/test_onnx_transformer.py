@@ -44,10 +44,8 @@ def encoder(**keys: Any) -> dict[str, Any]:
 
 
 def _cross_attention() -> tuple[dict[str, Any], Inputs]:
-    """A query over a value and a separate key, the query and value masked each its own way.
-
-    Not the attention_scores port: a graph node with return_attention_scores does not build yet (the graph asks
-    for the port's shape before the layer knows its steps), so its export waits for that fix."""
+    """A query over a value and a separate key, the query and value masked each its own way, and the attention
+    scores handed on through the node's port to an output of their own."""
     embedding = {"type": "embedding", "input_dim": VOCAB, "output_dim": 3, "mask_zero": True}
     document = {
         "inputs": {"query_ids": {"shape": [STEPS], "dtype": "int32"}, "value_ids": {"shape": [STEPS],
@@ -55,9 +53,11 @@ def _cross_attention() -> tuple[dict[str, Any], Inputs]:
                    "key": {"shape": [STEPS, 2]}},
         "nodes": {"query": {**embedding, "input": "query_ids"},
                   "value": {**embedding, "output_dim": 5, "input": "value_ids"},
-                  "attended": {**attention(value_dim=2, output_shape=4), "inputs": ["query", "value", "key"]},
-                  "head": {"type": "global_average_pooling1d", "input": "attended"}},
-        "outputs": {"head": {"loss": "mse"}, "attended": {"loss": "mse"}}}
+                  "attended": {**attention(value_dim=2, output_shape=4, return_attention_scores=True),
+                               "inputs": ["query", "value", "key"]},
+                  "head": {"type": "global_average_pooling1d", "input": "attended"},
+                  "scores": {"type": "flatten", "input": "attended.attention_scores"}},
+        "outputs": {"head": {"loss": "mse"}, "attended": {"loss": "mse"}, "scores": {"loss": "mse"}}}
 
     def inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"query_ids": IDS, "value_ids": IDS[::-1].copy(),

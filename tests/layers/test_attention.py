@@ -234,3 +234,25 @@ def test_the_block_written_out_as_graph_nodes_computes_the_same() -> None:
         out.sum().backward()
     np.testing.assert_array_equal(block.parameters()["transformer_encoder/attention/query/kernel"].grad,
                                   graph.parameters()["attention/query/kernel"].grad)
+
+
+def test_a_graph_node_hands_its_attention_scores_on_through_a_port() -> None:
+    """The attention_scores port of a graph node, as the recurrent layers' state ports: named before the layer is
+    connected (the graph collects port names first), with its shape once it is."""
+    from dlcli.graph import build_model
+    from dlcli.spec.models import ModelSpec
+
+    spec = ModelSpec.model_validate({
+        "inputs": {"tokens": {"shape": [5, 4]}},
+        "nodes": {"attention": {"type": "multi_head_attention", "num_heads": 2, "key_dim": 3,
+                                "return_attention_scores": True, "inputs": ["tokens", "tokens"]},
+                  "scores": {"type": "flatten", "input": "attention.attention_scores"},
+                  "pooled": {"type": "flatten", "input": "attention"},
+                  "joined": {"type": "concatenate", "inputs": ["pooled", "scores"]},
+                  "out": {"type": "dense", "units": 1, "input": "joined"}},
+        "outputs": {"out": {"loss": "mse"}}})
+    model = build_model(spec, np.random.default_rng(0))
+    assert model.shapes["attention.attention_scores"] == (2, 5, 5)
+    x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
+    out = model({"tokens": Tensor(x)})["out"]
+    assert out.data.shape == (3, 1) and np.isfinite(out.data).all()
