@@ -27,7 +27,7 @@ def acquire(path: Path) -> int:
     lock_path = path / LOCK
     for _ in range(100):
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
+        if not try_lock(fd):
             message = held_message(path)
             os.close(fd)
             raise RunDirectoryTakenError(message)
@@ -50,7 +50,7 @@ def refuse_held(path: Path) -> None:
     except OSError:
         return
     try:
-        held = not _try_lock(fd)
+        held = not try_lock(fd)
     finally:
         os.close(fd)
     if held:
@@ -106,7 +106,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _try_lock(fd: int) -> bool:
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock on the open file `fd` if no process holds it (never waits); it dies with us."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: the C runtime's byte-range lock, also dropped on exit

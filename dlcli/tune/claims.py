@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import RunDirectoryTakenError
+from dlcli.train.run_lock import try_lock
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 from dlcli.tune.space import SearchSpace
 from dlcli.tune.study import GRACE_SECONDS, HEARTBEAT_SECONDS, StudyPlace, make_sampler, require_optuna, trial_seed
@@ -85,10 +86,7 @@ def _lock_is_free(path: Path) -> bool:
     except OSError:
         return True
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        return try_lock(fd)  # taken for a moment, then released with the descriptor
     finally:
         os.close(fd)
 
