@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
 from dlcli.errors import CheckpointError, DataError, DivergedError, RunInterruptedError, SpecError
-from dlcli.graph import Model, build_model
+from dlcli.graph import build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
-from dlcli.tensor import no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.callbacks import Callback, create_callbacks, create_loggers, load_states, saved_states
 from dlcli.train.callbacks.injected import injected_callbacks
@@ -29,38 +26,17 @@ from dlcli.train.handle import RunHandle
 from dlcli.train.init_from import initialize_from
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.manifest import ManifestKeeper, status_of
+from dlcli.train.adapt import adapt_preprocessing
+from dlcli.train.divergence import roll_back_last
+from dlcli.train.run_report import run_summary, start_info
 from dlcli.train.loop import (
-    EpochProgress, Objective, Split, check_monitors, evaluate, fit_epoch, in_order, input_tensor, log_directions,
-    reported_names,
+    Epoch, EpochProgress, Objective, check_monitors, evaluate, fit_epoch, log_directions, reported_names,
 )
 from dlcli.train.rundir import (
     RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
     save_run_checkpoint, write_history, write_json,
 )
 from dlcli.train.streams import Streams, give_rank_its_stream
-
-
-def adapt_preprocessing(model: Model, train: Split, batch_size: int = 1024) -> None:
-    """Adapt normalization and text_vectorization layers on the training data as it reaches them (layers before
-    them applied), a batch at a time: the layer takes the batches one by one, so a split larger than memory (an
-    image folder, time-series windows, which gathered whole would be sequence_length times their table) is never
-    held whole."""
-    dtypes = {name: spec.dtype for name, spec in model.inputs.items()}
-    for index, node in enumerate(model.nodes):
-        if not getattr(node.layer, "needs_adapt", False):
-            continue
-        prefix = Model(model.inputs, model.nodes[:index], {node.inputs[0]: None}, model.sequential)  # type: ignore
-        node.layer.adapt(_values_reaching(prefix, node.inputs[0], train, dtypes, batch_size))
-
-
-def _values_reaching(prefix: Model, name: str, train: Split, dtypes: dict[str, str],
-                     batch_size: int) -> Iterator[np.ndarray]:
-    """The training data's values at node or input `name`, batch by batch, computed by `prefix` (inference mode)."""
-    for batch in train.batches(in_order(len(train), batch_size)):
-        with no_grad():
-            tensors = {k: input_tensor(v, dtypes[k]) for k, v in batch.inputs.items()}
-            values = tensors if name in tensors else prefix(tensors)
-        yield values[name].data
 
 
 def _default_monitor(spec: RunSpec, splits: Splits) -> str:
@@ -141,24 +117,6 @@ def _claim(path: Path, resuming: bool, world: World) -> RunDirectory:
     return RunDirectory.existing(path) if resuming else RunDirectory.fresh(path)
 
 
-@dataclass
-class _Epoch:
-    """An epoch under way: its batches and progress, and what a mid-epoch checkpoint needs to take it up again."""
-
-    number: int  # from 1
-    batches: list[np.ndarray]
-    progress: EpochProgress
-    shuffle_state: dict[str, Any]  # the shuffle stream before the epoch's order was drawn: a resume redraws it
-    started: float  # perf_counter() at its start, less the time a resumed epoch had already run
-    first_step: int  # updates applied in the run before its first batch
-    learning_rate: float  # the rate it trains with (the history's learning_rate)
-
-    def position(self) -> dict[str, Any]:
-        """A mid-epoch checkpoint's `in_epoch`."""
-        return {"epoch": self.number, "shuffle_state": self.shuffle_state, "progress": self.progress.state(),
-                "seconds": time.perf_counter() - self.started, "learning_rate": self.learning_rate}
-
-
 class _Run:
     """One training run: its pieces, the epoch loop over them, and the handle its callbacks act through."""
 
@@ -187,7 +145,8 @@ class _Run:
         self.spec_pending = True  # spec.json: at the start of a new run, with the first `last` of a resumed one
         self.steps_per_epoch = min(-(-len(self.splits.train) // spec.train.batch_size),
                                    spec.train.steps_per_epoch or len(self.splits.train))
-        self.info = self._start_info()
+        self.info = start_info(spec, self.model, self.splits, self.steps_per_epoch, directory, world,
+                               self.init_report)
         self.history: list[dict[str, Any]] = []
         self.handle = RunHandle(self.model, self.optimizer, world, run_dir, self.info,
                                 log_directions(self.model, self.objective), self.history, spec.model_dump(mode="json"))
@@ -205,33 +164,6 @@ class _Run:
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
         self.averaged = False  # whether the weights became the optimizer's averages (see finalize_weights)
-
-    def _start_info(self) -> dict[str, Any]:
-        """What on_train_begin reports: the run, its data and its model's size."""
-        spec, splits = self.spec, self.splits
-        trainable, frozen = self.model.parameter_counts()
-        info = {"run": spec.name, "run_dir": str(self.run_dir), "epochs": spec.train.epochs,
-                "steps_per_epoch": self.steps_per_epoch, "batch_size": spec.train.batch_size,
-                "samples": len(splits.train), "validation_samples": len(splits.validation) if splits.validation else 0,
-                "seed": spec.seed, "params": trainable + frozen, "trainable_params": trainable,
-                "non_trainable_params": frozen,
-                "resumed_from": None, "world_size": self.world.size}
-        if self.directory.replaced is not None:
-            info["replaced"] = str(self.directory.replaced)
-        files = splits.schema.get("files")
-        if files:  # an image or text folder: how many files the check before training left out, and its time
-            info["skipped_files"] = files["skipped"]
-            if "check_seconds" in files:
-                info["file_check_seconds"] = files["check_seconds"]
-        if self.init_report is not None:  # every weight that loaded, was missing or was unexpected
-            info["init_from"] = self.init_report
-        missing = splits.schema.get("missing")
-        if missing and missing.get("policy") not in (None, "error"):  # what the missing-value policy did
-            info["missing"] = {k: missing[k] for k in ("policy", "rows_dropped", "cells_filled") if k in missing}
-        if splits.class_weights:  # what train.class_weight weighs each class by ("balanced": computed)
-            info["class_weight"] = {output: {str(label): weight for label, weight in sorted(table.items())}
-                                    for output, table in splits.class_weights.items()}
-        return info
 
     def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:
         """Continue from a run checkpoint (its epoch end, or the middle of an epoch).
@@ -295,7 +227,7 @@ class _Run:
         requested, self.handle.requested = self.handle.requested, None
         self._write_epoch_files(number, improved, requested)
 
-    def _start_epoch(self, number: int) -> _Epoch:
+    def _start_epoch(self, number: int) -> Epoch:
         """The epoch's batches in this epoch's order; from a mid-epoch checkpoint, the same order and progress."""
         streams, progress, elapsed, resumed = self.streams, EpochProgress(self.objective), 0.0, self.resumed_epoch
         learning_rate = self.optimizer.learning_rate
@@ -313,10 +245,10 @@ class _Run:
             streams.model.bit_generator.state = model_state
             self.resumed_epoch = None
         batches = batch_slices(order, self.spec.train.batch_size)[:self.spec.train.steps_per_epoch]
-        return _Epoch(number, batches, progress, shuffle_state, started, self.handle.step - progress.done,
+        return Epoch(number, batches, progress, shuffle_state, started, self.handle.step - progress.done,
                       learning_rate)
 
-    def _fit_batches(self, epoch: _Epoch) -> None:
+    def _fit_batches(self, epoch: Epoch) -> None:
         """Train on the epoch's batches between the batch hooks; `last` mid-epoch every checkpoint_every_steps;
         a signal writes `last` where it landed and raises RunInterruptedError."""
         every, total = self.spec.train.checkpoint_every_steps, len(epoch.batches)
@@ -355,7 +287,7 @@ class _Run:
     def _signal_requested(self) -> int:
         return int(self.signals.requested or 0) if self.signals is not None else 0
 
-    def _stop_on_signal(self, epoch: _Epoch) -> NoReturn:
+    def _stop_on_signal(self, epoch: Epoch) -> NoReturn:
         """After the mid-epoch `last` a signal made: history to match, and the error that exits 130 or 143."""
         if self.leader:
             write_history(self.run_dir, self.history)
@@ -366,7 +298,7 @@ class _Run:
             f"checkpoint written to {checkpoint_path(self.run_dir, 'last')}. Continue with: dlcli train "
             f"{self.run_dir} --resume{workers}", exit_code=EXIT_CODES[signum])
 
-    def _epoch_logs(self, epoch: _Epoch) -> dict[str, float]:
+    def _epoch_logs(self, epoch: Epoch) -> dict[str, float]:
         """The epoch's training values, validation values, seconds and learning rate, the same on every rank."""
         logs = epoch.progress.logs()
         if self.splits.validation is not None:
@@ -446,24 +378,12 @@ class _Run:
             return ""  # no checkpoint, or a finite loss was computed from it since: it is a good state
         if not self.leader:
             return ""
-        last, previous = checkpoint_path(self.run_dir, "last"), checkpoint_path(self.run_dir, "previous")
-        if previous.is_file():
-            os.replace(previous, last)
-            _, metadata = load_checkpoint(last)
-            write_history(self.run_dir, list(metadata.get("history", [])))
-            where = f"epoch {metadata.get('epoch')}" + (f", step {metadata.get('step')}" if metadata.get("in_epoch")
-                                                        else "")
-            return (f". {last} was rolled back to its previous state ({where}): the state saved after step "
-                    f"{self.handle.step} is the one that gave this loss")
-        last.unlink(missing_ok=True)
-        write_history(self.run_dir, [])
-        return (f". {last} was removed: the only state it held is the one that gave this loss, and no earlier state "
-                "was saved")
+        return roll_back_last(self.run_dir, self.handle.step)
 
     def finish(self, seconds: float) -> dict[str, Any]:
         """The spec's callbacks' on_train_end (early stopping may restore the best weights and say so in the
         summary), then summary.json; returns the summary for the other callbacks' on_train_end."""
-        summary = _summary(self.spec, self.run_dir, self.history, self.best, self.handle.stop_reason, seconds,
+        summary = run_summary(self.spec, self.run_dir, self.history, self.best, self.handle.stop_reason, seconds,
                            self.info)
         summary["run_id"] = self.run_id
         self.handle.call(self.spec_callbacks, "on_train_end", summary)
@@ -472,16 +392,3 @@ class _Run:
             self.manifest.finish()
         return summary
 
-
-def _summary(spec: RunSpec, run_dir: Path, history: list[dict[str, Any]], best: Watch, stop_reason: str | None,
-             seconds: float, info: dict[str, Any]) -> dict[str, Any]:
-    final = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds", "learning_rate")} if history else {}
-    epoch_times = [row["seconds"] for row in history]
-    summary = {"run": spec.name, "run_dir": str(run_dir), "epochs_run": len(history),
-               "stopped_early": stop_reason is not None, "final": final,
-               "best": {**best.state(), "checkpoint": str(checkpoint_path(run_dir, "best"))},
-               "seconds": seconds, "seconds_per_epoch": epoch_times, "samples": info["samples"],
-               "params": info["params"]}
-    if stop_reason is not None:
-        summary["stop_reason"] = stop_reason
-    return summary

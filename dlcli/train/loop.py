@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -59,6 +60,25 @@ class Split:
 def in_order(count: int, batch_size: int) -> list[np.ndarray]:
     """Index arrays of consecutive batches over `count` examples, in order (evaluation, prediction)."""
     return batch_slices(np.arange(count), batch_size)
+
+
+
+@dataclass
+class Epoch:
+    """An epoch under way: its batches and progress, and what a mid-epoch checkpoint needs to take it up again."""
+
+    number: int  # from 1
+    batches: list[np.ndarray]
+    progress: EpochProgress
+    shuffle_state: dict[str, Any]  # the shuffle stream before the epoch's order was drawn: a resume redraws it
+    started: float  # perf_counter() at its start, less the time a resumed epoch had already run
+    first_step: int  # updates applied in the run before its first batch
+    learning_rate: float  # the rate it trains with (the history's learning_rate)
+
+    def position(self) -> dict[str, Any]:
+        """A mid-epoch checkpoint's `in_epoch`."""
+        return {"epoch": self.number, "shuffle_state": self.shuffle_state, "progress": self.progress.state(),
+                "seconds": time.perf_counter() - self.started, "learning_rate": self.learning_rate}
 
 
 class Objective:

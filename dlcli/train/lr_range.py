@@ -22,7 +22,7 @@ from dlcli.graph import Model, build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.train.datasets import load_splits
-from dlcli.train.fit import adapt_preprocessing
+from dlcli.train.adapt import adapt_preprocessing
 from dlcli.train.loop import Objective, Split, input_tensor
 from dlcli.train.streams import Streams
 

@@ -66,7 +66,7 @@ def profile_training(model: Model, objective: Objective, optimizer: Optimizer, d
 def profile_spec(spec: RunSpec, model: Model, steps: int, warmup: int, batch_size: int | None) -> dict[str, Any]:
     """Profile the spec's training on its training data (model built, weights as given); a JSON-able report."""
     from dlcli.train.datasets import load_splits
-    from dlcli.train.fit import adapt_preprocessing
+    from dlcli.train.adapt import adapt_preprocessing
 
     rng = np.random.default_rng(spec.seed)
     splits = load_splits(spec, model, rng)

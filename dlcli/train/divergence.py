@@ -1,0 +1,28 @@
+"""After a non-finite loss: checkpoints/last rolled back to a state whose loss was finite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlcli.checkpoint import load_checkpoint
+from dlcli.train.rundir import checkpoint_path, write_history
+
+
+def roll_back_last(run_dir: Path, step: int) -> str:
+    """checkpoints/last was written after `step`, whose loss was not finite: `previous` (whose next loss was
+    finite) takes its place, or with none, `last` goes; the history file follows. Returns what was done, for
+    the error message."""
+    last, previous = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "previous")
+    if previous.is_file():
+        os.replace(previous, last)
+        _, metadata = load_checkpoint(last)
+        write_history(run_dir, list(metadata.get("history", [])))
+        where = f"epoch {metadata.get('epoch')}" + (f", step {metadata.get('step')}" if metadata.get("in_epoch")
+                                                    else "")
+        return (f". {last} was rolled back to its previous state ({where}): the state saved after step "
+                f"{step} is the one that gave this loss")
+    last.unlink(missing_ok=True)
+    write_history(run_dir, [])
+    return (f". {last} was removed: the only state it held is the one that gave this loss, and no earlier state "
+            "was saved")
