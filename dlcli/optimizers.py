@@ -16,16 +16,6 @@ ids out, a table differs from Keras' by about 16%). For sgd without momentum and
 gradient changes nothing, so the two rules are the same update. Either way a touched row gets exactly the
 dense formula; Adam's bias correction uses the global step count. Clipping sees a sparse gradient as its
 dense array: clipnorm and global_clipnorm use the norm of its (summed) values, clipvalue clips the values.
-
-Two options every optimizer takes wrap its update, as in Keras 3's BaseOptimizer.apply: `weight_decay`
-multiplies each weight that has a gradient by (1 - weight_decay * learning_rate) before the update
-(decoupled, Loshchilov & Hutter; an embedding table decays as a whole under Keras' rule, and in the rows its
-gradient holds under the lazy rule, which changes nothing else), except
-weights whose full name a pattern of `exclude_from_weight_decay` finds; `use_ema` keeps an exponential
-moving average of every weight after the update (the slot `average`: the weights themselves at the first
-step, then ema_momentum * average + (1 - ema_momentum) * weight), and with `ema_overwrite_frequency` copies
-it into the weights every that many steps. The run loop (train/fit.py) copies the averages into the model
-when training ends, as Keras' fit does (finalize_variable_values).
 """
 
 from __future__ import annotations
@@ -41,10 +31,11 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from dlcli import registry
 from dlcli.errors import CheckpointError
+from dlcli.flat_parameters import EMPTY, WHOLE, FlatParameters, flat_gradient, zero_row
 from dlcli.registry import StrictSpec
-from dlcli.flat_parameters import FlatParameters
+from dlcli.weight_averaging import DecayAndAverage
 from dlcli.schedules import Schedule, cycles_momentum, learning_rate_at, momentum_at
-from dlcli.tensor import SparseRows, Tensor
+from dlcli.tensor import Tensor
 
 
 # a number, or a schedule table: routed by kind so a mistake in one reports only that branch's error
@@ -113,7 +104,7 @@ def _kernels() -> ModuleType:
     return optim
 
 
-class Optimizer:
+class Optimizer(DecayAndAverage):
     """Updates parameters in place from their `.grad`; subclasses define their slots and one kernel call."""
 
     slot_names: tuple[str, ...] = ()
@@ -137,10 +128,6 @@ class Optimizer:
 
     def _initial_slot(self, slot: str, value: np.ndarray) -> np.ndarray:
         return np.zeros(value.size, value.dtype)
-
-    def _decays(self, name: str) -> bool:
-        """Whether weight decay applies to the weight `name` (Keras' exclude_from_weight_decay, on full names)."""
-        return not any(re.search(pattern, name) for pattern in self.spec.exclude_from_weight_decay)
 
     @property
     def _every_row(self) -> bool:
@@ -170,12 +157,12 @@ class Optimizer:
             # one kernel call over every parameter: the same elementwise formula, so the same bits
             # each parameter's squared norm summed as the per-parameter path sums them, so the scale has its bits
             scale = self._global_scale(together.grads[part] for _, part in together.parts)
-            self._decay_weights({name: (None, _WHOLE) for name in self.params}, lr)
-            self._update(kernels, together.weights, together.grads, _WHOLE, together.slots, lr, scale, clip_value)
+            self._decay_weights({name: (None, WHOLE) for name in self.params}, lr)
+            self._update(kernels, together.weights, together.grads, WHOLE, together.slots, lr, scale, clip_value)
             self._average_weights()
             self.iterations += 1
             return
-        grads = {name: _flat_gradient(name, p) for name, p in self.params.items() if p.grad is not None}
+        grads = {name: flat_gradient(name, p) for name, p in self.params.items() if p.grad is not None}
         global_scale = self._global_scale([g for g, _ in grads.values()])
         self._decay_weights(grads, lr)
         for name, (flat_grad, rows) in grads.items():
@@ -186,44 +173,6 @@ class Optimizer:
             self._update(kernels, self._flat[name], flat_grad, rows, self.slots[name], lr, scale, clip_value)
         self._average_weights()
         self.iterations += 1
-
-    # --- weight decay and weight averaging: steps before and after the update, as Keras 3 orders them
-
-    def _decay_weights(self, grads: dict[str, Any], lr: float) -> None:
-        """weight *= 1 - weight_decay * lr for each weight with a gradient that decays, before its update."""
-        if not self.spec.weight_decay:
-            return
-        factor = 1.0 - self.spec.weight_decay * lr  # in float64, then cast, as Keras' torch backend multiplies
-        for name, (_, rows) in grads.items():
-            if not self._decays(name):
-                continue
-            flat = self._flat[name]
-            if rows is _WHOLE or self._every_row:
-                flat *= np.asarray(factor, flat.dtype)
-            else:  # the lazy rule: only the rows the sparse gradient holds change
-                table = flat.reshape(self.params[name].shape[0], -1)
-                table[rows] *= np.asarray(factor, flat.dtype)
-
-    def _average_weights(self) -> None:
-        """use_ema: each weight's moving average after the update; every ema_overwrite_frequency steps, the weights
-        become their averages."""
-        if not self.spec.use_ema:
-            return
-        momentum = np.float32(self.spec.ema_momentum) if self.iterations > 0 else np.float32(0.0)
-        overwrite = self.spec.ema_overwrite_frequency and (self.iterations + 1) % self.spec.ema_overwrite_frequency == 0
-        for name, slots in self.slots.items():
-            average, weight = slots["average"], self._flat[name]
-            average *= momentum.astype(average.dtype)
-            average += (np.float32(1.0) - momentum).astype(average.dtype) * weight
-            if overwrite:
-                weight[...] = average
-
-    def finalize_weights(self) -> None:
-        """The weights become their moving averages (with use_ema; Keras' finalize_variable_values, which fit
-        calls once training ends). Nothing changes without use_ema."""
-        if self.spec.use_ema:
-            for name, slots in self.slots.items():
-                self._flat[name][...] = slots["average"]
 
     def _global_scale(self, flat_grads: Iterable[np.ndarray]) -> float:
         if self.spec.global_clipnorm is None:
@@ -293,7 +242,7 @@ class SGD(Optimizer):
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         if "momentum" in slots:
-            kernels.sgd_momentum_update(w, g, rows, _zero_row(w, g, rows, self._every_row), slots["momentum"], lr,
+            kernels.sgd_momentum_update(w, g, rows, zero_row(w, g, rows, self._every_row), slots["momentum"], lr,
                                         self._momentum(self.spec.momentum), self.spec.nesterov, self._every_row,
                                         scale, clip_value)
         else:
@@ -326,8 +275,8 @@ class RMSprop(Optimizer):
     def _update(self, kernels: ModuleType, w: np.ndarray, g: np.ndarray, rows: np.ndarray,
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s = self.spec
-        kernels.rmsprop_update(w, g, rows, _zero_row(w, g, rows, self._every_row), slots["velocity"],
-                               slots.get("average_gradient", _EMPTY), slots.get("momentum", _EMPTY), lr, s.rho,
+        kernels.rmsprop_update(w, g, rows, zero_row(w, g, rows, self._every_row), slots["velocity"],
+                               slots.get("average_gradient", EMPTY), slots.get("momentum", EMPTY), lr, s.rho,
                                self._momentum(s.momentum), s.epsilon, s.centered, self._every_row, scale, clip_value)
 
 
@@ -383,8 +332,8 @@ class Adam(Optimizer):
         s, t = self.spec, self.iterations + 1
         beta_1 = self._momentum(s.beta_1)  # a cycled beta_1 enters the bias correction too, as in PyTorch's Adam
         alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - beta_1**t)
-        kernels.adam_update(w, g, rows, _zero_row(w, g, rows, self._every_row), slots["momentum"], slots["velocity"],
-                            slots.get("velocity_hat", _EMPTY), alpha, beta_1, s.beta_2, s.epsilon, s.amsgrad,
+        kernels.adam_update(w, g, rows, zero_row(w, g, rows, self._every_row), slots["momentum"], slots["velocity"],
+                            slots.get("velocity_hat", EMPTY), alpha, beta_1, s.beta_2, s.epsilon, s.amsgrad,
                             self._every_row, scale, clip_value)
 
 
@@ -402,40 +351,6 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), Keras' AdamW: weight_decay 0.004 by default."""
 
     spec: AdamWSpec
-
-
-_EMPTY = np.zeros(0, np.float32)  # stands in for a slot a configuration does not use
-_WHOLE = np.zeros(1, np.int64)  # a dense gradient is one row spanning its whole parameter
-
-
-def _zero_row(w: np.ndarray, g: np.ndarray, rows: np.ndarray, every_row: bool) -> np.ndarray:
-    """The row of zeros a kernel reads for the rows a sparse gradient skips under Keras' rule (every_row), in g's
-    dtype; empty when the pass visits only given rows (a dense gradient, or the lazy rule).
-
-    Reading zeros through the same loop body as real rows, rather than a second loop with the formula written
-    for g = 0, keeps the two bit for bit alike; a branch per entry instead kept LLVM from vectorizing (20x
-    slower measured), and so did a helper function called from two loops.
-    """
-    if rows is _WHOLE or not every_row or w.size == 0:
-        return _EMPTY if g.dtype == _EMPTY.dtype else np.zeros(0, g.dtype)
-    width = g.size // rows.size if rows.size else w.size
-    return np.zeros(width if w.size // width > rows.size else 0, g.dtype)
-
-
-def _flat_gradient(name: str, param: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(flat gradient rows, the parameter rows they update) for the kernels, in the parameter's dtype.
-
-    A SparseRows gradient is coalesced first: a row listed twice must be updated once, with the sum.
-    """
-    grad = param.grad
-    if not isinstance(grad, SparseRows):
-        return np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1), _WHOLE
-    grad = grad.coalesced()
-    rows = grad.indices
-    # the kernels index without bounds checks; coalesced rows are sorted, so the ends bound them all
-    if grad.shape != param.shape or (rows.size and (rows[0] < 0 or rows[-1] >= param.shape[0])):
-        raise ValueError(f"sparse gradient of {name}: {grad!r} does not fit the parameter's shape {param.shape}")
-    return np.ascontiguousarray(grad.values, dtype=param.dtype).reshape(-1), rows
 
 
 def create_optimizer(config: str | dict | OptimizerSpec, params: dict[str, Tensor]) -> Optimizer:

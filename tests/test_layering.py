@@ -12,8 +12,8 @@ ORDER = [
     {"kernels", "tensor"},
     {"activations"},  # the activation table: its rows are ops, which the fused ops (dense, conv, recurrent) read
     {"ops"},
-    {"initializers", "layers", "losses", "optimizers", "flat_parameters", "schedules", "metrics", "decoding",
-     "components", "train.callbacks"},
+    {"initializers", "layers", "losses", "optimizers", "flat_parameters", "weight_averaging", "schedules", "metrics",
+     "decoding", "components", "train.callbacks"},
     {"spec"},
     {"graph"},
     {"checkpoint"},
