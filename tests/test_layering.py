@@ -13,7 +13,7 @@ ORDER = [
     {"activations"},  # the activation table: its rows are ops, which the fused ops (dense, conv, recurrent) read
     {"ops"},
     {"initializers", "layers", "losses", "optimizers", "flat_parameters", "weight_averaging", "schedules", "metrics",
-     "decoding", "components", "train.callbacks"},
+     "sequence_metrics", "decoding", "components", "train.callbacks"},
     {"spec"},
     {"graph"},
     {"checkpoint"},
