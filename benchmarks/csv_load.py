@@ -5,8 +5,10 @@ a target), written once to a temporary folder with 6 significant digits, about 1
 `--repeats` loads, in this order in one process:
 
   pandas        pandas.read_csv(path) (its C parser), then .to_numpy(float32): the reference of the ratios
-  dlcli         read_csv_examples, the CSV reader's path (pyarrow.csv when pyarrow is installed)
-  dlcli numpy   the same with pyarrow hidden: NumPy's loadtxt reads the numbers
+  dlcli         read_csv_examples, the CSV reader's path: a large file of numbers goes to the Numba reader
+                (data/csv_numbers.py: the file mapped, blocks of lines parsed on --threads threads)
+  dlcli pyarrow the same with the Numba reader off: pyarrow.csv reads the file (every file with text columns)
+  dlcli numpy   and with pyarrow hidden too: NumPy's loadtxt reads the numbers
   dlcli careful with --careful: the csv module line by line (what every file took before; now only files the
                 fast readers give up on, and the messages); minutes and several GB at 1,000,000 rows
 
@@ -47,6 +49,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import numpy as np  # noqa: E402
 
+from dlcli.data import csv_numbers  # noqa: E402
 from dlcli.data.csv_examples import CsvRecipe, read_csv_examples  # noqa: E402
 from dlcli.data.csv_table import _careful_table  # noqa: E402
 
@@ -73,7 +76,18 @@ def _median_seconds(load, check) -> float:
 
 def _dlcli(path: Path):
     read = read_csv_examples(path, CsvRecipe(target="target"))
-    return read.x.astype(np.float32), read.y.astype(np.float32)
+    return np.ascontiguousarray(read.x, dtype=np.float32), read.y.astype(np.float32)  # as the CSV reader does
+
+
+def _without_numba_reader(load):
+    def run():
+        saved = csv_numbers.MIN_BYTES
+        csv_numbers.MIN_BYTES = 1 << 62  # no file is large enough: the next reader takes it
+        try:
+            return load()
+        finally:
+            csv_numbers.MIN_BYTES = saved
+    return run
 
 
 def _without_pyarrow(load):
@@ -107,9 +121,12 @@ def main() -> None:
             np.testing.assert_array_equal(x, expected[:, :-1])
             np.testing.assert_array_equal(y, expected[:, -1])
 
+        _dlcli(path)  # untimed: the Numba reader's kernels compile (or load from the cache) once
         rows = [("pandas", _median_seconds(lambda: _split(pandas.read_csv(path).to_numpy(np.float32)), same)),
                 ("dlcli", _median_seconds(lambda: _dlcli(path), same)),
-                ("dlcli numpy", _median_seconds(_without_pyarrow(lambda: _dlcli(path)), same))]
+                ("dlcli pyarrow", _median_seconds(_without_numba_reader(lambda: _dlcli(path)), same)),
+                ("dlcli numpy", _median_seconds(_without_numba_reader(_without_pyarrow(lambda: _dlcli(path))),
+                                                same))]
         if ARGS.careful:
             rows.append(("dlcli careful", _median_seconds(lambda: _careful(path), same)))
     reference = rows[0][1]

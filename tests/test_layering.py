@@ -27,8 +27,9 @@ RANK = {name: i for i, group in enumerate(ORDER) for name in group}
 # train/callbacks/ is ranked with the components, not with the rest of train: a spec names callbacks, so spec
 # builds its callbacks union from their registry, and they reach the run only through the Run protocol
 SUBPACKAGES = {"train.callbacks"}
-# `data` needs only errors and registry, and only train and export (and the command line) use it
-DATA_MAY_IMPORT = {"errors", "registry", "data"}
+# `data` needs only errors and registry (and kernels: pure functions over arrays, the CSV number parser), and
+# only train and export (and the command line) use it
+DATA_MAY_IMPORT = {"errors", "registry", "data", "kernels"}
 
 
 def _top(module: str) -> str | None:

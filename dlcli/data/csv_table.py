@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from dlcli.data.csv_fast import fast_columns
-from dlcli.data.files import read_file_bytes
+from dlcli.data.csv_numbers import read_numbers
+from dlcli.data.files import map_file_bytes, read_file_bytes
 from dlcli.data.table import MISSING_CELLS, Table
 from dlcli.errors import DataError
 
@@ -71,12 +72,20 @@ def _cell_table(path: Path, rows: list[list[str]], lines: list[int], width: int)
 def read_csv_table(path: str | Path) -> Table:
     """A CSV file with a header row of column names, then one row per example (at least one).
 
-    The fast reader reads it when it can (pyarrow.csv, or NumPy for a file of numbers only); the careful one
-    (Python's csv module, line by line) when it cannot, and for every message about the file's form.
+    The fast readers read it when they can (a large file of numbers: csv_numbers.py; else pyarrow.csv, or NumPy
+    for a file of numbers only); the careful one (Python's csv module, line by line) when they cannot, and for
+    every message about the file's form.
     """
     path = Path(path)
+    mapped = map_file_bytes(path)
+    numbers = read_numbers(mapped, MISSING_CELLS) if mapped[:2] != _GZIP_MAGIC else None
+    del mapped  # unmapped here (no array holds it): the file may be written again while training runs
+    if numbers is not None:
+        header, block, lines = numbers
+        return Table(path, header, list(block.T), lines, reread=lambda: _careful_table(path), block=block)
     raw = read_file_bytes(path)
-    fast = fast_columns(_decoded_bytes(path, raw), MISSING_CELLS)
+    decoded = _decoded_bytes(path, raw)
+    fast = fast_columns(decoded, MISSING_CELLS)
     if fast is not None:
         header, columns, lines = fast
         return Table(path, header, columns, lines.astype(np.int64), reread=lambda: _careful_table(path))

@@ -38,6 +38,9 @@ class Table:
     numbered: bool = False  # a headerless table: columns are named by their index
     rows: np.ndarray | None = None  # each row's index among the file's rows once some were dropped (take)
     reread: Callable[[], Table] | None = field(default=None, repr=False)  # the file's cells, for messages
+    # the columns as one (rows, columns) float64 matrix, when a reader made them so (columns[j] is block[:, j]):
+    # numbers() hands out a run of adjacent columns as a view of it instead of copying them together
+    block: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.columns[0]) if self.columns else 0
@@ -136,9 +139,16 @@ class Table:
         """
         # a column at a time (each one vectorized conversion and check, in cache), stacked as (columns, rows) and
         # handed out transposed: one sequential copy, and the caller's float32 conversion does the transposing
-        parsed = [self.columns[j] if self.is_numeric(j) else self._parse(j, advice) for j in columns]
-        clean = all(_within_float32(column) for column in parsed)
-        values = (np.stack(parsed) if parsed else np.zeros((0, len(self)))).T
+        adjacent = self.block is not None and len(columns) > 0 and list(columns) == list(
+            range(columns[0], columns[0] + len(columns)))
+        if adjacent:
+            assert self.block is not None
+            values = self.block[:, columns[0]:columns[0] + len(columns)]
+            clean = _within_float32(values)
+        else:
+            parsed = [self.columns[j] if self.is_numeric(j) else self._parse(j, advice) for j in columns]
+            clean = all(_within_float32(column) for column in parsed)
+            values = (np.stack(parsed) if parsed else np.zeros((0, len(self)))).T
         if clean:
             return values
         nan = np.isnan(values)
