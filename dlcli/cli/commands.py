@@ -2,6 +2,7 @@
 
 from dlcli.cli.compare import compare_command
 from dlcli.cli.datasets import datasets_command
+from dlcli.cli.debug import debug_command
 from dlcli.cli.evaluate import evaluate_command
 from dlcli.cli.export import export_command
 from dlcli.cli.inspect import list_command, summary_command, validate_command
@@ -21,5 +22,5 @@ from dlcli.cli.warmup import warmup_command
 for command in (train_command, evaluate_command, predict_command, validate_command, summary_command,
                 datasets_command, list_command, schema_command, runs_command,
                 compare_command, plot_command, reproduce_command, log_command, export_command, tune_command,
-                lr_find_command, warmup_command, profile_command):
+                lr_find_command, warmup_command, profile_command, debug_command):
     cli.add_command(command)

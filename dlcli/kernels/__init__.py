@@ -1,6 +1,7 @@
 """Numba kernels: pure functions over arrays, compiled on first call and cached on disk.
 
-Nothing here is imported by `dlcli --help` or `dlcli validate`; import the family module you need.
+Nothing here is imported by `dlcli --help`, nor by `dlcli validate` unless it reads a large CSV file of numbers
+(csv_numbers.py, the parser); import the family module you need.
 
 Kernels that split work over threads are nogil kernels run on plain threads (parts.in_parts), not prange:
 a parfor costs 0.5-3 s more to compile (parts.py). A kernel that does use prange runs on Numba's OpenMP

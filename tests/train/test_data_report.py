@@ -58,13 +58,26 @@ def test_a_regression_target_reports_its_range_and_weights_theirs(tmp_path: Path
     assert split["inputs"]["input"]["constant_features"]["count"] == 3
 
 
-def test_a_data_problem_is_still_exit_3_and_one_json_object(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["validate", "--data-report"], ["debug", "data"]])
+def test_a_data_problem_is_still_exit_3_and_one_json_object(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,x,0\n")
     spec = _spec(tmp_path, 'train = "t.csv"\ntarget = "label"')
-    result = CliRunner().invoke(cli, ["validate", str(spec), "--data-report", "--json"])
+    result = CliRunner().invoke(cli, [command[0], *command[1:], str(spec), "--json"])
     assert result.exit_code == 3
     error = json.loads(result.output.splitlines()[-1])
     assert "t.csv, line 2, column 'c': expected a number, found 'x'" in error["message"]
+
+
+def test_debug_data_prints_the_data_report_of_validate(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,b,flat,label\n1,2,1,cat\n3,4,1,dog\n5,6,1,cat\n7,8,1,fox\n")
+    spec = _spec(tmp_path, 'train = "t.csv"\ntarget = "label"\nvalidation_split = 0.34')
+    by_validate = CliRunner().invoke(cli, ["validate", str(spec), "--data-report", "--json"])
+    by_debug = CliRunner().invoke(cli, ["debug", "data", str(spec), "--json", "--set", "seed=0"])
+    assert by_debug.exit_code == 0, by_debug.output
+    assert json.loads(by_debug.output) == json.loads(by_validate.output)
+    assert json.loads(by_debug.output)["data_report"]["splits"]["train"]["examples"] == 2  # int(4 * (1 - 0.34)), as Keras splits
+    text = CliRunner().invoke(cli, ["debug", "data", str(spec)]).output
+    assert "target dense: cat" in text and text.rstrip().endswith("spec.toml: valid")
 
 
 class _LazyRows:
