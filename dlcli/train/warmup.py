@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dlcli import ops
+from dlcli.data.csv_numbers import read_numbers
 from dlcli.layers import create_layer
 from dlcli.layers.base import Layer
 from dlcli.optimizers import create_optimizer
@@ -55,7 +56,7 @@ _OPTIMIZERS: list[dict[str, Any]] = [
 def warm_up_kernels() -> None:
     """Compile every kernel a float32 training run can call: each layer family forward (training and
     inference) and backward, every optimizer's update on dense and sparse gradients, the CTC loss, decoders
-    and edit distance."""
+    and edit distance, and the parser of large CSV files of numbers."""
     rng = np.random.default_rng(0)
     for shape, dtype, configs in _STACKS:
         layers = _built(configs, shape[1:], rng)
@@ -70,6 +71,7 @@ def warm_up_kernels() -> None:
         for config in _OPTIMIZERS:
             create_optimizer(config, trained).step()
     _warm_up_ctc(rng)
+    read_numbers(b"a,b\n1.5,-2e3\n", (), min_bytes=0)
 
 
 def _built(configs: list[dict[str, Any]], in_shape: tuple[int, ...], rng: np.random.Generator) -> list[Layer]:
