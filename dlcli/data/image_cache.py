@@ -37,22 +37,35 @@ class ImageStore:
         self.lock = threading.Lock()
         self.count = 0
 
+    @property
+    def complete(self) -> bool:
+        """Whether every row is stored: a batch is then one gather from `pixels`, nothing left to decode."""
+        return self.count == len(self.filled)
+
     def get(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Copy the stored rows of `rows` into `out` (same positions); returns which positions were stored."""
+        if self.complete:
+            # mode="clip": with the default "raise" NumPy gathers into a buffer and copies that into `out`; rows
+            # are in range (they were indexed from the images' own rows)
+            np.take(self.pixels, rows, axis=0, out=out, mode="clip")
+            return np.ones(len(rows), bool)
         hits = self.filled[rows]
         if hits.any():
             out[hits] = self.pixels[rows[hits]]
         return hits
 
-    def put(self, row: int, image: np.ndarray) -> None:
-        """Store one decoded image (the pixels first, then the flag, so a reader never sees a half-written row)."""
-        self.pixels[row] = image
+    def put(self, rows: np.ndarray, images: np.ndarray) -> None:
+        """Store decoded images (images[i] is row rows[i]): the pixels first, in one write, then the flags, so a
+        reader never sees a half-written row."""
+        self.pixels[rows] = images
         with self.lock:
-            if not self.filled[row]:
-                self.filled[row] = True
-                self.count += 1
-                if self.count == len(self.filled):
-                    self.completed()
+            fresh = np.unique(rows[~self.filled[rows]])  # a row asked for twice in one batch counts once
+            if not len(fresh):
+                return
+            self.filled[fresh] = True
+            self.count += len(fresh)
+            if self.count == len(self.filled):
+                self.completed()
 
     def completed(self) -> None:
         """Called once, when every row is stored (under the lock)."""
