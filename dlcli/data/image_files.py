@@ -46,10 +46,10 @@ class ImageFiles:
 
     @property
     def resident(self) -> bool:
-        """Whether every image is in a complete cache (in RAM, or the disk cache's memory map): a batch is then
-        one gather, as from an in-memory array, cheaper in the caller's thread than as tasks on the decode threads
-        (see prefetch.streams)."""
-        return self.store is not None and self.store.complete
+        """Whether every image is in a complete cache held in memory (RAM, or a disk cache small enough to stay in
+        the page cache): a batch is then one gather, as from an in-memory array, cheaper in the caller's thread
+        than as tasks on the decode threads (see prefetch.streams)."""
+        return self.store is not None and self.store.resident
 
     def __getitem__(self, index: Any) -> np.ndarray:
         """The decoded images at `index` (an index array, a boolean mask, a slice or one position), in this

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dlcli.data import InputSlot, ReadRequest, TargetSlot, read_examples
-from dlcli.data import image_files
+from dlcli.data import image_cache, image_files
 from dlcli.data.prefetch import prefetched
 from dlcli.spec.models import DataSpec
 from tests.data.image_trees import pixels_of, write_image_tree
@@ -144,3 +144,15 @@ def test_a_complete_cache_is_gathered_in_the_callers_thread_as_an_array_is(tmp_p
         assert np.array_equal(part, expected_pixels()[[5, 0]])
     later = images_of(tmp_path / "photos", "disk")  # a later run: the finished disk cache is complete at once
     assert later.resident and np.array_equal(later[np.array([2, 2, 1])], expected_pixels()[[2, 2, 1]])
+
+
+def test_a_disk_cache_larger_than_half_the_memory_is_read_on_the_decode_threads(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_tree(tmp_path / "photos", {"cats": 3, "dogs": 3})
+    images_of(tmp_path / "photos", "disk")[np.arange(6)]  # built
+    monkeypatch.setattr(image_cache, "_memory_bytes", lambda: 2 * 6 * 6 * 5 * 3 - 2)  # just too small
+    decoded = CountingDecode(monkeypatch)
+    later = images_of(tmp_path / "photos", "disk")
+    assert later.describe()["complete"] is True and not later.resident
+    batches = [batch["x"] for batch in prefetched({"x": later}, [np.array([5, 3]), np.array([0, 1, 2, 4])])]
+    assert np.array_equal(np.concatenate(batches), expected_pixels()[[5, 3, 0, 1, 2, 4]]) and decoded.count == 0
