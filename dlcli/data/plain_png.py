@@ -1,6 +1,7 @@
 """PNG files that already hold the run's size and colour mode, decoded without Image.open: the commonest case of a
-prepared image folder, and the one where Image.open's work around the pixels (trying formats, parsing every chunk
-in Python, setting up tiles) costs as much as Pillow's decoding of them.
+prepared image folder. Image.open's work around the pixels (trying formats, parsing every chunk in Python, setting
+up tiles, reading the file a few bytes a call) took a fifth of a 64x64 image's time, all of it holding the GIL
+that the training step needs (measured here: 135 us an image through Image.open, 105 us this way).
 
 The file's chunks are walked here only to find the header and the compressed image data; the pixels are Pillow's
 own: its "zip" decoder, the one Image.open uses for PNG, with the same raw mode, so they are bit-identical to
