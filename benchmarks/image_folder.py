@@ -8,7 +8,8 @@ one small convnet on each through `dlcli train --json`, alternating, each run a 
   folder, cache "disk"     epoch 1 decodes and builds the cache; later epochs read the memory-mapped cache
 
 Seconds per epoch come from the runs' epoch events (training only: no validation), peak memory from each
-process's maximum resident set (getrusage), the file check's time from the start event. Each figure is the
+process's maximum resident set and its CPU time (getrusage: on a busy machine the CPU seconds of the whole run
+are steadier than its wall-clock epochs), the file check's time from the start event. Each figure is the
 median over --repeats runs; each folder epoch is compared with the same epoch of the .npz runs (epoch 1 with
 epoch 1, later with later). Goals (issue 15): epoch 1 <= 1.15x, cached epochs <= 1.05x, and
 streaming adds <= 300 MB of peak memory.
@@ -123,7 +124,8 @@ def run(spec: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
     events = [json.loads(line) for line in (workdir / "events.jsonl").read_text().splitlines()]
     shutil.rmtree(run_dir, ignore_errors=True)
     return {"epochs": [event["seconds"] for event in events if event["event"] == "epoch"],
-            "start": next(event for event in events if event["event"] == "start"), "peak_mb": _peak_mb(usage)}
+            "start": next(event for event in events if event["event"] == "start"), "peak_mb": _peak_mb(usage),
+            "cpu_seconds": usage.ru_utime + usage.ru_stime}
 
 
 def _peak_mb(usage: Any) -> float | None:
@@ -187,11 +189,13 @@ def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace
     peaks = {kind: median([r["peak_mb"] for r in runs]) for kind, runs in results.items()
              if all(r["peak_mb"] is not None for r in runs)}
     check = median([r["start"].get("file_check_seconds", float("nan")) for r in results["none"]])
+    # the whole process's CPU time (user + system): less disturbed than seconds by other work on the machine
+    cpu = {kind: median([r["cpu_seconds"] for r in runs]) for kind, runs in results.items()}
     return {"images": args.images, "size": args.size, "threads": args.threads, "repeats": args.repeats,
             "seconds_per_epoch": rows, "ratio_to_npz": ratios,
             "peak_mb": peaks, "streaming_extra_mb": {kind: peaks[kind] - peaks["npz"] for kind in ("none", "disk")
                                                      if kind in peaks and "npz" in peaks},
-            "file_check_seconds": check,
+            "file_check_seconds": check, "cpu_seconds_per_run": cpu,
             "goals": {"epoch 1 <= 1.15x": ratios["folder, epoch 1 (cache none)"] <= 1.15,
                       "cached epochs <= 1.05x": ratios.get("folder, later epochs (cache disk)", float("inf")) <= 1.05,
                       "extra memory <= 300 MB": all(v <= 300 for v in
@@ -211,6 +215,8 @@ def print_table(report: dict[str, Any], args: argparse.Namespace) -> None:
         extra = report["streaming_extra_mb"].get(kind)
         print(f"peak memory {labels[kind]:30s} {peak:9.0f} MB" + (f"  ({extra:+.0f} MB)" if extra is not None
                                                                     else ""))
+    print("CPU seconds per run (user + system): " + ", ".join(f"{labels[kind]} {seconds:.1f}" for kind, seconds
+                                                           in report["cpu_seconds_per_run"].items()))
     print(f"file check before the first step: {report['file_check_seconds']:.2f} s for {args.images:,} files")
     print("goals: " + ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in report["goals"].items()))
 

@@ -37,22 +37,41 @@ class ImageStore:
         self.lock = threading.Lock()
         self.count = 0
 
+    @property
+    def complete(self) -> bool:
+        """Whether every row is stored: a batch is then one gather from `pixels`, nothing left to decode."""
+        return self.count == len(self.filled)
+
+    @property
+    def resident(self) -> bool:
+        """Whether every row is stored and in RAM: a batch is then best gathered in the caller's thread, as from
+        an in-memory array (see ImageFiles.resident)."""
+        return self.complete
+
     def get(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Copy the stored rows of `rows` into `out` (same positions); returns which positions were stored."""
+        if self.complete:
+            # mode="clip": with the default "raise" NumPy gathers into a buffer and copies that into `out`; rows
+            # are in range (they were indexed from the images' own rows)
+            np.take(self.pixels, rows, axis=0, out=out, mode="clip")
+            return np.ones(len(rows), bool)
         hits = self.filled[rows]
         if hits.any():
             out[hits] = self.pixels[rows[hits]]
         return hits
 
-    def put(self, row: int, image: np.ndarray) -> None:
-        """Store one decoded image (the pixels first, then the flag, so a reader never sees a half-written row)."""
-        self.pixels[row] = image
+    def put(self, rows: np.ndarray, images: np.ndarray) -> None:
+        """Store decoded images (images[i] is row rows[i]): the pixels first, in one write, then the flags, so a
+        reader never sees a half-written row."""
+        self.pixels[rows] = images
         with self.lock:
-            if not self.filled[row]:
-                self.filled[row] = True
-                self.count += 1
-                if self.count == len(self.filled):
-                    self.completed()
+            fresh = np.unique(rows[~self.filled[rows]])  # a row asked for twice in one batch counts once
+            if not len(fresh):
+                return
+            self.filled[fresh] = True
+            self.count += len(fresh)
+            if self.count == len(self.filled):
+                self.completed()
 
     def completed(self) -> None:
         """Called once, when every row is stored (under the lock)."""
@@ -72,6 +91,9 @@ class DiskImageStore(ImageStore):
             self.filled = np.ones(count, bool)
             self.count = count
             self.partial: Path | None = None
+            if self.resident and hasattr(os, "posix_fadvise"):
+                with open(self.final, "rb") as stream:  # the kernel reads it ahead, in the background
+                    os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
             return
         # its own file: another run, or another split of this process, may be building the same cache
         self.partial = folder / f".{key}.npy.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -80,6 +102,13 @@ class DiskImageStore(ImageStore):
         self.count = 0
         # a cache left unfinished (a run that stopped early) is deleted when the store goes, not left behind
         weakref.finalize(self, _unlink, self.partial)
+
+    @property
+    def resident(self) -> bool:
+        """Whether the finished cache is small enough to stay in the page cache (half the RAM at most): its
+        batches are then gathered from the memory map in the caller's thread. A larger one is read batch by batch
+        on the decode threads, so that its disk reads overlap training."""
+        return self.complete and self.pixels.nbytes <= _memory_bytes() // 2
 
     def _usable(self, count: int, shape: tuple[int, ...]) -> bool:
         """Whether a finished cache is there and whole: its recorded shape, and the sha256 of its bytes."""
@@ -145,6 +174,14 @@ def _file_sha256(path: Path) -> str:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _memory_bytes() -> int:
+    """The machine's RAM; 0 where the platform does not tell (then no disk cache counts as resident)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _remove_abandoned(folder: Path, key: str) -> None:

@@ -10,6 +10,7 @@ result as float32; dlcli rounds it to uint8, so images stay 1 byte a channel unt
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.data.files import os_problem
+from dlcli.data.plain_png import plain_png
 
 FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",), "GIF": (".gif",), "WEBP": (".webp",)}
 # the file name endings read as images: Keras' five, and .webp (a Pillow built without WebP names such files as
@@ -118,14 +120,20 @@ def _described(err: BaseException) -> str:
     return f"damaged ({text})"
 
 
-def decode(path: Path, options: DecodeOptions) -> np.ndarray:
+def decode(path: Path, options: DecodeOptions, out: np.ndarray | None = None) -> np.ndarray:
     """The image in `path` as uint8 (height, width, channels), converted to options.color_mode, cropped to the
-    target's aspect ratio if asked, and resized; BadImage saying why it cannot be read."""
+    target's aspect ratio if asked, and resized; written into `out` when given (a row of a batch: no array of its
+    own); BadImage saying why it cannot be read."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            pixels = _pixels(image, options.color_mode)  # a GIF's first frame: Pillow opens at frame 0
+        with open(path, "rb", buffering=0) as stream:
+            data = stream.read()  # the whole file at once: Pillow then parses memory, not a file a few bytes a call
+        image = plain_png(data, options.height, options.width, options.color_mode)
+        if image is not None:  # a PNG already of the run's size and mode: only its decoding is left to do
+            return _copied(np.frombuffer(image.tobytes(), np.uint8).reshape(options.shape), out)
+        with Image.open(io.BytesIO(data)) as opened:
+            pixels = _pixels(opened, options.color_mode)  # a GIF's first frame: Pillow opens at frame 0
     except OSError as err:
         if err.errno is not None:
             raise BadImage(os_problem(path, err).removeprefix(f"{path} ")) from None
@@ -134,7 +142,14 @@ def decode(path: Path, options: DecodeOptions) -> np.ndarray:
         raise BadImage(_described(err)) from None
     if options.crop_to_aspect_ratio:
         pixels = _cropped(pixels, options.height, options.width)
-    return resize(pixels, options.height, options.width, options.interpolation)
+    return _copied(resize(pixels, options.height, options.width, options.interpolation), out)
+
+
+def _copied(pixels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return pixels
+    out[...] = pixels
+    return out
 
 
 def _pixels(image: object, color_mode: str) -> np.ndarray:

@@ -43,8 +43,10 @@ def in_parts(count: int, parts: int) -> list[slice]:
 
 
 def streams(array: Any) -> bool:
-    """Whether `array` is a lazy array that fills rows on worker threads (it has `fill` and `threads`)."""
-    return hasattr(array, "fill") and hasattr(array, "threads")
+    """Whether `array` is a lazy array that fills rows on worker threads (it has `fill` and `threads`), and has
+    not every row in memory already (`resident`: an image folder whose cache is complete is gathered as a NumPy
+    array is, in the caller's thread)."""
+    return hasattr(array, "fill") and hasattr(array, "threads") and not getattr(array, "resident", False)
 
 
 def prefetched(arrays: dict[str, Any], batches: Iterable[np.ndarray],

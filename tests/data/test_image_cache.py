@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from dlcli.data import InputSlot, ReadRequest, TargetSlot, read_examples
-from dlcli.data import image_files
+from dlcli.data import image_cache, image_files
+from dlcli.data.prefetch import prefetched
 from dlcli.spec.models import DataSpec
 from tests.data.image_trees import pixels_of, write_image_tree
 
@@ -120,3 +121,38 @@ def test_a_killed_runs_half_built_cache_is_removed(tmp_path: Path, isolated_data
     assert not abandoned.exists() and ours.exists()  # a live process's own file is kept
     del living
     assert not ours.exists()  # an unfinished cache goes with the images that were building it
+
+
+def test_a_complete_cache_is_gathered_in_the_callers_thread_as_an_array_is(tmp_path: Path, isolated_data_env: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_tree(tmp_path / "photos", {"cats": 3, "dogs": 3})
+    order = [np.array([4, 0, 4]), np.array([5, 1]), np.array([3, 2])]  # row 4 twice in one batch
+    for cache in ("memory", "disk"):
+        images = images_of(tmp_path / "photos", cache)
+        assert not images.resident and not images.describe().get("complete", False)
+        first = [batch["x"] for batch in prefetched({"x": images}, order)]  # decoded on the threads
+        assert images.resident and (cache == "disk") == images.describe().get("complete", False)
+        assert images.store is not None and images.store.count == 6  # the repeated row counted once
+        filled: list[int] = []
+        with monkeypatch.context() as patch:
+            patch.setattr(image_files.ImageFiles, "fill", lambda self, index, out: filled.append(1))
+            again = [batch["x"] for batch in prefetched({"x": images}, order)]
+            part = images.select(np.array([5, 0]))[np.arange(2)]
+        assert filled == []  # no task on the decode threads: one gather per batch, in this thread
+        for batch, index, earlier in zip(again, order, first):
+            assert np.array_equal(batch, expected_pixels()[index]) and np.array_equal(batch, earlier)
+        assert np.array_equal(part, expected_pixels()[[5, 0]])
+    later = images_of(tmp_path / "photos", "disk")  # a later run: the finished disk cache is complete at once
+    assert later.resident and np.array_equal(later[np.array([2, 2, 1])], expected_pixels()[[2, 2, 1]])
+
+
+def test_a_disk_cache_larger_than_half_the_memory_is_read_on_the_decode_threads(
+        tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_tree(tmp_path / "photos", {"cats": 3, "dogs": 3})
+    images_of(tmp_path / "photos", "disk")[np.arange(6)]  # built
+    monkeypatch.setattr(image_cache, "_memory_bytes", lambda: 2 * 6 * 6 * 5 * 3 - 2)  # just too small
+    decoded = CountingDecode(monkeypatch)
+    later = images_of(tmp_path / "photos", "disk")
+    assert later.describe()["complete"] is True and not later.resident
+    batches = [batch["x"] for batch in prefetched({"x": later}, [np.array([5, 3]), np.array([0, 1, 2, 4])])]
+    assert np.array_equal(np.concatenate(batches), expected_pixels()[[5, 3, 0, 1, 2, 4]]) and decoded.count == 0

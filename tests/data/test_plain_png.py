@@ -1,0 +1,104 @@
+"""PNG files already of the run's size and mode, decoded without Image.open: the same pixels as Pillow's own
+decoding of the file, and every other PNG (another size or mode, 16 bits, a palette, interlaced, animated, cut
+short) left to Image.open."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+import dlcli.data.images as images
+from dlcli.data.images import BadImage, DecodeOptions, decode
+from dlcli.data.plain_png import plain_png
+
+MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+
+
+def _png(pixels: np.ndarray, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", **options)
+    return buffer.getvalue()
+
+
+def _noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Smooth rows plus noise, so Pillow's encoder picks several row filters (none, sub, up, average, paeth)."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, shape[1])[None, :, None] if len(shape) == 3 else np.linspace(0, 200, shape[1])
+    return np.clip(ramp + rng.normal(0, 20, shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("color_mode", "shape"), [("rgb", (9, 7, 3)), ("rgba", (9, 7, 4)), ("grayscale", (9, 7)),
+                                                   ("rgb", (300, 260, 3))])  # the last: several IDAT chunks
+def test_a_png_of_the_runs_size_and_mode_decodes_to_pillows_own_pixels(tmp_path: Path, color_mode: str,
+                                                                      shape: tuple[int, ...],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pixels = _noise(shape)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "an ancillary chunk before the data")
+    data = _png(pixels, pnginfo=info)
+    path = tmp_path / "image.png"
+    path.write_bytes(data)
+    expected = np.asarray(Image.open(path).convert(MODES[color_mode])).reshape(*shape[:2], -1)
+    assert np.array_equal(np.asarray(plain_png(data, *shape[:2], color_mode)).reshape(expected.shape), expected)
+
+    def no_open(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Image.open was called")
+
+    monkeypatch.setattr(Image, "open", no_open)  # the fast path never opens the file with Pillow
+    out = np.zeros((2, *expected.shape), np.uint8)
+    returned = decode(path, DecodeOptions(*shape[:2], color_mode), out[1])
+    assert np.array_equal(out[1], expected) and not out[0].any()  # written into its row, nothing else
+    assert np.shares_memory(returned, out)
+    assert np.array_equal(decode(path, DecodeOptions(*shape[:2], color_mode)), expected)
+    if len(data) > 70_000:
+        assert data.count(b"IDAT") > 1
+
+
+def _with_header_byte(data: bytes, offset: int, value: int) -> bytes:
+    """`data` with one byte of IHDR's 13 changed and its CRC made right again."""
+    header = bytearray(data[16:29])
+    header[offset] = value
+    return data[:16] + bytes(header) + struct.pack(">I", zlib.crc32(b"IHDR" + bytes(header))) + data[33:]
+
+
+def test_every_other_png_is_left_to_image_open_and_decodes_as_before(tmp_path: Path) -> None:
+    rgb = _noise((6, 5, 3))
+    apng = io.BytesIO()
+    Image.fromarray(rgb).save(apng, "PNG", save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    palette = io.BytesIO()
+    Image.fromarray(rgb).convert("P").save(palette, "PNG")
+    wide = io.BytesIO()
+    Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257).save(wide, "PNG")  # 16 bits a pixel
+    cases = {"another size": (_png(rgb), (5, 5), "rgb"), "another mode": (_png(rgb), (6, 5), "rgba"),
+             "grey as rgb": (_png(rgb[:, :, 0]), (6, 5), "rgb"), "palette": (palette.getvalue(), (6, 5), "rgb"),
+             "16 bits": (wide.getvalue(), (6, 5), "grayscale"), "animated": (apng.getvalue(), (6, 5), "rgb"),
+             "cut short": (_png(rgb)[:-30], (6, 5), "rgb"), "not a png": (b"GIF89a" + bytes(40), (6, 5), "rgb")}
+    for name, (data, size, color_mode) in cases.items():
+        assert plain_png(data, *size, color_mode) is None, name
+    assert plain_png(_with_header_byte(_png(rgb), 12, 1), 6, 5, "rgb") is None  # interlaced
+    for name in ("another size", "another mode", "grey as rgb", "palette", "16 bits", "animated"):
+        data, size, color_mode = cases[name]
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(data)
+        decoded = decode(path, DecodeOptions(*size, color_mode))
+        with Image.open(path) as image:
+            expected = images.resize(images._pixels(image, color_mode), *size, "bilinear")
+        assert np.array_equal(decoded, expected), name
+    (tmp_path / "cut.png").write_bytes(cases["cut short"][0])
+    with pytest.raises(BadImage, match="truncated"):
+        decode(tmp_path / "cut.png", DecodeOptions(6, 5))
+
+
+def test_damaged_image_data_in_a_plain_png_is_a_bad_image(tmp_path: Path) -> None:
+    data = bytearray(_png(_noise((8, 8, 3))))
+    start = data.index(b"IDAT") + 4
+    data[start + 2:start + 40] = bytes(38)  # the compressed stream, not its chunk's length or the IEND
+    (tmp_path / "damaged.png").write_bytes(bytes(data))
+    with pytest.raises(BadImage, match="damaged"):
+        decode(tmp_path / "damaged.png", DecodeOptions(8, 8))
