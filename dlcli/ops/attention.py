@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from dlcli.tensor import Array, Op, Tensor
+
+
+class _Part(NamedTuple):
+    """Examples whose blocks are multiplied together: where their block [q0, q1) x [k0, k1) lies in the (batch,
+    heads, queries, keys) probabilities, and views of their rows of q, k, v and of the output, (examples, block
+    steps, heads, size)."""
+
+    examples: slice
+    q0: int
+    q1: int
+    k0: int
+    k1: int
+    q: Array
+    k: Array
+    v: Array
+    out: Array
 
 
 class DotProductAttention(Op):
@@ -30,79 +48,97 @@ class DotProductAttention(Op):
         self.scale, self.mask, self.keep = scale, mask, keep
 
     def forward(self, q: Array, k: Array, v: Array) -> tuple[Array, Array]:
-        return self._attend(q, k, v)
+        batch, queries, heads, _ = q.shape
+        self.shapes = q.shape, k.shape, v.shape
+        out = np.empty((batch, queries, heads, v.shape[-1]), q.dtype)
+        groups = self._blocks(batch, queries, k.shape[1])
+        _zero_outside(out, self.blocks, 1)
+        parts = [_Part(ex, q0, q1, k0, k1, q[ex, q0:q1], k[ex, k0:k1], v[ex, k0:k1], out[ex, q0:q1])
+                 for ex, q0, q1, k0, k1 in groups]
+        return out, self._attend(parts, (batch, heads, queries, k.shape[1]), q.dtype)
 
     def backward(self, d_out: Array | None, d_probabilities: Array | None = None
                  ) -> tuple[Array | None, Array | None, Array | None]:
-        q, k, v = self.q, self.k, self.v
-        into = tuple(np.empty(a.shape, self.probabilities.dtype) if need else None
-                     for a, need in zip((q, k, v), self.needs_grad))
-        return self._gradients(d_out, d_probabilities, into)  # type: ignore[arg-type]
+        dtype = self.probabilities.dtype
+        into = tuple(np.empty(shape, dtype) if need else None for shape, need in zip(self.shapes, self.needs_grad))
+        return self._backward_into(d_out, d_probabilities, into)  # type: ignore[arg-type]
 
-    def _attend(self, q: Array, k: Array, v: Array) -> tuple[Array, Array]:
+    def _blocks(self, batch: int, queries: int, keys: int) -> list[tuple[slice, int, int, int, int]]:
+        """Each example's block (self.blocks) from the mask; the groups multiplied together."""
         from dlcli.kernels import attention as kernels  # here, so `dlcli --help` loads no numba
 
-        batch, queries, heads, _ = q.shape
-        keys = k.shape[1]
-        self.q, self.k, self.v = q, k, v
         self.blocks = kernels.mask_blocks(self.mask, batch, queries, keys)
-        self.groups = kernels.block_groups(self.blocks)
-        scores = np.empty((batch, heads, queries, keys), q.dtype)
-        for examples, q0, q1, k0, k1 in self.groups:
-            np.matmul(np.swapaxes(q[examples, q0:q1], 1, 2), k[examples, k0:k1].transpose(0, 2, 3, 1),
-                      out=scores[examples, :, q0:q1, k0:k1])
+        return kernels.block_groups(self.blocks)
+
+    def _attend(self, parts: list[_Part], shape: tuple[int, int, int, int], dtype: np.dtype) -> Array:
+        """Write each part's output rows; return the probabilities (batch, heads, queries, keys)."""
+        from dlcli.kernels import attention as kernels
+
+        self.parts = parts
+        scores = np.empty(shape, dtype)  # only the blocks are written and read
+        for part in parts:
+            np.matmul(np.swapaxes(part.q, 1, 2), part.k.transpose(0, 2, 3, 1),
+                      out=scores[part.examples, :, part.q0:part.q1, part.k0:part.k1])
         self.probabilities = np.empty_like(scores)
         mask = _NO_MASK if self.mask is None else np.ascontiguousarray(self.mask, bool)
         kernels.masked_softmax_blocks(scores, mask, self.mask is not None, self.scale, self.blocks,
                                       self.probabilities)
         self.weights = self.probabilities if self.keep is None else self.probabilities * self.keep
-        out = np.empty((batch, queries, heads, v.shape[-1]), q.dtype)
-        _zero_outside(out, self.blocks, 1)
-        for examples, q0, q1, k0, k1 in self.groups:
-            np.matmul(self.weights[examples, :, q0:q1, k0:k1], np.swapaxes(v[examples, k0:k1], 1, 2),
-                      out=np.swapaxes(out[examples, q0:q1], 1, 2))
-        return out, self.probabilities
+        for part in parts:
+            np.matmul(self.weights[part.examples, :, part.q0:part.q1, part.k0:part.k1], np.swapaxes(part.v, 1, 2),
+                      out=np.swapaxes(part.out, 1, 2))
+        return self.probabilities
 
-    def _gradients(self, d_out: Array | None, d_probabilities: Array | None,
-                   into: tuple[Array | None, Array | None, Array | None]
-                   ) -> tuple[Array | None, Array | None, Array | None]:
-        """(d_q, d_k, d_v) written into `into`'s arrays (in the layout of q, k and v; None where not needed),
-        each written once: the blocks by the products, the rest zeros."""
-        from dlcli.kernels import attention as kernels
-
+    def _backward_into(self, d_out: Array | None, d_probabilities: Array | None,
+                       into: tuple[Array | None, Array | None, Array | None]
+                       ) -> tuple[Array | None, Array | None, Array | None]:
+        """(d_q, d_k, d_v) written into `into`'s arrays, each in the layout of q, k or v (None where not needed):
+        the blocks by the products, the rest zeros."""
         d_q, d_k, d_v = into
         if d_out is None and d_v is not None:  # only the scores were used: v had no part in them
             d_v[...] = 0
-        q, k, v = self.q, self.k, self.v
+            d_v = None
+        d_outs = None if d_out is None else [d_out[part.examples, part.q0:part.q1] for part in self.parts]
+        views = [(None if d_q is None else d_q[part.examples, part.q0:part.q1],
+                  None if d_k is None else d_k[part.examples, part.k0:part.k1],
+                  None if d_v is None else d_v[part.examples, part.k0:part.k1]) for part in self.parts]
+        self._gradients(d_outs, d_probabilities, views)
+        for gradient, column in ((d_q, 1), (d_k, 3), (d_v, 3)):
+            if gradient is not None:
+                _zero_outside(gradient, self.blocks, column)
+        return into
+
+    def _gradients(self, d_outs: list[Array] | None, d_probabilities: Array | None,
+                   views: list[tuple[Array | None, Array | None, Array | None]]) -> None:
+        """Each part's block of d_q, d_k and d_v written into its `views` (None: not needed), from its rows of
+        the output's gradient (`d_outs`, None when only the probabilities were used) and the probabilities'."""
+        from dlcli.kernels import attention as kernels
+
         d_weights = np.empty_like(self.probabilities)  # only the blocks are written and read
-        for examples, q0, q1, k0, k1 in self.groups:
-            d_block = d_weights[examples, :, q0:q1, k0:k1]
-            if d_out is None:
-                d_block[...] = d_probabilities[examples, :, q0:q1, k0:k1]  # type: ignore[index]
+        for index, part in enumerate(self.parts):
+            block = (part.examples, slice(None), slice(part.q0, part.q1), slice(part.k0, part.k1))
+            d_block = d_weights[block]
+            if d_outs is None:
+                d_block[...] = d_probabilities[block]  # type: ignore[index]
                 continue
-            d_heads = np.swapaxes(d_out[examples, q0:q1], 1, 2)  # (examples, heads, queries, value_dim)
-            np.matmul(d_heads, v[examples, k0:k1].transpose(0, 2, 3, 1), out=d_block)
+            d_heads = np.swapaxes(d_outs[index], 1, 2)  # (examples, heads, queries, value_dim)
+            np.matmul(d_heads, part.v.transpose(0, 2, 3, 1), out=d_block)
+            d_v = views[index][2]
             if d_v is not None:
-                np.matmul(np.swapaxes(self.weights[examples, :, q0:q1, k0:k1], -1, -2), d_heads,
-                          out=np.swapaxes(d_v[examples, k0:k1], 1, 2))
+                np.matmul(np.swapaxes(self.weights[block], -1, -2), d_heads, out=np.swapaxes(d_v, 1, 2))
             if self.keep is not None:
-                d_block *= self.keep[examples, :, q0:q1, k0:k1]
+                d_block *= self.keep[block]
             if d_probabilities is not None:
-                d_block += d_probabilities[examples, :, q0:q1, k0:k1]
+                d_block += d_probabilities[block]
         d_scores = np.empty_like(self.probabilities)
         kernels.softmax_block_backward(self.probabilities, d_weights, np.full(1, self.scale, d_weights.dtype),
                                        self.blocks, d_scores)
-        for examples, q0, q1, k0, k1 in self.groups:
-            d_block = d_scores[examples, :, q0:q1, k0:k1]
+        for part, (d_q, d_k, _) in zip(self.parts, views):
+            d_block = d_scores[part.examples, :, part.q0:part.q1, part.k0:part.k1]
             if d_q is not None:
-                np.matmul(d_block, np.swapaxes(k[examples, k0:k1], 1, 2), out=np.swapaxes(d_q[examples, q0:q1], 1, 2))
+                np.matmul(d_block, np.swapaxes(part.k, 1, 2), out=np.swapaxes(d_q, 1, 2))
             if d_k is not None:
-                np.matmul(np.swapaxes(d_block, -1, -2), np.swapaxes(q[examples, q0:q1], 1, 2),
-                          out=np.swapaxes(d_k[examples, k0:k1], 1, 2))
-        for gradient, column in ((d_q, 1), (d_k, 3), (d_v if d_out is not None else None, 3)):
-            if gradient is not None:
-                _zero_outside(gradient, self.blocks, column)
-        return d_q, d_k, d_v
+                np.matmul(np.swapaxes(d_block, -1, -2), np.swapaxes(part.q, 1, 2), out=np.swapaxes(d_k, 1, 2))
 
 
 def _zero_outside(a: Array, blocks: Array, column: int) -> None:
@@ -129,21 +165,20 @@ class PackedSelfAttention(DotProductAttention):
         super().__init__(scale, mask, keep)
         self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
 
+    def _split(self, qkv: Array) -> tuple[Array, Array, Array]:
+        """Views of q, k and v (..., steps, heads, size) in a packed array (..., steps, heads * sizes)."""
+        width, lead = self.heads * self.key_dim, qkv.shape[:-1]
+        return (qkv[..., :width].reshape(*lead, self.heads, -1), qkv[..., width:2 * width].reshape(*lead, self.heads, -1),
+                qkv[..., 2 * width:].reshape(*lead, self.heads, -1))
+
     def forward(self, qkv: Array) -> tuple[Array, Array]:  # type: ignore[override]
-        batch, steps, _ = self.packed_shape = qkv.shape
-        width = self.heads * self.key_dim
-        q, k, v = qkv[..., :width], qkv[..., width:2 * width], qkv[..., 2 * width:]
-        return self._attend(q.reshape(batch, steps, self.heads, -1), k.reshape(batch, steps, self.heads, -1),
-                            v.reshape(batch, steps, self.heads, -1))
+        self.packed_shape = qkv.shape
+        return super().forward(*self._split(qkv))
 
     def backward(self, d_out: Array | None, d_probabilities: Array | None = None) -> tuple[Array]:  # type: ignore
-        batch, steps, _ = self.packed_shape
-        width = self.heads * self.key_dim
         d_qkv = np.empty(self.packed_shape, self.probabilities.dtype)
-        parts = (d_qkv[..., :width], d_qkv[..., width:2 * width], d_qkv[..., 2 * width:])
         # splitting the last axis of a slice of it is a view: the gradients land in d_qkv itself
-        views = tuple(part.reshape(batch, steps, self.heads, -1) for part in parts)
-        self._gradients(d_out, d_probabilities, views)  # type: ignore[arg-type]
+        self._backward_into(d_out, d_probabilities, self._split(d_qkv))
         return (d_qkv,)
 
 
