@@ -166,10 +166,7 @@ class PackedSelfAttention(DotProductAttention):
         self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
 
     def _split(self, qkv: Array) -> tuple[Array, Array, Array]:
-        """Views of q, k and v (..., steps, heads, size) in a packed array (..., steps, heads * sizes)."""
-        width, lead = self.heads * self.key_dim, qkv.shape[:-1]
-        return (qkv[..., :width].reshape(*lead, self.heads, -1), qkv[..., width:2 * width].reshape(*lead, self.heads, -1),
-                qkv[..., 2 * width:].reshape(*lead, self.heads, -1))
+        return split_packed(qkv, self.heads, self.key_dim)
 
     def forward(self, qkv: Array) -> tuple[Array, Array]:  # type: ignore[override]
         self.packed_shape = qkv.shape
@@ -180,6 +177,14 @@ class PackedSelfAttention(DotProductAttention):
         # splitting the last axis of a slice of it is a view: the gradients land in d_qkv itself
         self._backward_into(d_out, d_probabilities, self._split(d_qkv))
         return (d_qkv,)
+
+
+def split_packed(qkv: Array, heads: int, key_dim: int) -> tuple[Array, Array, Array]:
+    """Views of q, k and v (..., steps, heads, size) in a packed array (..., steps, heads * (2 key_dim +
+    value_dim)): splitting the last axis of a slice of it is a view, so writing into them writes into qkv."""
+    width, lead = heads * key_dim, qkv.shape[:-1]
+    return (qkv[..., :width].reshape(*lead, heads, -1), qkv[..., width:2 * width].reshape(*lead, heads, -1),
+            qkv[..., 2 * width:].reshape(*lead, heads, -1))
 
 
 _NO_MASK = np.ones((1, 1, 1), bool)  # stands in for "no mask" (the kernel reads has_mask first)

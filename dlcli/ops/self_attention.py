@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcli.ops.attention import DotProductAttention, _Part
+from dlcli.ops.attention import DotProductAttention, _Part, split_packed
 from dlcli.tensor import Array, Tensor
 
 
@@ -75,11 +75,7 @@ class SelfAttention(DotProductAttention):
                  int(ends[ex.start] - starts[ex.start])) for ex, *_ in groups]
 
     def _split(self, qkv: Array) -> tuple[Array, Array, Array]:
-        """Views of q, k and v (..., steps, heads, size) in packed rows (..., steps, heads * sizes)."""
-        width, lead = self.heads * self.key_dim, qkv.shape[:-1]
-        return (qkv[..., :width].reshape(*lead, self.heads, -1),
-                qkv[..., width:2 * width].reshape(*lead, self.heads, -1),
-                qkv[..., 2 * width:].reshape(*lead, self.heads, -1))
+        return split_packed(qkv, self.heads, self.key_dim)
 
     def backward(self, d_out: Array | None, d_probabilities: Array | None = None  # type: ignore[override]
                  ) -> tuple[Array | None, ...]:
@@ -94,13 +90,15 @@ class SelfAttention(DotProductAttention):
             d_out_rows = flat if self.rows is None else flat[self.rows]
             d_out_kernel = attended.T @ d_out_rows
             d_attended = d_out_rows @ self.out_kernel.T
-            d_outs = [d_attended[rows].reshape(-1, length, self.heads, self.value_dim)
-                      [:, part.q0 - first:part.q1 - first] for part, (rows, first, length) in zip(self.parts, self.local)]
+            d_outs = []
+            for part, (rows, first, length) in zip(self.parts, self.local):
+                d_heads = d_attended[rows].reshape(-1, length, self.heads, self.value_dim)
+                d_outs.append(d_heads[:, part.q0 - first:part.q1 - first])
         # a step of a block's rows may be no query (or no key) of it: its gradient there is 0
         whole = all(part.q0 == part.k0 == first and part.q1 == part.k1 for part, (_, first, _) in
                     zip(self.parts, self.local))
-        d_qkv = (np.empty if whole and d_out is not None else np.zeros)((len(self.x_rows), self.qkv_kernel.shape[-1]),
-                                                                        dtype)
+        shape = (len(self.x_rows), self.qkv_kernel.shape[-1])
+        d_qkv = np.empty(shape, dtype) if whole and d_out is not None else np.zeros(shape, dtype)
         views = []
         for part, (rows, first, length) in zip(self.parts, self.local):
             d_q, d_k, d_v = self._split(d_qkv[rows].reshape(-1, length, d_qkv.shape[-1]))
