@@ -86,3 +86,13 @@ def test_self_attention_computes_what_every_step_projected_computes(mask: np.nda
     np.testing.assert_allclose(out.data, expected_out, rtol=1e-12, atol=1e-14)
     if mask is PADDED:  # a padded step attends to nothing: its output is the output bias
         np.testing.assert_array_equal(out.data[2], np.broadcast_to(inputs[4], (STEPS, OUT)))
+
+
+def test_a_batch_of_padding_only_gives_the_output_bias_and_no_input_gradient() -> None:
+    x, qkv_kernel, qkv_bias, out_kernel, out_bias = (Tensor(a, requires_grad=True) for a in _inputs())
+    out, probabilities = ops.self_attention(x, qkv_kernel, qkv_bias, out_kernel, out_bias, HEADS, KEY_DIM,
+                                            VALUE_DIM, 0.6, np.zeros((BATCH, STEPS, STEPS), bool))
+    (out * out).sum().backward()
+    np.testing.assert_array_equal(out.data, np.broadcast_to(out_bias.data, out.shape))
+    assert (probabilities.data == 0).all() and (x.grad == 0).all() and (qkv_kernel.grad == 0).all()
+    np.testing.assert_allclose(out_bias.grad, 2 * BATCH * STEPS * out_bias.data, rtol=1e-12)
