@@ -112,6 +112,16 @@ def mask_blocks(mask: np.ndarray | None, batch: int, queries: int, keys: int) ->
     return blocks
 
 
+def union_blocks(blocks: np.ndarray) -> np.ndarray:
+    """Every example given the bounding box of all the (non-empty) blocks; a block only has to hold every pair
+    its example attends, so this is as valid, and makes one product for the whole batch."""
+    used = blocks[:, 1] > blocks[:, 0]
+    if not used.any():
+        return blocks
+    union = (blocks[used, 0].min(), blocks[used, 1].max(), blocks[used, 2].min(), blocks[used, 3].max())
+    return np.tile(np.array(union, np.int64), (len(blocks), 1))
+
+
 def block_groups(blocks: np.ndarray) -> list[tuple[slice, int, int, int, int]]:
     """(examples, q0, q1, k0, k1) to multiply together: the whole batch when every block is the same, else one
     example at a time (empty blocks are left out)."""

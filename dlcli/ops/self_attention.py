@@ -29,7 +29,10 @@ class SelfAttention(DotProductAttention):
     def forward(self, x: Array, qkv_kernel: Array, *rest: Array) -> tuple[Array, Array]:  # type: ignore[override]
         qkv_bias, out_kernel, out_bias = rest if len(rest) == 3 else (None, rest[0], None)
         batch, steps, features = self.x_shape = x.shape
-        groups = self._blocks(batch, steps, steps)
+        width = self.heads * self.value_dim
+        # FLOPs, forward and backward (x3), per attended pair and per projected step
+        groups = self._blocks(batch, steps, steps, 6 * self.heads * (self.key_dim + self.value_dim),
+                              6 * (features * qkv_kernel.shape[-1] + width * out_kernel.shape[-1]))
         starts = np.minimum(self.blocks[:, 0], self.blocks[:, 2])
         ends = np.maximum(self.blocks[:, 1], self.blocks[:, 3])
         flat = x.reshape(-1, features)
@@ -43,7 +46,7 @@ class SelfAttention(DotProductAttention):
         qkv = x_rows @ qkv_kernel
         if qkv_bias is not None:
             qkv += qkv_bias
-        attended = np.empty((len(x_rows), self.heads * self.value_dim), x.dtype)
+        attended = np.empty((len(x_rows), width), x.dtype)
         self.x_rows, self.qkv_kernel, self.out_kernel, self.attended = x_rows, qkv_kernel, out_kernel, attended
         self.local = self._local_rows(groups, starts, ends)
         parts = []

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dlcli import ops
+from dlcli.ops import attention
 from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
 
@@ -21,6 +22,14 @@ KEEP = (rng.random((BATCH, HEADS, QUERIES, KEYS)) >= 0.3) / 0.7
 FRONT = np.zeros((3, QUERIES, KEYS), bool)
 FRONT[0, 1:, 2:] = True
 FRONT[1, :, 1:] = True
+
+
+@pytest.fixture(autouse=True, params=["per_example", "whole_batch"])
+def block_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with each example multiplied over its own mask block, and with the batch's bounding box
+    (what small products get: dlcli/ops/attention.py's PER_EXAMPLE_FLOPS)."""
+    monkeypatch.setattr(attention, "PER_EXAMPLE_FLOPS", 0.0 if request.param == "per_example" else float("inf"))
+    return request.param
 
 
 def _inputs() -> list[np.ndarray]:
@@ -105,3 +114,15 @@ def test_multiplying_only_the_mask_blocks_gives_what_the_whole_products_give() -
     np.testing.assert_allclose(probabilities.data, expected_p, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(out.data, expected_out, rtol=1e-12, atol=1e-15)
     assert (out.data[2] == 0).all() and (out.data[0, 0] == 0).all()  # no valid step: exact zeros
+
+
+def test_per_example_blocks_only_where_the_skipped_products_repay_the_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attention, "PER_EXAMPLE_FLOPS", 3e6)  # the default
+    small = [Tensor(a, requires_grad=True) for a in (rng.normal(size=(3, *a.shape[1:])) for a in _inputs())]
+    blocks = ops.dot_product_attention(*small, 0.6, FRONT)[0].op.blocks
+    assert blocks.tolist() == [[0, 3, 1, 4]] * 3  # a few pairs: the batch's bounding box for every example
+    valid = np.zeros((2, 64), bool)
+    valid[0], valid[1, -4:] = True, True
+    large = [Tensor(rng.normal(size=(2, 64, 2, 128)).astype(np.float32), requires_grad=True) for _ in range(3)]
+    blocks = ops.dot_product_attention(*large, 0.6, valid[:, :, None] & valid[:, None, :])[0].op.blocks
+    assert blocks.tolist() == [[0, 64, 0, 64], [60, 64, 60, 64]]  # 4080 pairs of 3072 FLOPs skipped

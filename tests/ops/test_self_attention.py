@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dlcli import ops
+from dlcli.ops import attention
 from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
 
@@ -21,6 +22,14 @@ UNEVEN[0, 2, 3] = False
 UNEVEN[1, :2] = True
 CAUSAL = PADDED & np.tril(np.ones((STEPS, STEPS), bool))[None]
 KEEP = (rng.random((BATCH, HEADS, STEPS, STEPS)) >= 0.3) / 0.7
+
+
+@pytest.fixture(autouse=True, params=["per_example", "whole_batch"])
+def block_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with each example multiplied over its own mask block, and with the batch's bounding box
+    (what small products get: dlcli/ops/attention.py's PER_EXAMPLE_FLOPS)."""
+    monkeypatch.setattr(attention, "PER_EXAMPLE_FLOPS", 0.0 if request.param == "per_example" else float("inf"))
+    return request.param
 
 
 def _inputs(bias: bool = True) -> list[np.ndarray]:
