@@ -29,7 +29,8 @@ __all__ = [
     "dropout", "exp", "flip_images", "gather", "getitem", "gru", "layer_normalization", "log", "log_softmax", "lstm",
     "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "packed_self_attention",
     "pow", "relu",
-    "reshape", "self_attention", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax", "softmax_crossentropy",
+    "reshape", "self_attention", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax",
+    "softmax_crossentropy",
     "sparse_softmax_crossentropy", "split", "sqrt", "sub", "sum", "take_rows", "tanh", "transpose", "up_sample2d",
     "where", "zero_pad2d",
 ]
