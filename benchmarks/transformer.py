@@ -26,8 +26,8 @@ Run it with a Python that has both dlcli and PyTorch 2.13 (`pip install -e '.[be
 epoch ratio (dlcli / PyTorch) of at most 0.8.
 
 Measure on a quiet machine: the attention's score and weighted-sum products are 64 small GEMMs per step
-(batch x heads, 200 x 128 x 200), each of which OpenBLAS splits over its threads; on a loaded machine its
-waiting threads spin, and one attention step took 3.0 s of CPU with 2 BLAS threads against 0.15 s with 1
+(batch x heads, at most 200 x 128 x 200), each of which OpenBLAS splits over its threads; on a loaded machine
+its waiting threads spin, and one attention step took 3.0 s of CPU with 2 BLAS threads against 0.15 s with 1
 (load average 10 on 2 cores), where PyTorch spreads whole matrices over its threads instead.
 """
 
