@@ -8,6 +8,11 @@ so the loops run in parallel over (batch, head) pairs. The exponentials are NumP
 kernels: its SIMD exp was 10x faster than Numba's scalar one, and the three passes (shift, exp, normalize)
 took 8 ms where one Numba pass took 31 ms ((32, 2, 200, 200) float32, one thread). The row maxima and sums
 may be reassociated (fastmath "reassoc" only), which lets LLVM vectorize them.
+
+Each example has a block, (first query, end query, first key, end key): the bounding box of its mask's True
+entries (a padded review's valid steps). Outside it every probability is 0, so the kernels write zeros
+there and compute only inside; the caller multiplies only the blocks. The attention scale multiplies the
+scores here, inside the shift, and the score gradient in the backward, instead of a scaled copy of q.
 """
 
 from __future__ import annotations
@@ -20,59 +25,131 @@ _SUMS = {"reassoc"}
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
-def shift_scores(scores: np.ndarray, mask: np.ndarray, has_mask: bool, low: np.ndarray, out: np.ndarray) -> None:
-    """out = scores - (each row's maximum over its valid keys) where the mask holds, low[0] where it does not.
+def shift_scores(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants: np.ndarray, blocks: np.ndarray,
+                 out: np.ndarray) -> None:
+    """In each example's block: out = scores * scale - (the row's maximum of that over its valid keys) where the
+    mask holds, LOW where it does not; 0 outside the block.
 
-    low is LOW as a one-entry array of the scores' dtype: a float64 constant would turn the float32 loops into
-    float64 ones (1.7x slower measured).
+    constants is [scale, LOW] in the scores' dtype: a float64 constant would turn the float32 loops into
+    float64 ones (1.7x slower measured). blocks is (batch, 4): first query, end query, first key, end key.
     """
     batch, heads, queries, keys = scores.shape
     shared = mask.shape[0] == 1
-    floor = low[0]
+    scale, floor = constants[0], constants[1]
+    zero = scale * 0
     for pair in numba.prange(batch * heads):
         b, h = pair // heads, pair % heads
         m = 0 if shared else b
+        q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
         for t in range(queries):
+            if t < q0 or t >= q1:
+                for s in range(keys):
+                    out[b, h, t, s] = zero
+                continue
             top = floor
-            for s in range(keys):
-                value = scores[b, h, t, s] if not has_mask or mask[m, t, s] else floor
+            for s in range(k0, k1):
+                value = scores[b, h, t, s] * scale if not has_mask or mask[m, t, s] else floor
                 top = max(top, value)
             for s in range(keys):
-                out[b, h, t, s] = scores[b, h, t, s] - top if not has_mask or mask[m, t, s] else floor
+                if s < k0 or s >= k1:
+                    out[b, h, t, s] = zero
+                elif not has_mask or mask[m, t, s]:
+                    out[b, h, t, s] = scores[b, h, t, s] * scale - top
+                else:
+                    out[b, h, t, s] = floor
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
-def normalize_rows(exponentials: np.ndarray) -> None:
-    """Each row divided by its sum, in place; a row summing to 0 (no valid key) stays zeros."""
+def normalize_rows(exponentials: np.ndarray, blocks: np.ndarray) -> None:
+    """Each block row divided by its sum, in place; a row summing to 0 (no valid key) stays zeros."""
     batch, heads, queries, keys = exponentials.shape
     for pair in numba.prange(batch * heads):
         b, h = pair // heads, pair % heads
-        for t in range(queries):
+        q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
+        for t in range(q0, q1):
             total = exponentials[b, h, t, 0] * 0
-            for s in range(keys):
+            for s in range(k0, k1):
                 total += exponentials[b, h, t, s]
             if total > 0:
                 inverse = 1 / total
-                for s in range(keys):
+                for s in range(k0, k1):
                     exponentials[b, h, t, s] *= inverse
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
+def softmax_block_backward(probabilities: np.ndarray, d_probabilities: np.ndarray, scale: np.ndarray,
+                           blocks: np.ndarray, d_scores: np.ndarray) -> None:
+    """In each block: d_scores = scale * p * (d_p - sum(d_p * p)) per row (the gradient of the unscaled scores);
+    masked entries have p = 0, so they get none. Outside the blocks d_scores is not written."""
+    batch, heads, queries, keys = probabilities.shape
+    factor = scale[0]
+    for pair in numba.prange(batch * heads):
+        b, h = pair // heads, pair % heads
+        q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
+        for t in range(q0, q1):
+            dot = probabilities[b, h, t, 0] * 0
+            for s in range(k0, k1):
+                dot += d_probabilities[b, h, t, s] * probabilities[b, h, t, s]
+            for s in range(k0, k1):
+                d_scores[b, h, t, s] = factor * probabilities[b, h, t, s] * (d_probabilities[b, h, t, s] - dot)
+
+
+def mask_blocks(mask: np.ndarray | None, batch: int, queries: int, keys: int) -> np.ndarray:
+    """(batch, 4) int64: each example's bounding box of attended (query, key) pairs, [q0, q1) x [k0, k1).
+
+    No mask: the whole (queries, keys) square. An example whose mask is all False gets an empty block.
+    """
+    blocks = np.empty((batch, 4), np.int64)
+    if mask is None:
+        blocks[:] = (0, queries, 0, keys)
+        return blocks
+    for column, (hits, length) in enumerate(((mask.any(axis=2), queries), (mask.any(axis=1), keys))):
+        found = hits.any(axis=1)
+        first = np.where(found, hits.argmax(axis=1), 0)
+        end = np.where(found, length - hits[:, ::-1].argmax(axis=1), 0)
+        blocks[:, 2 * column] = first  # a shared mask (1, ...) broadcasts over the batch
+        blocks[:, 2 * column + 1] = end
+    return blocks
+
+
+def union_blocks(blocks: np.ndarray) -> np.ndarray:
+    """Every example given the bounding box of all the (non-empty) blocks; a block only has to hold every pair
+    its example attends, so this is as valid, and makes one product for the whole batch."""
+    used = blocks[:, 1] > blocks[:, 0]
+    if not used.any():
+        return blocks
+    union = (blocks[used, 0].min(), blocks[used, 1].max(), blocks[used, 2].min(), blocks[used, 3].max())
+    return np.tile(np.array(union, np.int64), (len(blocks), 1))
+
+
+def block_groups(blocks: np.ndarray) -> list[tuple[slice, int, int, int, int]]:
+    """(examples, q0, q1, k0, k1) to multiply together: the whole batch when every block is the same, else one
+    example at a time (empty blocks are left out)."""
+    if (blocks == blocks[0]).all():
+        q0, q1, k0, k1 = (int(v) for v in blocks[0])
+        return [(slice(None), q0, q1, k0, k1)] if q1 > q0 else []
+    return [(slice(b, b + 1), *(int(v) for v in block)) for b, block in enumerate(blocks) if block[1] > block[0]]
+
+
+def masked_softmax_blocks(scores: np.ndarray, mask: np.ndarray, has_mask: bool, scale: float, blocks: np.ndarray,
+                          out: np.ndarray) -> None:
+    """out = softmax(scale * scores) over the last axis where mask holds, 0 where it does not and outside each
+    example's block (rows with no valid key: all 0). Only the blocks of scores are read."""
+    shift_scores(scores, mask, has_mask, np.array([scale, LOW], scores.dtype), blocks, out)
+    for examples, q0, q1, k0, k1 in block_groups(blocks):
+        block = out[examples, :, q0:q1, k0:k1]
+        np.exp(block, out=block)
+    normalize_rows(out, blocks)
 
 
 def masked_softmax(scores: np.ndarray, mask: np.ndarray, has_mask: bool, out: np.ndarray) -> None:
     """out = softmax(scores) over the last axis where mask holds, 0 where it does not (rows with none: all 0)."""
-    shift_scores(scores, mask, has_mask, np.full(1, LOW, scores.dtype), out)
-    np.exp(out, out=out)
-    normalize_rows(out)
+    batch, _, queries, keys = scores.shape
+    masked_softmax_blocks(scores, mask, has_mask, 1.0, mask_blocks(None, batch, queries, keys), out)
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
 def softmax_backward(probabilities: np.ndarray, d_probabilities: np.ndarray, d_scores: np.ndarray) -> None:
     """d_scores = p * (d_p - sum(d_p * p)) per row; masked entries have p = 0, so they get no gradient."""
-    batch, heads, queries, keys = probabilities.shape
-    for pair in numba.prange(batch * heads):
-        b, h = pair // heads, pair % heads
-        for t in range(queries):
-            dot = probabilities[b, h, t, 0] * 0
-            for s in range(keys):
-                dot += d_probabilities[b, h, t, s] * probabilities[b, h, t, s]
-            for s in range(keys):
-                d_scores[b, h, t, s] = probabilities[b, h, t, s] * (d_probabilities[b, h, t, s] - dot)
+    batch, _, queries, keys = probabilities.shape
+    softmax_block_backward(probabilities, d_probabilities, np.ones(1, probabilities.dtype),
+                           mask_blocks(None, batch, queries, keys), d_scores)

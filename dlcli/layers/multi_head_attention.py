@@ -98,15 +98,21 @@ class MultiHeadAttention(Layer):
     def extra_output_names(self) -> list[str]:
         return ["attention_scores"] if self.spec.return_attention_scores else []  # steps are known once connected
 
-    def _project(self, parts: tuple[str, ...], x: Tensor) -> Tensor:
-        """x (batch, steps, features) through the projections `parts` side by side, in one matrix product:
-        (batch, steps, heads * their sizes summed), [first | second | ...] along the last axis."""
-        kernels = [ops.reshape(self.kernels[part], (x.shape[-1], -1)) for part in parts]
+    def _packed(self, parts: tuple[str, ...], features: int) -> tuple[Tensor, Tensor | None]:
+        """The kernels of the projections `parts` side by side, (features, heads * their sizes summed), [first |
+        second | ...], and their biases likewise (None without biases): one matrix product does them all."""
+        kernels = [ops.reshape(self.kernels[part], (features, -1)) for part in parts]
         kernel = kernels[0] if len(parts) == 1 else ops.concatenate(kernels, axis=1)
         if not self.biases:
-            return x @ kernel
+            return kernel, None
         biases = [ops.reshape(self.biases[part], (-1,)) for part in parts]
-        return ops.affine(x, kernel, biases[0] if len(parts) == 1 else ops.concatenate(biases, axis=0))
+        return kernel, biases[0] if len(parts) == 1 else ops.concatenate(biases, axis=0)
+
+    def _project(self, part: str, x: Tensor) -> Tensor:
+        """x (batch, steps, features) through one projection: (batch, steps, heads, its size)."""
+        kernel, bias = self._packed((part,), x.shape[-1])
+        projected = x @ kernel if bias is None else ops.affine(x, kernel, bias)
+        return ops.reshape(projected, (*x.shape[:2], self.spec.num_heads, -1))
 
     def attention_mask(self, query: Tensor, value: Tensor, key: Tensor | None) -> np.ndarray | None:
         """Keras' attention mask (batch or 1, queries, keys) from the inputs' step masks and use_causal_mask."""
@@ -136,18 +142,17 @@ class MultiHeadAttention(Layer):
             keep = (self.rng.random((query.shape[0], spec.num_heads, query.shape[1], value.shape[1]),
                                     dtype=np.float32) >= spec.dropout) * np.asarray(1.0 / (1.0 - spec.dropout),
                                                                                     np.float32)
-        if query is value and key is value:  # self-attention: the three projections as one matrix product
-            attended, scores = ops.packed_self_attention(self._project(PROJECTIONS, query), spec.num_heads,
-                                                         spec.key_dim, spec.value_dim or spec.key_dim, scale, mask,
-                                                         keep)
-        else:
-            q, k, v = (ops.reshape(self._project((part,), x), (*x.shape[:2], spec.num_heads, -1))
-                       for part, x in zip(PROJECTIONS, (query, key, value)))
-            attended, scores = ops.dot_product_attention(q, k, v, scale, mask, keep)
+        value_dim = spec.value_dim or spec.key_dim
         kernel = self.kernels["attention_output"]
-        flat = ops.reshape(kernel, (-1, kernel.shape[-1]))
-        merged = ops.reshape(attended, (*attended.shape[:2], -1))
-        bias = self.biases.get("attention_output")
-        out = merged @ flat if bias is None else ops.affine(merged, flat, bias)
+        out_kernel, out_bias = ops.reshape(kernel, (-1, kernel.shape[-1])), self.biases.get("attention_output")
+        if query is value and key is value:  # self-attention: the three projections as one matrix product
+            qkv_kernel, qkv_bias = self._packed(PROJECTIONS, query.shape[-1])
+            out, scores = ops.self_attention(query, qkv_kernel, qkv_bias, out_kernel, out_bias, spec.num_heads,
+                                             spec.key_dim, value_dim, scale, mask, keep)
+        else:
+            q, k, v = (self._project(part, x) for part, x in zip(PROJECTIONS, (query, key, value)))
+            attended, scores = ops.dot_product_attention(q, k, v, scale, mask, keep)
+            merged = ops.reshape(attended, (*attended.shape[:2], -1))
+            out = merged @ out_kernel if out_bias is None else ops.affine(merged, out_kernel, out_bias)
         out.mask = query.mask  # Keras hands the query's mask on
         return (out, scores) if self.spec.return_attention_scores else out

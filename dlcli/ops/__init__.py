@@ -19,6 +19,7 @@ from dlcli.ops.pool import average_pool1d, average_pool2d, max_pool1d, max_pool2
 from dlcli.ops.recurrent import gru, lstm, simple_rnn
 from dlcli.ops.reduce import max, mean, sum
 from dlcli.ops.resize import up_sample2d, zero_pad2d
+from dlcli.ops.self_attention import self_attention
 from dlcli.ops.shape import concatenate, gather, getitem, reshape, split, take_rows, transpose
 from dlcli.tensor import Tensor
 
@@ -28,7 +29,8 @@ __all__ = [
     "dropout", "exp", "flip_images", "gather", "getitem", "gru", "layer_normalization", "log", "log_softmax", "lstm",
     "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "packed_self_attention",
     "pow", "relu",
-    "reshape", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax", "softmax_crossentropy",
+    "reshape", "self_attention", "sigmoid", "sigmoid_binary_crossentropy", "simple_rnn", "softmax",
+    "softmax_crossentropy",
     "sparse_softmax_crossentropy", "split", "sqrt", "sub", "sum", "take_rows", "tanh", "transpose", "up_sample2d",
     "where", "zero_pad2d",
 ]

@@ -58,7 +58,8 @@ class Max(Op):
     def forward(self, a: Array) -> Array:
         self.a = a
         self.out_kept = a.max(axis=self.axis, keepdims=True)
-        return np.asarray(self.out_kept if self.keepdims else a.max(axis=self.axis))
+        # the kept maxima without their reduced axes: a view, not a second pass over a
+        return self.out_kept if self.keepdims else np.squeeze(self.out_kept, axis=self.axis)
 
     def backward(self, d_out: Array) -> tuple[Array]:
         winners = self.a == self.out_kept

@@ -37,3 +37,38 @@ def test_softmax_backward_matches_numpy() -> None:
     d_scores = np.empty_like(p)
     kernels.softmax_backward(p, d_p, d_scores)
     np.testing.assert_allclose(d_scores, p * (d_p - (d_p * p).sum(axis=-1, keepdims=True)), rtol=1e-12)
+
+
+def test_mask_blocks_bound_each_examples_attended_pairs() -> None:
+    mask = np.zeros((3, 4, 5), bool)
+    mask[0, 1:3, 2:] = True
+    mask[0, 2, 0] = True  # a hole-y mask: the block is its bounding box
+    mask[2] = True
+    blocks = kernels.mask_blocks(mask, 3, 4, 5)
+    assert blocks.tolist() == [[1, 3, 0, 5], [0, 0, 0, 0], [0, 4, 0, 5]]
+    assert kernels.mask_blocks(mask[:1], 2, 4, 5).tolist() == [[1, 3, 0, 5], [1, 3, 0, 5]]  # shared mask
+    assert kernels.mask_blocks(None, 2, 4, 5).tolist() == [[0, 4, 0, 5]] * 2
+    assert kernels.block_groups(blocks) == [(slice(0, 1), 1, 3, 0, 5), (slice(2, 3), 0, 4, 0, 5)]
+    assert kernels.block_groups(kernels.mask_blocks(None, 2, 4, 5)) == [(slice(None), 0, 4, 0, 5)]
+
+
+def test_blocked_softmax_and_its_backward_scale_and_write_zeros_outside_the_blocks() -> None:
+    scores = rng.normal(size=(3, 2, 4, 5)).astype(np.float32) * 4
+    mask = np.zeros((3, 4, 5), bool)
+    mask[0, 1:, 1:4] = True
+    mask[0, 2, 2] = False
+    mask[2] = rng.random((4, 5)) > 0.3
+    blocks = kernels.mask_blocks(mask, 3, 4, 5)
+    scores_outside = scores.copy()
+    scores_outside[0, :, 0] = np.nan  # outside the blocks scores are never read (the products skip them)
+    scores_outside[1] = np.nan
+    out = np.full_like(scores, 7.0)
+    kernels.masked_softmax_blocks(scores_outside, mask, True, 0.5, blocks, out)
+    expected = _keras_masked_softmax(scores * np.float32(0.5), mask)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    assert (out[1] == 0).all() and (out[0, :, 0] == 0).all() and (out[0, :, :, 4] == 0).all()
+    d_p = rng.normal(size=scores.shape).astype(np.float32)
+    d_scores = np.zeros_like(scores)
+    kernels.softmax_block_backward(out, d_p, np.full(1, 0.5, np.float32), blocks, d_scores)
+    expected_d = 0.5 * out * (d_p - (d_p * out).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(d_scores, expected_d, rtol=1e-5, atol=1e-7)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dlcli import ops
+from dlcli.ops import attention
 from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
 
@@ -16,6 +17,19 @@ PADDING[0, :, 3] = False  # the first example's last key is padding
 PADDING[1, 2, :] = False  # the second example's last query is padding: a row with no key at all
 CAUSAL = np.tril(np.ones((QUERIES, KEYS), bool))[None]
 KEEP = (rng.random((BATCH, HEADS, QUERIES, KEYS)) >= 0.3) / 0.7
+# padding in front, as a padded review has it, and an example with no valid step at all: each example's block
+# of attended pairs differs, and one is empty
+FRONT = np.zeros((3, QUERIES, KEYS), bool)
+FRONT[0, 1:, 2:] = True
+FRONT[1, :, 1:] = True
+
+
+@pytest.fixture(autouse=True, params=["per_example", "whole_batch"])
+def block_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with each example multiplied over its own mask block, and with the batch's bounding box
+    (what small products get: dlcli/ops/attention.py's PER_EXAMPLE_FLOPS)."""
+    monkeypatch.setattr(attention, "PER_EXAMPLE_FLOPS", 0.0 if request.param == "per_example" else float("inf"))
+    return request.param
 
 
 def _inputs() -> list[np.ndarray]:
@@ -36,6 +50,7 @@ CASES = {
     "dot_product_attention_padding_mask": (_both(PADDING), _inputs()),
     "dot_product_attention_causal": (_both(CAUSAL), _inputs()),
     "dot_product_attention_dropout": (_both(PADDING, KEEP), _inputs()),
+    "dot_product_attention_front_padding": (_both(FRONT), [rng.normal(size=(3, *a.shape[1:])) for a in _inputs()]),
     "dot_product_attention_output_only": (lambda q, k, v: ops.dot_product_attention(q, k, v, 0.6, PADDING)[0],
                                           _inputs()),
     # one (batch, steps, heads * (key_dim + key_dim + value_dim)) input: [q | k | v], self-attention's packing
@@ -80,3 +95,34 @@ def test_packed_self_attention_equals_the_three_projections_apart() -> None:
     packed = ops.packed_self_attention(Tensor(qkv), HEADS, KEY_DIM, VALUE_DIM, 0.6, PADDING[:, :, :3])
     for one, other in zip(apart, packed):
         np.testing.assert_array_equal(one.data, other.data)
+
+
+def _numpy_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, mask: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Keras' attention written out on whole arrays: scaled q, every product, -1e9 where masked, softmax, zeros."""
+    scores = np.einsum("bqhd,bkhd->bhqk", q * scale, k)
+    filled = np.where(mask[:, None], scores, -1e9)
+    e = np.exp(filled - filled.max(axis=-1, keepdims=True))
+    p = np.where(mask[:, None], e / e.sum(axis=-1, keepdims=True), 0.0)
+    return np.einsum("bhqk,bkhd->bqhd", p, v), p
+
+
+def test_multiplying_only_the_mask_blocks_gives_what_the_whole_products_give() -> None:
+    q, k, v = (rng.normal(size=(3, *a.shape[1:])) for a in _inputs())
+    out, probabilities = ops.dot_product_attention(Tensor(q), Tensor(k), Tensor(v), 0.6, FRONT)
+    expected_out, expected_p = _numpy_attention(q, k, v, 0.6, FRONT)
+    np.testing.assert_allclose(probabilities.data, expected_p, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out.data, expected_out, rtol=1e-12, atol=1e-15)
+    assert (out.data[2] == 0).all() and (out.data[0, 0] == 0).all()  # no valid step: exact zeros
+
+
+def test_per_example_blocks_only_where_the_skipped_products_repay_the_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attention, "PER_EXAMPLE_FLOPS", 3e6)  # the default
+    small = [Tensor(a, requires_grad=True) for a in (rng.normal(size=(3, *a.shape[1:])) for a in _inputs())]
+    blocks = ops.dot_product_attention(*small, 0.6, FRONT)[0].op.blocks
+    assert blocks.tolist() == [[0, 3, 1, 4]] * 3  # a few pairs: the batch's bounding box for every example
+    valid = np.zeros((2, 64), bool)
+    valid[0], valid[1, -4:] = True, True
+    large = [Tensor(rng.normal(size=(2, 64, 2, 128)).astype(np.float32), requires_grad=True) for _ in range(3)]
+    blocks = ops.dot_product_attention(*large, 0.6, valid[:, :, None] & valid[:, None, :])[0].op.blocks
+    assert blocks.tolist() == [[0, 64, 0, 64], [60, 64, 60, 64]]  # 4080 pairs of 3072 FLOPs skipped
