@@ -10,6 +10,7 @@ None, and the other readers (csv_fast.py, then the careful one) take the file an
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from typing import Union
@@ -22,7 +23,7 @@ MIN_BYTES = 4_000_000  # smaller files: pyarrow or NumPy read them in millisecon
 OTHER_CELLS = 65_536  # cells the kernels leave to Python's float(), at most; more and the slower readers take it
 MIN_BLOCK = 1 << 20  # bytes of lines per thread, at least
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
-Bytes = Union[bytes, memoryview, "mmap.mmap"]  # noqa: F821 - anything with find, slices and the buffer protocol
+Bytes = Union[bytes, memoryview, mmap.mmap]  # anything with find, slices and the buffer protocol
 
 
 def read_numbers(raw: Bytes, missing_cells: tuple[str, ...], min_bytes: int | None = None

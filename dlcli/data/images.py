@@ -129,9 +129,9 @@ def decode(path: Path, options: DecodeOptions, out: np.ndarray | None = None) ->
     try:
         with open(path, "rb", buffering=0) as stream:
             data = stream.read()  # the whole file at once: Pillow then parses memory, not a file a few bytes a call
-        image = plain_png(data, options.height, options.width, options.color_mode)
-        if image is not None:  # a PNG already of the run's size and mode: only its decoding is left to do
-            return _copied(np.frombuffer(image.tobytes(), np.uint8).reshape(options.shape), out)
+        plain = plain_png(data, options.height, options.width, options.color_mode, out)
+        if plain is not None:  # a PNG already of the run's size and mode: only its decoding is left to do
+            return plain
         with Image.open(io.BytesIO(data)) as opened:
             pixels = _pixels(opened, options.color_mode)  # a GIF's first frame: Pillow opens at frame 0
     except OSError as err:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dlcli import ops
 from dlcli.data.csv_numbers import read_numbers
+from dlcli.kernels.png import unfilter_rows
 from dlcli.layers import create_layer
 from dlcli.layers.base import Layer
 from dlcli.optimizers import create_optimizer
@@ -56,7 +57,7 @@ _OPTIMIZERS: list[dict[str, Any]] = [
 def warm_up_kernels() -> None:
     """Compile every kernel a float32 training run can call: each layer family forward (training and
     inference) and backward, every optimizer's update on dense and sparse gradients, the CTC loss, decoders
-    and edit distance, and the parser of large CSV files of numbers."""
+    and edit distance, the parser of large CSV files of numbers and the PNG row unfilter of image folders."""
     rng = np.random.default_rng(0)
     for shape, dtype, configs in _STACKS:
         layers = _built(configs, shape[1:], rng)
@@ -72,6 +73,7 @@ def warm_up_kernels() -> None:
             create_optimizer(config, trained).step()
     _warm_up_ctc(rng)
     read_numbers(b"a,b\n1.5,-2e3\n", (), min_bytes=0)
+    unfilter_rows(np.array([4, 1, 2, 3, 4], np.uint8), np.empty((1, 4), np.uint8), 2)
 
 
 def _built(configs: list[dict[str, Any]], in_shape: tuple[int, ...], rng: np.random.Generator) -> list[Layer]:

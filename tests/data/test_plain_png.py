@@ -102,3 +102,39 @@ def test_damaged_image_data_in_a_plain_png_is_a_bad_image(tmp_path: Path) -> Non
     (tmp_path / "damaged.png").write_bytes(bytes(data))
     with pytest.raises(BadImage, match="damaged"):
         decode(tmp_path / "damaged.png", DecodeOptions(8, 8))
+
+
+def _png_with_filters(pixels: np.ndarray, filters: list[int]) -> bytes:
+    """An 8-bit RGB PNG whose row y is stored with filter type filters[y] (the spec's section 9 encodings)."""
+    height, width, channels = pixels.shape
+    rows, previous = [], np.zeros(width * channels, np.int64)
+    for y, kind in enumerate(filters):
+        row = pixels[y].reshape(-1).astype(np.int64)
+        left = np.concatenate([np.zeros(channels, np.int64), row[:-channels]])
+        corner = np.concatenate([np.zeros(channels, np.int64), previous[:-channels]])
+        guess = left + previous - corner
+        paeth = np.where((abs(guess - left) <= abs(guess - previous)) & (abs(guess - left) <= abs(guess - corner)),
+                         left, np.where(abs(guess - previous) <= abs(guess - corner), previous, corner))
+        predicted = [np.zeros_like(row), left, previous, (left + previous) // 2, paeth][kind] if kind < 5 else 0
+        rows.append(bytes([kind]) + ((row - predicted) % 256).astype(np.uint8).tobytes())
+        previous = row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + chunk(b"IEND", b""))
+
+
+def test_every_row_filter_is_undone_as_pillow_undoes_it(tmp_path: Path) -> None:
+    pixels = _noise((10, 6, 3), seed=4)
+    data = _png_with_filters(pixels, [4, 0, 1, 2, 3, 4, 3, 2, 1, 0])  # Paeth and average on the first row too
+    path = tmp_path / "filters.png"
+    path.write_bytes(data)
+    with Image.open(path) as image:
+        assert np.array_equal(np.asarray(image), pixels)  # the test's encoder is right, by Pillow's decoder
+    assert np.array_equal(plain_png(data, 10, 6, "rgb"), pixels)
+    (tmp_path / "bad.png").write_bytes(_png_with_filters(pixels, [0, 1, 7, 0, 0, 0, 0, 0, 0, 0]))
+    with pytest.raises(BadImage, match="damaged"):
+        decode(tmp_path / "bad.png", DecodeOptions(10, 6))
