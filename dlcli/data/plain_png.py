@@ -4,17 +4,19 @@ up tiles, reading the file a few bytes a call) took a fifth of a 64x64 image's t
 that the training step needs (measured here: 135 us an image through Image.open, 105 us through Pillow's decoder
 alone, 54 us this way).
 
-The file's chunks are walked here only to find the header and the compressed image data, which zlib inflates
-(releasing the GIL) and a nogil kernel unfilters (kernels/png.py) straight into the image's row of its batch:
-the same bytes as Image.open(path).load() (the tests compare them). Anything else (another size or mode, 16 bits,
+The file's chunks are walked here only to find the header and the compressed image data, which zlib (zlib-ng with
+dlcli[fast-images]) inflates, releasing the GIL, and a nogil kernel unfilters (kernels/png.py) straight into the
+image's row of its batch: the same bytes as Image.open(path).load() (the tests compare them). Anything else (another size or mode, 16 bits,
 a palette, interlacing, an animation, an unknown critical chunk, a file cut short) returns None and goes the
 general way, through Image.open.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +47,10 @@ def plain_png(data: bytes, height: int, width: int, color_mode: str, out: np.nda
         return None
     from dlcli.kernels.png import unfilter_rows
 
+    inflater = _inflater()
     try:
-        raw = zlib.decompress(compressed)
-    except zlib.error as err:
+        raw = inflater.decompress(compressed)
+    except inflater.error as err:
         raise ValueError(f"damaged image data: {err}") from None
     if len(raw) < height * (width * channels + 1):
         raise ValueError("image data truncated: fewer pixels than the header says")
@@ -57,6 +60,17 @@ def plain_png(data: bytes, height: int, width: int, color_mode: str, out: np.nda
     if out is not None and pixels is not out:
         out[...] = pixels
     return pixels if out is None else out
+
+
+@functools.cache
+def _inflater() -> Any:
+    """zlib-ng's zlib module when dlcli[fast-images] is installed (the same bytes, about 1.5x faster on PNG image
+    data), else the standard library's."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib
+    return zlib_ng
 
 
 def _image_data(data: bytes) -> bytes | memoryview | None:

@@ -138,3 +138,24 @@ def test_every_row_filter_is_undone_as_pillow_undoes_it(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(_png_with_filters(pixels, [0, 1, 7, 0, 0, 0, 0, 0, 0, 0]))
     with pytest.raises(BadImage, match="damaged"):
         decode(tmp_path / "bad.png", DecodeOptions(10, 6))
+
+
+def test_zlib_ng_and_zlib_inflate_to_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zlib_ng import zlib_ng
+
+    import dlcli.data.plain_png as plain
+
+    assert plain._inflater() is zlib_ng  # dlcli[fast-images] is in the test extra: the fast one is taken
+    data = _png(_noise((40, 30, 3), seed=9))
+    fast = plain_png(data, 40, 30, "rgb")
+    monkeypatch.setattr(plain, "_inflater", lambda: zlib)
+    assert np.array_equal(plain_png(data, 40, 30, "rgb"), fast)
+    with Image.open(io.BytesIO(data)) as image:
+        assert np.array_equal(fast, np.asarray(image))
+    damaged = bytearray(data)
+    start = damaged.index(b"IDAT") + 4
+    damaged[start + 2:start + 40] = bytes(38)
+    for inflater in (zlib, zlib_ng):
+        monkeypatch.setattr(plain, "_inflater", lambda inflater=inflater: inflater)
+        with pytest.raises(ValueError, match="damaged"):
+            plain_png(bytes(damaged), 40, 30, "rgb")
