@@ -79,11 +79,12 @@ def read_csv_table(path: str | Path) -> Table:
     path = Path(path)
     mapped = map_file_bytes(path)
     numbers = read_numbers(mapped, MISSING_CELLS) if mapped[:2] != _GZIP_MAGIC else None
-    del mapped  # unmapped here (no array holds it): the file may be written again while training runs
+    # the other readers take the bytes from the same mapping (the file is opened once); unmapped here either way
+    raw = b"" if numbers is not None else bytes(mapped)
+    del mapped
     if numbers is not None:
         header, block, lines = numbers
         return Table(path, header, list(block.T), lines, reread=lambda: _careful_table(path), block=block)
-    raw = read_file_bytes(path)
     decoded = _decoded_bytes(path, raw)
     fast = fast_columns(decoded, MISSING_CELLS)
     if fast is not None:
