@@ -54,6 +54,26 @@ def read_file_bytes(path: str | Path) -> bytes:
         raise DataError(os_problem(path, err)) from None
 
 
+def whole_file(path: str | Path) -> bytes:
+    """The bytes of file `path` in one read, OSError as it comes (for callers that name the file their own way).
+
+    For many small files (an image folder's decode threads): os.open and one sized os.read are three system
+    calls and three releases of the GIL, against five or more through open().read() (2 us less a 10 KB file,
+    measured here)."""
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(handle).st_size
+        data = os.read(handle, size + 1)  # one byte more than the size: a file that grew since is read on
+        if len(data) <= size:  # a regular file's read is short only at its end (os.read retries on EINTR)
+            return data
+        parts = [data]
+        while chunk := os.read(handle, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(handle)
+
+
 def map_file_bytes(path: str | Path) -> mmap.mmap | bytes:
     """The bytes of data file `path` mapped into memory, read-only (b"" for an empty file), any OSError as a
     DataError naming it. Pages are read as they are touched, by whichever thread touches them first: a parser

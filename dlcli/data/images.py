@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcli.data.files import os_problem
+from dlcli.data.files import os_problem, whole_file
 from dlcli.data.plain_png import plain_png
 
 FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",), "GIF": (".gif",), "WEBP": (".webp",)}
@@ -127,8 +127,7 @@ def decode(path: Path, options: DecodeOptions, out: np.ndarray | None = None) ->
     from PIL import Image
 
     try:
-        with open(path, "rb", buffering=0) as stream:
-            data = stream.read()  # the whole file at once: Pillow then parses memory, not a file a few bytes a call
+        data = whole_file(path)  # the whole file at once: Pillow then parses memory, not a file a few bytes a call
         plain = plain_png(data, options.height, options.width, options.color_mode, out)
         if plain is not None:  # a PNG already of the run's size and mode: only its decoding is left to do
             return plain

@@ -16,7 +16,12 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-PREFETCH_BATCHES = 2  # batches decoded ahead of the one training: bounded, so memory stays a few batches
+# How far decoding runs ahead of training: batches up to PREFETCH_BYTES of decoded rows, at least MIN and at most
+# MAX of them. Two batches were too few: the training step hands the cores and the GIL to the decode threads in
+# bursts (while BLAS waits on memory, between ops), and with a short queue the threads had run dry by the next
+# burst, so the step waited for its batch. A few MB of queue lets them decode ahead whenever they get the chance.
+PREFETCH_BYTES = 32 << 20
+MIN_PREFETCH_BATCHES, MAX_PREFETCH_BATCHES = 2, 8
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -49,13 +54,19 @@ def streams(array: Any) -> bool:
     return hasattr(array, "fill") and hasattr(array, "threads") and not getattr(array, "resident", False)
 
 
+def prefetch_depth(row_bytes: int, batch_size: int) -> int:
+    """Batches to decode ahead of the training one, for batches of `batch_size` rows of `row_bytes` each."""
+    fits = PREFETCH_BYTES // max(1, row_bytes * batch_size)
+    return int(min(MAX_PREFETCH_BATCHES, max(MIN_PREFETCH_BATCHES, fits)))
+
+
 def prefetched(arrays: dict[str, Any], batches: Iterable[np.ndarray],
-               depth: int = PREFETCH_BATCHES) -> Iterator[dict[str, np.ndarray]]:
+               depth: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """For each index array of `batches`, in order, the rows of every array in `arrays` (name -> array).
 
-    An array that streams (see streams()) is filled `depth` batches ahead on its thread pool, each batch split
-    into one task per thread; any other array (NumPy, or a lazy array with no `fill`) is indexed when its batch
-    is handed out. A task's error (a DataError naming a file) is raised here, in the caller's thread. Closing the
+    An array that streams (see streams()) is filled `depth` batches ahead on its thread pool (by default as many
+    as prefetch_depth() allows for the first batch's size), each batch split into one task per thread; any other
+    array (NumPy, or a lazy array with no `fill`) is indexed when its batch is handed out. A task's error (a DataError naming a file) is raised here, in the caller's thread. Closing the
     iterator early cancels the batches not started.
     """
     streamed = {name: array for name, array in arrays.items() if streams(array)}
@@ -72,7 +83,13 @@ def prefetched(arrays: dict[str, Any], batches: Iterable[np.ndarray],
         pending.append((index, parts))
 
     try:
-        for _ in range(depth + 1):
+        index = next(upcoming, None)
+        if index is not None:
+            submit(index)
+            if depth is None:
+                row_bytes = sum(int(np.prod(array.shape[1:])) * array.dtype.itemsize for array in streamed.values())
+                depth = prefetch_depth(row_bytes, len(index)) if streamed else 0
+        for _ in range(depth or 0):
             index = next(upcoming, None)
             if index is None:
                 break

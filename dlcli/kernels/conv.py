@@ -106,7 +106,7 @@ def bias_activation(out: np.ndarray, bias: np.ndarray, activation: int) -> None:
     in_parts(bias_activation_rows, out.shape[0], out, bias, activation, min_rows=256)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def activation_grad_and_bias_sum(d_out: np.ndarray, out: np.ndarray, d: np.ndarray, d_bias: np.ndarray,
                                  activation: int) -> None:
     """d = d_out * activation'(from out) and d_bias = column sums of d, in one pass over (rows, F)."""

@@ -60,7 +60,7 @@ def _clipped(g: float, grad_scale: np.float32, clip_value: np.float32) -> np.flo
     return g
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def sgd_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, lr: float, grad_scale: float,
                clip_value: float) -> None:
     """w -= lr * g, on the rows given."""
@@ -74,7 +74,7 @@ def sgd_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, lr: float, grad_s
             w[i] -= lr32 * _clipped(g[g_row + j], gs32, cv32)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
                         lr: float, momentum: float, nesterov: bool, every_row: bool, grad_scale: float,
                         clip_value: float) -> None:
@@ -101,7 +101,7 @@ def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: n
                 w[i] += v
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
                    average_grad: np.ndarray,
                    momentum_buffer: np.ndarray, lr: float, rho: float, momentum: float, epsilon: float,
@@ -138,7 +138,7 @@ def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.nda
                 w[i] -= increment
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def adagrad_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, accumulator: np.ndarray, lr: float,
                    epsilon: float, grad_scale: float, clip_value: float) -> None:
     """acc += g^2; w -= lr g / sqrt(acc + eps), on the rows given."""
@@ -155,7 +155,7 @@ def adagrad_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, accumulator: 
             w[i] -= lr32 * gi / np.sqrt(acc + eps32)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def adam_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, m: np.ndarray, v: np.ndarray,
                 v_hat: np.ndarray,
                 alpha: float, beta_1: float, beta_2: float, epsilon: float, amsgrad: bool, every_row: bool,

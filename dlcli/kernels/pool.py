@@ -34,7 +34,7 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
     kernel(x, out, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                              stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """max_pool2d_forward for windows of at most 2 x 2 cells, read through their corners in one channel loop
@@ -63,7 +63,7 @@ def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray,
                     argmax[n, i, j, c] = lower_at if take_lower else upper_at
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def max_pool2d_forward_any(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                            stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """max_pool2d_forward for windows of any size: a running maximum, updated with selects, not branches."""
@@ -112,7 +112,7 @@ def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray) 
     in_parts(max_pool2d_backward_images, d_out.shape[0], d_out, argmax, d_x, min_rows=4)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: int, stride_h: int,
                            stride_w: int, pad_top: int, pad_left: int) -> None:
     """out[n, i, j, c] = mean of x[n, window, c] over the window's cells inside the image (TF's "same" rule)."""
@@ -136,7 +136,7 @@ def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: 
                     total[c] /= count
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def average_pool2d_backward(d_out: np.ndarray, d_x: np.ndarray, pool_h: int, pool_w: int, stride_h: int,
                             stride_w: int, pad_top: int, pad_left: int) -> None:
     """d_x[n, window, c] += d_out[n, i, j, c] / (cells in the window), for d_x of shape (N, H, W, C), zeroed."""

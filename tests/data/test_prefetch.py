@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlcli.data.prefetch import PREFETCH_BATCHES, in_parts, prefetched
+from dlcli.data.prefetch import MAX_PREFETCH_BATCHES, in_parts, prefetch_depth, prefetched
 from dlcli.errors import DataError
 
 
@@ -83,16 +83,29 @@ def test_batches_are_the_same_rows_in_order_whatever_the_threads(threads: int) -
     assert other.threads_seen == {threading.get_ident()}  # no fill(): indexed in the caller's thread only
 
 
-def test_work_ahead_is_bounded_and_an_early_stop_cancels_the_rest() -> None:
-    lazy = SlowRows(100, 2)
-    batches = [np.arange(start, start + 10) for start in range(0, 100, 10)]
-    gathered = prefetched({"lazy": lazy}, batches)
+@pytest.mark.parametrize("depth", [2, None])
+def test_work_ahead_is_bounded_and_an_early_stop_cancels_the_rest(depth: int | None) -> None:
+    lazy = SlowRows(200, 2)
+    batches = [np.arange(start, start + 10) for start in range(0, 200, 10)]
+    gathered = prefetched({"lazy": lazy}, batches, depth=depth)
     next(gathered)
+    ahead = MAX_PREFETCH_BATCHES if depth is None else depth  # 12-byte rows: the byte bound allows the most
+    expected = 10 * (1 + ahead + 1)  # the one handed out, those ahead, one more
+    deadline = time.monotonic() + 5
+    while len(set(lazy.asked)) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(0.1)
-    assert len(set(lazy.asked)) <= 10 * (1 + PREFETCH_BATCHES + 1)  # the one handed out, those ahead, one more
+    assert len(set(lazy.asked)) == expected
     gathered.close()
     time.sleep(0.1)
-    assert len(set(lazy.asked)) < 100
+    assert len(set(lazy.asked)) < 200
+
+
+def test_prefetch_depth_keeps_the_queue_to_a_few_megabytes_of_rows() -> None:
+    assert prefetch_depth(64 * 64 * 3, 64) == MAX_PREFETCH_BATCHES == 8  # 0.8 MB a batch
+    assert prefetch_depth(180 * 180 * 3, 128) == 2  # 12.4 MB a batch: 32 MB hold two
+    assert prefetch_depth(1024 * 1024 * 3, 64) == 2  # 201 MB a batch: never fewer than two
+    assert prefetch_depth(180 * 180 * 3, 32) == 8  # 3.1 MB a batch: ten would fit
 
 
 def test_a_fill_error_reaches_the_caller_at_its_batch() -> None:
