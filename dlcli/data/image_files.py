@@ -13,6 +13,7 @@ import numpy as np
 
 from dlcli.data.image_cache import ImageStore, contents_sha256, describe_store
 from dlcli.data.images import BadImage, DecodeOptions, ImageHeader, decode, probe
+from dlcli.data.plain_png import load_kernels
 from dlcli.data.prefetch import in_parts, thread_pool
 from dlcli.errors import DataError
 
@@ -125,12 +126,16 @@ class CheckedFiles:
 
 def check_files(files: Sequence[Path], threads: int, with_digests: bool) -> CheckedFiles:
     """Every file's header and end checked (see images.probe) on the decode threads; with `with_digests`, each
-    file's contents hashed too (the disk cache's key)."""
+    file's contents hashed too (the disk cache's key). Meanwhile this thread loads the PNG decoder's kernel if
+    the files look like PNGs, so that the first batches do not wait for it."""
     started = time.perf_counter()
     pool = thread_pool(threads)
     parts = in_parts(len(files), max(1, -(-len(files) // _CHECK_PART)))
     results: list[tuple[ImageHeader | None, str]] = []
-    for found in pool.map(lambda part: _probe_part(files[part], with_digests), parts):
+    checking = pool.map(lambda part: _probe_part(files[part], with_digests), parts)  # every part submitted now
+    if files and files[0].suffix.lower() == ".png":
+        load_kernels()
+    for found in checking:
         results += found
     kept = np.array([header is not None for header, _ in results], bool)
     headers = [header for header, _ in results if header is not None]

@@ -159,3 +159,18 @@ def test_zlib_ng_and_zlib_inflate_to_the_same_pixels(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(plain, "_inflater", lambda inflater=inflater: inflater)
         with pytest.raises(ValueError, match="damaged"):
             plain_png(bytes(damaged), 40, 30, "rgb")
+
+
+def test_the_file_check_of_a_png_folder_loads_the_unfilter_kernel(tmp_path: Path) -> None:
+    """So the first batches of epoch 1 do not wait for it (a fresh process: this one may have loaded it)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.png").write_bytes(_png(_noise((4, 4, 3))))
+    (tmp_path / "b.jpg").write_bytes(b"")
+    probe = ("import sys; from pathlib import Path; from dlcli.data.image_files import check_files; "
+             "from dlcli.kernels.png import unfilter_rows; check_files([Path(p) for p in sys.argv[1:]], 2, False); "
+             "print(len(unfilter_rows.signatures))")
+    loaded = [subprocess.run([sys.executable, "-c", probe, *map(str, files)], capture_output=True, text=True,
+                             check=True).stdout.strip() for files in ([tmp_path / "a.png"], [tmp_path / "b.jpg"])]
+    assert loaded == ["1", "0"]  # a folder of JPEGs compiles nothing it will not use
