@@ -25,6 +25,7 @@ parser.add_argument("--json", type=str, default=None)
 ARGS = parser.parse_args()
 os.environ.update({v: str(ARGS.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
 
+import dlcli  # noqa: E402, F401 - before NumPy: sets OPENBLAS_THREAD_TIMEOUT, as `dlcli train` has it
 import numpy as np  # noqa: E402
 
 from dlcli import activations  # noqa: E402

@@ -43,6 +43,7 @@ THREAD_VARS = {v: str(ARGS.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_T
                                               "NUMBA_NUM_THREADS")}
 os.environ.update(THREAD_VARS)
 
+import dlcli  # noqa: E402, F401 - before NumPy: sets OPENBLAS_THREAD_TIMEOUT, as `dlcli train` has it
 import numpy as np  # noqa: E402
 
 TORCH_EPOCH = r'''
