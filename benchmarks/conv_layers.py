@@ -1,7 +1,8 @@
 """The MNIST convnet's three convolutions, batch 64: forward and backward ms of each conv2d algorithm, A/B.
 
-Each layer's Conv2D op runs with algorithm "im2col", "winograd" (where it applies) and "auto", alternating
-within each repeat, on the benchmark's shapes (28x28x1 -> 32, 13x13x32 -> 64, 5x5x64 -> 128, relu fused);
+Each layer's Conv2D op runs with algorithm "im2col", "auto" and "winograd" (where it applies),
+alternating within each repeat, on the benchmark's shapes (28x28x1 -> 32, 13x13x32 -> 64, 5x5x64 -> 128, relu
+fused; the first layer without input gradient, as in training) and a first layer over 32x32 RGB images;
 the table gives the median over repeats of each repeat's median step, and the ratio to im2col.
 
     python benchmarks/conv_layers.py [--steps 20] [--repeats 3] [--threads 2] [--json out.json]
@@ -31,8 +32,9 @@ import numpy as np  # noqa: E402
 from dlcli import activations  # noqa: E402
 from dlcli.ops.conv import Conv2D, geometry, winograd_takes  # noqa: E402
 
+# (name, size, in channels, filters, input gradient needed); the last one is a first layer over RGB images
 LAYERS = [("conv2d (1->32, 28x28)", 28, 1, 32, False), ("conv2d_1 (32->64, 13x13)", 13, 32, 64, True),
-          ("conv2d_2 (64->128, 5x5)", 5, 64, 128, True)]
+          ("conv2d_2 (64->128, 5x5)", 5, 64, 128, True), ("RGB (3->32, 32x32)", 32, 3, 32, False)]
 
 
 def step_ms(op: Conv2D, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, d: np.ndarray,
