@@ -180,7 +180,7 @@ def test_help_and_validate_do_not_import_numba(tmp_path: Path) -> None:
 def test_openblas_spin_time_is_set_before_numpy_loads_unless_the_user_chose_one() -> None:
     probe = "import os, sys, dlcli; print(os.environ['OPENBLAS_THREAD_TIMEOUT'], 'numpy' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    for given, expected in ((None, "20 False"), ("6", "6 False")):
+    for given, expected in ((None, "12 False"), ("6", "6 False")):
         run_env = env if given is None else {**env, "OPENBLAS_THREAD_TIMEOUT": given}
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=run_env)
         assert result.stdout.strip() == expected, result.stderr

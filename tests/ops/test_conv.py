@@ -14,11 +14,11 @@ rng = np.random.default_rng(12)
 
 
 def _case(shape: tuple[int, int, int], kernel: tuple[int, int], filters: int, strides=(1, 1), dilation=(1, 1),
-          padding: str = "valid", activation: str = "linear"):
+          padding: str = "valid", activation: str = "linear", algorithm: str = "auto"):
     g = geometry(shape[0], shape[1], kernel, strides, dilation, padding)
     inputs = [rng.normal(size=(2, *shape)), rng.normal(size=(*kernel, shape[2], filters)) * 0.5,
               rng.normal(size=filters) + (0.3 if activation == "relu" else 0.0)]
-    return (lambda x, w, b: ops.conv2d(x, w, b, g, activation)), inputs
+    return (lambda x, w, b: ops.conv2d(x, w, b, g, activation, algorithm)), inputs
 
 
 CASES = {
@@ -26,6 +26,9 @@ CASES = {
     "conv2d_same_strided": _case((6, 5, 2), (3, 3), 2, strides=(2, 2), padding="same"),
     "conv2d_dilated_relu": _case((7, 7, 1), (3, 3), 2, dilation=(2, 2), padding="same", activation="relu"),
     "conv2d_tanh": _case((4, 4, 3), (2, 2), 2, activation="tanh"),
+    # the Winograd path (forced: auto takes it from 16 channels up), odd and even sizes, both paddings
+    "conv2d_winograd_relu": _case((6, 7, 3), (3, 3), 2, activation="relu", algorithm="winograd"),
+    "conv2d_winograd_same_tanh": _case((5, 4, 2), (3, 3), 3, padding="same", activation="tanh", algorithm="winograd"),
 }
 
 
@@ -41,3 +44,10 @@ def test_conv2d_computes_only_the_activations_its_kernels_have(activation: str) 
     g = geometry(4, 5, (1, 3), (1, 1), (1, 1), "valid")
     with pytest.raises(ValueError, match=f"conv2d computes linear, relu or tanh itself, not '{activation}'"):
         ops.conv2d(*[Tensor(a) for a in inputs], g, activation)
+
+
+def test_conv2d_takes_winograd_only_for_3x3_stride_1_kernels() -> None:
+    g = geometry(6, 6, (3, 3), (2, 2), (1, 1), "same")
+    inputs = [Tensor(a) for a in (np.zeros((1, 6, 6, 2)), np.zeros((3, 3, 2, 2)), np.zeros(2))]
+    with pytest.raises(ValueError, match="Winograd convolution takes 3x3 kernels with stride 1"):
+        ops.conv2d(*inputs, g, algorithm="winograd")

@@ -1,0 +1,81 @@
+"""The Winograd F(2x2, 3x3) convolution against a float64 im2col one, and its backward as that one's adjoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli.kernels import conv, winograd
+from dlcli.ops.conv import geometry, winograd_fits
+
+# (batch, height, width, channels, filters, padding): odd and even sizes, one image, both paddings
+SHAPES = [(1, 5, 5, 1, 1, "valid"), (2, 7, 6, 3, 4, "valid"), (3, 8, 9, 5, 2, "same"), (1, 4, 3, 2, 3, "same"),
+          (2, 13, 13, 32, 64, "valid"), (1, 11, 10, 17, 8, "same")]
+
+
+def direct(x: np.ndarray, kernel: np.ndarray, g) -> tuple[np.ndarray, np.ndarray]:
+    """(conv(x, kernel), the patches) by im2col and one product, in x's dtype."""
+    cols = np.empty((x.shape[0] * g.out_h * g.out_w, 9 * x.shape[3]), x.dtype)
+    conv.im2col(x, cols, *g.args())
+    return (cols @ kernel.reshape(-1, kernel.shape[3])).reshape(x.shape[0], g.out_h, g.out_w, -1), cols
+
+
+@pytest.mark.parametrize("n,h,w,c,f,padding", SHAPES)
+def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding) -> None:
+    rng = np.random.default_rng(0)
+    x64, k64, b64 = rng.normal(size=(n, h, w, c)), rng.normal(size=(3, 3, c, f)), rng.normal(size=f)
+    g = geometry(h, w, (3, 3), (1, 1), (1, 1), padding)
+    expected, cols = direct(x64, k64, g)
+    d = rng.normal(size=expected.shape)
+    expected_dk = (cols.T @ d.reshape(-1, f)).reshape(k64.shape)
+    expected_dx = np.empty_like(x64)
+    conv.col2im(d.reshape(-1, f) @ k64.reshape(-1, f).T, expected_dx, *g.args())
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-6)):
+        # tolerances relative to the largest value: F(2x2, 3x3)'s transforms multiply by 1 and 1/2 only, so in
+        # float32 it stays within a few units in the last place of the direct convolution's largest value
+        x, k, b = x64.astype(dtype), k64.astype(dtype), b64.astype(dtype)
+        out, v, u = winograd.forward(x, k, b, conv.LINEAR, g.pad_top, g.pad_left, g.out_h, g.out_w)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, expected + b64, atol=rtol * np.abs(expected).max())
+        dx, dk = winograd.backward(d.astype(dtype), v, u, x.shape, g.pad_top, g.pad_left, True, True)
+        np.testing.assert_allclose(dx, expected_dx, atol=rtol * np.abs(expected_dx).max())
+        np.testing.assert_allclose(dk, expected_dk, atol=rtol * np.abs(expected_dk).max())
+
+
+@pytest.mark.parametrize("code,fn", [(conv.RELU, lambda z: np.maximum(z, 0)), (conv.TANH, np.tanh)])
+def test_winograd_applies_the_fused_activation_and_is_deterministic(code: int, fn) -> None:
+    rng = np.random.default_rng(1)
+    x, k, b = (rng.normal(size=s).astype(np.float32) for s in ((4, 9, 9, 16), (3, 3, 16, 8), (8,)))
+    g = geometry(9, 9, (3, 3), (1, 1), (1, 1), "same")
+    first = winograd.forward(x, k, b, code, 1, 1, 9, 9)[0]
+    again = winograd.forward(x, k, b, code, 1, 1, 9, 9)[0]
+    np.testing.assert_array_equal(first, again)
+    z = direct(x.astype(np.float64), k.astype(np.float64), g)[0] + b
+    # both activations change by at most as much as their input: the error stays the pre-activation's
+    np.testing.assert_allclose(first, fn(z), atol=2e-6 * np.abs(z).max())
+
+
+def test_backward_needs_only_what_is_asked() -> None:
+    rng = np.random.default_rng(2)
+    x, k = rng.normal(size=(1, 6, 6, 2)), rng.normal(size=(3, 3, 2, 2))
+    out, v, u = winograd.forward(x, k, np.zeros(2), conv.LINEAR, 0, 0, 4, 4)
+    assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, False, True)[0] is None
+    assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, True, False)[1] is None
+
+
+def test_the_planes_overwrite_whatever_dx_held() -> None:
+    rng = np.random.default_rng(3)
+    dv = rng.normal(size=(16, 4, 2))
+    clean, dirty = np.zeros((1, 5, 5, 2)), np.full((1, 5, 5, 2), np.nan)
+    for dx in (clean, dirty):
+        winograd.input_gradient(dv, dx, 1, 1, 2, 2, 0, 1)
+    np.testing.assert_array_equal(clean, dirty)
+
+
+@pytest.mark.parametrize("kernel,strides,dilation,channels,size,fits", [
+    ((3, 3), (1, 1), (1, 1), 32, 13, True), ((3, 3), (1, 1), (1, 1), 64, 5, False),
+    ((3, 3), (1, 1), (1, 1), 1, 28, False), ((3, 3), (2, 2), (1, 1), 32, 13, False),
+    ((3, 3), (1, 1), (2, 2), 32, 13, False), ((5, 5), (1, 1), (1, 1), 32, 13, False)])
+def test_the_shape_rule_takes_winograd_where_it_was_measured_faster(kernel, strides, dilation, channels, size,
+                                                                    fits) -> None:
+    assert winograd_fits(geometry(size, size, kernel, strides, dilation, "valid"), channels) is fits
