@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the per-layer table")
     parser.add_argument("--accuracy", action="store_true", help="also train 5 epochs and report test accuracy")
     parser.add_argument("--layers-only", action="store_true", help="only the per-layer table (no epochs)")
+    parser.add_argument("--conv-algorithm", choices=["im2col", "winograd", "auto"], default=None,
+                        help="set every conv2d layer's algorithm (default: the spec's, im2col)")
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
 
@@ -74,11 +77,21 @@ print(json.dumps({"epoch_seconds": times, "test_accuracy": acc}))
 '''
 
 
+def spec_overrides() -> list[str]:
+    """--set overrides giving every conv2d layer of the spec --conv-algorithm (none without it)."""
+    if ARGS.conv_algorithm is None:
+        return []
+    layers = tomllib.loads((REPO / "specs" / "mnist_convnet.toml").read_text())["model"]["layers"]
+    return [f'model.layers[{i}].algorithm="{ARGS.conv_algorithm}"' for i, layer in enumerate(layers)
+            if layer["type"] == "conv2d"]
+
+
 def dlcli_epochs(env: dict[str, str], workdir: Path, epochs: int) -> dict[str, Any]:
     """Train the spec for `epochs` through the CLI; epoch seconds from its JSON events, and test accuracy."""
     run_dir = workdir / f"run-{time.monotonic_ns()}"
     out = subprocess.run([sys.executable, "-m", "dlcli", "train", str(REPO / "specs" / "mnist_convnet.toml"),
-                          "--json", "--run-dir", str(run_dir), "--set", f"train.epochs={epochs}"],
+                          "--json", "--run-dir", str(run_dir), "--set", f"train.epochs={epochs}",
+                          *[arg for override in spec_overrides() for arg in ("--set", override)]],
                          env=env, cwd=workdir, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"dlcli train failed:\n{out.stderr}")
@@ -105,7 +118,7 @@ def dlcli_layer_times() -> dict[str, dict[str, float]]:
     from dlcli.train.loop import Objective, Split
     from dlcli.train.profile import profile_training, report
 
-    spec = load_spec(REPO / "specs" / "mnist_convnet.toml")
+    spec = load_spec(REPO / "specs" / "mnist_convnet.toml", spec_overrides())
     model = build_model(spec.model, np.random.default_rng(0), spec)
     optimizer = create_optimizer(spec.train.optimizer.model_dump(), model.parameters())
     rng = np.random.default_rng(0)
@@ -169,7 +182,8 @@ def main() -> int:
     if not os.environ.get("DLCLI_DATASETS_MIRROR") and not os.environ.get("DLCLI_CACHE"):
         print("set DLCLI_DATASETS_MIRROR (e.g. ../shared/datasets) or a DLCLI_CACHE holding MNIST", file=sys.stderr)
         return 2
-    result: dict[str, Any] = {"benchmark": "convnet", "threads": ARGS.threads, "repeats": ARGS.repeats}
+    result: dict[str, Any] = {"benchmark": "convnet", "threads": ARGS.threads, "repeats": ARGS.repeats,
+                              "conv_algorithm": ARGS.conv_algorithm or "the spec's (im2col)"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not ARGS.layers_only:
@@ -187,7 +201,8 @@ def _epochs(result: dict[str, Any], workdir: Path) -> None:
     """Seconds per epoch of both, alternating, and with --accuracy the 5-epoch test accuracies."""
     env = {**os.environ, **THREAD_VARS, "CI": "1", "NUMBA_CACHE_DIR": str(workdir / "numba-cache")}
     # compile into the fresh cache first: the first timed epoch would otherwise count seconds of compiling
-    subprocess.run([sys.executable, "-m", "dlcli", "warmup", str(REPO / "specs" / "mnist_convnet.toml")], env=env,
+    subprocess.run([sys.executable, "-m", "dlcli", "warmup", str(REPO / "specs" / "mnist_convnet.toml"),
+                    *[arg for override in spec_overrides() for arg in ("--set", override)]], env=env,
                    cwd=workdir, capture_output=True, check=True)
     dl, pt = [], []
     for _ in range(ARGS.repeats):
