@@ -37,8 +37,9 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "max_pooling2d", "pool_size": 3, "strides": 1, "padding": "same"},
         {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "tanh"},
         {"type": "average_pooling2d", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 2}]),
-    ((1, 8, 8, 16), np.float32, [  # 3x3 stride 1, 16 channels, 8x8 out: conv2d's Winograd kernels
-        {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "relu"},
+    ((1, 8, 8, 16), np.float32, [  # conv2d's Winograd kernels (algorithm = "winograd")
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "relu",
+         "algorithm": "winograd"},
         {"type": "flatten"}, {"type": "dense", "units": 2}]),
     ((2, 5), np.int64, [
         {"type": "embedding", "input_dim": 7, "output_dim": 3, "mask_zero": True},
