@@ -207,7 +207,8 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, label_lengths: np.ndarray,
                   blank: int, nll: np.ndarray, grad: np.ndarray, lo: int, hi: int) -> None:
-    """ctc_loss for the sequences [lo, hi)."""
+    """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
+    sequence that needs the log-space recursions (ctc_loss_log_space_rows)."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
@@ -226,9 +227,26 @@ def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndar
         _softmax(logits[b, :steps], probs, False)
         sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
         nll[b] = _scaled_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
-        if np.isnan(nll[b]):
-            _softmax(logits[b, :steps], probs, True)  # now log-probabilities
-            nll[b] = _log_space_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
+        if want_grad and not np.isnan(nll[b]):
+            for t in range(steps):
+                for k in range(classes):
+                    grad[b, t, k] = sequence_grad[t, k]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def ctc_loss_log_space_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray,
+                            label_lengths: np.ndarray, blank: int, nll: np.ndarray, grad: np.ndarray,
+                            redo: np.ndarray) -> None:
+    """ctc_loss for the sequences in redo by the log-space recursions. A kernel of its own, called only when
+    some scale underflowed: most runs never need it, and then never compile it (0.8 s with an empty cache)."""
+    want_grad = grad.shape[1] > 0
+    classes = logits.shape[2]
+    for b in redo:
+        steps, length = input_lengths[b], label_lengths[b]
+        log_probs = np.empty((steps, classes))
+        _softmax(logits[b, :steps], log_probs, True)
+        sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
+        nll[b] = _log_space_sequence(log_probs, labels[b], length, blank, sequence_grad, want_grad)
         if want_grad:
             for t in range(steps):
                 for k in range(classes):
@@ -244,6 +262,9 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
     whose labels cannot fit in its steps: its loss is inf (as the reference implementations give).
     """
     in_parts(ctc_loss_rows, logits.shape[0], logits, labels, input_lengths, label_lengths, blank, nll, grad)
+    redo = np.flatnonzero(np.isnan(nll))
+    if redo.size:
+        ctc_loss_log_space_rows(logits, labels, input_lengths, label_lengths, blank, nll, grad, redo)
 
 
 @numba.njit(cache=True, error_model="numpy")
