@@ -52,7 +52,7 @@ def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, b
     units = width // 4
     zr = np.empty((rows, width), gates.dtype)
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     b_if, b_g, b_o = bias[:2 * units], bias[2 * units:3 * units], bias[3 * units:]
     for step in range(steps):
         t = steps - 1 - step if reverse else step
@@ -95,7 +95,7 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
     step_sum = np.empty(4 * units, d_hs.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         z, a, c_prev, d = gates[t, lo:hi], act_c[t, lo:hi], cs[slots(t, reverse)[0], lo:hi], dz[t, lo:hi]

@@ -13,6 +13,10 @@ accumulated inside the loop took 15 (measured here).
 mask (N, T) is True where a step holds data: a masked step keeps the previous state and passes the gradient
 through untouched (Keras' masking). Recurrent dropout multiplies h by one mask per gate before the product with
 that gate's block of the recurrent kernel, as Keras does: k small GEMMs instead of one, in training only.
+Without it the dropout masks and the gate blocks are None, not empty arrays: Numba prunes the branch of an
+`is None` test on an argument before it types the function, so a run compiles only the product it uses (the
+per-gate products cost a GRU's kernels 0.5 s of compilation on an empty cache, measured with
+benchmarks/compile_time.py). Each kernel then has one specialization per run, with dropout or without.
 
 Activations go by code, with the branch outside each loop, and their derivatives (from the outputs) by a
 polynomial whose terms the code picks, so every loop is straight arithmetic that LLVM turns into SIMD. The
@@ -148,8 +152,8 @@ def zero_rows(target: np.ndarray) -> None:
 def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
                       out: np.ndarray, h_scratch: np.ndarray, z_scratch: np.ndarray) -> None:
     """out (N, k*U) = h @ kernel; with recurrent dropout (one (N, U) mask per gate), gate g's block of out is
-    (h * dropout[g]) @ blocks[g], for the k blocks (U, U) of kernel."""
-    if dropout.shape[0] == 0:
+    (h * dropout[g]) @ blocks[g], for the k blocks (U, U) of kernel; dropout and blocks are None without it."""
+    if dropout is None:
         np.dot(h, kernel, out)
         return
     rows, units = h.shape
@@ -166,8 +170,9 @@ def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dro
 @numba.njit(cache=True, error_model="numpy")
 def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dropout: np.ndarray,
                    out: np.ndarray, d_scratch: np.ndarray, h_scratch: np.ndarray) -> None:
-    """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout."""
-    if dropout.shape[0] == 0:
+    """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout
+    (None without)."""
+    if dropout is None:
         np.dot(d, kernel_t, out)
         return
     rows, units = out.shape
@@ -244,7 +249,7 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
     """simple_rnn_forward for the batch rows [lo, hi)."""
     steps, units, rows = xw.shape[0], xw.shape[2], hi - lo
     h_scratch, z_scratch = np.empty((rows, units), xw.dtype), np.empty((rows, units), xw.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -272,7 +277,7 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
     dh, dh_new = d_last[lo:hi].copy(), np.empty((rows, units), d_hs.dtype)
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     terms, step_sum = slope_terms(activation, d_hs), np.empty(units, d_hs.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         h, d = hs[slots(t, reverse)[1], lo:hi], dz[t, lo:hi]

@@ -118,11 +118,13 @@ def gru_backward_reference(d_hs, kernel, dropout, reverse, reset_after, a, ra, h
 
 
 def _loop(kernel: np.ndarray, dropout: np.ndarray, transposed: bool = False):
-    """The kernels' (kernel, blocks, dropout) arguments, as dlcli.ops.recurrent builds them."""
-    blocks = kernel.reshape(U, -1, U).transpose((1, 2, 0) if transposed else (1, 0, 2)) if len(dropout) \
-        else np.empty((0, U, U))
-    cast = kernel.T if transposed else kernel
-    return np.ascontiguousarray(cast), np.ascontiguousarray(blocks, kernel.dtype), dropout
+    """The kernels' (kernel, blocks, dropout) arguments, as dlcli.ops.recurrent builds them: blocks and dropout
+    None without recurrent dropout."""
+    cast = np.ascontiguousarray(kernel.T if transposed else kernel)
+    if not len(dropout):
+        return cast, None, None
+    blocks = kernel.reshape(U, -1, U).transpose((1, 2, 0) if transposed else (1, 0, 2))
+    return cast, np.ascontiguousarray(blocks, kernel.dtype), dropout
 
 
 def _data(dtype: type, width: int, dropout: bool, seed: int = 0):
@@ -209,16 +211,17 @@ def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) ->
     bias_x, bias_h = _bias(3 * U, dtype), (np.linspace(-0.3, 0.3, 3 * U) * reset_after).astype(dtype)
     hs, saved, gates = np.zeros((T + 1, N, U), dtype), np.empty((T, N, U), dtype), xw.copy()
     inner = kernel if reset_after else np.ascontiguousarray(kernel[:, :2 * U])
-    kernel_h = np.ascontiguousarray(kernel[:, 2 * U:])
+    kernel_h = None if reset_after else np.ascontiguousarray(kernel[:, 2 * U:])  # None selects reset_after
     loop = _loop(inner, drop)
-    gru.gru_forward(gates, bias_x, *loop, kernel_h, bias_h, MASK, reverse, reset_after, a, ra, hs, saved)
+    gru.gru_forward(gates, bias_x, *loop, kernel_h, bias_h, MASK, reverse, a, ra, hs, saved)
     expected = gru_reference(xw.astype(np.float64) + bias_x, kernel, drop, bias_h, reverse, reset_after, a, ra)
     for got, want in zip((hs, gates, saved), expected):
         close(got, want, dtype)
     d_in, d_rec = np.empty_like(gates), np.empty((T, N, inner.shape[1]), dtype)
     d_bias_x, d_bias_h = np.empty(3 * U, dtype), np.empty(inner.shape[1], dtype)
-    gru.gru_backward(d_hs, np.zeros((N, U), dtype), *_loop(inner, drop, True), np.ascontiguousarray(kernel_h.T), MASK,
-                     reverse, reset_after, a, ra, hs, gates, saved, d_in, d_rec, *_state_grads(dtype, 1), d_bias_x, d_bias_h)
+    kernel_h_t = None if reset_after else np.ascontiguousarray(kernel_h.T)
+    gru.gru_backward(d_hs, np.zeros((N, U), dtype), *_loop(inner, drop, True), kernel_h_t, MASK, reverse, a, ra, hs,
+                     gates, saved, d_in, d_rec, *_state_grads(dtype, 1), d_bias_x, d_bias_h)
     want_in, want_rec = gru_backward_reference(d_hs, kernel, drop, reverse, reset_after, a, ra, hs, gates, saved)
     close(d_in, want_in, dtype)
     close(d_rec, want_rec, dtype)
