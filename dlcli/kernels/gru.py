@@ -29,8 +29,8 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
     holds the initial state in the slot the first step reads (0, or T in reverse) and receives the others.
 
     saved (T, N, U) keeps what the backward pass needs: h @ kernel_h + bias_h (reset_after: kernel_h is None),
-    or the reset state r * h (reset_before). input_bias (3U,) is Keras' bias[0] (or its whole bias when reset_before) and
-    recurrent_bias (3U,) its bias[1] (zeros when reset_before); zeros without use_bias.
+    or the reset state r * h (reset_before). input_bias (3U,) is Keras' bias[0] (or its whole bias when
+    reset_before) and recurrent_bias (3U,) its bias[1] (zeros when reset_before); zeros without use_bias.
     """
     steps, rows, width = gates.shape
     units, inner = width // 3, kernel.shape[1]

@@ -16,7 +16,7 @@ from dlcli.kernels.recurrent import (
 )
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, no_cpython_wrapper=True)
 def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
                   a: np.ndarray, h: np.ndarray, code: int) -> None:
     """c = f * c_prev + i * g, a = activation(c), h = o * a over one row, in one pass."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -246,17 +247,28 @@ def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
+# activate and slope_terms have no Python entry point (kernels/__init__.py): compiled code calls them here
+@numba.njit(cache=True)
+def _activate(z, add, bias, col0, col1, code):  # type: ignore[no-untyped-def]
+    recurrent.activate(z, add, bias, col0, col1, code)
+
+
+@numba.njit(cache=True)
+def _slope_terms(code, like):  # type: ignore[no-untyped-def]
+    return recurrent.slope_terms(code, like)
+
+
 @pytest.mark.parametrize("code", [LINEAR, RELU, TANH, SIGMOID])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activate_and_slope_match_numpy(code: int, dtype: type) -> None:
     rng = np.random.default_rng(1)
     src, add, bias = (rng.normal(scale=2, size=shape).astype(dtype) for shape in ((5, 12), (5, 12), (12,)))
     out = src.copy()
-    recurrent.activate(out, add, bias, 3, 9, code)
+    _activate(out, add, bias, 3, 9, code)
     assert (out[:, :3] == src[:, :3]).all() and (out[:, 9:] == src[:, 9:]).all()
     y = out[:, 3:9]
     close(y, act((src + add + bias)[:, 3:9].astype(np.float64), code), dtype)
-    terms = recurrent.slope_terms(code, out)
+    terms = _slope_terms(code, out)
     slopes = np.array([[recurrent.slope(v, terms) for v in row] for row in y])
     close(slopes, slope(y.astype(np.float64), code), dtype)
 
@@ -264,7 +276,7 @@ def test_activate_and_slope_match_numpy(code: int, dtype: type) -> None:
 def test_float32_tanh_is_within_four_tenths_of_a_millionth_and_keeps_nan() -> None:
     x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, 1e-30, -1e-30, np.inf, -np.inf, np.nan]])
     out = x.astype(np.float32).reshape(1, -1)
-    recurrent.activate(out, np.zeros_like(out), np.zeros(out.shape[1], np.float32), 0, out.shape[1], TANH)
+    _activate(out, np.zeros_like(out), np.zeros(out.shape[1], np.float32), 0, out.shape[1], TANH)
     exact = np.tanh(x.astype(np.float32).astype(np.float64))
     np.testing.assert_allclose(out[0, :-1], exact[:-1], rtol=0, atol=4e-7)
     assert np.isnan(out[0, -1]) and np.abs(out[0, :-1]).max() <= 1.0
