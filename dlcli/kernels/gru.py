@@ -21,7 +21,7 @@ from dlcli.kernels.recurrent import (
 
 
 @numba.njit(cache=True, error_model="numpy")
-def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
+def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
                 dropout: np.ndarray | None, kernel_h: np.ndarray | None, recurrent_bias: np.ndarray, mask: np.ndarray,
                 reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
                 saved: np.ndarray) -> None:

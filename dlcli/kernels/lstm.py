@@ -43,9 +43,10 @@ def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                      dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                      hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int, hi: int) -> None:
+def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                      dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                      recurrent_activation: int, hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int,
+                      hi: int) -> None:
     """lstm_forward for the batch rows [lo, hi): each step one GEMM, then every row's gates and state in one
     pass over that row, while it is in L1."""
     steps, width, rows = gates.shape[0], gates.shape[2], hi - lo
@@ -72,9 +73,9 @@ def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, b
                 copy_row(c_prev[r], c[r])
 
 
-def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
-                 mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
-                 cs: np.ndarray, act_c: np.ndarray) -> None:
+def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                 dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                 recurrent_activation: int, hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray) -> None:
     """LSTM steps, Keras' gate order i, f, c, o: gates (T, N, 4U) comes in as xw (bias not yet added) and leaves
     as the activated gates; hs and cs (T + 1, N, U) hold the initial h and c in the slot the first step reads
     (0, or T in reverse) and receive the others, act_c (T, N, U) activation(c)."""
@@ -83,8 +84,8 @@ def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int,
+def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                       dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                        recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,
                        dz: np.ndarray, dc_last: np.ndarray, d_first: np.ndarray, dc_first: np.ndarray,
                        total: np.ndarray, lo: int, hi: int) -> None:
@@ -125,10 +126,10 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
         copy_row(dc[r], dc_first[lo + r])
 
 
-def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                  dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, dc_last: np.ndarray,
-                  d_first: np.ndarray, dc_first: np.ndarray, d_bias: np.ndarray) -> None:
+def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                  dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                  recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray,
+                  dc_last: np.ndarray, d_first: np.ndarray, dc_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
     as for simple_rnn_backward) and on the final cell state dc_last (N, U); d_first and dc_first (N, U) = the
     gradients of the initial h and c; d_bias (4U,) = the sum of dz."""

@@ -149,7 +149,7 @@ def zero_rows(target: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
-def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
+def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None, dropout: np.ndarray | None,
                       out: np.ndarray, h_scratch: np.ndarray, z_scratch: np.ndarray) -> None:
     """out (N, k*U) = h @ kernel; with recurrent dropout (one (N, U) mask per gate), gate g's block of out is
     (h * dropout[g]) @ blocks[g], for the k blocks (U, U) of kernel; dropout and blocks are None without it."""
@@ -168,7 +168,7 @@ def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dro
 
 
 @numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
-def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dropout: np.ndarray,
+def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None, dropout: np.ndarray | None,
                    out: np.ndarray, d_scratch: np.ndarray, h_scratch: np.ndarray) -> None:
     """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout
     (None without)."""
@@ -244,9 +244,9 @@ def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) 
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                            dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                            lo: int, hi: int) -> None:
+def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                            dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                            hs: np.ndarray, lo: int, hi: int) -> None:
     """simple_rnn_forward for the batch rows [lo, hi)."""
     steps, units, rows = xw.shape[0], xw.shape[2], hi - lo
     h_scratch, z_scratch = np.empty((rows, units), xw.dtype), np.empty((rows, units), xw.dtype)
@@ -262,17 +262,19 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
                 copy_row(h_prev[r], h[r])
 
 
-def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray) -> None:
+def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                       dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                       hs: np.ndarray) -> None:
     """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) holds the initial state
     in the slot the first step reads (0, or T in reverse) and receives every other state."""
     in_parts(simple_rnn_forward_rows, xw.shape[1], xw, bias, kernel, blocks, dropout, mask, reverse, activation, hs)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                             dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                             dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                             dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                             hs: np.ndarray, dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int,
+                             hi: int) -> None:
     """simple_rnn_backward for the batch rows [lo, hi); total (U,) float64 receives their bias gradient."""
     steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
     dh, dh_new = d_last[lo:hi].copy(), np.empty((rows, units), d_hs.dtype)
@@ -299,8 +301,8 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
         copy_row(dh[r], d_first[lo + r])
 
 
-def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                        dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
+def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                        dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
                         dz: np.ndarray, d_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, U) = the gradient of each step's pre-activation, given the gradient on each step's output d_hs
     (T, N, U; or (0, N, U) when only the final state is an output) and on the final state d_last (N, U);
