@@ -56,6 +56,9 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
 _OPTIMIZERS: list[dict[str, Any]] = [
     {"type": "sgd"}, {"type": "sgd", "momentum": 0.9}, {"type": "rmsprop"}, {"type": "adagrad"}, {"type": "adam"},
     {"type": "adam", "sparse_updates": "lazy"},
+    # the options that add a slot compile updates of their own (kernels/optim.py)
+    {"type": "rmsprop", "centered": True}, {"type": "rmsprop", "momentum": 0.9},
+    {"type": "rmsprop", "centered": True, "momentum": 0.9}, {"type": "adam", "amsgrad": True},
 ]
 
 
