@@ -103,7 +103,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
         for n in range(rows):
             dhn, dcn, ddn = dh[n], d_cand[n], dh_direct[n]
             add_output_grad(d_hs, t, n, dhn)
-            if not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
+            if mask is not None and not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
                 zero_rows(d_cand[n:n + 1])
                 zero_rows(dh_direct[n:n + 1])
                 zero_rows(di[n:n + 1])
@@ -140,7 +140,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
         add_rows(dr, sum_rec, total_rec)
         recurrent_grad(dr, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
         for n in range(rows):
-            if mask[n, t]:
+            if mask is None or mask[n, t]:
                 dhn, dnn, ddn = dh[n], dh_new[n], dh_direct[n]
                 for u in range(units):
                     dhn[u] = dnn[u] + ddn[u]

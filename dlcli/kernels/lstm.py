@@ -68,7 +68,7 @@ def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, b
             activate_row(zn[3 * units:], q[3 * units:], b_o, recurrent_activation)
             lstm_cell_row(zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:], c_prev[r],
                           c[r], a[r], h[r], activation)
-            if not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
+            if mask is not None and not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
                 copy_row(h_prev[r], h[r])
                 copy_row(c_prev[r], c[r])
 
@@ -103,7 +103,7 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
         for r in range(rows):
             n, dhn, dcn = lo + r, dh[r], dc[r]
             add_output_grad(d_hs, t, n, dhn)
-            if not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
+            if mask is not None and not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
                 zero_rows(d[r:r + 1])
                 continue
             zn, dn, an, cp = z[r], d[r], a[r], c_prev[r]
@@ -119,7 +119,7 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
         add_rows(d, step_sum, total)
         recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
         for r in range(rows):
-            if mask[lo + r, t]:
+            if mask is None or mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
     for r in range(rows):
         copy_row(dh[r], d_first[lo + r])

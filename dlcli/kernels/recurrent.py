@@ -13,10 +13,10 @@ accumulated inside the loop took 15 (measured here).
 mask (N, T) is True where a step holds data: a masked step keeps the previous state and passes the gradient
 through untouched (Keras' masking). Recurrent dropout multiplies h by one mask per gate before the product with
 that gate's block of the recurrent kernel, as Keras does: k small GEMMs instead of one, in training only.
-Without it the dropout masks and the gate blocks are None, not empty arrays: Numba prunes the branch of an
-`is None` test on an argument before it types the function, so a run compiles only the product it uses (the
-per-gate products cost a GRU's kernels 0.5 s of compilation on an empty cache, measured with
-benchmarks/compile_time.py). Each kernel then has one specialization per run, with dropout or without.
+Without recurrent dropout the dropout masks and the gate blocks are None, not empty arrays, and without
+masking so is the step mask: Numba prunes the branch of an `is None` test on an argument before it types the
+function, so a run compiles only what it uses (the per-gate products cost a GRU's kernels 0.5 s of
+compilation on an empty cache, the masked steps 0.1-0.3 s more, measured with benchmarks/compile_time.py).
 
 Activations go by code, with the branch outside each loop, and their derivatives (from the outputs) by a
 polynomial whose terms the code picks, so every loop is straight arithmetic that LLVM turns into SIMD. The
@@ -214,7 +214,7 @@ def add_output_grad(d_hs: np.ndarray, t: int, n: int, dh: np.ndarray) -> None:
 def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.ndarray) -> None:
     """target[n] = source[n] for every row n whose step t is masked."""
     for n in range(target.shape[0]):
-        if not mask[n, t]:
+        if mask is not None and not mask[n, t]:
             copy_row(source[n], target[n])
 
 
@@ -258,7 +258,7 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
         recurrent_product(h_prev, kernel, blocks, drop, h, h_scratch, z_scratch)
         for r in range(rows):
             activate_row(h[r], x[r], bias, activation)
-            if not mask[lo + r, t]:
+            if mask is not None and not mask[lo + r, t]:
                 copy_row(h_prev[r], h[r])
 
 
@@ -287,7 +287,7 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
         for r in range(rows):
             n, dhn, dn, hn = lo + r, dh[r], d[r], h[r]
             add_output_grad(d_hs, t, n, dhn)
-            if mask[n, t]:
+            if mask is None or mask[n, t]:
                 for u in range(units):
                     dn[u] = dhn[u] * slope(hn[u], terms)
             else:
@@ -295,7 +295,7 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
         add_rows(d, step_sum, total)
         recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
         for r in range(rows):
-            if mask[lo + r, t]:
+            if mask is None or mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
     for r in range(rows):
         copy_row(dh[r], d_first[lo + r])

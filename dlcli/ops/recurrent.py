@@ -170,7 +170,8 @@ class Recurrent(Op):
     def _loop(self, kernel: Array, transposed: bool = False) -> tuple[Array, Array | None, Array | None, Array, bool]:
         """The time loop's shared arguments: (kernel or kernel.T, its (U, U) gate blocks (each transposed)
         for recurrent dropout, the dropout masks, the step mask, reverse). Without recurrent dropout the blocks
-        and masks are None, so the kernels compile without the per-gate products (kernels/recurrent.py)."""
+        and masks are None, and without masking the step mask, so the kernels compile without the per-gate
+        products or the carrying of masked steps (kernels/recurrent.py)."""
         units = kernel.shape[0]
         blocks, dropout = None, None
         if self.dropout.shape[0]:  # gate g's columns kernel[:, g*U:(g+1)*U], or that block's transpose
@@ -178,7 +179,7 @@ class Recurrent(Op):
                                                                                      else (1, 0, 2)))
             dropout = self.dropout
         kernel = np.ascontiguousarray(kernel.T) if transposed else kernel
-        return kernel, blocks, dropout, self.steps_mask, self.options.reverse
+        return kernel, blocks, dropout, None if self.mask is None else self.steps_mask, self.options.reverse
 
     def _recurrent_grad(self, d: Array) -> Array | None:
         """d(kernel) for the products h_prev @ kernel whose gradients are d (T, N, kU): one GEMM, or one a gate."""

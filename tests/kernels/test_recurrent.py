@@ -230,6 +230,39 @@ def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) ->
     _check_bias_sum(d_bias_h, d_rec)
 
 
+def _run_every_family(mask: np.ndarray | None) -> list[np.ndarray]:
+    """Forward and backward of simple_rnn, lstm and gru (reset_after) on one float32 batch: every output."""
+    f32, out = np.float32, []
+    xw, kernel, drop, d_hs = _data(f32, U, False, seed=3)
+    hs, dz, d_bias = np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32), np.empty(U, f32)
+    recurrent.simple_rnn_forward(xw, _bias(U, f32), *_loop(kernel, drop), mask, False, TANH, hs)
+    recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), mask, False, TANH, hs,
+                                  dz, *_state_grads(f32, 1), d_bias)
+    out += [hs, dz, d_bias]
+    xw, kernel, drop, d_hs = _data(f32, 4 * U, False, seed=4)
+    hs, cs, act_c, dz = (np.zeros((T + 1, N, U), f32), np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32),
+                         np.empty((T, N, 4 * U), f32))
+    lstm.lstm_forward(xw, _bias(4 * U, f32), *_loop(kernel, drop), mask, False, TANH, SIGMOID, hs, cs, act_c)
+    d_bias = np.empty(4 * U, f32)
+    lstm.lstm_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), mask, False, TANH, SIGMOID, xw, cs,
+                       act_c, dz, *_state_grads(f32, 3), d_bias)
+    out += [hs, cs, dz, d_bias]
+    xw, kernel, drop, d_hs = _data(f32, 3 * U, False, seed=5)
+    hs, saved = np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32)
+    gru.gru_forward(xw, _bias(3 * U, f32), *_loop(kernel, drop), None, _bias(3 * U, f32), mask, False, TANH, SIGMOID,
+                    hs, saved)
+    d_in, d_rec, sums = np.empty((T, N, 3 * U), f32), np.empty((T, N, 3 * U), f32), np.empty((2, 3 * U), f32)
+    gru.gru_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), None, mask, False, TANH, SIGMOID, hs,
+                     xw, saved, d_in, d_rec, *_state_grads(f32, 1), sums[0], sums[1])
+    return out + [hs, saved, d_in, d_rec, sums]
+
+
+def test_no_step_mask_is_a_mask_of_every_step() -> None:
+    # ops pass None without masking, so the kernels compile without the carrying of masked steps
+    for without, every in zip(_run_every_family(None), _run_every_family(np.ones((N, T), bool)), strict=True):
+        np.testing.assert_array_equal(without, every)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse: bool) -> None:
     xw, kernel, drop, d_hs = _data(np.float64, 4 * U, False)
