@@ -48,6 +48,15 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False, "recurrent_dropout": 0.1},
         {"type": "gru", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
         {"type": "bidirectional", "layer": {"type": "gru", "units": 3}}, {"type": "dense", "units": 2}]),
+    ((2, 5, 3), np.float32, [  # without a mask the time loops compile their variants that carry no masked steps
+        {"type": "simple_rnn", "units": 3, "return_sequences": True},
+        {"type": "simple_rnn", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "lstm", "units": 3, "return_sequences": True},
+        {"type": "lstm", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3}, {"type": "dense", "units": 2}]),
     ((2, 5), np.int64, [  # attention's masked softmax and layer normalization
         {"type": "positional_embedding", "sequence_length": 5, "input_dim": 7, "output_dim": 4},
         {"type": "transformer_encoder", "embed_dim": 4, "dense_dim": 3, "num_heads": 2},
