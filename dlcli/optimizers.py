@@ -31,7 +31,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from dlcli import registry
 from dlcli.errors import CheckpointError
-from dlcli.flat_parameters import EMPTY, WHOLE, FlatParameters, flat_gradient, zero_row
+from dlcli.flat_parameters import WHOLE, FlatParameters, flat_gradient, zero_row
 from dlcli.registry import StrictSpec
 from dlcli.weight_averaging import DecayAndAverage
 from dlcli.schedules import Schedule, cycles_momentum, learning_rate_at, momentum_at
@@ -276,8 +276,8 @@ class RMSprop(Optimizer):
                 slots: dict[str, np.ndarray], lr: float, scale: float, clip_value: float) -> None:
         s = self.spec
         kernels.rmsprop_update(w, g, rows, zero_row(w, g, rows, self._every_row), slots["velocity"],
-                               slots.get("average_gradient", EMPTY), slots.get("momentum", EMPTY), lr, s.rho,
-                               self._momentum(s.momentum), s.epsilon, s.centered, self._every_row, scale, clip_value)
+                               slots.get("average_gradient"), slots.get("momentum"), lr, s.rho,
+                               self._momentum(s.momentum), s.epsilon, self._every_row, scale, clip_value)
 
 
 class AdagradSpec(OptimizerSpec):
@@ -333,8 +333,8 @@ class Adam(Optimizer):
         beta_1 = self._momentum(s.beta_1)  # a cycled beta_1 enters the bias correction too, as in PyTorch's Adam
         alpha = lr * math.sqrt(1 - s.beta_2**t) / (1 - beta_1**t)
         kernels.adam_update(w, g, rows, zero_row(w, g, rows, self._every_row), slots["momentum"], slots["velocity"],
-                            slots.get("velocity_hat", EMPTY), alpha, beta_1, s.beta_2, s.epsilon, s.amsgrad,
-                            self._every_row, scale, clip_value)
+                            slots.get("velocity_hat"), alpha, beta_1, s.beta_2, s.epsilon, self._every_row, scale,
+                            clip_value)
 
 
 class AdamWSpec(AdamSpec):

@@ -137,7 +137,7 @@ def parse_rows(data: np.ndarray, lo: int, hi: int, out: np.ndarray, lines: np.nd
     return row - first, found
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def all_blank(data: np.ndarray, start: int, stop: int) -> bool:
     """Whether data[start:stop] holds only spaces, tabs and carriage returns (an empty cell)."""
     for i in range(start, stop):

@@ -26,7 +26,7 @@ import numpy as np
 from dlcli.kernels.parts import in_parts
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _logaddexp(a: float, b: float) -> float:
     """log(e^a + e^b), exact when either is -inf (np.logaddexp is slower here: it handles NaN and inf+inf)."""
     if a == -np.inf:
@@ -38,19 +38,19 @@ def _logaddexp(a: float, b: float) -> float:
     return b + np.log1p(np.exp(a - b))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _extended_label(labels: np.ndarray, s: int, blank: int) -> int:
     """Symbol s of the extended sequence (blank, l1, blank, l2, ..., blank)."""
     return blank if s % 2 == 0 else labels[s // 2]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _may_skip(labels: np.ndarray, s: int) -> bool:
     """Whether a path may jump from s - 2 to s: s is a label that differs from the label before the blank."""
     return s % 2 == 1 and s >= 2 and labels[s // 2] != labels[s // 2 - 1]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
     """out (T, C) float64 = softmax(logits), or log_softmax with `log`, shifted by each step's maximum."""
     for t in range(out.shape[0]):
@@ -70,7 +70,7 @@ def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
                 out[t, k] /= total
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _min_steps(labels: np.ndarray, length: int) -> int:
     """The fewest steps that can emit labels: one per label, plus a blank between two equal neighbours."""
     steps = length
@@ -207,7 +207,8 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, label_lengths: np.ndarray,
                   blank: int, nll: np.ndarray, grad: np.ndarray, lo: int, hi: int) -> None:
-    """ctc_loss for the sequences [lo, hi)."""
+    """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
+    sequence that needs the log-space recursions (ctc_loss_log_space_rows)."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
@@ -226,9 +227,26 @@ def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndar
         _softmax(logits[b, :steps], probs, False)
         sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
         nll[b] = _scaled_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
-        if np.isnan(nll[b]):
-            _softmax(logits[b, :steps], probs, True)  # now log-probabilities
-            nll[b] = _log_space_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
+        if want_grad and not np.isnan(nll[b]):
+            for t in range(steps):
+                for k in range(classes):
+                    grad[b, t, k] = sequence_grad[t, k]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def ctc_loss_log_space_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray,
+                            label_lengths: np.ndarray, blank: int, nll: np.ndarray, grad: np.ndarray,
+                            redo: np.ndarray) -> None:
+    """ctc_loss for the sequences in redo by the log-space recursions. A kernel of its own, called only when
+    some scale underflowed: most runs never need it, and then never compile it (0.8 s with an empty cache)."""
+    want_grad = grad.shape[1] > 0
+    classes = logits.shape[2]
+    for b in redo:
+        steps, length = input_lengths[b], label_lengths[b]
+        log_probs = np.empty((steps, classes))
+        _softmax(logits[b, :steps], log_probs, True)
+        sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
+        nll[b] = _log_space_sequence(log_probs, labels[b], length, blank, sequence_grad, want_grad)
         if want_grad:
             for t in range(steps):
                 for k in range(classes):
@@ -244,9 +262,12 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
     whose labels cannot fit in its steps: its loss is inf (as the reference implementations give).
     """
     in_parts(ctc_loss_rows, logits.shape[0], logits, labels, input_lengths, label_lengths, blank, nll, grad)
+    redo = np.flatnonzero(np.isnan(nll))
+    if redo.size:
+        ctc_loss_log_space_rows(logits, labels, input_lengths, label_lengths, blank, nll, grad, redo)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _parents(prefixes: np.ndarray, lengths: np.ndarray, count: int, parent: np.ndarray) -> None:
     """parent[j] = the beam i whose prefix is beam j's without its last label, or -1."""
     for j in range(count):
@@ -266,7 +287,7 @@ def _parents(prefixes: np.ndarray, lengths: np.ndarray, count: int, parent: np.n
                 break
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def _beam_search_sequence(log_probs: np.ndarray, steps: int, blank: int, beam_width: int, out: np.ndarray) -> int:
     """Prefix beam search over log_probs[:steps] (T, C); writes the best labelling to out, returns its length.
 

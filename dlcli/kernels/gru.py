@@ -1,8 +1,10 @@
 """GRU kernels, Keras' gate order z, r, h: the time loop forward and backward (BPTT), as in kernels/recurrent.py.
 
 reset_after (Keras' default, PyTorch's GRU): candidate = activation(xw_h + r * (h @ kernel_h + bias_h)), one
-GEMM h @ kernel (U, 3U) per step. reset_before: candidate = activation(xw_h + (r * h) @ kernel_h), so each step
-needs a second GEMM once r is known, and kernel holds only the z and r blocks (U, 2U). No NumPy slice
+GEMM h @ kernel (U, 3U) per step; the kernels get kernel_h None. reset_before: candidate = activation(xw_h +
+(r * h) @ kernel_h), so each step needs a second GEMM once r is known, and kernel holds only the z and r blocks
+(U, 2U). None rather than a flag, as for the dropout masks (recurrent.py): Numba prunes the variant a run does
+not use before typing it, so it compiles one (0.55 s less for the two kernels on an empty cache). No NumPy slice
 assignment or array expression (recurrent.py's docstring says why): gru_forward took 7.3 s to compile with
 them, most of it in the broadcasting error path.
 """
@@ -19,16 +21,16 @@ from dlcli.kernels.recurrent import (
 
 
 @numba.njit(cache=True, error_model="numpy")
-def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                dropout: np.ndarray, kernel_h: np.ndarray, recurrent_bias: np.ndarray, mask: np.ndarray, reverse: bool,
-                reset_after: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
+def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                dropout: np.ndarray | None, kernel_h: np.ndarray | None, recurrent_bias: np.ndarray, mask: np.ndarray,
+                reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
                 saved: np.ndarray) -> None:
     """gates (T, N, 3U) comes in as xw (bias not yet added) and leaves as z, r and the candidate; hs (T + 1, N, U)
     holds the initial state in the slot the first step reads (0, or T in reverse) and receives the others.
 
-    saved (T, N, U) keeps what the backward pass needs: h @ kernel_h + bias_h (reset_after), or the reset state
-    r * h (reset_before). input_bias (3U,) is Keras' bias[0] (or its whole bias when reset_before) and
-    recurrent_bias (3U,) its bias[1] (zeros when reset_before); zeros without use_bias.
+    saved (T, N, U) keeps what the backward pass needs: h @ kernel_h + bias_h (reset_after: kernel_h is None),
+    or the reset state r * h (reset_before). input_bias (3U,) is Keras' bias[0] (or its whole bias when
+    reset_before) and recurrent_bias (3U,) its bias[1] (zeros when reset_before); zeros without use_bias.
     """
     steps, rows, width = gates.shape
     units, inner = width // 3, kernel.shape[1]
@@ -38,15 +40,17 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
     gate_bias, bias_h = np.empty(2 * units, gates.dtype), recurrent_bias[2 * units:]
     for u in range(2 * units):
         gate_bias[u] = input_bias[u] + recurrent_bias[u]
+    first = units - units
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
         h_prev, h, z, s = hs[prev], hs[cur], gates[t], saved[t]
         recurrent_product(h_prev, kernel, blocks, dropout, zr, h_scratch, z_scratch)
-        activate(z, zr, gate_bias, 0, 2 * units, recurrent_activation)
+        # col0 a variable, not the literal 0: a literal argument types as Literal[int](0), a second specialization
+        activate(z, zr, gate_bias, first, 2 * units, recurrent_activation)
         for n in range(rows):
             r, sn, rh = z[n, units:2 * units], s[n], recurrent_h[n, 2 * units:]
-            if reset_after:
+            if kernel_h is None:  # reset_after
                 product = zr[n, 2 * units:]
                 for u in range(units):
                     sn[u] = product[u] + bias_h[u]
@@ -55,11 +59,11 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
                 hp = h_prev[n]
                 for u in range(units):
                     sn[u] = r[u] * hp[u]
-                if dropout.shape[0]:
+                if dropout is not None:
                     drop = dropout[2, n]
                     for u in range(units):
                         sn[u] *= drop[u]
-        if not reset_after:
+        if kernel_h is not None:
             np.dot(s, kernel_h, hz)
             for n in range(rows):
                 copy_row(hz[n], recurrent_h[n, 2 * units:])
@@ -72,13 +76,13 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
 
 
 @numba.njit(cache=True, error_model="numpy")
-def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                 dropout: np.ndarray, kernel_h_t: np.ndarray, mask: np.ndarray, reverse: bool, reset_after: bool,
+def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                 dropout: np.ndarray | None, kernel_h_t: np.ndarray | None, mask: np.ndarray, reverse: bool,
                  activation: int, recurrent_activation: int, hs: np.ndarray, gates: np.ndarray, saved: np.ndarray,
                  d_in: np.ndarray, d_rec: np.ndarray, d_first: np.ndarray, d_input_bias: np.ndarray,
                  d_recurrent_bias: np.ndarray) -> None:
     """BPTT from the gradients on the outputs: d_hs (T, N, U) on every step's, or (0, N, U) when only the final
-    state is an output, and d_last (N, U) on the final state.
+    state is an output, and d_last (N, U) on the final state; kernel_h_t is None for reset_after.
 
     d_in (T, N, 3U) receives the gradients of the input projections (z, r, candidate); d_rec (T, N, inner) those
     of h @ kernel (+ bias_h): for reset_after the candidate's block is d_candidate * r. d_first (N, U) receives
@@ -99,7 +103,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
         for n in range(rows):
             dhn, dcn, ddn = dh[n], d_cand[n], dh_direct[n]
             add_output_grad(d_hs, t, n, dhn)
-            if not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
+            if mask is not None and not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
                 zero_rows(d_cand[n:n + 1])
                 zero_rows(dh_direct[n:n + 1])
                 zero_rows(di[n:n + 1])
@@ -111,7 +115,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
                 d_z[u] = dhn[u] * (hp[u] - cand[u]) * slope(zg[u], rec)
                 d_c[u] = dcn[u]
                 ddn[u] = dhn[u] * zg[u]
-        if reset_after:
+        if kernel_h_t is None:  # reset_after
             for n in range(rows):
                 r, sn, dcn = z[n, units:2 * units], s[n], d_cand[n]
                 d_r, d_rh = di[n, units:2 * units], dr[n, 2 * units:]
@@ -123,7 +127,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
             for n in range(rows):
                 r, d_r = z[n, units:2 * units], di[n, units:2 * units]
                 hp, drn, ddn = h_prev[n], d_reset[n], dh_direct[n]
-                if dropout.shape[0]:
+                if dropout is not None:
                     drop = dropout[2, n]
                     for u in range(units):
                         drn[u] *= drop[u]
@@ -136,7 +140,7 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
         add_rows(dr, sum_rec, total_rec)
         recurrent_grad(dr, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
         for n in range(rows):
-            if mask[n, t]:
+            if mask is None or mask[n, t]:
                 dhn, dnn, ddn = dh[n], dh_new[n], dh_direct[n]
                 for u in range(units):
                     dhn[u] = dnn[u] + ddn[u]

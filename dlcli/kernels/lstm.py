@@ -16,7 +16,7 @@ from dlcli.kernels.recurrent import (
 )
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, no_cpython_wrapper=True)
 def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
                   a: np.ndarray, h: np.ndarray, code: int) -> None:
     """c = f * c_prev + i * g, a = activation(c), h = o * a over one row, in one pass."""
@@ -43,16 +43,17 @@ def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                      dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                      hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int, hi: int) -> None:
+def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                      dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                      recurrent_activation: int, hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int,
+                      hi: int) -> None:
     """lstm_forward for the batch rows [lo, hi): each step one GEMM, then every row's gates and state in one
     pass over that row, while it is in L1."""
     steps, width, rows = gates.shape[0], gates.shape[2], hi - lo
     units = width // 4
     zr = np.empty((rows, width), gates.dtype)
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     b_if, b_g, b_o = bias[:2 * units], bias[2 * units:3 * units], bias[3 * units:]
     for step in range(steps):
         t = steps - 1 - step if reverse else step
@@ -67,14 +68,14 @@ def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, b
             activate_row(zn[3 * units:], q[3 * units:], b_o, recurrent_activation)
             lstm_cell_row(zn[:units], zn[units:2 * units], zn[2 * units:3 * units], zn[3 * units:], c_prev[r],
                           c[r], a[r], h[r], activation)
-            if not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
+            if mask is not None and not mask[lo + r, t]:  # keep the previous state (a keeps this step's value, unused)
                 copy_row(h_prev[r], h[r])
                 copy_row(c_prev[r], c[r])
 
 
-def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
-                 mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
-                 cs: np.ndarray, act_c: np.ndarray) -> None:
+def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                 dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                 recurrent_activation: int, hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray) -> None:
     """LSTM steps, Keras' gate order i, f, c, o: gates (T, N, 4U) comes in as xw (bias not yet added) and leaves
     as the activated gates; hs and cs (T + 1, N, U) hold the initial h and c in the slot the first step reads
     (0, or T in reverse) and receive the others, act_c (T, N, U) activation(c)."""
@@ -83,8 +84,8 @@ def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int,
+def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                       dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                        recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,
                        dz: np.ndarray, dc_last: np.ndarray, d_first: np.ndarray, dc_first: np.ndarray,
                        total: np.ndarray, lo: int, hi: int) -> None:
@@ -95,14 +96,14 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
     step_sum = np.empty(4 * units, d_hs.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         z, a, c_prev, d = gates[t, lo:hi], act_c[t, lo:hi], cs[slots(t, reverse)[0], lo:hi], dz[t, lo:hi]
         for r in range(rows):
             n, dhn, dcn = lo + r, dh[r], dc[r]
             add_output_grad(d_hs, t, n, dhn)
-            if not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
+            if mask is not None and not mask[n, t]:  # h and c were carried over: their gradients pass through to the step before
                 zero_rows(d[r:r + 1])
                 continue
             zn, dn, an, cp = z[r], d[r], a[r], c_prev[r]
@@ -118,17 +119,17 @@ def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarra
         add_rows(d, step_sum, total)
         recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
         for r in range(rows):
-            if mask[lo + r, t]:
+            if mask is None or mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
     for r in range(rows):
         copy_row(dh[r], d_first[lo + r])
         copy_row(dc[r], dc_first[lo + r])
 
 
-def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                  dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, recurrent_activation: int,
-                  gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray, dc_last: np.ndarray,
-                  d_first: np.ndarray, dc_first: np.ndarray, d_bias: np.ndarray) -> None:
+def lstm_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                  dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                  recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray, dz: np.ndarray,
+                  dc_last: np.ndarray, d_first: np.ndarray, dc_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, 4U) = the gradient of each step's gate pre-activations, given those on the outputs (d_hs, d_last
     as for simple_rnn_backward) and on the final cell state dc_last (N, U); d_first and dc_first (N, U) = the
     gradients of the initial h and c; d_bias (4U,) = the sum of dz."""

@@ -13,6 +13,10 @@ accumulated inside the loop took 15 (measured here).
 mask (N, T) is True where a step holds data: a masked step keeps the previous state and passes the gradient
 through untouched (Keras' masking). Recurrent dropout multiplies h by one mask per gate before the product with
 that gate's block of the recurrent kernel, as Keras does: k small GEMMs instead of one, in training only.
+Without recurrent dropout the dropout masks and the gate blocks are None, not empty arrays, and without
+masking so is the step mask: Numba prunes the branch of an `is None` test on an argument before it types the
+function, so a run compiles only what it uses (the per-gate products cost a GRU's kernels 0.5 s of
+compilation on an empty cache, the masked steps 0.1-0.3 s more, measured with benchmarks/compile_time.py).
 
 Activations go by code, with the branch outside each loop, and their derivatives (from the outputs) by a
 polynomial whose terms the code picks, so every loop is straight arithmetic that LLVM turns into SIMD. The
@@ -81,7 +85,7 @@ def _sigmoid_overload(x):  # type: ignore[no-untyped-def]
     return lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: int, code: int) -> None:
     """z[:, col0:col1] = activation(z + add + bias) over those columns, in place.
 
@@ -107,7 +111,7 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
                 row[j] += y[j] + b[j]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float]:
     """(t0, t1, t2, floor) in like's dtype: activation'(x) = t0 + y (t1 + t2 y) where its output y > floor,
     else 0. A tuple, not an array: values in registers, which stores to other arrays cannot alias."""
@@ -126,7 +130,7 @@ def slope(y: float, terms: tuple[float, float, float, float]) -> float:
     return (terms[0] + y * (terms[1] + terms[2] * y)) if y > terms[3] else y * 0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def copy_row(source: np.ndarray, target: np.ndarray) -> None:
     """target[:] = source for 1-D arrays, as a loop: NumPy-style slice assignment costs seconds of compilation
     (broadcasting machinery) where this costs nothing, and the kernels run on a cold cache in every new
@@ -135,7 +139,7 @@ def copy_row(source: np.ndarray, target: np.ndarray) -> None:
         target[j] = source[j]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def zero_rows(target: np.ndarray) -> None:
     """target[:] = 0 for a 2-D array, as a loop (see copy_row)."""
     for n in range(target.shape[0]):
@@ -144,12 +148,12 @@ def zero_rows(target: np.ndarray) -> None:
             row[j] = 0
 
 
-@numba.njit(cache=True, error_model="numpy")
-def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dropout: np.ndarray,
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None, dropout: np.ndarray | None,
                       out: np.ndarray, h_scratch: np.ndarray, z_scratch: np.ndarray) -> None:
     """out (N, k*U) = h @ kernel; with recurrent dropout (one (N, U) mask per gate), gate g's block of out is
-    (h * dropout[g]) @ blocks[g], for the k blocks (U, U) of kernel."""
-    if dropout.shape[0] == 0:
+    (h * dropout[g]) @ blocks[g], for the k blocks (U, U) of kernel; dropout and blocks are None without it."""
+    if dropout is None:
         np.dot(h, kernel, out)
         return
     rows, units = h.shape
@@ -163,11 +167,12 @@ def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray, dro
             copy_row(z_scratch[n], out[n, g * units:(g + 1) * units])
 
 
-@numba.njit(cache=True, error_model="numpy")
-def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dropout: np.ndarray,
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None, dropout: np.ndarray | None,
                    out: np.ndarray, d_scratch: np.ndarray, h_scratch: np.ndarray) -> None:
-    """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout."""
-    if dropout.shape[0] == 0:
+    """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout
+    (None without)."""
+    if dropout is None:
         np.dot(d, kernel_t, out)
         return
     rows, units = out.shape
@@ -182,7 +187,7 @@ def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray, dr
                 on[u] += hn[u] * mn[u]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def add_rows(d: np.ndarray, step: np.ndarray, total: np.ndarray) -> None:
     """total += the column sums of d (N, W): the bias gradient, step by step. Each step sums in d's dtype into
     `step` (W,), then adds to `total` in float64, so 64000 float32 rows lose nothing to rounding."""
@@ -196,7 +201,7 @@ def add_rows(d: np.ndarray, step: np.ndarray, total: np.ndarray) -> None:
         total[j] += step[j]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def add_output_grad(d_hs: np.ndarray, t: int, n: int, dh: np.ndarray) -> None:
     """dh += d_hs[t, n]: the gradient on step t's output, when every step is an output (d_hs not empty)."""
     if d_hs.shape[0]:
@@ -205,21 +210,22 @@ def add_output_grad(d_hs: np.ndarray, t: int, n: int, dh: np.ndarray) -> None:
             dh[u] += g[u]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.ndarray) -> None:
     """target[n] = source[n] for every row n whose step t is masked."""
     for n in range(target.shape[0]):
-        if not mask[n, t]:
+        if mask is not None and not mask[n, t]:
             copy_row(source[n], target[n])
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
 def slots(t: int, reverse: bool) -> tuple[int, int]:
     """(slot read, slot written) by the step at time t."""
     return (t + 1, t) if reverse else (t, t + 1)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"},
+            no_cpython_wrapper=True)
 def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) -> None:
     """row = activation(row + add + bias), in place, over 1-D views indexed from 0 (see activate)."""
     zero = row[0] * 0
@@ -238,13 +244,13 @@ def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) 
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                            dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                            lo: int, hi: int) -> None:
+def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                            dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                            hs: np.ndarray, lo: int, hi: int) -> None:
     """simple_rnn_forward for the batch rows [lo, hi)."""
     steps, units, rows = xw.shape[0], xw.shape[2], hi - lo
     h_scratch, z_scratch = np.empty((rows, units), xw.dtype), np.empty((rows, units), xw.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = steps - 1 - step if reverse else step
         prev, cur = slots(t, reverse)
@@ -252,34 +258,36 @@ def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray
         recurrent_product(h_prev, kernel, blocks, drop, h, h_scratch, z_scratch)
         for r in range(rows):
             activate_row(h[r], x[r], bias, activation)
-            if not mask[lo + r, t]:
+            if mask is not None and not mask[lo + r, t]:
                 copy_row(h_prev[r], h[r])
 
 
-def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray,
-                       dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray) -> None:
+def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
+                       dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                       hs: np.ndarray) -> None:
     """h_t = activation(xw_t + bias + h_{t-1} @ kernel) for every step; hs (T + 1, N, U) holds the initial state
     in the slot the first step reads (0, or T in reverse) and receives every other state."""
     in_parts(simple_rnn_forward_rows, xw.shape[1], xw, bias, kernel, blocks, dropout, mask, reverse, activation, hs)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                             dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
-                             dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int, hi: int) -> None:
+def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                             dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
+                             hs: np.ndarray, dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int,
+                             hi: int) -> None:
     """simple_rnn_backward for the batch rows [lo, hi); total (U,) float64 receives their bias gradient."""
     steps, units, rows = dz.shape[0], d_last.shape[1], hi - lo
     dh, dh_new = d_last[lo:hi].copy(), np.empty((rows, units), d_hs.dtype)
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     terms, step_sum = slope_terms(activation, d_hs), np.empty(units, d_hs.dtype)
-    drop = dropout[:, lo:hi]
+    drop = dropout if dropout is None else dropout[:, lo:hi]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         h, d = hs[slots(t, reverse)[1], lo:hi], dz[t, lo:hi]
         for r in range(rows):
             n, dhn, dn, hn = lo + r, dh[r], d[r], h[r]
             add_output_grad(d_hs, t, n, dhn)
-            if mask[n, t]:
+            if mask is None or mask[n, t]:
                 for u in range(units):
                     dn[u] = dhn[u] * slope(hn[u], terms)
             else:
@@ -287,14 +295,14 @@ def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.
         add_rows(d, step_sum, total)
         recurrent_grad(d, kernel_t, blocks_t, drop, dh_new, d_scratch, h_scratch)
         for r in range(rows):
-            if mask[lo + r, t]:
+            if mask is None or mask[lo + r, t]:
                 copy_row(dh_new[r], dh[r])
     for r in range(rows):
         copy_row(dh[r], d_first[lo + r])
 
 
-def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray,
-                        dropout: np.ndarray, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
+def simple_rnn_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
+                        dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int, hs: np.ndarray,
                         dz: np.ndarray, d_first: np.ndarray, d_bias: np.ndarray) -> None:
     """dz (T, N, U) = the gradient of each step's pre-activation, given the gradient on each step's output d_hs
     (T, N, U; or (0, N, U) when only the final state is an output) and on the final state d_last (N, U);

@@ -167,17 +167,19 @@ class Recurrent(Op):
         d_x = None if d_xt is None else d_xt.reshape(steps, n, features).transpose(1, 0, 2).astype(self.x_dtype)
         return d_x, d_kernel
 
-    def _loop(self, kernel: Array, transposed: bool = False) -> tuple[Array, Array, Array, Array, bool]:
+    def _loop(self, kernel: Array, transposed: bool = False) -> tuple[Array, Array | None, Array | None, Array, bool]:
         """The time loop's shared arguments: (kernel or kernel.T, its (U, U) gate blocks (each transposed)
-        for recurrent dropout, the dropout masks, the step mask, reverse)."""
+        for recurrent dropout, the dropout masks, the step mask, reverse). Without recurrent dropout the blocks
+        and masks are None, and without masking the step mask, so the kernels compile without the per-gate
+        products or the carrying of masked steps (kernels/recurrent.py)."""
         units = kernel.shape[0]
-        if not self.dropout.shape[0]:
-            blocks = np.empty((0, units, units), kernel.dtype)
-        else:  # gate g's columns kernel[:, g*U:(g+1)*U], or that block's transpose
+        blocks, dropout = None, None
+        if self.dropout.shape[0]:  # gate g's columns kernel[:, g*U:(g+1)*U], or that block's transpose
             blocks = np.ascontiguousarray(kernel.reshape(units, -1, units).transpose((1, 2, 0) if transposed
                                                                                      else (1, 0, 2)))
+            dropout = self.dropout
         kernel = np.ascontiguousarray(kernel.T) if transposed else kernel
-        return kernel, blocks, self.dropout, self.steps_mask, self.options.reverse
+        return kernel, blocks, dropout, None if self.mask is None else self.steps_mask, self.options.reverse
 
     def _recurrent_grad(self, d: Array) -> Array | None:
         """d(kernel) for the products h_prev @ kernel whose gradients are d (T, N, kU): one GEMM, or one a gate."""
@@ -269,11 +271,12 @@ class GRU(Recurrent):
     def _bias_shape(self, width: int) -> tuple[int, ...]:
         return (2, width) if self.options.reset_after else (width,)
 
-    def _split(self) -> tuple[Array, Array]:
-        """(kernel of the per-step product, kernel_h of the second product when the reset comes first)."""
+    def _split(self) -> tuple[Array, Array | None]:
+        """(kernel of the per-step product, kernel_h of the second product when the reset comes first, else None:
+        the kernels compile only the variant they are given, kernels/gru.py)."""
         rk, units = self.recurrent_kernel, self.recurrent_kernel.shape[0]
         if self.options.reset_after:
-            return rk, np.empty((units, units), rk.dtype)
+            return rk, None
         return np.ascontiguousarray(rk[:, :2 * units]), np.ascontiguousarray(rk[:, 2 * units:])
 
     def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:
@@ -286,8 +289,8 @@ class GRU(Recurrent):
             input_bias, recurrent_bias = self.bias, np.zeros_like(self.bias)
         self.saved = np.empty_like(hs[1:])
         loop = self._loop(kernel)
-        self._run(kernels.gru_forward, xw, input_bias, *loop[:3], kernel_h, recurrent_bias, *loop[3:],
-                  self.options.reset_after, *self.codes, hs, self.saved)
+        self._run(kernels.gru_forward, xw, input_bias, *loop[:3], kernel_h, recurrent_bias, *loop[3:], *self.codes,
+                  hs, self.saved)
         self.gate_values = xw
 
     def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
@@ -300,9 +303,9 @@ class GRU(Recurrent):
         d_rec = np.empty((*d_in.shape[:2], inner), d_in.dtype)
         d_input_bias, d_recurrent_bias = np.empty(3 * units, d_in.dtype), np.empty(inner, d_in.dtype)
         loop = self._loop(kernel, transposed=True)
-        self._run(kernels.gru_backward, d_hs, d_last, *loop[:3], np.ascontiguousarray(kernel_h.T), *loop[3:],
-                  self.options.reset_after, *self.codes, self.hs, self.gate_values, self.saved, d_in, d_rec,
-                  d_initial[0], d_input_bias, d_recurrent_bias)
+        kernel_h_t = None if kernel_h is None else np.ascontiguousarray(kernel_h.T)
+        self._run(kernels.gru_backward, d_hs, d_last, *loop[:3], kernel_h_t, *loop[3:], *self.codes, self.hs,
+                  self.gate_values, self.saved, d_in, d_rec, d_initial[0], d_input_bias, d_recurrent_bias)
         d_kernel = self._recurrent_grad(d_rec)
         if d_kernel is not None and not self.options.reset_after:  # the candidate's block multiplied r * h
             flat = self.saved.reshape(-1, units)

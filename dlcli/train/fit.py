@@ -29,6 +29,7 @@ from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.adapt import adapt_preprocessing
 from dlcli.train.divergence import roll_back_last
 from dlcli.train.run_report import run_summary, start_info
+from dlcli.train.precompile import start_precompile
 from dlcli.train.loop import (
     Epoch, EpochProgress, Objective, check_monitors, evaluate, fit_epoch, log_directions, reported_names,
 )
@@ -127,7 +128,12 @@ class _Run:
         self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
-        self.splits = load_splits(spec, self.model, self.streams.split)
+        compiling = start_precompile(spec)  # an empty kernel cache: compile while the data loads
+        try:
+            self.splits = load_splits(spec, self.model, self.streams.split)
+        finally:  # no op of the thread's may overlap the run's (train/precompile.py)
+            if compiling is not None:
+                compiling.join()
         adapt_preprocessing(self.model, self.splits.train)
         # every rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
         self.init_report = initialize_from(self.model, spec.model.init_from, strict) \

@@ -46,7 +46,21 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "simple_rnn", "units": 3, "return_sequences": True},
         {"type": "lstm", "units": 3, "return_sequences": True},
         {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False},
+        # with recurrent dropout the time loops compile their per-gate products (a variant of their own)
+        {"type": "simple_rnn", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "lstm", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
         {"type": "bidirectional", "layer": {"type": "gru", "units": 3}}, {"type": "dense", "units": 2}]),
+    ((2, 5, 3), np.float32, [  # without a mask the time loops compile their variants that carry no masked steps
+        {"type": "simple_rnn", "units": 3, "return_sequences": True},
+        {"type": "simple_rnn", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "lstm", "units": 3, "return_sequences": True},
+        {"type": "lstm", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False},
+        {"type": "gru", "units": 3, "return_sequences": True, "reset_after": False, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3, "return_sequences": True, "recurrent_dropout": 0.1},
+        {"type": "gru", "units": 3}, {"type": "dense", "units": 2}]),
     ((2, 5), np.int64, [  # attention's masked softmax and layer normalization
         {"type": "positional_embedding", "sequence_length": 5, "input_dim": 7, "output_dim": 4},
         {"type": "transformer_encoder", "embed_dim": 4, "dense_dim": 3, "num_heads": 2},
@@ -55,6 +69,9 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
 _OPTIMIZERS: list[dict[str, Any]] = [
     {"type": "sgd"}, {"type": "sgd", "momentum": 0.9}, {"type": "rmsprop"}, {"type": "adagrad"}, {"type": "adam"},
     {"type": "adam", "sparse_updates": "lazy"},
+    # the options that add a slot compile updates of their own (kernels/optim.py)
+    {"type": "rmsprop", "centered": True}, {"type": "rmsprop", "momentum": 0.9},
+    {"type": "rmsprop", "centered": True, "momentum": 0.9}, {"type": "adam", "amsgrad": True},
 ]
 
 
@@ -104,6 +121,9 @@ def _warm_up_ctc(rng: np.random.Generator) -> None:
     logits = Tensor(rng.normal(size=(2, 6, 4)).astype(np.float32), requires_grad=True)
     labels = np.array([[1, 2, -1], [0, 0, 1]], np.int64)
     ops.ctc_loss(logits, labels).sum().backward()
+    # probabilities that underflow (e^-800) take the log-space kernel, which ordinary batches never compile
+    underflow = np.array([[[0, -1000, -1000], [-800, 0, -800], [-1000, -1000, 0]]], np.float32)
+    ops.ctc_loss(Tensor(underflow, requires_grad=True), np.array([[0]], np.int64)).sum().backward()
     probabilities = ops.softmax(Tensor(logits.data)).data
     ctc_greedy_decode(probabilities)
     ctc_beam_search_decode(probabilities, beam_width=2)

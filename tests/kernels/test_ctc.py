@@ -4,6 +4,8 @@ a dictionary prefix beam search and a textbook edit distance."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -113,6 +115,36 @@ def test_probabilities_that_underflow_fall_back_to_log_space() -> None:
     nll, grad = _run_loss(logits, [[0]], [3], 2)
     assert nll[0] == pytest.approx(800 - np.log(2), rel=1e-12)
     np.testing.assert_allclose(grad[0], [[0, 0, 0], [-0.5, 1, -0.5], [0, 0, 0]], atol=1e-12)
+
+
+def test_only_the_sequences_that_underflow_are_redone_in_log_space() -> None:
+    # the underflowing sequence of the test above between two ordinary ones (T = 3, C = 3, blank 2): it alone
+    # takes the log-space kernel, and its neighbours keep their probability-space loss and gradient
+    underflow = [[0.0, -1000.0, -1000.0], [-800.0, 0.0, -800.0], [-1000.0, -1000.0, 0.0]]
+    ordinary = np.random.default_rng(5).normal(size=(2, 3, 3))
+    logits = np.stack([ordinary[0], underflow, ordinary[1]])
+    nll, grad = _run_loss(logits, [[1], [0], [0, 1]], [3, 3, 3], 2)
+    assert nll[1] == pytest.approx(800 - np.log(2), rel=1e-12)
+    np.testing.assert_allclose(grad[1], [[0, 0, 0], [-0.5, 1, -0.5], [0, 0, 0]], atol=1e-12)
+    for b, labels in ((0, [1]), (2, [0, 1])):
+        expected_nll, expected_grad = forward_backward(_softmax(ordinary[b // 2]), labels, 2)
+        assert nll[b] == pytest.approx(expected_nll, rel=1e-12)
+        np.testing.assert_allclose(grad[b], expected_grad, atol=1e-12)
+
+
+def test_an_ordinary_batch_never_compiles_the_log_space_kernel() -> None:
+    # compile only what a run needs: the log-space recursions are rare, and cost 0.8 s to compile
+    script = """
+import numpy as np
+from dlcli.kernels import ctc
+logits = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
+nll, grad = np.empty(2), np.empty_like(logits)
+ctc.ctc_loss(logits, np.array([[0, 1], [1, -1]]), np.array([4, 4]), np.array([2, 1]), 2, nll, grad)
+assert np.isfinite(nll).all(), nll
+print(len(ctc.ctc_loss_rows.signatures), len(ctc.ctc_loss_log_space_rows.signatures))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "0"]
 
 
 def test_ctc_loss_kernel_gives_inf_where_no_alignment_fits() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -118,11 +119,13 @@ def gru_backward_reference(d_hs, kernel, dropout, reverse, reset_after, a, ra, h
 
 
 def _loop(kernel: np.ndarray, dropout: np.ndarray, transposed: bool = False):
-    """The kernels' (kernel, blocks, dropout) arguments, as dlcli.ops.recurrent builds them."""
-    blocks = kernel.reshape(U, -1, U).transpose((1, 2, 0) if transposed else (1, 0, 2)) if len(dropout) \
-        else np.empty((0, U, U))
-    cast = kernel.T if transposed else kernel
-    return np.ascontiguousarray(cast), np.ascontiguousarray(blocks, kernel.dtype), dropout
+    """The kernels' (kernel, blocks, dropout) arguments, as dlcli.ops.recurrent builds them: blocks and dropout
+    None without recurrent dropout."""
+    cast = np.ascontiguousarray(kernel.T if transposed else kernel)
+    if not len(dropout):
+        return cast, None, None
+    blocks = kernel.reshape(U, -1, U).transpose((1, 2, 0) if transposed else (1, 0, 2))
+    return cast, np.ascontiguousarray(blocks, kernel.dtype), dropout
 
 
 def _data(dtype: type, width: int, dropout: bool, seed: int = 0):
@@ -209,21 +212,55 @@ def test_gru_kernels_match_numpy(reset_after, dtype, reverse, dropout, a, ra) ->
     bias_x, bias_h = _bias(3 * U, dtype), (np.linspace(-0.3, 0.3, 3 * U) * reset_after).astype(dtype)
     hs, saved, gates = np.zeros((T + 1, N, U), dtype), np.empty((T, N, U), dtype), xw.copy()
     inner = kernel if reset_after else np.ascontiguousarray(kernel[:, :2 * U])
-    kernel_h = np.ascontiguousarray(kernel[:, 2 * U:])
+    kernel_h = None if reset_after else np.ascontiguousarray(kernel[:, 2 * U:])  # None selects reset_after
     loop = _loop(inner, drop)
-    gru.gru_forward(gates, bias_x, *loop, kernel_h, bias_h, MASK, reverse, reset_after, a, ra, hs, saved)
+    gru.gru_forward(gates, bias_x, *loop, kernel_h, bias_h, MASK, reverse, a, ra, hs, saved)
     expected = gru_reference(xw.astype(np.float64) + bias_x, kernel, drop, bias_h, reverse, reset_after, a, ra)
     for got, want in zip((hs, gates, saved), expected):
         close(got, want, dtype)
     d_in, d_rec = np.empty_like(gates), np.empty((T, N, inner.shape[1]), dtype)
     d_bias_x, d_bias_h = np.empty(3 * U, dtype), np.empty(inner.shape[1], dtype)
-    gru.gru_backward(d_hs, np.zeros((N, U), dtype), *_loop(inner, drop, True), np.ascontiguousarray(kernel_h.T), MASK,
-                     reverse, reset_after, a, ra, hs, gates, saved, d_in, d_rec, *_state_grads(dtype, 1), d_bias_x, d_bias_h)
+    kernel_h_t = None if reset_after else np.ascontiguousarray(kernel_h.T)
+    gru.gru_backward(d_hs, np.zeros((N, U), dtype), *_loop(inner, drop, True), kernel_h_t, MASK, reverse, a, ra, hs,
+                     gates, saved, d_in, d_rec, *_state_grads(dtype, 1), d_bias_x, d_bias_h)
     want_in, want_rec = gru_backward_reference(d_hs, kernel, drop, reverse, reset_after, a, ra, hs, gates, saved)
     close(d_in, want_in, dtype)
     close(d_rec, want_rec, dtype)
     _check_bias_sum(d_bias_x, d_in)
     _check_bias_sum(d_bias_h, d_rec)
+
+
+def _run_every_family(mask: np.ndarray | None) -> list[np.ndarray]:
+    """Forward and backward of simple_rnn, lstm and gru (reset_after) on one float32 batch: every output."""
+    f32, out = np.float32, []
+    xw, kernel, drop, d_hs = _data(f32, U, False, seed=3)
+    hs, dz, d_bias = np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32), np.empty(U, f32)
+    recurrent.simple_rnn_forward(xw, _bias(U, f32), *_loop(kernel, drop), mask, False, TANH, hs)
+    recurrent.simple_rnn_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), mask, False, TANH, hs,
+                                  dz, *_state_grads(f32, 1), d_bias)
+    out += [hs, dz, d_bias]
+    xw, kernel, drop, d_hs = _data(f32, 4 * U, False, seed=4)
+    hs, cs, act_c, dz = (np.zeros((T + 1, N, U), f32), np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32),
+                         np.empty((T, N, 4 * U), f32))
+    lstm.lstm_forward(xw, _bias(4 * U, f32), *_loop(kernel, drop), mask, False, TANH, SIGMOID, hs, cs, act_c)
+    d_bias = np.empty(4 * U, f32)
+    lstm.lstm_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), mask, False, TANH, SIGMOID, xw, cs,
+                       act_c, dz, *_state_grads(f32, 3), d_bias)
+    out += [hs, cs, dz, d_bias]
+    xw, kernel, drop, d_hs = _data(f32, 3 * U, False, seed=5)
+    hs, saved = np.zeros((T + 1, N, U), f32), np.empty((T, N, U), f32)
+    gru.gru_forward(xw, _bias(3 * U, f32), *_loop(kernel, drop), None, _bias(3 * U, f32), mask, False, TANH, SIGMOID,
+                    hs, saved)
+    d_in, d_rec, sums = np.empty((T, N, 3 * U), f32), np.empty((T, N, 3 * U), f32), np.empty((2, 3 * U), f32)
+    gru.gru_backward(d_hs, np.zeros((N, U), f32), *_loop(kernel, drop, True), None, mask, False, TANH, SIGMOID, hs,
+                     xw, saved, d_in, d_rec, *_state_grads(f32, 1), sums[0], sums[1])
+    return out + [hs, saved, d_in, d_rec, sums]
+
+
+def test_no_step_mask_is_a_mask_of_every_step() -> None:
+    # ops pass None without masking, so the kernels compile without the carrying of masked steps
+    for without, every in zip(_run_every_family(None), _run_every_family(np.ones((N, T), bool)), strict=True):
+        np.testing.assert_array_equal(without, every)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -243,17 +280,28 @@ def test_a_gradient_on_the_final_state_alone_equals_one_on_the_last_step(reverse
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
+# activate and slope_terms have no Python entry point (kernels/__init__.py): compiled code calls them here
+@numba.njit(cache=True)
+def _activate(z, add, bias, col0, col1, code):  # type: ignore[no-untyped-def]
+    recurrent.activate(z, add, bias, col0, col1, code)
+
+
+@numba.njit(cache=True)
+def _slope_terms(code, like):  # type: ignore[no-untyped-def]
+    return recurrent.slope_terms(code, like)
+
+
 @pytest.mark.parametrize("code", [LINEAR, RELU, TANH, SIGMOID])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activate_and_slope_match_numpy(code: int, dtype: type) -> None:
     rng = np.random.default_rng(1)
     src, add, bias = (rng.normal(scale=2, size=shape).astype(dtype) for shape in ((5, 12), (5, 12), (12,)))
     out = src.copy()
-    recurrent.activate(out, add, bias, 3, 9, code)
+    _activate(out, add, bias, 3, 9, code)
     assert (out[:, :3] == src[:, :3]).all() and (out[:, 9:] == src[:, 9:]).all()
     y = out[:, 3:9]
     close(y, act((src + add + bias)[:, 3:9].astype(np.float64), code), dtype)
-    terms = recurrent.slope_terms(code, out)
+    terms = _slope_terms(code, out)
     slopes = np.array([[recurrent.slope(v, terms) for v in row] for row in y])
     close(slopes, slope(y.astype(np.float64), code), dtype)
 
@@ -261,7 +309,7 @@ def test_activate_and_slope_match_numpy(code: int, dtype: type) -> None:
 def test_float32_tanh_is_within_four_tenths_of_a_millionth_and_keeps_nan() -> None:
     x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, 1e-30, -1e-30, np.inf, -np.inf, np.nan]])
     out = x.astype(np.float32).reshape(1, -1)
-    recurrent.activate(out, np.zeros_like(out), np.zeros(out.shape[1], np.float32), 0, out.shape[1], TANH)
+    _activate(out, np.zeros_like(out), np.zeros(out.shape[1], np.float32), 0, out.shape[1], TANH)
     exact = np.tanh(x.astype(np.float32).astype(np.float64))
     np.testing.assert_allclose(out[0, :-1], exact[:-1], rtol=0, atol=4e-7)
     assert np.isnan(out[0, -1]) and np.abs(out[0, :-1]).max() <= 1.0
