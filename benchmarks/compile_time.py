@@ -135,8 +135,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dlcli-compile-time-") as folder:
         workdir = Path(folder)
         graph_data = workdir / "graph-data"
-        subprocess.run([sys.executable, str(SPECS / "make_graph_data.py"), "--out", str(graph_data)], check=True,
-                       capture_output=True)
+        from cold_start import make_spec_data  # the same data files as the cold-start benchmark
+
+        make_spec_data(graph_data)
         for name in args.specs:
             spec = Path(name) if name.endswith(".toml") else SPECS / f"{name}.toml"
             rows.append(measure(spec.resolve(), args, workdir, graph_data))
