@@ -54,13 +54,10 @@ class LayerNormalization(Op):
         x = self.x
         d_rows = self._rows(d_out).astype(x.dtype, copy=False)
         d_x = np.empty_like(x)
-        chunks = kernels.chunks_for(len(x))
-        partial_gamma = np.zeros((chunks, self.features), x.dtype)
-        partial_beta = np.zeros((chunks, self.features), x.dtype)
-        kernels.layer_norm_backward(d_rows, x, self.gamma, self.mean, self.inv_std, d_x, partial_gamma, partial_beta)
+        d_gamma, d_beta = kernels.layer_norm_backward(d_rows, x, self.gamma, self.mean, self.inv_std, d_x)
         return (self._unrows(d_x) if self.needs_grad[0] else None,
-                partial_gamma.sum(axis=0).reshape(self.param_shape) if self.needs_grad[1] else None,
-                partial_beta.sum(axis=0).reshape(self.param_shape) if self.needs_grad[2] else None)
+                d_gamma.reshape(self.param_shape) if self.needs_grad[1] else None,
+                d_beta.reshape(self.param_shape) if self.needs_grad[2] else None)
 
 
 def layer_normalization(x: Tensor, gamma: Tensor, beta: Tensor, axes: tuple[int, ...] = (-1,),
