@@ -62,7 +62,7 @@ def ctc_beam_search_decode(y_pred: np.ndarray, beam_width: int = 8, input_length
     y_pred (batch, time, classes) holds probabilities, or logits with from_logits (either is renormalized
     over classes first); blank defaults to the last class; steps at or past input_lengths[b] are ignored.
     """
-    from dlcli.kernels import ctc as kernels  # numba loads on first use
+    from dlcli.kernels import ctc_decoding as kernels  # numba loads on first use
 
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")

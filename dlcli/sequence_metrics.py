@@ -64,7 +64,7 @@ class EditDistance(_DecodedMetric):
 
     def compare(self, decoded: np.ndarray, decoded_lengths: np.ndarray, truth: np.ndarray,
                 truth_lengths: np.ndarray) -> np.ndarray:
-        from dlcli.kernels import ctc as kernels  # numba loads on first use, never for `dlcli validate`
+        from dlcli.kernels import ctc_decoding as kernels  # numba loads on first use, never for `dlcli validate`
 
         distances = np.empty(len(truth), np.int64)
         kernels.edit_distances(np.ascontiguousarray(decoded), decoded_lengths, truth, truth_lengths, distances)

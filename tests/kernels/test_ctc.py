@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dlcli.kernels import ctc as kernels
+from dlcli.kernels import ctc_decoding
 
 
 def collapse(path: tuple[int, ...], blank: int) -> tuple[int, ...]:
@@ -182,7 +183,7 @@ def prefix_beam_search(log_probs: np.ndarray, blank: int, beam_width: int) -> tu
 
 def _beam_search(log_probs: np.ndarray, lengths: np.ndarray, blank: int, beam_width: int) -> list[tuple[int, ...]]:
     out, out_lengths = np.full(log_probs.shape[:2], -1, np.int64), np.empty(len(log_probs), np.int64)
-    kernels.ctc_beam_search(log_probs, lengths, blank, beam_width, out, out_lengths)
+    ctc_decoding.ctc_beam_search(log_probs, lengths, blank, beam_width, out, out_lengths)
     return [tuple(row[:n]) for row, n in zip(out.tolist(), out_lengths)]
 
 
@@ -220,7 +221,7 @@ def test_edit_distance_kernel_matches_the_full_table() -> None:
     first, second = rng.integers(0, 3, size=(200, 7)), rng.integers(0, 3, size=(200, 5))
     first_lengths, second_lengths = rng.integers(0, 8, size=200), rng.integers(0, 6, size=200)
     out = np.empty(200, np.int64)
-    kernels.edit_distances(first, first_lengths, second, second_lengths, out)
+    ctc_decoding.edit_distances(first, first_lengths, second, second_lengths, out)
     for b in range(200):
         assert out[b] == levenshtein(list(first[b, :first_lengths[b]]), list(second[b, :second_lengths[b]])), b
     assert levenshtein([1, 2, 3], [1, 3]) == 1 and levenshtein([], [4, 4]) == 2  # the reference itself
