@@ -63,13 +63,28 @@ def test_backward_needs_only_what_is_asked() -> None:
     assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, True, False)[1] is None
 
 
-def test_the_planes_overwrite_whatever_dx_held() -> None:
+def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
+    """The one transform kernel, against the same loop in NumPy: SET overwrites whatever dst held, a source at
+    -1 reads zeros, a target at -1 is never written, the last entry adds the bias and applies the floor."""
     rng = np.random.default_rng(3)
-    dv = rng.normal(size=(16, 4, 2))
-    clean, dirty = np.zeros((1, 5, 5, 2)), np.full((1, 5, 5, 2), np.nan)
-    for dx in (clean, dirty):
-        winograd.input_gradient(dv, dx, 1, 1, 2, 2, 0, 1)
-    np.testing.assert_array_equal(clean, dirty)
+    width, per_image, images = 5, 2, 3
+    src = rng.normal(size=40).astype(np.float32)
+    src_at = np.array([[0, 5], [10, -1], [15, 20], [-1, 25], [30, 35], [0, 10]])
+    dst_at = np.array([[0, 5], [10, -1], [15, 20], [25, 30], [35, 40], [45, -1]])
+    t = winograd.entries(np.array([[1.0, -1.0], [0.0, 1.0]]), last=winograd.ADD_BIAS_FLOOR)
+    bias = rng.normal(size=width).astype(np.float32)
+    dst = np.full(55, np.nan, np.float32)
+    winograd.tile_map(src, dst, src_at, dst_at, t.kind, t.source, t.target, t.coef.astype(np.float32), bias,
+                      np.float32(0.0), width, per_image, 0, images)
+    expected = np.full(55, np.nan, np.float32)
+    for tile in range(images * per_image):
+        read = [np.zeros(width) if a < 0 else src[a:a + width] for a in src_at[tile]]
+        rows = [np.maximum(read[0] - read[1] + bias, 0), read[1]]  # target 0: two entries; target 1: one (SET)
+        for a, row in zip(dst_at[tile], rows):
+            if a >= 0:
+                expected[a:a + width] = row
+    np.testing.assert_allclose(dst, expected, rtol=1e-6)
+    assert list(t.kind) == [winograd.SET, winograd.ADD_BIAS_FLOOR, winograd.SET]
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,channels,size,fits", [
