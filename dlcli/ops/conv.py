@@ -98,8 +98,12 @@ class Conv2D(Op):
         n = x.shape[0]
         x = np.ascontiguousarray(x)
         self.x_shape, self.kernel = x.shape, kernel
-        cols = np.empty((n * g.out_h * g.out_w, g.kernel_h * g.kernel_w * x.shape[3]), x.dtype)
-        kernels.im2col(x, cols, *g.args())
+        if x.shape[3] == 1:  # a first layer on grey images: the patches by kernel tap, a transposed view
+            cols = np.empty((g.kernel_h * g.kernel_w, n * g.out_h * g.out_w), x.dtype).T
+            kernels.im2col_by_tap(x, cols.T, *g.args())
+        else:
+            cols = np.empty((n * g.out_h * g.out_w, g.kernel_h * g.kernel_w * x.shape[3]), x.dtype)
+            kernels.im2col(x, cols, *g.args())
         self.cols = cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
         kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
