@@ -10,8 +10,9 @@ the input planes go back through B into overlapping patches.
 Every transform around the GEMMs is one linear map per tile with small constant coefficients (0, 1, -1), so
 one kernel, tile_map, runs all four from a list of entries (target, source, coefficient) and per-tile tables
 of where each source and target vector (one row of channels) starts. One small kernel to compile instead of
-four unrolled ones: about 2.2 s of compiling on an empty Numba cache before, measured with
-benchmarks/compile_time.py; the tables are NumPy, built once per shape and kept (table_set's cache).
+four unrolled ones: 0.26 s of compiling on an empty Numba cache against 2.2 s (benchmarks/compile_time.py,
+the MNIST convnet), for about 0.3 ms more per forward of its second layer. The tables are NumPy, built once
+per shape and kept (table_set's cache), for one image: image n's vectors start n image sizes further on.
 
 Tile t = (n * tiles_h + th) * tiles_w + tw covers outputs (2 th, 2 tw) .. (2 th + 1, 2 tw + 1) and reads the
 input from (2 th - pad_top, 2 tw - pad_left); cells outside the image read as zero (adjoint: are dropped),
@@ -39,34 +40,41 @@ SET, ADD, ADD_BIAS_FLOOR = 0, 1, 2
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def tile_map(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, kind: np.ndarray,
-             source: np.ndarray, target: np.ndarray, coef: np.ndarray, bias: np.ndarray, floor: float, width: int,
-             tiles_per_image: int, lo: int, hi: int) -> None:
-    """For every tile t of images [lo, hi) and every entry e in order: the `width` numbers of dst from
-    dst_at[t, target[e]] are set to, or added (kind[e]), coef[e] times those of src from src_at[t, source[e]].
-    A source at -1 reads as zeros, a target at -1 is skipped; bias has `width` numbers."""
-    for t in range(lo * tiles_per_image, hi * tiles_per_image):
-        for e in range(coef.shape[0]):
-            d = dst_at[t, target[e]]
-            if d < 0:
-                continue
-            s, w, k = src_at[t, source[e]], coef[e], kind[e]
-            if s < 0:
+def tile_map(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
+             dst_image: int, kind: np.ndarray, source: np.ndarray, target: np.ndarray, coef: np.ndarray,
+             bias: np.ndarray, floor: float, width: int, lo: int, hi: int) -> None:
+    """For every image n in [lo, hi), tile t of it and entry e in order: the `width` numbers of dst from
+    n * dst_image + dst_at[t, target[e]] are set to, or added (kind[e]), coef[e] times those of src from
+    n * src_image + src_at[t, source[e]]. A source at -1 reads as zeros, a target at -1 is skipped; bias has
+    `width` numbers."""
+    for n in range(lo, hi):
+        for t in range(src_at.shape[0]):
+            for e in range(coef.shape[0]):
+                d = dst_at[t, target[e]]
+                if d < 0:
+                    continue
+                d += n * dst_image
+                s, w, k = src_at[t, source[e]], coef[e], kind[e]
+                if s < 0:
+                    if k == SET:
+                        for c in range(width):
+                            dst[d + c] = 0.0
+                    elif k == ADD_BIAS_FLOOR:
+                        for c in range(width):
+                            dst[d + c] = max(dst[d + c] + bias[c], floor)
+                    continue
+                s += n * src_image
+                if s < 0 or d < 0:  # never; tells LLVM the indices below are not negative: no wraparound
+                    continue        # check per element, so the loops vectorize (2x faster, measured here)
                 if k == SET:
                     for c in range(width):
-                        dst[d + c] = 0.0
-                elif k == ADD_BIAS_FLOOR:
+                        dst[d + c] = w * src[s + c]
+                elif k == ADD:
                     for c in range(width):
-                        dst[d + c] = max(dst[d + c] + bias[c], floor)
-            elif k == SET:
-                for c in range(width):
-                    dst[d + c] = w * src[s + c]
-            elif k == ADD:
-                for c in range(width):
-                    dst[d + c] += w * src[s + c]
-            else:
-                for c in range(width):
-                    dst[d + c] = max(dst[d + c] + w * src[s + c] + bias[c], floor)
+                        dst[d + c] += w * src[s + c]
+                else:
+                    for c in range(width):
+                        dst[d + c] = max(dst[d + c] + w * src[s + c] + bias[c], floor)
 
 
 class Entries(NamedTuple):
@@ -139,37 +147,36 @@ def planes(tiles: int, channels: int, dtype: np.dtype, scratch: str | None = Non
 
 
 class Tables(NamedTuple):
-    """Where each tile's vectors start, per tile (rows) and cell or plane (columns); -1: outside the image."""
+    """Where one image's tile vectors start, per tile (rows) and cell or plane (columns), from the image's own
+    start; -1: outside the image. Image n's vectors start n * (its size) further on."""
 
-    cells: np.ndarray  # (tiles, 16): the input patch's cells in x (N, H, W, C), flat
-    outputs: np.ndarray  # (tiles, 4): the output cells in (N, out_h, out_w, F), flat
+    cells: np.ndarray  # (tiles, 16): the input patch's cells in an image (H, W, C), flat
+    outputs: np.ndarray  # (tiles, 4): the output cells in an output image (out_h, out_w, F), flat
     in_planes: np.ndarray  # (tiles, 16): the 16 planes of C channels
     out_planes: np.ndarray  # (tiles, 16): the 16 planes of F channels
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_top: int, pad_left: int,
               out_h: int, out_w: int, itemsize: int) -> Tables:
-    """The tables of one convolution's shapes; cached: a training run meets two batch sizes per layer."""
+    """The tables of one image of a convolution's shapes, for a batch of n (the planes' stride depends on it);
+    cached: a training run meets two batch sizes per layer. A few hundred bytes per tile of one image."""
     tiles_h, tiles_w = tiles(out_h, out_w)
-    t = np.arange(n * tiles_h * tiles_w)
-    image, rest = np.divmod(t, tiles_h * tiles_w)
-    th, tw = np.divmod(rest, tiles_w)
-    cells = np.empty((len(t), 16), np.int64)
+    th, tw = np.divmod(np.arange(tiles_h * tiles_w), tiles_w)
+    cells = np.empty((len(th), 16), np.int64)
     for i in range(4):
         for j in range(4):
             row, col = 2 * th + i - pad_top, 2 * tw + j - pad_left
             inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-            cells[:, 4 * i + j] = np.where(inside, ((image * height + row) * width + col) * channels, -1)
-    outputs = np.empty((len(t), 4), np.int64)
+            cells[:, 4 * i + j] = np.where(inside, (row * width + col) * channels, -1)
+    outputs = np.empty((len(th), 4), np.int64)
     for i in range(2):
         for j in range(2):
             row, col = 2 * th + i, 2 * tw + j
-            outputs[:, 2 * i + j] = np.where((row < out_h) & (col < out_w),
-                                             ((image * out_h + row) * out_w + col) * filters, -1)
-    plane_c, plane_f = plane_stride(len(t), channels, itemsize), plane_stride(len(t), filters, itemsize)
-    in_planes = np.arange(16) * plane_c + t[:, None] * channels
-    out_planes = np.arange(16) * plane_f + t[:, None] * filters
+            outputs[:, 2 * i + j] = np.where((row < out_h) & (col < out_w), (row * out_w + col) * filters, -1)
+    count, t = n * len(th), np.arange(len(th))[:, None]
+    in_planes = np.arange(16) * plane_stride(count, channels, itemsize) + t * channels
+    out_planes = np.arange(16) * plane_stride(count, filters, itemsize) + t * filters
     for table in (cells, outputs, in_planes, out_planes):
         table.flags.writeable = False  # shared by every call with these shapes
     return Tables(cells, outputs, in_planes, out_planes)
@@ -180,13 +187,15 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
-def _map(transform: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, width: int,
-         images: int, tiles_per_image: int, bias: np.ndarray | None = None, floor: float = -np.inf) -> None:
-    """tile_map over every image, on threads."""
+def _map(transform: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
+         src_image: int, dst_image: int, width: int, images: int, bias: np.ndarray | None = None,
+         floor: float = -np.inf) -> None:
+    """tile_map over every image, on threads; image n's part of src starts n * src_image in, of dst n *
+    dst_image."""
     dtype = dst.dtype
     bias = np.zeros(width, dtype) if bias is None else bias
-    in_parts(tile_map, images, src, dst, src_at, dst_at, transform.kind, transform.source, transform.target,
-             transform.coef.astype(dtype), bias, dtype.type(floor), width, tiles_per_image)
+    in_parts(tile_map, images, src, dst, src_at, dst_at, src_image, dst_image, transform.kind,
+             transform.source, transform.target, transform.coef.astype(dtype), bias, dtype.type(floor), width)
 
 
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
@@ -200,14 +209,15 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
     per_image = tiles_h * tiles_w
     at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, x.dtype.itemsize)
     v_flat, v = planes(n * per_image, channels, x.dtype)
-    _map(INPUT, x.reshape(-1), v_flat, at.cells, at.in_planes, channels, n, per_image)
+    _map(INPUT, x.reshape(-1), v_flat, at.cells, at.in_planes, height * width * channels, per_image * channels,
+         channels, n)
     u = (G2.astype(kernel.dtype) @ kernel.reshape(9, -1)).reshape(16, channels, filters)
     m_flat, m = planes(n * per_image, filters, x.dtype, scratch="products")
     np.matmul(v, u, out=m)
     out = np.empty((n, out_h, out_w, filters), x.dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
-    _map(OUTPUT, m_flat, out.reshape(-1), at.out_planes, at.outputs, filters, n, per_image,
-         bias.astype(x.dtype, copy=False), 0.0 if activation == RELU else -np.inf)
+    _map(OUTPUT, m_flat, out.reshape(-1), at.out_planes, at.outputs, per_image * filters, out_h * out_w * filters,
+         filters, n, bias.astype(x.dtype, copy=False), 0.0 if activation == RELU else -np.inf)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
@@ -224,7 +234,8 @@ def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ..
     per_image = tiles_h * tiles_w
     at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, d.dtype.itemsize)
     dm_flat, dm = planes(v.shape[1], filters, d.dtype, scratch="product gradients")
-    _map(OUTPUT_GRADIENT, d.reshape(-1), dm_flat, at.outputs, at.out_planes, filters, n, per_image)
+    _map(OUTPUT_GRADIENT, d.reshape(-1), dm_flat, at.outputs, at.out_planes, out_h * out_w * filters,
+         per_image * filters, filters, n)
     d_kernel = d_x = None
     if need_kernel:
         du = np.matmul(v.transpose(0, 2, 1), dm)
@@ -233,5 +244,6 @@ def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ..
         dv_flat, dv = planes(v.shape[1], channels, d.dtype, scratch="input plane gradients")
         np.matmul(dm, u.transpose(0, 2, 1), out=dv)
         d_x = np.zeros(x_shape, d.dtype)  # patches overlap: every cell is a sum
-        _map(INPUT_GRADIENT, dv_flat, d_x.reshape(-1), at.in_planes, at.cells, channels, n, per_image)
+        _map(INPUT_GRADIENT, dv_flat, d_x.reshape(-1), at.in_planes, at.cells, per_image * channels,
+             height * width * channels, channels, n)
     return d_x, d_kernel
