@@ -198,6 +198,18 @@ def _map(transform: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarra
              transform.source, transform.target, transform.coef.astype(dtype), bias, dtype.type(floor), width)
 
 
+# tiles per block of images: a block's planes go from one transform through the products to the next while
+# they are still in cache. 1152 tiles (32 images of the MNIST convnet's second layer) took 2.4/3.5 ms forward/
+# backward against 2.5/4.0 for the whole batch of 64 at once and 2.5/3.6 for 16 images (measured here)
+BLOCK_TILES = 1152
+
+
+def _blocks(n: int, per_image: int) -> list[tuple[int, int]]:
+    """Image ranges [lo, hi) of about BLOCK_TILES tiles each (at least one image)."""
+    step = max(1, BLOCK_TILES // per_image)
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
             out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation(conv(x, kernel) + bias) as (N, out_h, out_w, F), the input planes, the kernel planes) for
@@ -209,15 +221,21 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
     per_image = tiles_h * tiles_w
     at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, x.dtype.itemsize)
     v_flat, v = planes(n * per_image, channels, x.dtype)
-    _map(INPUT, x.reshape(-1), v_flat, at.cells, at.in_planes, height * width * channels, per_image * channels,
-         channels, n)
     u = (G2.astype(kernel.dtype) @ kernel.reshape(9, -1)).reshape(16, channels, filters)
-    m_flat, m = planes(n * per_image, filters, x.dtype, scratch="products")
-    np.matmul(v, u, out=m)
     out = np.empty((n, out_h, out_w, filters), x.dtype)
+    bias = bias.astype(x.dtype, copy=False)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
-    _map(OUTPUT, m_flat, out.reshape(-1), at.out_planes, at.outputs, per_image * filters, out_h * out_w * filters,
-         filters, n, bias.astype(x.dtype, copy=False), 0.0 if activation == RELU else -np.inf)
+    floor = 0.0 if activation == RELU else -np.inf
+    for lo, hi in _blocks(n, per_image):
+        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
+                          x.dtype.itemsize)
+        # the batch's planes from image lo on: the same plane stride, so the batch's tables serve
+        _map(INPUT, x[lo:hi].reshape(-1), v_flat[lo * per_image * channels:], at.cells, at.in_planes,
+             height * width * channels, per_image * channels, channels, hi - lo)
+        m_flat, m = planes((hi - lo) * per_image, filters, x.dtype, scratch="products")
+        np.matmul(v[:, lo * per_image:hi * per_image], u, out=m)
+        _map(OUTPUT, m_flat, out[lo:hi].reshape(-1), block.out_planes, block.outputs, per_image * filters,
+             out_h * out_w * filters, filters, hi - lo, bias, floor)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
@@ -232,18 +250,20 @@ def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ..
     height, width, channels = x_shape[1], x_shape[2], x_shape[3]
     tiles_h, tiles_w = tiles(out_h, out_w)
     per_image = tiles_h * tiles_w
-    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, d.dtype.itemsize)
-    dm_flat, dm = planes(v.shape[1], filters, d.dtype, scratch="product gradients")
-    _map(OUTPUT_GRADIENT, d.reshape(-1), dm_flat, at.outputs, at.out_planes, out_h * out_w * filters,
-         per_image * filters, filters, n)
-    d_kernel = d_x = None
-    if need_kernel:
-        du = np.matmul(v.transpose(0, 2, 1), dm)
-        d_kernel = (G2.T.astype(d.dtype) @ du.reshape(16, -1)).reshape(3, 3, channels, filters)
-    if need_x:
-        dv_flat, dv = planes(v.shape[1], channels, d.dtype, scratch="input plane gradients")
-        np.matmul(dm, u.transpose(0, 2, 1), out=dv)
-        d_x = np.zeros(x_shape, d.dtype)  # patches overlap: every cell is a sum
-        _map(INPUT_GRADIENT, dv_flat, d_x.reshape(-1), at.in_planes, at.cells, per_image * channels,
-             height * width * channels, channels, n)
+    du = np.zeros((16, channels, filters), d.dtype) if need_kernel else None
+    d_x = np.zeros(x_shape, d.dtype) if need_x else None  # patches overlap: every cell is a sum
+    for lo, hi in _blocks(n, per_image):
+        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
+                          d.dtype.itemsize)
+        dm_flat, dm = planes((hi - lo) * per_image, filters, d.dtype, scratch="product gradients")
+        _map(OUTPUT_GRADIENT, d[lo:hi].reshape(-1), dm_flat, block.outputs, block.out_planes,
+             out_h * out_w * filters, per_image * filters, filters, hi - lo)
+        if du is not None:
+            du += np.matmul(v[:, lo * per_image:hi * per_image].transpose(0, 2, 1), dm)
+        if d_x is not None:
+            dv_flat, dv = planes((hi - lo) * per_image, channels, d.dtype, scratch="input plane gradients")
+            np.matmul(dm, u.transpose(0, 2, 1), out=dv)
+            _map(INPUT_GRADIENT, dv_flat, d_x[lo:hi].reshape(-1), block.in_planes, block.cells,
+                 per_image * channels, height * width * channels, channels, hi - lo)
+    d_kernel = None if du is None else (G2.T.astype(d.dtype) @ du.reshape(16, -1)).reshape(3, 3, channels, filters)
     return d_x, d_kernel

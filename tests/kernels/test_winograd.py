@@ -20,8 +20,11 @@ def direct(x: np.ndarray, kernel: np.ndarray, g) -> tuple[np.ndarray, np.ndarray
     return (cols @ kernel.reshape(-1, kernel.shape[3])).reshape(x.shape[0], g.out_h, g.out_w, -1), cols
 
 
+@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
 @pytest.mark.parametrize("n,h,w,c,f,padding", SHAPES)
-def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding) -> None:
+def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding, block_tiles, monkeypatch) -> None:
+    """Whole batches, and one image per block (block_tiles 1: several blocks, each with its own tables)."""
+    monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
     rng = np.random.default_rng(0)
     x64, k64, b64 = rng.normal(size=(n, h, w, c)), rng.normal(size=(3, 3, c, f)), rng.normal(size=f)
     g = geometry(h, w, (3, 3), (1, 1), (1, 1), padding)
