@@ -122,7 +122,9 @@ def plane_stride(tiles: int, channels: int, itemsize: int) -> int:
 
 # scratch planes (the forward's products, the backward's two sets of plane gradients) kept per thread and
 # reused: fresh 5-10 MB arrays every step came from new pages once glibc's heap trimmed them, 5 ms more per
-# forward + backward of the convnet's second layer in a loop of only that layer (measured here)
+# forward + backward of the convnet's second layer in a loop of only that layer (measured here). dlcli's
+# training keeps freed memory anyway (tensor/memory.py); other callers (benchmarks, predict, an embedding
+# program) may not
 _SCRATCH = threading.local()
 
 
