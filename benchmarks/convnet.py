@@ -7,7 +7,7 @@ steps): dlcli with `dlcli profile`'s instrumentation (each op's backward timed a
 it), PyTorch by module hooks.
 `--accuracy` also trains the 5 epochs of the spec and reports test accuracy (the goal is >= 99.0%).
 
-    DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/convnet.py [--repeats 2] [--accuracy] [--json out.json]
+    DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/convnet.py [--repeats 3] [--accuracy] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="one-epoch runs of each framework (alternating)")
+    parser.add_argument("--repeats", type=int, default=3, help="one-epoch runs of each framework (alternating)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the per-layer table")
     parser.add_argument("--accuracy", action="store_true", help="also train 5 epochs and report test accuracy")
     parser.add_argument("--layers-only", action="store_true", help="only the per-layer table (no epochs)")
     parser.add_argument("--conv-algorithm", choices=["im2col", "winograd", "auto"], default=None,
-                        help="set every conv2d layer's algorithm (default: the spec's, im2col)")
+                        help="set every conv2d layer's algorithm (default: the spec's, auto)")
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
 
@@ -183,7 +183,7 @@ def main() -> int:
         print("set DLCLI_DATASETS_MIRROR (e.g. ../shared/datasets) or a DLCLI_CACHE holding MNIST", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"benchmark": "convnet", "threads": ARGS.threads, "repeats": ARGS.repeats,
-                              "conv_algorithm": ARGS.conv_algorithm or "the spec's (im2col)"}
+                              "conv_algorithm": ARGS.conv_algorithm or "the spec's (auto)"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not ARGS.layers_only:

@@ -35,13 +35,8 @@ def im2col(x: np.ndarray, cols: np.ndarray, kernel_h: int, kernel_w: int, stride
     faster at 32 (measured here; 1.4x slower on a 1-channel first layer). A padded convolution copies x into a
     zeroed padded image first.
     """
-    n, height, width, channels = x.shape
-    pad_h = max((out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1 - height - pad_top, 0)
-    pad_w = max((out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1 - width - pad_left, 0)
-    if pad_top or pad_left or pad_h or pad_w:
-        padded = np.zeros((n, pad_top + height + pad_h, pad_left + width + pad_w, channels), x.dtype)
-        padded[:, pad_top:pad_top + height, pad_left:pad_left + width] = x
-        x = padded
+    n = x.shape[0]
+    x = _padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
     patches = _patches(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
     target = cols.reshape(patches.shape)
 
@@ -49,6 +44,35 @@ def im2col(x: np.ndarray, cols: np.ndarray, kernel_h: int, kernel_w: int, stride
         np.copyto(target[lo:hi], patches[lo:hi])
 
     in_parts(copy, n, min_rows=8)
+
+
+def _padded(x: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int,
+            dilation_w: int, pad_top: int, pad_left: int, out_h: int, out_w: int) -> np.ndarray:
+    """x, or a zeroed copy padded so that every window lies inside it (pad_top, pad_left before, the rest after)."""
+    n, height, width, channels = x.shape
+    pad_h = max((out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1 - height - pad_top, 0)
+    pad_w = max((out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1 - width - pad_left, 0)
+    if not (pad_top or pad_left or pad_h or pad_w):
+        return x
+    padded = np.zeros((n, pad_top + height + pad_h, pad_left + width + pad_w, channels), x.dtype)
+    padded[:, pad_top:pad_top + height, pad_left:pad_left + width] = x
+    return padded
+
+
+def im2col_by_tap(x: np.ndarray, cols_t: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
+                  dilation_h: int, dilation_w: int, pad_top: int, pad_left: int, out_h: int, out_w: int) -> None:
+    """im2col of a 1-channel x (N, H, W, 1) transposed: cols_t (kernel_h*kernel_w, N*out_h*out_w), so that
+    cols_t.T is im2col's matrix. One block copy per kernel tap, whose rows are out_w numbers long, instead of
+    a 9-number row per output position: 0.08 ms against 0.3 for the MNIST convnet's first layer (batch 64,
+    measured here); the products take cols_t.T as it is (BLAS reads a transposed operand)."""
+    x = _padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
+    target = cols_t.reshape(kernel_h * kernel_w, x.shape[0], out_h, out_w)
+    for kh in range(kernel_h):
+        top = kh * dilation_h
+        for kw in range(kernel_w):
+            left = kw * dilation_w
+            target[kh * kernel_w + kw] = x[:, top:top + (out_h - 1) * stride_h + 1:stride_h,
+                                           left:left + (out_w - 1) * stride_w + 1:stride_w, 0]
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)

@@ -60,9 +60,10 @@ def winograd_takes(g: ConvGeometry) -> bool:
 
 def winograd_fits(g: ConvGeometry, channels: int) -> bool:
     """Whether conv2d's "auto" takes the Winograd path: winograd_takes, at least 16 input channels and an
-    output of at least 8x8. Measured here in training (dlcli profile, A/B): the MNIST convnet's 13x13x32 -> 64
-    layer took 1.8 ms forward and 3.3 backward against im2col's 2.2 and 3.9; its 5x5x64 -> 128 layer (a 3x3
-    output: 4 tiles computed for 9 outputs) and its 1-channel first layer ran slower by Winograd."""
+    output of at least 8x8. Measured here (benchmarks/conv_layers.py, batch 64, A/B): the MNIST convnet's
+    13x13x32 -> 64 layer took 1.6 ms forward and 2.9 backward against im2col's 1.7 and 3.5; its 5x5x64 -> 128
+    layer (a 3x3 output: 4 tiles computed for 9 outputs) ran 1.1x slower by Winograd, its 1-channel first layer
+    6x slower (a (tiles, 1) @ (1, F) product per plane)."""
     return winograd_takes(g) and channels >= 16 and g.out_h >= 8 and g.out_w >= 8
 
 
@@ -97,8 +98,12 @@ class Conv2D(Op):
         n = x.shape[0]
         x = np.ascontiguousarray(x)
         self.x_shape, self.kernel = x.shape, kernel
-        cols = np.empty((n * g.out_h * g.out_w, g.kernel_h * g.kernel_w * x.shape[3]), x.dtype)
-        kernels.im2col(x, cols, *g.args())
+        if x.shape[3] == 1:  # a first layer on grey images: the patches by kernel tap, a transposed view
+            cols = np.empty((g.kernel_h * g.kernel_w, n * g.out_h * g.out_w), x.dtype).T
+            kernels.im2col_by_tap(x, cols.T, *g.args())
+        else:
+            cols = np.empty((n * g.out_h * g.out_w, g.kernel_h * g.kernel_w * x.shape[3]), x.dtype)
+            kernels.im2col(x, cols, *g.args())
         self.cols = cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
         kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)

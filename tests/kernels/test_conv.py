@@ -44,6 +44,21 @@ def test_im2col_matches_numpy_and_col2im_is_its_adjoint(shape, kernel, strides, 
                                                                       rel=1e-5)
 
 
+# 1-channel inputs (a first layer on grey images): odd sizes, strides, dilation, both paddings, one image
+BY_TAP = [(1, (7, 5, 1), (3, 2), (1, 1), (1, 1), "valid"), (3, (7, 6, 1), (3, 3), (2, 2), (1, 1), "same"),
+          (2, (9, 8, 1), (3, 3), (1, 1), (2, 2), "same"), (1, (28, 28, 1), (3, 3), (1, 1), (1, 1), "valid"),
+          (2, (5, 4, 1), (3, 3), (1, 1), (1, 1), "same")]
+
+
+@pytest.mark.parametrize("batch,shape,kernel,strides,dilation,padding", BY_TAP)
+def test_im2col_by_tap_is_the_transposed_im2col(batch, shape, kernel, strides, dilation, padding) -> None:
+    x = np.random.default_rng(1).normal(size=(batch, *shape)).astype(np.float32)
+    g = geometry(shape[0], shape[1], kernel, strides, dilation, padding)
+    cols_t = np.full((kernel[0] * kernel[1], batch * g.out_h * g.out_w), np.nan, np.float32)
+    kernels.im2col_by_tap(x, cols_t, *g.args())
+    np.testing.assert_array_equal(cols_t.T, im2col_reference(x, g))
+
+
 def test_col2im_overwrites_whatever_dx_held() -> None:
     g = geometry(5, 5, (3, 3), (1, 1), (1, 1), "same")
     cols = np.random.default_rng(1).normal(size=(2 * 25, 9 * 2)).astype(np.float32)

@@ -20,8 +20,11 @@ def direct(x: np.ndarray, kernel: np.ndarray, g) -> tuple[np.ndarray, np.ndarray
     return (cols @ kernel.reshape(-1, kernel.shape[3])).reshape(x.shape[0], g.out_h, g.out_w, -1), cols
 
 
+@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
 @pytest.mark.parametrize("n,h,w,c,f,padding", SHAPES)
-def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding) -> None:
+def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding, block_tiles, monkeypatch) -> None:
+    """Whole batches, and one image per block (block_tiles 1: several blocks, each with its own tables)."""
+    monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
     rng = np.random.default_rng(0)
     x64, k64, b64 = rng.normal(size=(n, h, w, c)), rng.normal(size=(3, 3, c, f)), rng.normal(size=f)
     g = geometry(h, w, (3, 3), (1, 1), (1, 1), padding)
@@ -63,13 +66,39 @@ def test_backward_needs_only_what_is_asked() -> None:
     assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, True, False)[1] is None
 
 
-def test_the_planes_overwrite_whatever_dx_held() -> None:
+def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
+    """The one transform kernel, against the same loop in NumPy: SET overwrites whatever dst held, a source at
+    -1 reads zeros, a target at -1 is never written, the last entry adds the bias and applies the floor, and
+    image n's vectors are n image sizes further on."""
     rng = np.random.default_rng(3)
-    dv = rng.normal(size=(16, 4, 2))
-    clean, dirty = np.zeros((1, 5, 5, 2)), np.full((1, 5, 5, 2), np.nan)
-    for dx in (clean, dirty):
-        winograd.input_gradient(dv, dx, 1, 1, 2, 2, 0, 1)
-    np.testing.assert_array_equal(clean, dirty)
+    width, images, src_image, dst_image = 5, 3, 12, 15
+    src = rng.normal(size=40).astype(np.float32)
+    src_at, dst_at = np.array([[0, 5], [-1, 7]]), np.array([[0, 5], [10, -1]])
+    t = winograd.entries(np.array([[1.0, -1.0], [0.0, 1.0]]), last=winograd.ADD_BIAS_FLOOR)
+    bias = rng.normal(size=width).astype(np.float32)
+    dst = np.full(50, np.nan, np.float32)
+    winograd.tile_map(src, dst, src_at, dst_at, src_image, dst_image, t.kind, t.source, t.target,
+                      t.coef.astype(np.float32), bias, np.float32(0.0), width, 0, images)
+    expected = np.full(50, np.nan, np.float32)
+    for n in range(images):
+        for tile in range(2):
+            read = [np.zeros(width) if a < 0 else src[n * src_image + a:n * src_image + a + width]
+                    for a in src_at[tile]]
+            rows = [np.maximum(read[0] - read[1] + bias, 0), read[1]]  # target 0: two entries; 1: one (SET)
+            for a, row in zip(dst_at[tile], rows):
+                if a >= 0:
+                    expected[n * dst_image + a:n * dst_image + a + width] = row
+    np.testing.assert_allclose(dst, expected, rtol=1e-6)
+    assert list(t.kind) == [winograd.SET, winograd.ADD_BIAS_FLOOR, winograd.SET]
+
+
+def test_the_tables_cover_one_image_whatever_the_batch() -> None:
+    """Tables per image, not per batch: a large batch of large images keeps a few hundred bytes per tile."""
+    small, large = winograd.table_set(1, 13, 13, 32, 64, 0, 0, 11, 11, 4), winograd.table_set(64, 13, 13, 32, 64, 0,
+                                                                                                0, 11, 11, 4)
+    assert small.cells.shape == large.cells.shape == (36, 16)
+    np.testing.assert_array_equal(small.cells, large.cells)
+    assert large.cells[35, 15] == -1 and large.cells[0, 0] == 0  # the last tile's last cell is past the edge
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,channels,size,fits", [

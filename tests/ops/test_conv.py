@@ -26,6 +26,9 @@ CASES = {
     "conv2d_same_strided": _case((6, 5, 2), (3, 3), 2, strides=(2, 2), padding="same"),
     "conv2d_dilated_relu": _case((7, 7, 1), (3, 3), 2, dilation=(2, 2), padding="same", activation="relu"),
     "conv2d_tanh": _case((4, 4, 3), (2, 2), 2, activation="tanh"),
+    # one input channel: im2col by kernel tap (kernels.im2col_by_tap), strided, padded, relu
+    "conv2d_one_channel_same_strided_relu": _case((7, 6, 1), (3, 3), 4, strides=(2, 2), padding="same",
+                                                  activation="relu"),
     # the Winograd path (forced: auto takes it from 16 channels up), odd and even sizes, both paddings
     "conv2d_winograd_relu": _case((6, 7, 3), (3, 3), 2, activation="relu", algorithm="winograd"),
     "conv2d_winograd_same_tanh": _case((5, 4, 2), (3, 3), 3, padding="same", activation="tanh", algorithm="winograd"),
