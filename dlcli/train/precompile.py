@@ -1,65 +1,136 @@
-"""Compile a run's kernels in a background thread while its data loads, on a fresh machine.
+"""Compile a run's kernels ahead while its data loads, on a fresh machine, on both cores.
 
 Numba compiles a kernel on its first call, and a fresh container or CI job has an empty cache, so the first
-training step waits for every kernel its layers and optimizer call (benchmarks/compile_time.py lists them).
-Loading the data needs none of them and mostly runs outside the GIL (file reads, decompression, NumPy), so
-a thread runs one step on a copy of the model meanwhile: its forward and backward on a small batch of zeros,
-and the optimizer's update of the copy's weights, which compiles the same kernels for the same dtypes and
-layouts. Only for an empty cache: with a warm one there is nothing to gain and a copy of the model to pay for.
+training step waits for every kernel its layers, loss and optimizer call (benchmarks/compile_time.py lists
+them). Loading the data needs none of them and mostly runs outside the GIL (file reads, decompression, NumPy),
+so a thread runs one step on a copy of the model meanwhile: its forward on a small batch of zeros, the spec's
+loss and metrics on zero targets, the backward and the optimizer's update of the copy's weights, which
+compiles the same kernels for the same dtypes and layouts. Only for an empty cache: with a warm one there is
+nothing to gain and a copy of the model to pay for.
+
+Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
+With it, a child process (train/precompile_process.py) compiles from the other end meanwhile: the optimizer,
+the loss and metrics, then each layer from the last to the first, forward and backward on zeros of its input,
+into the same cache. Numba reads a kernel's cache index when it first meets a signature, so whichever process
+comes second to a kernel loads it instead of compiling it; the two meet in the middle. Cache files are written
+to a temporary name and renamed (a reader never sees half a file), and kernels/cache.py makes the two
+processes' index updates take turns. Loading from the cache gives the very machine code compiling gives, so
+the run's results are unchanged. Not under MPI (the ranks already fill the cores) and not where DLCLI_PRECOMPILE
+says "thread" (thread only) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
-process-wide BLAS setting while a kernel runs, kernels/blas.py). A kernel both want is compiled once: Numba
-compiles under one lock and looks for the signature again once it holds it. The copy is built from its own
-random stream, so the run's weights, dropout masks and shuffles are exactly those of a run without it. A
-step that fails (a layer that needs adapted statistics, text inputs) only compiles less: the run itself then
-meets the same code and reports whatever is wrong.
+process-wide BLAS setting while a kernel runs, kernels/blas.py); then, when the thread's step went through,
+everything the run's steps call is compiled and the child is stopped (it would only compete with the run for
+the cores). When the step failed (a text spec's vocabulary comes with its data) the child is left to finish
+its layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run:
+it exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and
+it ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
+to start or fails while compiling only compiles less: the run compiles the rest itself.
+
+The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
+exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
+only compiles less: the run itself then meets the same code and reports whatever is wrong.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from typing import Any
 
 import numpy as np
 
 from dlcli.graph import build_model
-from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
-from dlcli.tensor import Tensor
+from dlcli.train.zero_steps import layer_step, loss_step, training_step
+_STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
 
-_BATCH = 4  # rows of the warm-up batch: the kernels' signatures depend on dtypes and layouts, not sizes
+
+class Precompile:
+    """The thread (and the child process, when there is one) compiling a run's kernels ahead."""
+
+    def __init__(self, child: subprocess.Popen | None) -> None:
+        self.thread: threading.Thread | None = None
+        self.child = child
+        self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
+
+    def join(self) -> None:
+        """Wait for the thread; stop the child when the thread's step has compiled everything (module doc)."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.stepped:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the child: it exits when its stdin closes; killed if it has not after a moment."""
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            child.stdin.close()
+        except OSError:
+            pass
+        try:
+            child.wait(_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
-def start_precompile(spec: RunSpec) -> threading.Thread | None:
-    """Start compiling the spec's layer and optimizer kernels in a background thread when the kernel cache is
-    empty; returns the thread to join before training, or None."""
-    from dlcli.kernels.cache import holds_no_kernels
+def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
+    """Start compiling the spec's kernels ahead when the kernel cache is empty: a thread, and a child process
+    unless the run has several MPI `processes` or DLCLI_PRECOMPILE says otherwise; None when nothing started."""
+    from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
-    if not holds_no_kernels():
+    mode = os.environ.get("DLCLI_PRECOMPILE", "process")
+    if mode == "off" or not holds_no_kernels():
         return None
-    thread = threading.Thread(target=_step_quietly, args=(spec,), name="dlcli-precompile", daemon=True)
-    thread.start()
-    return thread
+    child = None
+    if mode == "process" and processes == 1 and share_compiles_between_processes():
+        child = _start_child(spec)
+    precompile = Precompile(child)
+    precompile.thread = threading.Thread(target=_step_quietly, args=(spec, precompile), name="dlcli-precompile",
+                                         daemon=True)
+    precompile.thread.start()
+    return precompile
 
 
-def _step_quietly(spec: RunSpec) -> None:
+def _start_child(spec: RunSpec) -> subprocess.Popen | None:
+    """`python -m dlcli.train.precompile_process`, the spec on its stdin; None if it cannot start."""
     try:
-        one_step_on_a_copy(spec)
+        child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+        child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
+        child.stdin.flush()  # the pipe stays open: the child exits when it closes
+    except OSError:
+        return None
+    return child
+
+
+def _step_quietly(spec: RunSpec, precompile: Precompile) -> None:
+    try:
+        precompile.stepped = compile_from_the_start(spec)
     except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (see the docstring)
         pass
 
 
-def one_step_on_a_copy(spec: RunSpec) -> None:
-    """One training step of a copy of the spec's model on zeros: forward, backward and an optimizer update."""
+def compile_from_the_start(spec: RunSpec) -> bool:
+    """The loss and metrics, then each layer's forward and backward from the first to the last (the child takes
+    them from the other end), then one whole training step: True when that step went through, compiling every
+    variant the run calls."""
     model = build_model(spec.model, np.random.default_rng(0), spec)
-    if any(spec_input.dtype == "string" for spec_input in model.inputs.values()):
-        return  # text_vectorization needs its adapted vocabulary, which comes with the data
-    inputs = {name: Tensor(np.zeros((_BATCH, *shape.shape), shape.dtype)) for name, shape in model.inputs.items()}
-    total = None
-    for out in model(inputs, training=True).values():
-        part = out.sum()
-        total = part if total is None else total + part
-    if total is None:
-        return
-    total.backward()
-    params = {name: t for name, t in model.trainable_parameters().items() if t.grad is not None}
-    create_optimizer(spec.train.optimizer.model_dump(), params).step()
+    for step in [lambda: loss_step(model), *(lambda node=node: layer_step(model, node) for node in model.nodes)]:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
+            continue
+    return training_step(model, spec)
+
+
+def spec_from_json(line: bytes) -> RunSpec:
+    """The RunSpec the parent wrote on the child's stdin."""
+    document: dict[str, Any] = json.loads(line)
+    return RunSpec.model_validate(document)
