@@ -73,6 +73,7 @@ def share_compiles_between_processes() -> bool:
                 time.sleep(0.005)
         found = load(self, sig, target_context) if waited else None
         if found is not None:
+            path.unlink(missing_ok=True)  # the claim of a process gone mid-compile would stay otherwise
             claim.close()
             return found
         _claims[path] = claim

@@ -63,10 +63,12 @@ def training_step(model: Model, spec: RunSpec) -> bool:
 
 
 def loss_step(model: Model) -> None:
-    """The loss and metrics, forward and backward, on zero predictions of the outputs' shapes."""
-    predictions = {name: Tensor(np.zeros((BATCH, *model.shapes[name]), np.float32), requires_grad=True)
-                   for name in model.outputs}
-    loss_and_metrics(model, predictions, BATCH).backward()
+    """The loss and metrics, forward and backward, on predictions of the outputs' shapes that are probabilities
+    (equal ones), so that no loss takes the log of 0."""
+    predictions = {name: Tensor(np.full((BATCH, *model.shapes[name]), 1 / model.shapes[name][-1], np.float32),
+                                requires_grad=True) for name in model.outputs}
+    with np.errstate(all="ignore"):
+        loss_and_metrics(model, predictions, BATCH).backward()
 
 
 def optimizer_step(model: Model, spec: RunSpec) -> None:
