@@ -62,17 +62,22 @@ class Precompile:
         if self.thread is not None:
             self.thread.join()
         if self.stepped:
-            self.stop()
+            self.stop(wait=False)
 
-    def stop(self) -> None:
-        """Stop the child: it exits when its stdin closes; killed if it has not after a moment."""
-        child, self.child = self.child, None
+    def stop(self, wait: bool = True) -> None:
+        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
+        exited after a moment; without, it is reaped by the next stop (the run's end), so the run goes on."""
+        child = self.child
         if child is None:
             return
-        try:
-            child.stdin.close()
-        except OSError:
-            pass
+        if child.stdin is not None and not child.stdin.closed:
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+        if not wait:
+            return
+        self.child = None
         try:
             child.wait(_STOP_WAIT)
         except subprocess.TimeoutExpired:
