@@ -3,28 +3,29 @@
 Numba compiles a kernel on its first call, and a fresh container or CI job has an empty cache, so the first
 training step waits for every kernel its layers, loss and optimizer call (benchmarks/compile_time.py lists
 them). Loading the data needs none of them and mostly runs outside the GIL (file reads, decompression, NumPy),
-so a thread runs one step on a copy of the model meanwhile: its forward on a small batch of zeros, the spec's
-loss and metrics on zero targets, the backward and the optimizer's update of the copy's weights, which
-compiles the same kernels for the same dtypes and layouts. Only for an empty cache: with a warm one there is
-nothing to gain and a copy of the model to pay for.
+so a thread compiles meanwhile on a copy of the model (train/zero_steps.py): the spec's loss and metrics on
+zero targets, each layer's forward and backward on zeros from the first layer to the last, then one whole
+training step on a batch of zeros, which compiles the same kernels for the same dtypes and layouts as the run
+(the variants its masks and dtypes pick too). Only for an empty cache: with a warm one there is nothing to gain
+and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-With it, a child process (train/precompile_process.py) compiles from the other end meanwhile: the optimizer,
-the loss and metrics, then each layer from the last to the first, forward and backward on zeros of its input,
-into the same cache. Numba reads a kernel's cache index when it first meets a signature, so whichever process
-comes second to a kernel loads it instead of compiling it; the two meet in the middle. Cache files are written
-to a temporary name and renamed (a reader never sees half a file), and kernels/cache.py makes the two
-processes' index updates take turns. Loading from the cache gives the very machine code compiling gives, so
-the run's results are unchanged. Not under MPI (the ranks already fill the cores) and not where DLCLI_PRECOMPILE
-says "thread" (thread only) or "off" (neither).
+When the thread is still compiling after CHILD_AFTER seconds, a child process (train/precompile_process.py)
+takes the layers from the last back to the first, then the optimizer and the loss, into the same cache. Numba
+reads a kernel's cache index when it first meets a signature, so whichever process comes second to a kernel
+loads it; kernels/cache.py makes a process that misses a signature the other is compiling wait for it and
+load it rather than compile it twice, and makes their index updates take turns (files are written whole and
+renamed, so a reader never sees half a file). The two meet in the middle of the model. Loading from the cache
+gives the very machine code compiling gives, so the run's results are unchanged. Not under MPI (the ranks
+already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
-process-wide BLAS setting while a kernel runs, kernels/blas.py); then, when the thread's step went through,
-everything the run's steps call is compiled and the child is stopped (it would only compete with the run for
-the cores). When the step failed (a text spec's vocabulary comes with its data) the child is left to finish
-its layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run:
-it exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and
-it ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
+process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
+everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
+for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
+layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
+exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
+ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
 to start or fails while compiling only compiles less: the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
@@ -47,27 +48,43 @@ from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
 from dlcli.train.zero_steps import layer_step, loss_step, training_step
 _STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
+# seconds of the thread's compiling before a child starts: a model whose kernels compile in less (an MLP's) is
+# done before a child would have imported dlcli (about 0.6 s of the other core)
+CHILD_AFTER = 0.25
 
 
 class Precompile:
-    """The thread (and the child process, when there is one) compiling a run's kernels ahead."""
+    """The thread (and the child process, once started) compiling a run's kernels ahead."""
 
-    def __init__(self, child: subprocess.Popen | None) -> None:
-        self.thread: threading.Thread | None = None
-        self.child = child
+    def __init__(self, spec: RunSpec, with_child: bool) -> None:
+        self.spec = spec
+        self.thread = threading.Thread(target=self._compile, name="dlcli-precompile", daemon=True)
+        self.child: subprocess.Popen | None = None
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
+        self._lock = threading.Lock()  # the child is started and stopped under it
+        self._stopped = False
+        self._timer = threading.Timer(CHILD_AFTER, self._start_child_if_busy) if with_child else None
+
+    def start(self) -> None:
+        self.thread.start()
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
 
     def join(self) -> None:
         """Wait for the thread; stop the child when the thread's step has compiled everything (module doc)."""
-        if self.thread is not None:
-            self.thread.join()
+        self.thread.join()
         if self.stepped:
             self.stop(wait=False)
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
-        exited after a moment; without, it is reaped by the next stop (the run's end), so the run goes on."""
-        child = self.child
+        """Stop the child (or its start): it exits when its stdin closes. With `wait`, reap it, killing it if it
+        has not exited after a moment; without, it is reaped by the next stop (the run's end)."""
+        with self._lock:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+            child = self.child
         if child is None:
             return
         if child.stdin is not None and not child.stdin.closed:
@@ -75,14 +92,24 @@ class Precompile:
                 child.stdin.close()
             except OSError:
                 pass
-        if not wait:
-            return
-        self.child = None
+        if wait:
+            self.child = None
+            try:
+                child.wait(_STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def _compile(self) -> None:
         try:
-            child.wait(_STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            self.stepped = compile_from_the_start(self.spec)
+        except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
+            pass
+
+    def _start_child_if_busy(self) -> None:
+        with self._lock:
+            if not self._stopped and self.thread.is_alive():
+                self.child = _start_child(self.spec)
 
 
 def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
@@ -93,13 +120,8 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off" or not holds_no_kernels():
         return None
-    child = None
-    if mode == "process" and processes == 1 and share_compiles_between_processes():
-        child = _start_child(spec)
-    precompile = Precompile(child)
-    precompile.thread = threading.Thread(target=_step_quietly, args=(spec, precompile), name="dlcli-precompile",
-                                         daemon=True)
-    precompile.thread.start()
+    precompile = Precompile(spec, mode == "process" and processes == 1 and share_compiles_between_processes())
+    precompile.start()
     return precompile
 
 
@@ -113,13 +135,6 @@ def _start_child(spec: RunSpec) -> subprocess.Popen | None:
     except OSError:
         return None
     return child
-
-
-def _step_quietly(spec: RunSpec, precompile: Precompile) -> None:
-    try:
-        precompile.stepped = compile_from_the_start(spec)
-    except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (see the docstring)
-        pass
 
 
 def compile_from_the_start(spec: RunSpec) -> bool:
