@@ -50,7 +50,7 @@ from dlcli.train.zero_steps import layer_step, loss_step, training_step
 _STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
 # seconds of the thread's compiling before a child starts: a model whose kernels compile in less (an MLP's) is
 # done before a child would have imported dlcli (about 0.6 s of the other core)
-CHILD_AFTER = 0.25
+CHILD_AFTER = 0.5
 
 
 class Precompile:
