@@ -164,3 +164,33 @@ child = _start_child(spec)
 print(child.pid, flush=True)
 time.sleep(600)
 """
+
+
+# start_precompile on an empty cache for a GRU model (its loops compile for a second or more): as one process, and
+# as one rank of two (MPI)
+STARTS = """
+import json, sys
+from pathlib import Path
+from dlcli.spec.load import validate_spec
+from dlcli.train.precompile import start_precompile
+
+spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                      "layers": [{"type": "gru", "units": 4}, {"type": "dense", "units": 2, "activation": "softmax"}]},
+                      "train": {"loss": "sparse_categorical_crossentropy"}}, Path("s.toml"))
+compiling = start_precompile(spec, processes=int(sys.argv[1]))
+compiling.join()
+started = compiling.child is not None
+compiling.stop()
+print(json.dumps({"thread": compiling.stepped, "child": started}))
+"""
+
+
+def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> None:
+    started = {}
+    for processes in (1, 2):
+        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO,
+                             env=_env(tmp_path / f"numba-{processes}"), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        started[processes] = json.loads(out.stdout.splitlines()[-1])
+    assert started[1] == {"thread": True, "child": True}  # compiling took longer than CHILD_AFTER
+    assert started[2] == {"thread": True, "child": False}  # the ranks fill the cores already
