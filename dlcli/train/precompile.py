@@ -10,14 +10,14 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-When the thread is still compiling after CHILD_AFTER seconds, a child process (train/precompile_process.py)
-takes the layers from the last back to the first, then the optimizer and the loss, into the same cache. Numba
-reads a kernel's cache index when it first meets a signature, so whichever process comes second to a kernel
-loads it; kernels/cache.py makes a process that misses a signature the other is compiling wait for it and
-load it rather than compile it twice, and makes their index updates take turns (files are written whole and
-renamed, so a reader never sees half a file). The two meet in the middle of the model. Loading from the cache
-gives the very machine code compiling gives, so the run's results are unchanged. Not under MPI (the ranks
-already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the thread alone) or "off" (neither).
+So a child process (train/precompile_process.py) meanwhile takes the layers from the last back to the first,
+then the optimizer and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a
+signature, so whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses
+a signature the other is compiling wait for it and load it rather than compile it twice, and makes their index
+updates take turns (files are written whole and renamed, so a reader never sees half a file). The two meet in
+the middle of the model. Loading from the cache gives the very machine code compiling gives, so the run's
+results are unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says
+"thread" (the thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
@@ -26,7 +26,10 @@ for the cores). When that step failed (a text spec's vocabulary comes with its d
 layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
 exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
 ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
-to start or fails while compiling only compiles less: the run compiles the rest itself.
+to start or fails while compiling only compiles less: the run compiles the rest itself. The child costs a
+small model (an MLP, whose kernels compile in a few tenths of a second) about 0.6 s of the other core, mostly
+importing dlcli; starting it only once the thread had compiled for 0.5 s cost the CTC spec's first run about
+0.5 s and spared an MLP's nothing measurable on the shared machine.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -48,28 +51,17 @@ from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
 from dlcli.train.zero_steps import layer_step, loss_step, training_step
 _STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
-# seconds of the thread's compiling before a child starts: a model whose kernels compile in less (an MLP's) is
-# done before a child would have imported dlcli (about 0.6 s of the other core)
-CHILD_AFTER = 0.5
 
 
 class Precompile:
-    """The thread (and the child process, once started) compiling a run's kernels ahead."""
+    """The thread and the child process (when there is one) compiling a run's kernels ahead."""
 
     def __init__(self, spec: RunSpec, with_child: bool) -> None:
         self.spec = spec
         self.thread = threading.Thread(target=self._compile, name="dlcli-precompile", daemon=True)
-        self.child: subprocess.Popen | None = None
+        self.child = _start_child(spec) if with_child else None
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
-        self._lock = threading.Lock()  # the child is started and stopped under it
-        self._stopped = False
-        self._timer = threading.Timer(CHILD_AFTER, self._start_child_if_busy) if with_child else None
-
-    def start(self) -> None:
         self.thread.start()
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
 
     def join(self) -> None:
         """Wait for the thread; stop the child when the thread's step has compiled everything (module doc)."""
@@ -78,13 +70,9 @@ class Precompile:
             self.stop(wait=False)
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the child (or its start): it exits when its stdin closes. With `wait`, reap it, killing it if it
-        has not exited after a moment; without, it is reaped by the next stop (the run's end)."""
-        with self._lock:
-            self._stopped = True
-            if self._timer is not None:
-                self._timer.cancel()
-            child = self.child
+        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
+        exited after a moment; without, it is reaped by the next stop (the run's end)."""
+        child = self.child
         if child is None:
             return
         if child.stdin is not None and not child.stdin.closed:
@@ -106,11 +94,6 @@ class Precompile:
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
 
-    def _start_child_if_busy(self) -> None:
-        with self._lock:
-            if not self._stopped and self.thread.is_alive():
-                self.child = _start_child(self.spec)
-
 
 def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     """Start compiling the spec's kernels ahead when the kernel cache is empty: a thread, and a child process
@@ -120,9 +103,7 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off" or not holds_no_kernels():
         return None
-    precompile = Precompile(spec, mode == "process" and processes == 1 and share_compiles_between_processes())
-    precompile.start()
-    return precompile
+    return Precompile(spec, mode == "process" and processes == 1 and share_compiles_between_processes())
 
 
 def _start_child(spec: RunSpec) -> subprocess.Popen | None:
