@@ -3,9 +3,10 @@
 `python -m dlcli.train.precompile_process` reads the run's spec (JSON, one line) on stdin and compiles, into the
 shared NUMBA_CACHE_DIR, each layer from the last back to the first, forward (training) and backward on zeros
 of its input (train/zero_steps.py), then the optimizer's update and the loss and metrics. The run's thread
-takes the loss first and then the layers from the first on, so the two meet in the middle (train/precompile.py says why that is safe and what it gains). The child never touches the run's files or
-random streams, prints nothing, and exits when done or as soon as its stdin closes: the parent holds that pipe,
-so the child goes when the parent stops it or dies, however it dies.
+takes the loss first and then the layers from the first on, so the two meet in the middle (train/precompile.py
+says why that is safe and what it gains). The child never touches the run's files or random streams, prints
+nothing, and exits when done or as soon as its stdin closes: the parent holds that pipe, so the child goes when
+the parent stops it or dies, however it dies.
 """
 
 from __future__ import annotations

@@ -90,8 +90,9 @@ train = "{write_blobs(tmp_path / 'blobs.npz')}"
 validation_split = 0.25
 [model]
 input = {{ shape = [2] }}
-layers = [{{ type = "reshape", target_shape = [2, 1] }}, {{ type = "gru", units = 4 }}, {{ type = "dropout", rate = 0.2 }},
-          {{ type = "dense", units = 3, activation = "softmax" }}]  # a GRU: seconds to compile, shared by the two
+# a GRU: seconds of compiling, for the thread and the child to share
+layers = [{{ type = "reshape", target_shape = [2, 1] }}, {{ type = "gru", units = 4 }},
+          {{ type = "dropout", rate = 0.2 }}, {{ type = "dense", units = 3, activation = "softmax" }}]
 [train]
 loss = "sparse_categorical_crossentropy"
 optimizer = {{ type = "adam", learning_rate = 0.01 }}
