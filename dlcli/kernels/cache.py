@@ -27,7 +27,11 @@ def holds_no_kernels() -> bool:
 
 
 
-def share_compiles_between_processes() -> bool:
+class ClaimedElsewhereError(Exception):
+    """Another process is compiling this kernel signature (raised instead of waiting, see below)."""
+
+
+def share_compiles_between_processes(wait: bool = True) -> bool:
     """Let processes that fill one cache at once (train/precompile.py's run and its child) compile each kernel
     signature once between them; False where flock does not exist, and nothing changes.
 
@@ -37,8 +41,10 @@ def share_compiles_between_processes() -> bool:
     kernel at once can pick the same free data file name, so that the index of one points at the other's machine
     code. And a signature is claimed: a process that misses it in the cache holds a claim while it compiles, and
     another that misses it too waits for the claim (at most _CLAIM_WAIT s) and then loads what the first saved,
-    instead of compiling it a second time. Claims are taken callers first, as Numba compiles a kernel's callees
-    inside its own compile, and the calls between kernels form no cycle, so no two processes wait for each other.
+    instead of compiling it a second time; without `wait`, the call that wanted it raises ClaimedElsewhereError
+    instead (for a process with other work to do meanwhile). Claims are taken callers first, as Numba compiles a
+    kernel's callees inside its own compile, and the calls between kernels form no cycle, so no two processes wait
+    for each other.
     """
     try:
         import fcntl
@@ -66,6 +72,9 @@ def share_compiles_between_processes() -> bool:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # the other process compiles it: wait for it
+                if not wait:
+                    claim.close()
+                    raise ClaimedElsewhereError(path.name) from None
                 if time.monotonic() > deadline:
                     claim.close()
                     return None  # compile it here after all

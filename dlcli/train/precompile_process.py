@@ -4,7 +4,8 @@
 shared NUMBA_CACHE_DIR, each layer from the last back to the first, forward (training) and backward on zeros
 of its input (train/zero_steps.py), then the optimizer's update and the loss and metrics. The run's thread
 takes the loss first and then the layers from the first on, so the two meet in the middle (train/precompile.py
-says why that is safe and what it gains). The child never touches the run's files or random streams, prints
+says why that is safe and what it gains): a layer whose kernel the thread is compiling is left to the thread,
+and the child goes on to the next. The child never touches the run's files or random streams, prints
 nothing, and exits when done or as soon as its stdin closes: the parent holds that pipe, so the child goes when
 the parent stops it or dies, however it dies.
 """
@@ -48,7 +49,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent handles it
     spec = spec_from_json(sys.stdin.buffer.readline())
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
-    share_compiles_between_processes()
+    # a kernel the run's thread is compiling: go on to the next layer rather than wait for it
+    share_compiles_between_processes(wait=False)
+    os.nice(5)  # on a busy machine the run's own compiling comes first; on an idle core this changes nothing
     try:
         with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers
             compile_from_the_end(spec)
