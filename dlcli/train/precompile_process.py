@@ -51,7 +51,6 @@ def main() -> None:
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     # a kernel the run's thread is compiling: go on to the next layer rather than wait for it
     share_compiles_between_processes(wait=False)
-    os.nice(5)  # on a busy machine the run's own compiling comes first; on an idle core this changes nothing
     try:
         with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers
             compile_from_the_end(spec)
