@@ -66,7 +66,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
             claim = open(path, "a")
         except OSError:
             return None  # a folder it cannot write: Numba will not save there either
-        deadline, waited = time.monotonic() + _CLAIM_WAIT, False
+        deadline = time.monotonic() + _CLAIM_WAIT
         while True:
             try:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,9 +78,9 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
                 if time.monotonic() > deadline:
                     claim.close()
                     return None  # compile it here after all
-                waited = True
                 time.sleep(0.005)
-        found = load(self, sig, target_context) if waited else None
+        # looked up again even without waiting: the other may have saved and released it since the first look
+        found = load(self, sig, target_context)
         if found is not None:
             path.unlink(missing_ok=True)  # the claim of a process gone mid-compile would stay otherwise
             claim.close()
