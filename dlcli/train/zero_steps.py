@@ -86,7 +86,9 @@ def layer_step(model: Model, node: Node) -> bool:
     inputs = []
     for name in node.inputs:
         dtype = _value_dtype(model, name)
-        value = Tensor(np.zeros((BATCH, *model.shapes[name]), dtype), requires_grad=dtype == np.float32)
+        # as in the run: a backward that needs no gradient of an input compiles another variant
+        value = Tensor(np.zeros((BATCH, *model.shapes[name]), dtype),
+                       requires_grad=dtype == np.float32 and name.split(".")[0] in _with_gradients(model))
         if name in masked:
             value.mask = np.ones((BATCH, model.shapes[name][0]), bool)
         inputs.append(value)
@@ -122,3 +124,13 @@ def _masked_values(model: Model) -> set[str]:
                 (node.layer.keeps_mask and any(name in masked for name in node.inputs)):
             masked.add(node.name)
     return masked
+
+
+def _with_gradients(model: Model) -> set[str]:
+    """The nodes whose outputs need a gradient in the run: those after a layer with trainable weights (a model
+    input and what only rescales it need none)."""
+    needing: set[str] = set()
+    for node in model.nodes:
+        if node.layer.trainable_weights() or any(name.split(".")[0] in needing for name in node.inputs):
+            needing.add(node.name)
+    return needing
