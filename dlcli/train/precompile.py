@@ -10,14 +10,15 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So a child process (train/precompile_process.py) meanwhile takes the layers from the last back to the first,
-then the optimizer and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a
-signature, so whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses
-a signature the other is compiling wait for it and load it rather than compile it twice, and makes their index
-updates take turns (files are written whole and renamed, so a reader never sees half a file). The two meet in
-the middle of the model. Loading from the cache gives the very machine code compiling gives, so the run's
-results are unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says
-"thread" (the thread alone) or "off" (neither).
+So for a run that compiles for seconds (_compiles_long: recurrent layers, the ctc loss) a child process
+(train/precompile_process.py) meanwhile takes the layers from the last back to the first, then the optimizer
+and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a signature, so
+whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a signature
+the other is compiling wait for it and load it rather than compile it twice, and makes their index updates take
+turns (files are written whole and renamed, so a reader never sees half a file). The two meet in the middle of
+the model. Loading from the cache gives the very machine code compiling gives, so the run's results are
+unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the
+thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
@@ -26,10 +27,7 @@ for the cores). When that step failed (a text spec's vocabulary comes with its d
 layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
 exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
 ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
-to start or fails while compiling only compiles less: the run compiles the rest itself. The child costs a
-small model (an MLP, whose kernels compile in a few tenths of a second) about 0.6 s of the other core, mostly
-importing dlcli; starting it only once the thread had compiled for 0.5 s cost the CTC spec's first run about
-0.5 s and spared an MLP's nothing measurable on the shared machine.
+to start or fails while compiling only compiles less: the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -103,7 +101,26 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off" or not holds_no_kernels():
         return None
-    return Precompile(spec, mode == "process" and processes == 1 and share_compiles_between_processes())
+    with_child = mode == "process" and processes == 1 and _compiles_long(spec)
+    return Precompile(spec, with_child and share_compiles_between_processes())
+
+
+# layers whose time loops take a second or more each to compile (benchmarks/compile_time.py), and the ctc loss
+_LONG_COMPILES = {"gru", "lstm", "simple_rnn", "ctc"}
+
+
+def _compiles_long(spec: RunSpec) -> bool:
+    """Whether the run compiles for long enough that a child pays: it has a recurrent layer or the ctc loss.
+    A child costs about 0.6 s of CPU importing dlcli, and each process loads what the other compiled; for the
+    convnet spec (about 1.2 s of compiling) that made the first run slower (1.2 -> 1.7 s), where the CTC spec's
+    gained (7.4 -> 4.1 s: its GRU compiles in the child while the run compiles the loss and convolutions)."""
+    model = spec.model
+    layers = list(model.layers or []) + list((model.nodes or {}).values())
+    wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
+    losses = [spec.train.loss] + [output.loss for output in (model.outputs or {}).values()]
+    names = {getattr(item, "type", None) for item in [*layers, *wrapped, *losses] if item is not None}
+    names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
+    return bool(names & _LONG_COMPILES)
 
 
 def _start_child(spec: RunSpec) -> subprocess.Popen | None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 from tests.train.test_fit import weights_digest, write_blobs
@@ -153,6 +154,7 @@ def test_the_child_exits_when_the_run_dies(tmp_path: Path) -> None:
 # starts a child on a recurrent model (seconds of compiling) as a run does, prints its pid, and waits to be killed
 RUN_THAT_STARTS_A_CHILD = """
 import time
+from typing import Any
 from pathlib import Path
 from dlcli.spec.load import validate_spec
 from dlcli.train.precompile import _start_child
@@ -195,3 +197,18 @@ def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> Non
         started[processes] = json.loads(out.stdout.splitlines()[-1])
     assert started[1] == {"thread": True, "child": True}
     assert started[2] == {"thread": True, "child": False}  # the ranks fill the cores already
+
+
+def test_a_child_is_started_for_recurrent_layers_and_the_ctc_loss_only() -> None:
+    from dlcli.spec.load import validate_spec
+    from dlcli.train.precompile import _compiles_long
+
+    def spec(layers: list[dict], loss: str = "sparse_categorical_crossentropy") -> Any:
+        return validate_spec({"name": "m", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                              "layers": layers}, "train": {"loss": loss}}, Path("s.toml"))
+
+    dense = {"type": "dense", "units": 4, "activation": "softmax"}
+    assert not _compiles_long(spec([dense]))  # a few tenths of a second: less than a child's start
+    assert _compiles_long(spec([{"type": "bidirectional", "layer": {"type": "lstm", "units": 2,
+                                                                    "return_sequences": True}}, dense]))
+    assert _compiles_long(spec([dense], "ctc"))
