@@ -10,7 +10,7 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So for a run that compiles for seconds (_compiles_long: recurrent layers, the ctc loss) a child process
+So for a run that compiles for seconds in two families (_compiles_long: recurrent layers, ctc) a child process
 (train/precompile_process.py) meanwhile takes the layers from the last back to the first, then the optimizer
 and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a signature, so
 whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a signature
@@ -110,17 +110,19 @@ _LONG_COMPILES = {"gru", "lstm", "simple_rnn", "ctc"}
 
 
 def _compiles_long(spec: RunSpec) -> bool:
-    """Whether the run compiles for long enough that a child pays: it has a recurrent layer or the ctc loss.
-    A child costs about 0.6 s of CPU importing dlcli, and each process loads what the other compiled; for the
-    convnet spec (about 1.2 s of compiling) that made the first run slower (1.2 -> 1.7 s), where the CTC spec's
-    gained (7.4 -> 4.1 s: its GRU compiles in the child while the run compiles the loss and convolutions)."""
+    """Whether a child pays: the run has two of the families whose kernels take seconds to compile (recurrent
+    layers, the ctc loss), which the two processes can then compile side by side. A child costs about 0.6 s of
+    CPU importing dlcli, and each process loads what the other compiled: the convnet spec's first run (1.2 s of
+    compiling) took 1.7 s with one, seq2seq_reverse's (two LSTMs sharing their kernels) 6.3-7.1 s against
+    5.4-6.1 s (cold runs alternating in one locked run), where the CTC spec's went from 7.4 to 4.1 s (its GRU
+    compiles in the child while the run compiles the CTC loss and the convolutions)."""
     model = spec.model
     layers = list(model.layers or []) + list((model.nodes or {}).values())
     wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
     losses = [spec.train.loss] + [output.loss for output in (model.outputs or {}).values()]
     names = {getattr(item, "type", None) for item in [*layers, *wrapped, *losses] if item is not None}
     names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
-    return bool(names & _LONG_COMPILES)
+    return len(names & _LONG_COMPILES) >= 2
 
 
 def _start_child(spec: RunSpec) -> subprocess.Popen | None:
