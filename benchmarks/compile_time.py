@@ -14,7 +14,10 @@ has one row each, and "sigs" counts them in the summary line.
 
 SPEC is a shipped spec's name (specs/NAME.toml) or a path; the default is mnist_sequences_ctc. Datasets come from
 the usual data cache (DLCLI_CACHE), so a spec whose dataset is not built yet also times the build's kernels.
---repo runs the dlcli of another checkout, so before and after are measured by the same script.
+--repo runs the dlcli of another checkout, so before and after are measured by the same script. The run's
+child process that compiles ahead on the second core (train/precompile.py) is turned off (DLCLI_PRECOMPILE=thread),
+so that every kernel compiles in the process listened to: the total is what compiling costs, not what it delays
+the run (benchmarks/cold_start.py measures that).
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def measure(spec: Path, args: argparse.Namespace, workdir: Path, graph_data: Pat
     train_args = [str(spec), "--quiet", "--run-dir", str(workdir / f"run-{spec.stem}"),
                   *spec_overrides(spec, graph_data, args.steps)]
     env = {**os.environ, "PYTHONPATH": f"{args.repo.resolve()}{os.pathsep}{Path(__file__).parent}",
-           "NUMBA_CACHE_DIR": str(cache),
+           "NUMBA_CACHE_DIR": str(cache), "DLCLI_PRECOMPILE": "thread",  # every compile in the one process listened to
            **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}}
     proc = subprocess.run([sys.executable, __file__, "--child", str(out), json.dumps(train_args)], env=env,
                           cwd=workdir, capture_output=True, text=True)

@@ -4,7 +4,8 @@ Keras' masked softmax sets masked scores to -1e9, takes the softmax and zeroes t
 row with no valid key gives all zeros, not a uniform row. Here a masked score becomes LOW (the float32
 minimum), whose exponential after the shift is exactly 0 as Keras' is, and a row whose sum is 0 (no valid
 key) stays all zeros. The mask is (1 or batch, queries, keys), shared by every head; rows are independent,
-so the loops run in parallel over (batch, head) pairs. The exponentials are NumPy's, between the two
+so the loops run over (batch, head) pairs in parts on threads (kernels/parts.py: a prange loop here cost
+about 1 s more to compile on an empty cache, for the same run time). The exponentials are NumPy's, between the two
 kernels: its SIMD exp was 10x faster than Numba's scalar one, and the three passes (shift, exp, normalize)
 took 8 ms where one Numba pass took 31 ms ((32, 2, 200, 200) float32, one thread). The row maxima and sums
 may be reassociated (fastmath "reassoc" only), which lets LLVM vectorize them.
@@ -20,24 +21,39 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dlcli.kernels.parts import in_parts
+
 LOW = -3.4028234e38  # the float32 minimum (finite: fastmath may not assume infinities away, so none is needed)
 _SUMS = {"reassoc"}
+_PART_ENTRIES = 16384  # scores a thread's part holds at least: fewer are quicker on the calling thread alone
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
+def _pairs_per_part(queries: int, keys: int) -> int:
+    return max(1, _PART_ENTRIES // max(queries * keys, 1))
+
+
 def shift_scores(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants: np.ndarray, blocks: np.ndarray,
                  out: np.ndarray) -> None:
     """In each example's block: out = scores * scale - (the row's maximum of that over its valid keys) where the
-    mask holds, LOW where it does not; 0 outside the block.
+    mask holds, LOW where it does not; 0 outside the block; (batch, head) pairs in parts, one per thread.
 
     constants is [scale, LOW] in the scores' dtype: a float64 constant would turn the float32 loops into
     float64 ones (1.7x slower measured). blocks is (batch, 4): first query, end query, first key, end key.
     """
     batch, heads, queries, keys = scores.shape
+    in_parts(_shift_score_pairs, batch * heads, scores, mask, has_mask, constants, blocks, out,
+             min_rows=_pairs_per_part(queries, keys))
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+def _shift_score_pairs(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants: np.ndarray,
+                       blocks: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    """shift_scores of the (batch, head) pairs [lo, hi)."""
+    heads, queries, keys = scores.shape[1:]
     shared = mask.shape[0] == 1
     scale, floor = constants[0], constants[1]
     zero = scale * 0
-    for pair in numba.prange(batch * heads):
+    for pair in range(lo, hi):
         b, h = pair // heads, pair % heads
         m = 0 if shared else b
         q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
@@ -59,11 +75,17 @@ def shift_scores(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants
                     out[b, h, t, s] = floor
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
 def normalize_rows(exponentials: np.ndarray, blocks: np.ndarray) -> None:
     """Each block row divided by its sum, in place; a row summing to 0 (no valid key) stays zeros."""
     batch, heads, queries, keys = exponentials.shape
-    for pair in numba.prange(batch * heads):
+    in_parts(_normalize_pairs, batch * heads, exponentials, blocks, min_rows=_pairs_per_part(queries, keys))
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+def _normalize_pairs(exponentials: np.ndarray, blocks: np.ndarray, lo: int, hi: int) -> None:
+    """normalize_rows of the (batch, head) pairs [lo, hi)."""
+    heads = exponentials.shape[1]
+    for pair in range(lo, hi):
         b, h = pair // heads, pair % heads
         q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
         for t in range(q0, q1):
@@ -76,14 +98,22 @@ def normalize_rows(exponentials: np.ndarray, blocks: np.ndarray) -> None:
                     exponentials[b, h, t, s] *= inverse
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_SUMS)
 def softmax_block_backward(probabilities: np.ndarray, d_probabilities: np.ndarray, scale: np.ndarray,
                            blocks: np.ndarray, d_scores: np.ndarray) -> None:
     """In each block: d_scores = scale * p * (d_p - sum(d_p * p)) per row (the gradient of the unscaled scores);
     masked entries have p = 0, so they get none. Outside the blocks d_scores is not written."""
     batch, heads, queries, keys = probabilities.shape
+    in_parts(_softmax_backward_pairs, batch * heads, probabilities, d_probabilities, scale, blocks, d_scores,
+             min_rows=_pairs_per_part(queries, keys))
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+def _softmax_backward_pairs(probabilities: np.ndarray, d_probabilities: np.ndarray, scale: np.ndarray,
+                            blocks: np.ndarray, d_scores: np.ndarray, lo: int, hi: int) -> None:
+    """softmax_block_backward of the (batch, head) pairs [lo, hi)."""
+    heads = probabilities.shape[1]
     factor = scale[0]
-    for pair in numba.prange(batch * heads):
+    for pair in range(lo, hi):
         b, h = pair // heads, pair % heads
         q0, q1, k0, k1 = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
         for t in range(q0, q1):

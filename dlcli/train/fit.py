@@ -82,6 +82,7 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
         raise SpecError(f"train.batch_size: {spec.train.batch_size} does not split evenly over {world.size} ranks; "
                         f"use a multiple of {world.size} (the batch size is the global batch, shared by the ranks)")
     directory = run_dir if isinstance(run_dir, RunDirectory) else _claim(Path(run_dir), resume is not None, world)
+    run: _Run | None = None
     try:
         run = _Run(spec, directory, callbacks, world, initialize=resume is None, strict=strict)
         if resume is not None:
@@ -106,6 +107,8 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
             run.stopped(err)
             raise
     finally:
+        if run is not None:
+            run.stop_precompile()
         directory.close()
     run.handle.call(run.observers, "on_train_end", summary)  # summary.json is written and the lock released
     return summary
@@ -128,12 +131,16 @@ class _Run:
         self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
-        compiling = start_precompile(spec)  # an empty kernel cache: compile while the data loads
+        # an empty kernel cache: compile while the data loads, in a thread and a child process
+        self.compiling = start_precompile(spec, world.size)
         try:
             self.splits = load_splits(spec, self.model, self.streams.split)
+        except BaseException:
+            self.stop_precompile()
+            raise
         finally:  # no op of the thread's may overlap the run's (train/precompile.py)
-            if compiling is not None:
-                compiling.join()
+            if self.compiling is not None:
+                self.compiling.join()
         adapt_preprocessing(self.model, self.splits.train)
         # every rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
         self.init_report = initialize_from(self.model, spec.model.init_from, strict) \
@@ -170,6 +177,11 @@ class _Run:
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
         self.averaged = False  # whether the weights became the optimizer's averages (see finalize_weights)
+
+    def stop_precompile(self) -> None:
+        """Stop the child process compiling ahead, if it still runs (train/precompile.py)."""
+        if self.compiling is not None:
+            self.compiling.stop()
 
     def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:
         """Continue from a run checkpoint (its epoch end, or the middle of an epoch).

@@ -1,65 +1,161 @@
-"""Compile a run's kernels in a background thread while its data loads, on a fresh machine.
+"""Compile a run's kernels ahead while its data loads, on a fresh machine, on both cores.
 
 Numba compiles a kernel on its first call, and a fresh container or CI job has an empty cache, so the first
-training step waits for every kernel its layers and optimizer call (benchmarks/compile_time.py lists them).
-Loading the data needs none of them and mostly runs outside the GIL (file reads, decompression, NumPy), so
-a thread runs one step on a copy of the model meanwhile: its forward and backward on a small batch of zeros,
-and the optimizer's update of the copy's weights, which compiles the same kernels for the same dtypes and
-layouts. Only for an empty cache: with a warm one there is nothing to gain and a copy of the model to pay for.
+training step waits for every kernel its layers, loss and optimizer call (benchmarks/compile_time.py lists
+them). Loading the data needs none of them and mostly runs outside the GIL (file reads, decompression, NumPy),
+so a thread compiles meanwhile on a copy of the model (train/zero_steps.py): the spec's loss and metrics on
+zero targets, each layer's forward and backward on zeros from the first layer to the last, then one whole
+training step on a batch of zeros, which compiles the same kernels for the same dtypes and layouts as the run
+(the variants its masks and dtypes pick too). Only for an empty cache: with a warm one there is nothing to gain
+and a copy of the model to pay for.
+
+Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
+So for a run that compiles for seconds in two families (_compiles_long: recurrent layers, ctc) a child process
+(train/precompile_process.py) meanwhile takes the layers from the last back to the first, then the optimizer
+and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a signature, so
+whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a signature
+the other is compiling wait for it and load it rather than compile it twice, and makes their index updates take
+turns (files are written whole and renamed, so a reader never sees half a file). The two meet in the middle of
+the model. Loading from the cache gives the very machine code compiling gives, so the run's results are
+unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the
+thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
-process-wide BLAS setting while a kernel runs, kernels/blas.py). A kernel both want is compiled once: Numba
-compiles under one lock and looks for the signature again once it holds it. The copy is built from its own
-random stream, so the run's weights, dropout masks and shuffles are exactly those of a run without it. A
-step that fails (a layer that needs adapted statistics, text inputs) only compiles less: the run itself then
-meets the same code and reports whatever is wrong.
+process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
+everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
+for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
+layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
+exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
+ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
+to start or fails while compiling only compiles less: the run compiles the rest itself.
+
+The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
+exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
+only compiles less: the run itself then meets the same code and reports whatever is wrong.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from typing import Any
 
 import numpy as np
 
 from dlcli.graph import build_model
-from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
-from dlcli.tensor import Tensor
+from dlcli.train.zero_steps import layer_step, loss_step, training_step
+_STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
 
-_BATCH = 4  # rows of the warm-up batch: the kernels' signatures depend on dtypes and layouts, not sizes
+
+class Precompile:
+    """The thread and the child process (when there is one) compiling a run's kernels ahead."""
+
+    def __init__(self, spec: RunSpec, with_child: bool) -> None:
+        self.spec = spec
+        self.thread = threading.Thread(target=self._compile, name="dlcli-precompile", daemon=True)
+        self.child = _start_child(spec) if with_child else None
+        self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
+        self.thread.start()
+
+    def join(self) -> None:
+        """Wait for the thread; stop the child when the thread's step has compiled everything (module doc)."""
+        self.thread.join()
+        if self.stepped:
+            self.stop(wait=False)
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
+        exited after a moment; without, it is reaped by the next stop (the run's end)."""
+        child = self.child
+        if child is None:
+            return
+        if child.stdin is not None and not child.stdin.closed:
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+        if wait:
+            self.child = None
+            try:
+                child.wait(_STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def _compile(self) -> None:
+        try:
+            self.stepped = compile_from_the_start(self.spec)
+        except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
+            pass
 
 
-def start_precompile(spec: RunSpec) -> threading.Thread | None:
-    """Start compiling the spec's layer and optimizer kernels in a background thread when the kernel cache is
-    empty; returns the thread to join before training, or None."""
-    from dlcli.kernels.cache import holds_no_kernels
+def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
+    """Start compiling the spec's kernels ahead when the kernel cache is empty: a thread, and a child process
+    unless the run has several MPI `processes` or DLCLI_PRECOMPILE says otherwise; None when nothing started."""
+    from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
-    if not holds_no_kernels():
+    mode = os.environ.get("DLCLI_PRECOMPILE", "process")
+    if mode == "off" or not holds_no_kernels():
         return None
-    thread = threading.Thread(target=_step_quietly, args=(spec,), name="dlcli-precompile", daemon=True)
-    thread.start()
-    return thread
+    with_child = mode == "process" and processes == 1 and _compiles_long(spec)
+    return Precompile(spec, with_child and share_compiles_between_processes())
 
 
-def _step_quietly(spec: RunSpec) -> None:
+# layers whose time loops take a second or more each to compile (benchmarks/compile_time.py), and the ctc loss
+_LONG_COMPILES = {"gru", "lstm", "simple_rnn", "ctc"}
+
+
+def _compiles_long(spec: RunSpec) -> bool:
+    """Whether a child pays: the run has two of the families whose kernels take seconds to compile (recurrent
+    layers, the ctc loss), which the two processes can then compile side by side. A child costs about 0.6 s of
+    CPU importing dlcli, and each process loads what the other compiled: the convnet spec's first run (1.2 s of
+    compiling) took 1.7 s with one, seq2seq_reverse's (two LSTMs sharing their kernels) 6.3-7.1 s against
+    5.4-6.1 s (cold runs alternating in one locked run), where the CTC spec's went from 7.4 to 4.1 s (its GRU
+    compiles in the child while the run compiles the CTC loss and the convolutions)."""
+    model = spec.model
+    layers = list(model.layers or []) + list((model.nodes or {}).values())
+    wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
+    losses = [spec.train.loss] + [output.loss for output in (model.outputs or {}).values()]
+    names = {getattr(item, "type", None) for item in [*layers, *wrapped, *losses] if item is not None}
+    names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
+    return len(names & _LONG_COMPILES) >= 2
+
+
+def _start_child(spec: RunSpec) -> subprocess.Popen | None:
+    """`python -m dlcli.train.precompile_process`, the spec on its stdin; None if it cannot start."""
     try:
-        one_step_on_a_copy(spec)
-    except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (see the docstring)
-        pass
+        child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+        child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
+        child.stdin.flush()  # the pipe stays open: the child exits when it closes
+    except OSError:
+        return None
+    return child
 
 
-def one_step_on_a_copy(spec: RunSpec) -> None:
-    """One training step of a copy of the spec's model on zeros: forward, backward and an optimizer update."""
+def compile_from_the_start(spec: RunSpec) -> bool:
+    """The loss and metrics, then each layer's forward and backward from the first to the last (the child takes
+    them from the other end), then one whole training step: True when that step went through, compiling every
+    variant the run calls."""
     model = build_model(spec.model, np.random.default_rng(0), spec)
-    if any(spec_input.dtype == "string" for spec_input in model.inputs.values()):
-        return  # text_vectorization needs its adapted vocabulary, which comes with the data
-    inputs = {name: Tensor(np.zeros((_BATCH, *shape.shape), shape.dtype)) for name, shape in model.inputs.items()}
-    total = None
-    for out in model(inputs, training=True).values():
-        part = out.sum()
-        total = part if total is None else total + part
-    if total is None:
-        return
-    total.backward()
-    params = {name: t for name, t in model.trainable_parameters().items() if t.grad is not None}
-    create_optimizer(spec.train.optimizer.model_dump(), params).step()
+    with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers (thread-local state)
+        return _steps_from_the_start(model, spec)
+
+
+def _steps_from_the_start(model: Any, spec: RunSpec) -> bool:
+    for step in [lambda: loss_step(model), *(lambda node=node: layer_step(model, node) for node in model.nodes)]:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
+            continue
+    return training_step(model, spec)
+
+
+def spec_from_json(line: bytes) -> RunSpec:
+    """The RunSpec the parent wrote on the child's stdin."""
+    document: dict[str, Any] = json.loads(line)
+    return RunSpec.model_validate(document)

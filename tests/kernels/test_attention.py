@@ -72,3 +72,21 @@ def test_blocked_softmax_and_its_backward_scale_and_write_zeros_outside_the_bloc
     kernels.softmax_block_backward(out, d_p, np.full(1, 0.5, np.float32), blocks, d_scores)
     expected_d = 0.5 * out * (d_p - (d_p * out).sum(axis=-1, keepdims=True))
     np.testing.assert_allclose(d_scores, expected_d, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_and_backward_in_parts_on_threads_match_numpy() -> None:
+    """Enough (batch, head) pairs of 64 x 64 scores that the kernels split them over the threads (parts.in_parts):
+    every pair is computed once, whichever thread takes it."""
+    import numba
+
+    scores = rng.normal(size=(8, 4, 64, 64)).astype(np.float32) * 4
+    mask = rng.random((8, 64, 64)) > 0.3
+    assert 8 * 4 // kernels._pairs_per_part(64, 64) >= numba.get_num_threads()  # more parts than threads
+    out = np.full_like(scores, 7.0)
+    kernels.masked_softmax(scores, mask, True, out)
+    np.testing.assert_allclose(out, _keras_masked_softmax(scores, mask), rtol=1e-6, atol=1e-7)
+    d_p = rng.normal(size=scores.shape).astype(np.float32)
+    d_scores = np.full_like(scores, 7.0)
+    kernels.softmax_backward(out, d_p, d_scores)
+    np.testing.assert_allclose(d_scores, out * (d_p - (d_p * out).sum(axis=-1, keepdims=True)), rtol=1e-5,
+                               atol=1e-6)

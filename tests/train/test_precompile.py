@@ -1,5 +1,6 @@
-"""A run on an empty kernel cache compiles its kernels in a background thread while its data loads, and trains
-exactly the weights of a run that compiles nothing ahead."""
+"""A run on an empty kernel cache compiles its kernels ahead while its data loads, in a background thread and a
+child process, and trains exactly the weights of a run that compiles nothing ahead; the child leaves nothing
+behind: no process, no claim file."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+from typing import Any
 from pathlib import Path
 
-from tests.train.test_fit import write_blobs
+from tests.train.test_fit import weights_digest, write_blobs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,9 +43,13 @@ print(json.dumps({"empty": empty, "threads": sorted(threads),
 """
 
 
-def _train(folder: Path, run: str, cache: Path) -> dict:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": os.pathsep.join([str(REPO),
-                                                                                     os.environ.get("PYTHONPATH", "")])}
+def _env(cache: Path, mode: str = "process") -> dict[str, str]:
+    return {**os.environ, "NUMBA_CACHE_DIR": str(cache), "DLCLI_PRECOMPILE": mode,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _train(folder: Path, run: str, cache: Path, mode: str = "process") -> dict:
+    env = _env(cache, mode)
     out = subprocess.run([sys.executable, "-c", TRAIN, str(folder), run], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -57,3 +64,154 @@ def test_an_empty_cache_compiles_in_the_background_and_trains_the_same_weights(t
     warm = _train(tmp_path, "warm", cache)  # the same cache, now filled: nothing to compile, no thread
     assert not warm["empty"] and warm["threads"] == []
     assert cold["weights"] == warm["weights"]
+
+
+def _children_using(cache: Path) -> list[int]:
+    """Live precompile children whose NUMBA_CACHE_DIR is `cache` (a zombie counts as gone)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"dlcli.train.precompile_process" not in (proc / "cmdline").read_bytes():
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and f"NUMBA_CACHE_DIR={cache}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # not a process, or gone meanwhile
+            continue
+    return found
+
+
+def test_a_cold_run_with_the_child_trains_the_weights_of_one_without_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    spec = tmp_path / "blobs.toml"
+    spec.write_text(f"""
+name = "blobs"
+seed = 5
+[data]
+train = "{write_blobs(tmp_path / 'blobs.npz')}"
+validation_split = 0.25
+[model]
+input = {{ shape = [2] }}
+# a GRU and an LSTM: seconds of compiling, for the thread and the child to share
+layers = [{{ type = "reshape", target_shape = [2, 1] }}, {{ type = "gru", units = 4, return_sequences = true }},
+          {{ type = "lstm", units = 3 }},
+          {{ type = "dropout", rate = 0.2 }}, {{ type = "dense", units = 3, activation = "softmax" }}]
+[train]
+loss = "sparse_categorical_crossentropy"
+optimizer = {{ type = "adam", learning_rate = 0.01 }}
+metrics = ["accuracy"]
+epochs = 1
+batch_size = 16
+""")
+    digests = {}
+    for mode in ("process", "off"):
+        cache = tmp_path / f"numba-{mode}"
+        out = subprocess.run([sys.executable, "-m", "dlcli", "train", str(spec), "--quiet", "--run-dir",
+                              str(tmp_path / mode)], cwd=tmp_path, env=_env(cache, mode), capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        digests[mode] = weights_digest(tmp_path / mode / "checkpoints" / "last.safetensors")
+        assert list(cache.rglob("*.nbi"))  # the run's kernels are cached
+        assert not list(cache.rglob("dlcli-claim-*"))
+        assert _children_using(cache) == []
+    assert digests["process"] == digests["off"]
+
+
+def test_the_child_compiles_from_the_last_layer_into_an_empty_cache(tmp_path: Path) -> None:
+    from dlcli.spec.load import validate_spec
+
+    spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                          "layers": [{"type": "gru", "units": 4, "return_sequences": True},
+                                     {"type": "dense", "units": 2, "activation": "softmax"}]},
+                          "train": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam"}}},
+                         Path("s.toml"))
+    cache = tmp_path / "numba-cache"
+    child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
+                             env=_env(cache), cwd=tmp_path)
+    child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
+    child.stdin.flush()  # held open: the child compiles everything, then exits by itself
+    assert child.wait(600) == 0
+    child.stdin.close()
+    cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
+    # the GRU's forward and backward time loops (on zeros of its input), the optimizer's update
+    assert {"gru.gru_forward", "gru.gru_backward", "optim.adam_update"} <= cached, cached
+    assert not list(cache.rglob("dlcli-claim-*"))
+
+
+def test_the_child_exits_when_the_run_dies(tmp_path: Path) -> None:
+    """A run killed outright (SIGKILL: no handler, no finally) still takes its child along: its stdin closes."""
+    cache = tmp_path / "numba-cache"
+    parent = subprocess.Popen([sys.executable, "-c", RUN_THAT_STARTS_A_CHILD], env=_env(cache), cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    assert _children_using(cache) == [child_pid]
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while _children_using(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _children_using(cache) == []
+
+
+# starts a child on a recurrent model (seconds of compiling) as a run does, prints its pid, and waits to be killed
+RUN_THAT_STARTS_A_CHILD = """
+import time
+from typing import Any
+from pathlib import Path
+from dlcli.spec.load import validate_spec
+from dlcli.train.precompile import _start_child
+
+spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                      "layers": [{"type": "gru", "units": 4, "return_sequences": True}, {"type": "lstm", "units": 4},
+                                 {"type": "dense", "units": 2, "activation": "softmax"}]},
+                      "train": {"loss": "sparse_categorical_crossentropy"}}, Path("s.toml"))
+child = _start_child(spec)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+# start_precompile on an empty cache for a GRU model (its loops compile for a second or more): as one process, and
+# as one rank of two (MPI)
+STARTS = """
+import json, sys
+from pathlib import Path
+from dlcli.spec.load import validate_spec
+from dlcli.train.precompile import start_precompile
+
+spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                      "layers": [{"type": "gru", "units": 4, "return_sequences": True}, {"type": "lstm", "units": 3},
+                                 {"type": "dense", "units": 2, "activation": "softmax"}]},
+                      "train": {"loss": "sparse_categorical_crossentropy"}}, Path("s.toml"))
+compiling = start_precompile(spec, processes=int(sys.argv[1]))
+compiling.join()
+started = compiling.child is not None
+compiling.stop()
+print(json.dumps({"thread": compiling.stepped, "child": started}))
+"""
+
+
+def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> None:
+    started = {}
+    for processes in (1, 2):
+        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO,
+                             env=_env(tmp_path / f"numba-{processes}"), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        started[processes] = json.loads(out.stdout.splitlines()[-1])
+    assert started[1] == {"thread": True, "child": True}
+    assert started[2] == {"thread": True, "child": False}  # the ranks fill the cores already
+
+
+def test_a_child_is_started_for_two_long_compiling_families_only() -> None:
+    from dlcli.spec.load import validate_spec
+    from dlcli.train.precompile import _compiles_long
+
+    def spec(layers: list[dict], loss: str = "sparse_categorical_crossentropy") -> Any:
+        return validate_spec({"name": "m", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                              "layers": layers}, "train": {"loss": loss}}, Path("s.toml"))
+
+    dense = {"type": "dense", "units": 4, "activation": "softmax"}
+    lstm = {"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "return_sequences": True}}
+    assert not _compiles_long(spec([dense]))  # a few tenths of a second: less than a child's start
+    assert not _compiles_long(spec([lstm, dense]))  # one family: the two processes would queue for its kernels
+    assert _compiles_long(spec([lstm, dense], "ctc"))
+    assert _compiles_long(spec([{"type": "gru", "units": 2, "return_sequences": True}, lstm, dense]))
