@@ -26,10 +26,10 @@ Pair = Annotated[tuple[PositiveInt, PositiveInt],
                  BeforeValidator(_pair, json_schema_input_type=PositiveInt | tuple[PositiveInt, PositiveInt])]
 
 
-# auto by default: Winograd where winograd_fits (measured faster there), im2col elsewhere. Its one transform
-# kernel costs about 0.3 s of compiling on an empty Numba cache (a fresh CI container's every run); it saves
-# about 0.7 ms a step on the MNIST convnet.
-DEFAULT_ALGORITHM = "auto"
+# im2col by default: in the MNIST convnet's training, measured here on one machine in one session
+# (benchmarks/convnet.py, conv_layers.py), "auto" ran the epoch no faster (Winograd's table-driven transform
+# kernel gave back most of the 2.25x fewer multiplications) and added 0.3 s of compiling on an empty cache.
+DEFAULT_ALGORITHM = "im2col"
 
 
 class Conv2DSpec(LayerSpec):
@@ -48,10 +48,10 @@ class Conv2DSpec(LayerSpec):
     kernel_initializer: InitializerName = Field("glorot_uniform", description="How the kernel starts.")
     bias_initializer: InitializerName = Field("zeros", description="How the bias starts.")
     algorithm: Literal["im2col", "winograd", "auto"] = Field(
-        DEFAULT_ALGORITHM, description="auto: winograd where it measured faster (3x3 kernel, stride 1, no "
-        "dilation, at least 16 input channels, an output of at least 8x8), im2col elsewhere; im2col: one matrix "
-        "product over the patches; winograd: F(2x2, 3x3) wherever it applies. Outputs agree to float32 "
-        "rounding (about 1e-6 of the largest value), not bit for bit.")
+        DEFAULT_ALGORITHM, description="im2col: one matrix product over the patches; winograd: F(2x2, 3x3) "
+        "(3x3 kernels, stride 1, no dilation); auto: winograd where it measured faster (at least 16 input "
+        "channels, an output of at least 8x8), im2col elsewhere. Outputs agree to float32 rounding (about 1e-6 "
+        "of the largest value), not bit for bit.")
 
     @model_validator(mode="after")
     def _strides_or_dilation(self) -> Conv2DSpec:
