@@ -29,7 +29,7 @@ from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.adapt import adapt_preprocessing
 from dlcli.train.divergence import roll_back_last
 from dlcli.train.run_report import run_summary, start_info
-from dlcli.train.precompile import start_precompile
+from dlcli.train.precompile import compiling_ahead
 from dlcli.train.loop import (
     Epoch, EpochProgress, Objective, check_monitors, evaluate, fit_epoch, log_directions, reported_names,
 )
@@ -107,8 +107,8 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
             run.stopped(err)
             raise
     finally:
-        if run is not None:
-            run.stop_precompile()
+        if run is not None and run.compiling is not None:
+            run.compiling.stop()
         directory.close()
     run.handle.call(run.observers, "on_train_end", summary)  # summary.json is written and the lock released
     return summary
@@ -132,15 +132,8 @@ class _Run:
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
         # an empty kernel cache: compile while the data loads, in a thread and a child process
-        self.compiling = start_precompile(spec, world.size)
-        try:
+        with compiling_ahead(spec, world.size) as self.compiling:
             self.splits = load_splits(spec, self.model, self.streams.split)
-        except BaseException:
-            self.stop_precompile()
-            raise
-        finally:  # no op of the thread's may overlap the run's (train/precompile.py)
-            if self.compiling is not None:
-                self.compiling.join()
         adapt_preprocessing(self.model, self.splits.train)
         # every rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
         self.init_report = initialize_from(self.model, spec.model.init_from, strict) \
@@ -177,11 +170,6 @@ class _Run:
         self.resumed_epoch: dict[str, Any] | None = None  # a mid-epoch checkpoint's position, if resuming from one
         self.signals: StopSignals | None = None
         self.averaged = False  # whether the weights became the optimizer's averages (see finalize_weights)
-
-    def stop_precompile(self) -> None:
-        """Stop the child process compiling ahead, if it still runs (train/precompile.py)."""
-        if self.compiling is not None:
-            self.compiling.stop()
 
     def restore(self, path: Path, content: bytes | None = None, allow_world_size_change: bool = False) -> None:
         """Continue from a run checkpoint (its epoch end, or the middle of an epoch).

@@ -36,11 +36,13 @@ only compiles less: the run itself then meets the same code and reports whatever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -91,6 +93,22 @@ class Precompile:
             self.stepped = compile_from_the_start(self.spec)
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
+
+
+@contextlib.contextmanager
+def compiling_ahead(spec: RunSpec, processes: int = 1) -> Iterator[Precompile | None]:
+    """start_precompile around the block that loads the data; at its end the thread is joined (no op of the
+    thread's may overlap the run's), and a block that raises stops the child first."""
+    compiling = start_precompile(spec, processes)
+    try:
+        yield compiling
+    except BaseException:
+        if compiling is not None:
+            compiling.stop()
+        raise
+    finally:
+        if compiling is not None:
+            compiling.join()
 
 
 def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:

@@ -12,7 +12,9 @@ import time
 from typing import Any
 from pathlib import Path
 
-from tests.train.test_fit import weights_digest, write_blobs
+import tomli_w
+
+from tests.train.test_fit import spec_doc, weights_digest, write_blobs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,26 +84,13 @@ def _children_using(cache: Path) -> list[int]:
 
 
 def test_a_cold_run_with_the_child_trains_the_weights_of_one_without_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    doc = spec_doc(write_blobs(tmp_path / "blobs.npz"), epochs=1)
+    # a GRU and an LSTM: seconds of compiling, for the thread and the child to share
+    doc["model"]["layers"] = [{"type": "reshape", "target_shape": [2, 1]},
+                              {"type": "gru", "units": 4, "return_sequences": True}, {"type": "lstm", "units": 3},
+                              *doc["model"]["layers"][1:]]
     spec = tmp_path / "blobs.toml"
-    spec.write_text(f"""
-name = "blobs"
-seed = 5
-[data]
-train = "{write_blobs(tmp_path / 'blobs.npz')}"
-validation_split = 0.25
-[model]
-input = {{ shape = [2] }}
-# a GRU and an LSTM: seconds of compiling, for the thread and the child to share
-layers = [{{ type = "reshape", target_shape = [2, 1] }}, {{ type = "gru", units = 4, return_sequences = true }},
-          {{ type = "lstm", units = 3 }},
-          {{ type = "dropout", rate = 0.2 }}, {{ type = "dense", units = 3, activation = "softmax" }}]
-[train]
-loss = "sparse_categorical_crossentropy"
-optimizer = {{ type = "adam", learning_rate = 0.01 }}
-metrics = ["accuracy"]
-epochs = 1
-batch_size = 16
-""")
+    spec.write_text(tomli_w.dumps(doc))
     digests = {}
     for mode in ("process", "off"):
         cache = tmp_path / f"numba-{mode}"
