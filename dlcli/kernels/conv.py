@@ -83,7 +83,8 @@ def col2im_images(cols: np.ndarray, dx: np.ndarray, kernel_h: int, kernel_w: int
     """col2im for the images [lo, hi), as a gather: each input pixel sums, in a register-sized row, the columns
     of the output positions whose window covers it, then is written once. The scatter-add it replaced (zero
     dx, then add every column into the pixels it covers) took 0.85 ms against 0.58 on the convnet's 13x13x32
-    layer and 0.13 against 0.08 on its 5x5x64 one (batch 64, 2 threads, one locked run)."""
+    layer and 0.13 against 0.08 on its 5x5x64 one (batch 64, 2 threads, one locked run); right after the
+    GEMM that makes the columns, as in a backward pass, 0.60 against 0.58 on the 13x13x32 layer."""
     height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
     total = np.empty(channels, dx.dtype)  # a local row: stores to dx could alias cols, this cannot
     for n in range(lo, hi):

@@ -46,7 +46,7 @@ class _Pool(Op):
 
 
 class MaxPool(_Pool):
-    """Maximum over each window; the argmax of every output cell is kept, so the backward is a scatter."""
+    """Maximum over each window; the argmax of every output cell is kept for the backward (kernels/pool.py)."""
 
     def forward(self, x: Array) -> Array:
         from dlcli.kernels import pool as kernels  # here, so `dlcli --help` and `dlcli validate` load no numba
