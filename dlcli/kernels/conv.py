@@ -80,33 +80,42 @@ def im2col_by_tap(x: np.ndarray, cols_t: np.ndarray, kernel_h: int, kernel_w: in
 def col2im_images(cols: np.ndarray, dx: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
                   dilation_h: int, dilation_w: int, pad_top: int, pad_left: int, out_h: int, out_w: int, lo: int,
                   hi: int) -> None:
-    """col2im for the images [lo, hi), as a gather: each input pixel sums, in a register-sized row, the columns
-    of the output positions whose window covers it, then is written once. The scatter-add it replaced (zero
-    dx, then add every column into the pixels it covers) took 0.85 ms against 0.58 on the convnet's 13x13x32
-    layer and 0.13 against 0.08 on its 5x5x64 one (batch 64, 2 threads, one locked run); right after the
-    GEMM that makes the columns, as in a backward pass, 0.60 against 0.58 on the 13x13x32 layer."""
+    """col2im for the images [lo, hi), as a gather: each input pixel sums the columns of the output positions
+    whose window covers it while its row of dx is in L1. The scatter-add it replaced (zero dx, then add every
+    column into the pixels it covers) took 0.85 ms against 0.61 on the convnet's 13x13x32 layer and 0.13
+    against 0.08 on its 5x5x64 one (batch 64, 2 threads, one locked run); under heavy load 3.7-4.0 against
+    1.5-2.8, and 2.2 against 1.7 right after the GEMM that makes the columns, as in a backward pass. A local
+    row for the sums ran 5% faster alone, no faster after the GEMM, and its allocation cost compiling time."""
     height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
-    total = np.empty(channels, dx.dtype)  # a local row: stores to dx could alias cols, this cannot
     for n in range(lo, hi):
         first_row = n * out_h * out_w
         for ih in range(height):
             for iw in range(width):
                 for c in range(channels):
-                    total[c] = 0.0
-                for kh in range(kernel_h):
-                    th = ih + pad_top - kh * dilation_h  # oh * stride_h when output row oh covers ih by tap kh
-                    if th < 0 or th % stride_h != 0 or th // stride_h >= out_h:
+                    dx[n, ih, iw, c] = 0.0
+            for kh in range(kernel_h):
+                # the output row whose window covers ih by tap kh; no division at stride 1 (an integer division
+                # per pixel and tap is slow, and a runtime divisor cannot be strength-reduced)
+                oh = ih + pad_top - kh * dilation_h
+                if stride_h != 1:
+                    if oh % stride_h != 0:
                         continue
+                    oh //= stride_h
+                if oh < 0 or oh >= out_h:
+                    continue
+                for iw in range(width):
                     for kw in range(kernel_w):
-                        tw = iw + pad_left - kw * dilation_w
-                        if tw < 0 or tw % stride_w != 0 or tw // stride_w >= out_w:
+                        ow = iw + pad_left - kw * dilation_w
+                        if stride_w != 1:
+                            if ow % stride_w != 0:
+                                continue
+                            ow //= stride_w
+                        if ow < 0 or ow >= out_w:
                             continue
-                        row = first_row + (th // stride_h) * out_w + tw // stride_w
+                        row = first_row + oh * out_w + ow
                         col = (kh * kernel_w + kw) * channels
                         for c in range(channels):
-                            total[c] += cols[row, col + c]
-                for c in range(channels):
-                    dx[n, ih, iw, c] = total[c]
+                            dx[n, ih, iw, c] += cols[row, col + c]
 
 
 def col2im(cols: np.ndarray, dx: np.ndarray, *geometry: int) -> None:
