@@ -2,10 +2,11 @@
 
 Every loop nest ends in a loop over channels, the contiguous axis, so LLVM vectorizes it; max and argmax
 are chosen with selects, not branches (an `if` in the channel loop doubled the time). No Numba thread pool: it
-fights OpenBLAS's for the cores and slows the next matrix product; the backward scatter splits images over
-plain threads instead (kernels/parts.py). Windows are clipped to
-the image, which is how "same" padding ignores padded cells. Callers allocate outputs; backward outputs
-come zeroed.
+fights OpenBLAS's for the cores and slows the next matrix product; the max backward splits images over plain
+threads instead (kernels/parts.py). The max forward stays on one thread: on two it took as long (0.20 against
+0.18 ms on the convnet's first pool, memory-bound) or longer (0.06 against 0.04 on its second). Windows are
+clipped to the image, which is how "same" padding ignores padded cells. Callers allocate outputs; the average
+backward's come zeroed.
 """
 
 from __future__ import annotations
@@ -102,14 +103,46 @@ def max_pool2d_backward_images(d_out: np.ndarray, argmax: np.ndarray, d_x: np.nd
                     d_x[n, argmax[n, i, j, c], c] += d_out[n, i, j, c]
 
 
-def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray) -> None:
-    """d_x[n, argmax[n, i, j, c], c] = sum of the d_out[n, i, j, c] that picked it, d_x of shape (N, H * W, C).
+def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, pool_h: int, pool_w: int,
+                        stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
+    """d_x[n, h, w, c] = sum of the d_out[n, i, j, c] whose window picked (h, w), for d_x (N, H, W, C).
 
-    A scatter-add, since overlapping windows (stride < pool) can pick one cell more than once. Each image's
-    slice of d_x is zeroed here, in the same pass, so the caller need not clear it first. Images are split
-    over threads (kernels/parts.py), each thread writing only its own images.
+    Windows that do not overlap (strides at least the pool, Keras' default) take max_pool2d_backward_disjoint,
+    which writes every cell of d_x once, in order: its window's gradient if it was the window's argmax, else 0.
+    Overlapping ones scatter-add, since one cell can win several windows; each image's slice of d_x is zeroed
+    in the same pass. Either way the caller need not clear d_x. Images are split over threads
+    (kernels/parts.py), each thread writing only its own images.
     """
-    in_parts(max_pool2d_backward_images, d_out.shape[0], d_out, argmax, d_x, min_rows=4)
+    if stride_h >= pool_h and stride_w >= pool_w:
+        in_parts(max_pool2d_backward_disjoint, d_out.shape[0], d_out, argmax, d_x, pool_h, pool_w, stride_h,
+                 stride_w, pad_top, pad_left, min_rows=4)
+    else:
+        in_parts(max_pool2d_backward_images, d_out.shape[0], d_out, argmax,
+                 d_x.reshape(d_x.shape[0], -1, d_x.shape[3]), min_rows=4)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def max_pool2d_backward_disjoint(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, pool_h: int, pool_w: int,
+                                 stride_h: int, stride_w: int, pad_top: int, pad_left: int, lo: int,
+                                 hi: int) -> None:
+    """max_pool2d_backward of the images [lo, hi) for windows that do not overlap: d_x (N, H, W, C) is written
+    once, cell by cell (a cell lies in at most one window, found by division), with no zeroing pass before
+    and no scatter."""
+    out_h, out_w, channels = d_out.shape[1], d_out.shape[2], d_out.shape[3]
+    height, width = d_x.shape[1], d_x.shape[2]
+    for n in range(lo, hi):
+        for h in range(height):
+            i = (h + pad_top) // stride_h
+            inside_h = i < out_h and h + pad_top - i * stride_h < pool_h
+            for w in range(width):
+                j = (w + pad_left) // stride_w
+                at = np.int32(h * width + w)
+                if inside_h and j < out_w and w + pad_left - j * stride_w < pool_w:
+                    for c in range(channels):
+                        d_x[n, h, w, c] = d_out[n, i, j, c] if argmax[n, i, j, c] == at else np.float32(0.0)
+                else:  # a cell no window covers ("valid" pooling of an odd size)
+                    for c in range(channels):
+                        d_x[n, h, w, c] = 0.0
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)

@@ -46,7 +46,7 @@ class _Pool(Op):
 
 
 class MaxPool(_Pool):
-    """Maximum over each window; the argmax of every output cell is kept, so the backward is a scatter."""
+    """Maximum over each window; the argmax of every output cell is kept for the backward (kernels/pool.py)."""
 
     def forward(self, x: Array) -> Array:
         from dlcli.kernels import pool as kernels  # here, so `dlcli --help` and `dlcli validate` load no numba
@@ -60,9 +60,9 @@ class MaxPool(_Pool):
     def backward(self, d_out: Array) -> tuple[Array]:
         from dlcli.kernels import pool as kernels
 
-        n_batch, *_, channels = self.in_shape
-        d_x = np.empty((n_batch, int(np.prod(self.in_shape[1:-1])), channels), d_out.dtype)  # the kernel zeroes it
-        kernels.max_pool2d_backward(self._images_grad(d_out), self.argmax, d_x)
+        in_shape = self.in_shape if len(self.in_shape) == 4 else (self.in_shape[0], 1, *self.in_shape[1:])
+        d_x = np.empty(in_shape, d_out.dtype)  # the kernel writes every cell
+        kernels.max_pool2d_backward(self._images_grad(d_out), self.argmax, d_x, *self.geometry)
         return (d_x.reshape(self.in_shape),)
 
 

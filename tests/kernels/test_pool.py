@@ -49,9 +49,9 @@ def test_max_pool_kernels_match_numpy(shape, pool, strides, padding, ties: bool)
         for n, c in np.ndindex(2, shape[2]):
             expected_d_x[n, winner[n, c] // shape[1], winner[n, c] % shape[1], c] += d_out[n, i, j, c]
     np.testing.assert_array_equal(out, expected_out)
-    d_x = np.zeros((2, shape[0] * shape[1], shape[2]), np.float32)
-    kernels.max_pool2d_backward(d_out, argmax, d_x)
-    np.testing.assert_allclose(d_x.reshape(x.shape), expected_d_x, rtol=1e-6)
+    d_x = np.full(x.shape, np.nan, np.float32)  # the kernel writes every cell, whatever d_x held
+    kernels.max_pool2d_backward(d_out, argmax, d_x, *args)
+    np.testing.assert_allclose(d_x, expected_d_x, rtol=1e-6)
 
 
 @pytest.mark.parametrize("pool", [2, 3])  # the 2 x 2 fast path and the general one
@@ -88,13 +88,32 @@ def test_pool_kernels_run_in_float64_for_gradient_checks() -> None:
     np.testing.assert_allclose(out, x.reshape(1, 2, 2, 2, 2, 3).mean(axis=(2, 4)), rtol=1e-14)
 
 
-def test_max_pool_backward_overwrites_whatever_d_x_held() -> None:
-    from dlcli.kernels import pool as pool_kernels
-
+@pytest.mark.parametrize("pool,strides", [(2, 2), (2, 1)])  # disjoint windows, then overlapping ones
+def test_max_pool_backward_overwrites_whatever_d_x_held(pool: int, strides: int) -> None:
     rng = np.random.default_rng(5)
-    d_out = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
-    argmax = rng.integers(0, 36, size=(2, 3, 3, 4)).astype(np.int32)
-    clean, dirty = np.zeros((2, 36, 4), np.float32), np.full((2, 36, 4), np.nan, np.float32)
-    pool_kernels.max_pool2d_backward(d_out, argmax, clean)
-    pool_kernels.max_pool2d_backward(d_out, argmax, dirty)
+    out_size = (6 - pool) // strides + 1
+    d_out = rng.normal(size=(2, out_size, out_size, 4)).astype(np.float32)
+    argmax = rng.integers(0, 36, size=d_out.shape).astype(np.int32)
+    args = (pool, pool, strides, strides, 0, 0)
+    clean, dirty = np.zeros((2, 6, 6, 4), np.float32), np.full((2, 6, 6, 4), np.nan, np.float32)
+    kernels.max_pool2d_backward(d_out, argmax, clean, *args)
+    kernels.max_pool2d_backward(d_out, argmax, dirty, *args)
     np.testing.assert_array_equal(clean, dirty)
+
+
+@pytest.mark.parametrize("batch", [1, 9])  # one image; images split over threads
+@pytest.mark.parametrize("shape,pool,strides,padding", [((13, 13, 5), (2, 2), (2, 2), "valid"),
+                                                        ((7, 9, 3), (2, 3), (3, 3), "same"),
+                                                        ((26, 26, 32), (2, 2), (2, 2), "valid")])
+def test_disjoint_windows_backward_matches_the_scatter(batch, shape, pool, strides, padding) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(batch, *shape)).astype(np.float32)
+    out_shape, args = geometry_args(shape, pool, strides, padding)
+    out, argmax = np.empty((batch, *out_shape), np.float32), np.empty((batch, *out_shape), np.int32)
+    kernels.max_pool2d_forward(x, out, argmax, *args)
+    d_out = rng.normal(size=out.shape).astype(np.float32)
+    expected = np.zeros((batch, shape[0] * shape[1], shape[2]), np.float32)
+    np.add.at(expected, (np.arange(batch)[:, None, None, None], argmax, np.arange(shape[2])), d_out)
+    d_x = np.full(x.shape, np.nan, np.float32)
+    kernels.max_pool2d_backward(d_out, argmax, d_x, *args)
+    np.testing.assert_array_equal(d_x.reshape(expected.shape), expected)

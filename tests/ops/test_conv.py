@@ -54,3 +54,15 @@ def test_conv2d_takes_winograd_only_for_3x3_stride_1_kernels() -> None:
     inputs = [Tensor(a) for a in (np.zeros((1, 6, 6, 2)), np.zeros((3, 3, 2, 2)), np.zeros(2))]
     with pytest.raises(ValueError, match="Winograd convolution takes 3x3 kernels with stride 1"):
         ops.conv2d(*inputs, g, algorithm="winograd")
+
+
+@pytest.mark.parametrize("shape,kernel,strides,dilation,padding,activation", [
+    ((7, 6), (3, 3), (2, 2), (1, 1), "same", "relu"), ((6, 5), (3, 2), (1, 1), (2, 1), "valid", "tanh"),
+    ((5, 5), (3, 3), (1, 1), (1, 1), "same", "linear")])
+def test_one_channel_conv2d_without_input_gradient_matches_finite_differences(shape, kernel, strides, dilation,
+                                                                              padding, activation) -> None:
+    # a first layer: its input is a constant, so the backward computes no input gradient
+    g = geometry(*shape, kernel, strides, dilation, padding)
+    x = Tensor(rng.normal(size=(3, *shape, 1)))
+    w, b = rng.normal(size=(*kernel, 1, 4)) * 0.5, rng.normal(size=4) + (0.3 if activation == "relu" else 0.0)
+    check_op_gradients(lambda w, b: ops.conv2d(x, w, b, g, activation, "im2col"), [w, b])
