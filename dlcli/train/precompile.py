@@ -10,15 +10,18 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So for a run that compiles for seconds in two families (_compiles_long: recurrent layers, ctc) a child process
-(train/precompile_process.py) meanwhile takes the layers from the last back to the first, then the optimizer
-and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a signature, so
-whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a signature
-the other is compiling wait for it and load it rather than compile it twice, and makes their index updates take
-turns (files are written whole and renamed, so a reader never sees half a file). The two meet in the middle of
-the model. Loading from the cache gives the very machine code compiling gives, so the run's results are
-unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the
-thread alone) or "off" (neither).
+So for a run with a recurrent layer (_compiles_long: its forward and its backward time loop each take a second
+or more to compile) a child process (train/precompile_process.py) meanwhile compiles the backward passes, from
+the last layer back to the first, the recurrent layers' forward time loops left out (ops/recurrent.py
+forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards only (the loss, the
+layers from the first on, the optimizer), and its whole step finds the backward kernels compiled. Split by pass
+rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's two LSTMs): by layer,
+both processes wanted the same time loops. Numba reads a kernel's cache index when it first meets a signature,
+so whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a
+signature the other is compiling wait for it and load it rather than compile it twice, and makes their index
+updates take turns (files are written whole and renamed, so a reader never sees half a file). Loading from the
+cache gives the very machine code compiling gives, so the run's results are unchanged. Not under MPI (the ranks
+already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
@@ -49,7 +52,8 @@ import numpy as np
 
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
-from dlcli.train.zero_steps import layer_step, loss_step, training_step
+from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
+
 _STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
 
 
@@ -90,7 +94,7 @@ class Precompile:
 
     def _compile(self) -> None:
         try:
-            self.stepped = compile_from_the_start(self.spec)
+            self.stepped = compile_from_the_start(self.spec, forwards_only=self.child is not None)
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
 
@@ -123,24 +127,22 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     return Precompile(spec, with_child and share_compiles_between_processes())
 
 
-# layers whose time loops take a second or more each to compile (benchmarks/compile_time.py), and the ctc loss
-_LONG_COMPILES = {"gru", "lstm", "simple_rnn", "ctc"}
+# the layers whose forward and backward time loops take a second or more each to compile
+# (benchmarks/compile_time.py), which a child and the thread can then compile side by side
+_LONG_COMPILES = {"gru", "lstm", "simple_rnn"}
 
 
 def _compiles_long(spec: RunSpec) -> bool:
-    """Whether a child pays: the run has two of the families whose kernels take seconds to compile (recurrent
-    layers, the ctc loss), which the two processes can then compile side by side. A child costs about 0.6 s of
-    CPU importing dlcli, and each process loads what the other compiled: the convnet spec's first run (1.2 s of
-    compiling) took 1.7 s with one, seq2seq_reverse's (two LSTMs sharing their kernels) 6.3-7.1 s against
-    5.4-6.1 s (cold runs alternating in one locked run), where the CTC spec's went from 7.4 to 4.1 s (its GRU
-    compiles in the child while the run compiles the CTC loss and the convolutions)."""
+    """Whether a child pays: the run has a recurrent layer, whose backward time loop the child compiles while
+    the thread compiles the forward one (module doc). A child costs about 0.6 s of CPU importing dlcli, and each
+    process loads what the other compiled: the convnet spec's first run (1.2 s of compiling, no kernel as long)
+    took 1.7 s with one against 1.2 s without (cold runs alternating in one locked run)."""
     model = spec.model
     layers = list(model.layers or []) + list((model.nodes or {}).values())
     wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
-    losses = [spec.train.loss] + [output.loss for output in (model.outputs or {}).values()]
-    names = {getattr(item, "type", None) for item in [*layers, *wrapped, *losses] if item is not None}
+    names = {getattr(item, "type", None) for item in [*layers, *wrapped] if item is not None}
     names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
-    return len(names & _LONG_COMPILES) >= 2
+    return bool(names & _LONG_COMPILES)
 
 
 def _start_child(spec: RunSpec) -> subprocess.Popen | None:
@@ -155,17 +157,22 @@ def _start_child(spec: RunSpec) -> subprocess.Popen | None:
     return child
 
 
-def compile_from_the_start(spec: RunSpec) -> bool:
+def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
     """The loss and metrics, then each layer's forward and backward from the first to the last (the child takes
     them from the other end), then one whole training step: True when that step went through, compiling every
-    variant the run calls."""
+    variant the run calls. With `forwards_only` (a child compiles the backward passes) the layers' forwards
+    alone, then the optimizer, before the step."""
     model = build_model(spec.model, np.random.default_rng(0), spec)
     with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers (thread-local state)
-        return _steps_from_the_start(model, spec)
+        return _steps_from_the_start(model, spec, forwards_only)
 
 
-def _steps_from_the_start(model: Any, spec: RunSpec) -> bool:
-    for step in [lambda: loss_step(model), *(lambda node=node: layer_step(model, node) for node in model.nodes)]:
+def _steps_from_the_start(model: Any, spec: RunSpec, forwards_only: bool) -> bool:
+    steps = [lambda: loss_step(model),
+             *(lambda node=node: layer_step(model, node, backward=not forwards_only) for node in model.nodes)]
+    if forwards_only:
+        steps.append(lambda: optimizer_step(model, spec))
+    for step in steps:
         try:
             step()
         except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
