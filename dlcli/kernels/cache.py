@@ -54,6 +54,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
         return False
     from numba.core import caching, event, sigutils
 
+    _waits[0] = wait  # a process forked from one that shares already has the patches: only this changes
     if getattr(caching.Cache.load_overload, "shares", False):
         return True
     load, save, write = caching.Cache.load_overload, caching.Cache.save_overload, caching.IndexDataCacheFile.save
@@ -74,7 +75,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # the other process compiles it: wait for it
-                if not wait and not _claims:  # a callee of a kernel this process compiles is waited for
+                if not _waits[0] and not _claims:  # a callee of a kernel this process compiles is waited for
                     claim.close()
                     raise ClaimedElsewhereError(path.name) from None
                 if time.monotonic() > deadline:
@@ -122,6 +123,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
 
 _CLAIM_WAIT = 60.0  # seconds a process waits for another's compile of a kernel before compiling it itself
 _claims: dict[Path, IO[str]] = {}  # this process's claims: signatures it is compiling
+_waits = [True]  # whether a kernel another process compiles is waited for (share_compiles_between_processes)
 
 
 def _claim_path(cache: Any, args: tuple) -> Path:

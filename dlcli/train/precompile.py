@@ -27,10 +27,11 @@ The run waits for the thread before its first step, so the two never run ops at 
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
 everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
 for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
-layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
-exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
-ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
-to start or fails while compiling only compiles less: the run compiles the rest itself.
+layers while the run starts, and is stopped at the run's end at the latest. The child is forked (nothing to
+import again) before the thread starts, and dies with the run: it exits when a pipe the run holds closes,
+which happens however the run ends (even SIGKILL), and it ignores SIGINT (a terminal's Ctrl-C reaches the whole
+process group; the run handles it). A child that fails to start or fails while compiling only compiles less:
+the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -40,11 +41,10 @@ only compiles less: the run itself then meets the same code and reports whatever
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,23 +74,15 @@ class Precompile:
             self.stop(wait=False)
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
-        exited after a moment; without, it is reaped by the next stop (the run's end)."""
+        """Stop the child: it exits when its pipe closes. With `wait`, reap it, killing it if it has not exited
+        after a moment; without, it is reaped by the next stop (the run's end)."""
         child = self.child
         if child is None:
             return
-        if child.stdin is not None and not child.stdin.closed:
-            try:
-                child.stdin.close()
-            except OSError:
-                pass
+        child.tell_to_stop()
         if wait:
             self.child = None
-            try:
-                child.wait(_STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            child.reap(_STOP_WAIT)
 
     def _compile(self) -> None:
         try:
@@ -145,16 +137,46 @@ def _compiles_long(spec: RunSpec) -> bool:
     return bool(names & _LONG_COMPILES)
 
 
-def _start_child(spec: RunSpec) -> subprocess.Popen | None:
-    """`python -m dlcli.train.precompile_process`, the spec on its stdin; None if it cannot start."""
+class _Child:
+    """A forked child compiling ahead (train/precompile_process.py): its pid and the end of the pipe it watches."""
+
+    def __init__(self, pid: int, pipe: int) -> None:
+        self.pid, self.pipe = pid, pipe
+
+    def tell_to_stop(self) -> None:
+        """Close the pipe: the child exits as soon as it sees the end of it."""
+        if self.pipe >= 0:
+            os.close(self.pipe)
+            self.pipe = -1
+
+    def reap(self, timeout: float) -> None:
+        """Wait for the child to exit, killing it if it has not after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                return
+            time.sleep(0.005)
+
+
+def _start_child(spec: RunSpec) -> _Child | None:
+    """Fork the child that compiles the backward passes; None where fork does not exist or fails. Forked before
+    the thread starts, so the child has one thread, and what it runs was imported already."""
+    from dlcli.train.precompile_process import run_child
+
+    if not hasattr(os, "fork"):
+        return None
     try:
-        child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
-        child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
-        child.stdin.flush()  # the pipe stays open: the child exits when it closes
+        watched, held = os.pipe()
+        pid = os.fork()
     except OSError:
         return None
-    return child
+    if pid == 0:  # the child
+        os.close(held)
+        run_child(spec, watched)  # never returns
+    os.close(watched)
+    return _Child(pid, held)
 
 
 def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
@@ -178,9 +200,3 @@ def _steps_from_the_start(model: Any, spec: RunSpec, forwards_only: bool) -> boo
         except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
             continue
     return training_step(model, spec)
-
-
-def spec_from_json(line: bytes) -> RunSpec:
-    """The RunSpec the parent wrote on the child's stdin."""
-    document: dict[str, Any] = json.loads(line)
-    return RunSpec.model_validate(document)

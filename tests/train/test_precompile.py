@@ -69,16 +69,16 @@ def test_an_empty_cache_compiles_in_the_background_and_trains_the_same_weights(t
 
 
 def _children_using(cache: Path) -> list[int]:
-    """Live precompile children whose NUMBA_CACHE_DIR is `cache` (a zombie counts as gone)."""
+    """Live processes whose NUMBA_CACHE_DIR is `cache` (a zombie counts as gone): once the run that forked a
+    child has ended, any of them is a stray child."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if b"dlcli.train.precompile_process" not in (proc / "cmdline").read_bytes():
+            if f"NUMBA_CACHE_DIR={cache}".encode() not in (proc / "environ").read_bytes().split(b"\0"):
                 continue
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state != "Z" and f"NUMBA_CACHE_DIR={cache}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(proc.name))
-        except OSError:  # not a process, or gone meanwhile
+        except OSError:  # not a process, not ours, or gone meanwhile
             continue
     return found
 
@@ -114,12 +114,10 @@ def test_the_child_compiles_the_backward_passes_into_an_empty_cache(tmp_path: Pa
                           "train": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam"}}},
                          Path("s.toml"))
     cache = tmp_path / "numba-cache"
-    child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
-                             env=_env(cache), cwd=tmp_path)
-    child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
-    child.stdin.flush()  # held open: the child compiles everything, then exits by itself
-    assert child.wait(600) == 0
-    child.stdin.close()
+    out = subprocess.run([sys.executable, "-c", CHILD_ALONE, json.dumps(spec.model_dump(mode="json"))], cwd=REPO,
+                         env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"exit_status": 0}
     cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
     # the GRU's backward time loop (on zeros of its input) and the optimizer's update; the forward time loop is
     # the run's thread's to compile meanwhile
@@ -129,18 +127,33 @@ def test_the_child_compiles_the_backward_passes_into_an_empty_cache(tmp_path: Pa
 
 
 def test_the_child_exits_when_the_run_dies(tmp_path: Path) -> None:
-    """A run killed outright (SIGKILL: no handler, no finally) still takes its child along: its stdin closes."""
+    """A run killed outright (SIGKILL: no handler, no finally) still takes its child along: its pipe closes."""
     cache = tmp_path / "numba-cache"
     parent = subprocess.Popen([sys.executable, "-c", RUN_THAT_STARTS_A_CHILD], env=_env(cache), cwd=REPO,
                               stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
-    assert _children_using(cache) == [child_pid]
+    assert sorted(_children_using(cache)) == sorted([parent.pid, child_pid])
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 60
     while _children_using(cache) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _children_using(cache) == []
+
+
+# forks the child for the spec given as JSON (holding its pipe open: it compiles everything, then exits by itself)
+# and prints its exit status
+CHILD_ALONE = """
+import json, os, sys
+from dlcli.kernels.cache import share_compiles_between_processes
+from dlcli.spec.models import RunSpec
+from dlcli.train.precompile import _start_child
+
+assert share_compiles_between_processes()
+child = _start_child(RunSpec.model_validate(json.loads(sys.argv[1])))
+_, status = os.waitpid(child.pid, 0)
+print(json.dumps({"exit_status": os.waitstatus_to_exitcode(status)}))
+"""
 
 
 # starts a child on a recurrent model (seconds of compiling) as a run does, prints its pid, and waits to be killed
