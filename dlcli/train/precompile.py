@@ -115,7 +115,10 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off" or not holds_no_kernels():
         return None
-    with_child = mode == "process" and processes == 1 and _compiles_long(spec)
+    from dlcli.train.launcher import under_mpi_launcher
+
+    # not under an MPI launcher even as its only rank: MPI libraries do not take forking well
+    with_child = mode == "process" and processes == 1 and not under_mpi_launcher() and _compiles_long(spec)
     return Precompile(spec, with_child and share_compiles_between_processes())
 
 

@@ -196,13 +196,15 @@ print(json.dumps({"thread": compiling.stepped, "child": started}))
 
 def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> None:
     started = {}
-    for processes in (1, 2):
-        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO,
-                             env=_env(tmp_path / f"numba-{processes}"), capture_output=True, text=True, timeout=600)
+    for processes, launcher in ((1, {}), (2, {}), (1, {"PMI_RANK": "0"})):
+        env = {**_env(tmp_path / f"numba-{processes}-{len(launcher)}"), **launcher}
+        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=600)
         assert out.returncode == 0, out.stderr
-        started[processes] = json.loads(out.stdout.splitlines()[-1])
-    assert started[1] == {"thread": True, "child": True}
-    assert started[2] == {"thread": True, "child": False}  # the ranks fill the cores already
+        started[processes, len(launcher)] = json.loads(out.stdout.splitlines()[-1])
+    assert started[1, 0] == {"thread": True, "child": True}
+    assert started[2, 0] == {"thread": True, "child": False}  # the ranks fill the cores already
+    assert started[1, 1] == {"thread": True, "child": False}  # the one rank of an MPI launcher: no fork
 
 
 def test_a_child_is_started_for_a_recurrent_layer_only() -> None:
