@@ -129,9 +129,10 @@ _LONG_COMPILES = {"gru", "lstm", "simple_rnn"}
 
 def _compiles_long(spec: RunSpec) -> bool:
     """Whether a child pays: the run has a recurrent layer, whose backward time loop the child compiles while
-    the thread compiles the forward one (module doc). A child costs about 0.6 s of CPU importing dlcli, and each
-    process loads what the other compiled: the convnet spec's first run (1.2 s of compiling, no kernel as long)
-    took 1.7 s with one against 1.2 s without (cold runs alternating in one locked run)."""
+    the thread compiles the forward one (module doc). Elsewhere it costs more than it gains: each process loads
+    what the other compiled and compiles Numba's own helpers again, and the convnet spec's first run (1.2 s of
+    compiling, no kernel as long) took 1.7 s with a child against 1.2 s without (a child started as a new
+    python then; cold runs alternating in one locked run)."""
     model = spec.model
     layers = list(model.layers or []) + list((model.nodes or {}).values())
     wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
@@ -155,12 +156,15 @@ class _Child:
     def reap(self, timeout: float) -> None:
         """Wait for the child to exit, killing it if it has not after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                return
-            time.sleep(0.005)
+        try:
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.005)
+        except (ChildProcessError, ProcessLookupError):  # reaped already (SIGCHLD ignored by the caller)
+            pass
 
 
 def _start_child(spec: RunSpec) -> _Child | None:
@@ -172,8 +176,13 @@ def _start_child(spec: RunSpec) -> _Child | None:
         return None
     try:
         watched, held = os.pipe()
+    except OSError:
+        return None
+    try:
         pid = os.fork()
     except OSError:
+        os.close(watched)
+        os.close(held)
         return None
     if pid == 0:  # the child
         os.close(held)
