@@ -10,18 +10,21 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So for a run with a recurrent layer (_compiles_long: its forward and its backward time loop each take a second
-or more to compile) a child process (train/precompile_process.py) meanwhile compiles the backward passes, from
-the last layer back to the first, the recurrent layers' forward time loops left out (ops/recurrent.py
-forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards only (the loss, the
-layers from the first on, the optimizer), and its whole step finds the backward kernels compiled. Split by pass
-rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's two LSTMs): by layer,
-both processes wanted the same time loops. Numba reads a kernel's cache index when it first meets a signature,
-so whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a
-signature the other is compiling wait for it and load it rather than compile it twice, and makes their index
-updates take turns (files are written whole and renamed, so a reader never sees half a file). Loading from the
-cache gives the very machine code compiling gives, so the run's results are unchanged. Not under MPI (the ranks
-already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the thread alone) or "off" (neither).
+So a child process (train/precompile_process.py, forked: nothing to import again) meanwhile compiles the
+backward passes, from the last layer back to the first, the recurrent layers' forward time loops left out
+(ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards
+only (the loss, the layers from the first on, the optimizer), and its whole step finds the backward kernels
+compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
+two LSTMs): by layer, both processes wanted the same time loops. A child for every run: the first run's
+compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
+1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
+text_transformer, and stayed 0.3 s for digits_mlp (0.3 s more CPU on the other core). Numba reads a kernel's
+cache index when it first meets a signature, so whichever process comes second to a kernel loads it;
+kernels/cache.py makes a process that misses a signature the other is compiling wait for it and load it rather
+than compile it twice, and makes their index updates take turns (files are written whole and renamed, so a
+reader never sees half a file). Loading from the cache gives the very machine code compiling gives, so the
+run's results are unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE
+says "thread" (the thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
@@ -118,27 +121,8 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     from dlcli.train.launcher import under_mpi_launcher
 
     # not under an MPI launcher even as its only rank: MPI libraries do not take forking well
-    with_child = mode == "process" and processes == 1 and not under_mpi_launcher() and _compiles_long(spec)
+    with_child = mode == "process" and processes == 1 and not under_mpi_launcher()
     return Precompile(spec, with_child and share_compiles_between_processes())
-
-
-# the layers whose forward and backward time loops take a second or more each to compile
-# (benchmarks/compile_time.py), which a child and the thread can then compile side by side
-_LONG_COMPILES = {"gru", "lstm", "simple_rnn"}
-
-
-def _compiles_long(spec: RunSpec) -> bool:
-    """Whether a child pays: the run has a recurrent layer, whose backward time loop the child compiles while
-    the thread compiles the forward one (module doc). Elsewhere it costs more than it gains: each process loads
-    what the other compiled and compiles Numba's own helpers again, and the convnet spec's first run (1.2 s of
-    compiling, no kernel as long) took 1.7 s with a child against 1.2 s without (a child started as a new
-    python then; cold runs alternating in one locked run)."""
-    model = spec.model
-    layers = list(model.layers or []) + list((model.nodes or {}).values())
-    wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
-    names = {getattr(item, "type", None) for item in [*layers, *wrapped] if item is not None}
-    names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
-    return bool(names & _LONG_COMPILES)
 
 
 class _Child:
