@@ -14,7 +14,9 @@ followed by a run on it (what a Dockerfile or CI cache step pays once).
         [--repo PATH] [--json out.json]
 
 --repo runs the dlcli of another checkout (PYTHONPATH=PATH), so "before" and "after" are measured by the
-same script: e.g. --repo ../main, then --repo . (the default: this checkout).
+same script: e.g. --repo ../main, then --repo . (the default: this checkout). --base PATH measures that checkout
+too, alternating with --repo's in every repeat (base cold, repo cold, base warm, repo warm), so that both see
+the same load on a shared machine: one row each, the base's first.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="cold + warm pairs per spec (median)")
     parser.add_argument("--specs", type=str, default=None, help="comma-separated spec names (default: every spec)")
     parser.add_argument("--repo", type=Path, default=REPO, help="the dlcli checkout to run (default: this one)")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="another checkout measured alternately with --repo's in every repeat")
     parser.add_argument("--steps", type=int, default=2, help="training steps in the one epoch")
     parser.add_argument("--threads", type=int, default=2, help="NUMBA/OMP/BLAS threads of the runs")
     parser.add_argument("--warmup-command", action="store_true",
@@ -103,8 +107,9 @@ def main() -> int:
     args = _parse()
     names = args.specs.split(",") if args.specs else sorted(p.stem for p in SPECS.glob("*.toml"))
     workdir = Path(tempfile.mkdtemp(prefix="dlcli-cold-start-"))
-    env = {**os.environ, "PYTHONPATH": str(args.repo.resolve()), "DLCLI_CACHE": str(workdir / "data-cache"),
+    env = {**os.environ, "DLCLI_CACHE": str(workdir / "data-cache"),
            **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    repos = [args.repo.resolve()] if args.base is None else [args.base.resolve(), args.repo.resolve()]
     graph_data = workdir / "graph-data"
     make_spec_data(graph_data)
     dlcli = [sys.executable, "-m", "dlcli"]
@@ -116,58 +121,73 @@ def main() -> int:
                 continue
             spec = SPECS / f"{name}.toml"
             sets = spec_overrides(spec, graph_data, args.steps)
-            warm_cache = workdir / f"numba-{name}-warm"
             counter = iter(range(10**6))
 
-            def train(cache: Path) -> tuple[float, float]:
+            def train(repo: Path, cache: Path) -> tuple[float, float]:
                 run_dir = workdir / f"run-{name}-{next(counter)}"
                 cmd = [*dlcli, "train", str(spec), "--quiet", "--run-dir", str(run_dir), *sets]
-                result = run_child(cmd, {**env, "NUMBA_CACHE_DIR": str(cache)}, workdir)
+                result = run_child(cmd, {**env, "PYTHONPATH": str(repo), "NUMBA_CACHE_DIR": str(cache)}, workdir)
                 shutil.rmtree(run_dir, ignore_errors=True)
                 return result
 
-            train(warm_cache)  # fills the dataset cache and the warm Numba cache; not timed
-            cold, warm, warmed = [], [], []
+            warm_caches = [workdir / f"numba-{name}-{i}-warm" for i in range(len(repos))]
+            for repo, warm_cache in zip(repos, warm_caches):
+                train(repo, warm_cache)  # fills the dataset cache and the warm Numba cache; not timed
+            cold: list[list] = [[] for _ in repos]
+            warm: list[list] = [[] for _ in repos]
+            warmed: list[list] = [[] for _ in repos]
             for repeat in range(args.repeats):
-                empty = workdir / f"numba-{name}-cold-{repeat}"
-                cold.append(train(empty))
-                shutil.rmtree(empty, ignore_errors=True)
-                warm.append(train(warm_cache))
+                for i, repo in enumerate(repos):
+                    empty = workdir / f"numba-{name}-{i}-cold-{repeat}"
+                    cold[i].append(train(repo, empty))
+                    shutil.rmtree(empty, ignore_errors=True)
+                for i, repo in enumerate(repos):
+                    warm[i].append(train(repo, warm_caches[i]))
                 if args.warmup_command:
-                    fresh = workdir / f"numba-{name}-warmup-{repeat}"
-                    cmd = [*dlcli, "warmup", str(spec), "--quiet"]
-                    warmed.append(run_child(cmd, {**env, "NUMBA_CACHE_DIR": str(fresh)}, workdir))
-                    shutil.rmtree(fresh, ignore_errors=True)
-            row = {"spec": name,
-                   "cold_wall_s": statistics.median(w for w, _ in cold), "warm_wall_s": statistics.median(w for w, _ in warm),
-                   "cold_cpu_s": statistics.median(c for _, c in cold), "warm_cpu_s": statistics.median(c for _, c in warm),
-                   "runs": {"cold": cold, "warm": warm}}
-            row["compile_wall_s"] = row["cold_wall_s"] - row["warm_wall_s"]
-            row["compile_cpu_s"] = row["cold_cpu_s"] - row["warm_cpu_s"]
-            if warmed:
-                row["warmup_command_cpu_s"] = statistics.median(c for _, c in warmed)
-                row["runs"]["warmup_command"] = warmed
-            rows.append(row)
-            _print_row(row, first=len(rows) == 1, repeats=args.repeats)
+                    for i, repo in enumerate(repos):
+                        fresh = workdir / f"numba-{name}-{i}-warmup-{repeat}"
+                        cmd = [*dlcli, "warmup", str(spec), "--quiet"]
+                        warmed[i].append(run_child(cmd, {**env, "PYTHONPATH": str(repo), "NUMBA_CACHE_DIR": str(fresh)},
+                                                   workdir))
+                        shutil.rmtree(fresh, ignore_errors=True)
+            for i, repo in enumerate(repos):
+                row = _row(name, repo, cold[i], warm[i], warmed[i])
+                rows.append(row)
+                _print_row(row, first=len(rows) == 1, repeats=args.repeats)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
-            "benchmark": "cold_start", "repo": str(args.repo.resolve()), "repeats": args.repeats,
+            "benchmark": "cold_start", "repo": str(args.repo.resolve()),
+            "base": None if args.base is None else str(args.base.resolve()), "repeats": args.repeats,
             "steps": args.steps, "threads": args.threads, "python": platform.python_version(),
             "cpus": os.cpu_count(), "rows": rows}, indent=2))
     return 0
 
 
+def _row(name: str, repo: Path, cold: list, warm: list, warmed: list) -> dict:
+    """One spec's medians for one checkout (each run: (wall, CPU) seconds)."""
+    row = {"spec": name, "repo": str(repo),
+           "cold_wall_s": statistics.median(w for w, _ in cold), "warm_wall_s": statistics.median(w for w, _ in warm),
+           "cold_cpu_s": statistics.median(c for _, c in cold), "warm_cpu_s": statistics.median(c for _, c in warm),
+           "runs": {"cold": cold, "warm": warm}}
+    row["compile_wall_s"] = row["cold_wall_s"] - row["warm_wall_s"]
+    row["compile_cpu_s"] = row["cold_cpu_s"] - row["warm_cpu_s"]
+    if warmed:
+        row["warmup_command_cpu_s"] = statistics.median(c for _, c in warmed)
+        row["runs"]["warmup_command"] = warmed
+    return row
+
+
 def _print_row(row: dict, first: bool, repeats: int) -> None:
     if first:
         print(f"First run of each spec (1 epoch, 2 steps), median of {repeats}: empty vs warm NUMBA_CACHE_DIR")
-        print("| spec | cold | warm | compile | cold CPU | warm CPU | compile CPU | warmup command CPU |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| spec | checkout | cold | warm | compile | cold CPU | warm CPU | compile CPU | warmup command CPU |")
+        print("|---|---|---|---|---|---|---|---|---|")
     warmup = f"{row['warmup_command_cpu_s']:.1f} s" if "warmup_command_cpu_s" in row else "-"
-    print(f"| {row['spec']} | {row['cold_wall_s']:.1f} s | {row['warm_wall_s']:.1f} s | {row['compile_wall_s']:.1f} s "
-          f"| {row['cold_cpu_s']:.1f} s | {row['warm_cpu_s']:.1f} s | **{row['compile_cpu_s']:.1f} s** | {warmup} |",
+    print(f"| {row['spec']} | {Path(row['repo']).name} | {row['cold_wall_s']:.1f} s | {row['warm_wall_s']:.1f} s "
+          f"| {row['compile_wall_s']:.1f} s | {row['cold_cpu_s']:.1f} s | {row['warm_cpu_s']:.1f} s | **{row['compile_cpu_s']:.1f} s** | {warmup} |",
           flush=True)
 
 

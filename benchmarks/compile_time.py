@@ -18,6 +18,10 @@ the usual data cache (DLCLI_CACHE), so a spec whose dataset is not built yet als
 child process that compiles ahead on the second core (train/precompile.py) is turned off (DLCLI_PRECOMPILE=thread),
 so that every kernel compiles in the process listened to: the total is what compiling costs, not what it delays
 the run (benchmarks/cold_start.py measures that).
+
+--timeline runs it as a user does instead (DLCLI_PRECOMPILE=process) and listens in the forked child too: each
+process's kernels in the order they compiled, with start and end seconds from the run's start and the thread
+that compiled them, and the kernels compiled in both processes (none, when their sharing of the cache works).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +47,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2, help="training steps in the one epoch")
     parser.add_argument("--threads", type=int, default=2, help="NUMBA/OMP/BLAS threads of the run")
     parser.add_argument("--top", type=int, default=25, help="kernels printed per spec (the JSON has all)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="run with the child process as a user does; print when each process compiled what")
     parser.add_argument("--json", type=str, default=None, help="also write every kernel's times as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("OUT", "ARGS_JSON"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -56,6 +63,20 @@ def child(out: Path, train_args: list[str]) -> None:
 
     records: list[dict] = []
     stack: list[dict] = []
+    streams: dict[int, object] = {}
+
+    def append(record: dict) -> None:
+        """A forked child's records go to OUT.<pid> as they come (it ends with os._exit, its memory with it)."""
+        records.append(record)
+        if os.getpid() != parent:
+            if os.getpid() not in streams:  # opened here: the child closed every file it inherited
+                streams.clear()
+                streams[os.getpid()] = open(f"{out}.{os.getpid()}", "a")
+            stream = streams[os.getpid()]
+            stream.write(json.dumps(record) + "\n")
+            stream.flush()
+
+    parent = os.getpid()
 
     class CompileListener(event.Listener):
         def on_start(self, ev: event.Event) -> None:
@@ -64,17 +85,19 @@ def child(out: Path, train_args: list[str]) -> None:
             stack.append({"kernel": f"{py_func.__module__}.{py_func.__qualname__}",
                           "signature": ", ".join(str(a) for a in ev.data["args"]),
                           "wall0": time.perf_counter(), "cpu0": time.thread_time(), "child_wall": 0.0,
-                          "child_cpu": 0.0})
+                          "child_cpu": 0.0, "process": "the run" if os.getpid() == parent else "its child",
+                          "thread": threading.current_thread().name,
+                          "start": time.perf_counter() - start})
 
         def on_end(self, ev: event.Event) -> None:
             rec = stack.pop()
             wall, cpu = time.perf_counter() - rec.pop("wall0"), time.thread_time() - rec.pop("cpu0")
             rec.update(incl_wall=wall, incl_cpu=cpu, self_wall=wall - rec.pop("child_wall"),
-                       self_cpu=cpu - rec.pop("child_cpu"), depth=len(stack))
+                       self_cpu=cpu - rec.pop("child_cpu"), depth=len(stack), end=time.perf_counter() - start)
             if stack:
                 stack[-1]["child_wall"] += wall
                 stack[-1]["child_cpu"] += cpu
-            records.append(rec)
+            append(rec)
 
     start = time.perf_counter()
     event.register("numba:compile", CompileListener())
@@ -84,6 +107,8 @@ def child(out: Path, train_args: list[str]) -> None:
     except SystemExit as done:
         if done.code:
             raise
+    for path in out.parent.glob(f"{out.name}.*"):  # the forked child's
+        records += [json.loads(line) for line in path.read_text().splitlines()]
     out.write_text(json.dumps({"run_wall": time.perf_counter() - start, "kernels": records}))
 
 
@@ -94,7 +119,9 @@ def measure(spec: Path, args: argparse.Namespace, workdir: Path, graph_data: Pat
     train_args = [str(spec), "--quiet", "--run-dir", str(workdir / f"run-{spec.stem}"),
                   *spec_overrides(spec, graph_data, args.steps)]
     env = {**os.environ, "PYTHONPATH": f"{args.repo.resolve()}{os.pathsep}{Path(__file__).parent}",
-           "NUMBA_CACHE_DIR": str(cache), "DLCLI_PRECOMPILE": "thread",  # every compile in the one process listened to
+           "NUMBA_CACHE_DIR": str(cache),
+           # every compile in the one process listened to, unless the timeline of both is wanted
+           "DLCLI_PRECOMPILE": "process" if args.timeline else "thread",
            **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}}
     proc = subprocess.run([sys.executable, __file__, "--child", str(out), json.dumps(train_args)], env=env,
                           cwd=workdir, capture_output=True, text=True)
@@ -129,6 +156,24 @@ def print_table(row: dict, top: int) -> None:
     print(f"kernels compiled for more than one signature (sigs): {several or 'none'}", flush=True)
 
 
+def print_timeline(row: dict) -> None:
+    """Each process's kernels (those it compiled itself, outermost only) in order, and any compiled twice."""
+    kernels = row["kernels"]
+    for process in ("the run", "its child"):
+        print(f"\n{row['spec']}: {process}")
+        print("| start | end | thread | kernel |")
+        print("|---|---|---|---|")
+        for k in sorted((k for k in kernels if k["process"] == process and k["depth"] == 0), key=lambda k: k["start"]):
+            name = k["kernel"].removeprefix("dlcli.kernels.")
+            print(f"| {k['start']:.2f} s | {k['end']:.2f} s | {k['thread']} | {name} |")
+    compiled: dict[tuple[str, str], set[str]] = {}
+    for k in kernels:
+        if k["kernel"].startswith("dlcli."):  # Numba's own helpers are not cached: each process compiles its own
+            compiled.setdefault((k["kernel"], k["signature"]), set()).add(k["process"])
+    twice = sorted(name.removeprefix("dlcli.kernels.") for (name, _), pids in compiled.items() if len(pids) > 1)
+    print(f"dlcli kernels compiled in both processes: {twice or 'none'}", flush=True)
+
+
 def main() -> int:
     args = _parse()
     if args.child:
@@ -145,6 +190,8 @@ def main() -> int:
             spec = Path(name) if name.endswith(".toml") else SPECS / f"{name}.toml"
             rows.append(measure(spec.resolve(), args, workdir, graph_data))
             print_table(rows[-1], args.top)
+            if args.timeline:
+                print_timeline(rows[-1])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"benchmark": "compile_time", "repo": str(args.repo.resolve()),

@@ -42,9 +42,11 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
     code. And a signature is claimed: a process that misses it in the cache holds a claim while it compiles, and
     another that misses it too waits for the claim (at most _CLAIM_WAIT s) and then loads what the first saved,
     instead of compiling it a second time; without `wait`, the call that wanted it raises ClaimedElsewhereError
-    instead (for a process with other work to do meanwhile). Claims are taken callers first, as Numba compiles a
-    kernel's callees inside its own compile, and the calls between kernels form no cycle, so no two processes wait
-    for each other.
+    instead (for a process with other work to do meanwhile), unless it is a kernel that one this process is
+    compiling calls (a helper both need): giving up there would throw the caller's compile away. Claims are taken
+    callers first, as Numba compiles a kernel's callees inside its own compile: a process waits only while it
+    holds the claims of the callers it is compiling, and the calls between kernels form no cycle, so no two
+    processes wait for each other.
     """
     try:
         import fcntl
@@ -52,6 +54,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
         return False
     from numba.core import caching, event, sigutils
 
+    _waits[0] = wait  # a process forked from one that shares already has the patches: only this changes
     if getattr(caching.Cache.load_overload, "shares", False):
         return True
     load, save, write = caching.Cache.load_overload, caching.Cache.save_overload, caching.IndexDataCacheFile.save
@@ -72,7 +75,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # the other process compiles it: wait for it
-                if not wait:
+                if not _waits[0] and not _claims:  # a callee of a kernel this process compiles is waited for
                     claim.close()
                     raise ClaimedElsewhereError(path.name) from None
                 if time.monotonic() > deadline:
@@ -120,6 +123,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
 
 _CLAIM_WAIT = 60.0  # seconds a process waits for another's compile of a kernel before compiling it itself
 _claims: dict[Path, IO[str]] = {}  # this process's claims: signatures it is compiling
+_waits = [True]  # whether a kernel another process compiles is waited for (share_compiles_between_processes)
 
 
 def _claim_path(cache: Any, args: tuple) -> Path:

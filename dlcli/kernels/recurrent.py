@@ -92,7 +92,9 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
     In place on purpose: with a separate output LLVM must check at run time that it does not overlap the
     inputs, and an output that is one of them fails the check and runs scalar, 8x slower.
     """
-    zero = np.zeros(1, z.dtype)[0]  # typed: an int literal would promote float32 arithmetic to float64
+    # typed: an int literal would promote float32 arithmetic to float64 (a constant, where np.zeros(1, dtype)[0]
+    # compiled NumPy's allocation for the dtype too: 0.05-0.2 s on an empty cache)
+    zero = z.dtype.type(0)
     b = bias[col0:col1]
     for n in range(z.shape[0]):
         # 1-D views indexed from 0: LLVM vectorizes only an index it knows is not negative
@@ -115,7 +117,7 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
 def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float]:
     """(t0, t1, t2, floor) in like's dtype: activation'(x) = t0 + y (t1 + t2 y) where its output y > floor,
     else 0. A tuple, not an array: values in registers, which stores to other arrays cannot alias."""
-    one = np.ones(1, like.dtype)[0]
+    one = like.dtype.type(1)  # a constant in like's dtype (np.ones(1, dtype)[0] compiled an allocation)
     zero, low = one - one, -np.inf * one
     if code == TANH:  # 1 - y^2
         return one, zero, -one, low

@@ -8,6 +8,9 @@ rows are contiguous.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Sequence
 
@@ -15,6 +18,22 @@ import numpy as np
 
 from dlcli import activations
 from dlcli.tensor import Array, Op, Tensor
+
+
+_FORWARD_LOOPS = contextvars.ContextVar("dlcli_recurrent_forward_loops", default=True)
+
+
+@contextlib.contextmanager
+def forward_loops_skipped() -> Iterator[None]:
+    """Within the block the recurrent ops do all their forward work except the time loop: the states hold
+    whatever np.empty gave, and the backward then runs on arrays of exactly the run's types. For compiling the
+    backward kernels alone (train/precompile_process.py: another process compiles the forward ones meanwhile);
+    the numbers are meaningless."""
+    token = _FORWARD_LOOPS.set(False)
+    try:
+        yield
+    finally:
+        _FORWARD_LOOPS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -204,6 +223,12 @@ class Recurrent(Op):
         with blas.one_thread():
             kernel(*args)
 
+    @classmethod
+    def _run_forward(cls, kernel: Callable[..., None], *args: object) -> None:
+        """_run for a forward time loop, which forward_loops_skipped leaves out."""
+        if _FORWARD_LOOPS.get():
+            cls._run(kernel, *args)
+
     def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:  # pragma: no cover - abstract
         """Run the time loop; hs holds the initial h in slot self.first, initial all initial states."""
         raise NotImplementedError
@@ -223,7 +248,8 @@ class SimpleRNN(Recurrent):
     def _recur(self, xw: Array, hs: Array, initial: list[Array]) -> None:
         from dlcli.kernels import recurrent as kernels
 
-        self._run(kernels.simple_rnn_forward, xw, self.bias, *self._loop(self.recurrent_kernel), self.codes[0], hs)
+        self._run_forward(kernels.simple_rnn_forward, xw, self.bias, *self._loop(self.recurrent_kernel),
+                          self.codes[0], hs)
 
     def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
               d_initial: list[Array]) -> tuple[Array, Array | None, Array]:
@@ -246,8 +272,8 @@ class LSTM(Recurrent):
 
         self.cs, self.act_c = np.empty_like(hs), np.empty_like(hs[1:])
         self.cs[self.first] = initial[1]
-        self._run(kernels.lstm_forward, xw, self.bias, *self._loop(self.recurrent_kernel), *self.codes, hs, self.cs,
-                  self.act_c)
+        self._run_forward(kernels.lstm_forward, xw, self.bias, *self._loop(self.recurrent_kernel), *self.codes, hs,
+                          self.cs, self.act_c)
         self.gate_values = xw  # the kernel turned the projections into the activated gates in place
 
     def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,
@@ -289,8 +315,8 @@ class GRU(Recurrent):
             input_bias, recurrent_bias = self.bias, np.zeros_like(self.bias)
         self.saved = np.empty_like(hs[1:])
         loop = self._loop(kernel)
-        self._run(kernels.gru_forward, xw, input_bias, *loop[:3], kernel_h, recurrent_bias, *loop[3:], *self.codes,
-                  hs, self.saved)
+        self._run_forward(kernels.gru_forward, xw, input_bias, *loop[:3], kernel_h, recurrent_bias, *loop[3:],
+                          *self.codes, hs, self.saved)
         self.gate_values = xw
 
     def _bptt(self, d_hs: Array, d_last: Array, d_cell: Array,

@@ -10,24 +10,31 @@ training step on a batch of zeros, which compiles the same kernels for the same 
 and a copy of the model to pay for.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So for a run that compiles for seconds in two families (_compiles_long: recurrent layers, ctc) a child process
-(train/precompile_process.py) meanwhile takes the layers from the last back to the first, then the optimizer
-and the loss, into the same cache. Numba reads a kernel's cache index when it first meets a signature, so
-whichever process comes second to a kernel loads it; kernels/cache.py makes a process that misses a signature
-the other is compiling wait for it and load it rather than compile it twice, and makes their index updates take
-turns (files are written whole and renamed, so a reader never sees half a file). The two meet in the middle of
-the model. Loading from the cache gives the very machine code compiling gives, so the run's results are
-unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE says "thread" (the
-thread alone) or "off" (neither).
+So a child process (train/precompile_process.py, forked: nothing to import again) meanwhile compiles the
+backward passes, from the last layer back to the first, the recurrent layers' forward time loops left out
+(ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards
+only (the loss, the layers from the first on, the optimizer), and its whole step finds the backward kernels
+compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
+two LSTMs): by layer, both processes wanted the same time loops. A child for every run: the first run's
+compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
+1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
+text_transformer, and stayed 0.3 s for digits_mlp (0.3 s more CPU on the other core). Numba reads a kernel's
+cache index when it first meets a signature, so whichever process comes second to a kernel loads it;
+kernels/cache.py makes a process that misses a signature the other is compiling wait for it and load it rather
+than compile it twice, and makes their index updates take turns (files are written whole and renamed, so a
+reader never sees half a file). Loading from the cache gives the very machine code compiling gives, so the
+run's results are unchanged. Not under MPI (the ranks already fill the cores), and not where DLCLI_PRECOMPILE
+says "thread" (the thread alone) or "off" (neither).
 
 The run waits for the thread before its first step, so the two never run ops at the same time (ops hold a
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
 everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
 for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
-layers while the run starts, and is stopped at the run's end at the latest. The child dies with the run: it
-exits when its stdin, a pipe the run holds, closes, which happens however the run ends (even SIGKILL), and it
-ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the run handles it). A child that fails
-to start or fails while compiling only compiles less: the run compiles the rest itself.
+layers while the run starts, and is stopped at the run's end at the latest. The child is forked (nothing to
+import again) before the thread starts, and dies with the run: it exits when a pipe the run holds closes,
+which happens however the run ends (even SIGKILL), and it ignores SIGINT (a terminal's Ctrl-C reaches the whole
+process group; the run handles it). A child that fails to start or fails while compiling only compiles less:
+the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -37,11 +44,10 @@ only compiles less: the run itself then meets the same code and reports whatever
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +55,8 @@ import numpy as np
 
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
-from dlcli.train.zero_steps import layer_step, loss_step, training_step
+from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
+
 _STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
 
 
@@ -70,27 +77,19 @@ class Precompile:
             self.stop(wait=False)
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the child: it exits when its stdin closes. With `wait`, reap it, killing it if it has not
-        exited after a moment; without, it is reaped by the next stop (the run's end)."""
+        """Stop the child: it exits when its pipe closes. With `wait`, reap it, killing it if it has not exited
+        after a moment; without, it is reaped by the next stop (the run's end)."""
         child = self.child
         if child is None:
             return
-        if child.stdin is not None and not child.stdin.closed:
-            try:
-                child.stdin.close()
-            except OSError:
-                pass
+        child.tell_to_stop()
         if wait:
             self.child = None
-            try:
-                child.wait(_STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            child.reap(_STOP_WAIT)
 
     def _compile(self) -> None:
         try:
-            self.stepped = compile_from_the_start(self.spec)
+            self.stepped = compile_from_the_start(self.spec, forwards_only=self.child is not None)
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
 
@@ -119,61 +118,81 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off" or not holds_no_kernels():
         return None
-    with_child = mode == "process" and processes == 1 and _compiles_long(spec)
+    from dlcli.train.launcher import under_mpi_launcher
+
+    # not under an MPI launcher even as its only rank: MPI libraries do not take forking well
+    with_child = mode == "process" and processes == 1 and not under_mpi_launcher()
     return Precompile(spec, with_child and share_compiles_between_processes())
 
 
-# layers whose time loops take a second or more each to compile (benchmarks/compile_time.py), and the ctc loss
-_LONG_COMPILES = {"gru", "lstm", "simple_rnn", "ctc"}
+class _Child:
+    """A forked child compiling ahead (train/precompile_process.py): its pid and the end of the pipe it watches."""
+
+    def __init__(self, pid: int, pipe: int) -> None:
+        self.pid, self.pipe = pid, pipe
+
+    def tell_to_stop(self) -> None:
+        """Close the pipe: the child exits as soon as it sees the end of it."""
+        if self.pipe >= 0:
+            os.close(self.pipe)
+            self.pipe = -1
+
+    def reap(self, timeout: float) -> None:
+        """Wait for the child to exit, killing it if it has not after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        try:
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.005)
+        except (ChildProcessError, ProcessLookupError):  # reaped already (SIGCHLD ignored by the caller)
+            pass
 
 
-def _compiles_long(spec: RunSpec) -> bool:
-    """Whether a child pays: the run has two of the families whose kernels take seconds to compile (recurrent
-    layers, the ctc loss), which the two processes can then compile side by side. A child costs about 0.6 s of
-    CPU importing dlcli, and each process loads what the other compiled: the convnet spec's first run (1.2 s of
-    compiling) took 1.7 s with one, seq2seq_reverse's (two LSTMs sharing their kernels) 6.3-7.1 s against
-    5.4-6.1 s (cold runs alternating in one locked run), where the CTC spec's went from 7.4 to 4.1 s (its GRU
-    compiles in the child while the run compiles the CTC loss and the convolutions)."""
-    model = spec.model
-    layers = list(model.layers or []) + list((model.nodes or {}).values())
-    wrapped = [getattr(layer, "layer", None) for layer in layers]  # bidirectional's recurrent layer
-    losses = [spec.train.loss] + [output.loss for output in (model.outputs or {}).values()]
-    names = {getattr(item, "type", None) for item in [*layers, *wrapped, *losses] if item is not None}
-    names |= {item.get("type") for item in wrapped if isinstance(item, dict)}
-    return len(names & _LONG_COMPILES) >= 2
+def _start_child(spec: RunSpec) -> _Child | None:
+    """Fork the child that compiles the backward passes; None where fork does not exist or fails. Forked before
+    the thread starts, so the child has one thread, and what it runs was imported already."""
+    from dlcli.train.precompile_process import run_child
 
-
-def _start_child(spec: RunSpec) -> subprocess.Popen | None:
-    """`python -m dlcli.train.precompile_process`, the spec on its stdin; None if it cannot start."""
+    if not hasattr(os, "fork"):
+        return None
     try:
-        child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
-        child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
-        child.stdin.flush()  # the pipe stays open: the child exits when it closes
+        watched, held = os.pipe()
     except OSError:
         return None
-    return child
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(watched)
+        os.close(held)
+        return None
+    if pid == 0:  # the child
+        os.close(held)
+        run_child(spec, watched)  # never returns
+    os.close(watched)
+    return _Child(pid, held)
 
 
-def compile_from_the_start(spec: RunSpec) -> bool:
+def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
     """The loss and metrics, then each layer's forward and backward from the first to the last (the child takes
     them from the other end), then one whole training step: True when that step went through, compiling every
-    variant the run calls."""
+    variant the run calls. With `forwards_only` (a child compiles the backward passes) the layers' forwards
+    alone, then the optimizer, before the step."""
     model = build_model(spec.model, np.random.default_rng(0), spec)
     with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers (thread-local state)
-        return _steps_from_the_start(model, spec)
+        return _steps_from_the_start(model, spec, forwards_only)
 
 
-def _steps_from_the_start(model: Any, spec: RunSpec) -> bool:
-    for step in [lambda: loss_step(model), *(lambda node=node: layer_step(model, node) for node in model.nodes)]:
+def _steps_from_the_start(model: Any, spec: RunSpec, forwards_only: bool) -> bool:
+    steps = [lambda: loss_step(model),
+             *(lambda node=node: layer_step(model, node, backward=not forwards_only) for node in model.nodes)]
+    if forwards_only:
+        steps.append(lambda: optimizer_step(model, spec))
+    for step in steps:
         try:
             step()
         except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
             continue
     return training_step(model, spec)
-
-
-def spec_from_json(line: bytes) -> RunSpec:
-    """The RunSpec the parent wrote on the child's stdin."""
-    document: dict[str, Any] = json.loads(line)
-    return RunSpec.model_validate(document)

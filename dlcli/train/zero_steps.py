@@ -79,9 +79,10 @@ def optimizer_step(model: Model, spec: RunSpec) -> None:
     create_optimizer(spec.train.optimizer.model_dump(), params).step()
 
 
-def layer_step(model: Model, node: Node) -> bool:
+def layer_step(model: Model, node: Node, backward: bool = True) -> bool:
     """One training forward of the node's layer on zeros of its inputs' shapes and dtypes (masked where the run
-    masks them), and the backward of its outputs' sum; False when the layer cannot take zeros."""
+    masks them), and (with `backward`) the backward of its outputs' sum; False when the layer cannot take
+    zeros."""
     masked = _masked_values(model)
     inputs = []
     for name in node.inputs:
@@ -100,7 +101,7 @@ def layer_step(model: Model, node: Node) -> bool:
     for part in out if isinstance(out, tuple) else (out,):
         if part.requires_grad:
             total = part.sum() if total is None else total + part.sum()
-    if total is not None:
+    if total is not None and backward:
         total.backward()
     return True
 

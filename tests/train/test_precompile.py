@@ -62,23 +62,26 @@ def test_an_empty_cache_compiles_in_the_background_and_trains_the_same_weights(t
     write_blobs(tmp_path / "blobs.npz")
     cache = tmp_path / "numba-cache"
     cold = _train(tmp_path, "cold", cache)
-    assert cold["empty"] and "dlcli-precompile" in cold["threads"]
+    # the thread and the forked child (whose compiles this process does not see) compiled all the run calls
+    assert cold["empty"] and "MainThread" not in cold["threads"]
+    alone = _train(tmp_path, "alone", tmp_path / "numba-thread", mode="thread")  # the thread without a child
+    assert alone["empty"] and alone["threads"] == ["dlcli-precompile"]
     warm = _train(tmp_path, "warm", cache)  # the same cache, now filled: nothing to compile, no thread
     assert not warm["empty"] and warm["threads"] == []
-    assert cold["weights"] == warm["weights"]
+    assert cold["weights"] == alone["weights"] == warm["weights"]
 
 
 def _children_using(cache: Path) -> list[int]:
-    """Live precompile children whose NUMBA_CACHE_DIR is `cache` (a zombie counts as gone)."""
+    """Live processes whose NUMBA_CACHE_DIR is `cache` (a zombie counts as gone): once the run that forked a
+    child has ended, any of them is a stray child."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if b"dlcli.train.precompile_process" not in (proc / "cmdline").read_bytes():
+            if f"NUMBA_CACHE_DIR={cache}".encode() not in (proc / "environ").read_bytes().split(b"\0"):
                 continue
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state != "Z" and f"NUMBA_CACHE_DIR={cache}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(proc.name))
-        except OSError:  # not a process, or gone meanwhile
+        except OSError:  # not a process, not ours, or gone meanwhile
             continue
     return found
 
@@ -105,7 +108,7 @@ def test_a_cold_run_with_the_child_trains_the_weights_of_one_without_and_leaves_
     assert digests["process"] == digests["off"]
 
 
-def test_the_child_compiles_from_the_last_layer_into_an_empty_cache(tmp_path: Path) -> None:
+def test_the_child_compiles_the_backward_passes_into_an_empty_cache(tmp_path: Path) -> None:
     from dlcli.spec.load import validate_spec
 
     spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
@@ -114,31 +117,46 @@ def test_the_child_compiles_from_the_last_layer_into_an_empty_cache(tmp_path: Pa
                           "train": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam"}}},
                          Path("s.toml"))
     cache = tmp_path / "numba-cache"
-    child = subprocess.Popen([sys.executable, "-m", "dlcli.train.precompile_process"], stdin=subprocess.PIPE,
-                             env=_env(cache), cwd=tmp_path)
-    child.stdin.write(json.dumps(spec.model_dump(mode="json")).encode() + b"\n")
-    child.stdin.flush()  # held open: the child compiles everything, then exits by itself
-    assert child.wait(600) == 0
-    child.stdin.close()
+    out = subprocess.run([sys.executable, "-c", CHILD_ALONE, json.dumps(spec.model_dump(mode="json"))], cwd=REPO,
+                         env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"exit_status": 0}
     cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
-    # the GRU's forward and backward time loops (on zeros of its input), the optimizer's update
-    assert {"gru.gru_forward", "gru.gru_backward", "optim.adam_update"} <= cached, cached
+    # the GRU's backward time loop (on zeros of its input) and the optimizer's update; the forward time loop is
+    # the run's thread's to compile meanwhile
+    assert {"gru.gru_backward", "optim.adam_update"} <= cached, cached
+    assert "gru.gru_forward" not in cached
     assert not list(cache.rglob("dlcli-claim-*"))
 
 
 def test_the_child_exits_when_the_run_dies(tmp_path: Path) -> None:
-    """A run killed outright (SIGKILL: no handler, no finally) still takes its child along: its stdin closes."""
+    """A run killed outright (SIGKILL: no handler, no finally) still takes its child along: its pipe closes."""
     cache = tmp_path / "numba-cache"
     parent = subprocess.Popen([sys.executable, "-c", RUN_THAT_STARTS_A_CHILD], env=_env(cache), cwd=REPO,
                               stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
-    assert _children_using(cache) == [child_pid]
+    assert sorted(_children_using(cache)) == sorted([parent.pid, child_pid])
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 60
     while _children_using(cache) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _children_using(cache) == []
+
+
+# forks the child for the spec given as JSON (holding its pipe open: it compiles everything, then exits by itself)
+# and prints its exit status
+CHILD_ALONE = """
+import json, os, sys
+from dlcli.kernels.cache import share_compiles_between_processes
+from dlcli.spec.models import RunSpec
+from dlcli.train.precompile import _start_child
+
+assert share_compiles_between_processes()
+child = _start_child(RunSpec.model_validate(json.loads(sys.argv[1])))
+_, status = os.waitpid(child.pid, 0)
+print(json.dumps({"exit_status": os.waitstatus_to_exitcode(status)}))
+"""
 
 
 # starts a child on a recurrent model (seconds of compiling) as a run does, prints its pid, and waits to be killed
@@ -181,26 +199,12 @@ print(json.dumps({"thread": compiling.stepped, "child": started}))
 
 def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> None:
     started = {}
-    for processes in (1, 2):
-        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO,
-                             env=_env(tmp_path / f"numba-{processes}"), capture_output=True, text=True, timeout=600)
+    for processes, launcher in ((1, {}), (2, {}), (1, {"PMI_RANK": "0"})):
+        env = {**_env(tmp_path / f"numba-{processes}-{len(launcher)}"), **launcher}
+        out = subprocess.run([sys.executable, "-c", STARTS, str(processes)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=600)
         assert out.returncode == 0, out.stderr
-        started[processes] = json.loads(out.stdout.splitlines()[-1])
-    assert started[1] == {"thread": True, "child": True}
-    assert started[2] == {"thread": True, "child": False}  # the ranks fill the cores already
-
-
-def test_a_child_is_started_for_two_long_compiling_families_only() -> None:
-    from dlcli.spec.load import validate_spec
-    from dlcli.train.precompile import _compiles_long
-
-    def spec(layers: list[dict], loss: str = "sparse_categorical_crossentropy") -> Any:
-        return validate_spec({"name": "m", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
-                              "layers": layers}, "train": {"loss": loss}}, Path("s.toml"))
-
-    dense = {"type": "dense", "units": 4, "activation": "softmax"}
-    lstm = {"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "return_sequences": True}}
-    assert not _compiles_long(spec([dense]))  # a few tenths of a second: less than a child's start
-    assert not _compiles_long(spec([lstm, dense]))  # one family: the two processes would queue for its kernels
-    assert _compiles_long(spec([lstm, dense], "ctc"))
-    assert _compiles_long(spec([{"type": "gru", "units": 2, "return_sequences": True}, lstm, dense]))
+        started[processes, len(launcher)] = json.loads(out.stdout.splitlines()[-1])
+    assert started[1, 0] == {"thread": True, "child": True}
+    assert started[2, 0] == {"thread": True, "child": False}  # the ranks fill the cores already
+    assert started[1, 1] == {"thread": True, "child": False}  # the one rank of an MPI launcher: no fork
