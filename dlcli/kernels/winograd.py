@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.conv import RELU, TANH
+from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 
 # what an entry does to its target vector: the first one of a target sets it, the next ones add to it, and
@@ -120,34 +120,6 @@ def plane_stride(tiles: int, channels: int, itemsize: int) -> int:
     return (-(-tiles * channels * itemsize // 4096) * 4096 + 5 * 64) // itemsize
 
 
-# scratch planes (the forward's products, the backward's two sets of plane gradients) kept per thread and
-# reused: fresh 5-10 MB arrays every step came from new pages once glibc's heap trimmed them, 5 ms more per
-# forward + backward of the convnet's second layer in a loop of only that layer (measured here). dlcli's
-# training keeps freed memory anyway (tensor/memory.py); other callers (benchmarks, predict, an embedding
-# program) may not
-_SCRATCH = threading.local()
-
-
-def planes(tiles: int, channels: int, dtype: np.dtype, scratch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(a flat buffer, its (16, tiles, channels) view) for one set of planes: tile_map takes the flat buffer,
-    NumPy's matmul the view. A named scratch buffer is this thread's, reused by the next call with that name:
-    for planes that do not outlive the call."""
-    dtype = np.dtype(dtype)
-    stride = plane_stride(tiles, channels, dtype.itemsize)
-    size = 15 * stride + tiles * channels
-    if scratch is None:
-        flat = np.empty(size, dtype)
-    else:
-        buffers = _SCRATCH.__dict__.setdefault("buffers", {})
-        kept = buffers.get((scratch, dtype))
-        if kept is None or kept.size < size:
-            kept = buffers[(scratch, dtype)] = np.empty(size, dtype)
-        flat = kept[:size]
-    view = np.lib.stride_tricks.as_strided(flat, (16, tiles, channels),
-                                           (stride * dtype.itemsize, channels * dtype.itemsize, dtype.itemsize))
-    return flat, view
-
-
 class Tables(NamedTuple):
     """Where one image's tile vectors start, per tile (rows) and cell or plane (columns), from the image's own
     start; -1: outside the image. Image n's vectors start n * (its size) further on."""
@@ -189,83 +161,178 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
-def _map(transform: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
-         src_image: int, dst_image: int, width: int, images: int, bias: np.ndarray | None = None,
-         floor: float = -np.inf) -> None:
-    """tile_map over every image, on threads; image n's part of src starts n * src_image in, of dst n *
-    dst_image."""
-    dtype = dst.dtype
-    bias = np.zeros(width, dtype) if bias is None else bias
-    in_parts(tile_map, images, src, dst, src_at, dst_at, src_image, dst_image, transform.kind,
-             transform.source, transform.target, transform.coef.astype(dtype), bias, dtype.type(floor), width)
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def forward_blocks(x: np.ndarray, v: np.ndarray, u: np.ndarray, out: np.ndarray, scratch: np.ndarray,
+                   bias: np.ndarray, floor: float, into: Entries, outof: Entries, at: Tables, block_at: Tables,
+                   sizes: np.ndarray, lo: int, hi: int) -> None:
+    """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
+    batch's, kept for backward), its 16 products into the part's scratch row, and through the output transform
+    (+ bias, floor) into out while they are still in cache. sizes: see _sizes."""
+    images, per_image, channels, filters, x_image, out_image, block, v_stride, m_stride, _, parts = sizes
+    blocks, zero = -(-images // block), np.int64(0)  # not a literal 0: tile_map compiles once for both calls
+    for p in range(lo, hi):
+        m = scratch[p]
+        for b in range(p * blocks // parts, (p + 1) * blocks // parts):
+            first, last = b * block, min(b * block + block, images)
+            rows = (last - first) * per_image
+            tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
+                     into.target, into.coef, bias, floor, channels, first, last)
+            for e in range(16):
+                start = e * v_stride + first * per_image * channels
+                np.dot(v[start:start + rows * channels].reshape(rows, channels), u[e],
+                       m[e * m_stride:e * m_stride + rows * filters].reshape(rows, filters))
+            tile_map(m, out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
+                     out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, zero,
+                     last - first)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def backward_blocks(d_out: np.ndarray, out: np.ndarray, v: np.ndarray, u: np.ndarray, d_x: np.ndarray,
+                    du: np.ndarray, d_bias: np.ndarray, scratch: np.ndarray, floor: float, activation: int, need_x: bool,
+                    need_kernel: bool, outof_adjoint: Entries, into_adjoint: Entries, at: Tables,
+                    block_at: Tables, sizes: np.ndarray, lo: int, hi: int) -> None:
+    """Parts [lo, hi) of the backward, block by block as forward_blocks: the activation's gradient and the
+    bias gradient's sum over the block's outputs, the output-gradient transform into planes, the kernel
+    planes' gradient added into the part's du[p] and bias sum into d_bias[p], the input planes' gradient and
+    its transform back into the block's images of d_x (set here: every cell of a block's images is a sum of
+    its own tiles' patches)."""
+    images, per_image, channels, filters, x_image, out_image, block, v_stride, m_stride, dv_stride, parts = sizes
+    rows_out = block * (out_image // filters)
+    blocks, zero = -(-images // block), np.int64(0)
+    for p in range(lo, hi):
+        work = scratch[p]
+        dm, dv = work[:16 * m_stride], work[16 * m_stride:16 * (m_stride + dv_stride)]
+        d = work[16 * (m_stride + dv_stride):16 * (m_stride + dv_stride) + rows_out * filters]
+        product = work[16 * (m_stride + dv_stride) + rows_out * filters:][:channels * filters].reshape(channels,
+                                                                                                       filters)
+        du[p] = 0.0
+        d_bias[p] = 0.0
+        for b in range(p * blocks // parts, (p + 1) * blocks // parts):
+            first, last = b * block, min(b * block + block, images)
+            rows, cells = (last - first) * per_image, (last - first) * (out_image // filters)
+            block_d = d[:cells * filters].reshape(cells, filters)
+            activation_grad_and_bias_sum(d_out[first * out_image:last * out_image].reshape(cells, filters),
+                                         out[first * out_image:last * out_image].reshape(cells, filters), block_d,
+                                         product[0], activation)
+            d_bias[p] += product[0]
+            tile_map(d, dm, block_at.outputs, block_at.out_planes, out_image, per_image * filters,
+                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef, d_bias[p],
+                     floor, filters, zero, last - first)
+            for e in range(16):
+                plane_gradient = dm[e * m_stride:e * m_stride + rows * filters].reshape(rows, filters)
+                if need_kernel:
+                    start = e * v_stride + first * per_image * channels
+                    np.dot(v[start:start + rows * channels].reshape(rows, channels).T, plane_gradient, product)
+                    du[p, e] += product
+                if need_x:
+                    np.dot(plane_gradient, u[e].T, dv[e * dv_stride:e * dv_stride + rows * channels].reshape(
+                        rows, channels))
+            if need_x:
+                block_x = d_x[first * x_image:last * x_image]
+                block_x[:] = 0.0
+                tile_map(dv, block_x, block_at.in_planes, block_at.cells, per_image * channels, x_image,
+                         into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
+                         d_bias[p], floor, channels, zero, last - first)
 
 
 # tiles per block of images: a block's planes go from one transform through the products to the next while
-# they are still in cache. 1152 tiles (32 images of the MNIST convnet's second layer) took 2.4/3.5 ms forward/
-# backward against 2.5/4.0 for the whole batch of 64 at once and 2.5/3.6 for 16 images (measured here)
-BLOCK_TILES = 1152
+# they are still in this core's cache (72 tiles: the products of the convnet's second layer take 290 KB)
+BLOCK_TILES = 72
+
+# each calling thread's scratch (the precompiling thread may run a layer beside training), kept across calls:
+# a block's products and plane gradients per part; nothing in it outlives the call that fills it
+_SCRATCH = threading.local()
 
 
-def _blocks(n: int, per_image: int) -> list[tuple[int, int]]:
-    """Image ranges [lo, hi) of about BLOCK_TILES tiles each (at least one image)."""
-    step = max(1, BLOCK_TILES // per_image)
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+def _scratch(role: str, parts: int, size: int, dtype: np.dtype) -> np.ndarray:
+    """This thread's (parts, size) scratch for `role`, reused by the next call with that role."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    kept = buffers.get((role, dtype))
+    if kept is None or kept.size < parts * size:
+        kept = buffers[(role, dtype)] = np.empty(parts * size, dtype)
+    return kept[:parts * size].reshape(parts, size)
+
+
+@functools.lru_cache(maxsize=8)
+def _entries(dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entries]:
+    """INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT with coefficients in dtype."""
+    return tuple(e._replace(coef=e.coef.astype(dtype)) for e in (INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT))
+
+
+class Plan(NamedTuple):
+    """One convolution's shapes as the block kernels take them."""
+
+    at: Tables  # the batch's tables (the input planes v span the batch)
+    block_at: Tables  # one block's tables (the scratch planes hold one block)
+    sizes: tuple[int, ...]  # images, tiles per image, C, F, x and output image sizes, images per block, plane
+    # strides of v, of one block's F planes and of its C planes, parts
+    parts: int
+
+
+def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, out_h: int, out_w: int,
+          itemsize: int) -> Plan:
+    n, height, width, channels = x_shape
+    tiles_h, tiles_w = tiles(out_h, out_w)
+    per_image = tiles_h * tiles_w
+    block = min(n, max(1, BLOCK_TILES // per_image))
+    blocks = -(-n // block)
+    parts = max(1, min(numba.get_num_threads(), blocks))
+    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, itemsize)
+    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w, itemsize)
+    sizes = (n, per_image, channels, filters, height * width * channels, out_h * out_w * filters, block,
+             plane_stride(n * per_image, channels, itemsize), plane_stride(block * per_image, filters, itemsize),
+             plane_stride(block * per_image, channels, itemsize), parts)
+    return Plan(at, block_at, sizes, parts)
 
 
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
             out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation(conv(x, kernel) + bias) as (N, out_h, out_w, F), the input planes, the kernel planes) for
-    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs."""
+    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs (v: a fresh array each
+    call, so an op's planes stay valid until its backward, whatever else runs in between)."""
+    from dlcli.kernels import blas
+
     x = np.ascontiguousarray(x)
-    n, height, width, channels = x.shape
-    filters = kernel.shape[3]
-    tiles_h, tiles_w = tiles(out_h, out_w)
-    per_image = tiles_h * tiles_w
-    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, x.dtype.itemsize)
-    v_flat, v = planes(n * per_image, channels, x.dtype)
-    u = (G2.astype(kernel.dtype) @ kernel.reshape(9, -1)).reshape(16, channels, filters)
-    out = np.empty((n, out_h, out_w, filters), x.dtype)
-    bias = bias.astype(x.dtype, copy=False)
+    n, channels, filters, dtype = x.shape[0], x.shape[3], kernel.shape[3], x.dtype
+    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, dtype.itemsize)
+    v = np.empty(15 * plan.sizes[7] + plan.sizes[0] * plan.sizes[1] * channels, dtype)
+    u = (G2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(16, channels, filters)
+    out = np.empty((n, out_h, out_w, filters), dtype)
+    scratch = _scratch("products", plan.parts, 16 * plan.sizes[8], dtype)
+    into, outof, _, _ = _entries(dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
-    floor = 0.0 if activation == RELU else -np.inf
-    for lo, hi in _blocks(n, per_image):
-        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
-                          x.dtype.itemsize)
-        # the batch's planes from image lo on: the same plane stride, so the batch's tables serve
-        _map(INPUT, x[lo:hi].reshape(-1), v_flat[lo * per_image * channels:], at.cells, at.in_planes,
-             height * width * channels, per_image * channels, channels, hi - lo)
-        m_flat, m = planes((hi - lo) * per_image, filters, x.dtype, scratch="products")
-        np.matmul(v[:, lo * per_image:hi * per_image], u, out=m)
-        _map(OUTPUT, m_flat, out[lo:hi].reshape(-1), block.out_planes, block.outputs, per_image * filters,
-             out_h * out_w * filters, filters, hi - lo, bias, floor)
+    floor = dtype.type(0.0 if activation == RELU else -np.inf)
+    with blas.one_thread():  # each part's products are small: one core's BLAS each
+        in_parts(forward_blocks, plan.parts, x.reshape(-1), v, u, out.reshape(-1), scratch,
+                 np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, plan.sizes)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
 
 
-def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ...], pad_top: int, pad_left: int,
-             need_x: bool, need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(input gradient, kernel gradient) from d (N, out_h, out_w, F), the gradient after the activation, and
-    forward's planes; None for one not needed."""
-    d = np.ascontiguousarray(d)
-    n, out_h, out_w, filters = d.shape
-    height, width, channels = x_shape[1], x_shape[2], x_shape[3]
-    tiles_h, tiles_w = tiles(out_h, out_w)
-    per_image = tiles_h * tiles_w
-    du = np.zeros((16, channels, filters), d.dtype) if need_kernel else None
-    d_x = np.zeros(x_shape, d.dtype) if need_x else None  # patches overlap: every cell is a sum
-    for lo, hi in _blocks(n, per_image):
-        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
-                          d.dtype.itemsize)
-        dm_flat, dm = planes((hi - lo) * per_image, filters, d.dtype, scratch="product gradients")
-        _map(OUTPUT_GRADIENT, d[lo:hi].reshape(-1), dm_flat, block.outputs, block.out_planes,
-             out_h * out_w * filters, per_image * filters, filters, hi - lo)
-        if du is not None:
-            du += np.matmul(v[:, lo * per_image:hi * per_image].transpose(0, 2, 1), dm)
-        if d_x is not None:
-            dv_flat, dv = planes((hi - lo) * per_image, channels, d.dtype, scratch="input plane gradients")
-            np.matmul(dm, u.transpose(0, 2, 1), out=dv)
-            _map(INPUT_GRADIENT, dv_flat, d_x[lo:hi].reshape(-1), block.in_planes, block.cells,
-                 per_image * channels, height * width * channels, channels, hi - lo)
-    d_kernel = None if du is None else (G2.T.astype(d.dtype) @ du.reshape(16, -1)).reshape(3, 3, channels, filters)
-    return d_x, d_kernel
+def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray, u: np.ndarray,
+             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool,
+             need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(input gradient, kernel gradient, bias gradient) from d_out (N, out_h, out_w, F), the gradient of
+    forward's output `out` (after its activation), and forward's planes; None for one not needed."""
+    from dlcli.kernels import blas
+
+    d_out = np.ascontiguousarray(d_out)
+    n, out_h, out_w, filters = d_out.shape
+    channels, dtype = x_shape[3], d_out.dtype
+    plan = _plan(x_shape, filters, pad_top, pad_left, out_h, out_w, dtype.itemsize)
+    s = plan.sizes
+    size = 16 * (s[8] + s[9]) + s[6] * out_h * out_w * filters + channels * filters
+    scratch = _scratch("gradients", plan.parts, size, dtype)
+    du = np.empty((plan.parts, 16, channels, filters), dtype)
+    d_bias = np.empty((plan.parts, filters), dtype)
+    d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
+    _, _, outof_adjoint, into_adjoint = _entries(dtype)
+    with blas.one_thread():
+        in_parts(backward_blocks, plan.parts, d_out.reshape(-1), np.ascontiguousarray(out, dtype).reshape(-1), v, u,
+                 d_x.reshape(-1), du, d_bias, scratch, dtype.type(-np.inf), activation, need_x, need_kernel,
+                 outof_adjoint, into_adjoint, plan.at, plan.block_at, s)
+    d_kernel = None
+    if need_kernel:
+        d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)
+    return d_x if need_x else None, d_kernel, d_bias.sum(axis=0)
