@@ -111,13 +111,12 @@ INPUT_GRADIENT = entries(np.kron(BT, BT).T, first=ADD)  # plane -> patch cell, a
 G2 = np.kron(G, G)
 
 
-def plane_stride(tiles: int, channels: int, itemsize: int) -> int:
-    """Elements between planes of (16, tiles, channels): the planes start 5 cache lines past a multiple of
-    4 KiB apart. The transforms touch all 16 planes at once; planes a multiple of 4 KiB apart fall in the same
-    cache sets and evict each other (4.8 ms against 0.6 to write the output-gradient planes of the convnet's
-    second layer, measured here). The offsets 5 k lines (k < 16) are distinct modulo the 64 sets of a 4 KiB
-    way."""
-    return (-(-tiles * channels * itemsize // 4096) * 4096 + 5 * 64) // itemsize
+def plane_rows(tiles: int) -> int:
+    """Rows (tiles) between planes of (16 * plane_rows, channels): an odd number. The transforms touch all 16
+    planes at once; planes a multiple of 4 KiB apart fall in the same cache sets and evict each other (4.8 ms
+    against 0.6 to write the output-gradient planes of the convnet's second layer, measured here). An odd
+    number of rows of 32 or 64 channels puts the 16 planes in 16 different sets of a 4 KiB way."""
+    return tiles | 1
 
 
 class Tables(NamedTuple):
@@ -132,7 +131,7 @@ class Tables(NamedTuple):
 
 @functools.lru_cache(maxsize=64)
 def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_top: int, pad_left: int,
-              out_h: int, out_w: int, itemsize: int) -> Tables:
+              out_h: int, out_w: int) -> Tables:
     """The tables of one image of a convolution's shapes, for a batch of n (the planes' stride depends on it);
     cached: a training run meets two batch sizes per layer. A few hundred bytes per tile of one image."""
     tiles_h, tiles_w = tiles(out_h, out_w)
@@ -149,8 +148,8 @@ def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_
             row, col = 2 * th + i, 2 * tw + j
             outputs[:, 2 * i + j] = np.where((row < out_h) & (col < out_w), (row * out_w + col) * filters, -1)
     count, t = n * len(th), np.arange(len(th))[:, None]
-    in_planes = np.arange(16) * plane_stride(count, channels, itemsize) + t * channels
-    out_planes = np.arange(16) * plane_stride(count, filters, itemsize) + t * filters
+    in_planes = (np.arange(16) * plane_rows(count) + t) * channels
+    out_planes = (np.arange(16) * plane_rows(count) + t) * filters
     for table in (cells, outputs, in_planes, out_planes):
         table.flags.writeable = False  # shared by every call with these shapes
     return Tables(cells, outputs, in_planes, out_planes)
@@ -161,96 +160,99 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
+# The block kernels take each scratch buffer twice: flat for tile_map, as (rows, channels) for np.dot, whose
+# planes are row ranges of it; no reshape inside a kernel (its shape error alone compiles for a second)
+
+
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def forward_blocks(x: np.ndarray, v: np.ndarray, u: np.ndarray, out: np.ndarray, scratch: np.ndarray,
-                   bias: np.ndarray, floor: float, into: Entries, outof: Entries, at: Tables, block_at: Tables,
-                   sizes: np.ndarray, lo: int, hi: int) -> None:
+def forward_blocks(x: np.ndarray, v: np.ndarray, v_rows: np.ndarray, u: np.ndarray, out: np.ndarray,
+                   m: np.ndarray, m_rows: np.ndarray, bias: np.ndarray, floor: float, into: Entries, outof: Entries,
+                   at: Tables, block_at: Tables, sizes: tuple, lo: int, hi: int) -> None:
     """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
-    batch's, kept for backward), its 16 products into the part's scratch row, and through the output transform
-    (+ bias, floor) into out while they are still in cache. sizes: see _sizes."""
-    images, per_image, channels, filters, x_image, out_image, block, v_stride, m_stride, _, parts = sizes
-    blocks, zero = -(-images // block), np.int64(0)  # not a literal 0: tile_map compiles once for both calls
+    batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
+    transform (+ bias, floor) into out while they are still in cache. sizes: see _plan."""
+    images, per_image, channels, filters, x_image, out_image, block, v_plane, m_plane, parts = sizes
+    blocks, zero = -(-images // block), np.int64(0)  # not a literal 0: tile_map compiles once for all calls
     for p in range(lo, hi):
-        m = scratch[p]
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
             rows = (last - first) * per_image
             tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
                      into.target, into.coef, bias, floor, channels, first, last)
             for e in range(16):
-                start = e * v_stride + first * per_image * channels
-                np.dot(v[start:start + rows * channels].reshape(rows, channels), u[e],
-                       m[e * m_stride:e * m_stride + rows * filters].reshape(rows, filters))
-            tile_map(m, out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
+                start = e * v_plane + first * per_image
+                np.dot(v_rows[start:start + rows], u[e], m_rows[p][e * m_plane:e * m_plane + rows])
+            tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
                      out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, zero,
                      last - first)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def backward_blocks(d_out: np.ndarray, out: np.ndarray, v: np.ndarray, u: np.ndarray, d_x: np.ndarray,
-                    du: np.ndarray, d_bias: np.ndarray, scratch: np.ndarray, floor: float, activation: int, need_x: bool,
-                    need_kernel: bool, outof_adjoint: Entries, into_adjoint: Entries, at: Tables,
-                    block_at: Tables, sizes: np.ndarray, lo: int, hi: int) -> None:
+def backward_blocks(d_out: np.ndarray, out: np.ndarray, v_rows: np.ndarray, u: np.ndarray, d_x: np.ndarray,
+                    du: np.ndarray, d_bias: np.ndarray, d: np.ndarray, d_rows: np.ndarray, dm: np.ndarray,
+                    dm_rows: np.ndarray, dv: np.ndarray, dv_rows: np.ndarray, product: np.ndarray,
+                    block_bias: np.ndarray, floor: float, activation: int, need_x: bool, need_kernel: bool,
+                    outof_adjoint: Entries, into_adjoint: Entries, block_at: Tables, sizes: tuple, lo: int,
+                    hi: int) -> None:
     """Parts [lo, hi) of the backward, block by block as forward_blocks: the activation's gradient and the
-    bias gradient's sum over the block's outputs, the output-gradient transform into planes, the kernel
-    planes' gradient added into the part's du[p] and bias sum into d_bias[p], the input planes' gradient and
-    its transform back into the block's images of d_x (set here: every cell of a block's images is a sum of
-    its own tiles' patches)."""
-    images, per_image, channels, filters, x_image, out_image, block, v_stride, m_stride, dv_stride, parts = sizes
-    rows_out = block * (out_image // filters)
+    bias sum over the block's outputs (d_out and out as (outputs, F) rows), the output-gradient transform into
+    planes, the kernel planes' gradient summed into du[p], the bias's into d_bias[p], the input planes'
+    gradient and its transform back into the block's images of d_x (set here: a block's images are sums of
+    its own tiles' patches only)."""
+    images, per_image, channels, filters, x_image, out_image, block, v_plane, m_plane, parts = sizes
+    per_image_out = out_image // filters
     blocks, zero = -(-images // block), np.int64(0)
     for p in range(lo, hi):
-        work = scratch[p]
-        dm, dv = work[:16 * m_stride], work[16 * m_stride:16 * (m_stride + dv_stride)]
-        d = work[16 * (m_stride + dv_stride):16 * (m_stride + dv_stride) + rows_out * filters]
-        product = work[16 * (m_stride + dv_stride) + rows_out * filters:][:channels * filters].reshape(channels,
-                                                                                                       filters)
-        du[p] = 0.0
-        d_bias[p] = 0.0
+        du[p].fill(0.0)
+        d_bias[p].fill(0.0)
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
-            rows, cells = (last - first) * per_image, (last - first) * (out_image // filters)
-            block_d = d[:cells * filters].reshape(cells, filters)
-            activation_grad_and_bias_sum(d_out[first * out_image:last * out_image].reshape(cells, filters),
-                                         out[first * out_image:last * out_image].reshape(cells, filters), block_d,
-                                         product[0], activation)
-            d_bias[p] += product[0]
-            tile_map(d, dm, block_at.outputs, block_at.out_planes, out_image, per_image * filters,
-                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef, d_bias[p],
-                     floor, filters, zero, last - first)
+            rows, cells = (last - first) * per_image, (last - first) * per_image_out
+            activation_grad_and_bias_sum(d_out[first * per_image_out:last * per_image_out],
+                                         out[first * per_image_out:last * per_image_out], d_rows[p][:cells],
+                                         block_bias[p], activation)
+            for f in range(filters):
+                d_bias[p, f] += block_bias[p, f]
+            tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
+                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
+                     block_bias[p], floor, filters, zero, last - first)
             for e in range(16):
-                plane_gradient = dm[e * m_stride:e * m_stride + rows * filters].reshape(rows, filters)
+                plane_gradient = dm_rows[p][e * m_plane:e * m_plane + rows]
                 if need_kernel:
-                    start = e * v_stride + first * per_image * channels
-                    np.dot(v[start:start + rows * channels].reshape(rows, channels).T, plane_gradient, product)
-                    du[p, e] += product
+                    start = e * v_plane + first * per_image
+                    np.dot(v_rows[start:start + rows].T, plane_gradient, product[p])
+                    for c in range(channels):
+                        for f in range(filters):
+                            du[p, e, c, f] += product[p, c, f]
                 if need_x:
-                    np.dot(plane_gradient, u[e].T, dv[e * dv_stride:e * dv_stride + rows * channels].reshape(
-                        rows, channels))
+                    np.dot(plane_gradient, u[e].T, dv_rows[p][e * m_plane:e * m_plane + rows])
             if need_x:
-                block_x = d_x[first * x_image:last * x_image]
-                block_x[:] = 0.0
-                tile_map(dv, block_x, block_at.in_planes, block_at.cells, per_image * channels, x_image,
-                         into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
-                         d_bias[p], floor, channels, zero, last - first)
+                for i in range(first * x_image, last * x_image):
+                    d_x[i] = 0.0
+                tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
+                         x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
+                         block_bias[p], floor, channels, zero, last - first)
 
 
 # tiles per block of images: a block's planes go from one transform through the products to the next while
-# they are still in this core's cache (72 tiles: the products of the convnet's second layer take 290 KB)
-BLOCK_TILES = 72
+# they are still in cache. 288 (8 images of the convnet's second layer) measured 1.9/3.1 ms forward/backward
+# against 1.9/3.4 with 72 and 2.0/3.5 with 1152 (one locked run, alternating)
+BLOCK_TILES = 288
 
 # each calling thread's scratch (the precompiling thread may run a layer beside training), kept across calls:
 # a block's products and plane gradients per part; nothing in it outlives the call that fills it
 _SCRATCH = threading.local()
 
 
-def _scratch(role: str, parts: int, size: int, dtype: np.dtype) -> np.ndarray:
-    """This thread's (parts, size) scratch for `role`, reused by the next call with that role."""
+def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's scratch for `role`: (parts, rows * width) and its (parts, rows, width) view, reused by the
+    next call with that role."""
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     kept = buffers.get((role, dtype))
-    if kept is None or kept.size < parts * size:
-        kept = buffers[(role, dtype)] = np.empty(parts * size, dtype)
-    return kept[:parts * size].reshape(parts, size)
+    if kept is None or kept.size < parts * rows * width:
+        kept = buffers[(role, dtype)] = np.empty(parts * rows * width, dtype)
+    flat = kept[:parts * rows * width]
+    return flat.reshape(parts, rows * width), flat.reshape(parts, rows, width)
 
 
 @functools.lru_cache(maxsize=8)
@@ -264,47 +266,47 @@ class Plan(NamedTuple):
 
     at: Tables  # the batch's tables (the input planes v span the batch)
     block_at: Tables  # one block's tables (the scratch planes hold one block)
-    sizes: tuple[int, ...]  # images, tiles per image, C, F, x and output image sizes, images per block, plane
-    # strides of v, of one block's F planes and of its C planes, parts
-    parts: int
+    sizes: tuple[int, ...]  # images, tiles per image, C, F, x and output image sizes (numbers), images per
+    # block, rows between the batch's planes and between a block's planes, parts
 
 
+@functools.lru_cache(maxsize=64)
 def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, out_h: int, out_w: int,
-          itemsize: int) -> Plan:
+          threads: int, block_tiles: int) -> Plan:
+    """The tables and sizes of one convolution's shapes, on `threads` threads, in blocks of about block_tiles
+    tiles (at least one image); cached."""
     n, height, width, channels = x_shape
     tiles_h, tiles_w = tiles(out_h, out_w)
     per_image = tiles_h * tiles_w
-    block = min(n, max(1, BLOCK_TILES // per_image))
-    blocks = -(-n // block)
-    parts = max(1, min(numba.get_num_threads(), blocks))
-    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, itemsize)
-    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w, itemsize)
-    sizes = (n, per_image, channels, filters, height * width * channels, out_h * out_w * filters, block,
-             plane_stride(n * per_image, channels, itemsize), plane_stride(block * per_image, filters, itemsize),
-             plane_stride(block * per_image, channels, itemsize), parts)
-    return Plan(at, block_at, sizes, parts)
+    block = min(n, max(1, block_tiles // per_image))
+    parts = max(1, min(threads, -(-n // block)))
+    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
+    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
+    return Plan(at, block_at, (n, per_image, channels, filters, height * width * channels, out_h * out_w * filters,
+                               block, plane_rows(n * per_image), plane_rows(block * per_image), parts))
 
 
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
             out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation(conv(x, kernel) + bias) as (N, out_h, out_w, F), the input planes, the kernel planes) for
-    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs (v: a fresh array each
-    call, so an op's planes stay valid until its backward, whatever else runs in between)."""
+    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs (the input planes a
+    fresh array each call: an op's planes stay valid until its backward, whatever runs in between)."""
     from dlcli.kernels import blas
 
     x = np.ascontiguousarray(x)
     n, channels, filters, dtype = x.shape[0], x.shape[3], kernel.shape[3], x.dtype
-    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, dtype.itemsize)
-    v = np.empty(15 * plan.sizes[7] + plan.sizes[0] * plan.sizes[1] * channels, dtype)
+    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
+    s = plan.sizes
+    v = np.empty((16 * s[7], channels), dtype)
     u = (G2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(16, channels, filters)
     out = np.empty((n, out_h, out_w, filters), dtype)
-    scratch = _scratch("products", plan.parts, 16 * plan.sizes[8], dtype)
+    m, m_rows = _scratch("products", s[9], 16 * s[8], filters, dtype)
     into, outof, _, _ = _entries(dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
     floor = dtype.type(0.0 if activation == RELU else -np.inf)
     with blas.one_thread():  # each part's products are small: one core's BLAS each
-        in_parts(forward_blocks, plan.parts, x.reshape(-1), v, u, out.reshape(-1), scratch,
-                 np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, plan.sizes)
+        in_parts(forward_blocks, s[9], x.reshape(-1), v.reshape(-1), v, u, out.reshape(-1), m, m_rows,
+                 np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, s)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
@@ -317,21 +319,22 @@ def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray,
     forward's output `out` (after its activation), and forward's planes; None for one not needed."""
     from dlcli.kernels import blas
 
-    d_out = np.ascontiguousarray(d_out)
     n, out_h, out_w, filters = d_out.shape
     channels, dtype = x_shape[3], d_out.dtype
-    plan = _plan(x_shape, filters, pad_top, pad_left, out_h, out_w, dtype.itemsize)
-    s = plan.sizes
-    size = 16 * (s[8] + s[9]) + s[6] * out_h * out_w * filters + channels * filters
-    scratch = _scratch("gradients", plan.parts, size, dtype)
-    du = np.empty((plan.parts, 16, channels, filters), dtype)
-    d_bias = np.empty((plan.parts, filters), dtype)
+    plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
+    s, parts = plan.sizes, plan.sizes[9]
+    d, d_rows = _scratch("output gradients", parts, s[6] * out_h * out_w, filters, dtype)
+    dm, dm_rows = _scratch("product gradients", parts, 16 * s[8], filters, dtype)
+    dv, dv_rows = _scratch("input plane gradients", parts, 16 * s[8], channels, dtype)
+    product, block_bias = np.empty((parts, channels, filters), dtype), np.empty((parts, filters), dtype)
+    du, d_bias = np.empty((parts, 16, channels, filters), dtype), np.empty((parts, filters), dtype)
     d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
     _, _, outof_adjoint, into_adjoint = _entries(dtype)
     with blas.one_thread():
-        in_parts(backward_blocks, plan.parts, d_out.reshape(-1), np.ascontiguousarray(out, dtype).reshape(-1), v, u,
-                 d_x.reshape(-1), du, d_bias, scratch, dtype.type(-np.inf), activation, need_x, need_kernel,
-                 outof_adjoint, into_adjoint, plan.at, plan.block_at, s)
+        in_parts(backward_blocks, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
+                 np.ascontiguousarray(out, dtype).reshape(-1, filters), v, u, d_x.reshape(-1), du, d_bias, d, d_rows,
+                 dm, dm_rows, dv, dv_rows, product, block_bias, dtype.type(-np.inf), activation, need_x, need_kernel,
+                 outof_adjoint, into_adjoint, plan.block_at, s)
     d_kernel = None
     if need_kernel:
         d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)

@@ -97,8 +97,8 @@ def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
 
 def test_the_tables_cover_one_image_whatever_the_batch() -> None:
     """Tables per image, not per batch: a large batch of large images keeps a few hundred bytes per tile."""
-    small, large = winograd.table_set(1, 13, 13, 32, 64, 0, 0, 11, 11, 4), winograd.table_set(64, 13, 13, 32, 64, 0,
-                                                                                                0, 11, 11, 4)
+    small, large = winograd.table_set(1, 13, 13, 32, 64, 0, 0, 11, 11), winograd.table_set(64, 13, 13, 32, 64, 0,
+                                                                                                0, 11, 11)
     assert small.cells.shape == large.cells.shape == (36, 16)
     np.testing.assert_array_equal(small.cells, large.cells)
     assert large.cells[35, 15] == -1 and large.cells[0, 0] == 0  # the last tile's last cell is past the edge
