@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
+from dlcli.kernels.conv import RELU, TANH
 from dlcli.kernels.parts import in_parts
 
 # what an entry does to its target vector: the first one of a target sets it, the next ones add to it, and
@@ -160,83 +160,59 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
-# The block kernels take each scratch buffer twice: flat for tile_map, as (rows, channels) for np.dot, whose
-# planes are row ranges of it; no reshape inside a kernel (its shape error alone compiles for a second)
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def forward_blocks(x: np.ndarray, v: np.ndarray, v_rows: np.ndarray, u: np.ndarray, out: np.ndarray,
-                   m: np.ndarray, m_rows: np.ndarray, bias: np.ndarray, floor: float, into: Entries, outof: Entries,
-                   at: Tables, block_at: Tables, sizes: tuple, lo: int, hi: int) -> None:
+def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndarray, out: np.ndarray,
+                  m: np.ndarray, m_planes: np.ndarray, bias: np.ndarray, floor: np.floating, into: Entries,
+                  outof: Entries, at: Tables, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
     """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
     batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
-    transform (+ bias, floor) into out while they are still in cache. sizes: see _plan."""
-    images, per_image, channels, filters, x_image, out_image, block, v_plane, m_plane, parts = sizes
-    blocks, zero = -(-images // block), np.int64(0)  # not a literal 0: tile_map compiles once for all calls
+    transform (+ bias, floor) into out while they are still in cache. Runs on a parts thread: tile_map and
+    NumPy's matmul release the GIL. sizes: see _plan."""
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    blocks = -(-images // block)
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
-            rows = (last - first) * per_image
+            rows = slice(first * per_image, last * per_image)
             tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
                      into.target, into.coef, bias, floor, channels, first, last)
-            for e in range(16):
-                start = e * v_plane + first * per_image
-                np.dot(v_rows[start:start + rows], u[e], m_rows[p][e * m_plane:e * m_plane + rows])
+            np.matmul(v_planes[:, rows], u, out=m_planes[p][:, :rows.stop - rows.start])
             tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
-                     out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, zero,
+                     out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
                      last - first)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def backward_blocks(d_out: np.ndarray, out: np.ndarray, v_rows: np.ndarray, u: np.ndarray, d_x: np.ndarray,
-                    du: np.ndarray, d_bias: np.ndarray, d: np.ndarray, d_rows: np.ndarray, dm: np.ndarray,
-                    dm_rows: np.ndarray, dv: np.ndarray, dv_rows: np.ndarray, product: np.ndarray,
-                    block_bias: np.ndarray, floor: float, activation: int, need_x: bool, need_kernel: bool,
-                    outof_adjoint: Entries, into_adjoint: Entries, block_at: Tables, sizes: tuple, lo: int,
-                    hi: int) -> None:
-    """Parts [lo, hi) of the backward, block by block as forward_blocks: the activation's gradient and the
-    bias sum over the block's outputs (d_out and out as (outputs, F) rows), the output-gradient transform into
-    planes, the kernel planes' gradient summed into du[p], the bias's into d_bias[p], the input planes'
-    gradient and its transform back into the block's images of d_x (set here: a block's images are sums of
-    its own tiles' patches only)."""
-    images, per_image, channels, filters, x_image, out_image, block, v_plane, m_plane, parts = sizes
-    per_image_out = out_image // filters
-    blocks, zero = -(-images // block), np.int64(0)
+def _backward_part(d: np.ndarray, v_planes: np.ndarray, u_t: np.ndarray, d_x: np.ndarray, du: np.ndarray,
+                   dm: np.ndarray, dm_planes: np.ndarray, dv: np.ndarray, dv_planes: np.ndarray, no_bias: np.ndarray,
+                   floor: np.floating, need_x: bool, need_kernel: bool, outof_adjoint: Entries,
+                   into_adjoint: Entries, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
+    """Parts [lo, hi) of the backward, block by block as _forward_part, from d, the gradient before the
+    activation: the output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient
+    into du[b] (summed after), the input planes' gradient (over u_t: the kernel planes transposed) and its
+    transform back into the block's images of d_x (set here: a block's images are sums of its own tiles'
+    patches only)."""
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    blocks = -(-images // block)
     for p in range(lo, hi):
-        du[p].fill(0.0)
-        d_bias[p].fill(0.0)
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
-            rows, cells = (last - first) * per_image, (last - first) * per_image_out
-            activation_grad_and_bias_sum(d_out[first * per_image_out:last * per_image_out],
-                                         out[first * per_image_out:last * per_image_out], d_rows[p][:cells],
-                                         block_bias[p], activation)
-            for f in range(filters):
-                d_bias[p, f] += block_bias[p, f]
-            tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
-                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
-                     block_bias[p], floor, filters, zero, last - first)
-            for e in range(16):
-                plane_gradient = dm_rows[p][e * m_plane:e * m_plane + rows]
-                if need_kernel:
-                    start = e * v_plane + first * per_image
-                    np.dot(v_rows[start:start + rows].T, plane_gradient, product[p])
-                    for c in range(channels):
-                        for f in range(filters):
-                            du[p, e, c, f] += product[p, c, f]
-                if need_x:
-                    np.dot(plane_gradient, u[e].T, dv_rows[p][e * m_plane:e * m_plane + rows])
+            rows = slice(first * per_image, last * per_image)
+            gradients = dm_planes[p][:, :rows.stop - rows.start]
+            tile_map(d[first * out_image:], dm[p], block_at.outputs, block_at.out_planes, out_image,
+                     per_image * filters, outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target,
+                     outof_adjoint.coef, no_bias, floor, filters, 0, last - first)
+            if need_kernel:
+                np.matmul(v_planes[:, rows].transpose(0, 2, 1), gradients, out=du[b])
             if need_x:
-                for i in range(first * x_image, last * x_image):
-                    d_x[i] = 0.0
+                np.matmul(gradients, u_t, out=dv_planes[p][:, :rows.stop - rows.start])
+                d_x[first * x_image:last * x_image] = 0.0
                 tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
                          x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
-                         block_bias[p], floor, channels, zero, last - first)
+                         no_bias, floor, channels, 0, last - first)
 
 
 # tiles per block of images: a block's planes go from one transform through the products to the next while
-# they are still in cache. 288 (8 images of the convnet's second layer) measured 1.9/3.1 ms forward/backward
-# against 1.9/3.4 with 72 and 2.0/3.5 with 1152 (one locked run, alternating)
+# they are still in cache. 288 (8 images of the convnet's second layer): 1.94/3.35 ms forward/backward against
+# 1.96/3.48 with 144, 2.10/3.47 with 576, 2.80/3.96 with 1152 (one locked run, alternating, a loaded machine)
 BLOCK_TILES = 288
 
 # each calling thread's scratch (the precompiling thread may run a layer beside training), kept across calls:
@@ -245,14 +221,14 @@ _SCRATCH = threading.local()
 
 
 def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's scratch for `role`: (parts, rows * width) and its (parts, rows, width) view, reused by the
-    next call with that role."""
+    """This thread's scratch for `role`: 16 planes `rows` rows apart (plane_rows) per part, as (parts, numbers)
+    for tile_map and as (parts, 16, rows, width) for matmul; reused by the next call with that role."""
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     kept = buffers.get((role, dtype))
-    if kept is None or kept.size < parts * rows * width:
-        kept = buffers[(role, dtype)] = np.empty(parts * rows * width, dtype)
-    flat = kept[:parts * rows * width]
-    return flat.reshape(parts, rows * width), flat.reshape(parts, rows, width)
+    size = parts * 16 * rows * width
+    if kept is None or kept.size < size:
+        kept = buffers[(role, dtype)] = np.empty(size, dtype)
+    return kept[:size].reshape(parts, -1), kept[:size].reshape(parts, 16, rows, width)
 
 
 @functools.lru_cache(maxsize=8)
@@ -262,7 +238,7 @@ def _entries(dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entries]:
 
 
 class Plan(NamedTuple):
-    """One convolution's shapes as the block kernels take them."""
+    """One convolution's shapes as the parts take them."""
 
     at: Tables  # the batch's tables (the input planes v span the batch)
     block_at: Tables  # one block's tables (the scratch planes hold one block)
@@ -274,7 +250,7 @@ class Plan(NamedTuple):
 def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, out_h: int, out_w: int,
           threads: int, block_tiles: int) -> Plan:
     """The tables and sizes of one convolution's shapes, on `threads` threads, in blocks of about block_tiles
-    tiles (at least one image); cached."""
+    tiles (at least one image); cached: a training run meets two batch sizes per layer."""
     n, height, width, channels = x_shape
     tiles_h, tiles_w = tiles(out_h, out_w)
     per_image = tiles_h * tiles_w
@@ -297,45 +273,43 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
     n, channels, filters, dtype = x.shape[0], x.shape[3], kernel.shape[3], x.dtype
     plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
     s = plan.sizes
-    v = np.empty((16 * s[7], channels), dtype)
+    v = np.empty((16, s[7], channels), dtype)
     u = (G2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(16, channels, filters)
     out = np.empty((n, out_h, out_w, filters), dtype)
-    m, m_rows = _scratch("products", s[9], 16 * s[8], filters, dtype)
+    m, m_planes = _scratch("products", s[9], s[8], filters, dtype)
     into, outof, _, _ = _entries(dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
     floor = dtype.type(0.0 if activation == RELU else -np.inf)
-    with blas.one_thread():  # each part's products are small: one core's BLAS each
-        in_parts(forward_blocks, s[9], x.reshape(-1), v.reshape(-1), v, u, out.reshape(-1), m, m_rows,
+    with blas.one_thread(numpy=True):  # each part's products are small: one core's BLAS each
+        in_parts(_forward_part, s[9], x.reshape(-1), v.reshape(-1), v, u, out.reshape(-1), m, m_planes,
                  np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, s)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
 
 
-def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray, u: np.ndarray,
-             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool,
-             need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """(input gradient, kernel gradient, bias gradient) from d_out (N, out_h, out_w, F), the gradient of
-    forward's output `out` (after its activation), and forward's planes; None for one not needed."""
+def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ...], pad_top: int, pad_left: int,
+             need_x: bool, need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(input gradient, kernel gradient) from d (N, out_h, out_w, F), the gradient before the activation
+    (Conv2D computes it and the bias gradient in one pass, as for im2col), and forward's planes; None for one
+    not needed."""
     from dlcli.kernels import blas
 
-    n, out_h, out_w, filters = d_out.shape
-    channels, dtype = x_shape[3], d_out.dtype
+    n, out_h, out_w, filters = d.shape
+    channels, dtype = x_shape[3], d.dtype
     plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
     s, parts = plan.sizes, plan.sizes[9]
-    d, d_rows = _scratch("output gradients", parts, s[6] * out_h * out_w, filters, dtype)
-    dm, dm_rows = _scratch("product gradients", parts, 16 * s[8], filters, dtype)
-    dv, dv_rows = _scratch("input plane gradients", parts, 16 * s[8], channels, dtype)
-    product, block_bias = np.empty((parts, channels, filters), dtype), np.empty((parts, filters), dtype)
-    du, d_bias = np.empty((parts, 16, channels, filters), dtype), np.empty((parts, filters), dtype)
+    dm, dm_planes = _scratch("product gradients", parts, s[8], filters, dtype)
+    dv, dv_planes = _scratch("input plane gradients", parts, s[8], channels, dtype)
+    du = np.empty((-(-n // s[6]), 16, channels, filters), dtype)  # one per block, summed below
     d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
     _, _, outof_adjoint, into_adjoint = _entries(dtype)
-    with blas.one_thread():
-        in_parts(backward_blocks, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
-                 np.ascontiguousarray(out, dtype).reshape(-1, filters), v, u, d_x.reshape(-1), du, d_bias, d, d_rows,
-                 dm, dm_rows, dv, dv_rows, product, block_bias, dtype.type(-np.inf), activation, need_x, need_kernel,
-                 outof_adjoint, into_adjoint, plan.block_at, s)
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
+    with blas.one_thread(numpy=True):
+        in_parts(_backward_part, parts, np.ascontiguousarray(d).reshape(-1), v, u_t, d_x.reshape(-1), du, dm,
+                 dm_planes, dv, dv_planes, np.zeros(max(channels, filters), dtype), dtype.type(-np.inf), need_x,
+                 need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
     d_kernel = None
     if need_kernel:
         d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)
-    return d_x if need_x else None, d_kernel, d_bias.sum(axis=0)
+    return d_x if need_x else None, d_kernel
