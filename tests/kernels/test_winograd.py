@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from dlcli.kernels import conv, winograd
+from dlcli.kernels import blas, conv, winograd
 from dlcli.ops.conv import geometry, winograd_fits
 
 # (batch, height, width, channels, filters, padding): odd and even sizes, one image, both paddings
@@ -147,3 +147,15 @@ def test_planes_stay_valid_while_another_convolution_of_the_same_shape_runs() ->
     for expected, got in zip(alone, (step(0, first), step(1, second))):
         for a, c in zip(expected, got):
             np.testing.assert_array_equal(a, c)
+
+
+def test_numpys_blas_runs_on_one_thread_while_the_parts_multiply_and_is_restored() -> None:
+    """Each part's products are small GEMMs on one core: NumPy's OpenBLAS must be found, held to one thread
+    inside blas.one_thread(numpy=True) (the parts would otherwise each start its threads), and restored."""
+    controls = blas._NUMPY_CONTROLS
+    assert controls is not None, "NumPy's OpenBLAS was not found: the parts' GEMMs would run multithreaded"
+    get, _ = controls
+    before = get()
+    with blas.one_thread(numpy=True):
+        assert get() == 1
+    assert get() == before
