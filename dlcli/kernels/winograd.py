@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.conv import RELU, TANH
+from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 
 # what an entry does to its target vector: the first one of a target sets it, the next ones add to it, and
@@ -189,25 +189,28 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
                      last - first)
 
 
-def _backward_part(d: np.ndarray, v_planes: np.ndarray, u_t: np.ndarray, d_x: np.ndarray, du: np.ndarray,
+def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes: np.ndarray, u_t: np.ndarray,
+                   d_x: np.ndarray, du: np.ndarray, d_bias: np.ndarray, d: np.ndarray, d_rows: np.ndarray,
                    dm: np.ndarray, dm_planes: np.ndarray, dv: np.ndarray, dv_planes: np.ndarray, no_bias: np.ndarray,
                    floor: np.floating, need_x: bool, need_kernel: bool, outof_adjoint: Entries,
                    into_adjoint: Entries, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
-    """Parts [lo, hi) of the backward, block by block as _forward_part, from d, the gradient before the
-    activation: the output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient
-    into du[b] (summed after), the input planes' gradient (over u_t: the kernel planes transposed) and its
-    transform back into the block's images of d_x (set here: a block's images are sums of its own tiles'
-    patches only)."""
+    """Parts [lo, hi) of the backward, block by block as _forward_part: the activation's gradient (from the
+    output) and block b's bias sum into d_bias[b] in one pass over the block's rows of d_out and out, the
+    output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient into du[b] (blocks
+    summed after), the input planes' gradient (over u_t: the kernel planes transposed) and its transform back
+    into the block's images of d_x (set here: a block's images are sums of its own tiles' patches only)."""
     images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
-    blocks = -(-images // block)
+    blocks, cells = -(-images // block), out_image // filters
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
             rows = slice(first * per_image, last * per_image)
             gradients = dm_planes[p][:, :rows.stop - rows.start]
-            tile_map(d[first * out_image:], dm[p], block_at.outputs, block_at.out_planes, out_image,
-                     per_image * filters, outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target,
-                     outof_adjoint.coef, no_bias, floor, filters, 0, last - first)
+            activation_grad_and_bias_sum(d_out[first * cells:last * cells], out[first * cells:last * cells],
+                                         d_rows[p][:(last - first) * cells], d_bias[b], activation)
+            tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
+                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef, no_bias,
+                     floor, filters, 0, last - first)
             if need_kernel:
                 np.matmul(v_planes[:, rows].transpose(0, 2, 1), gradients, out=du[b])
             if need_x:
@@ -228,15 +231,17 @@ BLOCK_TILES = 288
 _SCRATCH = threading.local()
 
 
-def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's scratch for `role`: 16 planes `rows` rows apart (plane_rows) per part, as (parts, numbers)
-    for tile_map and as (parts, 16, rows, width) for matmul; reused by the next call with that role."""
+def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype,
+             planes: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's scratch for `role`: `planes` planes of `rows` rows (plane_rows apart) per part, as (parts,
+    numbers) for tile_map and as (parts, planes, rows, width) for matmul; reused by the next call with that
+    role."""
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     kept = buffers.get((role, dtype))
-    size = parts * 16 * rows * width
+    size = parts * planes * rows * width
     if kept is None or kept.size < size:
         kept = buffers[(role, dtype)] = np.empty(size, dtype)
-    return kept[:size].reshape(parts, -1), kept[:size].reshape(parts, 16, rows, width)
+    return kept[:size].reshape(parts, -1), kept[:size].reshape(parts, planes, rows, width)
 
 
 @functools.lru_cache(maxsize=8)
@@ -296,28 +301,32 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
     return out, v, u
 
 
-def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ...], pad_top: int, pad_left: int,
-             need_x: bool, need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(input gradient, kernel gradient) from d (N, out_h, out_w, F), the gradient before the activation
-    (Conv2D computes it and the bias gradient in one pass, as for im2col), and forward's planes; None for one
-    not needed."""
+def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray, u: np.ndarray,
+             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool,
+             need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(input gradient, kernel gradient, bias gradient) from d_out (N, out_h, out_w, F), the gradient of
+    forward's output `out` (after its activation, whose gradient is taken here), and forward's planes; None for
+    one not needed."""
     from dlcli.kernels import blas
 
-    n, out_h, out_w, filters = d.shape
-    channels, dtype = x_shape[3], d.dtype
+    n, out_h, out_w, filters = d_out.shape
+    channels, dtype = x_shape[3], d_out.dtype
     plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
     s, parts = plan.sizes, plan.sizes[9]
+    d, d_rows = _scratch("output gradients", parts, s[6] * out_h * out_w, filters, dtype, planes=1)
     dm, dm_planes = _scratch("product gradients", parts, s[8], filters, dtype)
     dv, dv_planes = _scratch("input plane gradients", parts, s[8], channels, dtype)
-    du = np.empty((-(-n // s[6]), 16, channels, filters), dtype)  # one per block, summed below
+    blocks = -(-n // s[6])
+    du, d_bias = np.empty((blocks, 16, channels, filters), dtype), np.empty((blocks, filters), dtype)  # summed below
     d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
     _, _, outof_adjoint, into_adjoint = _entries(dtype)
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
     with blas.one_thread(numpy=True):
-        in_parts(_backward_part, parts, np.ascontiguousarray(d).reshape(-1), v, u_t, d_x.reshape(-1), du, dm,
-                 dm_planes, dv, dv_planes, np.zeros(max(channels, filters), dtype), dtype.type(-np.inf), need_x,
-                 need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
+        in_parts(_backward_part, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
+                 np.ascontiguousarray(out, dtype).reshape(-1, filters), activation, v, u_t, d_x.reshape(-1), du,
+                 d_bias, d, d_rows[:, 0], dm, dm_planes, dv, dv_planes, np.zeros(max(channels, filters), dtype),
+                 dtype.type(-np.inf), need_x, need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
     d_kernel = None
     if need_kernel:
         d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)
-    return d_x if need_x else None, d_kernel
+    return d_x if need_x else None, d_kernel, d_bias.sum(axis=0)

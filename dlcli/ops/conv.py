@@ -92,6 +92,16 @@ class Conv2D(Op):
             return out
         return self._im2col_forward(x, kernel, bias)
 
+    def _winograd_backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
+        """The Winograd path's backward: the activation's gradient and the bias sum run in its blocks."""
+        from dlcli.kernels import winograd
+
+        g = self.geometry
+        d_x, d_kernel, d_bias = winograd.backward(
+            np.reshape(d_out, (self.x_shape[0], g.out_h, g.out_w, -1)), self.out, self.code, self.planes,
+            self.kernel_planes, self.x_shape, g.pad_top, g.pad_left, self.needs_grad[0], self.needs_grad[1])
+        return d_x, d_kernel, d_bias if self.needs_grad[2] else None
+
     def _im2col_forward(self, x: Array, kernel: Array, bias: Array) -> Array:
         from dlcli.kernels import conv as kernels
 
@@ -114,18 +124,13 @@ class Conv2D(Op):
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
         from dlcli.kernels import conv as kernels
 
+        if self.cols is None:
+            return self._winograd_backward(d_out)
         out, g = self.out, self.geometry
         d_out = np.ascontiguousarray(d_out).reshape(out.shape)
         # the activation's gradient and the bias gradient's column sums in one pass
         d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
         kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, self.code)
-        if self.cols is None:
-            from dlcli.kernels import winograd
-
-            d_x, d_kernel = winograd.backward(d.reshape(self.x_shape[0], g.out_h, g.out_w, -1), self.planes,
-                                              self.kernel_planes, self.x_shape, g.pad_top, g.pad_left,
-                                              self.needs_grad[0], self.needs_grad[1])
-            return d_x, d_kernel, d_bias if self.needs_grad[2] else None
         kernel = self.kernel
         d_kernel = (self.cols.T @ d).reshape(kernel.shape) if self.needs_grad[1] else None
         d_x = None
