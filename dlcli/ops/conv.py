@@ -61,8 +61,8 @@ def winograd_takes(g: ConvGeometry) -> bool:
 def winograd_fits(g: ConvGeometry, channels: int) -> bool:
     """Whether conv2d's "auto" (the default) takes the Winograd path: winograd_takes, at least 16 input
     channels and an output of at least 8x8. Measured here (batch 64, 2 threads, alternating in one process):
-    the MNIST convnet's 13x13x32 -> 64 layer took 1.58 ms forward and 2.63 backward by Winograd against
-    im2col's 1.85 and 4.09 (PyTorch's oneDNN: 1.32 and 2.28); its 5x5x64 -> 128 layer (a 3x3 output: 4 tiles
+    the MNIST convnet's 13x13x32 -> 64 layer took 1.6-1.7 ms forward and 2.5-2.6 backward by Winograd against
+    im2col's 1.8-1.9 and 4.1 (PyTorch's oneDNN: 1.32 and 2.28); its 5x5x64 -> 128 layer (a 3x3 output: 4 tiles
     computed for 9 outputs) ran 1.15x slower by Winograd, its 1-channel first layer 4-9x slower. In float32
     both algorithms stay within 1e-6 of the largest value of a float64 convolution (2e-7 to 7e-7 measured)."""
     return winograd_takes(g) and channels >= 16 and g.out_h >= 8 and g.out_w >= 8
