@@ -141,6 +141,8 @@ def test_the_backward_applies_the_activations_gradient_and_sums_the_bias_in_floa
 @pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
 def test_parts_on_two_threads_give_what_one_thread_gives(block_tiles, monkeypatch) -> None:
     """Blocks split over two threads, each with its scratch row and its partial kernel and bias sums."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread: nothing to split")
     monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
     rng = np.random.default_rng(5)
     x, k, b = (rng.normal(size=s) for s in ((7, 9, 8, 5), (3, 3, 5, 6), (6,)))
