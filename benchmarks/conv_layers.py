@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from dlcli import activations  # noqa: E402
 from dlcli.ops.conv import Conv2D, geometry, winograd_takes  # noqa: E402
+from dlcli.tensor.memory import keep_freed_memory  # noqa: E402
 
 # (name, size, in channels, filters, input gradient needed); the last one is a first layer over RGB images
 LAYERS = [("conv2d (1->32, 28x28)", 28, 1, 32, False), ("conv2d_1 (32->64, 13x13)", 13, 32, 64, True),
@@ -49,6 +50,7 @@ def step_ms(op: Conv2D, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, d: 
 
 
 def main() -> int:
+    keep_freed_memory()  # as training does: steady-state allocation, not first-touch page faults
     rng = np.random.default_rng(0)
     relu = activations.get("relu")
     results = {}

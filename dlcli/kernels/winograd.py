@@ -7,6 +7,14 @@ backward pass is the exact adjoint of the same computation, so it reuses the for
 output gradient goes through A (4x2) into the 16 planes, two sets of 16 GEMMs give the planes' gradients, and
 the input planes go back through B into overlapping patches.
 
+The batch runs in blocks of about BLOCK_TILES tiles (whole images), each block from one transform through its
+GEMMs to the next while its planes are still in the core's cache, and the blocks in parts, one a thread
+(parts.in_parts): tile_map and NumPy's matmul both release the GIL, so the parts run side by side, each on one
+core with NumPy's OpenBLAS held to one thread (blas.one_thread). Against the transforms on threads and the
+batch's GEMMs on OpenBLAS's two threads one after the other (main before this), the convnet's second layer went
+from 2.1-2.2/3.4-3.6 to 1.6-1.8/2.6-3.1 ms forward/backward. Numba kernels calling np.dot per block were
+slower (SciPy's BLAS) and took 1.6 s more to compile.
+
 Every transform around the GEMMs is one linear map per tile with small constant coefficients (0, 1, -1), so
 one kernel, tile_map, runs all four from a list of entries (target, source, coefficient) and per-tile tables
 of where each source and target vector (one row of channels) starts. One small kernel to compile instead of
@@ -18,8 +26,8 @@ Tile t = (n * tiles_h + th) * tiles_w + tw covers outputs (2 th, 2 tw) .. (2 th 
 input from (2 th - pad_top, 2 tw - pad_left); cells outside the image read as zero (adjoint: are dropped),
 outputs past out_h, out_w are not written (adjoint: have no gradient): their table entry is -1. Plane
 e = 4 a + b holds element (a, b) of a tile. The innermost loop runs over channels, contiguous in the images
-and the planes, so it vectorizes. Images are independent, so tile_map runs over images [lo, hi) on threads
-(parts.in_parts); one image's tiles overlap in the input, so its patches are added by one thread.
+and the planes, so it vectorizes. Images are independent: tile_map runs over images [lo, hi); one image's
+tiles overlap in the input, so its patches are added by one thread.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.conv import RELU, TANH
+from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 
 # what an entry does to its target vector: the first one of a target sets it, the next ones add to it, and
@@ -111,41 +119,12 @@ INPUT_GRADIENT = entries(np.kron(BT, BT).T, first=ADD)  # plane -> patch cell, a
 G2 = np.kron(G, G)
 
 
-def plane_stride(tiles: int, channels: int, itemsize: int) -> int:
-    """Elements between planes of (16, tiles, channels): the planes start 5 cache lines past a multiple of
-    4 KiB apart. The transforms touch all 16 planes at once; planes a multiple of 4 KiB apart fall in the same
-    cache sets and evict each other (4.8 ms against 0.6 to write the output-gradient planes of the convnet's
-    second layer, measured here). The offsets 5 k lines (k < 16) are distinct modulo the 64 sets of a 4 KiB
-    way."""
-    return (-(-tiles * channels * itemsize // 4096) * 4096 + 5 * 64) // itemsize
-
-
-# scratch planes (the forward's products, the backward's two sets of plane gradients) kept per thread and
-# reused: fresh 5-10 MB arrays every step came from new pages once glibc's heap trimmed them, 5 ms more per
-# forward + backward of the convnet's second layer in a loop of only that layer (measured here). dlcli's
-# training keeps freed memory anyway (tensor/memory.py); other callers (benchmarks, predict, an embedding
-# program) may not
-_SCRATCH = threading.local()
-
-
-def planes(tiles: int, channels: int, dtype: np.dtype, scratch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(a flat buffer, its (16, tiles, channels) view) for one set of planes: tile_map takes the flat buffer,
-    NumPy's matmul the view. A named scratch buffer is this thread's, reused by the next call with that name:
-    for planes that do not outlive the call."""
-    dtype = np.dtype(dtype)
-    stride = plane_stride(tiles, channels, dtype.itemsize)
-    size = 15 * stride + tiles * channels
-    if scratch is None:
-        flat = np.empty(size, dtype)
-    else:
-        buffers = _SCRATCH.__dict__.setdefault("buffers", {})
-        kept = buffers.get((scratch, dtype))
-        if kept is None or kept.size < size:
-            kept = buffers[(scratch, dtype)] = np.empty(size, dtype)
-        flat = kept[:size]
-    view = np.lib.stride_tricks.as_strided(flat, (16, tiles, channels),
-                                           (stride * dtype.itemsize, channels * dtype.itemsize, dtype.itemsize))
-    return flat, view
+def plane_rows(tiles: int) -> int:
+    """Rows (tiles) between planes of (16 * plane_rows, channels): an odd number. The transforms touch all 16
+    planes at once; planes a multiple of 4 KiB apart fall in the same cache sets and evict each other (4.8 ms
+    against 0.6 to write the output-gradient planes of the convnet's second layer, measured here). An odd
+    number of rows of 32 or 64 channels puts the 16 planes in 16 different sets of a 4 KiB way."""
+    return tiles | 1
 
 
 class Tables(NamedTuple):
@@ -160,7 +139,7 @@ class Tables(NamedTuple):
 
 @functools.lru_cache(maxsize=64)
 def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_top: int, pad_left: int,
-              out_h: int, out_w: int, itemsize: int) -> Tables:
+              out_h: int, out_w: int) -> Tables:
     """The tables of one image of a convolution's shapes, for a batch of n (the planes' stride depends on it);
     cached: a training run meets two batch sizes per layer. A few hundred bytes per tile of one image."""
     tiles_h, tiles_w = tiles(out_h, out_w)
@@ -177,8 +156,8 @@ def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_
             row, col = 2 * th + i, 2 * tw + j
             outputs[:, 2 * i + j] = np.where((row < out_h) & (col < out_w), (row * out_w + col) * filters, -1)
     count, t = n * len(th), np.arange(len(th))[:, None]
-    in_planes = np.arange(16) * plane_stride(count, channels, itemsize) + t * channels
-    out_planes = np.arange(16) * plane_stride(count, filters, itemsize) + t * filters
+    in_planes = (np.arange(16) * plane_rows(count) + t) * channels
+    out_planes = (np.arange(16) * plane_rows(count) + t) * filters
     for table in (cells, outputs, in_planes, out_planes):
         table.flags.writeable = False  # shared by every call with these shapes
     return Tables(cells, outputs, in_planes, out_planes)
@@ -189,83 +168,165 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
-def _map(transform: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
-         src_image: int, dst_image: int, width: int, images: int, bias: np.ndarray | None = None,
-         floor: float = -np.inf) -> None:
-    """tile_map over every image, on threads; image n's part of src starts n * src_image in, of dst n *
-    dst_image."""
-    dtype = dst.dtype
-    bias = np.zeros(width, dtype) if bias is None else bias
-    in_parts(tile_map, images, src, dst, src_at, dst_at, src_image, dst_image, transform.kind,
-             transform.source, transform.target, transform.coef.astype(dtype), bias, dtype.type(floor), width)
+def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndarray, out: np.ndarray,
+                  m: np.ndarray, m_planes: np.ndarray, bias: np.ndarray, floor: np.floating, into: Entries,
+                  outof: Entries, at: Tables, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
+    """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
+    batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
+    transform (+ bias, floor) into out while they are still in cache. Runs on a parts thread: tile_map and
+    NumPy's matmul release the GIL. sizes: see _plan."""
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    blocks = -(-images // block)
+    for p in range(lo, hi):
+        for b in range(p * blocks // parts, (p + 1) * blocks // parts):
+            first, last = b * block, min(b * block + block, images)
+            rows = slice(first * per_image, last * per_image)
+            tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
+                     into.target, into.coef, bias, floor, channels, first, last)
+            np.matmul(v_planes[:, rows], u, out=m_planes[p][:, :rows.stop - rows.start])
+            tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
+                     out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
+                     last - first)
+
+
+def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes: np.ndarray, u_t: np.ndarray,
+                   d_x: np.ndarray, du: np.ndarray, d_bias: np.ndarray, d: np.ndarray, d_rows: np.ndarray,
+                   dm: np.ndarray, dm_planes: np.ndarray, dv: np.ndarray, dv_planes: np.ndarray, no_bias: np.ndarray,
+                   floor: np.floating, need_x: bool, need_kernel: bool, outof_adjoint: Entries,
+                   into_adjoint: Entries, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
+    """Parts [lo, hi) of the backward, block by block as _forward_part: the activation's gradient (from the
+    output) and block b's bias sum into d_bias[b] in one pass over the block's rows of d_out and out, the
+    output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient into du[b] (blocks
+    summed after), the input planes' gradient (over u_t: the kernel planes transposed) and its transform back
+    into the block's images of d_x (set here: a block's images are sums of its own tiles' patches only)."""
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    blocks, cells = -(-images // block), out_image // filters
+    for p in range(lo, hi):
+        for b in range(p * blocks // parts, (p + 1) * blocks // parts):
+            first, last = b * block, min(b * block + block, images)
+            rows = slice(first * per_image, last * per_image)
+            gradients = dm_planes[p][:, :rows.stop - rows.start]
+            activation_grad_and_bias_sum(d_out[first * cells:last * cells], out[first * cells:last * cells],
+                                         d_rows[p][:(last - first) * cells], d_bias[b], activation)
+            tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
+                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef, no_bias,
+                     floor, filters, 0, last - first)
+            if need_kernel:
+                np.matmul(v_planes[:, rows].transpose(0, 2, 1), gradients, out=du[b])
+            if need_x:
+                np.matmul(gradients, u_t, out=dv_planes[p][:, :rows.stop - rows.start])
+                d_x[first * x_image:last * x_image] = 0.0
+                tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
+                         x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
+                         no_bias, floor, channels, 0, last - first)
 
 
 # tiles per block of images: a block's planes go from one transform through the products to the next while
-# they are still in cache. 1152 tiles (32 images of the MNIST convnet's second layer) took 2.4/3.5 ms forward/
-# backward against 2.5/4.0 for the whole batch of 64 at once and 2.5/3.6 for 16 images (measured here)
-BLOCK_TILES = 1152
+# they are still in cache. 288 (8 images of the convnet's second layer): 1.94/3.35 ms forward/backward against
+# 1.96/3.48 with 144, 2.10/3.47 with 576, 2.80/3.96 with 1152 (one locked run, alternating, a loaded machine)
+BLOCK_TILES = 288
+
+# each calling thread's scratch (the precompiling thread may run a layer beside training), kept across calls:
+# a block's products and plane gradients per part; nothing in it outlives the call that fills it
+_SCRATCH = threading.local()
 
 
-def _blocks(n: int, per_image: int) -> list[tuple[int, int]]:
-    """Image ranges [lo, hi) of about BLOCK_TILES tiles each (at least one image)."""
-    step = max(1, BLOCK_TILES // per_image)
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype,
+             planes: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's scratch for `role`: `planes` planes of `rows` rows (plane_rows apart) per part, as (parts,
+    numbers) for tile_map and as (parts, planes, rows, width) for matmul; reused by the next call with that
+    role."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    kept = buffers.get((role, dtype))
+    size = parts * planes * rows * width
+    if kept is None or kept.size < size:
+        kept = buffers[(role, dtype)] = np.empty(size, dtype)
+    return kept[:size].reshape(parts, -1), kept[:size].reshape(parts, planes, rows, width)
+
+
+@functools.lru_cache(maxsize=8)
+def _entries(dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entries]:
+    """INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT with coefficients in dtype."""
+    return tuple(e._replace(coef=e.coef.astype(dtype)) for e in (INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT))
+
+
+class Plan(NamedTuple):
+    """One convolution's shapes as the parts take them."""
+
+    at: Tables  # the batch's tables (the input planes v span the batch)
+    block_at: Tables  # one block's tables (the scratch planes hold one block)
+    sizes: tuple[int, ...]  # images, tiles per image, C, F, x and output image sizes (numbers), images per
+    # block, rows between the batch's planes and between a block's planes, parts
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, out_h: int, out_w: int,
+          threads: int, block_tiles: int) -> Plan:
+    """The tables and sizes of one convolution's shapes, on `threads` threads, in blocks of about block_tiles
+    tiles (at least one image); cached: a training run meets two batch sizes per layer."""
+    n, height, width, channels = x_shape
+    tiles_h, tiles_w = tiles(out_h, out_w)
+    per_image = tiles_h * tiles_w
+    block = min(n, max(1, block_tiles // per_image))
+    parts = max(1, min(threads, -(-n // block)))
+    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
+    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
+    return Plan(at, block_at, (n, per_image, channels, filters, height * width * channels, out_h * out_w * filters,
+                               block, plane_rows(n * per_image), plane_rows(block * per_image), parts))
 
 
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
             out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation(conv(x, kernel) + bias) as (N, out_h, out_w, F), the input planes, the kernel planes) for
-    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs."""
+    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs (the input planes a
+    fresh array each call: an op's planes stay valid until its backward, whatever runs in between)."""
+    from dlcli.kernels import blas
+
     x = np.ascontiguousarray(x)
-    n, height, width, channels = x.shape
-    filters = kernel.shape[3]
-    tiles_h, tiles_w = tiles(out_h, out_w)
-    per_image = tiles_h * tiles_w
-    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, x.dtype.itemsize)
-    v_flat, v = planes(n * per_image, channels, x.dtype)
-    u = (G2.astype(kernel.dtype) @ kernel.reshape(9, -1)).reshape(16, channels, filters)
-    out = np.empty((n, out_h, out_w, filters), x.dtype)
-    bias = bias.astype(x.dtype, copy=False)
+    n, channels, filters, dtype = x.shape[0], x.shape[3], kernel.shape[3], x.dtype
+    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
+    s = plan.sizes
+    v = np.empty((16, s[7], channels), dtype)
+    u = (G2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(16, channels, filters)
+    out = np.empty((n, out_h, out_w, filters), dtype)
+    m, m_planes = _scratch("products", s[9], s[8], filters, dtype)
+    into, outof, _, _ = _entries(dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
-    floor = 0.0 if activation == RELU else -np.inf
-    for lo, hi in _blocks(n, per_image):
-        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
-                          x.dtype.itemsize)
-        # the batch's planes from image lo on: the same plane stride, so the batch's tables serve
-        _map(INPUT, x[lo:hi].reshape(-1), v_flat[lo * per_image * channels:], at.cells, at.in_planes,
-             height * width * channels, per_image * channels, channels, hi - lo)
-        m_flat, m = planes((hi - lo) * per_image, filters, x.dtype, scratch="products")
-        np.matmul(v[:, lo * per_image:hi * per_image], u, out=m)
-        _map(OUTPUT, m_flat, out[lo:hi].reshape(-1), block.out_planes, block.outputs, per_image * filters,
-             out_h * out_w * filters, filters, hi - lo, bias, floor)
+    floor = dtype.type(0.0 if activation == RELU else -np.inf)
+    with blas.one_thread(numpy=True):  # each part's products are small: one core's BLAS each
+        in_parts(_forward_part, s[9], x.reshape(-1), v.reshape(-1), v, u, out.reshape(-1), m, m_planes,
+                 np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, s)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
 
 
-def backward(d: np.ndarray, v: np.ndarray, u: np.ndarray, x_shape: tuple[int, ...], pad_top: int, pad_left: int,
-             need_x: bool, need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(input gradient, kernel gradient) from d (N, out_h, out_w, F), the gradient after the activation, and
-    forward's planes; None for one not needed."""
-    d = np.ascontiguousarray(d)
-    n, out_h, out_w, filters = d.shape
-    height, width, channels = x_shape[1], x_shape[2], x_shape[3]
-    tiles_h, tiles_w = tiles(out_h, out_w)
-    per_image = tiles_h * tiles_w
-    du = np.zeros((16, channels, filters), d.dtype) if need_kernel else None
-    d_x = np.zeros(x_shape, d.dtype) if need_x else None  # patches overlap: every cell is a sum
-    for lo, hi in _blocks(n, per_image):
-        block = table_set(hi - lo, height, width, channels, filters, pad_top, pad_left, out_h, out_w,
-                          d.dtype.itemsize)
-        dm_flat, dm = planes((hi - lo) * per_image, filters, d.dtype, scratch="product gradients")
-        _map(OUTPUT_GRADIENT, d[lo:hi].reshape(-1), dm_flat, block.outputs, block.out_planes,
-             out_h * out_w * filters, per_image * filters, filters, hi - lo)
-        if du is not None:
-            du += np.matmul(v[:, lo * per_image:hi * per_image].transpose(0, 2, 1), dm)
-        if d_x is not None:
-            dv_flat, dv = planes((hi - lo) * per_image, channels, d.dtype, scratch="input plane gradients")
-            np.matmul(dm, u.transpose(0, 2, 1), out=dv)
-            _map(INPUT_GRADIENT, dv_flat, d_x[lo:hi].reshape(-1), block.in_planes, block.cells,
-                 per_image * channels, height * width * channels, channels, hi - lo)
-    d_kernel = None if du is None else (G2.T.astype(d.dtype) @ du.reshape(16, -1)).reshape(3, 3, channels, filters)
-    return d_x, d_kernel
+def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray, u: np.ndarray,
+             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool,
+             need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(input gradient, kernel gradient, bias gradient) from d_out (N, out_h, out_w, F), the gradient of
+    forward's output `out` (after its activation, whose gradient is taken here), and forward's planes; None for
+    one not needed."""
+    from dlcli.kernels import blas
+
+    n, out_h, out_w, filters = d_out.shape
+    channels, dtype = x_shape[3], d_out.dtype
+    plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
+    s, parts = plan.sizes, plan.sizes[9]
+    d, d_rows = _scratch("output gradients", parts, s[6] * out_h * out_w, filters, dtype, planes=1)
+    dm, dm_planes = _scratch("product gradients", parts, s[8], filters, dtype)
+    dv, dv_planes = _scratch("input plane gradients", parts, s[8], channels, dtype)
+    blocks = -(-n // s[6])
+    du, d_bias = np.empty((blocks, 16, channels, filters), dtype), np.empty((blocks, filters), dtype)  # summed below
+    d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
+    _, _, outof_adjoint, into_adjoint = _entries(dtype)
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
+    with blas.one_thread(numpy=True):
+        in_parts(_backward_part, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
+                 np.ascontiguousarray(out, dtype).reshape(-1, filters), activation, v, u_t, d_x.reshape(-1), du,
+                 d_bias, d, d_rows[:, 0], dm, dm_planes, dv, dv_planes, np.zeros(max(channels, filters), dtype),
+                 dtype.type(-np.inf), need_x, need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
+    d_kernel = None
+    if need_kernel:
+        d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)
+    return d_x if need_x else None, d_kernel, d_bias.sum(axis=0)

@@ -26,10 +26,11 @@ Pair = Annotated[tuple[PositiveInt, PositiveInt],
                  BeforeValidator(_pair, json_schema_input_type=PositiveInt | tuple[PositiveInt, PositiveInt])]
 
 
-# im2col by default: in the MNIST convnet's training, measured here on one machine in one session
-# (benchmarks/convnet.py, conv_layers.py), "auto" ran the epoch no faster (Winograd's table-driven transform
-# kernel gave back most of the 2.25x fewer multiplications) and added 0.3 s of compiling on an empty cache.
-DEFAULT_ALGORITHM = "im2col"
+# auto by default: Winograd where winograd_fits (dlcli/ops/conv.py has the figures). Measured here, one
+# machine, one session, alternating: the MNIST convnet's training took 9.6-10.3 ms a step with auto against
+# 12.0-13.7 with im2col (dlcli train, 300-step epochs), and its first run compiled 0.2 s more on an empty
+# cache (1.5 s against 1.3, benchmarks/cold_start.py): tile_map, the one Winograd kernel.
+DEFAULT_ALGORITHM = "auto"
 
 
 class Conv2DSpec(LayerSpec):
@@ -49,9 +50,9 @@ class Conv2DSpec(LayerSpec):
     bias_initializer: InitializerName = Field("zeros", description="How the bias starts.")
     algorithm: Literal["im2col", "winograd", "auto"] = Field(
         DEFAULT_ALGORITHM, description="im2col: one matrix product over the patches; winograd: F(2x2, 3x3) "
-        "(3x3 kernels, stride 1, no dilation); auto: winograd where it measured faster (at least 16 input "
-        "channels, an output of at least 8x8), im2col elsewhere. Outputs agree to float32 rounding (about 1e-6 "
-        "of the largest value), not bit for bit.")
+        "(3x3 kernels, stride 1, no dilation); auto (the default): winograd where it measured faster (at least "
+        "16 input channels, an output of at least 8x8), im2col elsewhere. Outputs agree to float32 rounding "
+        "(within 1e-6 of the largest value of a float64 convolution, both), not bit for bit.")
 
     @model_validator(mode="after")
     def _strides_or_dilation(self) -> Conv2DSpec:

@@ -59,11 +59,12 @@ def winograd_takes(g: ConvGeometry) -> bool:
 
 
 def winograd_fits(g: ConvGeometry, channels: int) -> bool:
-    """Whether conv2d's "auto" takes the Winograd path: winograd_takes, at least 16 input channels and an
-    output of at least 8x8. Measured here (benchmarks/conv_layers.py, batch 64, A/B, two runs): the MNIST
-    convnet's 13x13x32 -> 64 layer took 1.9-2.4 ms forward and 3.3-3.9 backward against im2col's 1.8-1.9 and
-    3.9-4.2 (0.93 and 1.02 of im2col's time); its 5x5x64 -> 128 layer (a 3x3 output: 4 tiles computed for 9
-    outputs) ran 1.15x slower by Winograd, its 1-channel first layer 4-9x slower."""
+    """Whether conv2d's "auto" (the default) takes the Winograd path: winograd_takes, at least 16 input
+    channels and an output of at least 8x8. Measured here (batch 64, 2 threads, alternating in one process):
+    the MNIST convnet's 13x13x32 -> 64 layer took 1.6-1.7 ms forward and 2.5-2.6 backward by Winograd against
+    im2col's 1.8-1.9 and 4.1 (PyTorch's oneDNN: 1.32 and 2.28); its 5x5x64 -> 128 layer (a 3x3 output: 4 tiles
+    computed for 9 outputs) ran 1.15x slower by Winograd, its 1-channel first layer 4-9x slower. In float32
+    both algorithms stay within 1e-6 of the largest value of a float64 convolution (2e-7 to 7e-7 measured)."""
     return winograd_takes(g) and channels >= 16 and g.out_h >= 8 and g.out_w >= 8
 
 
@@ -91,6 +92,16 @@ class Conv2D(Op):
             return out
         return self._im2col_forward(x, kernel, bias)
 
+    def _winograd_backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
+        """The Winograd path's backward: the activation's gradient and the bias sum run in its blocks."""
+        from dlcli.kernels import winograd
+
+        g = self.geometry
+        d_x, d_kernel, d_bias = winograd.backward(
+            np.reshape(d_out, (self.x_shape[0], g.out_h, g.out_w, -1)), self.out, self.code, self.planes,
+            self.kernel_planes, self.x_shape, g.pad_top, g.pad_left, self.needs_grad[0], self.needs_grad[1])
+        return d_x, d_kernel, d_bias if self.needs_grad[2] else None
+
     def _im2col_forward(self, x: Array, kernel: Array, bias: Array) -> Array:
         from dlcli.kernels import conv as kernels
 
@@ -113,18 +124,13 @@ class Conv2D(Op):
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
         from dlcli.kernels import conv as kernels
 
+        if self.cols is None:
+            return self._winograd_backward(d_out)
         out, g = self.out, self.geometry
         d_out = np.ascontiguousarray(d_out).reshape(out.shape)
         # the activation's gradient and the bias gradient's column sums in one pass
         d, d_bias = np.empty_like(d_out), np.empty(out.shape[1], d_out.dtype)
         kernels.activation_grad_and_bias_sum(d_out, out, d, d_bias, self.code)
-        if self.cols is None:
-            from dlcli.kernels import winograd
-
-            d_x, d_kernel = winograd.backward(d.reshape(self.x_shape[0], g.out_h, g.out_w, -1), self.planes,
-                                              self.kernel_planes, self.x_shape, g.pad_top, g.pad_left,
-                                              self.needs_grad[0], self.needs_grad[1])
-            return d_x, d_kernel, d_bias if self.needs_grad[2] else None
         kernel = self.kernel
         d_kernel = (self.cols.T @ d).reshape(kernel.shape) if self.needs_grad[1] else None
         d_x = None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
-from dlcli.kernels import conv, winograd
+from dlcli.kernels import blas, conv, winograd
 from dlcli.ops.conv import geometry, winograd_fits
 
 # (batch, height, width, channels, filters, padding): odd and even sizes, one image, both paddings
@@ -40,9 +41,11 @@ def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding, b
         out, v, u = winograd.forward(x, k, b, conv.LINEAR, g.pad_top, g.pad_left, g.out_h, g.out_w)
         assert out.dtype == dtype
         np.testing.assert_allclose(out, expected + b64, atol=rtol * np.abs(expected).max())
-        dx, dk = winograd.backward(d.astype(dtype), v, u, x.shape, g.pad_top, g.pad_left, True, True)
+        dx, dk, db = winograd.backward(d.astype(dtype), out, conv.LINEAR, v, u, x.shape, g.pad_top, g.pad_left,
+                                       True, True)
         np.testing.assert_allclose(dx, expected_dx, atol=rtol * np.abs(expected_dx).max())
         np.testing.assert_allclose(dk, expected_dk, atol=rtol * np.abs(expected_dk).max())
+        np.testing.assert_allclose(db, d.reshape(-1, f).sum(axis=0), atol=rtol * np.abs(d).sum(axis=(0, 1, 2)).max())
 
 
 @pytest.mark.parametrize("code,fn", [(conv.RELU, lambda z: np.maximum(z, 0)), (conv.TANH, np.tanh)])
@@ -62,8 +65,8 @@ def test_backward_needs_only_what_is_asked() -> None:
     rng = np.random.default_rng(2)
     x, k = rng.normal(size=(1, 6, 6, 2)), rng.normal(size=(3, 3, 2, 2))
     out, v, u = winograd.forward(x, k, np.zeros(2), conv.LINEAR, 0, 0, 4, 4)
-    assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, False, True)[0] is None
-    assert winograd.backward(np.ones_like(out), v, u, x.shape, 0, 0, True, False)[1] is None
+    assert winograd.backward(np.ones_like(out), out, conv.LINEAR, v, u, x.shape, 0, 0, False, True)[0] is None
+    assert winograd.backward(np.ones_like(out), out, conv.LINEAR, v, u, x.shape, 0, 0, True, False)[1] is None
 
 
 def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
@@ -94,8 +97,8 @@ def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
 
 def test_the_tables_cover_one_image_whatever_the_batch() -> None:
     """Tables per image, not per batch: a large batch of large images keeps a few hundred bytes per tile."""
-    small, large = winograd.table_set(1, 13, 13, 32, 64, 0, 0, 11, 11, 4), winograd.table_set(64, 13, 13, 32, 64, 0,
-                                                                                                0, 11, 11, 4)
+    small, large = winograd.table_set(1, 13, 13, 32, 64, 0, 0, 11, 11), winograd.table_set(64, 13, 13, 32, 64, 0,
+                                                                                                0, 11, 11)
     assert small.cells.shape == large.cells.shape == (36, 16)
     np.testing.assert_array_equal(small.cells, large.cells)
     assert large.cells[35, 15] == -1 and large.cells[0, 0] == 0  # the last tile's last cell is past the edge
@@ -108,3 +111,80 @@ def test_the_tables_cover_one_image_whatever_the_batch() -> None:
 def test_the_shape_rule_takes_winograd_where_it_was_measured_faster(kernel, strides, dilation, channels, size,
                                                                     fits) -> None:
     assert winograd_fits(geometry(size, size, kernel, strides, dilation, "valid"), channels) is fits
+
+
+@pytest.mark.parametrize("code", [conv.RELU, conv.TANH])
+@pytest.mark.parametrize("n,h,w,c,f,padding", [(1, 6, 5, 3, 4, "same"), (5, 13, 13, 32, 64, "valid")])
+def test_the_backward_applies_the_activations_gradient_and_sums_the_bias_in_float32(n, h, w, c, f, padding,
+                                                                                    code) -> None:
+    """The activation's gradient (from the output) and the bias sum run in the blocks: against NumPy
+    from the same float32 output, in float64."""
+    rng = np.random.default_rng(4)
+    x, k, b = (rng.normal(size=s).astype(np.float32) for s in ((n, h, w, c), (3, 3, c, f), (f,)))
+    g = geometry(h, w, (3, 3), (1, 1), (1, 1), padding)
+    out, v, u = winograd.forward(x, k, b, code, g.pad_top, g.pad_left, g.out_h, g.out_w)
+    d_out = rng.normal(size=out.shape).astype(np.float32)
+    o = out.astype(np.float64)
+    d = d_out * (o > 0) if code == conv.RELU else d_out * (1 - o * o)
+    assert (o == 0).any() if code == conv.RELU else True  # the mask matters
+    _, cols = direct(x.astype(np.float64), k.astype(np.float64), g)
+    expected_dk = (cols.T @ d.reshape(-1, f)).reshape(k.shape)
+    expected_dx = np.empty(x.shape)
+    conv.col2im(d.reshape(-1, f) @ k.astype(np.float64).reshape(-1, f).T, expected_dx, *g.args())
+    dx, dk, db = winograd.backward(d_out, out, code, v, u, x.shape, g.pad_top, g.pad_left, True, True)
+    assert dx.dtype == dk.dtype == db.dtype == np.float32
+    np.testing.assert_allclose(dx, expected_dx, atol=2e-6 * np.abs(expected_dx).max())
+    np.testing.assert_allclose(dk, expected_dk, atol=2e-6 * np.abs(expected_dk).max())
+    np.testing.assert_allclose(db, d.reshape(-1, f).sum(axis=0), atol=2e-6 * np.abs(d).sum(axis=(0, 1, 2)).max())
+
+
+@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
+def test_parts_on_two_threads_give_what_one_thread_gives(block_tiles, monkeypatch) -> None:
+    """Blocks split over two threads, each with its scratch row and its partial kernel and bias sums."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread: nothing to split")
+    monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
+    rng = np.random.default_rng(5)
+    x, k, b = (rng.normal(size=s) for s in ((7, 9, 8, 5), (3, 3, 5, 6), (6,)))
+    d_out = rng.normal(size=(7, 9, 8, 6))
+    results = []
+    for threads in (1, 2):
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            out, v, u = winograd.forward(x, k, b, conv.RELU, 1, 1, 9, 8)
+            results.append((out, *winograd.backward(d_out, out, conv.RELU, v, u, x.shape, 1, 1, True, True)))
+        finally:
+            numba.set_num_threads(previous)
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+
+
+def test_planes_stay_valid_while_another_convolution_of_the_same_shape_runs() -> None:
+    """Two layers of one shape: both forwards, then both backwards (and a forward without a backward, as in
+    evaluation, between them) give each layer its own gradients."""
+    rng = np.random.default_rng(6)
+    xs, ks = rng.normal(size=(2, 3, 7, 7, 4)).astype(np.float32), rng.normal(size=(2, 3, 3, 4, 5)).astype(np.float32)
+    b, d_out = np.zeros(5, np.float32), rng.normal(size=(3, 5, 5, 5)).astype(np.float32)
+
+    def step(i: int, forward: tuple) -> tuple:
+        return winograd.backward(d_out, forward[0], conv.RELU, forward[1], forward[2], xs[i].shape, 0, 0, True, True)
+
+    alone = [step(i, winograd.forward(xs[i], ks[i], b, conv.RELU, 0, 0, 5, 5)) for i in (0, 1)]
+    first, second = (winograd.forward(xs[i], ks[i], b, conv.RELU, 0, 0, 5, 5) for i in (0, 1))
+    winograd.forward(xs[1] * 2, ks[0], b, conv.RELU, 0, 0, 5, 5)  # an evaluation step in between
+    for expected, got in zip(alone, (step(0, first), step(1, second))):
+        for a, c in zip(expected, got):
+            np.testing.assert_array_equal(a, c)
+
+
+def test_numpys_blas_runs_on_one_thread_while_the_parts_multiply_and_is_restored() -> None:
+    """Each part's products are small GEMMs on one core: NumPy's OpenBLAS must be found, held to one thread
+    inside blas.one_thread(numpy=True) (the parts would otherwise each start its threads), and restored."""
+    controls = blas._NUMPY_CONTROLS
+    assert controls is not None, "NumPy's OpenBLAS was not found: the parts' GEMMs would run multithreaded"
+    get, _ = controls
+    before = get()
+    with blas.one_thread(numpy=True):
+        assert get() == 1
+    assert get() == before

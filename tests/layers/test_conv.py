@@ -105,9 +105,9 @@ def test_conv_input_errors_name_the_layer() -> None:
         create_layer({"type": "conv2d", "filters": 3, "kernel_size": 3, "strides": 2, "dilation_rate": 2})
 
 
-def test_conv2d_algorithm_key_picks_the_winograd_path_only_when_asked() -> None:
-    """algorithm = "winograd" (or "auto" on a layer it suits) computes the same convolution to float32 rounding;
-    im2col is the default; a layer Winograd cannot compute is a spec error naming the key."""
+def test_conv2d_algorithm_key_picks_the_winograd_path_where_it_fits() -> None:
+    """algorithm = "winograd" (or "auto", the default, on a layer it suits) computes the same convolution to
+    float32 rounding; a layer Winograd cannot compute is a spec error naming the key."""
     x = np.random.default_rng(5).normal(size=(2, 10, 9, 16)).astype(np.float32)
     outputs, paths = {}, {}
     for algorithm in (None, "im2col", "winograd", "auto"):
@@ -116,8 +116,11 @@ def test_conv2d_algorithm_key_picks_the_winograd_path_only_when_asked() -> None:
         layer.build((10, 9, 16), np.random.default_rng(0))
         out = layer(Tensor(x, requires_grad=True))
         outputs[algorithm], paths[algorithm] = out.data, out.op.cols is None  # Winograd keeps no im2col columns
-    assert paths == {None: False, "im2col": False, "winograd": True, "auto": True}
-    np.testing.assert_array_equal(outputs[None], outputs["im2col"])
+    assert paths == {None: True, "im2col": False, "winograd": True, "auto": True}
+    np.testing.assert_array_equal(outputs[None], outputs["auto"])
     np.testing.assert_allclose(outputs["winograd"], outputs["im2col"], rtol=0, atol=2e-6 * np.abs(outputs[None]).max())
+    small = create_layer({"type": "conv2d", "filters": 8, "kernel_size": 3})  # 3 input channels: auto takes im2col
+    small.build((10, 9, 3), np.random.default_rng(0))
+    assert small(Tensor(x[..., :3])).op.cols is not None
     with pytest.raises(ValidationError, match=r"algorithm = \"winograd\" computes 3x3 kernels with strides 1"):
         create_layer({"type": "conv2d", "filters": 3, "kernel_size": 3, "strides": 2, "algorithm": "winograd"})
