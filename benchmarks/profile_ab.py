@@ -38,9 +38,11 @@ def _parse() -> argparse.Namespace:
 
 def profile(checkout: Path, spec: Path, steps: int, env: dict[str, str]) -> dict:
     """One `dlcli profile --json` run of `spec` with the dlcli of `checkout`."""
-    out = subprocess.run([sys.executable, "-m", "dlcli", "profile", str(spec), "--steps", str(steps), "--warmup", "5",
-                          "--json"], env={**env, "PYTHONPATH": str(checkout.resolve())}, capture_output=True,
-                         text=True)
+    # run from the spec's folder, not a checkout: `python -m` puts the working directory first on sys.path, so
+    # from a checkout's root every run would import that checkout's dlcli whatever PYTHONPATH says
+    out = subprocess.run([sys.executable, "-m", "dlcli", "profile", str(spec.resolve()), "--steps", str(steps),
+                          "--warmup", "5", "--json"], env={**env, "PYTHONPATH": str(checkout.resolve())},
+                         cwd=spec.resolve().parent, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"dlcli profile failed with {checkout}:\n{out.stderr}")
     return json.loads(out.stdout)
