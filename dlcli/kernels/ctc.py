@@ -92,7 +92,9 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
     """
     steps, classes = probs.shape
     width = 2 * length + 1
-    alpha = np.zeros((steps, width))
+    alpha = np.empty((steps, width), probs.dtype)  # not np.zeros: its default dtype compiled 3 more allocators
+    for s in range(width):
+        alpha[0, s] = 0.0
     alpha[0, 0] = probs[0, blank]
     if width > 1:
         alpha[0, 1] = probs[0, labels[0]]
@@ -206,9 +208,12 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, label_lengths: np.ndarray,
-                  blank: int, nll: np.ndarray, grad: np.ndarray, lo: int, hi: int) -> None:
+                  blank: int, nll: np.ndarray, grad: np.ndarray, probs: np.ndarray, sequence_grads: np.ndarray,
+                  lo: int, hi: int) -> None:
     """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
-    sequence that needs the log-space recursions (ctc_loss_log_space_rows)."""
+    sequence that needs the log-space recursions (ctc_loss_log_space_rows). probs (B, T, C) and sequence_grads
+    (B, T, C), or (B, 0, 0) without a gradient, are float64 workspaces from the caller: allocating them here
+    compiled two more allocators."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
@@ -223,10 +228,9 @@ def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndar
         if steps == 0:  # no steps and no labels: the empty alignment, probability 1
             nll[b] = 0.0
             continue
-        probs = np.empty((steps, classes))
-        _softmax(logits[b, :steps], probs, False)
-        sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
-        nll[b] = _scaled_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
+        sequence_probs, sequence_grad = probs[b, :steps], sequence_grads[b, :steps]
+        _softmax(logits[b, :steps], sequence_probs, False)
+        nll[b] = _scaled_sequence(sequence_probs, labels[b], length, blank, sequence_grad, want_grad)
         if want_grad and not np.isnan(nll[b]):
             for t in range(steps):
                 for k in range(classes):
@@ -261,7 +265,10 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
     = softmax - posterior occupancy of each class; zero past the input length, and zero for a sequence
     whose labels cannot fit in its steps: its loss is inf (as the reference implementations give).
     """
-    in_parts(ctc_loss_rows, logits.shape[0], logits, labels, input_lengths, label_lengths, blank, nll, grad)
+    probs = np.empty(logits.shape)
+    sequence_grads = np.empty(logits.shape if grad.shape[1] > 0 else (logits.shape[0], 0, 0))
+    in_parts(ctc_loss_rows, logits.shape[0], logits, labels, input_lengths, label_lengths, blank, nll, grad, probs,
+             sequence_grads)
     redo = np.flatnonzero(np.isnan(nll))
     if redo.size:
         ctc_loss_log_space_rows(logits, labels, input_lengths, label_lengths, blank, nll, grad, redo)
