@@ -123,7 +123,7 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
     if not want_grad:
         return -log_likelihood
 
-    beta, later = np.zeros(width), np.zeros(width)
+    beta, later = np.empty(width, np.float64), np.empty(width, np.float64)  # every entry written before read
     for t in range(steps - 1, -1, -1):
         scale = 0.0
         for s in range(width):
