@@ -18,7 +18,9 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsil
                        mean: np.ndarray, variance: np.ndarray, inv_std: np.ndarray) -> None:
     """out = (x - mean) * inv_std * gamma + beta with each column's mean and biased variance (also written)."""
     rows, channels = x.shape
-    total = np.zeros(channels)
+    total = np.empty(channels, np.float64)  # not np.zeros: its default dtype compiles three allocator variants
+    for c in range(channels):
+        total[c] = 0.0
     for r in range(rows):
         for c in range(channels):
             total[c] += x[r, c]
@@ -45,8 +47,10 @@ def batch_norm_backward(d_out: np.ndarray, x: np.ndarray, gamma: np.ndarray, mea
     d_x = gamma * inv_std * (d_out - d_beta / rows - x_hat * d_gamma / rows), x_hat recomputed from x.
     """
     rows, channels = x.shape
-    sum_d = np.zeros(channels)
-    sum_d_x_hat = np.zeros(channels)
+    sum_d = np.empty(channels, np.float64)
+    sum_d_x_hat = np.empty(channels, np.float64)
+    for c in range(channels):
+        sum_d[c], sum_d_x_hat[c] = 0.0, 0.0
     for r in range(rows):
         for c in range(channels):
             d = d_out[r, c]

@@ -70,20 +70,14 @@ def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
                 out[t, k] /= total
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
-def _min_steps(labels: np.ndarray, length: int) -> int:
-    """The fewest steps that can emit labels: one per label, plus a blank between two equal neighbours."""
-    steps = length
-    for i in range(1, length):
-        if labels[i] == labels[i - 1]:
-            steps += 1
-    return steps
-
-
 @numba.njit(cache=True, error_model="numpy")
-def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: int, grad: np.ndarray,
+def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray, length: int, grad: np.ndarray,
                      want_grad: bool) -> float:
     """-log p(labels | probs) (T, C) by rescaled probability-space recursions; NaN where a scale underflows.
+
+    symbols and skips (at least 2L + 1) are the extended sequence and where a path may skip a blank
+    (_extended_label, _may_skip), tabulated by ctc_loss in NumPy: the two helpers compiled as functions of
+    their own (0.1-0.15 s on an empty cache) and were called at six sites of the loops.
 
     alpha[t, s] is the probability of the path prefixes that emit steps 0..t and stand on s at t, divided
     by the product of the scales so far; beta (two rows, rolled) is the same for the suffixes from t on.
@@ -92,10 +86,12 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
     """
     steps, classes = probs.shape
     width = 2 * length + 1
-    alpha = np.zeros((steps, width))
-    alpha[0, 0] = probs[0, blank]
+    alpha = np.empty((steps, width), probs.dtype)  # not np.zeros: its default dtype compiled 3 more allocators
+    for s in range(width):
+        alpha[0, s] = 0.0
+    alpha[0, 0] = probs[0, symbols[0]]
     if width > 1:
-        alpha[0, 1] = probs[0, labels[0]]
+        alpha[0, 1] = probs[0, symbols[1]]
     log_likelihood = 0.0
     for t in range(steps):
         if t > 0:
@@ -103,9 +99,9 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
                 total = alpha[t - 1, s]
                 if s >= 1:
                     total += alpha[t - 1, s - 1]
-                if _may_skip(labels, s):
+                if skips[s]:
                     total += alpha[t - 1, s - 2]
-                alpha[t, s] = total * probs[t, _extended_label(labels, s, blank)]
+                alpha[t, s] = total * probs[t, symbols[s]]
         scale = 0.0
         for s in range(width):
             scale += alpha[t, s]
@@ -121,7 +117,7 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
     if not want_grad:
         return -log_likelihood
 
-    beta, later = np.zeros(width), np.zeros(width)
+    beta, later = np.empty(width, np.float64), np.empty(width, np.float64)  # every entry written before read
     for t in range(steps - 1, -1, -1):
         scale = 0.0
         for s in range(width):
@@ -131,16 +127,16 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
                 total = later[s]
                 if s + 1 < width:
                     total += later[s + 1]
-                if s + 2 < width and _may_skip(labels, s + 2):
+                if s + 2 < width and skips[s + 2]:
                     total += later[s + 2]
-            beta[s] = total * probs[t, _extended_label(labels, s, blank)]
+            beta[s] = total * probs[t, symbols[s]]
             scale += beta[s]
         if scale == 0.0:
             return np.nan
         occupied = 0.0
         for s in range(width):
             beta[s] /= scale
-            y = probs[t, _extended_label(labels, s, blank)]
+            y = probs[t, symbols[s]]
             later[s] = alpha[t, s] * beta[s] / y if y > 0.0 else 0.0  # `later` is free until the swap
             occupied += later[s]
         if occupied == 0.0:
@@ -148,7 +144,7 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
         for k in range(classes):
             grad[t, k] = probs[t, k]
         for s in range(width):
-            grad[t, _extended_label(labels, s, blank)] -= later[s] / occupied
+            grad[t, symbols[s]] -= later[s] / occupied
         beta, later = later, beta
     return -log_likelihood
 
@@ -158,7 +154,7 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
                         want_grad: bool) -> float:
     """-log p(labels | log_probs) (T, C) by log-space recursions: slower, but never underflows.
 
-    The same recursions as _scaled_sequence with logaddexp for sums: alpha + beta - log y is the
+    The same recursions as _scaled_recursions with logaddexp for sums: alpha + beta - log y is the
     log-probability of all paths through s at t, and minus the log-likelihood, the log-occupancy.
     """
     steps, classes = log_probs.shape
@@ -205,10 +201,13 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, label_lengths: np.ndarray,
-                  blank: int, nll: np.ndarray, grad: np.ndarray, lo: int, hi: int) -> None:
+def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, min_steps: np.ndarray,
+                  input_lengths: np.ndarray, label_lengths: np.ndarray, nll: np.ndarray, grad: np.ndarray,
+                  probs: np.ndarray, sequence_grads: np.ndarray, lo: int, hi: int) -> None:
     """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
-    sequence that needs the log-space recursions (ctc_loss_log_space_rows)."""
+    sequence that needs the log-space recursions (ctc_loss_log_space_rows). probs (B, T, C) and sequence_grads
+    (B, T, C), or (B, 0, 0) without a gradient, are float64 workspaces from the caller: allocating them here
+    compiled two more allocators. symbols, skips (B, 2L + 1) and min_steps (B,) come from _tabulate_labels."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
@@ -217,16 +216,15 @@ def ctc_loss_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndar
             for t in range(grad.shape[1]):
                 for k in range(classes):
                     grad[b, t, k] = 0.0
-        if _min_steps(labels[b], length) > steps:
+        if min_steps[b] > steps:
             nll[b] = np.inf
             continue
         if steps == 0:  # no steps and no labels: the empty alignment, probability 1
             nll[b] = 0.0
             continue
-        probs = np.empty((steps, classes))
-        _softmax(logits[b, :steps], probs, False)
-        sequence_grad = np.empty((steps, classes) if want_grad else (0, 0))
-        nll[b] = _scaled_sequence(probs, labels[b], length, blank, sequence_grad, want_grad)
+        sequence_probs, sequence_grad = probs[b, :steps], sequence_grads[b, :steps]
+        _softmax(logits[b, :steps], sequence_probs, False)
+        nll[b] = _scaled_recursions(sequence_probs, symbols[b], skips[b], length, sequence_grad, want_grad)
         if want_grad and not np.isnan(nll[b]):
             for t in range(steps):
                 for k in range(classes):
@@ -253,6 +251,28 @@ def ctc_loss_log_space_rows(logits: np.ndarray, labels: np.ndarray, input_length
                     grad[b, t, k] = sequence_grad[t, k]
 
 
+def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: int, grad: np.ndarray,
+                     want_grad: bool) -> float:
+    """_scaled_recursions for one sequence from its labels (L,), as the log-space one takes them (tests)."""
+    symbols, skips, _ = _tabulate_labels(np.asarray(labels)[None, :], np.array([length]), blank)
+    return _scaled_recursions(probs, symbols[0], skips[0], length, grad, want_grad)
+
+
+def _tabulate_labels(labels: np.ndarray, label_lengths: np.ndarray,
+                     blank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sequence (B, L labels): the extended sequence (blank, l1, blank, ..., blank) and where a path may
+    skip the blank before position s (s a label that differs from the previous label), both (B, 2L + 1), and
+    the fewest steps that can emit the labels: one per label, plus a blank between two equal neighbours."""
+    rows, most = labels.shape
+    symbols = np.full((rows, 2 * most + 1), blank, np.int64)
+    symbols[:, 1::2] = labels
+    repeats = labels[:, 1:] == labels[:, :-1]
+    skips = np.zeros((rows, 2 * most + 1), np.bool_)
+    skips[:, 3::2] = ~repeats
+    inside = np.arange(1, most)[None, :] < np.asarray(label_lengths)[:, None]
+    return symbols, skips, np.asarray(label_lengths, np.int64) + (repeats & inside).sum(axis=1)
+
+
 def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, label_lengths: np.ndarray,
              blank: int, nll: np.ndarray, grad: np.ndarray) -> None:
     """nll (B,) = -log p(labels[b, :label_lengths[b]] | softmax(logits[b, :input_lengths[b]])), logits (B, T, C).
@@ -261,7 +281,11 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
     = softmax - posterior occupancy of each class; zero past the input length, and zero for a sequence
     whose labels cannot fit in its steps: its loss is inf (as the reference implementations give).
     """
-    in_parts(ctc_loss_rows, logits.shape[0], logits, labels, input_lengths, label_lengths, blank, nll, grad)
+    probs = np.empty(logits.shape)
+    sequence_grads = np.empty(logits.shape if grad.shape[1] > 0 else (logits.shape[0], 0, 0))
+    symbols, skips, min_steps = _tabulate_labels(labels, label_lengths, blank)
+    in_parts(ctc_loss_rows, logits.shape[0], logits, symbols, skips, min_steps, input_lengths, label_lengths, nll,
+             grad, probs, sequence_grads)
     redo = np.flatnonzero(np.isnan(nll))
     if redo.size:
         ctc_loss_log_space_rows(logits, labels, input_lengths, label_lengths, blank, nll, grad, redo)

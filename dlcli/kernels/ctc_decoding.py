@@ -142,6 +142,13 @@ def edit_distances(first: np.ndarray, first_lengths: np.ndarray, second: np.ndar
             diagonal, row[0] = row[0], i
             for j in range(1, m + 1):
                 above = row[j]
-                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (0 if first[b, i - 1] == second[b, j - 1] else 1))
+                # ifs, not min() of three: one Numba function less to compile
+                best, left = above + 1, row[j - 1] + 1
+                substitute = diagonal + (0 if first[b, i - 1] == second[b, j - 1] else 1)
+                if left < best:
+                    best = left
+                if substitute < best:
+                    best = substitute
+                row[j] = best
                 diagonal = above
         out[b] = row[m]

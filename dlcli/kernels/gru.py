@@ -36,7 +36,8 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
     units, inner = width // 3, kernel.shape[1]
     zr, hz = np.empty((rows, inner), gates.dtype), np.empty((rows, units), gates.dtype)
     h_scratch, z_scratch = np.empty((rows, units), gates.dtype), np.empty((rows, units), gates.dtype)
-    recurrent_h = np.zeros((rows, width), gates.dtype)  # columns 2U: the recurrent part of the candidate
+    recurrent_h = np.empty((rows, width), gates.dtype)  # columns 2U: the recurrent part of the candidate
+    zero_rows(recurrent_h)  # not np.zeros: each allocation spelling is one more Numba variant to compile
     gate_bias, bias_h = np.empty(2 * units, gates.dtype), recurrent_bias[2 * units:]
     for u in range(2 * units):
         gate_bias[u] = input_bias[u] + recurrent_bias[u]
@@ -96,7 +97,11 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
     d_scratch, h_scratch = np.empty((rows, units), d_hs.dtype), np.empty((rows, units), d_hs.dtype)
     act, rec = slope_terms(activation, d_hs), slope_terms(recurrent_activation, d_hs)
     sum_in, sum_rec = np.empty(width, d_hs.dtype), np.empty(inner, d_hs.dtype)
-    total_in, total_rec = np.zeros(width), np.zeros(inner)
+    total_in, total_rec = np.empty(width, np.float64), np.empty(inner, np.float64)  # float64 sums (add_rows)
+    for j in range(width):  # not np.zeros(n): its default dtype compiled three allocator variants of its own
+        total_in[j] = 0.0
+    for j in range(inner):
+        total_rec[j] = 0.0
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         h_prev, z, s, di, dr = hs[slots(t, reverse)[0]], gates[t], saved[t], d_in[t], d_rec[t]

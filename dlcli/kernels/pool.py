@@ -20,8 +20,9 @@ from dlcli.kernels.parts import in_parts
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _window(index: int, stride: int, pad_before: int, pool: int, size: int) -> tuple[int, int]:
     """[low, high) of the input cells under output cell `index` along one axis, clipped to the input."""
-    start = index * stride - pad_before
-    return max(start, 0), min(start + pool, size)
+    start, end = index * stride - pad_before, index * stride - pad_before + pool
+    # ifs, not min/max: each min/max argument type is one more Numba function to compile
+    return (start if start > 0 else 0), (end if end < size else size)
 
 
 def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,

@@ -113,7 +113,7 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
                 row[j] += y[j] + b[j]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy")  # a Python entry point: the tests call it
 def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float]:
     """(t0, t1, t2, floor) in like's dtype: activation'(x) = t0 + y (t1 + t2 y) where its output y > floor,
     else 0. A tuple, not an array: values in registers, which stores to other arrays cannot alias."""
@@ -126,9 +126,10 @@ def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float
     return one, zero, zero, zero if code == RELU else low  # relu: 1 where y > 0; linear: 1
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, error_model="numpy")  # a Python entry point: the tests call it
 def slope(y: float, terms: tuple[float, float, float, float]) -> float:
-    """The activation's derivative from its output y (terms from slope_terms)."""
+    """The activation's derivative from its output y (terms from slope_terms). A plain call, not inline="always":
+    Numba re-typed the inlined body at each of gru_backward's four call sites (LLVM still inlines it)."""
     return (terms[0] + y * (terms[1] + terms[2] * y)) if y > terms[3] else y * 0
 
 

@@ -208,3 +208,30 @@ def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> Non
     assert started[1, 0] == {"thread": True, "child": True}
     assert started[2, 0] == {"thread": True, "child": False}  # the ranks fill the cores already
     assert started[1, 1] == {"thread": True, "child": False}  # the one rank of an MPI launcher: no fork
+
+
+# the collector's thresholds while compiling ahead, and after the join: the run's own again, nothing left frozen
+GC_SETTINGS = """
+import gc, json
+from pathlib import Path
+from dlcli.spec.load import validate_spec
+from dlcli.train.precompile import start_precompile
+
+spec = validate_spec({"name": "dense", "data": {"train": "x.npz"}, "model": {"input": {"shape": [3]},
+                      "layers": [{"type": "dense", "units": 2, "activation": "softmax"}]},
+                      "train": {"loss": "sparse_categorical_crossentropy"}}, Path("s.toml"))
+gc.set_threshold(500, 7, 9)
+compiling = start_precompile(spec)
+during = gc.get_threshold()
+compiling.join()
+compiling.stop()
+print(json.dumps({"during": during, "after": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_compiling_ahead_relaxes_the_collector_and_restores_it_at_the_join(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", GC_SETTINGS], cwd=REPO, env=_env(tmp_path / "numba"),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"during": [100_000, 50, 1000], "after": [500, 7, 9],
+                                                       "frozen": 0}
