@@ -37,7 +37,7 @@ def im2col(x: np.ndarray, cols: np.ndarray, kernel_h: int, kernel_w: int, stride
     zeroed padded image first.
     """
     n = x.shape[0]
-    x = _padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
+    x = padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
     patches = _patches(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_h, out_w)
     target = cols.reshape(patches.shape)
 
@@ -47,7 +47,7 @@ def im2col(x: np.ndarray, cols: np.ndarray, kernel_h: int, kernel_w: int, stride
     in_parts(copy, n, min_rows=8)
 
 
-def _padded(x: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int,
+def padded(x: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int,
             dilation_w: int, pad_top: int, pad_left: int, out_h: int, out_w: int) -> np.ndarray:
     """x, or a zeroed copy padded so that every window lies inside it (pad_top, pad_left before, the rest after)."""
     n, height, width, channels = x.shape
@@ -66,7 +66,7 @@ def im2col_by_tap(x: np.ndarray, cols_t: np.ndarray, kernel_h: int, kernel_w: in
     cols_t.T is im2col's matrix. One block copy per kernel tap, whose rows are out_w numbers long, instead of
     a 9-number row per output position: 0.08 ms against 0.3 for the MNIST convnet's first layer (batch 64,
     measured here); the products take cols_t.T as it is (BLAS reads a transposed operand)."""
-    x = _padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
+    x = padded(x, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
     target = cols_t.reshape(kernel_h * kernel_w, x.shape[0], out_h, out_w)
     for kh in range(kernel_h):
         top = kh * dilation_h

@@ -88,7 +88,7 @@ class Conv2D(Op):
             out, self.planes, self.kernel_planes = winograd.forward(
                 np.ascontiguousarray(x), kernel, bias.astype(x.dtype, copy=False), self.code, g.pad_top, g.pad_left,
                 g.out_h, g.out_w)
-            self.out, self.cols = out.reshape(-1, out.shape[3]), None
+            self.out, self.cols, self.direct = out.reshape(-1, out.shape[3]), None, None
             return out
         return self._im2col_forward(x, kernel, bias)
 
@@ -108,22 +108,46 @@ class Conv2D(Op):
         g = self.geometry
         n = x.shape[0]
         x = np.ascontiguousarray(x)
-        self.x_shape, self.kernel = x.shape, kernel
+        self.x_shape, self.kernel, self.direct = x.shape, kernel, None
         if x.shape[3] == 1:  # a first layer on grey images: the patches by kernel tap, a transposed view
             cols = np.empty((g.kernel_h * g.kernel_w, n * g.out_h * g.out_w), x.dtype).T
             kernels.im2col_by_tap(x, cols.T, *g.args())
+            if not (self.needs_grad[0] if self.needs_grad else True):
+                # no input gradient wanted: the backward reads the (padded) image directly, in one fused pass
+                padded = kernels.padded(x, *g.args())
+                self.direct = padded.reshape(padded.shape[:3])
         else:
             cols = np.empty((n * g.out_h * g.out_w, g.kernel_h * g.kernel_w * x.shape[3]), x.dtype)
             kernels.im2col(x, cols, *g.args())
-        self.cols = cols
+        self.cols = None if self.direct is not None else cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
         kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
         self.out = out
         return out.reshape(n, g.out_h, g.out_w, -1)
 
+    def _one_channel_backward(self, d_out: Array) -> tuple[None, Array | None, Array | None]:
+        """The kernel's and the bias's gradients of a 1-channel convolution whose input needs none, in one pass
+        over d_out and out that reads the image directly (kernels/conv_one_channel.py): no cols kept, no GEMM."""
+        from dlcli.kernels import conv_one_channel
+        from dlcli.kernels.parts import in_parts
+
+        g, out, kernel = self.geometry, self.out, self.kernel
+        features = kernel.shape[-1]
+        taps = g.kernel_h * g.kernel_w
+        n = self.x_shape[0]
+        sums = in_parts(conv_one_channel.backward_images, n, self.direct,
+                        np.ascontiguousarray(d_out).reshape(n, g.out_h, g.out_w, -1),
+                        out.reshape(n, g.out_h, g.out_w, -1), self.code, g.kernel_h, g.kernel_w,
+                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, totals=(taps + 1) * features,
+                        min_rows=4).sum(axis=0).astype(out.dtype)
+        d_kernel = sums[:taps * features].reshape(kernel.shape) if self.needs_grad[1] else None
+        return None, d_kernel, sums[taps * features:] if self.needs_grad[2] else None
+
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
         from dlcli.kernels import conv as kernels
 
+        if self.direct is not None:
+            return self._one_channel_backward(d_out)
         if self.cols is None:
             return self._winograd_backward(d_out)
         out, g = self.out, self.geometry

@@ -61,8 +61,10 @@ def test_conv2d_takes_winograd_only_for_3x3_stride_1_kernels() -> None:
     ((5, 5), (3, 3), (1, 1), (1, 1), "same", "linear")])
 def test_one_channel_conv2d_without_input_gradient_matches_finite_differences(shape, kernel, strides, dilation,
                                                                               padding, activation) -> None:
-    # a first layer: its input is a constant, so the backward computes no input gradient
+    # a first layer: its input is a constant, so the backward is the fused 1-channel kernel (no cols, no GEMM)
     g = geometry(*shape, kernel, strides, dilation, padding)
     x = Tensor(rng.normal(size=(3, *shape, 1)))
     w, b = rng.normal(size=(*kernel, 1, 4)) * 0.5, rng.normal(size=4) + (0.3 if activation == "relu" else 0.0)
     check_op_gradients(lambda w, b: ops.conv2d(x, w, b, g, activation, "im2col"), [w, b])
+    out = ops.conv2d(x, Tensor(w, requires_grad=True), Tensor(b), g, activation, "im2col")
+    assert out.op is not None and out.op.direct is not None and out.op.cols is None  # the path was taken

@@ -1,0 +1,54 @@
+"""The fused 1-channel convolution backward against NumPy: im2col, the activation's gradient, two products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli.kernels import conv as kernels
+from dlcli.kernels import conv_one_channel
+from dlcli.kernels.parts import in_parts
+from dlcli.ops.conv import geometry
+from tests.kernels.test_conv import im2col_reference
+
+# (batch, image, kernel, strides, dilation, padding): odd sizes, strides, dilation, both paddings, one image
+CASES = [(1, (7, 5), (3, 2), (1, 1), (1, 1), "valid"), (3, (7, 6), (3, 3), (2, 2), (1, 1), "same"),
+         (2, (9, 8), (3, 3), (1, 1), (2, 2), "same"), (5, (28, 28), (3, 3), (1, 1), (1, 1), "valid"),
+         (9, (5, 4), (3, 3), (1, 1), (1, 1), "same")]
+
+
+@pytest.mark.parametrize("batch,shape,kernel,strides,dilation,padding", CASES)
+@pytest.mark.parametrize("code", [kernels.LINEAR, kernels.RELU, kernels.TANH])
+def test_backward_matches_numpy(batch, shape, kernel, strides, dilation, padding, code) -> None:
+    rng = np.random.default_rng(3)
+    g = geometry(*shape, kernel, strides, dilation, padding)
+    x = rng.normal(size=(batch, *shape, 1)).astype(np.float32)
+    features = 7
+    out = rng.normal(size=(batch, g.out_h, g.out_w, features)).astype(np.float32)
+    if code == kernels.TANH:
+        out = np.tanh(out)
+    d_out = rng.normal(size=out.shape).astype(np.float32)
+    d = {kernels.LINEAR: d_out, kernels.RELU: d_out * (out > 0), kernels.TANH: d_out * (1 - out * out)}[code]
+    cols = im2col_reference(x, g).astype(np.float64)
+    expected_kernel = (cols.T @ d.reshape(-1, features)).reshape(*kernel, features)
+    padded = kernels.padded(x, *g.args())
+    # in_parts as the op calls it: with a batch of 9 and 2 threads, two ranges whose sums add up
+    sums = in_parts(conv_one_channel.backward_images, batch, padded.reshape(padded.shape[:3]), d_out, out, code,
+                    *kernel, *strides, *dilation, totals=(kernel[0] * kernel[1] + 1) * features).sum(axis=0)
+    taps = kernel[0] * kernel[1]
+    np.testing.assert_allclose(sums[:taps * features].reshape(*kernel, features), expected_kernel, rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(sums[taps * features:], d.reshape(-1, features).sum(axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_each_range_adds_only_its_own_images() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 6, 6)).astype(np.float32)
+    d_out = rng.normal(size=(4, 4, 4, 3)).astype(np.float32)
+    out = np.ones_like(d_out)
+    whole, first, second = (np.zeros(30) for _ in range(3))
+    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, whole, 0, 4)
+    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, first, 0, 1)
+    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, second, 1, 4)
+    np.testing.assert_allclose(first + second, whole, rtol=1e-6)
+    assert not np.allclose(first, whole)
