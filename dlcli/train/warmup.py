@@ -92,6 +92,7 @@ def warm_up_kernels() -> None:
         trained = {name: t for name, t in params.items() if t.grad is not None}
         for config in _OPTIMIZERS:
             create_optimizer(config, trained).step()
+    _warm_up_first_conv(rng)
     _warm_up_ctc(rng)
     read_numbers(b"a,b\n1.5,-2e3\n", (), min_bytes=0)
     unfilter_rows(np.array([4, 1, 2, 3, 4], np.uint8), np.empty((1, 4), np.uint8), 2)
@@ -112,6 +113,13 @@ def _forward(layers: list[Layer], x: Tensor, training: bool) -> Tensor:
         result = layer(out, training=training)
         out = result[0] if isinstance(result, tuple) else result
     return out
+
+
+def _warm_up_first_conv(rng: np.random.Generator) -> None:
+    """A first conv2d on 1-channel images whose input needs no gradient: its fused backward
+    (kernels/conv_one_channel.py), which the stacks above (inputs with a gradient) never call."""
+    layers = _built([{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}], (6, 6, 1), rng)
+    _forward(layers, Tensor(rng.random((2, 6, 6, 1), dtype=np.float32)), training=True).sum().backward()
 
 
 def _warm_up_ctc(rng: np.random.Generator) -> None:

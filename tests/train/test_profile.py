@@ -67,8 +67,9 @@ def test_flops_of_dense_and_conv_follow_their_shapes() -> None:
 
 def test_kept_bytes_count_what_the_ops_hold_for_backward_once() -> None:
     measured, _ = _profiled()
-    # conv2d keeps its im2col matrix (128 x 9) and its output (128 x 4) in float32; the kernel is a parameter
-    assert measured.nodes["conv2d"].kept_bytes == (128 * 9 + 128 * 4) * 4
+    # a 1-channel first conv2d whose input needs no gradient keeps its (valid: unpadded) image, 8 x 6 x 6, for the
+    # fused backward (kernels/conv_one_channel.py) and its output (128 x 4), in float32; the kernel is a parameter
+    assert measured.nodes["conv2d"].kept_bytes == (8 * 6 * 6 + 128 * 4) * 4
     assert measured.nodes["flatten"].kept_bytes == 0
 
 
