@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import SpecError
-from dlcli.train.launcher import INSTALL_COMMAND, under_mpi_launcher
+from dlcli.train.launcher import INSTALL_COMMAND, abort_after_output, under_mpi_launcher
 
 def abort_job(exit_code: int) -> None:
     """Under MPI with several ranks, end every rank now with `exit_code` (a rank that exits alone leaves the
@@ -22,12 +22,7 @@ def abort_job(exit_code: int) -> None:
     from mpi4py import MPI
 
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # the launcher forwards each rank's output through a pipe, and an abort kills it at once: give it a
-        # moment to pass on the message just written (CI saw a failing rank's job end with empty stderr)
-        time.sleep(0.3)
-        MPI.COMM_WORLD.Abort(exit_code)
+        abort_after_output(MPI.COMM_WORLD, exit_code)
 
 
 def wait_for_leader_abort(grace: float = 5.0) -> None:

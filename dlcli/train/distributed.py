@@ -31,7 +31,7 @@ from dlcli.errors import DistributedError, SpecError
 from dlcli.graph import Model
 from dlcli.tensor import Tensor
 from dlcli.tensor.sparse import SparseRows
-from dlcli.train.launcher import INSTALL_COMMAND, under_mpi_launcher
+from dlcli.train.launcher import INSTALL_COMMAND, abort_after_output, under_mpi_launcher
 
 STOP_CODES = {2: 1.0, 15: 1000.0}  # SIGINT, SIGTERM: a sum over ranks still tells which signal came
 
@@ -152,8 +152,7 @@ class MpiWorld(World):
                 sys.stderr.write(f"error: rank {self.rank}: the MPI {waiting[0]} did not complete within "
                                  f"{self.timeout:g} s (--mpi-timeout): another rank died or hangs; aborting the "
                                  "job\n")
-                sys.stderr.flush()
-                self.comm.Abort(1)
+                abort_after_output(self.comm, 1)
 
     def close(self) -> None:
         self._closed.set()

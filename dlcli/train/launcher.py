@@ -6,8 +6,14 @@ Kept free of NumPy, so the command line can ask before NumPy (and its BLAS) load
 from __future__ import annotations
 
 import os
+import sys
+import time
+from typing import Any
 
 INSTALL_COMMAND = "pip install 'dlcli[mpi]'"
+# the launcher forwards each rank's output through a pipe, and an MPI abort kills it at once: a message written
+# just before the abort must be given this long to get out (CI twice saw a failed job end with empty stderr)
+OUTPUT_GRACE_SECONDS = 0.5
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 # ranks on this machine, as the launchers of MPICH (hydra), Open MPI and Slurm tell it
@@ -46,3 +52,12 @@ def launcher_rank() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+def abort_after_output(comm: Any, exit_code: int) -> None:
+    """End every rank of `comm`'s job with `exit_code`, after giving the launcher time to pass on what this
+    rank has written (an error message, most often, which would otherwise be lost with the job)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(OUTPUT_GRACE_SECONDS)
+    comm.Abort(exit_code)
