@@ -6,8 +6,17 @@ them). Loading the data needs none of them and mostly runs outside the GIL (file
 so a thread compiles meanwhile on a copy of the model (train/zero_steps.py): the spec's loss and metrics on
 zero targets, each layer's forward and backward on zeros from the first layer to the last, then one whole
 training step on a batch of zeros, which compiles the same kernels for the same dtypes and layouts as the run
-(the variants its masks and dtypes pick too). Only for an empty cache: with a warm one there is nothing to gain
-and a copy of the model to pay for.
+(the variants its masks and dtypes pick too).
+
+A warm cache still costs the first step: the first kernel call of a process initialises Numba's CPU target (its
+lowering registries, about 0.2 s) and every kernel's machine code is read from the cache on its first call, and
+the objects that creates set off the collector's full collections (25-80 ms). That was 0.22-0.3 s of the
+MNIST convnet's first epoch (its first step took 220-300 ms against 8 for the next ones: issue 17's gap between
+`dlcli profile`'s step and the epoch). So on a warm cache the thread runs too, alone, and loads what the zero
+steps call while the data loads (the data's decompression releases the GIL): the first step then took 12-22 ms,
+the epoch of 30 steps 0.22 s instead of 0.44, and the whole `dlcli train` process no longer (1.32 s against
+1.35, median of 6 alternating in one locked run). No child on a warm cache: it would only compile what the
+thread loads.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
 So a child process (train/precompile_process.py, forked: nothing to import again) meanwhile compiles the
@@ -125,13 +134,16 @@ def compiling_ahead(spec: RunSpec, processes: int = 1) -> Iterator[Precompile | 
 
 
 def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
-    """Start compiling the spec's kernels ahead when the kernel cache is empty: a thread, and a child process
-    unless the run has several MPI `processes` or DLCLI_PRECOMPILE says otherwise; None when nothing started."""
+    """Start compiling (or, from a warm cache, loading) the spec's kernels ahead: a thread, and on an empty cache a
+    child process unless the run has several MPI `processes` or DLCLI_PRECOMPILE says otherwise; None when
+    DLCLI_PRECOMPILE is "off"."""
     from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
-    if mode == "off" or not holds_no_kernels():
+    if mode == "off":
         return None
+    if not holds_no_kernels():  # a warm cache: the thread loads the kernels (module doc)
+        return Precompile(spec, with_child=False)
     from dlcli.train.launcher import under_mpi_launcher
 
     # not under an MPI launcher even as its only rank: MPI libraries do not take forking well

@@ -66,7 +66,7 @@ def test_an_empty_cache_compiles_in_the_background_and_trains_the_same_weights(t
     assert cold["empty"] and "MainThread" not in cold["threads"]
     alone = _train(tmp_path, "alone", tmp_path / "numba-thread", mode="thread")  # the thread without a child
     assert alone["empty"] and alone["threads"] == ["dlcli-precompile"]
-    warm = _train(tmp_path, "warm", cache)  # the same cache, now filled: nothing to compile, no thread
+    warm = _train(tmp_path, "warm", cache)  # the same cache, now filled: nothing compiles (the thread loads)
     assert not warm["empty"] and warm["threads"] == []
     assert cold["weights"] == alone["weights"] == warm["weights"]
 
@@ -235,3 +235,54 @@ def test_compiling_ahead_relaxes_the_collector_and_restores_it_at_the_join(tmp_p
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == {"during": [100_000, 50, 1000], "after": [500, 7, 9],
                                                        "frozen": 0}
+
+
+# a run on a warm cache: how many kernel signatures its steps loaded from the cache (every dlcli kernel's cache
+# hits, counted when the first step begins and when the epoch ends), and its weights
+STEPS_LOADING = """
+import json, sys
+from pathlib import Path
+from numba.core.registry import CPUDispatcher
+import dlcli.kernels
+from dlcli.train.callbacks import Callback
+from tests.train.test_fit import fit, spec_doc, weights_digest
+
+def cache_hits():
+    import pkgutil, importlib
+    total = 0
+    for info in pkgutil.iter_modules(dlcli.kernels.__path__):
+        module = importlib.import_module(f"dlcli.kernels.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher):
+                total += sum(value.stats.cache_hits.values())
+    return total
+
+class Counting(Callback):
+    def on_batch_begin(self, run, epoch, step):
+        if step == 1:
+            self.first = cache_hits()
+
+    def on_epoch_end(self, run, epoch, logs):
+        self.last = cache_hits()
+
+folder, run = Path(sys.argv[1]), Path(sys.argv[1]) / sys.argv[2]
+counting = Counting()
+fit(spec_doc(folder / "blobs.npz", epochs=1), run, [counting])
+print(json.dumps({"loaded_by_steps": counting.last - counting.first,
+                  "weights": weights_digest(run / "checkpoints" / "last.safetensors")}))
+"""
+
+
+def test_a_warm_cache_loads_the_kernels_while_the_data_loads_and_trains_the_same_weights(tmp_path: Path) -> None:
+    write_blobs(tmp_path / "blobs.npz")
+    cache = tmp_path / "numba-cache"
+    _train(tmp_path, "fill", cache)  # fills the cache
+    runs = {}
+    for mode in ("process", "off"):
+        out = subprocess.run([sys.executable, "-c", STEPS_LOADING, str(tmp_path), mode], cwd=REPO,
+                             env=_env(cache, mode), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        runs[mode] = json.loads(out.stdout.splitlines()[-1])
+    # the thread loaded every kernel the steps call before the first one; without it, the first step loads them
+    assert runs["process"]["loaded_by_steps"] == 0 and runs["off"]["loaded_by_steps"] > 0
+    assert runs["process"]["weights"] == runs["off"]["weights"]
