@@ -6,13 +6,15 @@ checkout in turn (alternating, so both see the machine as it is): `dlcli train S
 train.steps_per_epoch=N` for the --short and the --long N, and `dlcli profile SPEC --json`. From the two epoch
 lengths: the per-step cost of the loop (the slope, (long - short) / (long - short steps)) and the epoch's fixed
 cost (the intercept: what the first steps pay once, e.g. loading kernels from the cache). Per checkout, medians
-over repeats: the long epoch's ms a step, the slope, the fixed seconds, the profile's step (median) and the gap
-slope - profile; then after / before of the long epoch. Each checkout keeps its own Numba cache, filled by an
-untimed `dlcli warmup` first (as benchmarks/convnet.py does). Run from anywhere; each run's working directory is a
-temporary folder, so PYTHONPATH picks the checkout.
+over repeats (--stat min: minimums, steadier on a busy machine): the short epoch's seconds, the long epoch's ms
+a step, the slope, the fixed seconds, the profile's step (median) and the gap slope - profile; then after /
+before of each epoch. Each checkout keeps its own Numba cache, filled by an untimed `dlcli warmup` first (as
+benchmarks/convnet.py does). Run from anywhere; each run's working directory is a temporary folder, so
+PYTHONPATH picks the checkout.
 
     DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/epoch_gap.py --before ../base [--after .]
-        [--spec specs/mnist_convnet.toml] [--short 100] [--long 400] [--repeats 3] [--threads 2] [--json out.json]
+        [--spec specs/mnist_convnet.toml] [--short 100] [--long 400] [--repeats 3] [--threads 2] [--stat median]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--profile-steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="over repeats: min is the steadier on a busy machine (other work only adds time)")
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
 
@@ -87,18 +91,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 samples[name]["profile"].append(profile_ms(checkout, spec, args.profile_steps, envs[name], workdir))
     result: dict[str, Any] = {"benchmark": "epoch_gap", "spec": spec.name, "short": args.short, "long": args.long,
                               "repeats": args.repeats, "threads": args.threads, "samples": samples}
+    stat = statistics.median if args.stat == "median" else min
+    result["stat"] = args.stat
     for name, s in samples.items():
         slopes = [(lo - sh) / (args.long - args.short) for sh, lo in zip(s["short"], s["long"])]
         fixed = [sh - slope * args.short for sh, slope in zip(s["short"], slopes)]
         result[name] = {"checkout": str(checkouts[name]),
-                        "long_ms_per_step": statistics.median(s["long"]) / args.long * 1e3,
-                        "slope_ms_per_step": statistics.median(slopes) * 1e3,
-                        "fixed_seconds": statistics.median(fixed),
-                        "profile_step_ms": statistics.median(s["profile"])}
+                        "long_ms_per_step": stat(s["long"]) / args.long * 1e3,
+                        "short_seconds": stat(s["short"]),
+                        "slope_ms_per_step": stat(slopes) * 1e3,
+                        "fixed_seconds": stat(fixed),
+                        "profile_step_ms": stat(s["profile"])}
         result[name]["gap_ms_per_step"] = result[name]["slope_ms_per_step"] - result[name]["profile_step_ms"]
     if "before" in result:
-        result["long_epoch_after_over_before"] = statistics.median(s for s in samples["after"]["long"]) / \
-            statistics.median(s for s in samples["before"]["long"])
+        for length in ("short", "long"):
+            result[f"{length}_epoch_after_over_before"] = stat(samples["after"][length]) / stat(samples["before"][length])
     return result
 
 
@@ -110,17 +117,19 @@ def main() -> int:
         return 2
     result = measure(args)
     print(f"{result['spec']}: epochs of {args.short} and {args.long} steps and `dlcli profile`, threads="
-          f"{args.threads}, median of {args.repeats}")
-    print(f"| checkout | {args.long}-step epoch ms/step | loop ms/step (slope) | fixed s (intercept) | "
-          "profile step ms | gap ms/step |")
-    print("|---|---|---|---|---|---|")
+          f"{args.threads}, {args.stat} of {args.repeats}")
+    print(f"| checkout | {args.short}-step epoch s | {args.long}-step epoch ms/step | loop ms/step (slope) | "
+          "fixed s (intercept) | profile step ms | gap ms/step |")
+    print("|---|---|---|---|---|---|---|")
     for name in ("before", "after"):
         if name in result:
             r = result[name]
-            print(f"| {name} ({Path(r['checkout']).name}) | {r['long_ms_per_step']:.2f} | {r['slope_ms_per_step']:.2f}"
+            print(f"| {name} ({Path(r['checkout']).name}) | {r['short_seconds']:.3f} | {r['long_ms_per_step']:.2f} | "
+                  f"{r['slope_ms_per_step']:.2f}"
                   f" | {r['fixed_seconds']:.3f} | {r['profile_step_ms']:.2f} | {r['gap_ms_per_step']:.2f} |")
     if "long_epoch_after_over_before" in result:
-        print(f"{args.long}-step epoch, after / before: {result['long_epoch_after_over_before']:.3f}")
+        print(f"after / before: {args.short}-step epoch {result['short_epoch_after_over_before']:.3f}, "
+              f"{args.long}-step epoch {result['long_epoch_after_over_before']:.3f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
