@@ -105,7 +105,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result[name]["gap_ms_per_step"] = result[name]["slope_ms_per_step"] - result[name]["profile_step_ms"]
     if "before" in result:
         for length in ("short", "long"):
-            result[f"{length}_epoch_after_over_before"] = stat(samples["after"][length]) / stat(samples["before"][length])
+            result[f"{length}_epoch_after_over_before"] = \
+                stat(samples["after"][length]) / stat(samples["before"][length])
     return result
 
 
