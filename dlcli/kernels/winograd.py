@@ -106,17 +106,59 @@ def entries(matrix: np.ndarray, first: int = SET, last: int = ADD) -> Entries:
     return Entries(kind, source.astype(np.int64), target.astype(np.int64), matrix[target, source])
 
 
-# B^T (4x4), G (4x3), A^T (2x4) of F(2x2, 3x3)
+def cook_toom(points: tuple[float, ...], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B^T, G, A^T) of F(m, 3) on the interpolation points and infinity (Lavin and Gray's construction): A^T
+    evaluates the product polynomial's m outputs, G the kernel polynomial at the points scaled by 1 / prod(a_j -
+    a_l), and B^T (integers for integer points) is what makes A^T [(G g) * (B^T d)] the correlation of g and d,
+    solved exactly from that identity."""
+    alpha = m + 2
+    a = np.asarray(points, np.float64)
+    at = np.zeros((m, alpha))
+    at[:, :-1] = a[None, :] ** np.arange(m)[:, None]
+    at[-1, -1] = 1.0
+    g = np.zeros((alpha, 3))
+    scale = np.array([np.prod([p - q for q in a if q != p]) for p in a])
+    g[:-1] = a[:, None] ** np.arange(3)[None, :] / scale[:, None]
+    g[-1, -1] = 1.0
+    # sum over j of AT[i, j] G[j, k] BT[j, l] = [l == i + k] for every output i, tap k and input cell l
+    system = (at[:, None, :] * g.T[None, :, :]).reshape(m * 3, alpha)
+    want = np.zeros((m, 3, alpha))
+    for i in range(m):
+        for k in range(3):
+            want[i, k, i + k] = 1.0
+    bt = np.linalg.lstsq(system, want.reshape(m * 3, alpha), rcond=None)[0]
+    return np.round(bt, 9), g, at
+
+
+class Transforms(NamedTuple):
+    """F(m x m, 3x3): output tiles of m x m from input tiles of alpha = m + 2 on a side, alpha^2 planes."""
+
+    m: int
+    alpha: int
+    bt: np.ndarray  # B^T (alpha, alpha)
+    g2: np.ndarray  # kron(G, G) (alpha^2, 9): the kernel's transform, one product a step
+    into: Entries  # patch cell -> plane
+    outof: Entries  # plane -> output cell (+ bias, floor)
+    outof_adjoint: Entries  # output cell -> plane: the adjoint of outof
+    into_adjoint: Entries  # plane -> patch cell, added: patches overlap
+
+
+def transforms(bt: np.ndarray, g: np.ndarray, at: np.ndarray) -> Transforms:
+    """The entry lists of one F(m x m, 3x3): kron(X, X) maps a tile's 2-D block, flattened row-major, through X
+    on both sides: plane alpha a + b of B^T d B is kron(B^T, B^T)[alpha a + b] @ d.ravel()."""
+    return Transforms(at.shape[0], bt.shape[0], bt, np.kron(g, g), entries(np.kron(bt, bt)),
+                      entries(np.kron(at, at), last=ADD_BIAS_FLOOR), entries(np.kron(at, at).T),
+                      entries(np.kron(bt, bt).T, first=ADD))
+
+
+# F(2x2, 3x3): B^T (4x4), G (4x3), A^T (2x4); coefficients 0, 1, -1, 1/2
 BT = np.array([[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]])
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
-# kron(X, X) maps a tile's 2-D block, flattened row-major, through X on both sides: plane 4a + b of B^T d B
-# is kron(B^T, B^T)[4a + b] @ d.ravel(); G2 transforms the kernel (one (16, 9) @ (9, C*F) product a step)
-INPUT = entries(np.kron(BT, BT))  # patch cell -> plane
-OUTPUT = entries(np.kron(AT, AT), last=ADD_BIAS_FLOOR)  # plane -> output cell (+ bias, floor)
-OUTPUT_GRADIENT = entries(np.kron(AT, AT).T)  # output cell -> plane: the adjoint of OUTPUT
-INPUT_GRADIENT = entries(np.kron(BT, BT).T, first=ADD)  # plane -> patch cell, added: patches overlap
-G2 = np.kron(G, G)
+# by output tile side m: F(2x2) above; F(4x4) on Lavin and Gray's points 0, 1, -1, 2, -2 (their matrices:
+# B^T's entries up to 5, G's down to 1/24, A^T's up to 8); F(3x3) on 0, 1, -1, 1/2
+TRANSFORMS = {2: transforms(BT, G, AT), 3: transforms(*cook_toom((0.0, 1.0, -1.0, 0.5), 3)),
+              4: transforms(*cook_toom((0.0, 1.0, -1.0, 2.0, -2.0), 4))}
 
 
 def plane_rows(tiles: int) -> int:
@@ -131,41 +173,43 @@ class Tables(NamedTuple):
     """Where one image's tile vectors start, per tile (rows) and cell or plane (columns), from the image's own
     start; -1: outside the image. Image n's vectors start n * (its size) further on."""
 
-    cells: np.ndarray  # (tiles, 16): the input patch's cells in an image (H, W, C), flat
-    outputs: np.ndarray  # (tiles, 4): the output cells in an output image (out_h, out_w, F), flat
-    in_planes: np.ndarray  # (tiles, 16): the 16 planes of C channels
-    out_planes: np.ndarray  # (tiles, 16): the 16 planes of F channels
+    cells: np.ndarray  # (tiles, alpha^2): the input patch's cells in an image (H, W, C), flat
+    outputs: np.ndarray  # (tiles, m^2): the output cells in an output image (out_h, out_w, F), flat
+    in_planes: np.ndarray  # (tiles, alpha^2): the planes of C channels
+    out_planes: np.ndarray  # (tiles, alpha^2): the planes of F channels
 
 
 @functools.lru_cache(maxsize=64)
 def table_set(n: int, height: int, width: int, channels: int, filters: int, pad_top: int, pad_left: int,
-              out_h: int, out_w: int) -> Tables:
-    """The tables of one image of a convolution's shapes, for a batch of n (the planes' stride depends on it);
-    cached: a training run meets two batch sizes per layer. A few hundred bytes per tile of one image."""
-    tiles_h, tiles_w = tiles(out_h, out_w)
+              out_h: int, out_w: int, m: int = 2) -> Tables:
+    """The tables of one image of a convolution's shapes in tiles of m x m outputs, for a batch of n (the
+    planes' stride depends on it); cached: a training run meets two batch sizes per layer. A few hundred bytes
+    per tile of one image."""
+    alpha = m + 2
+    tiles_h, tiles_w = tiles(out_h, out_w, m)
     th, tw = np.divmod(np.arange(tiles_h * tiles_w), tiles_w)
-    cells = np.empty((len(th), 16), np.int64)
-    for i in range(4):
-        for j in range(4):
-            row, col = 2 * th + i - pad_top, 2 * tw + j - pad_left
+    cells = np.empty((len(th), alpha * alpha), np.int64)
+    for i in range(alpha):
+        for j in range(alpha):
+            row, col = m * th + i - pad_top, m * tw + j - pad_left
             inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-            cells[:, 4 * i + j] = np.where(inside, (row * width + col) * channels, -1)
-    outputs = np.empty((len(th), 4), np.int64)
-    for i in range(2):
-        for j in range(2):
-            row, col = 2 * th + i, 2 * tw + j
-            outputs[:, 2 * i + j] = np.where((row < out_h) & (col < out_w), (row * out_w + col) * filters, -1)
+            cells[:, alpha * i + j] = np.where(inside, (row * width + col) * channels, -1)
+    outputs = np.empty((len(th), m * m), np.int64)
+    for i in range(m):
+        for j in range(m):
+            row, col = m * th + i, m * tw + j
+            outputs[:, m * i + j] = np.where((row < out_h) & (col < out_w), (row * out_w + col) * filters, -1)
     count, t = n * len(th), np.arange(len(th))[:, None]
-    in_planes = (np.arange(16) * plane_rows(count) + t) * channels
-    out_planes = (np.arange(16) * plane_rows(count) + t) * filters
+    in_planes = (np.arange(alpha * alpha) * plane_rows(count) + t) * channels
+    out_planes = (np.arange(alpha * alpha) * plane_rows(count) + t) * filters
     for table in (cells, outputs, in_planes, out_planes):
         table.flags.writeable = False  # shared by every call with these shapes
     return Tables(cells, outputs, in_planes, out_planes)
 
 
-def tiles(out_h: int, out_w: int) -> tuple[int, int]:
-    """Tiles down and across that cover an (out_h, out_w) output."""
-    return -(-out_h // 2), -(-out_w // 2)
+def tiles(out_h: int, out_w: int, m: int = 2) -> tuple[int, int]:
+    """Tiles of m x m down and across that cover an (out_h, out_w) output."""
+    return -(-out_h // m), -(-out_w // m)
 
 
 def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndarray, out: np.ndarray,
@@ -175,7 +219,7 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
     batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
     transform (+ bias, floor) into out while they are still in cache. Runs on a parts thread: tile_map and
     NumPy's matmul release the GIL. sizes: see _plan."""
-    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts, _ = sizes
     blocks = -(-images // block)
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
@@ -199,7 +243,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
     output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient into du[b] (blocks
     summed after), the input planes' gradient (over u_t: the kernel planes transposed) and its transform back
     into the block's images of d_x (set here: a block's images are sums of its own tiles' patches only)."""
-    images, per_image, channels, filters, x_image, out_image, block, _, _, parts = sizes
+    images, per_image, channels, filters, x_image, out_image, block, _, _, parts, _ = sizes
     blocks, cells = -(-images // block), out_image // filters
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
@@ -221,10 +265,11 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                          no_bias, floor, channels, 0, last - first)
 
 
-# tiles per block of images: a block's planes go from one transform through the products to the next while
-# they are still in cache. 288 (8 images of the convnet's second layer): 1.94/3.35 ms forward/backward against
-# 1.96/3.48 with 144, 2.10/3.47 with 576, 2.80/3.96 with 1152 (one locked run, alternating, a loaded machine)
-BLOCK_TILES = 288
+# plane rows (tiles x planes) per block of images: a block's planes go from one transform through the products
+# to the next while they are still in cache. F(2x2): 288 tiles of 16 planes (8 images of the convnet's second
+# layer): 1.94/3.35 ms forward/backward against 1.96/3.48 with 144 tiles, 2.10/3.47 with 576, 2.80/3.96 with 1152
+# (one locked run, alternating, a loaded machine); F(4x4) the same bytes: 128 tiles of 36 planes
+BLOCK_CELLS = 288 * 16
 
 # each calling thread's scratch (the precompiling thread may run a layer beside training), kept across calls:
 # a block's products and plane gradients per part; nothing in it outlives the call that fills it
@@ -232,7 +277,7 @@ _SCRATCH = threading.local()
 
 
 def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype,
-             planes: int = 16) -> tuple[np.ndarray, np.ndarray]:
+             planes: int) -> tuple[np.ndarray, np.ndarray]:
     """This thread's scratch for `role`: `planes` planes of `rows` rows (plane_rows apart) per part, as (parts,
     numbers) for tile_map and as (parts, planes, rows, width) for matmul; reused by the next call with that
     role."""
@@ -245,9 +290,10 @@ def _scratch(role: str, parts: int, rows: int, width: int, dtype: np.dtype,
 
 
 @functools.lru_cache(maxsize=8)
-def _entries(dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entries]:
-    """INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT with coefficients in dtype."""
-    return tuple(e._replace(coef=e.coef.astype(dtype)) for e in (INPUT, OUTPUT, OUTPUT_GRADIENT, INPUT_GRADIENT))
+def _entries(m: int, dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entries]:
+    """F(m x m, 3x3)'s into, outof, outof_adjoint, into_adjoint with coefficients in dtype."""
+    t = TRANSFORMS[m]
+    return tuple(e._replace(coef=e.coef.astype(dtype)) for e in (t.into, t.outof, t.outof_adjoint, t.into_adjoint))
 
 
 class Plan(NamedTuple):
@@ -256,41 +302,43 @@ class Plan(NamedTuple):
     at: Tables  # the batch's tables (the input planes v span the batch)
     block_at: Tables  # one block's tables (the scratch planes hold one block)
     sizes: tuple[int, ...]  # images, tiles per image, C, F, x and output image sizes (numbers), images per
-    # block, rows between the batch's planes and between a block's planes, parts
+    # block, rows between the batch's planes and between a block's planes, parts, planes (alpha^2)
 
 
 @functools.lru_cache(maxsize=64)
 def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, out_h: int, out_w: int,
-          threads: int, block_tiles: int) -> Plan:
-    """The tables and sizes of one convolution's shapes, on `threads` threads, in blocks of about block_tiles
-    tiles (at least one image); cached: a training run meets two batch sizes per layer."""
+          threads: int, block_cells: int, m: int) -> Plan:
+    """The tables and sizes of one convolution's shapes in F(m x m) tiles, on `threads` threads, in blocks of
+    about block_cells plane rows (at least one image); cached: a training run meets two batch sizes per layer."""
     n, height, width, channels = x_shape
-    tiles_h, tiles_w = tiles(out_h, out_w)
-    per_image = tiles_h * tiles_w
-    block = min(n, max(1, block_tiles // per_image))
+    tiles_h, tiles_w = tiles(out_h, out_w, m)
+    per_image, planes = tiles_h * tiles_w, (m + 2) ** 2
+    block = min(n, max(1, block_cells // (planes * per_image)))
     parts = max(1, min(threads, -(-n // block)))
-    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
-    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w)
+    at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, m)
+    block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w, m)
     return Plan(at, block_at, (n, per_image, channels, filters, height * width * channels, out_h * out_w * filters,
-                               block, plane_rows(n * per_image), plane_rows(block * per_image), parts))
+                               block, plane_rows(n * per_image), plane_rows(block * per_image), parts, planes))
 
 
 def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, pad_top: int, pad_left: int,
-            out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            out_h: int, out_w: int, tile: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation(conv(x, kernel) + bias) as (N, out_h, out_w, F), the input planes, the kernel planes) for
-    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F); the planes are what backward needs (the input planes a
-    fresh array each call: an op's planes stay valid until its backward, whatever runs in between)."""
+    x (N, H, W, C) and a 3x3 kernel (3, 3, C, F) by F(tile x tile, 3x3); the planes are what backward needs (the
+    input planes a fresh array each call: an op's planes stay valid until its backward, whatever runs in
+    between)."""
     from dlcli.kernels import blas
 
     x = np.ascontiguousarray(x)
     n, channels, filters, dtype = x.shape[0], x.shape[3], kernel.shape[3], x.dtype
-    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
+    plan = _plan(x.shape, filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_CELLS, tile)
     s = plan.sizes
-    v = np.empty((16, s[7], channels), dtype)
-    u = (G2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(16, channels, filters)
+    v = np.empty((s[10], s[7], channels), dtype)
+    u = (TRANSFORMS[tile].g2.astype(dtype) @ kernel.reshape(9, -1).astype(dtype, copy=False)).reshape(
+        s[10], channels, filters)
     out = np.empty((n, out_h, out_w, filters), dtype)
-    m, m_planes = _scratch("products", s[9], s[8], filters, dtype)
-    into, outof, _, _ = _entries(dtype)
+    m, m_planes = _scratch("products", s[9], s[8], filters, dtype, s[10])
+    into, outof, _, _ = _entries(tile, dtype)
     # relu is a floor of 0 in the kernel; tanh (rare on a convolution) one NumPy pass after it
     floor = dtype.type(0.0 if activation == RELU else -np.inf)
     with blas.one_thread(numpy=True):  # each part's products are small: one core's BLAS each
@@ -302,24 +350,25 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
 
 
 def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray, u: np.ndarray,
-             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool,
-             need_kernel: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+             x_shape: tuple[int, ...], pad_top: int, pad_left: int, need_x: bool, need_kernel: bool,
+             tile: int = 2) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """(input gradient, kernel gradient, bias gradient) from d_out (N, out_h, out_w, F), the gradient of
-    forward's output `out` (after its activation, whose gradient is taken here), and forward's planes; None for
-    one not needed."""
+    forward's output `out` (after its activation, whose gradient is taken here), and forward's planes (of the
+    same tile); None for one not needed."""
     from dlcli.kernels import blas
 
     n, out_h, out_w, filters = d_out.shape
     channels, dtype = x_shape[3], d_out.dtype
-    plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_TILES)
-    s, parts = plan.sizes, plan.sizes[9]
+    plan = _plan(tuple(x_shape), filters, pad_top, pad_left, out_h, out_w, numba.get_num_threads(), BLOCK_CELLS,
+                 tile)
+    s, parts, planes = plan.sizes, plan.sizes[9], plan.sizes[10]
     d, d_rows = _scratch("output gradients", parts, s[6] * out_h * out_w, filters, dtype, planes=1)
-    dm, dm_planes = _scratch("product gradients", parts, s[8], filters, dtype)
-    dv, dv_planes = _scratch("input plane gradients", parts, s[8], channels, dtype)
+    dm, dm_planes = _scratch("product gradients", parts, s[8], filters, dtype, planes)
+    dv, dv_planes = _scratch("input plane gradients", parts, s[8], channels, dtype, planes)
     blocks = -(-n // s[6])
-    du, d_bias = np.empty((blocks, 16, channels, filters), dtype), np.empty((blocks, filters), dtype)  # summed below
+    du, d_bias = np.empty((blocks, planes, channels, filters), dtype), np.empty((blocks, filters), dtype)  # summed
     d_x = np.empty(x_shape, dtype) if need_x else np.empty(0, dtype)
-    _, _, outof_adjoint, into_adjoint = _entries(dtype)
+    _, _, outof_adjoint, into_adjoint = _entries(tile, dtype)
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
     with blas.one_thread(numpy=True):
         in_parts(_backward_part, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
@@ -328,5 +377,6 @@ def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray,
                  dtype.type(-np.inf), need_x, need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
     d_kernel = None
     if need_kernel:
-        d_kernel = (G2.T.astype(dtype) @ du.sum(axis=0).reshape(16, -1)).reshape(3, 3, channels, filters)
+        d_kernel = (TRANSFORMS[tile].g2.T.astype(dtype) @ du.sum(axis=0).reshape(planes, -1)).reshape(
+            3, 3, channels, filters)
     return d_x if need_x else None, d_kernel, d_bias.sum(axis=0)

@@ -21,11 +21,11 @@ def direct(x: np.ndarray, kernel: np.ndarray, g) -> tuple[np.ndarray, np.ndarray
     return (cols @ kernel.reshape(-1, kernel.shape[3])).reshape(x.shape[0], g.out_h, g.out_w, -1), cols
 
 
-@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
+@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_CELLS, 1])
 @pytest.mark.parametrize("n,h,w,c,f,padding", SHAPES)
 def test_winograd_matches_a_float64_direct_convolution(n, h, w, c, f, padding, block_tiles, monkeypatch) -> None:
     """Whole batches, and one image per block (block_tiles 1: several blocks, each with its own tables)."""
-    monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
+    monkeypatch.setattr(winograd, "BLOCK_CELLS", block_tiles)
     rng = np.random.default_rng(0)
     x64, k64, b64 = rng.normal(size=(n, h, w, c)), rng.normal(size=(3, 3, c, f)), rng.normal(size=f)
     g = geometry(h, w, (3, 3), (1, 1), (1, 1), padding)
@@ -138,12 +138,12 @@ def test_the_backward_applies_the_activations_gradient_and_sums_the_bias_in_floa
     np.testing.assert_allclose(db, d.reshape(-1, f).sum(axis=0), atol=2e-6 * np.abs(d).sum(axis=(0, 1, 2)).max())
 
 
-@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_TILES, 1])
+@pytest.mark.parametrize("block_tiles", [winograd.BLOCK_CELLS, 1])
 def test_parts_on_two_threads_give_what_one_thread_gives(block_tiles, monkeypatch) -> None:
     """Blocks split over two threads, each with its scratch row and its partial kernel and bias sums."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one Numba thread: nothing to split")
-    monkeypatch.setattr(winograd, "BLOCK_TILES", block_tiles)
+    monkeypatch.setattr(winograd, "BLOCK_CELLS", block_tiles)
     rng = np.random.default_rng(5)
     x, k, b = (rng.normal(size=s) for s in ((7, 9, 8, 5), (3, 3, 5, 6), (6,)))
     d_out = rng.normal(size=(7, 9, 8, 6))
