@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from dlcli.kernels.winograd_separable import ADD as ADD_INTO, BIAS_FLOOR, SET as SET_INTO, tile_transform
 from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 
@@ -136,19 +137,25 @@ class Transforms(NamedTuple):
     m: int
     alpha: int
     bt: np.ndarray  # B^T (alpha, alpha)
+    g: np.ndarray  # G (alpha, 3)
+    at: np.ndarray  # A^T (m, alpha)
     g2: np.ndarray  # kron(G, G) (alpha^2, 9): the kernel's transform, one product a step
     into: Entries  # patch cell -> plane
     outof: Entries  # plane -> output cell (+ bias, floor)
     outof_adjoint: Entries  # output cell -> plane: the adjoint of outof
     into_adjoint: Entries  # plane -> patch cell, added: patches overlap
+    into_1d: Entries  # B^T alone: winograd_separable's input transform, and so on
+    outof_1d: Entries
+    outof_adjoint_1d: Entries
+    into_adjoint_1d: Entries
 
 
 def transforms(bt: np.ndarray, g: np.ndarray, at: np.ndarray) -> Transforms:
     """The entry lists of one F(m x m, 3x3): kron(X, X) maps a tile's 2-D block, flattened row-major, through X
     on both sides: plane alpha a + b of B^T d B is kron(B^T, B^T)[alpha a + b] @ d.ravel()."""
-    return Transforms(at.shape[0], bt.shape[0], bt, np.kron(g, g), entries(np.kron(bt, bt)),
+    return Transforms(at.shape[0], bt.shape[0], bt, g, at, np.kron(g, g), entries(np.kron(bt, bt)),
                       entries(np.kron(at, at), last=ADD_BIAS_FLOOR), entries(np.kron(at, at).T),
-                      entries(np.kron(bt, bt).T, first=ADD))
+                      entries(np.kron(bt, bt).T, first=ADD), entries(bt), entries(at), entries(at.T), entries(bt.T))
 
 
 # F(2x2, 3x3): B^T (4x4), G (4x3), A^T (2x4); coefficients 0, 1, -1, 1/2
@@ -214,30 +221,41 @@ def tiles(out_h: int, out_w: int, m: int = 2) -> tuple[int, int]:
 
 def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndarray, out: np.ndarray,
                   m: np.ndarray, m_planes: np.ndarray, bias: np.ndarray, floor: np.floating, into: Entries,
-                  outof: Entries, at: Tables, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
+                  outof: Entries, rows: Rows | None, at: Tables, block_at: Tables, sizes: tuple[int, ...],
+                  lo: int, hi: int) -> None:
     """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
     batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
     transform (+ bias, floor) into out while they are still in cache. Runs on a parts thread: tile_map and
-    NumPy's matmul release the GIL. sizes: see _plan."""
+    NumPy's matmul release the GIL. rows: the 1-D transforms for winograd_separable (the larger tiles), None
+    for tile_map's entries. sizes: see _plan."""
     images, per_image, channels, filters, x_image, out_image, block, _, _, parts, _ = sizes
     blocks = -(-images // block)
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
-            rows = slice(first * per_image, last * per_image)
-            tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
-                     into.target, into.coef, bias, floor, channels, first, last)
-            np.matmul(v_planes[:, rows], u, out=m_planes[p][:, :rows.stop - rows.start])
-            tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
-                     out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
-                     last - first)
+            tiles_of = slice(first * per_image, last * per_image)
+            if rows is not None:
+                _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, SET_INTO, bias, floor,
+                           channels, first, last)
+            else:
+                tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
+                         into.target, into.coef, bias, floor, channels, first, last)
+            np.matmul(v_planes[:, tiles_of], u, out=m_planes[p][:, :tiles_of.stop - tiles_of.start])
+            if rows is not None:
+                _separable(rows.at, m[p], out[first * out_image:], block_at.out_planes, block_at.outputs,
+                           per_image * filters, out_image, BIAS_FLOOR, bias, floor, filters, 0, last - first)
+            else:
+                tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
+                         out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
+                         last - first)
 
 
 def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes: np.ndarray, u_t: np.ndarray,
                    d_x: np.ndarray, du: np.ndarray, d_bias: np.ndarray, d: np.ndarray, d_rows: np.ndarray,
                    dm: np.ndarray, dm_planes: np.ndarray, dv: np.ndarray, dv_planes: np.ndarray, no_bias: np.ndarray,
                    floor: np.floating, need_x: bool, need_kernel: bool, outof_adjoint: Entries,
-                   into_adjoint: Entries, block_at: Tables, sizes: tuple[int, ...], lo: int, hi: int) -> None:
+                   into_adjoint: Entries, rows: Rows | None, block_at: Tables, sizes: tuple[int, ...], lo: int,
+                   hi: int) -> None:
     """Parts [lo, hi) of the backward, block by block as _forward_part: the activation's gradient (from the
     output) and block b's bias sum into d_bias[b] in one pass over the block's rows of d_out and out, the
     output-gradient transform into the part's planes dm[p], block b's kernel-plane gradient into du[b] (blocks
@@ -248,21 +266,29 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
     for p in range(lo, hi):
         for b in range(p * blocks // parts, (p + 1) * blocks // parts):
             first, last = b * block, min(b * block + block, images)
-            rows = slice(first * per_image, last * per_image)
-            gradients = dm_planes[p][:, :rows.stop - rows.start]
+            tiles_of = slice(first * per_image, last * per_image)
+            gradients = dm_planes[p][:, :tiles_of.stop - tiles_of.start]
             activation_grad_and_bias_sum(d_out[first * cells:last * cells], out[first * cells:last * cells],
                                          d_rows[p][:(last - first) * cells], d_bias[b], activation)
-            tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
-                     outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef, no_bias,
-                     floor, filters, 0, last - first)
+            if rows is not None:
+                _separable(rows.a, d[p], dm[p], block_at.outputs, block_at.out_planes, out_image,
+                           per_image * filters, SET_INTO, no_bias, floor, filters, 0, last - first)
+            else:
+                tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
+                         outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
+                         no_bias, floor, filters, 0, last - first)
             if need_kernel:
-                np.matmul(v_planes[:, rows].transpose(0, 2, 1), gradients, out=du[b])
+                np.matmul(v_planes[:, tiles_of].transpose(0, 2, 1), gradients, out=du[b])
             if need_x:
-                np.matmul(gradients, u_t, out=dv_planes[p][:, :rows.stop - rows.start])
+                np.matmul(gradients, u_t, out=dv_planes[p][:, :tiles_of.stop - tiles_of.start])
                 d_x[first * x_image:last * x_image] = 0.0
-                tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
-                         x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target, into_adjoint.coef,
-                         no_bias, floor, channels, 0, last - first)
+                if rows is not None:
+                    _separable(rows.b, dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells,
+                               per_image * channels, x_image, ADD_INTO, no_bias, floor, channels, 0, last - first)
+                else:
+                    tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
+                             x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target,
+                             into_adjoint.coef, no_bias, floor, channels, 0, last - first)
 
 
 # plane rows (tiles x planes) per block of images: a block's planes go from one transform through the products
@@ -296,6 +322,41 @@ def _entries(m: int, dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entrie
     return tuple(e._replace(coef=e.coef.astype(dtype)) for e in (t.into, t.outof, t.outof_adjoint, t.into_adjoint))
 
 
+class Rows(NamedTuple):
+    """One F(m x m, 3x3)'s 1-D transforms as winograd_separable's entries (target, source, coef: SET or ADD)."""
+
+    bt: Entries  # B^T: input tile -> planes
+    at: Entries  # A^T: planes -> output tile
+    a: Entries  # A: output gradients -> planes
+    b: Entries  # B: plane gradients -> input tile
+
+
+# the tiles whose transforms run in two 1-D passes (winograd_separable), where tile_map's kron entries are many:
+# the convnet's 13x13x32 -> 64 layer, batch 64, one thread, forward/backward ms: F(3x3) 1.94/3.05 against
+# 2.69/3.78 on tile_map; its 5x5x64 -> 128 layer 0.39/0.72 against 0.46/0.77. F(2x2) (64 entries a tile) ran
+# the same either way (2.47/3.98 against 2.41/3.95) and stays on tile_map
+SEPARABLE = {3, 4}
+
+
+@functools.lru_cache(maxsize=8)
+def _rows(tile: int, dtype: np.dtype) -> Rows | None:
+    """F(tile x tile)'s Rows with coefficients in dtype, or None for a tile that runs on tile_map."""
+    if tile not in SEPARABLE:
+        return None
+    t = TRANSFORMS[tile]
+    return Rows(*(e._replace(coef=e.coef.astype(dtype))
+                  for e in (t.into_1d, t.outof_1d, t.outof_adjoint_1d, t.into_adjoint_1d)))
+
+
+def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
+               src_image: int, dst_image: int, mode: int, bias: np.ndarray, floor: np.floating, width: int, lo: int,
+               hi: int) -> None:
+    """winograd_separable.tile_transform by the 1-D transform e, its sides from the tables' widths."""
+    side_in, side_out = int(round(src_at.shape[1] ** 0.5)), int(round(dst_at.shape[1] ** 0.5))
+    tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source, e.coef, side_in,
+                   side_out, mode, bias, floor, width, lo, hi)
+
+
 class Plan(NamedTuple):
     """One convolution's shapes as the parts take them."""
 
@@ -313,7 +374,8 @@ def _plan(x_shape: tuple[int, ...], filters: int, pad_top: int, pad_left: int, o
     n, height, width, channels = x_shape
     tiles_h, tiles_w = tiles(out_h, out_w, m)
     per_image, planes = tiles_h * tiles_w, (m + 2) ** 2
-    block = min(n, max(1, block_cells // (planes * per_image)))
+    # at least one block a thread: a batch of few tiles (one per image, as a 3x3 output in F(4x4)) still splits
+    block = min(-(-n // threads), max(1, block_cells // (planes * per_image)))
     parts = max(1, min(threads, -(-n // block)))
     at = table_set(n, height, width, channels, filters, pad_top, pad_left, out_h, out_w, m)
     block_at = table_set(block, height, width, channels, filters, pad_top, pad_left, out_h, out_w, m)
@@ -343,7 +405,8 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int
     floor = dtype.type(0.0 if activation == RELU else -np.inf)
     with blas.one_thread(numpy=True):  # each part's products are small: one core's BLAS each
         in_parts(_forward_part, s[9], x.reshape(-1), v.reshape(-1), v, u, out.reshape(-1), m, m_planes,
-                 np.ascontiguousarray(bias, dtype), floor, into, outof, plan.at, plan.block_at, s)
+                 np.ascontiguousarray(bias, dtype), floor, into, outof, _rows(tile, dtype), plan.at,
+                 plan.block_at, s)
     if activation == TANH:
         np.tanh(out, out=out)
     return out, v, u
@@ -374,7 +437,8 @@ def backward(d_out: np.ndarray, out: np.ndarray, activation: int, v: np.ndarray,
         in_parts(_backward_part, parts, np.ascontiguousarray(d_out).reshape(-1, filters),
                  np.ascontiguousarray(out, dtype).reshape(-1, filters), activation, v, u_t, d_x.reshape(-1), du,
                  d_bias, d, d_rows[:, 0], dm, dm_planes, dv, dv_planes, np.zeros(max(channels, filters), dtype),
-                 dtype.type(-np.inf), need_x, need_kernel, outof_adjoint, into_adjoint, plan.block_at, s)
+                 dtype.type(-np.inf), need_x, need_kernel, outof_adjoint, into_adjoint, _rows(tile, dtype),
+                 plan.block_at, s)
     d_kernel = None
     if need_kernel:
         d_kernel = (TRANSFORMS[tile].g2.T.astype(dtype) @ du.sum(axis=0).reshape(planes, -1)).reshape(
