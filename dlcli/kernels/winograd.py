@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.winograd_separable import ADD as ADD_INTO, BIAS_FLOOR, SET as SET_INTO, tile_transform
+from dlcli.kernels.winograd_separable import ADD as ADD_INTO, SET as SET_INTO, tile_transform
 from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 
@@ -235,15 +235,15 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
             first, last = b * block, min(b * block + block, images)
             tiles_of = slice(first * per_image, last * per_image)
             if rows is not None:
-                _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, SET_INTO, bias, floor,
-                           channels, first, last)
+                _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, SET_INTO, None,
+                           floor, channels, first, last)
             else:
                 tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
                          into.target, into.coef, bias, floor, channels, first, last)
             np.matmul(v_planes[:, tiles_of], u, out=m_planes[p][:, :tiles_of.stop - tiles_of.start])
             if rows is not None:
                 _separable(rows.at, m[p], out[first * out_image:], block_at.out_planes, block_at.outputs,
-                           per_image * filters, out_image, BIAS_FLOOR, bias, floor, filters, 0, last - first)
+                           per_image * filters, out_image, SET_INTO, bias, floor, filters, 0, last - first)
             else:
                 tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
                          out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
@@ -272,7 +272,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                                          d_rows[p][:(last - first) * cells], d_bias[b], activation)
             if rows is not None:
                 _separable(rows.a, d[p], dm[p], block_at.outputs, block_at.out_planes, out_image,
-                           per_image * filters, SET_INTO, no_bias, floor, filters, 0, last - first)
+                           per_image * filters, SET_INTO, None, floor, filters, 0, last - first)
             else:
                 tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
                          outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
@@ -284,7 +284,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                 d_x[first * x_image:last * x_image] = 0.0
                 if rows is not None:
                     _separable(rows.b, dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells,
-                               per_image * channels, x_image, ADD_INTO, no_bias, floor, channels, 0, last - first)
+                               per_image * channels, x_image, ADD_INTO, None, floor, channels, 0, last - first)
                 else:
                     tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
                              x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target,
@@ -349,12 +349,19 @@ def _rows(tile: int, dtype: np.dtype) -> Rows | None:
 
 
 def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
-               src_image: int, dst_image: int, mode: int, bias: np.ndarray, floor: np.floating, width: int, lo: int,
-               hi: int) -> None:
-    """winograd_separable.tile_transform by the 1-D transform e, its sides from the tables' widths."""
-    side_in, side_out = int(round(src_at.shape[1] ** 0.5)), int(round(dst_at.shape[1] ** 0.5))
-    tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source, e.coef, side_in,
-                   side_out, mode, bias, floor, width, lo, hi)
+               src_image: int, dst_image: int, mode: int, bias: np.ndarray | None, floor: np.floating, width: int,
+               lo: int, hi: int) -> None:
+    """winograd_separable.tile_transform by the 1-D transform e (a tile's sides: the tables' widths' roots), with
+    this thread's scratch; bias None: a plain SET or ADD (a zero bias, no floor)."""
+    side = round(max(src_at.shape[1], dst_at.shape[1]) ** 0.5)
+    scratch = _SCRATCH.__dict__.setdefault("tiles", {})
+    kept = scratch.get(src.dtype)
+    if kept is None or kept.size < 4 * side * side * width:
+        kept = scratch[src.dtype] = np.empty(4 * side * side * width, src.dtype)
+    if bias is None:
+        bias, floor = np.zeros(width, src.dtype), src.dtype.type(-np.inf)
+    tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source, e.coef, mode, bias,
+                   floor, kept[:4 * side * side * width].reshape(4, side, side * width), width, lo, hi)
 
 
 class Plan(NamedTuple):

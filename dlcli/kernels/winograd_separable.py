@@ -19,24 +19,24 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# how a transformed cell meets its target: set, added to it, or set to max(cell + bias, floor)
-SET, ADD, BIAS_FLOOR = 0, 1, 2
+# how a transformed cell meets its target: set to max(cell + bias, floor) (a plain set with a zero bias and a
+# floor of -inf; a NaN stays NaN), or added to it. Also the entries' kinds: a target's first sets, the next add
+SET, ADD = 0, 1
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
                    dst_image: int, kind: np.ndarray, target: np.ndarray, source: np.ndarray, coef: np.ndarray,
-                   side_in: int, side_out: int, mode: int, bias: np.ndarray, floor: float, width: int, lo: int,
+                   mode: int, bias: np.ndarray, floor: float, scratch: np.ndarray, width: int, lo: int,
                    hi: int) -> None:
     """For every image n in [lo, hi) and tile t: the side_in x side_in vectors of `width` numbers at
     n * src_image + src_at[t, cell] (cell = row * side_in + column; -1: zeros) go through X on both sides, X the
     (side_out, side_in) matrix whose nonzeros are the entries (target, source, coef; kind: SET for a target's
-    first, ADD after), and output cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped)."""
-    w = width
-    patch = np.empty((side_in, side_in * w), src.dtype)
-    rows = np.empty((side_out, side_in * w), src.dtype)
-    columns = np.empty((side_in, side_out * w), src.dtype)
-    result = np.empty((side_out, side_out * w), src.dtype)
+    first, ADD after), and output cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped).
+    scratch: (4, side, side * width) numbers, side the larger of side_in and side_out (the caller's: no
+    allocation here, which would compile one more helper)."""
+    w, side_in, side_out = width, round(src_at.shape[1] ** 0.5), round(dst_at.shape[1] ** 0.5)
+    patch, rows, columns, result = scratch[0], scratch[1], scratch[2], scratch[3]
     for n in range(lo, hi):
         for t in range(src_at.shape[0]):
             for r in range(side_in):
@@ -53,12 +53,11 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                         patch[r, o + c] = src[s + c]
             for e in range(coef.shape[0]):  # X D: a row of the tile at a time
                 i, k, a = target[e], source[e], coef[e]
-                if kind[e] == SET:
-                    for c in range(side_in * w):
-                        rows[i, c] = a * patch[k, c]
-                else:
-                    for c in range(side_in * w):
-                        rows[i, c] += a * patch[k, c]
+                if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
+                    for c in range(side_in * w):  # compile than a loop that sets and one that adds
+                        rows[i, c] = 0.0
+                for c in range(side_in * w):
+                    rows[i, c] += a * patch[k, c]
             for i in range(side_out):  # (X D)^T
                 for j in range(side_in):
                     for c in range(w):
@@ -67,10 +66,9 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                 i, k, a = target[e], source[e], coef[e]
                 if kind[e] == SET:
                     for c in range(side_out * w):
-                        result[i, c] = a * columns[k, c]
-                else:
-                    for c in range(side_out * w):
-                        result[i, c] += a * columns[k, c]
+                        result[i, c] = 0.0
+                for c in range(side_out * w):
+                    result[i, c] += a * columns[k, c]
             for i in range(side_out):
                 for j in range(side_out):
                     d, o = dst_at[t, i * side_out + j], i * w
@@ -79,12 +77,10 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                     d += n * dst_image
                     if d < 0:
                         continue
-                    if mode == SET:
-                        for c in range(w):
-                            dst[d + c] = result[j, o + c]
-                    elif mode == ADD:
+                    if mode == ADD:
                         for c in range(w):
                             dst[d + c] += result[j, o + c]
                     else:
                         for c in range(w):
-                            dst[d + c] = max(result[j, o + c] + bias[c], floor)
+                            value = result[j, o + c] + bias[c]
+                            dst[d + c] = floor if value < floor else value

@@ -95,10 +95,11 @@ def test_each_tiles_transforms_compute_a_1d_correlation(tile: int) -> None:
         np.testing.assert_array_equal(rebuilt, matrix)
 
 
-@pytest.mark.parametrize("mode", [winograd_separable.SET, winograd_separable.ADD, winograd_separable.BIAS_FLOOR])
-def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int) -> None:
+@pytest.mark.parametrize("mode,floor", [(winograd_separable.SET, -np.inf), (winograd_separable.ADD, -np.inf),
+                                        (winograd_separable.SET, 0.1)])
+def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: float) -> None:
     """winograd_separable's kernel against NumPy: Y = X D X^T per tile and image, D's cells at -1 read as zero,
-    Y's cells at -1 not written, and the mode: set, add, or max(Y + bias, floor)."""
+    Y's cells at -1 not written, and the mode: set to max(Y + bias, floor), or add."""
     rng = np.random.default_rng(8)
     width, images, side_in, side_out = 3, 2, 4, 3
     x_matrix = rng.normal(size=(side_out, side_in))
@@ -110,7 +111,7 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int) -> None:
     src_at[0, 5] = -1
     dst_at = (np.arange(2 * side_out * side_out) * width).reshape(2, -1)
     dst_at[1, 4] = -1
-    bias, floor = rng.normal(size=width), 0.1
+    bias = rng.normal(size=width) if floor > -np.inf else np.zeros(width)
     dst = rng.normal(size=images * dst_image)
     expected = dst.copy()
     for n in range(images):
@@ -121,10 +122,11 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int) -> None:
             for q, a in enumerate(dst_at[t]):
                 if a >= 0:
                     at = slice(n * dst_image + a, n * dst_image + a + width)
-                    expected[at] = {winograd_separable.SET: y[q], winograd_separable.ADD: expected[at] + y[q],
-                                    winograd_separable.BIAS_FLOOR: np.maximum(y[q] + bias, floor)}[mode]
+                    expected[at] = expected[at] + y[q] if mode == winograd_separable.ADD else np.maximum(y[q] + bias,
+                                                                                                         floor)
+    scratch = np.full((4, side_in, side_in * width), np.nan)  # nothing of it is read before it is written
     winograd_separable.tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source,
-                                      e.coef, side_in, side_out, mode, bias, floor, width, 0, images)
+                                      e.coef, mode, bias, floor, scratch, width, 0, images)
     np.testing.assert_allclose(dst, expected, rtol=1e-12, atol=1e-12)
 
 
