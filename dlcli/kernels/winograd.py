@@ -1,33 +1,37 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3 stride-1 kernels, channels-last, and its adjoint.
+"""Winograd F(m x m, 3x3) convolutions (m = 2, 3, 4) for 3x3 stride-1 kernels, channels-last, and their adjoint.
 
-Each 2x2 block of outputs (a tile) is A^T [(G w G^T) * (B^T d B)] A for its 4x4 input patch d: 16 products
-per tile and channel pair instead of 36 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-2015). The 16 elementwise products over channels are 16 GEMMs, (tiles, C) @ (C, F), which NumPy runs. The
-backward pass is the exact adjoint of the same computation, so it reuses the forward's transformed input: the
-output gradient goes through A (4x2) into the 16 planes, two sets of 16 GEMMs give the planes' gradients, and
-the input planes go back through B into overlapping patches.
+Each m x m block of outputs (a tile) is A^T [(G w G^T) * (B^T d B)] A for its (m + 2) x (m + 2) input patch d:
+(m + 2)^2 products per tile and channel pair instead of 9 m^2 (Lavin and Gray, "Fast Algorithms for
+Convolutional Neural Networks", 2015): F(2x2) 16 for 4 outputs, F(3x3) 25 for 9, F(4x4) 36 for 16. The
+products over channels are (m + 2)^2 GEMMs, (tiles, C) @ (C, F), which NumPy runs. The backward pass is the
+exact adjoint of the same computation, so it reuses the forward's transformed input: the output gradient goes
+through A into the planes, two sets of GEMMs give the planes' gradients, and the input planes go back through B
+into overlapping patches. F(2x2)'s matrices are the classic ones (coefficients 0, 1, -1, 1/2); F(3x3) and F(4x4)
+come from cook_toom on the points 0, 1, -1, 1/2 and 0, 1, -1, 2, -2 (Lavin and Gray's F(4x4)). Larger tiles lose
+float32 accuracy to their larger coefficients (ops/conv.py winograd_fits has the figures).
 
-The batch runs in blocks of about BLOCK_TILES tiles (whole images), each block from one transform through its
-GEMMs to the next while its planes are still in the core's cache, and the blocks in parts, one a thread
-(parts.in_parts): tile_map and NumPy's matmul both release the GIL, so the parts run side by side, each on one
-core with NumPy's OpenBLAS held to one thread (blas.one_thread). Against the transforms on threads and the
-batch's GEMMs on OpenBLAS's two threads one after the other (main before this), the convnet's second layer went
+The batch runs in blocks of about BLOCK_CELLS plane rows (whole images), each block from one transform through
+its GEMMs to the next while its planes are still in the core's cache, and the blocks in parts, one a thread
+(parts.in_parts): the transform kernels and NumPy's matmul both release the GIL, so the parts run side by side,
+each on one core with NumPy's OpenBLAS held to one thread (blas.one_thread). Against the transforms on threads
+and the batch's GEMMs on OpenBLAS's two threads one after the other, the convnet's second layer by F(2x2) went
 from 2.1-2.2/3.4-3.6 to 1.6-1.8/2.6-3.1 ms forward/backward. Numba kernels calling np.dot per block were
 slower (SciPy's BLAS) and took 1.6 s more to compile.
 
-Every transform around the GEMMs is one linear map per tile with small constant coefficients (0, 1, -1), so
-one kernel, tile_map, runs all four from a list of entries (target, source, coefficient) and per-tile tables
-of where each source and target vector (one row of channels) starts. One small kernel to compile instead of
-four unrolled ones: 0.26 s of compiling on an empty Numba cache against 2.2 s (benchmarks/compile_time.py,
-the MNIST convnet), for about 0.3 ms more per forward of its second layer. The tables are NumPy, built once
-per shape and kept (table_set's cache), for one image: image n's vectors start n image sizes further on.
+Every transform around the GEMMs is one linear map per tile with small constant coefficients. For F(2x2) one
+kernel, tile_map, runs all four from a list of entries (target, source, coefficient) of kron(X, X) and per-tile
+tables of where each source and target vector (one row of channels) starts: 0.26 s of compiling on an empty
+Numba cache against 2.2 s for four unrolled kernels (benchmarks/compile_time.py, the MNIST convnet). For the
+larger tiles kron(X, X) has hundreds of entries, and winograd_separable's kernel runs X D X^T as two passes of
+1-D entries instead, on the same tables (SEPARABLE). The tables are NumPy, built once per shape and kept
+(table_set's cache), for one image: image n's vectors start n image sizes further on.
 
-Tile t = (n * tiles_h + th) * tiles_w + tw covers outputs (2 th, 2 tw) .. (2 th + 1, 2 tw + 1) and reads the
-input from (2 th - pad_top, 2 tw - pad_left); cells outside the image read as zero (adjoint: are dropped),
-outputs past out_h, out_w are not written (adjoint: have no gradient): their table entry is -1. Plane
-e = 4 a + b holds element (a, b) of a tile. The innermost loop runs over channels, contiguous in the images
-and the planes, so it vectorizes. Images are independent: tile_map runs over images [lo, hi); one image's
-tiles overlap in the input, so its patches are added by one thread.
+Tile t = (n * tiles_h + th) * tiles_w + tw covers outputs (m th, m tw) .. (m th + m - 1, m tw + m - 1) and
+reads the input from (m th - pad_top, m tw - pad_left); cells outside the image read as zero (adjoint: are
+dropped), outputs past out_h, out_w are not written (adjoint: have no gradient): their table entry is -1. Plane
+e = (m + 2) a + b holds element (a, b) of a tile. The innermost loop runs over channels, contiguous in the
+images and the planes, so it vectorizes. Images are independent: the kernels run over images [lo, hi); one
+image's tiles overlap in the input, so its patches are added by one thread.
 """
 
 from __future__ import annotations
@@ -39,13 +43,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from dlcli.kernels.winograd_separable import ADD as ADD_INTO, SET as SET_INTO, tile_transform
 from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
-
-# what an entry does to its target vector: the first one of a target sets it, the next ones add to it, and
-# the last one of an output also adds the bias and applies the floor (0: a fused relu; -inf: none)
-SET, ADD, ADD_BIAS_FLOOR = 0, 1, 2
+from dlcli.kernels.winograd_matrices import ADD, ADD_BIAS_FLOOR, SET, TRANSFORMS, Entries
+from dlcli.kernels.winograd_separable import ADD as ADD_INTO, SET as SET_INTO, tile_transform
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -86,90 +87,8 @@ def tile_map(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.nd
                         dst[d + c] = max(dst[d + c] + w * src[s + c] + bias[c], floor)
 
 
-class Entries(NamedTuple):
-    """One transform as tile_map's entry list, sorted by target (its vector stays in cache)."""
-
-    kind: np.ndarray
-    source: np.ndarray
-    target: np.ndarray
-    coef: np.ndarray
-
-
-def entries(matrix: np.ndarray, first: int = SET, last: int = ADD) -> Entries:
-    """target[i] = sum over j of matrix[i, j] source[j] as entries: each target's first nonzero `first`, its
-    last one `last` (when it has two or more), the others ADD."""
-    target, source = np.nonzero(matrix)  # row-major: sorted by target, then source
-    kind = np.full(len(target), ADD, np.int64)
-    starts = np.r_[True, target[1:] != target[:-1]]
-    ends = np.r_[target[1:] != target[:-1], True]
-    kind[ends & ~starts] = last
-    kind[starts] = first
-    return Entries(kind, source.astype(np.int64), target.astype(np.int64), matrix[target, source])
-
-
-def cook_toom(points: tuple[float, ...], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B^T, G, A^T) of F(m, 3) on the interpolation points and infinity (Lavin and Gray's construction): A^T
-    evaluates the product polynomial's m outputs, G the kernel polynomial at the points scaled by 1 / prod(a_j -
-    a_l), and B^T (integers for integer points) is what makes A^T [(G g) * (B^T d)] the correlation of g and d,
-    solved exactly from that identity."""
-    alpha = m + 2
-    a = np.asarray(points, np.float64)
-    at = np.zeros((m, alpha))
-    at[:, :-1] = a[None, :] ** np.arange(m)[:, None]
-    at[-1, -1] = 1.0
-    g = np.zeros((alpha, 3))
-    scale = np.array([np.prod([p - q for q in a if q != p]) for p in a])
-    g[:-1] = a[:, None] ** np.arange(3)[None, :] / scale[:, None]
-    g[-1, -1] = 1.0
-    # sum over j of AT[i, j] G[j, k] BT[j, l] = [l == i + k] for every output i, tap k and input cell l
-    system = (at[:, None, :] * g.T[None, :, :]).reshape(m * 3, alpha)
-    want = np.zeros((m, 3, alpha))
-    for i in range(m):
-        for k in range(3):
-            want[i, k, i + k] = 1.0
-    bt = np.linalg.lstsq(system, want.reshape(m * 3, alpha), rcond=None)[0]
-    return np.round(bt, 9), g, at
-
-
-class Transforms(NamedTuple):
-    """F(m x m, 3x3): output tiles of m x m from input tiles of alpha = m + 2 on a side, alpha^2 planes."""
-
-    m: int
-    alpha: int
-    bt: np.ndarray  # B^T (alpha, alpha)
-    g: np.ndarray  # G (alpha, 3)
-    at: np.ndarray  # A^T (m, alpha)
-    g2: np.ndarray  # kron(G, G) (alpha^2, 9): the kernel's transform, one product a step
-    into: Entries  # patch cell -> plane
-    outof: Entries  # plane -> output cell (+ bias, floor)
-    outof_adjoint: Entries  # output cell -> plane: the adjoint of outof
-    into_adjoint: Entries  # plane -> patch cell, added: patches overlap
-    into_1d: Entries  # B^T alone: winograd_separable's input transform, and so on
-    outof_1d: Entries
-    outof_adjoint_1d: Entries
-    into_adjoint_1d: Entries
-
-
-def transforms(bt: np.ndarray, g: np.ndarray, at: np.ndarray) -> Transforms:
-    """The entry lists of one F(m x m, 3x3): kron(X, X) maps a tile's 2-D block, flattened row-major, through X
-    on both sides: plane alpha a + b of B^T d B is kron(B^T, B^T)[alpha a + b] @ d.ravel()."""
-    return Transforms(at.shape[0], bt.shape[0], bt, g, at, np.kron(g, g), entries(np.kron(bt, bt)),
-                      entries(np.kron(at, at), last=ADD_BIAS_FLOOR), entries(np.kron(at, at).T),
-                      entries(np.kron(bt, bt).T, first=ADD), entries(bt), entries(at), entries(at.T), entries(bt.T))
-
-
-# F(2x2, 3x3): B^T (4x4), G (4x3), A^T (2x4); coefficients 0, 1, -1, 1/2
-BT = np.array([[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]])
-G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
-# by output tile side m: F(2x2) above; F(4x4) on Lavin and Gray's points 0, 1, -1, 2, -2 (their matrices:
-# B^T's entries up to 5, G's down to 1/24, A^T's up to 8); F(3x3) on 0, 1, -1, 1/2
-TRANSFORMS = {2: transforms(BT, G, AT), 3: transforms(*cook_toom((0.0, 1.0, -1.0, 0.5), 3)),
-              4: transforms(*cook_toom((0.0, 1.0, -1.0, 2.0, -2.0), 4))}
-
-
 def plane_rows(tiles: int) -> int:
-    """Rows (tiles) between planes of (16 * plane_rows, channels): an odd number. The transforms touch all 16
+    """Rows (tiles) between planes of (planes * plane_rows, channels): an odd number. The transforms touch all 16
     planes at once; planes a multiple of 4 KiB apart fall in the same cache sets and evict each other (4.8 ms
     against 0.6 to write the output-gradient planes of the convnet's second layer, measured here). An odd
     number of rows of 32 or 64 channels puts the 16 planes in 16 different sets of a 4 KiB way."""
@@ -224,7 +143,7 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
                   outof: Entries, rows: Rows | None, at: Tables, block_at: Tables, sizes: tuple[int, ...],
                   lo: int, hi: int) -> None:
     """Parts [lo, hi) of the forward, each a run of blocks of images: a block's input planes go into v (the
-    batch's, kept for backward), its 16 products into the part's scratch m[p], and through the output
+    batch's, kept for backward), its products into the part's scratch m[p], and through the output
     transform (+ bias, floor) into out while they are still in cache. Runs on a parts thread: tile_map and
     NumPy's matmul release the GIL. rows: the 1-D transforms for winograd_separable (the larger tiles), None
     for tile_map's entries. sizes: see _plan."""

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from dlcli.kernels import blas, conv, winograd, winograd_separable
+from dlcli.kernels import blas, conv, winograd, winograd_matrices, winograd_separable
 from dlcli.ops.conv import geometry, winograd_fits
 
 # (batch, height, width, channels, filters, padding): odd and even sizes, one image, both paddings, outputs
@@ -71,7 +71,7 @@ def test_winograd_applies_the_fused_activation_and_is_deterministic(code: int, f
 
 def test_cook_toom_gives_lavin_and_grays_f4x4_matrices() -> None:
     """F(4x4, 3x3) on the points 0, 1, -1, 2, -2: B^T, G and A^T of Lavin and Gray (2015), equation 8."""
-    bt, g, at = winograd.cook_toom((0.0, 1.0, -1.0, 2.0, -2.0), 4)
+    bt, g, at = winograd_matrices.cook_toom((0.0, 1.0, -1.0, 2.0, -2.0), 4)
     np.testing.assert_allclose(bt, [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                                     [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], atol=1e-12)
     np.testing.assert_allclose(g, [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -84,7 +84,7 @@ def test_cook_toom_gives_lavin_and_grays_f4x4_matrices() -> None:
 def test_each_tiles_transforms_compute_a_1d_correlation(tile: int) -> None:
     """A^T [(G g) * (B^T d)] is the valid correlation of a 3-tap g over tile + 2 inputs d, for every tile, and
     the 1-D entries winograd_separable runs are A^T's and B^T's nonzeros."""
-    t = winograd.TRANSFORMS[tile]
+    t = winograd_matrices.TRANSFORMS[tile]
     rng = np.random.default_rng(7)
     d, g = rng.normal(size=tile + 2), rng.normal(size=3)
     y = np.array([d[i:i + 3] @ g for i in range(tile)])
@@ -104,7 +104,7 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
     width, images, side_in, side_out = 3, 2, 4, 3
     x_matrix = rng.normal(size=(side_out, side_in))
     x_matrix[1, 2] = 0.0  # a zero: no entry
-    e = winograd.entries(x_matrix)
+    e = winograd_matrices.entries(x_matrix)
     src = rng.normal(size=200)
     src_image, dst_image = 60, 60
     src_at = rng.choice(np.arange(0, 57, 3), size=(2, side_in * side_in))
@@ -146,7 +146,7 @@ def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
     width, images, src_image, dst_image = 5, 3, 12, 15
     src = rng.normal(size=40).astype(np.float32)
     src_at, dst_at = np.array([[0, 5], [-1, 7]]), np.array([[0, 5], [10, -1]])
-    t = winograd.entries(np.array([[1.0, -1.0], [0.0, 1.0]]), last=winograd.ADD_BIAS_FLOOR)
+    t = winograd_matrices.entries(np.array([[1.0, -1.0], [0.0, 1.0]]), last=winograd_matrices.ADD_BIAS_FLOOR)
     bias = rng.normal(size=width).astype(np.float32)
     dst = np.full(50, np.nan, np.float32)
     winograd.tile_map(src, dst, src_at, dst_at, src_image, dst_image, t.kind, t.source, t.target,
@@ -161,7 +161,7 @@ def test_tile_map_sets_adds_and_skips_as_its_entries_say() -> None:
                 if a >= 0:
                     expected[n * dst_image + a:n * dst_image + a + width] = row
     np.testing.assert_allclose(dst, expected, rtol=1e-6)
-    assert list(t.kind) == [winograd.SET, winograd.ADD_BIAS_FLOOR, winograd.SET]
+    assert list(t.kind) == [winograd_matrices.SET, winograd_matrices.ADD_BIAS_FLOOR, winograd_matrices.SET]
 
 
 def test_the_tables_cover_one_image_whatever_the_batch() -> None:
