@@ -1,6 +1,6 @@
 """The MNIST convnet's three convolutions, batch 64: forward and backward ms of each conv2d algorithm, A/B.
 
-Each layer's Conv2D op runs with algorithm "im2col", "auto" and "winograd" (where it applies),
+Each layer's Conv2D op runs with algorithm "im2col", "auto" and each Winograd tile (where it applies),
 alternating within each repeat, on the benchmark's shapes (28x28x1 -> 32, 13x13x32 -> 64, 5x5x64 -> 128, relu
 fused; the first layer without input gradient, as in training) and a first layer over 32x32 RGB images;
 the table gives the median over repeats of each repeat's median step, and the ratio to im2col.
@@ -30,6 +30,7 @@ import dlcli  # noqa: E402, F401 - before NumPy: sets OPENBLAS_THREAD_TIMEOUT, a
 import numpy as np  # noqa: E402
 
 from dlcli import activations  # noqa: E402
+from dlcli.ops import conv  # noqa: E402
 from dlcli.ops.conv import Conv2D, geometry, winograd_takes  # noqa: E402
 from dlcli.tensor.memory import keep_freed_memory  # noqa: E402
 
@@ -60,7 +61,9 @@ def main() -> int:
         kernel = rng.normal(0, 0.1, (3, 3, channels, filters)).astype(np.float32)
         bias = np.zeros(filters, np.float32)
         d = rng.normal(size=(64, g.out_h, g.out_w, filters)).astype(np.float32)
-        algorithms = ["im2col", "auto"] + (["winograd"] if winograd_takes(g) else [])
+        # every Winograd tile this checkout has (an older one: "winograd" only)
+        tiles = list(getattr(conv, "WINOGRAD_TILES", {"winograd": 2}))
+        algorithms = ["im2col", "auto"] + (tiles if winograd_takes(g) else [])
         runs: dict[str, list[tuple[float, float]]] = {a: [] for a in algorithms}
         for _ in range(ARGS.repeats):
             for algorithm in algorithms:  # alternating: each repeat sees the machine as the others do

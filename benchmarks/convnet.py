@@ -35,8 +35,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the per-layer table")
     parser.add_argument("--accuracy", action="store_true", help="also train 5 epochs and report test accuracy")
     parser.add_argument("--layers-only", action="store_true", help="only the per-layer table (no epochs)")
-    parser.add_argument("--conv-algorithm", choices=["im2col", "winograd", "auto"], default=None,
-                        help="set every conv2d layer's algorithm (default: the spec's, im2col)")
+    parser.add_argument("--conv-algorithm", choices=["im2col", "winograd", "winograd_3x3", "winograd_4x4", "auto"],
+                        default=None, help="set every conv2d layer's algorithm (default: the spec's, auto)")
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
 

@@ -26,10 +26,9 @@ Pair = Annotated[tuple[PositiveInt, PositiveInt],
                  BeforeValidator(_pair, json_schema_input_type=PositiveInt | tuple[PositiveInt, PositiveInt])]
 
 
-# auto by default: Winograd where winograd_fits (dlcli/ops/conv.py has the figures). Measured here, one
-# machine, one session, alternating: the MNIST convnet's training took 9.6-10.3 ms a step with auto against
-# 12.0-13.7 with im2col (dlcli train, 300-step epochs), and its first run compiled 0.2 s more on an empty
-# cache (1.5 s against 1.3, benchmarks/cold_start.py): tile_map, the one Winograd kernel.
+# auto by default: the Winograd tile winograd_fits picks (dlcli/ops/conv.py has the figures). Measured here, one
+# machine, one session, alternating: the MNIST convnet's training took 9.6-10.3 ms a step with auto (F(2x2)
+# then) against 12.0-13.7 with im2col (dlcli train, 300-step epochs).
 DEFAULT_ALGORITHM = "auto"
 
 
@@ -48,21 +47,24 @@ class Conv2DSpec(LayerSpec):
     use_bias: bool = Field(True, description="Add a learned bias per filter.")
     kernel_initializer: InitializerName = Field("glorot_uniform", description="How the kernel starts.")
     bias_initializer: InitializerName = Field("zeros", description="How the bias starts.")
-    algorithm: Literal["im2col", "winograd", "auto"] = Field(
-        DEFAULT_ALGORITHM, description="im2col: one matrix product over the patches; winograd: F(2x2, 3x3) "
-        "(3x3 kernels, stride 1, no dilation); auto (the default): winograd where it measured faster (at least "
-        "16 input channels, an output of at least 8x8), im2col elsewhere. Outputs agree to float32 rounding "
-        "(within 1e-6 of the largest value of a float64 convolution, both), not bit for bit.")
+    algorithm: Literal["im2col", "winograd", "winograd_3x3", "winograd_4x4", "auto"] = Field(
+        DEFAULT_ALGORITHM, description="im2col: one matrix product over the patches; winograd, winograd_3x3, "
+        "winograd_4x4: Winograd's F(2x2, 3x3), F(3x3, 3x3), F(4x4, 3x3), output tiles of that size (3x3 kernels, "
+        "stride 1, no dilation); auto (the default): the Winograd tile with the fewest multiplications per output "
+        "where that is at most half of im2col's (at least 16 input channels, an output of at least 3x3), im2col "
+        "elsewhere. Outputs agree to float32 rounding, not bit for bit: within 1e-6 (im2col, F(2x2)), 4e-6 "
+        "(F(3x3)) and 1e-5 (F(4x4)) of the largest value of a float64 convolution.")
 
     @model_validator(mode="after")
     def _strides_or_dilation(self) -> Conv2DSpec:
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError("strides > 1 and dilation_rate > 1 cannot be combined (as in Keras)")
-        if self.algorithm == "winograd" and (self.kernel_size, self.strides, self.dilation_rate) != ((3, 3), (1, 1),
-                                                                                                      (1, 1)):
-            raise ValueError(f"algorithm = \"winograd\" computes 3x3 kernels with strides 1 and dilation_rate 1, "
-                             f"not kernel_size {list(self.kernel_size)}, strides {list(self.strides)}, dilation_rate "
-                             f"{list(self.dilation_rate)}; use algorithm = \"im2col\" or \"auto\"")
+        if self.algorithm.startswith("winograd") and (self.kernel_size, self.strides, self.dilation_rate) != (
+                (3, 3), (1, 1), (1, 1)):
+            raise ValueError(f"algorithm = \"{self.algorithm}\" computes 3x3 kernels with strides 1 and "
+                             f"dilation_rate 1, not kernel_size {list(self.kernel_size)}, strides "
+                             f"{list(self.strides)}, dilation_rate {list(self.dilation_rate)}; use algorithm = "
+                             "\"im2col\" or \"auto\"")
         return self
 
 

@@ -54,26 +54,55 @@ def geometry(in_h: int, in_w: int, kernel: tuple[int, int], strides: tuple[int, 
 
 
 def winograd_takes(g: ConvGeometry) -> bool:
-    """Whether the Winograd F(2x2, 3x3) convolution computes this one: a 3x3 kernel, stride 1, no dilation."""
+    """Whether the Winograd F(m x m, 3x3) convolutions compute this one: a 3x3 kernel, stride 1, no dilation."""
     return (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w) == (3, 3, 1, 1, 1, 1)
 
 
-def winograd_fits(g: ConvGeometry, channels: int) -> bool:
-    """Whether conv2d's "auto" (the default) takes the Winograd path: winograd_takes, at least 16 input
-    channels and an output of at least 8x8. Measured here (batch 64, 2 threads, alternating in one process):
-    the MNIST convnet's 13x13x32 -> 64 layer took 1.6-1.7 ms forward and 2.5-2.6 backward by Winograd against
-    im2col's 1.8-1.9 and 4.1 (PyTorch's oneDNN: 1.32 and 2.28); its 5x5x64 -> 128 layer (a 3x3 output: 4 tiles
-    computed for 9 outputs) ran 1.15x slower by Winograd, its 1-channel first layer 4-9x slower. In float32
-    both algorithms stay within 1e-6 of the largest value of a float64 convolution (2e-7 to 7e-7 measured)."""
-    return winograd_takes(g) and channels >= 16 and g.out_h >= 8 and g.out_w >= 8
+# conv2d's algorithm names of the Winograd paths -> output tile side m of F(m x m, 3x3)
+WINOGRAD_TILES = {"winograd": 2, "winograd_3x3": 3, "winograd_4x4": 4}
+
+
+def winograd_tile(algorithm: str, g: ConvGeometry, channels: int) -> int | None:
+    """The output tile side m of the Winograd F(m x m, 3x3) this algorithm takes on this shape, or None for
+    im2col ("auto": see winograd_fits)."""
+    if algorithm == "auto":
+        return winograd_fits(g, channels)
+    return WINOGRAD_TILES.get(algorithm)
+
+
+def multiplications_per_output(tile: int, out_h: int, out_w: int) -> float:
+    """Multiplications per output and channel pair of Winograd F(tile x tile, 3x3) on an (out_h, out_w) output,
+    counting the tiles' outputs past its edge (im2col: 9)."""
+    return (tile + 2) ** 2 * -(-out_h // tile) * -(-out_w // tile) / (out_h * out_w)
+
+
+def winograd_fits(g: ConvGeometry, channels: int) -> int | None:
+    """The Winograd tile conv2d's "auto" (the default) takes, or None for im2col: for winograd_takes with at
+    least 16 input channels and an output of at least 3x3, the tile of F(2x2), F(3x3), F(4x4) with the fewest
+    multiplications per output (multiplications_per_output: the padding of a tile that overhangs the output
+    counts), when that is at most 4.5 (half of im2col's 9).
+
+    Measured here (batch 64, relu, alternating in one process, one thread, forward/backward ms): the MNIST
+    convnet's 13x13x32 -> 64 layer (11x11 output; F(4x4): 2.68 multiplications, F(3x3) 3.31, F(2x2) 4.76) took
+    1.72/2.69 by F(4x4), 1.94/3.05 by F(3x3), 2.41/3.95 by F(2x2), 2.50/5.11 by im2col; its 5x5x64 -> 128 layer
+    (3x3 output: one F(3x3) tile, 2.78; F(4x4) 4.0, F(2x2) 7.1) 0.39/0.72 by F(3x3), 0.54/1.01 by F(4x4),
+    0.75/1.42 by F(2x2), 0.69/1.37 by im2col; its 1-channel first layer 4-9x slower by Winograd. Float32 error
+    against a float64 convolution, relative to its largest value (outputs, input and kernel gradients):
+    F(2x2) 1e-7 to 1e-6, F(3x3) 6e-7 to 4e-6, F(4x4) 6e-7 to 7e-6 (its transforms multiply by up to 8 and
+    divide by up to 24): within 1e-5, what float32 convolutions give."""
+    if not winograd_takes(g) or channels < 16 or min(g.out_h, g.out_w) < 3:
+        return None
+    cost, tile = min((multiplications_per_output(m, g.out_h, g.out_w), m) for m in (2, 3, 4))
+    return tile if cost <= 4.5 else None
 
 
 class Conv2D(Op):
     """activation(conv2d(x, kernel) + bias) for x (N, H, W, C) and a Keras kernel (kh, kw, C, F).
 
     The bias and the activation run in one kernel pass, by the activation's code in the table. algorithm
-    "im2col" is one GEMM over the patches, "winograd" the F(2x2, 3x3) transforms and 16 GEMMs (3x3 stride-1
-    kernels only), "auto" Winograd where winograd_fits.
+    "im2col" is one GEMM over the patches, "winograd" the F(2x2, 3x3) transforms and 16 GEMMs, "winograd_3x3"
+    F(3x3, 3x3) (25 GEMMs), "winograd_4x4" F(4x4, 3x3) (36 GEMMs; 3x3 stride-1 kernels only), "auto" the
+    Winograd tile winograd_fits picks, or im2col.
     """
 
     def __init__(self, geometry: ConvGeometry, activation: type[Activation] = Linear, algorithm: str = "auto") -> None:
@@ -81,13 +110,14 @@ class Conv2D(Op):
 
     def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
         g = self.geometry
-        if self.algorithm == "winograd" or (self.algorithm == "auto" and winograd_fits(g, x.shape[3])):
+        self.tile = winograd_tile(self.algorithm, g, x.shape[3])
+        if self.tile is not None:
             from dlcli.kernels import winograd
 
             self.x_shape = x.shape
             out, self.planes, self.kernel_planes = winograd.forward(
                 np.ascontiguousarray(x), kernel, bias.astype(x.dtype, copy=False), self.code, g.pad_top, g.pad_left,
-                g.out_h, g.out_w)
+                g.out_h, g.out_w, self.tile)
             self.out, self.cols, self.direct = out.reshape(-1, out.shape[3]), None, None
             return out
         return self._im2col_forward(x, kernel, bias)
@@ -99,7 +129,7 @@ class Conv2D(Op):
         g = self.geometry
         d_x, d_kernel, d_bias = winograd.backward(
             np.reshape(d_out, (self.x_shape[0], g.out_h, g.out_w, -1)), self.out, self.code, self.planes,
-            self.kernel_planes, self.x_shape, g.pad_top, g.pad_left, self.needs_grad[0], self.needs_grad[1])
+            self.kernel_planes, self.x_shape, g.pad_top, g.pad_left, self.needs_grad[0], self.needs_grad[1], self.tile)
         return d_x, d_kernel, d_bias if self.needs_grad[2] else None
 
     def _im2col_forward(self, x: Array, kernel: Array, bias: Array) -> Array:
@@ -173,7 +203,7 @@ def conv2d(x: Tensor, kernel: Tensor, bias: Tensor, geometry: ConvGeometry,
     tanh: the ones the conv kernels compute); apply any other after a linear conv2d. algorithm: "auto",
     "im2col" or "winograd" (see Conv2D); the same inputs give the same outputs on every run.
     """
-    if algorithm == "winograd" and not winograd_takes(geometry):
+    if algorithm in WINOGRAD_TILES and not winograd_takes(geometry):
         raise ValueError("the Winograd convolution takes 3x3 kernels with stride 1 and no dilation")
     row = activations.get(activation) if isinstance(activation, str) else activation
     if not activations.fusable(row):

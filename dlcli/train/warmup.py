@@ -37,9 +37,10 @@ _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
         {"type": "max_pooling2d", "pool_size": 3, "strides": 1, "padding": "same"},
         {"type": "conv2d", "filters": 3, "kernel_size": 2, "activation": "tanh"},
         {"type": "average_pooling2d", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 2}]),
-    ((1, 8, 8, 16), np.float32, [  # conv2d's Winograd kernels (algorithm = "winograd")
+    ((1, 8, 8, 16), np.float32, [  # conv2d's Winograd kernels: tile_map (F(2x2)), tile_transform (F(4x4))
         {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "activation": "relu",
          "algorithm": "winograd"},
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu", "algorithm": "winograd_4x4"},
         {"type": "flatten"}, {"type": "dense", "units": 2}]),
     ((2, 5), np.int64, [
         {"type": "embedding", "input_dim": 7, "output_dim": 3, "mask_zero": True},

@@ -106,21 +106,26 @@ def test_conv_input_errors_name_the_layer() -> None:
 
 
 def test_conv2d_algorithm_key_picks_the_winograd_path_where_it_fits() -> None:
-    """algorithm = "winograd" (or "auto", the default, on a layer it suits) computes the same convolution to
-    float32 rounding; a layer Winograd cannot compute is a spec error naming the key."""
-    x = np.random.default_rng(5).normal(size=(2, 10, 9, 16)).astype(np.float32)
-    outputs, paths = {}, {}
-    for algorithm in (None, "im2col", "winograd", "auto"):
+    """algorithm = "winograd", "winograd_3x3", "winograd_4x4" (or "auto", the default, on a layer it suits:
+    here F(4x4)) compute the same convolution to float32 rounding; a layer Winograd cannot compute is a spec
+    error naming the key."""
+    x = np.random.default_rng(5).normal(size=(2, 12, 11, 16)).astype(np.float32)
+    outputs, tiles = {}, {}
+    for algorithm in (None, "im2col", "winograd", "winograd_3x3", "winograd_4x4", "auto"):
         config = {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"}
         layer = create_layer(config if algorithm is None else {**config, "algorithm": algorithm})
-        layer.build((10, 9, 16), np.random.default_rng(0))
+        layer.build((12, 11, 16), np.random.default_rng(0))
         out = layer(Tensor(x, requires_grad=True))
-        outputs[algorithm], paths[algorithm] = out.data, out.op.cols is None  # Winograd keeps no im2col columns
-    assert paths == {None: True, "im2col": False, "winograd": True, "auto": True}
+        outputs[algorithm], tiles[algorithm] = out.data, out.op.tile  # the Winograd tile taken, None: im2col
+    assert tiles == {None: 4, "im2col": None, "winograd": 2, "winograd_3x3": 3, "winograd_4x4": 4, "auto": 4}
     np.testing.assert_array_equal(outputs[None], outputs["auto"])
-    np.testing.assert_allclose(outputs["winograd"], outputs["im2col"], rtol=0, atol=2e-6 * np.abs(outputs[None]).max())
+    for algorithm, tolerance in (("winograd", 2e-6), ("winograd_3x3", 5e-6), ("winograd_4x4", 1e-5)):
+        np.testing.assert_allclose(outputs[algorithm], outputs["im2col"], rtol=0,
+                                   atol=tolerance * np.abs(outputs[None]).max())
     small = create_layer({"type": "conv2d", "filters": 8, "kernel_size": 3})  # 3 input channels: auto takes im2col
     small.build((10, 9, 3), np.random.default_rng(0))
     assert small(Tensor(x[..., :3])).op.cols is not None
     with pytest.raises(ValidationError, match=r"algorithm = \"winograd\" computes 3x3 kernels with strides 1"):
         create_layer({"type": "conv2d", "filters": 3, "kernel_size": 3, "strides": 2, "algorithm": "winograd"})
+    with pytest.raises(ValidationError, match=r"algorithm = \"winograd_4x4\" computes 3x3 kernels with strides 1"):
+        create_layer({"type": "conv2d", "filters": 3, "kernel_size": 5, "algorithm": "winograd_4x4"})

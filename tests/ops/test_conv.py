@@ -32,6 +32,13 @@ CASES = {
     # the Winograd path (forced: auto takes it from 16 channels up), odd and even sizes, both paddings
     "conv2d_winograd_relu": _case((6, 7, 3), (3, 3), 2, activation="relu", algorithm="winograd"),
     "conv2d_winograd_same_tanh": _case((5, 4, 2), (3, 3), 3, padding="same", activation="tanh", algorithm="winograd"),
+    # F(3x3) and F(4x4) (winograd_separable's two 1-D passes): one tile and several, edges inside and past them
+    "conv2d_winograd_3x3_relu": _case((5, 5, 3), (3, 3), 2, activation="relu", algorithm="winograd_3x3"),
+    "conv2d_winograd_3x3_same_tanh": _case((7, 4, 2), (3, 3), 3, padding="same", activation="tanh",
+                                           algorithm="winograd_3x3"),
+    "conv2d_winograd_4x4_relu": _case((9, 7, 3), (3, 3), 2, activation="relu", algorithm="winograd_4x4"),
+    "conv2d_winograd_4x4_same_tanh": _case((6, 5, 2), (3, 3), 3, padding="same", activation="tanh",
+                                           algorithm="winograd_4x4"),
 }
 
 
@@ -52,8 +59,9 @@ def test_conv2d_computes_only_the_activations_its_kernels_have(activation: str) 
 def test_conv2d_takes_winograd_only_for_3x3_stride_1_kernels() -> None:
     g = geometry(6, 6, (3, 3), (2, 2), (1, 1), "same")
     inputs = [Tensor(a) for a in (np.zeros((1, 6, 6, 2)), np.zeros((3, 3, 2, 2)), np.zeros(2))]
-    with pytest.raises(ValueError, match="Winograd convolution takes 3x3 kernels with stride 1"):
-        ops.conv2d(*inputs, g, algorithm="winograd")
+    for algorithm in ("winograd", "winograd_3x3", "winograd_4x4"):
+        with pytest.raises(ValueError, match="Winograd convolution takes 3x3 kernels with stride 1"):
+            ops.conv2d(*inputs, g, algorithm=algorithm)
 
 
 @pytest.mark.parametrize("shape,kernel,strides,dilation,padding,activation", [
