@@ -70,7 +70,7 @@ class ConvMaxPool(MaxPool):
     """max_pool2d of a 1-channel Conv2D's output, differentiated straight to the conv's kernel and bias.
 
     Its inputs are the conv's (image, kernel, bias), not the conv's output: the backward runs
-    kernels/conv_one_channel.backward_pooled_images from the pooled gradient and the argmax, so no gradient of
+    kernels/conv_one_channel.backward_images from the pooled gradient and the argmax, so no gradient of
     the conv output's size is written or read, and the conv's own backward runs only if something else takes its
     output (then both add into the kernel's and bias's gradients, as the chain rule does). Chosen by max_pool2d
     when its input is the output of such a conv: one input channel, the image needing no gradient (the conv's
@@ -101,7 +101,7 @@ class ConvMaxPool(MaxPool):
         g, (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left) = self.conv_geometry, self.geometry
         features = self.pooled.shape[3]
         taps = g.kernel_h * g.kernel_w
-        sums = in_parts(conv_one_channel.backward_pooled_images, d_out.shape[0], self.direct,
+        sums = in_parts(conv_one_channel.backward_images, d_out.shape[0], self.direct,
                         np.ascontiguousarray(d_out), self.pooled, self.argmax, self.code, g.kernel_h, g.kernel_w,
                         g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, pool_h, pool_w, stride_h, stride_w,
                         pad_top, pad_left, g.out_h, g.out_w, totals=(taps + 1) * features,
