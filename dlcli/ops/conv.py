@@ -121,7 +121,8 @@ class Conv2D(Op):
             kernels.im2col(x, cols, *g.args())
         self.cols = None if self.direct is not None else cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
-        kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
+        if self.code != kernels.LINEAR or bias.any():  # a linear conv without bias (before a batch norm) is done
+            kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
         self.out = out
         return out.reshape(n, g.out_h, g.out_w, -1)
 
