@@ -45,8 +45,7 @@ def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: n
     cells_h, cells_w, features = d_out.shape[1], d_out.shape[2], d_out.shape[3]
     pooled = argmax.size > 0
     taps = kernel_h * kernel_w
-    # one axis, not (taps + 1, features): np.zeros of an int shares np.empty's compiled helper with `d`
-    sums = np.zeros((taps + 1) * features, d_out.dtype)
+    sums = np.zeros((taps + 1, features), d_out.dtype)
     d = np.empty(features, d_out.dtype)
     for n in range(lo, hi):
         for i in range(cells_h):
@@ -68,7 +67,7 @@ def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: n
                     elif activation == TANH:
                         g = g * (np.float32(1.0) - out[n, i, j, f] * out[n, i, j, f])
                     d[f] = g
-                    sums[taps * features + f] += g
+                    sums[taps, f] += g
                 for a in range(kernel_h):
                     for b in range(kernel_w):
                         row_t, row_b = top * stride_h + a * dilation_h, bottom * stride_h + a * dilation_h
@@ -80,11 +79,11 @@ def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: n
                             for f in range(features):
                                 q = argmax[n, i, j, f]
                                 v = vd if q == at_d else (vc if q == at_c else (vb if q == at_b else va))
-                                sums[t * features + f] += v * d[f]
+                                sums[t, f] += v * d[f]
                         else:
                             for f in range(features):
-                                sums[t * features + f] += va * d[f]
-        for k in range(sums.size):  # per image into float64: a float32 sum over a whole batch would drift
-            total[k] += sums[k]
-            sums[k] = 0.0
-
+                                sums[t, f] += va * d[f]
+        for t in range(taps + 1):  # per image into float64: a float32 sum over a whole batch would drift
+            for f in range(features):
+                total[t * features + f] += sums[t, f]
+                sums[t, f] = 0.0
