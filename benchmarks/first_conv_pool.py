@@ -69,8 +69,8 @@ def main() -> int:
             runs[name].append((statistics.median(s[0] for s in steps), statistics.median(s[1] for s in steps)))
     apart, fused = grads["ops apart"], grads["fused backward"]
     difference = max(float(np.abs(f - a).max() / np.abs(a).max()) for a, f in zip(apart, fused))
-    results = {name: {"forward_ms": statistics.median(r[0] for r in rs), "backward_ms": statistics.median(r[1] for r in rs)}
-               for name, rs in runs.items()}
+    results = {name: {"forward_ms": statistics.median(r[0] for r in rs),
+                      "backward_ms": statistics.median(r[1] for r in rs)} for name, rs in runs.items()}
     base = results["ops apart"]["forward_ms"] + results["ops apart"]["backward_ms"]
     print(f"conv2d (1->32, 28x28, relu) + max_pooling2d 2x2, batch {ARGS.batch}, threads={ARGS.threads}, "
           f"median of {ARGS.repeats} x {ARGS.steps} steps (ms)")

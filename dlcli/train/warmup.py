@@ -116,12 +116,10 @@ def _forward(layers: list[Layer], x: Tensor, training: bool) -> Tensor:
 
 
 def _warm_up_first_conv(rng: np.random.Generator) -> None:
-    """A first conv2d on 1-channel images whose input needs no gradient: its fused backward, alone and through
-    a max pool (kernels/conv_one_channel.py), which the stacks above (inputs with a gradient) never call."""
-    conv = {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}
-    for configs in ([conv], [conv, {"type": "max_pooling2d"}]):
-        layers = _built(configs, (6, 6, 1), rng)
-        _forward(layers, Tensor(rng.random((2, 6, 6, 1), dtype=np.float32)), training=True).sum().backward()
+    """A first conv2d on 1-channel images whose input needs no gradient: its fused backward
+    (kernels/conv_one_channel.py), which the stacks above (inputs with a gradient) never call."""
+    layers = _built([{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}], (6, 6, 1), rng)
+    _forward(layers, Tensor(rng.random((2, 6, 6, 1), dtype=np.float32)), training=True).sum().backward()
 
 
 def _warm_up_ctc(rng: np.random.Generator) -> None:
