@@ -188,3 +188,20 @@ def test_the_fused_pool_gives_the_unfused_output_and_gradients() -> None:
     # up to float32 summation order: the fused backward adds the same products per pooled cell
     for unfused, fused in zip(results[0][1:], results[1][1:]):
         np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-5 * np.abs(unfused).max())
+
+
+def test_the_fused_backward_is_profiled_in_the_convs_row() -> None:
+    from dlcli.ops.conv import geometry
+    from dlcli.tensor import profile
+
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid")
+    x, w = Tensor(rng.random((2, 6, 6, 1))), Tensor(rng.normal(size=(3, 3, 1, 2)), requires_grad=True)
+    measured = profile.Profile()
+    with profile.recording(measured):
+        with measured.phase("conv"):
+            conv = ops.conv2d(x, w, Tensor(np.zeros(2)), g, "relu")
+        with measured.phase("pool"):
+            out = ops.max_pool2d(conv, 2)
+        out.sum().backward()
+    assert out.op is None and w.grad is not None  # the graph is freed after backward
+    assert "conv" in measured._backward and "pool" not in measured._backward
