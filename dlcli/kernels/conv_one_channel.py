@@ -1,5 +1,6 @@
 """The backward pass of a convolution over 1-channel images (a first layer on grey images) whose input needs
-no gradient: one pass over d_out and out that reads the image directly, tap by tap.
+no gradient: one pass over the output's gradient that reads the image directly, tap by tap; also straight from
+the gradient of a max pool over that output.
 
 With one input channel a kernel has only kh*kw numbers per filter (9 for 3x3), so im2col's kernel gradient is
 a skinny (9, N*oh*ow) @ (N*oh*ow, F) product after a separate pass for the activation's gradient and the bias
@@ -8,10 +9,17 @@ accumulate as it goes: 0.55-0.65 ms against 0.90-1.05 for the MNIST convnet's fi
 threads, A/B in one run). A direct forward (tap by tap, fused bias and activation) measured 0.80 ms against
 0.42-0.54 for im2col by tap and its GEMM, so the forward stays im2col.
 
-x is the padded image batch (N, Hp, Wp) (every window inside it); out and d_out are (N, oh, ow, F). The
-innermost loops run over the filters, contiguous in channels-last arrays, so LLVM vectorizes them. Images are
-independent: the kernel takes a range [lo, hi) of them, nogil, and kernels/parts.in_parts runs the ranges on
-threads and returns their sums, added at the end.
+After a max pool only a window's argmax gets a gradient, so the kernel can run per pooled cell from the pool's
+gradient and argmax (ops/pool.ConvMaxPool): d = d_pool * activation'(pooled) (the pooled value is the argmax's
+output), times x under each tap at the argmax, picked among the window's 4 corners by selects, so the filters
+stay the vector axis. A quarter of the products, and no gradient of the conv output's size is written (by the
+pool's backward) nor read. One kernel for both, the plain conv as a pool of 1 x 1 windows with no argmax: one
+compilation, which a run's ahead-of-time compile of the conv layer alone (train/precompile.py) already does.
+
+x is the padded image batch (N, Hp, Wp) (every window inside it). The innermost loops run over the filters,
+contiguous in channels-last arrays, so LLVM vectorizes them. Images are independent: the kernel takes a range
+[lo, hi) of them, nogil, and kernels/parts.in_parts runs the ranges on threads and returns their sums, added
+at the end.
 """
 
 from __future__ import annotations
@@ -23,19 +31,35 @@ from dlcli.kernels.conv import RELU, TANH
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, activation: int, kernel_h: int,
-                    kernel_w: int, stride_h: int, stride_w: int, dilation_h: int, dilation_w: int, total: np.ndarray,
-                    lo: int, hi: int) -> None:
+def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: np.ndarray, activation: int,
+                    kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int, dilation_w: int,
+                    pool_h: int, pool_w: int, pool_stride_h: int, pool_stride_w: int, pad_top: int, pad_left: int,
+                    conv_h: int, conv_w: int, total: np.ndarray, lo: int, hi: int) -> None:
     """Add to total (kh*kw*F + F,) float64 the kernel gradient (kh, kw, F) then the bias gradient (F) of the
-    images [lo, hi): d = d_out * activation'(out), d_kernel[a, b] = sum of x at tap (a, b) times d, d_bias the
-    sum of d. Each image's sums are taken in the arrays' dtype, then added to the float64 total."""
-    out_h, out_w, features = d_out.shape[1], d_out.shape[2], d_out.shape[3]
+    images [lo, hi). Without a pool (an empty argmax; pool 1 x 1, stride 1, no padding), out and d_out are the
+    conv's output and its gradient (N, conv_h, conv_w, F): d = d_out * activation'(out), d_kernel[a, b] = sum
+    of x at tap (a, b) times d, d_bias the sum of d. With one, they are the max pool's output and gradient,
+    argmax its flat h * conv_w + w in the conv output, windows of at most 2 x 2 cells (the pool's geometry
+    follows); overlapping windows add, as the chain rule does. Each image's sums are taken in the arrays'
+    dtype, then added to the float64 total."""
+    cells_h, cells_w, features = d_out.shape[1], d_out.shape[2], d_out.shape[3]
+    pooled = argmax.size > 0
     taps = kernel_h * kernel_w
     sums = np.zeros((taps + 1, features), d_out.dtype)
     d = np.empty(features, d_out.dtype)
     for n in range(lo, hi):
-        for i in range(out_h):
-            for j in range(out_w):
+        for i in range(cells_h):
+            top = i * pool_stride_h - pad_top
+            bottom = top + pool_h - 1
+            top = top if top > 0 else 0  # windows clipped to the image ("same" padding), as the pool has them
+            bottom = bottom if bottom < conv_h else conv_h - 1
+            for j in range(cells_w):
+                left = j * pool_stride_w - pad_left
+                right = left + pool_w - 1
+                left = left if left > 0 else 0
+                right = right if right < conv_w else conv_w - 1
+                at_b, at_c = np.int32(top * conv_w + right), np.int32(bottom * conv_w + left)
+                at_d = np.int32(bottom * conv_w + right)
                 for f in range(features):
                     g = d_out[n, i, j, f]
                     if activation == RELU:
@@ -46,10 +70,19 @@ def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, activatio
                     sums[taps, f] += g
                 for a in range(kernel_h):
                     for b in range(kernel_w):
-                        v = x[n, i * stride_h + a * dilation_h, j * stride_w + b * dilation_w]
+                        row_t, row_b = top * stride_h + a * dilation_h, bottom * stride_h + a * dilation_h
+                        col_l, col_r = left * stride_w + b * dilation_w, right * stride_w + b * dilation_w
+                        va = x[n, row_t, col_l]
                         t = a * kernel_w + b
-                        for f in range(features):
-                            sums[t, f] += v * d[f]
+                        if pooled:
+                            vb, vc, vd = x[n, row_t, col_r], x[n, row_b, col_l], x[n, row_b, col_r]
+                            for f in range(features):
+                                q = argmax[n, i, j, f]
+                                v = vd if q == at_d else (vc if q == at_c else (vb if q == at_b else va))
+                                sums[t, f] += v * d[f]
+                        else:
+                            for f in range(features):
+                                sums[t, f] += va * d[f]
         for t in range(taps + 1):  # per image into float64: a float32 sum over a whole batch would drift
             for f in range(features):
                 total[t * features + f] += sums[t, f]

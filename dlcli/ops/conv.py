@@ -151,7 +151,8 @@ class Conv2D(Op):
             kernels.im2col(x, cols, *g.args())
         self.cols = None if self.direct is not None else cols
         out = cols @ kernel.reshape(-1, kernel.shape[-1])
-        kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
+        if self.code != kernels.LINEAR or bias.any():  # a linear conv without bias (before a batch norm) is done
+            kernels.bias_activation(out, bias.astype(out.dtype, copy=False), self.code)
         self.out = out
         return out.reshape(n, g.out_h, g.out_w, -1)
 
@@ -165,11 +166,12 @@ class Conv2D(Op):
         features = kernel.shape[-1]
         taps = g.kernel_h * g.kernel_w
         n = self.x_shape[0]
+        no_pool = (np.empty((0, 0, 0, 0), np.int32), 1, 1, 1, 1, 0, 0)  # no argmax: windows of one cell
         sums = in_parts(conv_one_channel.backward_images, n, self.direct,
                         np.ascontiguousarray(d_out).reshape(n, g.out_h, g.out_w, -1),
-                        out.reshape(n, g.out_h, g.out_w, -1), self.code, g.kernel_h, g.kernel_w,
-                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, totals=(taps + 1) * features,
-                        min_rows=4).sum(axis=0).astype(out.dtype)
+                        out.reshape(n, g.out_h, g.out_w, -1), no_pool[0], self.code, g.kernel_h, g.kernel_w,
+                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, *no_pool[1:], g.out_h, g.out_w,
+                        totals=(taps + 1) * features, min_rows=4).sum(axis=0).astype(out.dtype)
         d_kernel = sums[:taps * features].reshape(kernel.shape) if self.needs_grad[1] else None
         return None, d_kernel, sums[taps * features:] if self.needs_grad[2] else None
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dlcli.ops.conv import output_size
+from dlcli.ops.conv import Conv2D, output_size
 from dlcli.tensor import Array, Op, Tensor
 
 
@@ -66,6 +66,50 @@ class MaxPool(_Pool):
         return (d_x.reshape(self.in_shape),)
 
 
+class ConvMaxPool(MaxPool):
+    """max_pool2d of a 1-channel Conv2D's output, differentiated straight to the conv's kernel and bias.
+
+    Its inputs are the conv's (image, kernel, bias), not the conv's output: the backward runs
+    kernels/conv_one_channel.backward_images from the pooled gradient and the argmax, so no gradient of
+    the conv output's size is written or read, and the conv's own backward runs only if something else takes its
+    output (then both add into the kernel's and bias's gradients, as the chain rule does). Chosen by max_pool2d
+    when its input is the output of such a conv: one input channel, the image needing no gradient (the conv's
+    direct backward, first layers) and windows of at most 2 x 2 (`fuses`).
+    """
+
+    def __init__(self, conv: Conv2D, pool_size: tuple[int, int], strides: tuple[int, int], padding: str) -> None:
+        super().__init__(pool_size, strides, padding)
+        self.conv_geometry, self.code, self.direct = conv.geometry, conv.code, conv.direct
+        self.conv_out = conv.out.reshape(conv.x_shape[0], conv.geometry.out_h, conv.geometry.out_w, -1)
+
+    @staticmethod
+    def fuses(x: Tensor, pool_size: tuple[int, int]) -> bool:
+        """Whether max_pool2d of x can run as a ConvMaxPool."""
+        conv = x.op
+        return (type(conv) is Conv2D and x.requires_grad and getattr(conv, "direct", None) is not None
+                and pool_size[0] <= 2 and pool_size[1] <= 2)
+
+    def forward(self, x: Array, kernel: Array, bias: Array) -> Array:
+        self.pooled = super().forward(self.conv_out)  # the output itself, kept: the activation's gradient reads it
+        del self.conv_out
+        return self.pooled
+
+    def backward(self, d_out: Array) -> tuple[None, Array | None, Array | None]:
+        from dlcli.kernels import conv_one_channel
+        from dlcli.kernels.parts import in_parts
+
+        g, (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left) = self.conv_geometry, self.geometry
+        features = self.pooled.shape[3]
+        taps = g.kernel_h * g.kernel_w
+        sums = in_parts(conv_one_channel.backward_images, d_out.shape[0], self.direct,
+                        np.ascontiguousarray(d_out), self.pooled, self.argmax, self.code, g.kernel_h, g.kernel_w,
+                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, pool_h, pool_w, stride_h, stride_w,
+                        pad_top, pad_left, g.out_h, g.out_w, totals=(taps + 1) * features,
+                        min_rows=4).sum(axis=0).astype(self.pooled.dtype)
+        d_kernel = sums[:taps * features].reshape(g.kernel_h, g.kernel_w, 1, features) if self.needs_grad[1] else None
+        return None, d_kernel, sums[taps * features:] if self.needs_grad[2] else None
+
+
 class AveragePool(_Pool):
     """Mean over each window; with "same" padding, over the window's cells inside the input (as TF does)."""
 
@@ -93,9 +137,15 @@ def _two(value: int | Sequence[int]) -> tuple[int, int]:
 
 def max_pool2d(x: Tensor, pool_size: int | Sequence[int] = 2, strides: int | Sequence[int] | None = None,
                padding: str = "valid") -> Tensor:
-    """Channels-last images (N, H, W, C): the maximum of each window; strides default to pool_size."""
-    return MaxPool.apply(x, pool_size=_two(pool_size), strides=_two(pool_size if strides is None else strides),
-                         padding=padding)
+    """Channels-last images (N, H, W, C): the maximum of each window; strides default to pool_size. After a
+    1-channel first conv2d, a ConvMaxPool: the same output, a backward straight to the conv's weights."""
+    pool, strides = _two(pool_size), _two(pool_size if strides is None else strides)
+    if ConvMaxPool.fuses(x, pool):
+        conv = x.op
+        out = ConvMaxPool.apply(*conv.inputs, conv=conv, pool_size=pool, strides=strides, padding=padding)
+        out.op.node = conv.node  # profiled: its backward is the conv's weight gradient, so the conv's row has it
+        return out
+    return MaxPool.apply(x, pool_size=pool, strides=strides, padding=padding)
 
 
 def max_pool1d(x: Tensor, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> Tensor:

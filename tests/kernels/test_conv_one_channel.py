@@ -15,6 +15,7 @@ from tests.kernels.test_conv import im2col_reference
 CASES = [(1, (7, 5), (3, 2), (1, 1), (1, 1), "valid"), (3, (7, 6), (3, 3), (2, 2), (1, 1), "same"),
          (2, (9, 8), (3, 3), (1, 1), (2, 2), "same"), (5, (28, 28), (3, 3), (1, 1), (1, 1), "valid"),
          (9, (5, 4), (3, 3), (1, 1), (1, 1), "same")]
+NO_ARGMAX, NO_POOL = np.empty((0, 0, 0, 0), np.int32), (1, 1, 1, 1, 0, 0)  # the plain conv: windows of one cell
 
 
 @pytest.mark.parametrize("batch,shape,kernel,strides,dilation,padding", CASES)
@@ -33,8 +34,9 @@ def test_backward_matches_numpy(batch, shape, kernel, strides, dilation, padding
     expected_kernel = (cols.T @ d.reshape(-1, features)).reshape(*kernel, features)
     padded = kernels.padded(x, *g.args())
     # in_parts as the op calls it: with a batch of 9 and 2 threads, two ranges whose sums add up
-    sums = in_parts(conv_one_channel.backward_images, batch, padded.reshape(padded.shape[:3]), d_out, out, code,
-                    *kernel, *strides, *dilation, totals=(kernel[0] * kernel[1] + 1) * features).sum(axis=0)
+    sums = in_parts(conv_one_channel.backward_images, batch, padded.reshape(padded.shape[:3]), d_out, out, NO_ARGMAX,
+                    code, *kernel, *strides, *dilation, *NO_POOL, g.out_h, g.out_w,
+                    totals=(kernel[0] * kernel[1] + 1) * features).sum(axis=0)
     taps = kernel[0] * kernel[1]
     np.testing.assert_allclose(sums[:taps * features].reshape(*kernel, features), expected_kernel, rtol=1e-4,
                                atol=1e-4)
@@ -47,8 +49,58 @@ def test_each_range_adds_only_its_own_images() -> None:
     d_out = rng.normal(size=(4, 4, 4, 3)).astype(np.float32)
     out = np.ones_like(d_out)
     whole, first, second = (np.zeros(30) for _ in range(3))
-    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, whole, 0, 4)
-    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, first, 0, 1)
-    conv_one_channel.backward_images(x, d_out, out, kernels.LINEAR, 3, 3, 1, 1, 1, 1, second, 1, 4)
+    conv_one_channel.backward_images(x, d_out, out, NO_ARGMAX, kernels.LINEAR, 3, 3, 1, 1, 1, 1, *NO_POOL, 4, 4,
+                                     whole, 0, 4)
+    conv_one_channel.backward_images(x, d_out, out, NO_ARGMAX, kernels.LINEAR, 3, 3, 1, 1, 1, 1, *NO_POOL, 4, 4,
+                                     first, 0, 1)
+    conv_one_channel.backward_images(x, d_out, out, NO_ARGMAX, kernels.LINEAR, 3, 3, 1, 1, 1, 1, *NO_POOL, 4, 4,
+                                     second, 1, 4)
     np.testing.assert_allclose(first + second, whole, rtol=1e-6)
     assert not np.allclose(first, whole)
+
+
+# (batch, image, kernel, conv strides, dilation, conv padding, pool, pool strides, pool padding): the convnet's
+# first layer, odd sizes, clipped "same" windows, overlapping windows, 1-wide windows, one image
+POOLED_CASES = [(4, (28, 28), (3, 3), (1, 1), (1, 1), "valid", (2, 2), (2, 2), "valid"),
+                (1, (7, 5), (3, 2), (1, 1), (1, 1), "valid", (2, 2), (2, 2), "same"),
+                (3, (9, 7), (3, 3), (2, 2), (1, 1), "same", (2, 2), (1, 1), "valid"),
+                (2, (9, 8), (3, 3), (1, 1), (2, 2), "same", (2, 1), (3, 1), "same"),
+                (9, (6, 6), (2, 2), (1, 1), (1, 1), "same", (1, 2), (1, 2), "valid")]
+
+
+@pytest.mark.parametrize("batch,shape,kernel,strides,dilation,padding,pool,pool_strides,pool_padding", POOLED_CASES)
+@pytest.mark.parametrize("code", [kernels.LINEAR, kernels.RELU, kernels.TANH])
+def test_backward_through_a_max_pool_matches_numpy(batch, shape, kernel, strides, dilation, padding, pool,
+                                                   pool_strides, pool_padding, code) -> None:
+    from dlcli.kernels import pool as pool_kernels
+    from dlcli.ops.pool import pool_output_size
+
+    rng = np.random.default_rng(5)
+    g = geometry(*shape, kernel, strides, dilation, padding)
+    x = rng.normal(size=(batch, *shape, 1)).astype(np.float32)
+    features = 9
+    out = rng.normal(size=(batch, g.out_h, g.out_w, features)).astype(np.float32)
+    out = {kernels.LINEAR: out, kernels.RELU: np.maximum(out, 0), kernels.TANH: np.tanh(out)}[code]
+    pooled_h, pad_top = pool_output_size(g.out_h, pool[0], pool_strides[0], pool_padding)
+    pooled_w, pad_left = pool_output_size(g.out_w, pool[1], pool_strides[1], pool_padding)
+    pooled = np.empty((batch, pooled_h, pooled_w, features), np.float32)
+    argmax = np.empty(pooled.shape, np.int32)
+    pool_geometry = (*pool, *pool_strides, pad_top, pad_left)
+    pool_kernels.max_pool2d_forward(out, pooled, argmax, *pool_geometry)
+    d_pool = rng.normal(size=pooled.shape).astype(np.float32)
+    # expected: the pool's gradient scattered onto the conv output (windows may share a winner), then the
+    # activation's gradient and the products with im2col's columns, in float64
+    d_out = np.zeros((batch, g.out_h * g.out_w, features))
+    for n, i, j, f in np.ndindex(*pooled.shape):
+        d_out[n, argmax[n, i, j, f], f] += d_pool[n, i, j, f]
+    d_out = d_out.reshape(out.shape)
+    d = {kernels.LINEAR: d_out, kernels.RELU: d_out * (out > 0), kernels.TANH: d_out * (1 - out * out)}[code]
+    cols = im2col_reference(x, g).astype(np.float64)
+    padded = kernels.padded(x, *g.args())
+    sums = in_parts(conv_one_channel.backward_images, batch, padded.reshape(padded.shape[:3]), d_pool, pooled,
+                    argmax, code, *kernel, *strides, *dilation, *pool_geometry, g.out_h, g.out_w,
+                    totals=(kernel[0] * kernel[1] + 1) * features).sum(axis=0)
+    taps = kernel[0] * kernel[1]
+    np.testing.assert_allclose(sums[:taps * features].reshape(*kernel, features),
+                               (cols.T @ d.reshape(-1, features)).reshape(*kernel, features), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sums[taps * features:], d.reshape(-1, features).sum(axis=0), rtol=1e-4, atol=1e-4)

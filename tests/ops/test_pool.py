@@ -120,3 +120,88 @@ def test_pool_output_size_follows_keras() -> None:
     assert pool_output_size(5, 2, 1, "same") == (5, 0)  # 1 padding cell, after
     assert pool_output_size(7, 2, 3, "same") == (3, 0)
     assert pool_output_size(2, 3, 1, "valid")[0] < 1
+
+
+# A max pool right after a 1-channel conv2d whose image needs no gradient (a first layer) is a ConvMaxPool:
+# its backward goes from the pooled gradient straight to the conv's kernel and bias
+# (kernels/conv_one_channel.backward_pooled_images). Geometries: the convnet's, clipped "same" windows,
+# overlapping windows, a strided dilated conv, 1-wide windows.
+CONV_POOL_CASES = [((6, 6), (3, 3), (1, 1), (1, 1), "valid", (2, 2), None, "valid", "relu"),
+                   ((7, 6), (3, 2), (2, 1), (1, 1), "same", (2, 2), (2, 2), "same", "tanh"),
+                   ((6, 7), (3, 3), (1, 1), (1, 1), "valid", (2, 2), (1, 1), "valid", "linear"),
+                   ((9, 8), (3, 3), (1, 1), (2, 2), "same", (2, 1), (3, 1), "same", "relu"),
+                   ((5, 5), (2, 2), (1, 1), (1, 1), "same", (1, 2), None, "valid", "tanh")]
+
+
+def _conv_pool(shape, kernel, strides, dilation, padding, pool, pool_strides, pool_padding, activation):
+    from dlcli.ops.conv import geometry
+
+    g = geometry(*shape, kernel, strides, dilation, padding)
+    x = Tensor(rng.normal(size=(2, *shape, 1)))  # an input without gradient, as a first layer's images
+    w, b = rng.normal(size=(*kernel, 1, 3)) * 0.5, rng.normal(size=3) + (0.3 if activation == "relu" else 0.0)
+    return (lambda w, b: ops.max_pool2d(ops.conv2d(x, w, b, g, activation, "im2col"), pool, pool_strides,
+                                        pool_padding)), [w, b]
+
+
+@pytest.mark.parametrize("case", CONV_POOL_CASES)
+def test_max_pool_after_a_first_conv_differentiates_to_its_weights(case) -> None:
+    from dlcli.ops.pool import ConvMaxPool
+
+    fn, inputs = _conv_pool(*case)
+    check_op_gradients(fn, inputs)
+    out = fn(*(Tensor(a, requires_grad=True) for a in inputs))
+    assert type(out.op) is ConvMaxPool  # the path was taken
+
+
+def test_a_conv_output_taken_by_the_pool_and_another_op_gets_both_gradients() -> None:
+    # the conv's own backward runs for the other consumer; the pool's adds into the same kernel and bias
+    _, inputs = _conv_pool((6, 6), (3, 3), (1, 1), (1, 1), "valid", (2, 2), None, "valid", "relu")
+    from dlcli.ops.conv import geometry
+
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid")
+    x = Tensor(rng.normal(size=(2, 6, 6, 1)))
+
+    def both(w: Tensor, b: Tensor) -> Tensor:
+        conv = ops.conv2d(x, w, b, g, "relu", "im2col")
+        return ops.max_pool2d(conv, 2) + ops.average_pool2d(conv, 2)
+
+    check_op_gradients(both, inputs)
+
+
+def test_the_fused_pool_gives_the_unfused_output_and_gradients() -> None:
+    from dlcli.ops.conv import geometry
+    from dlcli.ops.pool import MaxPool
+
+    g = geometry(28, 28, (3, 3), (1, 1), (1, 1), "valid")
+    x = Tensor(rng.random((8, 28, 28, 1), dtype=np.float32))
+    kernel = rng.normal(0, 0.3, (3, 3, 1, 32)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 32).astype(np.float32)
+    d = rng.normal(size=(8, 13, 13, 32)).astype(np.float32)
+    results = []
+    for pool in (lambda c: MaxPool.apply(c, pool_size=(2, 2), strides=(2, 2), padding="valid"),
+                 lambda c: ops.max_pool2d(c, 2)):
+        w, b = Tensor(kernel, requires_grad=True), Tensor(bias, requires_grad=True)
+        out = pool(ops.conv2d(x, w, b, g, "relu"))
+        out.backward(d)
+        results.append((out.data, w.grad, b.grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    # up to float32 summation order: the fused backward adds the same products per pooled cell
+    for unfused, fused in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-5 * np.abs(unfused).max())
+
+
+def test_the_fused_backward_is_profiled_in_the_convs_row() -> None:
+    from dlcli.ops.conv import geometry
+    from dlcli.tensor import profile
+
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid")
+    x, w = Tensor(rng.random((2, 6, 6, 1))), Tensor(rng.normal(size=(3, 3, 1, 2)), requires_grad=True)
+    measured = profile.Profile()
+    with profile.recording(measured):
+        with measured.phase("conv"):
+            conv = ops.conv2d(x, w, Tensor(np.zeros(2)), g, "relu")
+        with measured.phase("pool"):
+            out = ops.max_pool2d(conv, 2)
+        out.sum().backward()
+    assert out.op is None and w.grad is not None  # the graph is freed after backward
+    assert "conv" in measured._backward and "pool" not in measured._backward
