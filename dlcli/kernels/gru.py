@@ -106,47 +106,41 @@ def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blo
         t = step if reverse else steps - 1 - step
         h_prev, z, s, di, dr = hs[slots(t, reverse)[0]], gates[t], saved[t], d_in[t], d_rec[t]
         for n in range(rows):
-            dhn, dcn, ddn, zn, hp, sn, din, drn = dh[n], d_cand[n], dh_direct[n], z[n], h_prev[n], s[n], di[n], dr[n]
+            dhn, dcn, ddn = dh[n], d_cand[n], dh_direct[n]
             add_output_grad(d_hs, t, n, dhn)
             if mask is not None and not mask[n, t]:  # h was carried over: its gradient passes through; this step's gates get none
                 zero_rows(d_cand[n:n + 1])
                 zero_rows(dh_direct[n:n + 1])
                 zero_rows(di[n:n + 1])
-                zero_rows(dr[n:n + 1])
-                if kernel_h_t is None:  # what a zero d_candidate gives below (the signs of its zeros too)
-                    for u in range(units):
-                        r = zn[units + u]
-                        din[units + u] = dcn[u] * sn[u] * slope(r, rec)
-                        drn[units + u] = din[units + u]
-                        drn[2 * units + u] = dcn[u] * r
                 continue
-            # one pass per row, indexing the gate blocks of the row from 0 rather than through a view of each
-            # (8 views a row): 0.68 -> 0.57 s to compile on an empty cache, benchmarks/compile_time.py
+            zg, cand, hp = z[n, :units], z[n, 2 * units:], h_prev[n]
+            d_z, d_c = di[n, :units], di[n, 2 * units:]
             for u in range(units):
-                zg, cand = zn[u], zn[2 * units + u]
-                dcn[u] = (dhn[u] - dhn[u] * zg) * slope(cand, act)  # read back below: rounded to the dtype
-                din[u] = dhn[u] * (hp[u] - cand) * slope(zg, rec)
-                drn[u] = din[u]  # d(h @ kernel) for the z and r blocks is theirs on the input projection
-                din[2 * units + u] = dcn[u]
-                ddn[u] = dhn[u] * zg
-                if kernel_h_t is None:  # reset_after (None prunes the other variant at typing)
-                    r = zn[units + u]
-                    din[units + u] = dcn[u] * sn[u] * slope(r, rec)
-                    drn[units + u] = din[units + u]
-                    drn[2 * units + u] = dcn[u] * r
-        if kernel_h_t is not None:  # d(r * h) through the second product, then into r and into h
+                dcn[u] = (dhn[u] - dhn[u] * zg[u]) * slope(cand[u], act)
+                d_z[u] = dhn[u] * (hp[u] - cand[u]) * slope(zg[u], rec)
+                d_c[u] = dcn[u]
+                ddn[u] = dhn[u] * zg[u]
+        if kernel_h_t is None:  # reset_after
+            for n in range(rows):
+                r, sn, dcn = z[n, units:2 * units], s[n], d_cand[n]
+                d_r, d_rh = di[n, units:2 * units], dr[n, 2 * units:]
+                for u in range(units):
+                    d_r[u] = dcn[u] * sn[u] * slope(r[u], rec)
+                    d_rh[u] = dcn[u] * r[u]
+        else:  # d(r * h) through the second product, then into r and into h
             np.dot(d_cand, kernel_h_t, d_reset)
             for n in range(rows):
-                zn, din, drn, hp, d_res, ddn = z[n], di[n], dr[n], h_prev[n], d_reset[n], dh_direct[n]
+                r, d_r = z[n, units:2 * units], di[n, units:2 * units]
+                hp, drn, ddn = h_prev[n], d_reset[n], dh_direct[n]
                 if dropout is not None:
                     drop = dropout[2, n]
                     for u in range(units):
-                        d_res[u] *= drop[u]
+                        drn[u] *= drop[u]
                 for u in range(units):
-                    r = zn[units + u]
-                    din[units + u] = d_res[u] * hp[u] * slope(r, rec)
-                    drn[units + u] = din[units + u]
-                    ddn[u] += d_res[u] * r
+                    d_r[u] = drn[u] * hp[u] * slope(r[u], rec)
+                    ddn[u] += drn[u] * r[u]
+        for n in range(rows):
+            copy_row(di[n, :2 * units], dr[n, :2 * units])
         add_rows(di, sum_in, total_in)
         add_rows(dr, sum_rec, total_rec)
         recurrent_grad(dr, kernel_t, blocks_t, dropout, dh_new, d_scratch, h_scratch)
