@@ -2,7 +2,9 @@
 
 Times, per call (median of --repeats child runs, each the best of --calls calls after a warm-up call), Adam's
 update of 1M float32 weights, the 2 x 2 max-pool forward of (32, 28, 28, 32) images, batch normalization forward
-and backward on (7744, 64) rows, and the CTC loss with its gradient (batch 64, T 35, 11 classes, labels of 1-5).
+and backward on (7744, 64) rows, the CTC loss with its gradient (batch 64, T 35, 11 classes, labels of 1-5), and
+the GRU op of mnist_sequences_ctc (64 sequences of 35 steps, 448 features, 128 units) forward, and forward and
+backward.
 Each child imports one checkout's dlcli (PYTHONPATH), alternating base and this one, with its own warm Numba
 cache, so the ratio compares the same machine at the same time.
 
@@ -44,7 +46,25 @@ def child(calls: int) -> dict[str, float]:
     labels = rng.integers(1, 11, (64, 5))
     input_lengths = np.full(64, 35, np.int64)
     nll, grad = np.empty(64), np.empty((64, 35, 11), np.float32)
+    from dlcli import ops
+    from dlcli.ops.recurrent import RecurrentOptions
+    from dlcli.tensor import Tensor
+
+    # the GRU of mnist_sequences_ctc (one direction): its time loops forward and backward through the op
+    gru_params = [Tensor(rng.standard_normal(shape, np.float32) * scale, requires_grad=True)
+                  for shape, scale in (((64, 35, 448), 1.0), ((448, 384), 0.05), ((128, 384), 0.05), ((2, 384), 0.1))]
+    sequences = RecurrentOptions(return_sequences=True)
+
+    def gru_step(backward: bool) -> None:
+        for p in gru_params:
+            p.zero_grad()
+        out = ops.gru(*gru_params, options=sequences)
+        if backward:
+            out.sum().backward()
+
     jobs = {
+        "gru forward (64,35,448 -> 128)": lambda: gru_step(False),
+        "gru forward+backward (64,35,448 -> 128)": lambda: gru_step(True),
         "adam_update 1M": lambda: optim.adam_update(w, g, rows, zeros, m, v, None, 1e-3, 0.9, 0.999, 1e-7, True,
                                                       1.0, 0.0),
         "max_pool2d 2x2 (32,28,28,32)": lambda: pool.max_pool2d_forward(x, out, argmax, 2, 2, 2, 2, 0, 0),

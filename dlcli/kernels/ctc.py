@@ -15,7 +15,10 @@ Sequences are independent and each is thousands of scalar steps, so the batch lo
 sequences on several threads (nogil kernels, kernels/parts.py); every sequence writes only its own rows of the
 outputs. Not prange: the parallel loss took 5.8 s to compile (measured here, empty cache). The small helpers
 are plain calls, not inline="always" (Numba inlines those in its own IR and types them again at every call
-site): 1 s less to compile, and LLVM inlines them anyway (the same run time, measured).
+site): 1 s less to compile, and LLVM inlines them anyway (the same run time, measured). _softmax and
+_scaled_recursions, one call site each in the loss, are the other way round: inlined, they are typed once as
+before and skip a compilation of their own (the loss's kernels 0.92 -> 0.78 s of CPU on an empty cache, with
+the recursions' workspace from the caller, benchmarks/compile_time.py).
 """
 
 from __future__ import annotations
@@ -50,13 +53,14 @@ def _may_skip(labels: np.ndarray, s: int) -> bool:
     return s % 2 == 1 and s >= 2 and labels[s // 2] != labels[s // 2 - 1]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
     """out (T, C) float64 = softmax(logits), or log_softmax with `log`, shifted by each step's maximum."""
     for t in range(out.shape[0]):
         top = logits[t, 0]
         for k in range(1, out.shape[1]):
-            top = max(top, logits[t, k])
+            if logits[t, k] > top:  # max(top, x) exactly, without compiling Numba's max for the dtype
+                top = logits[t, k]
         total = 0.0
         for k in range(out.shape[1]):
             out[t, k] = np.exp(logits[t, k] - top)
@@ -70,14 +74,16 @@ def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
                 out[t, k] /= total
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray, length: int, grad: np.ndarray,
-                     want_grad: bool) -> float:
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray, length: int, alpha: np.ndarray,
+                       betas: np.ndarray, grad: np.ndarray, want_grad: bool) -> float:
     """-log p(labels | probs) (T, C) by rescaled probability-space recursions; NaN where a scale underflows.
 
     symbols and skips (at least 2L + 1) are the extended sequence and where a path may skip a blank
     (_extended_label, _may_skip), tabulated by ctc_loss in NumPy: the two helpers compiled as functions of
-    their own (0.1-0.15 s on an empty cache) and were called at six sites of the loops.
+    their own (0.1-0.15 s on an empty cache) and were called at six sites of the loops. alpha (at least T rows
+    of 2L + 1) and betas (2 rows of 2L + 1) are float64 workspaces from the caller: allocations here compiled
+    allocators of their own (Numba compiles one per dtype spelling and per caller's flags, nogil included).
 
     alpha[t, s] is the probability of the path prefixes that emit steps 0..t and stand on s at t, divided
     by the product of the scales so far; beta (two rows, rolled) is the same for the suffixes from t on.
@@ -86,7 +92,6 @@ def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray
     """
     steps, classes = probs.shape
     width = 2 * length + 1
-    alpha = np.empty((steps, width), probs.dtype)  # not np.zeros: its default dtype compiled 3 more allocators
     for s in range(width):
         alpha[0, s] = 0.0
     alpha[0, 0] = probs[0, symbols[0]]
@@ -117,7 +122,7 @@ def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray
     if not want_grad:
         return -log_likelihood
 
-    beta, later = np.empty(width, np.float64), np.empty(width, np.float64)  # every entry written before read
+    beta, later = betas[0], betas[1]  # every entry written before read
     for t in range(steps - 1, -1, -1):
         scale = 0.0
         for s in range(width):
@@ -203,11 +208,13 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, min_steps: np.ndarray,
                   input_lengths: np.ndarray, label_lengths: np.ndarray, nll: np.ndarray, grad: np.ndarray,
-                  probs: np.ndarray, sequence_grads: np.ndarray, lo: int, hi: int) -> None:
+                  probs: np.ndarray, alphas: np.ndarray, betas: np.ndarray, sequence_grads: np.ndarray, lo: int,
+                  hi: int) -> None:
     """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
-    sequence that needs the log-space recursions (ctc_loss_log_space_rows). probs (B, T, C) and sequence_grads
-    (B, T, C), or (B, 0, 0) without a gradient, are float64 workspaces from the caller: allocating them here
-    compiled two more allocators. symbols, skips (B, 2L + 1) and min_steps (B,) come from _tabulate_labels."""
+    sequence that needs the log-space recursions (ctc_loss_log_space_rows). probs (B, T, C), alphas
+    (B, T, 2L + 1), betas (B, 2, 2L + 1) and sequence_grads (B, T, C), or (B, 0, 0) without a gradient, are
+    float64 workspaces from the caller: allocating them here compiled more allocators. symbols, skips (B, 2L + 1) and min_steps (B,) come
+    from _tabulate_labels."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
@@ -224,7 +231,8 @@ def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, mi
             continue
         sequence_probs, sequence_grad = probs[b, :steps], sequence_grads[b, :steps]
         _softmax(logits[b, :steps], sequence_probs, False)
-        nll[b] = _scaled_recursions(sequence_probs, symbols[b], skips[b], length, sequence_grad, want_grad)
+        nll[b] = _scaled_recursions(sequence_probs, symbols[b], skips[b], length, alphas[b], betas[b],
+                                    sequence_grad, want_grad)
         if want_grad and not np.isnan(nll[b]):
             for t in range(steps):
                 for k in range(classes):
@@ -255,7 +263,8 @@ def _scaled_sequence(probs: np.ndarray, labels: np.ndarray, length: int, blank: 
                      want_grad: bool) -> float:
     """_scaled_recursions for one sequence from its labels (L,), as the log-space one takes them (tests)."""
     symbols, skips, _ = _tabulate_labels(np.asarray(labels)[None, :], np.array([length]), blank)
-    return _scaled_recursions(probs, symbols[0], skips[0], length, grad, want_grad)
+    alpha, betas = np.empty((probs.shape[0], symbols.shape[1])), np.empty((2, symbols.shape[1]))
+    return _scaled_recursions(probs, symbols[0], skips[0], length, alpha, betas, grad, want_grad)
 
 
 def _tabulate_labels(labels: np.ndarray, label_lengths: np.ndarray,
@@ -284,8 +293,10 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray, 
     probs = np.empty(logits.shape)
     sequence_grads = np.empty(logits.shape if grad.shape[1] > 0 else (logits.shape[0], 0, 0))
     symbols, skips, min_steps = _tabulate_labels(labels, label_lengths, blank)
+    alphas = np.empty((*logits.shape[:2], symbols.shape[1]))
+    betas = np.empty((logits.shape[0], 2, symbols.shape[1]))
     in_parts(ctc_loss_rows, logits.shape[0], logits, symbols, skips, min_steps, input_lengths, label_lengths, nll,
-             grad, probs, sequence_grads)
+             grad, probs, alphas, betas, sequence_grads)
     redo = np.flatnonzero(np.isnan(nll))
     if redo.size:
         ctc_loss_log_space_rows(logits, labels, input_lengths, label_lengths, blank, nll, grad, redo)

@@ -286,3 +286,54 @@ def test_a_warm_cache_loads_the_kernels_while_the_data_loads_and_trains_the_same
     # the thread loaded every kernel the steps call before the first one; without it, the first step loads them
     assert runs["process"]["loaded_by_steps"] == 0 and runs["off"]["loaded_by_steps"] > 0
     assert runs["process"]["weights"] == runs["off"]["weights"]
+
+
+# holds the claim on batch normalization's forward kernel (as the run's thread does while compiling it) until
+# the child has gone past every layer to the optimizer, then lets it go without compiling it
+CHILD_MEETS_A_CLAIM = """
+import fcntl, json, os, sys, time
+from pathlib import Path
+import numpy as np
+from numba import typeof
+from dlcli.kernels import batch_normalization
+from dlcli.kernels.cache import _claim_path, share_compiles_between_processes
+from dlcli.spec.models import RunSpec
+from dlcli.train.precompile import _start_child
+
+assert share_compiles_between_processes()
+rows, one = np.empty((2, 4), np.float32), np.empty(4, np.float32)
+args = tuple(typeof(a) for a in (rows, one, one, 1e-3, rows, one, one, one))
+claim_path = _claim_path(batch_normalization.batch_norm_forward._cache, args)
+claim_path.parent.mkdir(parents=True, exist_ok=True)
+claim = open(claim_path, "a")
+fcntl.flock(claim, fcntl.LOCK_EX)
+child = _start_child(RunSpec.model_validate(json.loads(sys.argv[1])))
+cache = Path(os.environ["NUMBA_CACHE_DIR"])
+deadline = time.monotonic() + 300
+while not list(cache.rglob("optim.adam_update-*.nbi")) and time.monotonic() < deadline:
+    time.sleep(0.02)
+time.sleep(0.5)  # the loss and metrics, which come after the optimizer
+claim_path.unlink()
+claim.close()
+_, status = os.waitpid(child.pid, 0)
+print(json.dumps({"exit_status": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def test_the_child_comes_back_to_a_layer_it_left_to_the_thread(tmp_path: Path) -> None:
+    from dlcli.spec.load import validate_spec
+
+    spec = validate_spec({"name": "bn", "data": {"train": "x.npz"}, "model": {"input": {"shape": [4]},
+                          "layers": [{"type": "batch_normalization"},
+                                     {"type": "dense", "units": 2, "activation": "softmax"}]},
+                          "train": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam"}}},
+                         Path("s.toml"))
+    cache = tmp_path / "numba-cache"
+    out = subprocess.run([sys.executable, "-c", CHILD_MEETS_A_CLAIM, json.dumps(spec.model_dump(mode="json"))],
+                         cwd=REPO, env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"exit_status": 0}
+    cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
+    # the forward it met claimed was left at first; once the claim went, the child compiled the layer after all
+    assert {"batch_normalization.batch_norm_forward", "batch_normalization.batch_norm_backward"} <= cached, cached
+    assert not list(cache.rglob("dlcli-claim-*"))
