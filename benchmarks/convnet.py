@@ -183,7 +183,7 @@ def main() -> int:
         print("set DLCLI_DATASETS_MIRROR (e.g. ../shared/datasets) or a DLCLI_CACHE holding MNIST", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"benchmark": "convnet", "threads": ARGS.threads, "repeats": ARGS.repeats,
-                              "conv_algorithm": ARGS.conv_algorithm or "the spec's (im2col)"}
+                              "conv_algorithm": ARGS.conv_algorithm or "the spec's (auto)"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not ARGS.layers_only:
