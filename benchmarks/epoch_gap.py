@@ -64,10 +64,11 @@ def epoch_seconds(checkout: Path, spec: Path, steps: int, env: dict[str, str], w
     return next(json.loads(line)["seconds"] for line in stdout.splitlines() if '"event": "epoch"' in line)
 
 
-def profile_ms(checkout: Path, spec: Path, steps: int, env: dict[str, str], workdir: Path) -> float:
-    """`dlcli profile --json`'s step total (median of its timed steps), in ms."""
-    stdout = _run(["profile", str(spec), "--steps", str(steps), "--warmup", "5", "--json"], checkout, env, workdir)
-    return float(json.loads(stdout)["total_ms"])
+def profile_ms(checkout: Path, spec: Path, steps: int, env: dict[str, str]) -> float:
+    """`dlcli profile --json`'s step total (median of its timed steps), in ms: profile_ab.py's run of it."""
+    from profile_ab import profile  # beside this file: `python benchmarks/epoch_gap.py` puts benchmarks/ on the path
+
+    return float(profile(checkout, spec, steps, env)["total_ms"])
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for name, checkout in checkouts.items():
                 samples[name]["short"].append(epoch_seconds(checkout, spec, args.short, envs[name], workdir))
                 samples[name]["long"].append(epoch_seconds(checkout, spec, args.long, envs[name], workdir))
-                samples[name]["profile"].append(profile_ms(checkout, spec, args.profile_steps, envs[name], workdir))
+                samples[name]["profile"].append(profile_ms(checkout, spec, args.profile_steps, envs[name]))
     result: dict[str, Any] = {"benchmark": "epoch_gap", "spec": spec.name, "short": args.short, "long": args.long,
                               "repeats": args.repeats, "threads": args.threads, "samples": samples}
     stat = statistics.median if args.stat == "median" else min

@@ -28,6 +28,27 @@ import numba
 import numpy as np
 
 from dlcli.kernels.conv import RELU, TANH
+from dlcli.kernels.parts import in_parts
+
+# the plain conv's backward as a "pool" of 1 x 1 windows with no argmax: the same kernel, the same signature
+_NO_ARGMAX = np.empty((0, 0, 0, 0), np.int32)
+_NO_POOL = (1, 1, 1, 1, 0, 0)
+
+
+def weight_gradients(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: np.ndarray | None, activation: int,
+                     kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int, dilation_w: int,
+                     pool: tuple[int, int, int, int, int, int] | None, conv_h: int, conv_w: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's (kh, kw, 1, F) and the bias's (F,) gradients, in out's dtype, by backward_images over the
+    images on the parts threads. argmax and pool (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left): the
+    max pool's whose output and gradient out and d_out are, or None for the conv's own."""
+    if argmax is None:
+        argmax, pool = _NO_ARGMAX, _NO_POOL
+    features, taps = d_out.shape[3], kernel_h * kernel_w
+    sums = in_parts(backward_images, d_out.shape[0], x, d_out, out, argmax, activation, kernel_h, kernel_w,
+                    stride_h, stride_w, dilation_h, dilation_w, *pool, conv_h, conv_w,
+                    totals=(taps + 1) * features, min_rows=4).sum(axis=0).astype(out.dtype)
+    return sums[:taps * features].reshape(kernel_h, kernel_w, 1, features), sums[taps * features:]
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)

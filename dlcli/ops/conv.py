@@ -160,20 +160,12 @@ class Conv2D(Op):
         """The kernel's and the bias's gradients of a 1-channel convolution whose input needs none, in one pass
         over d_out and out that reads the image directly (kernels/conv_one_channel.py): no cols kept, no GEMM."""
         from dlcli.kernels import conv_one_channel
-        from dlcli.kernels.parts import in_parts
 
-        g, out, kernel = self.geometry, self.out, self.kernel
-        features = kernel.shape[-1]
-        taps = g.kernel_h * g.kernel_w
-        n = self.x_shape[0]
-        no_pool = (np.empty((0, 0, 0, 0), np.int32), 1, 1, 1, 1, 0, 0)  # no argmax: windows of one cell
-        sums = in_parts(conv_one_channel.backward_images, n, self.direct,
-                        np.ascontiguousarray(d_out).reshape(n, g.out_h, g.out_w, -1),
-                        out.reshape(n, g.out_h, g.out_w, -1), no_pool[0], self.code, g.kernel_h, g.kernel_w,
-                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, *no_pool[1:], g.out_h, g.out_w,
-                        totals=(taps + 1) * features, min_rows=4).sum(axis=0).astype(out.dtype)
-        d_kernel = sums[:taps * features].reshape(kernel.shape) if self.needs_grad[1] else None
-        return None, d_kernel, sums[taps * features:] if self.needs_grad[2] else None
+        g, n = self.geometry, self.x_shape[0]
+        d_kernel, d_bias = conv_one_channel.weight_gradients(
+            self.direct, np.ascontiguousarray(d_out).reshape(n, g.out_h, g.out_w, -1),
+            self.out.reshape(n, g.out_h, g.out_w, -1), None, self.code, *g.args()[:6], None, g.out_h, g.out_w)
+        return None, d_kernel if self.needs_grad[1] else None, d_bias if self.needs_grad[2] else None
 
     def backward(self, d_out: Array) -> tuple[Array | None, Array | None, Array | None]:
         from dlcli.kernels import conv as kernels

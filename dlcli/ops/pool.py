@@ -96,18 +96,12 @@ class ConvMaxPool(MaxPool):
 
     def backward(self, d_out: Array) -> tuple[None, Array | None, Array | None]:
         from dlcli.kernels import conv_one_channel
-        from dlcli.kernels.parts import in_parts
 
-        g, (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left) = self.conv_geometry, self.geometry
-        features = self.pooled.shape[3]
-        taps = g.kernel_h * g.kernel_w
-        sums = in_parts(conv_one_channel.backward_images, d_out.shape[0], self.direct,
-                        np.ascontiguousarray(d_out), self.pooled, self.argmax, self.code, g.kernel_h, g.kernel_w,
-                        g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, pool_h, pool_w, stride_h, stride_w,
-                        pad_top, pad_left, g.out_h, g.out_w, totals=(taps + 1) * features,
-                        min_rows=4).sum(axis=0).astype(self.pooled.dtype)
-        d_kernel = sums[:taps * features].reshape(g.kernel_h, g.kernel_w, 1, features) if self.needs_grad[1] else None
-        return None, d_kernel, sums[taps * features:] if self.needs_grad[2] else None
+        g = self.conv_geometry
+        d_kernel, d_bias = conv_one_channel.weight_gradients(
+            self.direct, np.ascontiguousarray(d_out), self.pooled, self.argmax, self.code, *g.args()[:6],
+            self.geometry, g.out_h, g.out_w)
+        return None, d_kernel if self.needs_grad[1] else None, d_bias if self.needs_grad[2] else None
 
 
 class AveragePool(_Pool):
