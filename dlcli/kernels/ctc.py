@@ -213,8 +213,8 @@ def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, mi
     """ctc_loss for the sequences [lo, hi) in scaled probability space; NaN in nll (and a zero gradient) for a
     sequence that needs the log-space recursions (ctc_loss_log_space_rows). probs (B, T, C), alphas
     (B, T, 2L + 1), betas (B, 2, 2L + 1) and sequence_grads (B, T, C), or (B, 0, 0) without a gradient, are
-    float64 workspaces from the caller: allocating them here compiled more allocators. symbols, skips (B, 2L + 1) and min_steps (B,) come
-    from _tabulate_labels."""
+    float64 workspaces from the caller: allocating them here compiled more allocators. symbols, skips
+    (B, 2L + 1) and min_steps (B,) come from _tabulate_labels."""
     want_grad = grad.shape[1] > 0
     classes = logits.shape[2]
     for b in range(lo, hi):
