@@ -277,8 +277,11 @@ def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray,
     kept = scratch.get(src.dtype)
     if kept is None or kept.size < 4 * side * side * width:
         kept = scratch[src.dtype] = np.empty(4 * side * side * width, src.dtype)
-    if bias is None:
-        bias, floor = np.zeros(width, src.dtype), src.dtype.type(-np.inf)
+    if bias is None:  # a zero bias, kept with the scratch: no allocation per block
+        bias = scratch.get((src.dtype, width))
+        if bias is None:
+            bias = scratch[(src.dtype, width)] = np.zeros(width, src.dtype)
+        floor = src.dtype.type(-np.inf)
     tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source, e.coef, mode, bias,
                    floor, kept[:4 * side * side * width].reshape(4, side, side * width), width, lo, hi)
 
