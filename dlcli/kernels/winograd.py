@@ -155,14 +155,14 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
             tiles_of = slice(first * per_image, last * per_image)
             if rows is not None:
                 _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, SET_INTO, None,
-                           floor, channels, first, last)
+                           floor, channels, first, last, True)
             else:
                 tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
                          into.target, into.coef, bias, floor, channels, first, last)
             np.matmul(v_planes[:, tiles_of], u, out=m_planes[p][:, :tiles_of.stop - tiles_of.start])
             if rows is not None:
                 _separable(rows.at, m[p], out[first * out_image:], block_at.out_planes, block_at.outputs,
-                           per_image * filters, out_image, SET_INTO, bias, floor, filters, 0, last - first)
+                           per_image * filters, out_image, SET_INTO, bias, floor, filters, 0, last - first, False)
             else:
                 tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
                          out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
@@ -191,7 +191,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                                          d_rows[p][:(last - first) * cells], d_bias[b], activation)
             if rows is not None:
                 _separable(rows.a, d[p], dm[p], block_at.outputs, block_at.out_planes, out_image,
-                           per_image * filters, SET_INTO, None, floor, filters, 0, last - first)
+                           per_image * filters, SET_INTO, None, floor, filters, 0, last - first, True)
             else:
                 tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
                          outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
@@ -203,7 +203,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                 d_x[first * x_image:last * x_image] = 0.0
                 if rows is not None:
                     _separable(rows.b, dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells,
-                               per_image * channels, x_image, ADD_INTO, None, floor, channels, 0, last - first)
+                               per_image * channels, x_image, ADD_INTO, None, floor, channels, 0, last - first, False)
                 else:
                     tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
                              x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target,
@@ -267,23 +267,30 @@ def _rows(tile: int, dtype: np.dtype) -> Rows | None:
                   for e in (t.into_1d, t.outof_1d, t.outof_adjoint_1d, t.into_adjoint_1d)))
 
 
+# numbers of one cell of a group of tiles in winograd_separable's scratch (tiles: GROUP_NUMBERS // channels)
+GROUP_NUMBERS = 256
+
+
 def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
                src_image: int, dst_image: int, mode: int, bias: np.ndarray | None, floor: np.floating, width: int,
-               lo: int, hi: int) -> None:
+               lo: int, hi: int, into_planes: bool) -> None:
     """winograd_separable.tile_transform by the 1-D transform e (a tile's sides: the tables' widths' roots), with
-    this thread's scratch; bias None: a plain SET or ADD (a zero bias, no floor)."""
-    side = round(max(src_at.shape[1], dst_at.shape[1]) ** 0.5)
+    this thread's scratch; bias None: a plain SET or ADD (a zero bias, no floor). into_planes: from an image
+    into planes (else from planes into an image)."""
+    span = max(1, GROUP_NUMBERS // width) * width
     scratch = _SCRATCH.__dict__.setdefault("tiles", {})
     kept = scratch.get(src.dtype)
-    if kept is None or kept.size < 4 * side * side * width:
-        kept = scratch[src.dtype] = np.empty(4 * side * side * width, src.dtype)
+    if kept is None or kept.size < 3 * 36 * span:
+        kept = scratch[src.dtype] = np.empty(3 * 36 * span, src.dtype)
     if bias is None:  # a zero bias, kept with the scratch: no allocation per block
-        bias = scratch.get((src.dtype, width))
+        bias = scratch.get((src.dtype, span))
         if bias is None:
-            bias = scratch[(src.dtype, width)] = np.zeros(width, src.dtype)
+            bias = scratch[(src.dtype, span)] = np.zeros(span, src.dtype)
         floor = src.dtype.type(-np.inf)
-    tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source, e.coef, mode, bias,
-                   floor, kept[:4 * side * side * width].reshape(4, side, side * width), width, lo, hi)
+    else:
+        bias = np.tile(bias, span // width)
+    tile_transform(src, dst, src_at, dst_at, src_image, dst_image, not into_planes, into_planes, e.kind, e.target,
+                   e.source, e.coef, mode, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span), width, lo, hi)
 
 
 class Plan(NamedTuple):

@@ -26,61 +26,75 @@ SET, ADD = 0, 1
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
-                   dst_image: int, kind: np.ndarray, target: np.ndarray, source: np.ndarray, coef: np.ndarray,
-                   mode: int, bias: np.ndarray, floor: float, scratch: np.ndarray, width: int, lo: int,
-                   hi: int) -> None:
+                   dst_image: int, src_runs: bool, dst_runs: bool, kind: np.ndarray, target: np.ndarray,
+                   source: np.ndarray, coef: np.ndarray, mode: int, bias: np.ndarray, floor: float,
+                   scratch: np.ndarray, width: int, lo: int, hi: int) -> None:
     """For every image n in [lo, hi) and tile t: the side_in x side_in vectors of `width` numbers at
     n * src_image + src_at[t, cell] (cell = row * side_in + column; -1: zeros) go through X on both sides, X the
     (side_out, side_in) matrix whose nonzeros are the entries (target, source, coef; kind: SET for a target's
     first, ADD after), and output cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped).
-    scratch: (4, side, side * width) numbers, side the larger of side_in and side_out (the caller's: no
-    allocation here, which would compile one more helper)."""
+
+    The tiles go in groups (scratch: (3, 36 * group * width) numbers, the caller's: no allocation here, which
+    would compile one more helper), a cell's vectors of the group's tiles side by side in one row of scratch,
+    so that both passes run over whole rows of cells. src_runs (dst_runs): the source's (target's) vectors of
+    a cell of consecutive tiles lie one after the other, none at -1, as in the planes (tile t of image n is
+    row n * tiles + t of every plane): a group's cell is then one copy, not one a tile. bias: `width` numbers
+    repeated `group` times."""
     w, side_in, side_out = width, round(src_at.shape[1] ** 0.5), round(dst_at.shape[1] ** 0.5)
-    patch, rows, columns, result = scratch[0], scratch[1], scratch[2], scratch[3]
-    for n in range(lo, hi):
-        for t in range(src_at.shape[0]):
-            for r in range(side_in):
-                for col in range(side_in):
-                    s, o = src_at[t, r * side_in + col], col * w
-                    if s < 0:
-                        for c in range(w):
-                            patch[r, o + c] = 0.0
-                        continue
-                    s += n * src_image
-                    if s < 0:  # never; tells LLVM that s + c is not negative: no wraparound check, a vector loop
-                        continue
-                    for c in range(w):
-                        patch[r, o + c] = src[s + c]
-            for e in range(coef.shape[0]):  # X D: a row of the tile at a time
-                i, k, a = target[e], source[e], coef[e]
-                if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
-                    for c in range(side_in * w):  # compile than a loop that sets and one that adds
-                        rows[i, c] = 0.0
-                for c in range(side_in * w):
-                    rows[i, c] += a * patch[k, c]
-            for i in range(side_out):  # (X D)^T
-                for j in range(side_in):
-                    for c in range(w):
-                        columns[j, i * w + c] = rows[i, j * w + c]
-            for e in range(coef.shape[0]):  # X (X D)^T = Y^T: result[j, i w + c] is cell (i, j) of Y
-                i, k, a = target[e], source[e], coef[e]
+    span = scratch.shape[1] // 36  # one cell's numbers: the group's vectors side by side
+    group, tiles = span // w, src_at.shape[0]
+    patch, rows, result = scratch[0], scratch[1], scratch[2]
+    for first in range(lo * tiles, hi * tiles, group):
+        count = min(group, hi * tiles - first)
+        pieces, length = (1, count * w) if src_runs else (count, w)  # one copy of a run, or one a tile
+        for q in range(side_in * side_in):
+            for g in range(pieces):
+                n, t = divmod(first + g, tiles)
+                s, o = src_at[t, q], q * span + g * w
+                if o < 0:  # never; tells LLVM that o + c is not negative: no wraparound check, a vector loop
+                    continue
+                if s < 0:
+                    for c in range(length):
+                        patch[o + c] = 0.0
+                    continue
+                s += n * src_image
+                if s < 0:  # never, as o
+                    continue
+                for c in range(length):
+                    patch[o + c] = src[s + c]
+        for e in range(coef.shape[0]):  # X D: a row of cells at a time
+            i, k, a = target[e] * side_in * span, source[e] * side_in * span, coef[e]
+            if i < 0 or k < 0:  # never, as o
+                continue
+            if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
+                for c in range(side_in * span):  # compile than a loop that sets and one that adds
+                    rows[i + c] = 0.0
+            for c in range(side_in * span):
+                rows[i + c] += a * patch[k + c]
+        for i in range(side_out):  # (X D) X^T: a cell at a time
+            for e in range(coef.shape[0]):
+                j, k, a = (i * side_out + target[e]) * span, (i * side_in + source[e]) * span, coef[e]
+                if j < 0 or k < 0:
+                    continue
                 if kind[e] == SET:
-                    for c in range(side_out * w):
-                        result[i, c] = 0.0
-                for c in range(side_out * w):
-                    result[i, c] += a * columns[k, c]
-            for i in range(side_out):
-                for j in range(side_out):
-                    d, o = dst_at[t, i * side_out + j], i * w
-                    if d < 0:
-                        continue
-                    d += n * dst_image
-                    if d < 0:
-                        continue
-                    if mode == ADD:
-                        for c in range(w):
-                            dst[d + c] += result[j, o + c]
-                    else:
-                        for c in range(w):
-                            value = result[j, o + c] + bias[c]
-                            dst[d + c] = floor if value < floor else value
+                    for c in range(span):
+                        result[j + c] = 0.0
+                for c in range(span):
+                    result[j + c] += a * rows[k + c]
+        pieces, length = (1, count * w) if dst_runs else (count, w)
+        for q in range(side_out * side_out):
+            for g in range(pieces):
+                n, t = divmod(first + g, tiles)
+                d, o = dst_at[t, q], q * span + g * w
+                if d < 0 or o < 0:
+                    continue
+                d += n * dst_image
+                if d < 0:
+                    continue
+                if mode == ADD:
+                    for c in range(length):
+                        dst[d + c] += result[o + c]
+                else:
+                    for c in range(length):
+                        value = result[o + c] + bias[c]
+                        dst[d + c] = floor if value < floor else value

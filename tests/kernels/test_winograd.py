@@ -95,27 +95,37 @@ def test_each_tiles_transforms_compute_a_1d_correlation(tile: int) -> None:
         np.testing.assert_array_equal(rebuilt, matrix)
 
 
+@pytest.mark.parametrize("group", [1, 2, 3])
+@pytest.mark.parametrize("planes", ["none", "source", "target"])
 @pytest.mark.parametrize("mode,floor", [(winograd_separable.SET, -np.inf), (winograd_separable.ADD, -np.inf),
                                         (winograd_separable.SET, 0.1)])
-def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: float) -> None:
+def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: float, planes: str, group: int) -> None:
     """winograd_separable's kernel against NumPy: Y = X D X^T per tile and image, D's cells at -1 read as zero,
-    Y's cells at -1 not written, and the mode: set to max(Y + bias, floor), or add."""
+    Y's cells at -1 not written, and the mode: set to max(Y + bias, floor), or add; in groups of 1, 2 and 3 of
+    the 3 images' 2 tiles (the last group short), with source or target cells laid out as planes (a group's
+    vectors of a cell one run: one copy) or scattered."""
     rng = np.random.default_rng(8)
-    width, images, side_in, side_out = 3, 2, 4, 3
+    width, images, tiles, side_in, side_out = 3, 3, 2, 4, 3
     x_matrix = rng.normal(size=(side_out, side_in))
     x_matrix[1, 2] = 0.0  # a zero: no entry
     e = winograd_matrices.entries(x_matrix)
-    src = rng.normal(size=200)
     src_image, dst_image = 60, 60
-    src_at = rng.choice(np.arange(0, 57, 3), size=(2, side_in * side_in))
-    src_at[0, 5] = -1
-    dst_at = (np.arange(2 * side_out * side_out) * width).reshape(2, -1)
-    dst_at[1, 4] = -1
+    src_at = rng.choice(np.arange(0, 57, 3), size=(tiles, side_in * side_in))
+    dst_at = (np.arange(tiles * side_out * side_out) * width).reshape(tiles, -1)
+    if planes == "source":  # cell q of tile n * tiles + t at (q * rows + n * tiles + t) * width
+        src_image, src_at = tiles * width, (np.arange(side_in**2)[None, :] * 7 + np.arange(tiles)[:, None]) * width
+    elif planes == "target":
+        dst_image, dst_at = tiles * width, (np.arange(side_out**2)[None, :] * 7 + np.arange(tiles)[:, None]) * width
+    if planes != "source":  # planes have no cell outside
+        src_at[0, 5] = -1
+    if planes != "target":
+        dst_at[1, 4] = -1
+    src = rng.normal(size=images * src_image + src_at.max() + width)
     bias = rng.normal(size=width) if floor > -np.inf else np.zeros(width)
-    dst = rng.normal(size=images * dst_image)
+    dst = rng.normal(size=images * dst_image + dst_at.max() + width)
     expected = dst.copy()
     for n in range(images):
-        for t in range(2):
+        for t in range(tiles):
             d = np.array([np.zeros(width) if a < 0 else src[n * src_image + a:n * src_image + a + width]
                           for a in src_at[t]]).reshape(side_in, side_in, width)
             y = np.einsum("ik,klc,jl->ijc", x_matrix, d, x_matrix).reshape(-1, width)
@@ -124,9 +134,10 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
                     at = slice(n * dst_image + a, n * dst_image + a + width)
                     expected[at] = expected[at] + y[q] if mode == winograd_separable.ADD else np.maximum(y[q] + bias,
                                                                                                          floor)
-    scratch = np.full((4, side_in, side_in * width), np.nan)  # nothing of it is read before it is written
-    winograd_separable.tile_transform(src, dst, src_at, dst_at, src_image, dst_image, e.kind, e.target, e.source,
-                                      e.coef, mode, bias, floor, scratch, width, 0, images)
+    scratch = np.full((3, 36 * group * width), np.nan)  # nothing of it is read before it is written
+    winograd_separable.tile_transform(src, dst, src_at, dst_at, src_image, dst_image, planes == "source",
+                                      planes == "target", e.kind, e.target, e.source, e.coef, mode,
+                                      np.tile(bias, group), floor, scratch, width, 0, images)
     np.testing.assert_allclose(dst, expected, rtol=1e-12, atol=1e-12)
 
 
