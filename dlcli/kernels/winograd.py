@@ -276,19 +276,17 @@ def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray,
                lo: int, hi: int, into_planes: bool) -> None:
     """winograd_separable.tile_transform by the 1-D transform e (a tile's sides: the tables' widths' roots), with
     this thread's scratch; bias None: a plain SET or ADD (a zero bias, no floor). into_planes: from an image
-    into planes (else from planes into an image)."""
+    into planes, which are set (mode SET, bias None); else from planes into an image."""
     span = max(1, GROUP_NUMBERS // width) * width
     scratch = _SCRATCH.__dict__.setdefault("tiles", {})
     kept = scratch.get(src.dtype)
     if kept is None or kept.size < 3 * 36 * span:
         kept = scratch[src.dtype] = np.empty(3 * 36 * span, src.dtype)
     if bias is None:  # a zero bias, kept with the scratch: no allocation per block
-        bias = scratch.get((src.dtype, span))
+        bias = scratch.get((src.dtype, width))
         if bias is None:
-            bias = scratch[(src.dtype, span)] = np.zeros(span, src.dtype)
+            bias = scratch[(src.dtype, width)] = np.zeros(width, src.dtype)
         floor = src.dtype.type(-np.inf)
-    else:
-        bias = np.tile(bias, span // width)
     tile_transform(src, dst, src_at, dst_at, src_image, dst_image, not into_planes, into_planes, e.kind, e.target,
                    e.source, e.coef, mode, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span), width, lo, hi)
 

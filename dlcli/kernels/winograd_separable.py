@@ -36,54 +36,65 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
 
     The tiles go in groups (scratch: (3, 36 * group * width) numbers, the caller's: no allocation here, which
     would compile one more helper), a cell's vectors of the group's tiles side by side in one row of scratch,
-    so that both passes run over whole rows of cells. src_runs (dst_runs): the source's (target's) vectors of
-    a cell of consecutive tiles lie one after the other, none at -1, as in the planes (tile t of image n is
-    row n * tiles + t of every plane): a group's cell is then one copy, not one a tile. bias: `width` numbers
-    repeated `group` times."""
+    so that both passes run over a cell of the whole group at once. src_runs (dst_runs): the source's
+    (target's) vectors of a cell of consecutive tiles lie one after the other, none at -1, as in the planes
+    (tile t of image n is row n * tiles + t of every plane): the first pass reads such a source where it is, and
+    the second pass writes such a target where it is (set: `mode` and `bias` apply to a target of cells), no
+    copy through scratch. bias: `width` numbers."""
     w, side_in, side_out = width, round(src_at.shape[1] ** 0.5), round(dst_at.shape[1] ** 0.5)
     span = scratch.shape[1] // 36  # one cell's numbers: the group's vectors side by side
     group, tiles = span // w, src_at.shape[0]
     patch, rows, result = scratch[0], scratch[1], scratch[2]
+    # a source of runs is read where it is, a target of runs written where it is: no copy of either
+    cells = src if src_runs else patch
+    into = dst if dst_runs else result
     for first in range(lo * tiles, hi * tiles, group):
         count = min(group, hi * tiles - first)
-        pieces, length = (1, count * w) if src_runs else (count, w)  # one copy of a run, or one a tile
-        for q in range(side_in * side_in):
-            for g in range(pieces):
-                n, t = divmod(first + g, tiles)
-                s, o = src_at[t, q], q * span + g * w
-                if o < 0:  # never; tells LLVM that o + c is not negative: no wraparound check, a vector loop
+        length, (n0, t0) = count * w, divmod(first, tiles)
+        if not src_runs:
+            for q in range(side_in * side_in):
+                for g in range(count):
+                    n, t = divmod(first + g, tiles)
+                    s, o = src_at[t, q], q * span + g * w
+                    if o < 0:  # never; tells LLVM that o + c is not negative: no wraparound check, a vector loop
+                        continue
+                    if s < 0:
+                        for c in range(w):
+                            patch[o + c] = 0.0
+                        continue
+                    s += n * src_image
+                    if s < 0:  # never, as o
+                        continue
+                    for c in range(w):
+                        patch[o + c] = src[s + c]
+        for e in range(coef.shape[0]):  # X D: a row of cells at a time, a cell at a time
+            for col in range(side_in):
+                q = source[e] * side_in + col
+                k = src_at[t0, q] + n0 * src_image if src_runs else q * span
+                i, a = (target[e] * side_in + col) * span, coef[e]
+                if i < 0 or k < 0:  # never, as o
                     continue
-                if s < 0:
-                    for c in range(length):
-                        patch[o + c] = 0.0
-                    continue
-                s += n * src_image
-                if s < 0:  # never, as o
-                    continue
+                if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
+                    for c in range(length):  # compile than a loop that sets and one that adds
+                        rows[i + c] = 0.0
                 for c in range(length):
-                    patch[o + c] = src[s + c]
-        for e in range(coef.shape[0]):  # X D: a row of cells at a time
-            i, k, a = target[e] * side_in * span, source[e] * side_in * span, coef[e]
-            if i < 0 or k < 0:  # never, as o
-                continue
-            if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
-                for c in range(side_in * span):  # compile than a loop that sets and one that adds
-                    rows[i + c] = 0.0
-            for c in range(side_in * span):
-                rows[i + c] += a * patch[k + c]
+                    rows[i + c] += a * cells[k + c]
         for i in range(side_out):  # (X D) X^T: a cell at a time
             for e in range(coef.shape[0]):
-                j, k, a = (i * side_out + target[e]) * span, (i * side_in + source[e]) * span, coef[e]
+                q = i * side_out + target[e]
+                j = dst_at[t0, q] + n0 * dst_image if dst_runs else q * span
+                k, a = (i * side_in + source[e]) * span, coef[e]
                 if j < 0 or k < 0:
                     continue
                 if kind[e] == SET:
-                    for c in range(span):
-                        result[j + c] = 0.0
-                for c in range(span):
-                    result[j + c] += a * rows[k + c]
-        pieces, length = (1, count * w) if dst_runs else (count, w)
+                    for c in range(length):
+                        into[j + c] = 0.0
+                for c in range(length):
+                    into[j + c] += a * rows[k + c]
+        if dst_runs:
+            continue
         for q in range(side_out * side_out):
-            for g in range(pieces):
+            for g in range(count):
                 n, t = divmod(first + g, tiles)
                 d, o = dst_at[t, q], q * span + g * w
                 if d < 0 or o < 0:
@@ -92,9 +103,9 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                 if d < 0:
                     continue
                 if mode == ADD:
-                    for c in range(length):
+                    for c in range(w):
                         dst[d + c] += result[o + c]
                 else:
-                    for c in range(length):
+                    for c in range(w):
                         value = result[o + c] + bias[c]
                         dst[d + c] = floor if value < floor else value
