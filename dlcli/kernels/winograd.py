@@ -45,7 +45,7 @@ import numpy as np
 
 from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
-from dlcli.kernels.winograd_matrices import ADD, ADD_BIAS_FLOOR, SET, TRANSFORMS, Entries
+from dlcli.kernels.winograd_matrices import ADD, ADD_BIAS_FLOOR, SET, TRANSFORMS, Entries, Pairs, pairs
 from dlcli.kernels.winograd_separable import ADD as ADD_INTO, SET as SET_INTO, tile_transform
 
 
@@ -242,12 +242,12 @@ def _entries(m: int, dtype: np.dtype) -> tuple[Entries, Entries, Entries, Entrie
 
 
 class Rows(NamedTuple):
-    """One F(m x m, 3x3)'s 1-D transforms as winograd_separable's entries (target, source, coef: SET or ADD)."""
+    """One F(m x m, 3x3)'s 1-D transforms as winograd_separable's pairs of nonzeros."""
 
-    bt: Entries  # B^T: input tile -> planes
-    at: Entries  # A^T: planes -> output tile
-    a: Entries  # A: output gradients -> planes
-    b: Entries  # B: plane gradients -> input tile
+    bt: Pairs  # B^T: input tile -> planes
+    at: Pairs  # A^T: planes -> output tile
+    a: Pairs  # A: output gradients -> planes
+    b: Pairs  # B: plane gradients -> input tile
 
 
 # the tiles whose transforms run in two 1-D passes (winograd_separable), where tile_map's kron entries are many:
@@ -263,15 +263,15 @@ def _rows(tile: int, dtype: np.dtype) -> Rows | None:
     if tile not in SEPARABLE:
         return None
     t = TRANSFORMS[tile]
-    return Rows(*(e._replace(coef=e.coef.astype(dtype))
-                  for e in (t.into_1d, t.outof_1d, t.outof_adjoint_1d, t.into_adjoint_1d)))
+    return Rows(*(e._replace(coef=e.coef.astype(dtype), coef2=e.coef2.astype(dtype))
+                  for e in map(pairs, (t.bt, t.at, t.at.T, t.bt.T))))
 
 
 # numbers of one cell of a group of tiles in winograd_separable's scratch (tiles: GROUP_NUMBERS // channels)
 GROUP_NUMBERS = 256
 
 
-def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
+def _separable(e: Pairs, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
                src_image: int, dst_image: int, mode: int, bias: np.ndarray | None, floor: np.floating, width: int,
                lo: int, hi: int, into_planes: bool) -> None:
     """winograd_separable.tile_transform by the 1-D transform e (a tile's sides: the tables' widths' roots), with
@@ -288,7 +288,7 @@ def _separable(e: Entries, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray,
             bias = scratch[(src.dtype, width)] = np.zeros(width, src.dtype)
         floor = src.dtype.type(-np.inf)
     tile_transform(src, dst, src_at, dst_at, src_image, dst_image, not into_planes, into_planes, e.kind, e.target,
-                   e.source, e.coef, mode, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span), width, lo, hi)
+                   e.source, e.coef, e.source2, e.coef2, mode, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span), width, lo, hi)
 
 
 class Plan(NamedTuple):

@@ -37,6 +37,37 @@ def entries(matrix: np.ndarray, first: int = SET, last: int = ADD) -> Entries:
     return Entries(kind, source.astype(np.int64), target.astype(np.int64), matrix[target, source])
 
 
+class Pairs(NamedTuple):
+    """One 1-D transform as winograd_separable's pairs of nonzeros: target[i] gets coef[i] source[i] +
+    coef2[i] source2[i], set by its first pair (kind SET), added by the next (ADD)."""
+
+    kind: np.ndarray
+    target: np.ndarray
+    source: np.ndarray
+    coef: np.ndarray
+    source2: np.ndarray
+    coef2: np.ndarray
+
+
+def pairs(matrix: np.ndarray) -> Pairs:
+    """matrix's nonzeros two at a time, row by row; a row's odd one last, paired with itself at coefficient 0
+    (the same number again, so no other cell's value enters the sum)."""
+    kind, target, source, coef, source2, coef2 = [], [], [], [], [], []
+    for i, row in enumerate(matrix):
+        nonzero = list(np.flatnonzero(row))
+        for p in range(0, len(nonzero), 2):
+            j = nonzero[p]
+            j2 = nonzero[p + 1] if p + 1 < len(nonzero) else j
+            kind.append(SET if p == 0 else ADD)
+            target.append(i)
+            source.append(j)
+            coef.append(row[j])
+            source2.append(j2)
+            coef2.append(row[j2] if j2 != j else 0.0)
+    return Pairs(np.array(kind, np.int64), np.array(target, np.int64), np.array(source, np.int64),
+                 np.array(coef), np.array(source2, np.int64), np.array(coef2))
+
+
 def cook_toom(points: tuple[float, ...], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B^T, G, A^T) of F(m, 3) on the interpolation points and infinity (Lavin and Gray's construction): A^T
     evaluates the product polynomial's m outputs, G the kernel polynomial at the points scaled by 1 / prod(a_j -

@@ -27,12 +27,15 @@ SET, ADD = 0, 1
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
                    dst_image: int, src_runs: bool, dst_runs: bool, kind: np.ndarray, target: np.ndarray,
-                   source: np.ndarray, coef: np.ndarray, mode: int, bias: np.ndarray, floor: float,
-                   scratch: np.ndarray, width: int, lo: int, hi: int) -> None:
+                   source: np.ndarray, coef: np.ndarray, source2: np.ndarray, coef2: np.ndarray, mode: int,
+                   bias: np.ndarray, floor: float, scratch: np.ndarray, width: int, lo: int, hi: int) -> None:
     """For every image n in [lo, hi) and tile t: the side_in x side_in vectors of `width` numbers at
     n * src_image + src_at[t, cell] (cell = row * side_in + column; -1: zeros) go through X on both sides, X the
-    (side_out, side_in) matrix whose nonzeros are the entries (target, source, coef; kind: SET for a target's
-    first, ADD after), and output cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped).
+    (side_out, side_in) matrix whose nonzeros come in pairs (target, source, coef, source2, coef2; kind: SET
+    for a target's first pair, ADD after; a target's odd nonzero paired with itself at coef2 0), and output
+    cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped). A pair is one loop of two
+    loads and a store (a set) or three loads and a store (an add): the passes are bound by loads and stores,
+    and a nonzero each was two loads and a store.
 
     The tiles go in groups (scratch: (3, 36 * group * width) numbers, the caller's: no allocation here, which
     would compile one more helper), a cell's vectors of the group's tiles side by side in one row of scratch,
@@ -69,28 +72,32 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                         patch[o + c] = src[s + c]
         for e in range(coef.shape[0]):  # X D: a row of cells at a time, a cell at a time
             for col in range(side_in):
-                q = source[e] * side_in + col
+                q, q2 = source[e] * side_in + col, source2[e] * side_in + col
                 k = src_at[t0, q] + n0 * src_image if src_runs else q * span
-                i, a = (target[e] * side_in + col) * span, coef[e]
-                if i < 0 or k < 0:  # never, as o
+                k2 = src_at[t0, q2] + n0 * src_image if src_runs else q2 * span
+                i, a, b = (target[e] * side_in + col) * span, coef[e], coef2[e]
+                if i < 0 or k < 0 or k2 < 0:  # never, as o
                     continue
-                if kind[e] == SET:  # a loop LLVM makes a memset, then the one loop that adds: cheaper to
-                    for c in range(length):  # compile than a loop that sets and one that adds
-                        rows[i + c] = 0.0
-                for c in range(length):
-                    rows[i + c] += a * cells[k + c]
+                if kind[e] == SET:
+                    for c in range(length):
+                        rows[i + c] = a * cells[k + c] + b * cells[k2 + c]
+                else:
+                    for c in range(length):
+                        rows[i + c] += a * cells[k + c] + b * cells[k2 + c]
         for i in range(side_out):  # (X D) X^T: a cell at a time
             for e in range(coef.shape[0]):
                 q = i * side_out + target[e]
                 j = dst_at[t0, q] + n0 * dst_image if dst_runs else q * span
-                k, a = (i * side_in + source[e]) * span, coef[e]
-                if j < 0 or k < 0:
+                k, k2 = (i * side_in + source[e]) * span, (i * side_in + source2[e]) * span
+                a, b = coef[e], coef2[e]
+                if j < 0 or k < 0 or k2 < 0:
                     continue
                 if kind[e] == SET:
                     for c in range(length):
-                        into[j + c] = 0.0
-                for c in range(length):
-                    into[j + c] += a * rows[k + c]
+                        into[j + c] = a * rows[k + c] + b * rows[k2 + c]
+                else:
+                    for c in range(length):
+                        into[j + c] += a * rows[k + c] + b * rows[k2 + c]
         if dst_runs:
             continue
         for q in range(side_out * side_out):

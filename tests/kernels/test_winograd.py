@@ -83,16 +83,18 @@ def test_cook_toom_gives_lavin_and_grays_f4x4_matrices() -> None:
 @pytest.mark.parametrize("tile", TILES)
 def test_each_tiles_transforms_compute_a_1d_correlation(tile: int) -> None:
     """A^T [(G g) * (B^T d)] is the valid correlation of a 3-tap g over tile + 2 inputs d, for every tile, and
-    the 1-D entries winograd_separable runs are A^T's and B^T's nonzeros."""
+    the pairs winograd_separable runs are A^T's and B^T's nonzeros (and their transposes'), each once."""
     t = winograd_matrices.TRANSFORMS[tile]
     rng = np.random.default_rng(7)
     d, g = rng.normal(size=tile + 2), rng.normal(size=3)
     y = np.array([d[i:i + 3] @ g for i in range(tile)])
     np.testing.assert_allclose(t.at @ ((t.g @ g) * (t.bt @ d)), y, atol=1e-12)
-    for matrix, e in ((t.bt, t.into_1d), (t.at, t.outof_1d), (t.at.T, t.outof_adjoint_1d), (t.bt.T, t.into_adjoint_1d)):
-        rebuilt = np.zeros_like(matrix)
-        rebuilt[e.target, e.source] = e.coef
+    for matrix in (t.bt, t.at, t.at.T, t.bt.T):
+        e, rebuilt = winograd_matrices.pairs(matrix), np.zeros_like(matrix)
+        np.add.at(rebuilt, (e.target, e.source), e.coef)
+        np.add.at(rebuilt, (e.target, e.source2), e.coef2)
         np.testing.assert_array_equal(rebuilt, matrix)
+        assert np.all((e.source2 != e.source) | (e.coef2 == 0))  # a nonzero paired with itself adds nothing
 
 
 @pytest.mark.parametrize("group", [1, 2, 3])
@@ -110,8 +112,8 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
     rng = np.random.default_rng(8)
     width, images, tiles, side_in, side_out = 3, 3, 2, 4, 3
     x_matrix = rng.normal(size=(side_out, side_in))
-    x_matrix[1, 2] = 0.0  # a zero: no entry
-    e = winograd_matrices.entries(x_matrix)
+    x_matrix[1, 2] = 0.0  # a zero: a row of 3 nonzeros, the odd one paired with itself
+    e = winograd_matrices.pairs(x_matrix)
     src_image, dst_image = 60, 60
     src_at = rng.choice(np.arange(0, 57, 3), size=(tiles, side_in * side_in))
     dst_at = (np.arange(tiles * side_out * side_out) * width).reshape(tiles, -1)
@@ -139,8 +141,8 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
                                                                                                          floor)
     scratch = np.full((3, 36 * group * width), np.nan)  # nothing of it is read before it is written
     winograd_separable.tile_transform(src, dst, src_at, dst_at, src_image, dst_image, planes == "source",
-                                      planes == "target", e.kind, e.target, e.source, e.coef, mode,
-                                      np.tile(bias, group), floor, scratch, width, 0, images)
+                                      planes == "target", e.kind, e.target, e.source, e.coef, e.source2, e.coef2,
+                                      mode, bias, floor, scratch, width, 0, images)
     np.testing.assert_allclose(dst, expected, rtol=1e-12, atol=1e-12)
 
 
