@@ -268,7 +268,7 @@ def _rows(tile: int, dtype: np.dtype) -> Rows | None:
 
 
 # numbers of one cell of a group of tiles in winograd_separable's scratch (tiles: GROUP_NUMBERS // channels)
-GROUP_NUMBERS = 256
+GROUP_NUMBERS = 512
 
 
 def _separable(e: Pairs, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
