@@ -51,13 +51,22 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
     # a source of runs is read where it is, a target of runs written where it is: no copy of either
     cells = src if src_runs else patch
     into = dst if dst_runs else result
+    n0, t0 = lo, -group  # the group's first tile: tile t0 of image n0 (no divmod: cheaper to compile)
     for first in range(lo * tiles, hi * tiles, group):
-        count = min(group, hi * tiles - first)
-        length, (n0, t0) = count * w, divmod(first, tiles)
+        t0 += group
+        while t0 >= tiles:
+            n0, t0 = n0 + 1, t0 - tiles
+        count = hi * tiles - first
+        if count > group:
+            count = group
+        length = count * w
         if not src_runs:
             for q in range(side_in * side_in):
+                n, t = n0, t0 - 1
                 for g in range(count):
-                    n, t = divmod(first + g, tiles)
+                    t += 1
+                    if t == tiles:
+                        n, t = n + 1, 0
                     s, o = src_at[t, q], q * span + g * w
                     if o < 0:  # never; tells LLVM that o + c is not negative: no wraparound check, a vector loop
                         continue
@@ -70,39 +79,38 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                         continue
                     for c in range(w):
                         patch[o + c] = src[s + c]
-        for e in range(coef.shape[0]):  # X D: a row of cells at a time, a cell at a time
-            for col in range(side_in):
-                q, q2 = source[e] * side_in + col, source2[e] * side_in + col
-                k = src_at[t0, q] + n0 * src_image if src_runs else q * span
-                k2 = src_at[t0, q2] + n0 * src_image if src_runs else q2 * span
-                i, a, b = (target[e] * side_in + col) * span, coef[e], coef2[e]
-                if i < 0 or k < 0 or k2 < 0:  # never, as o
-                    continue
-                if kind[e] == SET:
-                    for c in range(length):
-                        rows[i + c] = a * cells[k + c] + b * cells[k2 + c]
-                else:
-                    for c in range(length):
-                        rows[i + c] += a * cells[k + c] + b * cells[k2 + c]
-        for i in range(side_out):  # (X D) X^T: a cell at a time
-            for e in range(coef.shape[0]):
-                q = i * side_out + target[e]
-                j = dst_at[t0, q] + n0 * dst_image if dst_runs else q * span
-                k, k2 = (i * side_in + source[e]) * span, (i * side_in + source2[e]) * span
-                a, b = coef[e], coef2[e]
-                if j < 0 or k < 0 or k2 < 0:
-                    continue
-                if kind[e] == SET:
-                    for c in range(length):
-                        into[j + c] = a * rows[k + c] + b * rows[k2 + c]
-                else:
-                    for c in range(length):
-                        into[j + c] += a * rows[k + c] + b * rows[k2 + c]
+        # X D by rows of cells (a cell at a time), then (X D) X^T a cell at a time: one loop body for both
+        # passes (each loop LLVM vectorizes is compile time)
+        for second in range(2):
+            frm, to = (rows, into) if second else (cells, rows)
+            for outer in range(side_out if second else side_in):
+                for e in range(coef.shape[0]):
+                    if second:  # outer: row i of X D; the pair's cells (i, source) -> (i, target)
+                        q = outer * side_out + target[e]
+                        j = dst_at[t0, q] + n0 * dst_image if dst_runs else q * span
+                        k, k2 = (outer * side_in + source[e]) * span, (outer * side_in + source2[e]) * span
+                    else:  # outer: a column; the pair's cells (source, column) -> (target, column)
+                        q, q2 = source[e] * side_in + outer, source2[e] * side_in + outer
+                        k = src_at[t0, q] + n0 * src_image if src_runs else q * span
+                        k2 = src_at[t0, q2] + n0 * src_image if src_runs else q2 * span
+                        j = (target[e] * side_in + outer) * span
+                    a, b = coef[e], coef2[e]
+                    if j < 0 or k < 0 or k2 < 0:  # never, as o
+                        continue
+                    if kind[e] == SET:
+                        for c in range(length):
+                            to[j + c] = a * frm[k + c] + b * frm[k2 + c]
+                    else:
+                        for c in range(length):
+                            to[j + c] += a * frm[k + c] + b * frm[k2 + c]
         if dst_runs:
             continue
         for q in range(side_out * side_out):
+            n, t = n0, t0 - 1
             for g in range(count):
-                n, t = divmod(first + g, tiles)
+                t += 1
+                if t == tiles:
+                    n, t = n + 1, 0
                 d, o = dst_at[t, q], q * span + g * w
                 if d < 0 or o < 0:
                     continue
