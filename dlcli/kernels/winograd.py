@@ -46,7 +46,7 @@ import numpy as np
 from dlcli.kernels.conv import RELU, TANH, activation_grad_and_bias_sum
 from dlcli.kernels.parts import in_parts
 from dlcli.kernels.winograd_matrices import ADD, ADD_BIAS_FLOOR, SET, TRANSFORMS, Entries, Pairs, pairs
-from dlcli.kernels.winograd_separable import ADD as ADD_INTO, SET as SET_INTO, tile_transform
+from dlcli.kernels.winograd_separable import tile_transform
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -154,15 +154,16 @@ def _forward_part(x: np.ndarray, v: np.ndarray, v_planes: np.ndarray, u: np.ndar
             first, last = b * block, min(b * block + block, images)
             tiles_of = slice(first * per_image, last * per_image)
             if rows is not None:
-                _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, SET_INTO, None,
-                           floor, channels, first, last, True)
+                _separable(rows.bt, x, v, at.cells, at.in_planes, x_image, per_image * channels, None, floor,
+                           channels, first, last, True)
             else:
                 tile_map(x, v, at.cells, at.in_planes, x_image, per_image * channels, into.kind, into.source,
                          into.target, into.coef, bias, floor, channels, first, last)
             np.matmul(v_planes[:, tiles_of], u, out=m_planes[p][:, :tiles_of.stop - tiles_of.start])
             if rows is not None:
+                out[first * out_image:last * out_image] = 0.0  # the transform adds (one loop for set and add)
                 _separable(rows.at, m[p], out[first * out_image:], block_at.out_planes, block_at.outputs,
-                           per_image * filters, out_image, SET_INTO, bias, floor, filters, 0, last - first, False)
+                           per_image * filters, out_image, bias, floor, filters, 0, last - first, False)
             else:
                 tile_map(m[p], out[first * out_image:], block_at.out_planes, block_at.outputs, per_image * filters,
                          out_image, outof.kind, outof.source, outof.target, outof.coef, bias, floor, filters, 0,
@@ -191,7 +192,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                                          d_rows[p][:(last - first) * cells], d_bias[b], activation)
             if rows is not None:
                 _separable(rows.a, d[p], dm[p], block_at.outputs, block_at.out_planes, out_image,
-                           per_image * filters, SET_INTO, None, floor, filters, 0, last - first, True)
+                           per_image * filters, None, floor, filters, 0, last - first, True)
             else:
                 tile_map(d[p], dm[p], block_at.outputs, block_at.out_planes, out_image, per_image * filters,
                          outof_adjoint.kind, outof_adjoint.source, outof_adjoint.target, outof_adjoint.coef,
@@ -203,7 +204,7 @@ def _backward_part(d_out: np.ndarray, out: np.ndarray, activation: int, v_planes
                 d_x[first * x_image:last * x_image] = 0.0
                 if rows is not None:
                     _separable(rows.b, dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells,
-                               per_image * channels, x_image, ADD_INTO, None, floor, channels, 0, last - first, False)
+                               per_image * channels, x_image, None, floor, channels, 0, last - first, False)
                 else:
                     tile_map(dv[p], d_x[first * x_image:], block_at.in_planes, block_at.cells, per_image * channels,
                              x_image, into_adjoint.kind, into_adjoint.source, into_adjoint.target,
@@ -272,11 +273,11 @@ GROUP_NUMBERS = 512
 
 
 def _separable(e: Pairs, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray,
-               src_image: int, dst_image: int, mode: int, bias: np.ndarray | None, floor: np.floating, width: int,
+               src_image: int, dst_image: int, bias: np.ndarray | None, floor: np.floating, width: int,
                lo: int, hi: int, into_planes: bool) -> None:
     """winograd_separable.tile_transform by the 1-D transform e (a tile's sides: the tables' widths' roots), with
-    this thread's scratch; bias None: a plain SET or ADD (a zero bias, no floor). into_planes: from an image
-    into planes, which are set (mode SET, bias None); else from planes into an image."""
+    this thread's scratch. into_planes: from an image into planes, which are set; else from planes, added into
+    an image (zeroed by the caller for a set) with bias and floor; bias None: a zero bias, no floor."""
     span = max(1, GROUP_NUMBERS // width) * width
     scratch = _SCRATCH.__dict__.setdefault("tiles", {})
     kept = scratch.get(src.dtype)
@@ -288,7 +289,8 @@ def _separable(e: Pairs, src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, d
             bias = scratch[(src.dtype, width)] = np.zeros(width, src.dtype)
         floor = src.dtype.type(-np.inf)
     tile_transform(src, dst, src_at, dst_at, src_image, dst_image, not into_planes, into_planes, e.kind, e.target,
-                   e.source, e.coef, e.source2, e.coef2, mode, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span), width, lo, hi)
+                   e.source, e.coef, e.source2, e.coef2, bias, floor, kept[:3 * 36 * span].reshape(3, 36 * span),
+                   width, lo, hi)
 
 
 class Plan(NamedTuple):

@@ -19,30 +19,31 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# how a transformed cell meets its target: set to max(cell + bias, floor) (a plain set with a zero bias and a
-# floor of -inf; a NaN stays NaN), or added to it. Also the entries' kinds: a target's first sets, the next add
+# the pairs' kinds: a target's first pair sets it, the next ones add to it
 SET, ADD = 0, 1
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
                    dst_image: int, src_runs: bool, dst_runs: bool, kind: np.ndarray, target: np.ndarray,
-                   source: np.ndarray, coef: np.ndarray, source2: np.ndarray, coef2: np.ndarray, mode: int,
+                   source: np.ndarray, coef: np.ndarray, source2: np.ndarray, coef2: np.ndarray,
                    bias: np.ndarray, floor: float, scratch: np.ndarray, width: int, lo: int, hi: int) -> None:
     """For every image n in [lo, hi) and tile t: the side_in x side_in vectors of `width` numbers at
     n * src_image + src_at[t, cell] (cell = row * side_in + column; -1: zeros) go through X on both sides, X the
     (side_out, side_in) matrix whose nonzeros come in pairs (target, source, coef, source2, coef2; kind: SET
     for a target's first pair, ADD after; a target's odd nonzero paired with itself at coef2 0), and output
-    cell q meets dst at n * dst_image + dst_at[t, q] by `mode` (-1: dropped). A pair is one loop of two
-    loads and a store (a set) or three loads and a store (an add): the passes are bound by loads and stores,
-    and a nonzero each was two loads and a store.
+    cell q is added, with bias, to the `width` numbers of dst at n * dst_image + dst_at[t, q] (-1: dropped),
+    floored at `floor` (-inf: none; a NaN stays NaN): a set where the caller zeroed dst, one loop for both (a
+    loop of its own for each was 0.08 s more compiling). A pair is one loop of two loads and a store (a set)
+    or three loads and a store (an add): the passes are bound by loads and stores, and a nonzero each was two
+    loads and a store.
 
     The tiles go in groups (scratch: (3, 36 * group * width) numbers, the caller's: no allocation here, which
     would compile one more helper), a cell's vectors of the group's tiles side by side in one row of scratch,
     so that both passes run over a cell of the whole group at once. src_runs (dst_runs): the source's
     (target's) vectors of a cell of consecutive tiles lie one after the other, none at -1, as in the planes
     (tile t of image n is row n * tiles + t of every plane): the first pass reads such a source where it is, and
-    the second pass writes such a target where it is (set: `mode` and `bias` apply to a target of cells), no
+    the second pass writes such a target where it is (set: bias and floor apply to a target of cells), no
     copy through scratch. bias: `width` numbers."""
     w, side_in, side_out = width, round(src_at.shape[1] ** 0.5), round(dst_at.shape[1] ** 0.5)
     span = scratch.shape[1] // 36  # one cell's numbers: the group's vectors side by side
@@ -117,10 +118,6 @@ def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at:
                 d += n * dst_image
                 if d < 0:
                     continue
-                if mode == ADD:
-                    for c in range(w):
-                        dst[d + c] += result[o + c]
-                else:
-                    for c in range(w):
-                        value = result[o + c] + bias[c]
-                        dst[d + c] = floor if value < floor else value
+                for c in range(w):
+                    value = dst[d + c] + result[o + c] + bias[c]
+                    dst[d + c] = floor if value < floor else value

@@ -99,16 +99,16 @@ def test_each_tiles_transforms_compute_a_1d_correlation(tile: int) -> None:
 
 @pytest.mark.parametrize("group", [1, 2, 3])
 @pytest.mark.parametrize("planes", ["none", "source", "target"])
-@pytest.mark.parametrize("mode,floor", [(winograd_separable.SET, -np.inf), (winograd_separable.ADD, -np.inf),
-                                        (winograd_separable.SET, 0.1)])
-def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: float, planes: str, group: int) -> None:
+@pytest.mark.parametrize("zeroed,floor", [(False, -np.inf), (True, -np.inf), (True, 0.1), (False, 0.1)])
+def test_tile_transform_is_x_d_x_transposed_with_its_edges(zeroed: bool, floor: float, planes: str,
+                                                           group: int) -> None:
     """winograd_separable's kernel against NumPy: Y = X D X^T per tile and image, D's cells at -1 read as zero,
-    Y's cells at -1 not written, and the mode: set to max(Y + bias, floor), or add; in groups of 1, 2 and 3 of
-    the 3 images' 2 tiles (the last group short), with source or target cells laid out as planes (a group's
-    vectors of a cell one run, read and written where they are; a target of runs is only ever set) or
-    scattered."""
-    if planes == "target" and (mode, floor) != (winograd_separable.SET, -np.inf):
-        pytest.skip("a target of runs is set: the kernel has no bias, floor or ADD for it")
+    Y's cells at -1 not written, the others set to max(dst + Y + bias, floor) (a set where dst is zeroed), in
+    groups of 1, 2 and 3 of the 3 images' 2 tiles (the last group short), with source or target cells laid
+    out as planes (a group's vectors of a cell one run, read and written where they are; a target of runs is
+    only ever set) or scattered."""
+    if planes == "target" and (not zeroed or floor > -np.inf):
+        pytest.skip("a target of runs is set: the kernel has no bias, floor or sum for it")
     rng = np.random.default_rng(8)
     width, images, tiles, side_in, side_out = 3, 3, 2, 4, 3
     x_matrix = rng.normal(size=(side_out, side_in))
@@ -128,6 +128,8 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
     src = rng.normal(size=images * src_image + src_at.max() + width)
     bias = rng.normal(size=width) if floor > -np.inf else np.zeros(width)
     dst = rng.normal(size=images * dst_image + dst_at.max() + width)
+    if zeroed:
+        dst[:] = 0.0
     expected = dst.copy()
     for n in range(images):
         for t in range(tiles):
@@ -137,12 +139,11 @@ def test_tile_transform_is_x_d_x_transposed_with_its_edges(mode: int, floor: flo
             for q, a in enumerate(dst_at[t]):
                 if a >= 0:
                     at = slice(n * dst_image + a, n * dst_image + a + width)
-                    expected[at] = expected[at] + y[q] if mode == winograd_separable.ADD else np.maximum(y[q] + bias,
-                                                                                                         floor)
+                    expected[at] = np.maximum(expected[at] + y[q] + bias, floor)
     scratch = np.full((3, 36 * group * width), np.nan)  # nothing of it is read before it is written
     winograd_separable.tile_transform(src, dst, src_at, dst_at, src_image, dst_image, planes == "source",
                                       planes == "target", e.kind, e.target, e.source, e.coef, e.source2, e.coef2,
-                                      mode, bias, floor, scratch, width, 0, images)
+                                      bias, floor, scratch, width, 0, images)
     np.testing.assert_allclose(dst, expected, rtol=1e-12, atol=1e-12)
 
 
