@@ -23,8 +23,9 @@ kernel, tile_map, runs all four from a list of entries (target, source, coeffici
 tables of where each source and target vector (one row of channels) starts: 0.26 s of compiling on an empty
 Numba cache against 2.2 s for four unrolled kernels (benchmarks/compile_time.py, the MNIST convnet). For the
 larger tiles kron(X, X) has hundreds of entries, and winograd_separable's kernel runs X D X^T as two passes of
-1-D entries instead, on the same tables (SEPARABLE). The tables are NumPy, built once per shape and kept
-(table_set's cache), for one image: image n's vectors start n image sizes further on.
+1-D pairs of nonzeros instead, on the same tables (SEPARABLE), over groups of tiles. The tables are NumPy,
+built once per shape and kept (table_set's cache), for one image: image n's vectors start n image sizes further
+on.
 
 Tile t = (n * tiles_h + th) * tiles_w + tw covers outputs (m th, m tw) .. (m th + m - 1, m tw + m - 1) and
 reads the input from (m th - pad_top, m tw - pad_left); cells outside the image read as zero (adjoint: are
@@ -254,7 +255,7 @@ class Rows(NamedTuple):
 # the tiles whose transforms run in two 1-D passes (winograd_separable), where tile_map's kron entries are many:
 # the convnet's 13x13x32 -> 64 layer, batch 64, one thread, forward/backward ms: F(3x3) 1.94/3.05 against
 # 2.69/3.78 on tile_map; its 5x5x64 -> 128 layer 0.39/0.72 against 0.46/0.77. F(2x2) (64 entries a tile) ran
-# the same either way (2.47/3.98 against 2.41/3.95) and stays on tile_map
+# the same either way (2.47/3.98 against 2.41/3.95, winograd_separable's first form) and stays on tile_map
 SEPARABLE = {3, 4}
 
 
@@ -265,10 +266,13 @@ def _rows(tile: int, dtype: np.dtype) -> Rows | None:
         return None
     t = TRANSFORMS[tile]
     return Rows(*(e._replace(coef=e.coef.astype(dtype), coef2=e.coef2.astype(dtype))
-                  for e in map(pairs, (t.bt, t.at, t.at.T, t.bt.T))))
+                  for e in map(pairs, (t.bt, t.at, t.at.T, t.bt.T))))  # B^T, A^T and their adjoints
 
 
-# numbers of one cell of a group of tiles in winograd_separable's scratch (tiles: GROUP_NUMBERS // channels)
+# numbers of one cell of a group of tiles in winograd_separable's scratch (tiles: GROUP_NUMBERS // channels;
+# scratch 3 x 36 cells of it a thread, 216 KiB in float32: the core's L2). The convnet's second layer, one
+# thread, forward/backward min ms over 120 steps alternating: 1.62/2.75 at 512, 1.69/2.81 at 256, 1.89/3.02 at
+# 128, 1.72/2.88 at 1024
 GROUP_NUMBERS = 512
 
 

@@ -2,7 +2,7 @@
 
 F(2x2)'s B^T, G, A^T are the classic ones; cook_toom builds any F(m, 3) from interpolation points, and gives
 Lavin and Gray's F(4x4) on 0, 1, -1, 2, -2. Each transform is kept two ways: kron(X, X) entries for tile_map
-(one pass over the whole tile) and X's own entries for winograd_separable (two passes of rows).
+(one pass over the whole tile), and X itself, whose nonzeros winograd_separable runs in pairs (two passes).
 """
 
 from __future__ import annotations
@@ -105,10 +105,6 @@ class Transforms(NamedTuple):
     outof: Entries  # plane -> output cell (+ bias, floor)
     outof_adjoint: Entries  # output cell -> plane: the adjoint of outof
     into_adjoint: Entries  # plane -> patch cell, added: patches overlap
-    into_1d: Entries  # B^T alone: winograd_separable's input transform, and so on
-    outof_1d: Entries
-    outof_adjoint_1d: Entries
-    into_adjoint_1d: Entries
 
 
 def transforms(bt: np.ndarray, g: np.ndarray, at: np.ndarray) -> Transforms:
@@ -116,7 +112,7 @@ def transforms(bt: np.ndarray, g: np.ndarray, at: np.ndarray) -> Transforms:
     on both sides: plane alpha a + b of B^T d B is kron(B^T, B^T)[alpha a + b] @ d.ravel()."""
     return Transforms(at.shape[0], bt.shape[0], bt, g, at, np.kron(g, g), entries(np.kron(bt, bt)),
                       entries(np.kron(at, at), last=ADD_BIAS_FLOOR), entries(np.kron(at, at).T),
-                      entries(np.kron(bt, bt).T, first=ADD), entries(bt), entries(at), entries(at.T), entries(bt.T))
+                      entries(np.kron(bt, bt).T, first=ADD))
 
 
 # F(2x2, 3x3): B^T (4x4), G (4x3), A^T (2x4); coefficients 0, 1, -1, 1/2

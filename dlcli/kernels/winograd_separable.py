@@ -1,17 +1,27 @@
-"""Winograd's tile transforms in two 1-D passes, for the larger tiles: F(4x4, 3x3)'s 6x6 input tiles.
+"""Winograd's tile transforms in two 1-D passes, for the larger tiles: F(3x3) and F(4x4, 3x3)'s 5x5 and 6x6 tiles.
 
 A tile transform is Y = X D X^T for a tile D of channel vectors and a small matrix X (B^T, A^T or their
 transposes). winograd.tile_map computes it as one entry of kron(X, X) per (target, source) pair, one vector of
 channels each, paying its table look-ups per entry: for F(4x4) that is 484 entries a tile for B^T and 324 for
-A^T, and its transforms took 1.5x the time of the GEMMs they feed (the convnet's second layer, one thread: 1.10 ms
-input transform, 0.71 GEMMs, 0.77 output transform). Here Y = (X (X D)^T)^T: X applied to whole rows of the tile
-(each of X's nonzeros one pass over a row of side vectors, contiguous), the result transposed in a scratch block,
-X applied to its rows again, and the transposed result scattered by a table that names each cell's target: 44
-row passes a tile for B^T. The tile is gathered into (and scattered from) scratch blocks that stay in L1, so a
-tile at the image's edge (cells read as zero, or dropped) takes the same path as any other. 0.35-0.42 ms
-against tile_map's 1.0-1.1 for that input transform; a kernel with each 1-D transform written out ran it in
-0.14 ms, but its four transforms took 2.0 s to compile against this one's 0.7 (every shipped spec that has a
-Winograd layer compiles them on its first run).
+A^T, 1.5x the time of the GEMMs they feed. Here X D is X applied to whole rows of the tile, then (X D) X^T X
+applied within each row, each pass a sum of X's nonzeros over cell vectors.
+
+A cell's vectors of a group of tiles (GROUP_NUMBERS in winograd.py: 16 tiles of 32 channels) lie side by side
+in scratch, so each term of a pass is one loop over the whole group (512 numbers), where one tile's vectors
+(32) left the loops' setup and the table look-ups as much time as the arithmetic. The passes are bound by loads
+and stores, so X's nonzeros go two at a time (a target is set by its first pair, then added to: a store per
+two terms, not per term, and no separate zeroing). The planes side of a transform (the planes are one run of
+consecutive tiles per cell) is read by the first pass and written by the second where it is, with no copy
+through scratch; only the image side is gathered or scattered, a tile's vector at a time, by the tables (a
+cell outside the image read as zero or dropped). The convnet's second layer (13x13x32 -> 64, F(4x4), batch 64,
+one thread, ms a step; benchmarks/winograd_phases.py): input transform 0.43 against 0.81 for this kernel's
+previous form (one tile at a time: gathered, transposed and scattered through scratch), output transform 0.42
+against 0.66, output-gradient transform 0.34 against 0.68, input-gradient transform 0.35 against 0.57; the
+products they feed 0.85-0.96 each. It compiles in 0.50-0.56 s CPU on an empty cache against the previous
+form's 0.45-0.50 (one loop body for both passes and one scatter loop for set and add keep it there: each loop
+LLVM vectorizes costs 0.03-0.08 s). A kernel with each 1-D transform written out ran an input transform in 0.14
+ms in an earlier form, but its four transforms took 2.0 s to compile (every shipped spec that has a Winograd
+layer compiles this kernel on its first run).
 """
 
 from __future__ import annotations

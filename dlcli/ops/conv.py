@@ -82,11 +82,12 @@ def winograd_fits(g: ConvGeometry, channels: int) -> int | None:
     multiplications per output (multiplications_per_output: the padding of a tile that overhangs the output
     counts), when that is at most 4.5 (half of im2col's 9).
 
-    Measured here (batch 64, relu, alternating in one process, one thread, forward/backward ms): the MNIST
-    convnet's 13x13x32 -> 64 layer (11x11 output; F(4x4): 2.68 multiplications, F(3x3) 3.31, F(2x2) 4.76) took
-    1.72/2.69 by F(4x4), 1.94/3.05 by F(3x3), 2.41/3.95 by F(2x2), 2.50/5.11 by im2col; its 5x5x64 -> 128 layer
-    (3x3 output: one F(3x3) tile, 2.78; F(4x4) 4.0, F(2x2) 7.1) 0.39/0.72 by F(3x3), 0.54/1.01 by F(4x4),
-    0.75/1.42 by F(2x2), 0.69/1.37 by im2col; its 1-channel first layer 4-9x slower by Winograd. Float32 error
+    Measured here (batch 64, relu, alternating in one process, one thread, forward/backward ms;
+    benchmarks/conv_layers.py, one run on a shared machine): the MNIST convnet's 13x13x32 -> 64 layer (11x11
+    output; F(4x4): 2.68 multiplications, F(3x3) 3.31, F(2x2) 4.76) took 1.71/2.82 by F(4x4), 1.88/3.16 by
+    F(3x3), 3.01/4.55 by F(2x2), 2.84/6.30 by im2col; its 5x5x64 -> 128 layer (3x3 output: one F(3x3) tile,
+    2.78; F(4x4) 4.0, F(2x2) 7.1) 0.37/0.74 by F(3x3), 0.56/1.09 by F(4x4), 0.77/1.50 by F(2x2), 0.73/1.41 by
+    im2col (so F(3x3) stays ahead of im2col there); its 1-channel first layer 3-5x slower by Winograd. Float32 error
     against a float64 convolution, relative to its largest value (outputs, input and kernel gradients):
     F(2x2) 1e-7 to 1e-6, F(3x3) 6e-7 to 4e-6, F(4x4) 6e-7 to 7e-6 (its transforms multiply by up to 8 and
     divide by up to 24): within 1e-5, what float32 convolutions give."""
