@@ -289,3 +289,15 @@ def test_numpys_blas_runs_on_one_thread_while_the_parts_multiply_and_is_restored
     with blas.one_thread(numpy=True):
         assert get() == 1
     assert get() == before
+
+
+@pytest.mark.parametrize("tile", [3, 4])
+def test_a_read_only_input_gives_what_a_writable_one_gives(tile: int) -> None:
+    """A read-only batch (a memory-mapped file's) is a source array of another Numba type than the kernel's own
+    scratch, which the transform's first pass reads through the same variable: both must type and agree."""
+    rng = np.random.default_rng(4)
+    x, k = rng.normal(size=(2, 9, 9, 16)).astype(np.float32), rng.normal(size=(3, 3, 16, 4)).astype(np.float32)
+    expected = winograd.forward(x, k, np.zeros(4, np.float32), conv.RELU, 0, 0, 7, 7, tile)[0]
+    x.flags.writeable = False
+    np.testing.assert_array_equal(winograd.forward(x, k, np.zeros(4, np.float32), conv.RELU, 0, 0, 7, 7, tile)[0],
+                                  expected)
