@@ -7,7 +7,7 @@ from collections import deque
 from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,6 +42,8 @@ class Model:
     outputs: dict[str, OutputSpec]
     sequential: bool = False
     shapes: dict[str, Shape] = field(default_factory=dict)
+    # node name -> the call that runs instead of its layer's: a pair of nodes fused into one op (_fused_calls)
+    calls: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __call__(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
         """Run the layers on a batch of each input; returns each output's tensor."""
@@ -54,11 +56,12 @@ class Model:
         recording = profile.state.active
         for node in self.nodes:
             layer = node.layer
+            call = self.calls.get(node.name, layer)
             if recording is None:
-                out = layer(*[values[name] for name in node.inputs], training=training)
+                out = call(*[values[name] for name in node.inputs], training=training)
             else:  # dlcli profile, benchmarks: the node's time, FLOPs and ops
                 out = profile.timed_call(recording, node.name, layer, [values[name] for name in node.inputs],
-                                         training, layer)
+                                         training, call, None if call is layer else node.shape)
             if isinstance(out, tuple):  # the main output, then the ports extra_outputs names
                 out, *extras = out
                 values.update({f"{node.name}.{port}": t for port, t in zip(layer.extra_outputs(), extras)})
@@ -121,8 +124,35 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
         model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics,
                                              weighted_metrics=run.train.weighted_metrics))
     _build_layers(model, rng)
+    model.calls = _fused_calls(model)
     freeze_layers(model, run.train.freeze if run is not None else [])
     return model
+
+
+def _fused_calls(model: Model) -> dict[str, Callable[..., Any]]:
+    """The calls of node pairs that run as one op: a conv2d whose output only a max_pooling2d reads computes the
+    pool's output itself where its layer can (Conv2D.then_max_pool: a first 3x3 conv on 1-channel images), and
+    the pool hands it on. The conv's value in a trace is then the pooled one, which only the pool reads; the
+    conv's profile row holds the fused work, the pool's nearly none."""
+    readers: dict[str, list[Node]] = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    calls: dict[str, Callable[..., Any]] = {}
+    for node in model.nodes:
+        taken_by = readers.get(node.name, [])
+        fuse = getattr(node.layer, "then_max_pool", None)
+        if fuse is None or len(taken_by) != 1 or node.name in model.outputs or len(taken_by[0].inputs) != 1:
+            continue
+        call = fuse(taken_by[0].layer)
+        if call is not None:
+            calls[node.name], calls[taken_by[0].name] = call, _handed_on
+    return calls
+
+
+def _handed_on(x: Tensor, training: bool = False) -> Tensor:
+    """The call of a node whose output the node before it computed (_fused_calls)."""
+    return x
 
 
 def freeze_layers(model: Model, patterns: list[str]) -> None:

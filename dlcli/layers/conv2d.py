@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
@@ -11,6 +11,7 @@ from dlcli import activations, ops, registry
 from dlcli.errors import SpecError
 from dlcli.initializers import initialize
 from dlcli.layers.base import IMAGE, ActivationName, InitializerName, Layer, LayerSpec, Shape
+from dlcli.layers.pooling import MaxPooling2D
 from dlcli.ops.conv import geometry
 from dlcli.tensor import Tensor
 
@@ -108,3 +109,18 @@ class Conv2D(Convolution):
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         return self._activate(ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused, self.spec.algorithm))
+
+    def then_max_pool(self, pool: Layer) -> Callable[..., Tensor] | None:
+        """A call computing pool(self(x)) as one op (ops.conv2d_max_pool2d), for a graph where the max pool alone
+        reads this conv's output: where the fused forward can run (a 3x3 kernel over 1 channel, the whole
+        activation in the conv, windows of at most 2 x 2), else None and the two layers run apart."""
+        if not (isinstance(pool, MaxPooling2D) and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
+                and max(pool.pool_size) <= 2):
+            return None
+        s = self.spec
+
+        def call(x: Tensor, training: bool = False) -> Tensor:
+            return ops.conv2d_max_pool2d(x, self.kernel, self.bias, self.geometry, self.fused, s.algorithm,
+                                         pool.pool_size, pool.strides, pool.spec.padding)
+
+        return call
