@@ -221,6 +221,13 @@ def test_a_conv_read_only_by_a_max_pool_computes_the_pools_output() -> None:
     np.testing.assert_allclose(pooled.data, apart.data, rtol=0, atol=4e-7 * np.abs(apart.data).max())
 
 
+@pytest.mark.parametrize("change", [{"algorithm": "winograd"}, {"kernel_size": 5}, {"activation": "gelu"}])
+def test_a_first_conv_the_fused_forward_cannot_take_runs_apart_from_its_pool(change: dict[str, Any]) -> None:
+    doc = copy.deepcopy(CONVNET)
+    doc["model"]["layers"][0].update(change)
+    assert _build(doc).calls == {}
+
+
 def test_a_conv_with_another_reader_keeps_its_output() -> None:
     doc = {**CONVNET, "train": {"optimizer": "rmsprop"}, "model": {
         "inputs": {"image": {"shape": [14, 14, 1]}},

@@ -106,8 +106,8 @@ class ConvMaxPool(MaxPool):
     @staticmethod
     def fuses_forward(x: Tensor, kernel: Tensor, g: ConvGeometry, algorithm: str, pool_size: tuple[int, int]) -> bool:
         """Whether max_pool2d(conv2d(x, kernel, ...)) can run as one ConvMaxPool, forward included: a 3x3 kernel
-        over 1 channel computed by im2col (Conv2D's direct backward), an image needing no gradient, windows of
-        at most 2 x 2."""
+        over 1 channel that the algorithm computes by im2col here (auto does; a Winograd tile asked for runs as
+        asked), an image needing no gradient, windows of at most 2 x 2."""
         return (kernel.shape[:3] == (3, 3, 1) and not (x.requires_grad and is_grad_enabled())
                 and winograd_tile(algorithm, g, 1) is None and pool_size[0] <= 2 and pool_size[1] <= 2)
 
