@@ -11,7 +11,6 @@ from dlcli import activations, ops, registry
 from dlcli.errors import SpecError
 from dlcli.initializers import initialize
 from dlcli.layers.base import IMAGE, ActivationName, InitializerName, Layer, LayerSpec, Shape
-from dlcli.layers.pooling import MaxPooling2D
 from dlcli.ops.conv import geometry, winograd_tile
 from dlcli.tensor import Tensor
 
@@ -114,8 +113,9 @@ class Conv2D(Convolution):
         """A call computing pool(self(x)) as one op (ops.conv2d_max_pool2d), for a graph where the max pool alone
         reads this conv's output: where the fused forward can run (a 3x3 kernel over 1 channel by im2col, the
         whole activation in the conv, windows of at most 2 x 2), else None and the two layers run apart."""
-        if not (isinstance(pool, MaxPooling2D) and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
-                and winograd_tile(self.spec.algorithm, self.geometry, 1) is None and max(pool.pool_size) <= 2):
+        if not (pool.spec.type == "max_pooling2d" and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
+                and winograd_tile(self.spec.algorithm, self.geometry, 1) is None
+                and max(pool.pool_size) <= 2):  # type: ignore[attr-defined]
             return None
         s = self.spec
 
