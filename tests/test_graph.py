@@ -194,7 +194,7 @@ def test_the_graph_checks_each_declared_input_rank_with_one_message(layer: dict[
 
 
 # A first 3x3 conv2d on 1-channel images whose output only a max pool reads computes the pool's output itself
-# (graph._fused_calls, ops.conv2d_max_pool2d); with another reader the two layers run apart.
+# (graph._fused_pairs, ops.conv2d_max_pool2d); with another reader the two layers run apart.
 CONVNET: dict[str, Any] = {
     "name": "convnet", "seed": 3, "data": {"train": "t.npz"},
     "model": {"input": {"shape": [14, 14, 1]}, "layers": [
@@ -210,7 +210,7 @@ def test_a_conv_read_only_by_a_max_pool_computes_the_pools_output() -> None:
     from dlcli.ops.pool import ConvMaxPool
 
     model = _build(CONVNET)
-    assert set(model.calls) == {"conv2d", "max_pooling2d"}  # not conv2d_1: 8 input channels
+    assert model.fused == {"conv2d": "max_pooling2d"}  # not conv2d_1: 8 input channels
     x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
     values = model.trace({"input": x}, training=True)
     pooled = values["max_pooling2d"]
@@ -225,7 +225,7 @@ def test_a_conv_read_only_by_a_max_pool_computes_the_pools_output() -> None:
 def test_a_first_conv_the_fused_forward_cannot_take_runs_apart_from_its_pool(change: dict[str, Any]) -> None:
     doc = copy.deepcopy(CONVNET)
     doc["model"]["layers"][0].update(change)
-    assert _build(doc).calls == {}
+    assert _build(doc).fused == {}
 
 
 def test_a_conv_with_another_reader_keeps_its_output() -> None:
@@ -239,7 +239,7 @@ def test_a_conv_with_another_reader_keeps_its_output() -> None:
                   "out": {"type": "dense", "input": "both", "units": 3, "activation": "softmax"}},
         "outputs": {"out": {"loss": "sparse_categorical_crossentropy"}}}}
     model = _build(doc)
-    assert model.calls == {}
+    assert model.fused == {}
     x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
     values = model.trace({"image": x}, training=True)
     conv, pool = model.nodes[0].layer, model.nodes[1].layer
@@ -260,7 +260,7 @@ def test_training_steps_give_the_weights_of_the_unfused_layers() -> None:
     for fused in (True, False):
         model = _build(CONVNET)
         if not fused:
-            model.calls = {}
+            model.fused = {}
         objective, params = Objective(model), model.parameters()
         initial = initial or {name: t.data.copy() for name, t in params.items()}
         optimizer = create_optimizer({"type": "rmsprop"}, params)
@@ -280,3 +280,12 @@ def test_training_steps_give_the_weights_of_the_unfused_layers() -> None:
         # RMSprop moves each weight by about lr a step whatever its gradient's size: the weights moved, alike
         assert np.abs(value - initial[name]).max() > 1e-3
         np.testing.assert_allclose(value, weights[1][name], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_a_deep_copy_of_a_model_with_a_fused_pair_runs_its_own_layers() -> None:
+    # lr_range trains a deep copy and leaves the model as it was: the copy's fused conv must use its own kernel
+    model = _build(CONVNET)
+    trained = copy.deepcopy(model)
+    x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
+    (trained({"input": x}, training=True)["dense"] * Tensor(np.arange(9.0).reshape(3, 3))).sum().backward()
+    assert trained.nodes[0].layer.kernel.grad is not None and model.nodes[0].layer.kernel.grad is None

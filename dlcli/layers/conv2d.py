@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
@@ -109,18 +109,15 @@ class Conv2D(Convolution):
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         return self._activate(ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused, self.spec.algorithm))
 
-    def then_max_pool(self, pool: Layer) -> Callable[..., Tensor] | None:
-        """A call computing pool(self(x)) as one op (ops.conv2d_max_pool2d), for a graph where the max pool alone
-        reads this conv's output: where the fused forward can run (a 3x3 kernel over 1 channel by im2col, the
-        whole activation in the conv, windows of at most 2 x 2), else None and the two layers run apart."""
-        if not (pool.spec.type == "max_pooling2d" and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
+    def fuses_max_pool(self, pool: Layer) -> bool:
+        """Whether with_max_pool runs the fused forward, for a graph where the max pool alone reads this conv's
+        output: a 3x3 kernel over 1 channel by im2col, the whole activation in the conv, windows of at most
+        2 x 2. Otherwise the two layers run apart."""
+        return (pool.spec.type == "max_pooling2d" and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
                 and winograd_tile(self.spec.algorithm, self.geometry, 1) is None
-                and max(pool.pool_size) <= 2):  # type: ignore[attr-defined]
-            return None
-        s = self.spec
+                and max(pool.pool_size) <= 2)  # type: ignore[attr-defined]
 
-        def call(x: Tensor, training: bool = False) -> Tensor:
-            return ops.conv2d_max_pool2d(x, self.kernel, self.bias, self.geometry, self.fused, s.algorithm,
-                                         pool.pool_size, pool.strides, pool.spec.padding)
-
-        return call
+    def with_max_pool(self, pool: Layer, x: Tensor, training: bool = False) -> Tensor:
+        """pool(self(x)) as one op (ops.conv2d_max_pool2d), the max pool's output."""
+        return ops.conv2d_max_pool2d(x, self.kernel, self.bias, self.geometry, self.fused, self.spec.algorithm,
+                                     pool.pool_size, pool.strides, pool.spec.padding)  # type: ignore[attr-defined]
