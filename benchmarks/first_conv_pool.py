@@ -1,9 +1,11 @@
 """The MNIST convnet's first conv2d (1 -> 32, 28x28, relu) and its 2x2 max pool, batch 64: forward and backward
-ms with the pool differentiated straight to the conv's weights (ops/pool.ConvMaxPool, what max_pool2d takes
-after such a conv) against the two ops apart (the pool's gradient written out whole, the conv's backward
-reading it), alternating within each repeat; the table gives the median over repeats of each repeat's median
-step, the ratio to the ops apart, and the largest difference of the kernel's and bias's gradients between the
-two, relative to the largest gradient.
+ms of three variants, alternating within each repeat: the two ops apart (the conv output and the pool's
+gradient written out whole); the backward fused (ops/pool.ConvMaxPool, what max_pool2d takes after such a conv:
+the pool differentiated straight to the conv's weights); forward and backward fused (ops.conv2d_max_pool2d, what
+a graph runs when the pool alone reads the conv: one pass from the image to the pooled output, no conv output).
+The table gives the median over repeats of each repeat's median step and the ratio to the ops apart; then the
+largest difference of each fused variant's output and of its kernel's and bias's gradients from the ops
+apart, relative to the largest value.
 
     python benchmarks/first_conv_pool.py [--steps 40] [--repeats 5] [--threads 2] [--json out.json]
 """
@@ -37,18 +39,23 @@ from dlcli.tensor import Tensor  # noqa: E402
 from dlcli.tensor.memory import keep_freed_memory  # noqa: E402
 
 GEOMETRY = geometry(28, 28, (3, 3), (1, 1), (1, 1), "valid")
-VARIANTS = {"ops apart": lambda c: MaxPool.apply(c, pool_size=(2, 2), strides=(2, 2), padding="valid"),
-            "fused backward": lambda c: ops.max_pool2d(c, 2)}
+VARIANTS = {
+    "ops apart": lambda x, w, b: MaxPool.apply(ops.conv2d(x, w, b, GEOMETRY, "relu"), pool_size=(2, 2),
+                                               strides=(2, 2), padding="valid"),
+    "fused backward": lambda x, w, b: ops.max_pool2d(ops.conv2d(x, w, b, GEOMETRY, "relu"), 2),
+    "fused forward and backward": lambda x, w, b: ops.conv2d_max_pool2d(x, w, b, GEOMETRY, "relu", "auto", 2)}
 
 
-def step(pool, x: Tensor, kernel: np.ndarray, bias: np.ndarray, d: np.ndarray) -> tuple[float, float, tuple]:
-    """(forward ms, backward ms, (kernel gradient, bias gradient)) of one training step of the two layers."""
+def step(layers, x: Tensor, kernel: np.ndarray, bias: np.ndarray, d: np.ndarray) -> tuple[float, float, tuple]:
+    """(forward ms, backward ms, (output, kernel gradient, bias gradient)) of one training step of the two
+    layers."""
     w, b = Tensor(kernel, requires_grad=True), Tensor(bias, requires_grad=True)
     start = time.perf_counter()
-    out = pool(ops.conv2d(x, w, b, GEOMETRY, "relu"))
+    out = layers(x, w, b)
     middle = time.perf_counter()
+    data = out.data
     out.backward(d)
-    return (middle - start) * 1e3, (time.perf_counter() - middle) * 1e3, (w.grad, b.grad)
+    return (middle - start) * 1e3, (time.perf_counter() - middle) * 1e3, (data, w.grad, b.grad)
 
 
 def main() -> int:
@@ -58,32 +65,34 @@ def main() -> int:
     kernel = rng.normal(0, 0.3, (3, 3, 1, 32)).astype(np.float32)
     bias = rng.normal(0, 0.05, 32).astype(np.float32)
     d = rng.normal(size=(ARGS.batch, 13, 13, 32)).astype(np.float32)
-    assert type(VARIANTS["fused backward"](ops.conv2d(x, Tensor(kernel, requires_grad=True), Tensor(bias),
-                                                      GEOMETRY, "relu")).op) is ConvMaxPool
+    for name in ("fused backward", "fused forward and backward"):
+        assert type(VARIANTS[name](x, Tensor(kernel, requires_grad=True), Tensor(bias)).op) is ConvMaxPool
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
-    grads = {}
+    values = {}
     for _ in range(ARGS.repeats):
-        for name, pool in VARIANTS.items():  # alternating: each repeat sees the machine as the other does
-            steps = [step(pool, x, kernel, bias, d) for _ in range(ARGS.steps + 3)][3:]
-            grads[name] = steps[-1][2]
+        for name, layers in VARIANTS.items():  # alternating: each repeat sees the machine as the others do
+            steps = [step(layers, x, kernel, bias, d) for _ in range(ARGS.steps + 3)][3:]
+            values[name] = steps[-1][2]
             runs[name].append((statistics.median(s[0] for s in steps), statistics.median(s[1] for s in steps)))
-    apart, fused = grads["ops apart"], grads["fused backward"]
-    difference = max(float(np.abs(f - a).max() / np.abs(a).max()) for a, f in zip(apart, fused))
     results = {name: {"forward_ms": statistics.median(r[0] for r in rs),
                       "backward_ms": statistics.median(r[1] for r in rs)} for name, rs in runs.items()}
+    for name, result in results.items():  # relative to the largest value of the ops apart
+        apart = values["ops apart"]
+        result["max_relative_output_difference"], result["max_relative_gradient_difference"] = (
+            float(np.abs(values[name][0] - apart[0]).max() / np.abs(apart[0]).max()),
+            max(float(np.abs(f - a).max() / np.abs(a).max()) for a, f in zip(apart[1:], values[name][1:])))
     base = results["ops apart"]["forward_ms"] + results["ops apart"]["backward_ms"]
     print(f"conv2d (1->32, 28x28, relu) + max_pooling2d 2x2, batch {ARGS.batch}, threads={ARGS.threads}, "
           f"median of {ARGS.repeats} x {ARGS.steps} steps (ms)")
-    print("| variant | fwd ms | bwd ms | fwd+bwd vs apart |")
-    print("|---|---|---|---|")
+    print("| variant | fwd ms | bwd ms | fwd+bwd vs apart | output difference | gradient difference |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['forward_ms']:.3f} | {r['backward_ms']:.3f} | "
-              f"{(r['forward_ms'] + r['backward_ms']) / base:.2f} |")
-    print(f"largest gradient difference, fused against apart: {difference:.1e} of the largest gradient")
+              f"{(r['forward_ms'] + r['backward_ms']) / base:.2f} | {r['max_relative_output_difference']:.1e} | "
+              f"{r['max_relative_gradient_difference']:.1e} |")
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps({"benchmark": "first_conv_pool", "threads": ARGS.threads,
-                                               "batch": ARGS.batch, "results": results,
-                                               "max_relative_gradient_difference": difference}, indent=2))
+                                               "batch": ARGS.batch, "results": results}, indent=2))
     return 0
 
 

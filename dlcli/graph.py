@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,6 +43,9 @@ class Model:
     outputs: dict[str, OutputSpec]
     sequential: bool = False
     shapes: dict[str, Shape] = field(default_factory=dict)
+    # pairs of nodes that run as one op (_fused_pairs): conv node name -> the max pool node that alone reads it.
+    # Names, not calls: a deep copy of the model (lr_range) must run its own layers
+    fused: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, inputs: dict[str, Tensor], training: bool = False) -> dict[str, Tensor]:
         """Run the layers on a batch of each input; returns each output's tensor."""
@@ -54,11 +58,12 @@ class Model:
         recording = profile.state.active
         for node in self.nodes:
             layer = node.layer
+            call = self.call_of(node) if self.fused else layer
             if recording is None:
-                out = layer(*[values[name] for name in node.inputs], training=training)
+                out = call(*[values[name] for name in node.inputs], training=training)
             else:  # dlcli profile, benchmarks: the node's time, FLOPs and ops
                 out = profile.timed_call(recording, node.name, layer, [values[name] for name in node.inputs],
-                                         training, layer)
+                                         training, call, None if call is layer else node.shape)
             if isinstance(out, tuple):  # the main output, then the ports extra_outputs names
                 out, *extras = out
                 values.update({f"{node.name}.{port}": t for port, t in zip(layer.extra_outputs(), extras)})
@@ -66,6 +71,14 @@ class Model:
                 out.mask = _handed_on_mask([values[name] for name in node.inputs], out)
             values[node.name] = out
         return values
+
+    def call_of(self, node: Node) -> Callable[..., Any]:
+        """What runs for the node: its layer, or in a fused pair the conv's call that computes the max pool's
+        output (Conv2D.with_max_pool) and the pool's, which hands it on."""
+        pool = self.fused.get(node.name)
+        if pool is not None:
+            return functools.partial(node.layer.with_max_pool, next(n.layer for n in self.nodes if n.name == pool))
+        return _handed_on if node.name in self.fused.values() else node.layer
 
     @property
     def layers(self) -> list[Layer]:
@@ -121,8 +134,34 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
         model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics,
                                              weighted_metrics=run.train.weighted_metrics))
     _build_layers(model, rng)
+    model.fused = _fused_pairs(model)
     freeze_layers(model, run.train.freeze if run is not None else [])
     return model
+
+
+def _fused_pairs(model: Model) -> dict[str, str]:
+    """The node pairs that run as one op: a conv2d whose output only a max_pooling2d reads computes the pool's
+    output itself where its layer can (Conv2D.fuses_max_pool: a first 3x3 conv on 1-channel images), and the
+    pool hands it on (Model.call_of). The conv's value in a trace is then the pooled one, which only the pool
+    reads; the conv's profile row holds the fused work, the pool's nearly none."""
+    readers: dict[str, list[Node]] = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    pairs: dict[str, str] = {}
+    for node in model.nodes:
+        taken_by = readers.get(node.name, [])
+        fuses = getattr(node.layer, "fuses_max_pool", None)
+        if fuses is None or len(taken_by) != 1 or node.name in model.outputs or len(taken_by[0].inputs) != 1:
+            continue
+        if fuses(taken_by[0].layer):
+            pairs[node.name] = taken_by[0].name
+    return pairs
+
+
+def _handed_on(x: Tensor, training: bool = False) -> Tensor:
+    """The call of a node whose output the node before it computed (Model.call_of)."""
+    return x
 
 
 def freeze_layers(model: Model, patterns: list[str]) -> None:

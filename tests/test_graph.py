@@ -191,3 +191,101 @@ def test_the_graph_checks_each_declared_input_rank_with_one_message(layer: dict[
     with pytest.raises(SpecError) as info:
         _build(doc)
     assert str(info.value) == f"model.layers[0]: {message}"
+
+
+# A first 3x3 conv2d on 1-channel images whose output only a max pool reads computes the pool's output itself
+# (graph._fused_pairs, ops.conv2d_max_pool2d); with another reader the two layers run apart.
+CONVNET: dict[str, Any] = {
+    "name": "convnet", "seed": 3, "data": {"train": "t.npz"},
+    "model": {"input": {"shape": [14, 14, 1]}, "layers": [
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "activation": "relu"},
+        {"type": "max_pooling2d", "pool_size": 2},
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"}]},
+    "train": {"loss": "sparse_categorical_crossentropy", "optimizer": "rmsprop"},
+}
+
+
+def test_a_conv_read_only_by_a_max_pool_computes_the_pools_output() -> None:
+    from dlcli.ops.pool import ConvMaxPool
+
+    model = _build(CONVNET)
+    assert model.fused == {"conv2d": "max_pooling2d"}  # not conv2d_1: 8 input channels
+    x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
+    values = model.trace({"input": x}, training=True)
+    pooled = values["max_pooling2d"]
+    assert type(pooled.op) is ConvMaxPool and pooled.op.inputs[0] is x and pooled.shape == (3, 6, 6, 8)
+    assert values["conv2d"] is pooled  # the conv's value is the pooled one, which only the pool reads
+    conv, pool = model.nodes[0].layer, model.nodes[1].layer
+    apart = pool(conv(x))
+    np.testing.assert_allclose(pooled.data, apart.data, rtol=0, atol=4e-7 * np.abs(apart.data).max())
+
+
+@pytest.mark.parametrize("change", [{"algorithm": "winograd"}, {"kernel_size": 5}, {"activation": "gelu"}])
+def test_a_first_conv_the_fused_forward_cannot_take_runs_apart_from_its_pool(change: dict[str, Any]) -> None:
+    doc = copy.deepcopy(CONVNET)
+    doc["model"]["layers"][0].update(change)
+    assert _build(doc).fused == {}
+
+
+def test_a_conv_with_another_reader_keeps_its_output() -> None:
+    doc = {**CONVNET, "train": {"optimizer": "rmsprop"}, "model": {
+        "inputs": {"image": {"shape": [14, 14, 1]}},
+        "nodes": {"conv": {"type": "conv2d", "input": "image", "filters": 8, "kernel_size": 3, "activation": "relu"},
+                  "pool": {"type": "max_pooling2d", "input": "conv", "pool_size": 2},
+                  "wide": {"type": "global_average_pooling2d", "input": "conv"},
+                  "narrow": {"type": "global_average_pooling2d", "input": "pool"},
+                  "both": {"type": "concatenate", "inputs": ["wide", "narrow"]},
+                  "out": {"type": "dense", "input": "both", "units": 3, "activation": "softmax"}},
+        "outputs": {"out": {"loss": "sparse_categorical_crossentropy"}}}}
+    model = _build(doc)
+    assert model.fused == {}
+    x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
+    values = model.trace({"image": x}, training=True)
+    conv, pool = model.nodes[0].layer, model.nodes[1].layer
+    assert values["conv"].shape == (3, 12, 12, 8)  # the other reader gets the whole conv output
+    np.testing.assert_array_equal(values["wide"].data, values["conv"].data.mean(axis=(1, 2)))
+    np.testing.assert_array_equal(values["pool"].data, pool(conv(x)).data)
+    (values["out"] * Tensor(np.arange(9, dtype=np.float32).reshape(3, 3))).sum().backward()  # softmax sums to 1
+    assert conv.kernel.grad is not None and np.abs(conv.kernel.grad).max() > 0
+
+
+def test_training_steps_give_the_weights_of_the_unfused_layers() -> None:
+    from dlcli.optimizers import create_optimizer
+    from dlcli.train.loop import Objective
+
+    rng = np.random.default_rng(5)
+    batches = [(rng.random((16, 14, 14, 1), dtype=np.float32), rng.integers(0, 3, 16)) for _ in range(4)]
+    weights, first_gradients, initial = [], [], None
+    for fused in (True, False):
+        model = _build(CONVNET)
+        if not fused:
+            model.fused = {}
+        objective, params = Objective(model), model.parameters()
+        initial = initial or {name: t.data.copy() for name, t in params.items()}
+        optimizer = create_optimizer({"type": "rmsprop"}, params)
+        for step, (images, labels) in enumerate(batches):
+            for t in params.values():
+                t.zero_grad()
+            loss, _ = objective.loss(model({"input": Tensor(images)}, training=True), {"dense": labels})
+            loss.backward()
+            if step == 0:
+                first_gradients.append({name: t.grad.copy() for name, t in params.items()})
+            optimizer.step()
+        weights.append({name: t.data.copy() for name, t in params.items()})
+    for name, value in weights[0].items():
+        largest = np.abs(first_gradients[1][name]).max()
+        np.testing.assert_allclose(first_gradients[0][name], first_gradients[1][name], rtol=0, atol=1e-5 * largest,
+                                   err_msg=name)  # float32 summation order
+        # RMSprop moves each weight by about lr a step whatever its gradient's size: the weights moved, alike
+        assert np.abs(value - initial[name]).max() > 1e-3
+        np.testing.assert_allclose(value, weights[1][name], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_a_deep_copy_of_a_model_with_a_fused_pair_runs_its_own_layers() -> None:
+    # lr_range trains a deep copy and leaves the model as it was: the copy's fused conv must use its own kernel
+    model = _build(CONVNET)
+    trained = copy.deepcopy(model)
+    x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
+    (trained({"input": x}, training=True)["dense"] * Tensor(np.arange(9.0).reshape(3, 3))).sum().backward()
+    assert trained.nodes[0].layer.kernel.grad is not None and model.nodes[0].layer.kernel.grad is None

@@ -4,7 +4,10 @@ Every loop nest ends in a loop over channels, the contiguous axis, so LLVM vecto
 are chosen with selects, not branches (an `if` in the channel loop doubled the time). No Numba thread pool: it
 fights OpenBLAS's for the cores and slows the next matrix product; the max backward splits images over plain
 threads instead (kernels/parts.py). The max forward stays on one thread: on two it took as long (0.20 against
-0.18 ms on the convnet's first pool, memory-bound) or longer (0.06 against 0.04 on its second). Windows are
+0.18 ms on the convnet's first pool, memory-bound) or longer (0.06 against 0.04 on its second; in a training
+step, where its input comes from the conv before it, 0.117 against 0.113 ms: profile_ab, one locked run).
+The convnet's first pool no longer runs here: it is fused with its conv (conv_one_channel.forward_pooled).
+Windows are
 clipped to the image, which is how "same" padding ignores padded cells. Callers allocate outputs; the average
 backward's come zeroed.
 """

@@ -11,7 +11,7 @@ from dlcli import activations, ops, registry
 from dlcli.errors import SpecError
 from dlcli.initializers import initialize
 from dlcli.layers.base import IMAGE, ActivationName, InitializerName, Layer, LayerSpec, Shape
-from dlcli.ops.conv import geometry
+from dlcli.ops.conv import geometry, winograd_tile
 from dlcli.tensor import Tensor
 
 
@@ -108,3 +108,16 @@ class Conv2D(Convolution):
 
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         return self._activate(ops.conv2d(x, self.kernel, self.bias, self.geometry, self.fused, self.spec.algorithm))
+
+    def fuses_max_pool(self, pool: Layer) -> bool:
+        """Whether with_max_pool runs the fused forward, for a graph where the max pool alone reads this conv's
+        output: a 3x3 kernel over 1 channel by im2col, the whole activation in the conv, windows of at most
+        2 x 2. Otherwise the two layers run apart."""
+        return (pool.spec.type == "max_pooling2d" and self.after is None and self.kernel.shape[:3] == (3, 3, 1)
+                and winograd_tile(self.spec.algorithm, self.geometry, 1) is None
+                and max(pool.pool_size) <= 2)  # type: ignore[attr-defined]
+
+    def with_max_pool(self, pool: Layer, x: Tensor, training: bool = False) -> Tensor:
+        """pool(self(x)) as one op (ops.conv2d_max_pool2d), the max pool's output."""
+        return ops.conv2d_max_pool2d(x, self.kernel, self.bias, self.geometry, self.fused, self.spec.algorithm,
+                                     pool.pool_size, pool.strides, pool.spec.padding)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from dlcli.ops.elementwise import (
 from dlcli.ops.layer_normalization import layer_normalization
 from dlcli.ops.linalg import affine, matmul
 from dlcli.ops.loss import ctc_loss, sigmoid_binary_crossentropy, softmax_crossentropy, sparse_softmax_crossentropy
-from dlcli.ops.pool import average_pool1d, average_pool2d, max_pool1d, max_pool2d
+from dlcli.ops.pool import average_pool1d, average_pool2d, conv2d_max_pool2d, max_pool1d, max_pool2d
 from dlcli.ops.recurrent import gru, lstm, simple_rnn
 from dlcli.ops.reduce import max, mean, sum
 from dlcli.ops.resize import up_sample2d, zero_pad2d
@@ -25,7 +25,8 @@ from dlcli.tensor import Tensor
 
 __all__ = [
     "abs", "add", "affine", "affine_resample", "average_pool1d", "average_pool2d", "batch_normalization", "clip",
-    "concatenate", "conv2d", "conv2d_transpose", "ctc_loss", "depthwise_conv2d", "div", "dot_product_attention",
+    "concatenate", "conv2d", "conv2d_max_pool2d", "conv2d_transpose", "ctc_loss", "depthwise_conv2d", "div",
+    "dot_product_attention",
     "dropout", "exp", "flip_images", "gather", "getitem", "gru", "layer_normalization", "log", "log_softmax", "lstm",
     "matmul", "max", "max_pool1d", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "packed_self_attention",
     "pow", "relu",

@@ -109,8 +109,10 @@ def recording(profile: Profile) -> Iterator[Profile]:
 
 
 def timed_call(profile: Profile, name: str, layer: Any, inputs: list[Any], training: bool,
-               call: Callable[..., Any]) -> Any:
-    """Run one node under the profile: its forward time, its ops tagged with its name, its FLOPs."""
+               call: Callable[..., Any], shape: tuple[int, ...] | None = None) -> Any:
+    """Run one node under the profile: its forward time, its ops tagged with its name, its FLOPs (from the
+    layer's output positions: shape, its per-example output shape, when the call returns another, as a conv
+    that computes the max pool after it does)."""
     record = profile.nodes.get(name)
     if record is None:
         record = profile.nodes[name] = NodeRecord(kind=getattr(getattr(layer, "spec", None), "type", "?"))
@@ -125,7 +127,8 @@ def timed_call(profile: Profile, name: str, layer: Any, inputs: list[Any], train
         kernel = next((t for key, t in layer.weights().items() if key.split("/")[-1] == "kernel"), None)
         main = out[0] if isinstance(out, tuple) else out
         if kernel is not None:
-            record.forward_flops = 2 * int(np.prod(main.shape[:-1])) * kernel.size
+            positions = main.shape[:-1] if shape is None else (main.shape[0], *shape[:-1])
+            record.forward_flops = 2 * int(np.prod(positions)) * kernel.size
             # the kernel's gradient always; the input's only when something before the node learns
             record.backward_flops = record.forward_flops * (1 + any(t.requires_grad for t in inputs))
     return out

@@ -117,10 +117,13 @@ def _forward(layers: list[Layer], x: Tensor, training: bool) -> Tensor:
 
 
 def _warm_up_first_conv(rng: np.random.Generator) -> None:
-    """A first conv2d on 1-channel images whose input needs no gradient: its fused backward
-    (kernels/conv_one_channel.py), which the stacks above (inputs with a gradient) never call."""
-    layers = _built([{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}], (6, 6, 1), rng)
-    _forward(layers, Tensor(rng.random((2, 6, 6, 1), dtype=np.float32)), training=True).sum().backward()
+    """A first conv2d on 1-channel images whose input needs no gradient, and its max pool, called as a graph
+    calls the pair (Conv2D.with_max_pool): the fused forward and backward (kernels/conv_one_channel.py), which
+    the stacks above (inputs with a gradient) never call; the plain conv's backward is the same kernel."""
+    conv, pool = _built([{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"},
+                         {"type": "max_pooling2d", "pool_size": 2}], (6, 6, 1), rng)
+    x = Tensor(rng.random((2, 6, 6, 1), dtype=np.float32))
+    conv.with_max_pool(pool, x, training=True).sum().backward()  # type: ignore[attr-defined]
 
 
 def _warm_up_ctc(rng: np.random.Generator) -> None:

@@ -94,7 +94,7 @@ def layer_step(model: Model, node: Node, backward: bool = True) -> bool:
             value.mask = np.ones((BATCH, model.shapes[name][0]), bool)
         inputs.append(value)
     try:
-        out = node.layer(*inputs, training=True)
+        out = model.call_of(node)(*inputs, training=True)  # a fused pair as the run calls it
     except Exception:  # noqa: BLE001 - zeros it cannot take (a vocabulary to adapt): the run compiles it
         return False
     total = None

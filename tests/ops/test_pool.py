@@ -45,6 +45,30 @@ CASES = {
 }
 
 
+def _conv_max_pool(shape, padding, strides, dilation, pool, pool_strides, pool_padding, activation):
+    """conv2d_max_pool2d of fixed 1-channel images (no gradient: the fused forward's case) as a function of the
+    kernel and the bias."""
+    from dlcli.ops.conv import geometry
+
+    g = geometry(*shape, (3, 3), strides, dilation, padding)
+    x = Tensor(rng.normal(size=(2, *shape, 1)))
+    return lambda w, b: ops.conv2d_max_pool2d(x, w, b, g, activation, "auto", pool, pool_strides, pool_padding)
+
+
+# the fused forward and backward (ConvMaxPool without a conv), in float64; the bias lifts relu's kinks off zero
+CASES.update({
+    "conv2d_max_pool2d_relu": (_conv_max_pool((6, 6), "valid", (1, 1), (1, 1), 2, None, "valid", "relu"),
+                               [rng.normal(size=(3, 3, 1, 3)) * 0.5, rng.normal(size=3) + 0.3]),
+    "conv2d_max_pool2d_tanh_same_odd": (_conv_max_pool((7, 6), "same", (2, 1), (1, 1), 2, 2, "same", "tanh"),
+                                        [rng.normal(size=(3, 3, 1, 3)) * 0.5, rng.normal(size=3)]),
+    "conv2d_max_pool2d_linear_dilated": (
+        _conv_max_pool((9, 8), "same", (1, 1), (2, 2), (2, 1), (3, 1), "same", "linear"),
+        [rng.normal(size=(3, 3, 1, 2)) * 0.5, rng.normal(size=2)]),
+    "conv2d_max_pool2d_one_cell_windows": (_conv_max_pool((5, 5), "valid", (1, 1), (1, 1), 1, None, "valid", "relu"),
+                                           [rng.normal(size=(3, 3, 1, 2)) * 0.5, rng.normal(size=2) + 0.3]),
+})
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pool_gradient_matches_finite_differences(name: str) -> None:
     fn, inputs = CASES[name]
@@ -205,3 +229,58 @@ def test_the_fused_backward_is_profiled_in_the_convs_row() -> None:
         out.sum().backward()
     assert out.op is None and w.grad is not None  # the graph is freed after backward
     assert "conv" in measured._backward and "pool" not in measured._backward
+
+
+
+@pytest.mark.parametrize("name", [name for name in CASES if name.startswith("conv2d_max_pool2d")])
+def test_conv2d_max_pool2d_cases_take_the_fused_forward(name: str) -> None:
+    from dlcli.ops.pool import ConvMaxPool
+
+    fn, inputs = CASES[name]
+    out = fn(*(Tensor(a, requires_grad=True) for a in inputs))
+    assert type(out.op) is ConvMaxPool and out.op.inputs[0].op is None  # no Conv2D op before it: fused forward
+
+
+@pytest.mark.parametrize("shape,padding,pool,activation", [
+    ((28, 28), "valid", 2, "relu"), ((29, 29), "valid", 2, "relu"), ((27, 27), "valid", 2, "tanh"),
+    ((28, 28), "same", 2, "linear"), ((27, 27), "same", 2, "relu"), ((28, 28), "valid", 1, "relu")])
+@pytest.mark.parametrize("batch", [1, 9])
+def test_the_fused_forward_gives_the_two_ops_output(shape, padding, pool, activation, batch) -> None:
+    # float32 as training runs it: 26x26, odd 27x27 and 25x25 conv outputs (the pool's floor), both paddings.
+    # The 9 products are added in im2col's order, as fused multiply-adds: the GEMM's blocking rounds some
+    # differently, so values agree to a float32 rounding of the largest, not bit for bit (measured: at most
+    # 2.4e-7 on the convnet's first layer, 86% of outputs identical); the argmax is the same
+    from dlcli.ops.conv import geometry
+    from dlcli.ops.pool import ConvMaxPool
+
+    g = geometry(*shape, (3, 3), (1, 1), (1, 1), padding)
+    x = Tensor(rng.random((batch, *shape, 1), dtype=np.float32))
+    w = Tensor(rng.normal(0, 0.3, (3, 3, 1, 32)).astype(np.float32), requires_grad=True)
+    b = Tensor(rng.normal(0, 0.1, 32).astype(np.float32), requires_grad=True)
+    apart = ops.max_pool2d(ops.conv2d(x, w, b, g, activation), pool, None, padding)
+    fused = ops.conv2d_max_pool2d(x, w, b, g, activation, "auto", pool, None, padding)
+    assert type(fused.op) is ConvMaxPool and fused.op.inputs[0] is x
+    assert fused.dtype == np.float32 and fused.shape == apart.shape
+    np.testing.assert_allclose(fused.data, apart.data, rtol=0, atol=4e-7 * np.abs(apart.data).max())
+    np.testing.assert_array_equal(fused.op.argmax, apart.op.argmax)
+    assert fused.op.argmax.dtype == np.int32
+
+
+def test_a_conv_whose_input_needs_a_gradient_takes_the_two_ops() -> None:
+    from dlcli.ops.conv import Conv2D, geometry
+
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid")
+    x = Tensor(rng.normal(size=(2, 6, 6, 1)), requires_grad=True)
+    w, b = Tensor(rng.normal(size=(3, 3, 1, 2)), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)
+    out = ops.conv2d_max_pool2d(x, w, b, g, "relu")
+    assert type(out.op).__name__ == "MaxPool" and type(out.op.inputs[0].op) is Conv2D
+    np.testing.assert_array_equal(out.data, ops.max_pool2d(ops.conv2d(x, w, b, g, "relu"), 2).data)
+
+
+def test_conv2d_max_pool2d_refuses_an_activation_conv2d_does_not_compute() -> None:
+    from dlcli.ops.conv import geometry
+
+    g = geometry(6, 6, (3, 3), (1, 1), (1, 1), "valid")
+    with pytest.raises(ValueError, match="not 'softmax'"):
+        ops.conv2d_max_pool2d(Tensor(np.ones((1, 6, 6, 1))), Tensor(np.ones((3, 3, 1, 2))), Tensor(np.zeros(2)), g,
+                              "softmax")

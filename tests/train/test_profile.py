@@ -28,8 +28,8 @@ SPEC = {
 }
 
 
-def _profiled(steps: int = 4) -> tuple[profile.Profile, dict]:
-    spec = validate_spec(SPEC, Path("tiny.toml"))
+def _profiled(steps: int = 4, doc: dict = SPEC) -> tuple[profile.Profile, dict]:
+    spec = validate_spec(doc, Path("tiny.toml"))
     model = build_model(spec.model, np.random.default_rng(0), spec)
     rng = np.random.default_rng(1)
     data = Split({"input": rng.random((20, 6, 6, 1), dtype=np.float32)}, {"output": rng.integers(0, 3, 20)})
@@ -71,6 +71,18 @@ def test_kept_bytes_count_what_the_ops_hold_for_backward_once() -> None:
     # fused backward (kernels/conv_one_channel.py) and its output (128 x 4), in float32; the kernel is a parameter
     assert measured.nodes["conv2d"].kept_bytes == (8 * 6 * 6 + 128 * 4) * 4
     assert measured.nodes["flatten"].kept_bytes == 0
+
+
+def test_a_conv_that_computes_its_max_pool_has_the_pairs_row() -> None:
+    layers = SPEC["model"]["layers"]
+    doc = {**SPEC, "model": {**SPEC["model"], "layers": [layers[0], {"type": "max_pooling2d"}, *layers[1:]]}}
+    measured, _ = _profiled(steps=3, doc=doc)
+    conv, pool = measured.nodes["conv2d"], measured.nodes["max_pooling2d"]
+    # the fused forward and backward (ops.conv2d_max_pool2d) in the conv's row; FLOPs of the conv's own output
+    assert conv.forward_flops == 2 * 8 * 16 * 36 and all(t > 0 for t in conv.backward_s)
+    assert pool.backward_s == [0.0] * 3 and pool.kept_bytes == 0
+    # the image, the pooled output (8 x 2 x 2 x 4, float32) and its argmax (int32): no 4 x 4 conv output
+    assert conv.kept_bytes == (8 * 6 * 6 + 2 * 8 * 2 * 2 * 4) * 4
 
 
 def test_nothing_is_recorded_without_an_active_profile() -> None:
