@@ -26,6 +26,15 @@ def holds_no_kernels() -> bool:
     return not folder.is_dir() or next(folder.glob("*.nbi"), None) is None
 
 
+def prepare_compiler() -> None:
+    """Numba's one-time set-up of its CPU target, which a process's first compile pays otherwise (0.3-0.45 s:
+    its typing and lowering registries, whose modules import SciPy's BLAS bindings): a process with a core to
+    spare pays it before it has anything to compile (train/precompile_fork.py's early child)."""
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
+    cpu_target.typing_context.refresh()
+
 
 class ClaimedElsewhereError(Exception):
     """Another process is compiling this kernel signature (raised instead of waiting, see below)."""

@@ -19,7 +19,7 @@ the epoch of 30 steps 0.22 s instead of 0.44, and the whole `dlcli train` proces
 thread loads.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So a child process (train/precompile_process.py, forked: nothing to import again) meanwhile compiles the
+So a child process (train/precompile_process.py) meanwhile compiles the
 backward passes, from the last layer back to the first, the recurrent layers' forward time loops left out
 (ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards
 only (the loss, the layers from the first on, the optimizer), and its whole step finds the backward kernels
@@ -39,11 +39,12 @@ The run waits for the thread before its first step, so the two never run ops at 
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
 everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
 for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
-layers while the run starts, and is stopped at the run's end at the latest. The child is forked (nothing to
-import again) before the thread starts, and dies with the run: it exits when a pipe the run holds closes,
-which happens however the run ends (even SIGKILL), and it ignores SIGINT (a terminal's Ctrl-C reaches the whole
-process group; the run handles it). A child that fails to start or fails while compiling only compiles less:
-the run compiles the rest itself.
+layers while the run starts, and is stopped at the run's end at the latest. `dlcli train` forks the child
+at its start, before its own imports, so that the child's imports and Numba's one-time set-up run while the
+run loads its spec and builds its model, and this module hands it the spec; other callers (tune, warmup,
+tests) get a child forked here, before the thread starts, that inherits everything (train/precompile_fork.py
+says how either dies with the run: a pipe, however the run ends, and SIGINT ignored). A child that fails to
+start or fails while compiling only compiles less: the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -55,9 +56,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import signal
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,27 +64,25 @@ import numpy as np
 
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
+from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child, take_early_child
 from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
-
-_STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
-# Python's cyclic GC while compiling ahead: a young-generation collection every 100000 net allocations instead
-# of 700. Numba's compiler allocates millions of objects, and the default thresholds ran about 1000 collections
-# that rescanned its long-lived IR: 0.7-1 s of a 6 s compile (mnist_sequences_ctc, benchmarks/compile_time.py).
-# The objects alive when compiling starts are frozen (never rescanned). Restored when the thread is joined,
-# before the run's first step; the forked child inherits the setting and exits with it. Peak memory: +13 MB.
-_COMPILE_GC_THRESHOLDS = (100_000, 50, 1000)
-
 
 class Precompile:
     """The thread and the child process (when there is one) compiling a run's kernels ahead."""
 
-    def __init__(self, spec: RunSpec, with_child: bool) -> None:
+    def __init__(self, spec: RunSpec, with_child: bool, early: ForkedChild | None = None) -> None:
         self.spec = spec
         self.thread = threading.Thread(target=self._compile, name="dlcli-precompile", daemon=True)
         self._gc_thresholds: tuple[int, ...] | None = gc.get_threshold()
-        gc.freeze()  # before the fork: the child inherits both
-        gc.set_threshold(*_COMPILE_GC_THRESHOLDS)
-        self.child = _start_child(spec) if with_child else None
+        gc.freeze()  # before a fork: the child inherits both
+        gc.set_threshold(*COMPILE_GC_THRESHOLDS)
+        self.child: ForkedChild | None = None
+        if early is not None and (not with_child or not early.send_spec(spec.model_dump(mode="json"))):
+            early.reap()  # not wanted after all, or gone
+        elif early is not None:
+            self.child = early  # forked at the start of dlcli train (train/precompile_fork.py)
+        elif with_child:
+            self.child = _start_child(spec)
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
         self.thread.start()
 
@@ -108,7 +105,7 @@ class Precompile:
         child.tell_to_stop()
         if wait:
             self.child = None
-            child.reap(_STOP_WAIT)
+            child.reap()
 
     def _compile(self) -> None:
         try:
@@ -139,66 +136,28 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     DLCLI_PRECOMPILE is "off"."""
     from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
+    early = take_early_child()  # forked at the start of dlcli train, if it was
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off":
+        if early is not None:
+            early.reap()
         return None
     if not holds_no_kernels():  # a warm cache: the thread loads the kernels (module doc)
-        return Precompile(spec, with_child=False)
+        return Precompile(spec, with_child=False, early=early)
     from dlcli.train.launcher import under_mpi_launcher
 
     # not under an MPI launcher even as its only rank: MPI libraries do not take forking well
     with_child = mode == "process" and processes == 1 and not under_mpi_launcher()
-    return Precompile(spec, with_child and share_compiles_between_processes())
+    return Precompile(spec, with_child and share_compiles_between_processes(), early)
 
 
-class _Child:
-    """A forked child compiling ahead (train/precompile_process.py): its pid and the end of the pipe it watches."""
-
-    def __init__(self, pid: int, pipe: int) -> None:
-        self.pid, self.pipe = pid, pipe
-
-    def tell_to_stop(self) -> None:
-        """Close the pipe: the child exits as soon as it sees the end of it."""
-        if self.pipe >= 0:
-            os.close(self.pipe)
-            self.pipe = -1
-
-    def reap(self, timeout: float) -> None:
-        """Wait for the child to exit, killing it if it has not after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        try:
-            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-                if time.monotonic() > deadline:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
-                    return
-                time.sleep(0.005)
-        except (ChildProcessError, ProcessLookupError):  # reaped already (SIGCHLD ignored by the caller)
-            pass
-
-
-def _start_child(spec: RunSpec) -> _Child | None:
-    """Fork the child that compiles the backward passes; None where fork does not exist or fails. Forked before
-    the thread starts, so the child has one thread, and what it runs was imported already."""
+def _start_child(spec: RunSpec) -> ForkedChild | None:
+    """Fork the child that compiles the backward passes now (no early one was forked); None where fork does not
+    exist or fails. Forked before the thread starts, so the child has one thread, and what it runs was imported
+    already."""
     from dlcli.train.precompile_process import run_child
 
-    if not hasattr(os, "fork"):
-        return None
-    try:
-        watched, held = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(watched)
-        os.close(held)
-        return None
-    if pid == 0:  # the child
-        os.close(held)
-        run_child(spec, watched)  # never returns
-    os.close(watched)
-    return _Child(pid, held)
+    return fork_child(lambda pipe: run_child(spec, pipe))
 
 
 def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
