@@ -64,7 +64,8 @@ import numpy as np
 
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
-from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child, take_early_child
+from dlcli.train import precompile_fork
+from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child
 from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
 
 class Precompile:
@@ -136,7 +137,7 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     DLCLI_PRECOMPILE is "off"."""
     from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
-    early = take_early_child()  # forked at the start of dlcli train, if it was
+    early = precompile_fork.take_early_child()  # forked at the start of dlcli train, if it was
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off":
         if early is not None:
