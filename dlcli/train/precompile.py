@@ -172,7 +172,8 @@ def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
 
 
 def _steps_from_the_start(model: Any, spec: RunSpec, forwards_only: bool) -> bool:
-    steps = [lambda: loss_step(model),
+    # with a child, the metrics are the child's (its first step): the thread also pays Numba's set-up
+    steps = [lambda: loss_step(model, metrics=not forwards_only),
              *(lambda node=node: layer_step(model, node, backward=not forwards_only) for node in model.nodes)]
     if forwards_only:
         steps.append(lambda: optimizer_step(model, spec))

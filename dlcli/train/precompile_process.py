@@ -26,7 +26,7 @@ from dlcli.kernels.cache import ClaimedElsewhereError, prepare_compiler, share_c
 from dlcli.ops.recurrent import forward_loops_skipped
 from dlcli.spec.models import RunSpec
 from dlcli.train.precompile_fork import watch_pipe
-from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step
+from dlcli.train.zero_steps import layer_step, loss_step, metrics_step, optimizer_step
 
 
 def compile_from_the_end(spec: RunSpec) -> None:
@@ -40,7 +40,9 @@ def compile_from_the_end(spec: RunSpec) -> None:
     after the thread's last forward; benchmarks/compile_time.py --timeline). By the time the child is back, the
     thread has mostly compiled that forward, and the child loads it and compiles the backward meanwhile."""
     model = build_model(spec.model, np.random.default_rng(1), spec)
-    steps = [*(lambda node=node: layer_step(model, node) for node in reversed(model.nodes)),
+    # the metrics first: the thread leaves them to the child (precompile.py), and its whole step wants them
+    steps = [lambda: metrics_step(model),
+             *(lambda node=node: layer_step(model, node) for node in reversed(model.nodes)),
              lambda: optimizer_step(model, spec), lambda: loss_step(model)]
     left: list[Callable[[], bool | None]] = []
     with forward_loops_skipped():
