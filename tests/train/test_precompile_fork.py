@@ -150,3 +150,54 @@ def test_the_early_child_exits_when_the_run_dies(tmp_path: Path) -> None:
     while _children_using(cache) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _children_using(cache) == []
+
+
+# holds the claim on batch normalization's forward kernel (as the child does while compiling it), then calls the
+# kernel from two threads: one skipping claimed kernels (the run's compiling thread), one not (the run's others)
+THREADS_MEET_A_CLAIM = """
+import fcntl, json, threading, time
+import numpy as np
+from numba import typeof
+from dlcli.kernels import batch_normalization
+from dlcli.kernels.cache import ClaimedElsewhereError, _claim_path, claimed_kernels_skipped, \\
+    share_compiles_between_processes
+
+assert share_compiles_between_processes()
+rows, one = np.zeros((2, 4), np.float32), np.ones(4, np.float32)
+args = (rows, one, one, 1e-3, rows.copy(), one.copy(), one.copy(), one.copy())
+claim_path = _claim_path(batch_normalization.batch_norm_forward._cache, tuple(typeof(a) for a in args))
+claim_path.parent.mkdir(parents=True, exist_ok=True)
+claim = open(claim_path, "a")
+fcntl.flock(claim, fcntl.LOCK_EX)
+seen = {}
+
+def call(name, skipping):
+    try:
+        if skipping:
+            with claimed_kernels_skipped():
+                batch_normalization.batch_norm_forward(*args)
+        else:
+            batch_normalization.batch_norm_forward(*args)
+        seen[name] = "ran"
+    except ClaimedElsewhereError:
+        seen[name] = "skipped"
+
+skipping = threading.Thread(target=call, args=("skipping", True))
+skipping.start()
+skipping.join(30)
+waiting = threading.Thread(target=call, args=("waiting", False))
+waiting.start()
+time.sleep(0.5)
+seen["waited"] = waiting.is_alive()  # still waiting for the claim
+claim_path.unlink()
+claim.close()
+waiting.join(300)
+print(json.dumps(seen))
+"""
+
+
+def test_the_compiling_thread_skips_a_kernel_the_child_compiles_and_other_threads_wait_for_it(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", THREADS_MEET_A_CLAIM], cwd=REPO, env=_env(tmp_path / "numba"),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"skipping": "skipped", "waited": True, "waiting": "ran"}
