@@ -79,12 +79,14 @@ class ForkedChild:
 
 def fork_early(processes: int = 1) -> None:
     """At the start of `dlcli train`: fork the child now when the run will want one (module doc): on an empty
-    kernel cache, with DLCLI_PRECOMPILE unset or "process", one process, no MPI launcher."""
+    kernel cache, with DLCLI_PRECOMPILE unset or "process", one process, no MPI launcher, and no other thread
+    running (a forked child keeps the locks they hold)."""
     global _early
     from dlcli.train.launcher import under_mpi_launcher
 
+    # not in a process with threads running (dlcli called in-process by a caller): a fork keeps their locks
     if _early is not None or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" or processes != 1 \
-            or under_mpi_launcher() or not cache_looks_empty():
+            or under_mpi_launcher() or threading.active_count() > 1 or not cache_looks_empty():
         return
     _early = fork_child(_early_life)
 

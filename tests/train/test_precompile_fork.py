@@ -89,9 +89,11 @@ def test_a_cold_run_hands_the_early_child_its_spec_and_reaps_it(tmp_path: Path) 
 # fork_early as `dlcli train` calls it; prints whether a child was forked and whether the cache looked empty
 # (judged without Numba) and was (judged by Numba), then kills and reaps the child
 FORK_EARLY = """
-import json, sys
+import json, sys, threading
 from dlcli.train import precompile_fork
 
+if sys.argv[2:] == ["thread"]:  # dlcli called in-process by a caller with a thread running
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
 precompile_fork.fork_early(processes=int(sys.argv[1]))
 forked = precompile_fork._early is not None
 precompile_fork.drop_early_child()
@@ -108,9 +110,11 @@ slope_terms(0, np.zeros(2, np.float32))
 
 
 def test_the_early_fork_happens_only_where_the_run_wants_a_child(tmp_path: Path) -> None:
-    def fork_early(cache: Path, mode: str = "process", processes: int = 1, launcher: dict | None = None) -> dict:
+    def fork_early(cache: Path, mode: str = "process", processes: int = 1, launcher: dict | None = None,
+                   thread: bool = False) -> dict:
         env = {**_env(cache, mode), **(launcher or {})}
-        out = subprocess.run([sys.executable, "-c", FORK_EARLY, str(processes)], cwd=REPO, env=env,
+        out = subprocess.run([sys.executable, "-c", FORK_EARLY, str(processes), *(["thread"] if thread else [])],
+                             cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.splitlines()[-1])
@@ -121,6 +125,7 @@ def test_the_early_fork_happens_only_where_the_run_wants_a_child(tmp_path: Path)
     assert fork_early(empty, mode="off")["forked"] is False
     assert fork_early(empty, processes=2)["forked"] is False
     assert fork_early(empty, launcher={"PMI_RANK": "0"})["forked"] is False  # one rank of an MPI launcher
+    assert fork_early(empty, thread=True)["forked"] is False  # another thread's locks would stay held in the child
     out = subprocess.run([sys.executable, "-c", FILL_CACHE], cwd=REPO, env=_env(warm), capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
