@@ -168,10 +168,10 @@ def compile_from_the_start(spec: RunSpec, with_child: bool = False) -> bool:
     With a child (which takes the metrics, then the backward passes from the last layer, then the optimizer): the
     loss, the layers' forwards from the first, then their backward passes from the first, until the two meet,
     then the optimizer (a small kernel last in both lists: whichever comes first takes it); a kernel the child
-    is compiling is skipped (the whole step waits for it and loads it) rather than waited for. Waiting left the thread idle while the child still had work: mnist_convnet --timeline, the
-    thread waited 0.15 s for the second conv's forward (tile_transform) and, its list done at 1.34 s, for the
-    first conv's backward (backward_images, 0.58 s CPU) until 2.06 s, 1.39 s of CPU in the child against
-    0.56 in the thread."""
+    is compiling is skipped (the whole step waits for it and loads it) rather than waited for. Waiting left the
+    thread idle while the child still had work: mnist_convnet --timeline, the thread waited 0.15 s for the
+    second conv's forward (tile_transform) and, its list done at 1.34 s, for the first conv's backward
+    (backward_images, 0.58 s CPU) until 2.06 s, 1.39 s of CPU in the child against 0.56 in the thread."""
     from dlcli.kernels.cache import claimed_kernels_skipped
 
     model = build_model(spec.model, np.random.default_rng(0), spec)
