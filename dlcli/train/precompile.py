@@ -20,10 +20,11 @@ thread loads.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
 So a child process (train/precompile_process.py) meanwhile compiles the
-backward passes, from the last layer back to the first, the recurrent layers' forward time loops left out
-(ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards
-only (the loss, the layers from the first on, the optimizer), and its whole step finds the backward kernels
-compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
+metrics, then the backward passes, from the last layer back to the first, the recurrent layers' forward time
+loops left out (ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes
+the loss and the forwards from the first layer on, then the backward passes from the first layer until it
+meets the child, then the optimizer, skipping what the child is compiling (compile_from_the_start), and its
+whole step finds the rest compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
 two LSTMs): by layer, both processes wanted the same time loops. A child for every run: the first run's
 compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
 1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
