@@ -86,6 +86,20 @@ def test_a_cold_run_hands_the_early_child_its_spec_and_reaps_it(tmp_path: Path) 
     assert again == {"code": 0, "forked": 0, "alive": []}, stderr
 
 
+def test_k_fold_training_hands_the_early_child_to_its_first_fold(tmp_path: Path) -> None:
+    spec = tmp_path / "blobs.toml"
+    doc = spec_doc(write_blobs(tmp_path / "blobs.npz"), epochs=1)
+    del doc["data"]["validation_split"]  # the folds hold out the validation data
+    spec.write_text(tomli_w.dumps(doc))
+    cache = tmp_path / "numba-cache"
+    result, stderr = _train_noting_forks([str(spec), "--quiet", "--folds", "2", "--run-dir", str(tmp_path / "kfold")],
+                                         cache, tmp_path)
+    # the first fold takes the early child; the second finds a warm cache and forks none
+    assert result == {"code": 0, "forked": 1, "alive": []}, stderr
+    assert sorted(path.name for path in (tmp_path / "kfold").glob("fold-*")) == ["fold-1", "fold-2"]
+    assert not list(cache.rglob("dlcli-claim-*"))
+
+
 # fork_early as `dlcli train` calls it; prints whether a child was forked and whether the cache looked empty
 # (judged without Numba) and was (judged by Numba), then kills and reaps the child
 FORK_EARLY = """
