@@ -79,7 +79,7 @@ class Precompile:
         gc.freeze()  # before a fork: the child inherits both
         gc.set_threshold(*COMPILE_GC_THRESHOLDS)
         self.child: ForkedChild | None = None
-        if early is not None and (not with_child or not early.send_spec(spec.model_dump(mode="json"))):
+        if early is not None and (not with_child or not early.send_spec(spec)):
             early.reap()  # not wanted after all, or gone
         elif early is not None:
             self.child = early  # forked at the start of dlcli train (train/precompile_fork.py)

@@ -46,9 +46,13 @@ class ForkedChild:
     def __init__(self, pid: int, pipe: int) -> None:
         self.pid, self.pipe = pid, pipe
 
-    def send_spec(self, spec_json: dict[str, Any]) -> bool:
-        """Hand an early child the run's spec (`spec.model_dump(mode="json")`); False when it is gone."""
-        line = (json.dumps(spec_json, separators=(",", ":")) + "\n").encode()
+    def send_spec(self, spec: Any) -> bool:
+        """Hand an early child the run's spec (a RunSpec, as JSON: never pickled); False when it is gone or the
+        spec does not go into JSON (the run then compiles without it)."""
+        try:
+            line = (json.dumps(spec.model_dump(mode="json"), separators=(",", ":")) + "\n").encode()
+        except (TypeError, ValueError):
+            return False
         try:
             while line:
                 line = line[os.write(self.pipe, line):]

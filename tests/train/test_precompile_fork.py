@@ -100,6 +100,17 @@ def test_k_fold_training_hands_the_early_child_to_its_first_fold(tmp_path: Path)
     assert not list(cache.rglob("dlcli-claim-*"))
 
 
+def test_every_shipped_spec_reaches_the_early_child_as_it_was_validated() -> None:
+    from dlcli.spec.load import load_spec
+    from dlcli.spec.models import RunSpec
+
+    for path in sorted((REPO / "specs").glob("*.toml")):
+        spec = load_spec(path)
+        # what the run sends down the pipe and the child validates again (precompile_fork.send_spec, compile_spec)
+        sent = RunSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+        assert sent == spec, path.name
+
+
 # fork_early as `dlcli train` calls it; prints whether a child was forked and whether the cache looked empty
 # (judged without Numba) and was (judged by Numba), then kills and reaps the child
 FORK_EARLY = """
