@@ -52,7 +52,7 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         overrides = (*overrides, f"data.folds={folds}")
     from dlcli.train.precompile_fork import drop_early_child, fork_early
 
-    # an empty kernel cache: the child that compiles ahead starts now, while this process imports and loads
+    # an empty kernel cache: the child that compiles ahead starts now, while this process reads its spec
     fork_early(processes=workers)
     try:
         _train(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,

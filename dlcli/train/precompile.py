@@ -24,9 +24,9 @@ metrics, then the backward passes, from the last layer back to the first, the re
 loops left out (ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes
 the loss and the forwards from the first layer on, then the backward passes from the first layer until it
 meets the child, then the optimizer, skipping what the child is compiling (compile_from_the_start), and its
-whole step finds the rest compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
-two LSTMs): by layer, both processes wanted the same time loops. A child for every run: the first run's
-compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
+whole step finds the rest compiled. Split by pass rather than by layer, because layers of one kind share their
+kernels (seq2seq_reverse's two LSTMs): by layer, both processes wanted the same time loops. A child for every
+run: the first run's compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
 1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
 text_transformer, and stayed 0.3 s for digits_mlp (0.3 s more CPU on the other core). Numba reads a kernel's
 cache index when it first meets a signature, so whichever process comes second to a kernel loads it;
@@ -41,8 +41,8 @@ process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread
 everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
 for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
 layers while the run starts, and is stopped at the run's end at the latest. `dlcli train` forks the child
-at its start, before its own imports, so that the child's imports and Numba's one-time set-up run while the
-run loads its spec and builds its model, and this module hands it the spec; other callers (tune, warmup,
+at its start, before it reads the spec, so that Numba's one-time set-up in the child runs while the run loads
+its spec and builds its model, and this module hands it the spec; other callers (tune, warmup,
 tests) get a child forked here, before the thread starts, that inherits everything (train/precompile_fork.py
 says how either dies with the run: a pipe, however the run ends, and SIGINT ignored). A child that fails to
 start or fails while compiling only compiles less: the run compiles the rest itself.

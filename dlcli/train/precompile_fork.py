@@ -1,12 +1,15 @@
 """Forking the child that compiles ahead (train/precompile.py), early or late, and keeping it on a short leash.
 
 The child can be forked at two moments. Late, by start_precompile once the model is built: it inherits the spec
-and every module it needs. Early, by `dlcli train` before anything heavy is imported (fork_early): its
-imports and Numba's one-time set-up (0.3-0.45 s, paid by each process's first compile) then run on the second
-core while the run imports, loads its spec and builds its model, which kept that core idle for the first half
-second of a cold run; start_precompile hands the early child the validated spec (JSON over the pipe, one
-line), and the child compiles as a late one does. This module imports nothing heavy, so that the fork comes
-first: `dlcli train` imports it before NumPy, pydantic or Numba.
+and every module it needs. Early, by `dlcli train` at its start (fork_early): Numba's one-time set-up of its
+compiler (0.3-0.45 s, paid by each process's first compile otherwise) then runs on the second core while the
+run reads its spec, claims its run directory and builds its model; start_precompile hands the early child the
+validated spec (JSON over the pipe, one line), and the child compiles as a late one does. fork_early imports
+what the child runs before it forks (the run imports it anyway): a child forked before any import and
+importing it all again paid 0.3-0.5 s more CPU for the same wall time (cold runs of mnist_sequences_ctc and
+mnist_convnet, one locked run alternating both: 6.75 -> 6.66 s and 2.70 -> 2.67 s of wall, 11.3 -> 10.9 and
+4.6 -> 4.3 s of CPU, medians of 3 on a shared machine). This module imports nothing heavy itself, so that
+`dlcli train` decides without NumPy or Numba whether to fork.
 
 Either way the child reads a pipe whose other end the run holds: one line, the spec, may come (early children
 wait for it); end of file means stop, and the child exits at once, whatever it is doing: the run closes its end
@@ -92,6 +95,10 @@ def fork_early(processes: int = 1) -> None:
     if _early is not None or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" or processes != 1 \
             or under_mpi_launcher() or threading.active_count() > 1 or not cache_looks_empty():
         return
+    # what the child runs is imported first, here: the run imports it anyway, and a child that imported it again
+    # paid 0.5 s more CPU (cold runs of mnist_sequences_ctc: 0.8 s more CPU than a late fork, the same wall time)
+    import dlcli.train.precompile_process  # noqa: F401
+
     _early = fork_child(_early_life)
 
 

@@ -64,8 +64,8 @@ def compile_from_the_end(spec: RunSpec) -> None:
 
 
 def prepare() -> None:
-    """What an early child does while the run starts (train/precompile_fork.py): its imports were this module's,
-    then Numba's one-time set-up of its compiler, which the first compile of a process pays otherwise."""
+    """What an early child does while the run starts (train/precompile_fork.py): Numba's one-time set-up of its
+    compiler, which the first compile of a process pays otherwise."""
     prepare_compiler()
 
 
