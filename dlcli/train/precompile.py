@@ -26,8 +26,8 @@ the loss and the forwards from the first layer on, then the backward passes from
 meets the child, then the optimizer, skipping what the child is compiling (compile_from_the_start), and its
 whole step finds the rest compiled. Split by pass rather than by layer, because layers of one kind share their
 kernels (seq2seq_reverse's two LSTMs): by layer, both processes wanted the same time loops. A child for every
-run: the first run's compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
-1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
+run: the first run's compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and
+without) went from 1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
 text_transformer, and stayed 0.3 s for digits_mlp (0.3 s more CPU on the other core). Numba reads a kernel's
 cache index when it first meets a signature, so whichever process comes second to a kernel loads it;
 kernels/cache.py makes a process that misses a signature the other is compiling wait for it and load it rather
