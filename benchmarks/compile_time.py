@@ -21,7 +21,8 @@ the run (benchmarks/cold_start.py measures that).
 
 --timeline runs it as a user does instead (DLCLI_PRECOMPILE=process) and listens in the forked child too: each
 process's kernels in the order they compiled, with start and end seconds from the run's start and the thread
-that compiled them, and the kernels compiled in both processes (none, when their sharing of the cache works).
+that compiled them, and the kernels compiled in both processes (none, when their sharing of the cache works);
+where `dlcli train` forks its child at its start, a row for the child's imports and Numba's set-up too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
@@ -100,6 +102,7 @@ def child(out: Path, train_args: list[str]) -> None:
             append(rec)
 
     start = time.perf_counter()
+    _note_early_child(append, lambda: time.perf_counter() - start)
     event.register("numba:compile", CompileListener())
     sys.argv = ["dlcli", "train", *train_args]
     try:
@@ -110,6 +113,33 @@ def child(out: Path, train_args: list[str]) -> None:
     for path in out.parent.glob(f"{out.name}.*"):  # the forked child's
         records += [json.loads(line) for line in path.read_text().splitlines()]
     out.write_text(json.dumps({"run_wall": time.perf_counter() - start, "kernels": records}))
+
+
+def _note_early_child(append: Callable[[dict], None], now: Callable[[], float]) -> None:
+    """In a checkout whose `dlcli train` forks its child early (train/precompile_fork.py), one more row for that
+    child: from its fork to its asking for the spec (its imports and Numba's set-up), and when the spec came.
+    Here Numba was imported before the fork (the listener needs it), so a real run's child takes longer."""
+    try:
+        from dlcli.train import precompile_fork
+    except ImportError:  # a checkout without the early fork
+        return
+    watch_pipe = precompile_fork.watch_pipe
+
+    def watching(fd: int) -> Callable[[], dict]:
+        forked, cpu0, wait_for_spec = now(), time.thread_time(), watch_pipe(fd)
+
+        def spec() -> dict:
+            ready, cpu = now(), time.thread_time() - cpu0
+            got = wait_for_spec()
+            append({"kernel": "(early child: imports, Numba's set-up; spec at "
+                              f"{now():.2f} s)", "signature": "", "start": forked, "end": ready, "self_cpu": cpu,
+                    "incl_cpu": cpu, "self_wall": ready - forked, "incl_wall": ready - forked, "depth": 0,
+                    "process": "its child", "thread": threading.current_thread().name, "setup": True})
+            return got
+
+        return spec
+
+    precompile_fork.watch_pipe = watching
 
 
 def measure(spec: Path, args: argparse.Namespace, workdir: Path, graph_data: Path) -> dict:
@@ -128,8 +158,9 @@ def measure(spec: Path, args: argparse.Namespace, workdir: Path, graph_data: Pat
     if proc.returncode != 0:
         raise SystemExit(f"dlcli train {spec} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(out.read_text())
-    kernels = sorted(result["kernels"], key=lambda k: -k["self_cpu"])
-    return {"spec": spec.stem, "run_wall_s": result["run_wall"], "kernels": kernels,
+    kernels = sorted((k for k in result["kernels"] if not k.get("setup")), key=lambda k: -k["self_cpu"])
+    setup = [k for k in result["kernels"] if k.get("setup")]
+    return {"spec": spec.stem, "run_wall_s": result["run_wall"], "kernels": kernels, "early_child": setup,
             "total_self_wall_s": sum(k["self_wall"] for k in kernels),
             "total_self_cpu_s": sum(k["self_cpu"] for k in kernels),
             "compiled": len(kernels), "dispatchers": len({k["kernel"] for k in kernels})}
@@ -160,10 +191,11 @@ def print_timeline(row: dict) -> None:
     """Each process's kernels (those it compiled itself, outermost only) in order, and any compiled twice."""
     kernels = row["kernels"]
     for process in ("the run", "its child"):
+        rows = [k for k in [*kernels, *row.get("early_child", [])] if k["process"] == process and k["depth"] == 0]
         print(f"\n{row['spec']}: {process}")
         print("| start | end | thread | kernel |")
         print("|---|---|---|---|")
-        for k in sorted((k for k in kernels if k["process"] == process and k["depth"] == 0), key=lambda k: k["start"]):
+        for k in sorted(rows, key=lambda k: k["start"]):
             name = k["kernel"].removeprefix("dlcli.kernels.")
             print(f"| {k['start']:.2f} s | {k['end']:.2f} s | {k['thread']} | {name} |")
     compiled: dict[tuple[str, str], set[str]] = {}

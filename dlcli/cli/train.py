@@ -45,12 +45,27 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
     """
     json_mode(as_json)
     from dlcli.errors import SpecError
-    from dlcli.train.launcher import under_mpi_launcher
 
     if resume and overwrite:
         raise SpecError("--resume continues the run in the run directory and --overwrite replaces it; give one")
     if folds is not None:
         overrides = (*overrides, f"data.folds={folds}")
+    from dlcli.train.precompile_fork import drop_early_child, fork_early
+
+    # an empty kernel cache: the child that compiles ahead starts now, while this process reads its spec
+    fork_early(processes=workers)
+    try:
+        _train(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
+               mpi_check_every, allow_world_size_change, strict)
+    finally:
+        drop_early_child()  # a run that never got to compiling (a spec that fails validation): kill it, reap it
+
+
+def _train(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, overwrite: bool,
+           as_json: bool, quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
+           allow_world_size_change: bool, strict: bool) -> None:
+    from dlcli.train.launcher import under_mpi_launcher
+
     output = "json" if as_json else "quiet" if quiet else "auto"
     if _train_folds(spec_path, overrides, run_dir, resume, overwrite, output, workers):
         return

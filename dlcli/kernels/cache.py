@@ -3,8 +3,11 @@ the turn-taking that lets two processes fill it at once (train/precompile.py).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +28,15 @@ def holds_no_kernels() -> bool:
     folder = Path(copy_row.stats.cache_path)
     return not folder.is_dir() or next(folder.glob("*.nbi"), None) is None
 
+
+def prepare_compiler() -> None:
+    """Numba's one-time set-up of its CPU target, which a process's first compile pays otherwise (0.3-0.45 s:
+    its typing and lowering registries, whose modules import SciPy's BLAS bindings): a process with a core to
+    spare pays it before it has anything to compile (train/precompile_fork.py's early child)."""
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
+    cpu_target.typing_context.refresh()
 
 
 class ClaimedElsewhereError(Exception):
@@ -75,7 +87,7 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # the other process compiles it: wait for it
-                if not _waits[0] and not _claims:  # a callee of a kernel this process compiles is waited for
+                if not _waiting() and not _claims:  # a callee of a kernel this process compiles is waited for
                     claim.close()
                     raise ClaimedElsewhereError(path.name) from None
                 if time.monotonic() > deadline:
@@ -124,6 +136,29 @@ def share_compiles_between_processes(wait: bool = True) -> bool:
 _CLAIM_WAIT = 60.0  # seconds a process waits for another's compile of a kernel before compiling it itself
 _claims: dict[Path, IO[str]] = {}  # this process's claims: signatures it is compiling
 _waits = [True]  # whether a kernel another process compiles is waited for (share_compiles_between_processes)
+
+
+class _ThreadSkips(threading.local):
+    skips = False  # claimed_kernels_skipped's setting for this thread
+
+
+_thread = _ThreadSkips()
+
+
+@contextlib.contextmanager
+def claimed_kernels_skipped() -> Iterator[None]:
+    """Within the block, a kernel another process is compiling raises ClaimedElsewhereError on this thread instead
+    of being waited for, as share_compiles_between_processes(wait=False) makes it for the whole process: the
+    run's compiling thread (train/precompile.py) skips it while the run's other threads still wait."""
+    before, _thread.skips = _thread.skips, True
+    try:
+        yield
+    finally:
+        _thread.skips = before
+
+
+def _waiting() -> bool:
+    return _waits[0] and not _thread.skips
 
 
 def _claim_path(cache: Any, args: tuple) -> Path:

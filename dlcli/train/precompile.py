@@ -19,14 +19,15 @@ the epoch of 30 steps 0.22 s instead of 0.44, and the whole `dlcli train` proces
 thread loads.
 
 Numba compiles under the GIL, so a thread cannot compile while another thread compiles; a second process can.
-So a child process (train/precompile_process.py, forked: nothing to import again) meanwhile compiles the
-backward passes, from the last layer back to the first, the recurrent layers' forward time loops left out
-(ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes the forwards
-only (the loss, the layers from the first on, the optimizer), and its whole step finds the backward kernels
-compiled. Split by pass rather than by layer, because layers of one kind share their kernels (seq2seq_reverse's
-two LSTMs): by layer, both processes wanted the same time loops. A child for every run: the first run's
-compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and without) went from
-1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
+So a child process (train/precompile_process.py) meanwhile compiles the
+metrics, then the backward passes, from the last layer back to the first, the recurrent layers' forward time
+loops left out (ops/recurrent.py forward_loops_skipped), then the optimizer and the loss; the thread then takes
+the loss and the forwards from the first layer on, then the backward passes from the first layer until it
+meets the child, then the optimizer, skipping what the child is compiling (compile_from_the_start), and its
+whole step finds the rest compiled. Split by pass rather than by layer, because layers of one kind share their
+kernels (seq2seq_reverse's two LSTMs): by layer, both processes wanted the same time loops. A child for every
+run: the first run's compile time (benchmarks/cold_start.py, cold - warm, one locked run alternating with and
+without) went from 1.4-1.6 to 0.7-0.8 s for mnist_convnet, 1.6 to 1.1 s for text_transformer_graph, 1.6 to 1.4 s for
 text_transformer, and stayed 0.3 s for digits_mlp (0.3 s more CPU on the other core). Numba reads a kernel's
 cache index when it first meets a signature, so whichever process comes second to a kernel loads it;
 kernels/cache.py makes a process that misses a signature the other is compiling wait for it and load it rather
@@ -39,11 +40,12 @@ The run waits for the thread before its first step, so the two never run ops at 
 process-wide BLAS setting while a kernel runs, kernels/blas.py); when the thread's whole step went through,
 everything the run's steps call is compiled and the child is told to stop (it would only compete with the run
 for the cores). When that step failed (a text spec's vocabulary comes with its data) the child finishes its
-layers while the run starts, and is stopped at the run's end at the latest. The child is forked (nothing to
-import again) before the thread starts, and dies with the run: it exits when a pipe the run holds closes,
-which happens however the run ends (even SIGKILL), and it ignores SIGINT (a terminal's Ctrl-C reaches the whole
-process group; the run handles it). A child that fails to start or fails while compiling only compiles less:
-the run compiles the rest itself.
+layers while the run starts, and is stopped at the run's end at the latest. `dlcli train` forks the child
+at its start, before it reads the spec, so that Numba's one-time set-up in the child runs while the run loads
+its spec and builds its model, and this module hands it the spec; other callers (tune, warmup,
+tests) get a child forked here, before the thread starts, that inherits everything (train/precompile_fork.py
+says how either dies with the run: a pipe, however the run ends, and SIGINT ignored). A child that fails to
+start or fails while compiling only compiles less: the run compiles the rest itself.
 
 The copies are built from their own random streams, so the run's weights, dropout masks and shuffles are
 exactly those of a run without them. A step that fails (a layer that needs adapted statistics, text inputs)
@@ -55,37 +57,34 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import signal
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
+from dlcli.train import precompile_fork
+from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child
 from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
-
-_STOP_WAIT = 2.0  # seconds a stopped child gets to exit before it is killed
-# Python's cyclic GC while compiling ahead: a young-generation collection every 100000 net allocations instead
-# of 700. Numba's compiler allocates millions of objects, and the default thresholds ran about 1000 collections
-# that rescanned its long-lived IR: 0.7-1 s of a 6 s compile (mnist_sequences_ctc, benchmarks/compile_time.py).
-# The objects alive when compiling starts are frozen (never rescanned). Restored when the thread is joined,
-# before the run's first step; the forked child inherits the setting and exits with it. Peak memory: +13 MB.
-_COMPILE_GC_THRESHOLDS = (100_000, 50, 1000)
-
 
 class Precompile:
     """The thread and the child process (when there is one) compiling a run's kernels ahead."""
 
-    def __init__(self, spec: RunSpec, with_child: bool) -> None:
+    def __init__(self, spec: RunSpec, with_child: bool, early: ForkedChild | None = None) -> None:
         self.spec = spec
         self.thread = threading.Thread(target=self._compile, name="dlcli-precompile", daemon=True)
         self._gc_thresholds: tuple[int, ...] | None = gc.get_threshold()
-        gc.freeze()  # before the fork: the child inherits both
-        gc.set_threshold(*_COMPILE_GC_THRESHOLDS)
-        self.child = _start_child(spec) if with_child else None
+        gc.freeze()  # before a fork: the child inherits both
+        gc.set_threshold(*COMPILE_GC_THRESHOLDS)
+        self.child: ForkedChild | None = None
+        if early is not None and (not with_child or not early.send_spec(spec)):
+            early.reap()  # not wanted after all, or gone
+        elif early is not None:
+            self.child = early  # forked at the start of dlcli train (train/precompile_fork.py)
+        elif with_child:
+            self.child = _start_child(spec)
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
         self.thread.start()
 
@@ -108,11 +107,11 @@ class Precompile:
         child.tell_to_stop()
         if wait:
             self.child = None
-            child.reap(_STOP_WAIT)
+            child.reap()
 
     def _compile(self) -> None:
         try:
-            self.stepped = compile_from_the_start(self.spec, forwards_only=self.child is not None)
+            self.stepped = compile_from_the_start(self.spec, with_child=self.child is not None)
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
 
@@ -139,86 +138,66 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     DLCLI_PRECOMPILE is "off"."""
     from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
+    early = precompile_fork.take_early_child()  # forked at the start of dlcli train, if it was
     mode = os.environ.get("DLCLI_PRECOMPILE", "process")
     if mode == "off":
+        if early is not None:
+            early.reap()
         return None
     if not holds_no_kernels():  # a warm cache: the thread loads the kernels (module doc)
-        return Precompile(spec, with_child=False)
+        return Precompile(spec, with_child=False, early=early)
     from dlcli.train.launcher import under_mpi_launcher
 
     # not under an MPI launcher even as its only rank: MPI libraries do not take forking well
     with_child = mode == "process" and processes == 1 and not under_mpi_launcher()
-    return Precompile(spec, with_child and share_compiles_between_processes())
+    return Precompile(spec, with_child and share_compiles_between_processes(), early)
 
 
-class _Child:
-    """A forked child compiling ahead (train/precompile_process.py): its pid and the end of the pipe it watches."""
-
-    def __init__(self, pid: int, pipe: int) -> None:
-        self.pid, self.pipe = pid, pipe
-
-    def tell_to_stop(self) -> None:
-        """Close the pipe: the child exits as soon as it sees the end of it."""
-        if self.pipe >= 0:
-            os.close(self.pipe)
-            self.pipe = -1
-
-    def reap(self, timeout: float) -> None:
-        """Wait for the child to exit, killing it if it has not after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        try:
-            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-                if time.monotonic() > deadline:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
-                    return
-                time.sleep(0.005)
-        except (ChildProcessError, ProcessLookupError):  # reaped already (SIGCHLD ignored by the caller)
-            pass
-
-
-def _start_child(spec: RunSpec) -> _Child | None:
-    """Fork the child that compiles the backward passes; None where fork does not exist or fails. Forked before
-    the thread starts, so the child has one thread, and what it runs was imported already."""
+def _start_child(spec: RunSpec) -> ForkedChild | None:
+    """Fork the child that compiles the backward passes now (no early one was forked); None where fork does not
+    exist or fails. Forked before the thread starts, so the child has one thread, and what it runs was imported
+    already."""
     from dlcli.train.precompile_process import run_child
 
-    if not hasattr(os, "fork"):
-        return None
-    try:
-        watched, held = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(watched)
-        os.close(held)
-        return None
-    if pid == 0:  # the child
-        os.close(held)
-        run_child(spec, watched)  # never returns
-    os.close(watched)
-    return _Child(pid, held)
+    return fork_child(lambda pipe: run_child(spec, pipe))
 
 
-def compile_from_the_start(spec: RunSpec, forwards_only: bool = False) -> bool:
-    """The loss and metrics, then each layer's forward and backward from the first to the last (the child takes
-    them from the other end), then one whole training step: True when that step went through, compiling every
-    variant the run calls. With `forwards_only` (a child compiles the backward passes) the layers' forwards
-    alone, then the optimizer, before the step."""
+def compile_from_the_start(spec: RunSpec, with_child: bool = False) -> bool:
+    """The loss and metrics, then each layer's forward and backward from the first to the last, then one whole
+    training step: True when that step went through, compiling every variant the run calls.
+
+    With a child (which takes the metrics, then the backward passes from the last layer, then the optimizer): the
+    loss, the layers' forwards from the first, then their backward passes from the first, until the two meet,
+    then the optimizer (a small kernel last in both lists: whichever comes first takes it); a kernel the child
+    is compiling is skipped (the whole step waits for it and loads it) rather than waited for. Waiting left the
+    thread idle while the child still had work: mnist_convnet --timeline, the thread waited 0.15 s for the
+    second conv's forward (tile_transform) and, its list done at 1.34 s, for the first conv's backward
+    (backward_images, 0.58 s CPU) until 2.06 s, 1.39 s of CPU in the child against 0.56 in the thread."""
+    from dlcli.kernels.cache import claimed_kernels_skipped
+
     model = build_model(spec.model, np.random.default_rng(0), spec)
     with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers (thread-local state)
-        return _steps_from_the_start(model, spec, forwards_only)
+        if with_child:
+            with claimed_kernels_skipped():
+                _steps(_shared_steps(model, spec))
+        else:
+            _steps([lambda: loss_step(model),
+                    *(lambda node=node: layer_step(model, node) for node in model.nodes)])
+        return training_step(model, spec)
 
 
-def _steps_from_the_start(model: Any, spec: RunSpec, forwards_only: bool) -> bool:
-    steps = [lambda: loss_step(model),
-             *(lambda node=node: layer_step(model, node, backward=not forwards_only) for node in model.nodes)]
-    if forwards_only:
-        steps.append(lambda: optimizer_step(model, spec))
+def _shared_steps(model: Any, spec: RunSpec) -> list[Callable[[], Any]]:
+    """The thread's steps beside a child: the metrics are the child's (its first step), as the thread also pays
+    Numba's set-up, which the child paid before its spec came."""
+    return [lambda: loss_step(model, metrics=False),
+            *(lambda node=node: layer_step(model, node, backward=False) for node in model.nodes),
+            *(lambda node=node: layer_step(model, node) for node in model.nodes),
+            lambda: optimizer_step(model, spec)]
+
+
+def _steps(steps: list[Callable[[], Any]]) -> None:
     for step in steps:
         try:
             step()
-        except Exception:  # noqa: BLE001 - what zeros cannot compile, the whole step or the run compiles
-            continue
-    return training_step(model, spec)
+        except Exception:  # noqa: BLE001 - what zeros cannot compile (or the child compiles), the whole step or
+            continue  # the run compiles

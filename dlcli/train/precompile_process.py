@@ -17,18 +17,16 @@ the run stops it or dies, however it dies.
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-from typing import Callable, NoReturn
+from typing import Any, Callable
 
 import numpy as np
 
 from dlcli.graph import build_model
-from dlcli.kernels.cache import ClaimedElsewhereError, share_compiles_between_processes
+from dlcli.kernels.cache import ClaimedElsewhereError, prepare_compiler, share_compiles_between_processes
 from dlcli.ops.recurrent import forward_loops_skipped
 from dlcli.spec.models import RunSpec
-from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step
+from dlcli.train.precompile_fork import watch_pipe
+from dlcli.train.zero_steps import layer_step, loss_step, metrics_step, optimizer_step
 
 
 def compile_from_the_end(spec: RunSpec) -> None:
@@ -42,7 +40,9 @@ def compile_from_the_end(spec: RunSpec) -> None:
     after the thread's last forward; benchmarks/compile_time.py --timeline). By the time the child is back, the
     thread has mostly compiled that forward, and the child loads it and compiles the backward meanwhile."""
     model = build_model(spec.model, np.random.default_rng(1), spec)
-    steps = [*(lambda node=node: layer_step(model, node) for node in reversed(model.nodes)),
+    # the metrics first: the thread leaves them to the child (precompile.py), and its whole step wants them
+    steps = [lambda: metrics_step(model),
+             *(lambda node=node: layer_step(model, node) for node in reversed(model.nodes)),
              lambda: optimizer_step(model, spec), lambda: loss_step(model)]
     left: list[Callable[[], bool | None]] = []
     with forward_loops_skipped():
@@ -63,31 +63,26 @@ def compile_from_the_end(spec: RunSpec) -> None:
                 continue
 
 
-def run_child(spec: RunSpec, stop_fd: int) -> NoReturn:
-    """The forked child's whole life: compile, exit; exit at once when stop_fd (a pipe's read end) closes."""
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the run handles it
-        _drop_inherited_files(stop_fd)
-        threading.Thread(target=_exit_when_closed, args=(stop_fd,), daemon=True).start()
-        # a kernel the run's thread is compiling: go on to the next layer rather than wait for it
-        share_compiles_between_processes(wait=False)
-        with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers
-            compile_from_the_end(spec)
-    finally:
-        os._exit(0)  # nothing to flush or clean: the cache files are written whole or not at all
+def prepare() -> None:
+    """What an early child does while the run starts (train/precompile_fork.py): Numba's one-time set-up of its
+    compiler, which the first compile of a process pays otherwise."""
+    prepare_compiler()
 
 
-def _drop_inherited_files(keep: int) -> None:
-    """Close every file descriptor the run had open but `keep` (the run directory's lock: held by a child too, it
-    would outlive a run killed outright) and point stdout and stderr at /dev/null (Numba's warnings)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, max(keep + 1, os.sysconf("SC_OPEN_MAX")))
+def compile_spec(spec_json: dict[str, Any]) -> None:
+    """An early child's compiling, once the run has sent its spec (as `spec.model_dump(mode="json")`)."""
+    _compile(RunSpec.model_validate(spec_json))
 
 
-def _exit_when_closed(fd: int) -> None:
-    while os.read(fd, 4096):  # returns b"" at end of file: the run closed the pipe or is gone
-        pass
-    os._exit(0)
+def run_child(spec: RunSpec, stop_fd: int) -> None:
+    """A child forked late (the spec in memory): compile, and exit at once when stop_fd (a pipe's read end)
+    closes (train/precompile_fork.py runs it, and exits when it returns)."""
+    watch_pipe(stop_fd)
+    _compile(spec)
+
+
+def _compile(spec: RunSpec) -> None:
+    # a kernel the run's thread is compiling: go on to the next layer rather than wait for it
+    share_compiles_between_processes(wait=False)
+    with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers
+        compile_from_the_end(spec)

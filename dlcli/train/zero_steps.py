@@ -34,14 +34,16 @@ def zero_targets(model: Model, batch: int) -> dict[str, np.ndarray]:
     return targets
 
 
-def loss_and_metrics(model: Model, predictions: dict[str, Tensor], batch: int) -> Tensor:
-    """The spec's total loss of `predictions` on zero targets; each metric is updated once on the way."""
+def loss_and_metrics(model: Model, predictions: dict[str, Tensor], batch: int, loss: bool = True,
+                     metrics: bool = True) -> Tensor | None:
+    """The spec's total loss of `predictions` on zero targets (None without `loss`); each metric is updated once
+    on the way (unless not `metrics`)."""
     from dlcli.train.loop import Objective
 
     targets = zero_targets(model, batch)
     objective = Objective(model, {name: t.shape[1:] for name, t in targets.items()})
-    total, _ = objective.loss(predictions, targets)
-    for name, group in objective.new_metrics().items():
+    total = objective.loss(predictions, targets)[0] if loss else None
+    for name, group in (objective.new_metrics() if metrics else {}).items():
         for metric in group:
             try:
                 metric.update(predictions[name].data, targets[name], predictions[name].mask, None)
@@ -56,19 +58,32 @@ def training_step(model: Model, spec: RunSpec) -> bool:
     if any(spec_input.dtype == "string" for spec_input in model.inputs.values()):
         return False  # text_vectorization needs its adapted vocabulary, which comes with the data
     inputs = {name: Tensor(np.zeros((BATCH, *shape.shape), shape.dtype)) for name, shape in model.inputs.items()}
-    loss_and_metrics(model, model(inputs, training=True), BATCH).backward()
+    total = loss_and_metrics(model, model(inputs, training=True), BATCH)
+    assert total is not None
+    total.backward()
     params = {name: t for name, t in model.trainable_parameters().items() if t.grad is not None}
     create_optimizer(spec.train.optimizer.model_dump(), params).step()
     return True
 
 
-def loss_step(model: Model) -> None:
-    """The loss and metrics, forward and backward, on predictions of the outputs' shapes that are probabilities
-    (equal ones), so that no loss takes the log of 0."""
-    predictions = {name: Tensor(np.full((BATCH, *model.shapes[name]), 1 / model.shapes[name][-1], np.float32),
-                                requires_grad=True) for name in model.outputs}
+def loss_step(model: Model, metrics: bool = True) -> None:
+    """The loss, forward and backward, and (with `metrics`) the metrics, on predictions of the outputs' shapes that
+    are probabilities (equal ones), so that no loss takes the log of 0."""
     with np.errstate(all="ignore"):
-        loss_and_metrics(model, predictions, BATCH).backward()
+        total = loss_and_metrics(model, _probabilities(model), BATCH, metrics=metrics)
+        assert total is not None
+        total.backward()
+
+
+def metrics_step(model: Model) -> None:
+    """The metrics alone, on the predictions loss_step gives them."""
+    with np.errstate(all="ignore"):
+        loss_and_metrics(model, _probabilities(model), BATCH, loss=False)
+
+
+def _probabilities(model: Model) -> dict[str, Tensor]:
+    return {name: Tensor(np.full((BATCH, *model.shapes[name]), 1 / model.shapes[name][-1], np.float32),
+                         requires_grad=True) for name in model.outputs}
 
 
 def optimizer_step(model: Model, spec: RunSpec) -> None:
