@@ -85,15 +85,9 @@ def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: n
             sums[t, f] = 0.0
     for n in range(lo, hi):
         for i in range(cells_h):
-            top = i * pool_stride_h - pad_top
-            bottom = top + pool_h - 1
-            top = top if top > 0 else 0  # windows clipped to the image ("same" padding), as the pool has them
-            bottom = bottom if bottom < conv_h else conv_h - 1
+            top, bottom = _window(i, pool_stride_h, pad_top, pool_h, conv_h)
             for j in range(cells_w):
-                left = j * pool_stride_w - pad_left
-                right = left + pool_w - 1
-                left = left if left > 0 else 0
-                right = right if right < conv_w else conv_w - 1
+                left, right = _window(j, pool_stride_w, pad_left, pool_w, conv_w)
                 at_b, at_c = np.int32(top * conv_w + right), np.int32(bottom * conv_w + left)
                 at_d = np.int32(bottom * conv_w + right)
                 for f in range(features):
@@ -134,6 +128,15 @@ def forward_pooled(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activati
     windows of at most 2 x 2 cells."""
     in_parts(forward_pooled_images, x.shape[0], x, kernel.reshape(9, -1), bias, activation, stride_h, stride_w,
              dilation_h, dilation_w, *pool, conv_h, conv_w, out, argmax, min_rows=4)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _window(cell: int, stride: int, pad: int, size: int, limit: int) -> tuple:
+    """The first and last conv-output row (or column) of pooled cell `cell`'s window, clipped to [0, limit) as
+    the pool clips them ("same" pooling)."""
+    first = cell * stride - pad
+    last = first + size - 1
+    return (first if first > 0 else 0), (last if last < limit else limit - 1)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -179,15 +182,9 @@ def forward_pooled_images(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, a
     floor = np.float32(0.0) if activation == RELU else np.float32(-np.inf)
     for n in range(lo, hi):
         for i in range(cells_h):
-            top = i * pool_stride_h - pad_top
-            bottom = top + pool_h - 1
-            top = top if top > 0 else 0  # windows clipped to the conv output ("same" pooling), as the pool's
-            bottom = bottom if bottom < conv_h else conv_h - 1
+            top, bottom = _window(i, pool_stride_h, pad_top, pool_h, conv_h)
             for j in range(cells_w):
-                left = j * pool_stride_w - pad_left
-                right = left + pool_w - 1
-                left = left if left > 0 else 0
-                right = right if right < conv_w else conv_w - 1
+                left, right = _window(j, pool_stride_w, pad_left, pool_w, conv_w)
                 at_a, at_b = np.int32(top * conv_w + left), np.int32(top * conv_w + right)
                 at_c, at_d = np.int32(bottom * conv_w + left), np.int32(bottom * conv_w + right)
                 pa = _patch(x, n, top * stride_h, left * stride_w, dilation_h, dilation_w)
