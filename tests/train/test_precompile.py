@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
 from pathlib import Path
 
 import tomli_w
@@ -86,6 +85,14 @@ def _children_using(cache: Path) -> list[int]:
     return found
 
 
+def _children_left_after(cache: Path, seconds: float) -> list[int]:
+    """_children_using(cache) once it is empty, or after `seconds` (a stopped child takes a moment to exit)."""
+    deadline = time.monotonic() + seconds
+    while _children_using(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _children_using(cache)
+
+
 def test_a_cold_run_with_the_child_trains_the_weights_of_one_without_and_leaves_nothing_behind(tmp_path: Path) -> None:
     doc = spec_doc(write_blobs(tmp_path / "blobs.npz"), epochs=1)
     # a GRU and an LSTM: seconds of compiling, for the thread and the child to share
@@ -138,10 +145,7 @@ def test_the_child_exits_when_the_run_dies(tmp_path: Path) -> None:
     assert sorted(_children_using(cache)) == sorted([parent.pid, child_pid])
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 60
-    while _children_using(cache) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _children_using(cache) == []
+    assert _children_left_after(cache, 60) == []
 
 
 # forks the child for the spec given as JSON (holding its pipe open: it compiles everything, then exits by itself)

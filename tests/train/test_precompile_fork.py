@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import tomli_w
 
 from tests.train.test_fit import spec_doc, write_blobs
-from tests.train.test_precompile import REPO, _children_using, _env
+from tests.train.test_precompile import REPO, _children_left_after, _children_using, _env
 
 # `dlcli train ARGS` in this process, noting the children it forks; prints its exit code, how many it forked,
 # and which of them are still there (a zombie counts as gone) once the command is over
@@ -176,10 +175,7 @@ def test_the_early_child_exits_when_the_run_dies(tmp_path: Path) -> None:
     assert sorted(_children_using(cache)) == sorted([parent.pid, child_pid])
     parent.kill()  # SIGKILL: no handler, no finally; the pipe closes with the process
     parent.wait()
-    deadline = time.monotonic() + 60
-    while _children_using(cache) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _children_using(cache) == []
+    assert _children_left_after(cache, 60) == []
 
 
 # holds the claim on batch normalization's forward kernel (as the child does while compiling it), then calls the
