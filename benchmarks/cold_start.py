@@ -10,6 +10,12 @@ cache. Datasets are read once before timing starts (their caches filled), so nei
 or a dataset build. With --warmup-command, a third column times `dlcli warmup SPEC` into an empty cache
 followed by a run on it (what a Dockerfile or CI cache step pays once).
 
+Compile times differ between machines far more than run times do (Numba compiles in Python: a machine whose
+Python is half as fast compiles half as fast). So every repeat also runs REFERENCE_KERNEL, a fixed kernel that is
+not dlcli's, compiled in a fresh process without a cache, and the table gives each spec's compile CPU as a
+multiple of that kernel's compile CPU too ("in refs"): a figure that can be compared across machines and
+sessions, where the seconds cannot.
+
     DLCLI_DATASETS_MIRROR=../shared/datasets python benchmarks/cold_start.py [--repeats 3] [--specs a,b]
         [--repo PATH] [--json out.json]
 
@@ -89,6 +95,46 @@ def spec_overrides(spec: Path, graph_data: Path, steps: int) -> list[str]:
     return [arg for s in sets for arg in ("--set", s)]
 
 
+# Not dlcli code, so that it stays the same yardstick whatever dlcli's kernels become: loops over rows of 2-D
+# float32 views, a max, tanh, a division and an array reduction, about what a small dlcli kernel holds.
+REFERENCE_KERNEL = """
+import time
+import numba
+import numpy as np
+from numba.core.registry import cpu_target
+
+cpu_target.target_context.refresh()  # Numba's one-time set-up, which dlcli's runs pay apart from compiling
+cpu_target.typing_context.refresh()
+
+
+@numba.njit(cache=False, error_model="numpy")
+def reference(x, w, out, shift):
+    for n in range(x.shape[0]):
+        row, o = x[n], out[n]
+        total = np.float32(0)
+        for j in range(row.size):
+            v = max(row[j] * w[j] + shift, np.float32(0))
+            o[j] = np.tanh(v)
+            total += v
+        for j in range(row.size):
+            o[j] /= total + np.float32(1)
+    return out.sum()
+
+
+x = np.ones((4, 8), np.float32)
+start = time.thread_time()
+reference(x, x[0].copy(), np.empty_like(x), np.float32(0.5))
+print(time.thread_time() - start)
+"""
+
+
+def reference_compile(env: dict[str, str], cwd: Path) -> float:
+    """CPU seconds this machine takes to compile REFERENCE_KERNEL, in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", REFERENCE_KERNEL], env=env, cwd=cwd, check=True, capture_output=True,
+                         text=True).stdout
+    return float(out.split()[-1])
+
+
 def run_child(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds: user + sys) of one command run to success, CPU from wait4's rusage."""
     start = time.perf_counter()
@@ -114,6 +160,7 @@ def main() -> int:
     make_spec_data(graph_data)
     dlcli = [sys.executable, "-m", "dlcli"]
     rows = []
+    references: list[float] = []
     try:
         for name in names:
             if name in UNMADE_DATA and not args.specs:
@@ -136,7 +183,9 @@ def main() -> int:
             cold: list[list] = [[] for _ in repos]
             warm: list[list] = [[] for _ in repos]
             warmed: list[list] = [[] for _ in repos]
+            spec_references = []  # this spec's: the machine's load may change between specs
             for repeat in range(args.repeats):
+                spec_references.append(reference_compile(env, workdir))
                 for i, repo in enumerate(repos):
                     empty = workdir / f"numba-{name}-{i}-cold-{repeat}"
                     cold[i].append(train(repo, empty))
@@ -151,29 +200,38 @@ def main() -> int:
                                                    workdir))
                         shutil.rmtree(fresh, ignore_errors=True)
             for i, repo in enumerate(repos):
-                row = _row(name, repo, cold[i], warm[i], warmed[i])
+                row = _row(name, repo, cold[i], warm[i], warmed[i], statistics.median(spec_references))
                 rows.append(row)
                 _print_row(row, first=len(rows) == 1, repeats=args.repeats)
+            references += spec_references
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    reference = statistics.median(references) if references else None
+    if reference is not None:
+        print(f"ref: this machine compiles benchmarks/cold_start.py's REFERENCE_KERNEL in {reference:.3f} s CPU "
+              f"(median of {len(references)}, fresh processes)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "benchmark": "cold_start", "repo": str(args.repo.resolve()),
             "base": None if args.base is None else str(args.base.resolve()), "repeats": args.repeats,
             "steps": args.steps, "threads": args.threads, "python": platform.python_version(),
-            "cpus": os.cpu_count(), "rows": rows}, indent=2))
+            "cpus": os.cpu_count(), "reference_compile_cpu_s": reference, "reference_runs": references,
+            "rows": rows}, indent=2))
     return 0
 
 
-def _row(name: str, repo: Path, cold: list, warm: list, warmed: list) -> dict:
-    """One spec's medians for one checkout (each run: (wall, CPU) seconds)."""
+def _row(name: str, repo: Path, cold: list, warm: list, warmed: list, reference: float) -> dict:
+    """One spec's medians for one checkout (each run: (wall, CPU) seconds); compile CPU also in references
+    (reference: REFERENCE_KERNEL's compile CPU, median of the runs beside this spec's)."""
     row = {"spec": name, "repo": str(repo),
            "cold_wall_s": statistics.median(w for w, _ in cold), "warm_wall_s": statistics.median(w for w, _ in warm),
            "cold_cpu_s": statistics.median(c for _, c in cold), "warm_cpu_s": statistics.median(c for _, c in warm),
            "runs": {"cold": cold, "warm": warm}}
     row["compile_wall_s"] = row["cold_wall_s"] - row["warm_wall_s"]
     row["compile_cpu_s"] = row["cold_cpu_s"] - row["warm_cpu_s"]
+    row["reference_compile_cpu_s"] = reference
+    row["compile_cpu_refs"] = row["compile_cpu_s"] / reference
     if warmed:
         row["warmup_command_cpu_s"] = statistics.median(c for _, c in warmed)
         row["runs"]["warmup_command"] = warmed
@@ -183,11 +241,13 @@ def _row(name: str, repo: Path, cold: list, warm: list, warmed: list) -> dict:
 def _print_row(row: dict, first: bool, repeats: int) -> None:
     if first:
         print(f"First run of each spec (1 epoch, 2 steps), median of {repeats}: empty vs warm NUMBA_CACHE_DIR")
-        print("| spec | checkout | cold | warm | compile | cold CPU | warm CPU | compile CPU | warmup command CPU |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| spec | checkout | cold | warm | compile | cold CPU | warm CPU | compile CPU | in refs "
+              "| warmup command CPU |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     warmup = f"{row['warmup_command_cpu_s']:.1f} s" if "warmup_command_cpu_s" in row else "-"
     print(f"| {row['spec']} | {Path(row['repo']).name} | {row['cold_wall_s']:.1f} s | {row['warm_wall_s']:.1f} s "
-          f"| {row['compile_wall_s']:.1f} s | {row['cold_cpu_s']:.1f} s | {row['warm_cpu_s']:.1f} s | **{row['compile_cpu_s']:.1f} s** | {warmup} |",
+          f"| {row['compile_wall_s']:.1f} s | {row['cold_cpu_s']:.1f} s | {row['warm_cpu_s']:.1f} s "
+          f"| **{row['compile_cpu_s']:.1f} s** | {row['compile_cpu_refs']:.1f} | {warmup} |",
           flush=True)
 
 
