@@ -45,7 +45,7 @@ def shift_scores(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants
              min_rows=_pairs_per_part(queries, keys))
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS, no_cfunc_wrapper=True)
 def _shift_score_pairs(scores: np.ndarray, mask: np.ndarray, has_mask: bool, constants: np.ndarray,
                        blocks: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
     """shift_scores of the (batch, head) pairs [lo, hi)."""
@@ -81,7 +81,7 @@ def normalize_rows(exponentials: np.ndarray, blocks: np.ndarray) -> None:
     in_parts(_normalize_pairs, batch * heads, exponentials, blocks, min_rows=_pairs_per_part(queries, keys))
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS, no_cfunc_wrapper=True)
 def _normalize_pairs(exponentials: np.ndarray, blocks: np.ndarray, lo: int, hi: int) -> None:
     """normalize_rows of the (batch, head) pairs [lo, hi)."""
     heads = exponentials.shape[1]
@@ -107,7 +107,7 @@ def softmax_block_backward(probabilities: np.ndarray, d_probabilities: np.ndarra
              min_rows=_pairs_per_part(queries, keys))
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS, no_cfunc_wrapper=True)
 def _softmax_backward_pairs(probabilities: np.ndarray, d_probabilities: np.ndarray, scale: np.ndarray,
                             blocks: np.ndarray, d_scores: np.ndarray, lo: int, hi: int) -> None:
     """softmax_block_backward of the (batch, head) pairs [lo, hi)."""

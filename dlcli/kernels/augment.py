@@ -20,7 +20,7 @@ import numpy as np
 CONSTANT, REFLECT, NEAREST, WRAP = 0, 1, 2, 3  # fill-mode codes: positions in dlcli.ops.augment.FILL_MODES
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _fix_index(i: int, size: int, fill_mode: int) -> int:
     """Index i brought inside [0, size) by the fill mode; -1 means "the fill value" (constant mode)."""
     if 0 <= i < size:
@@ -36,7 +36,7 @@ def _fix_index(i: int, size: int, fill_mode: int) -> int:
     return i if i < size else 2 * size - 1 - i
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _taps(matrix: np.ndarray, x: int, y: int, height: int, width: int, fill_mode: int,
           bilinear: bool) -> tuple[int, int, int, int, float, float, float, float]:
     """The input pixels output pixel (y, x) reads: rows r0, r1, columns c0, c1 (-1: fill) and the separable
@@ -55,7 +55,7 @@ def _taps(matrix: np.ndarray, x: int, y: int, height: int, width: int, fill_mode
     return r, r, c, c, 1.0, 0.0, 1.0, 0.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def affine_resample(images: np.ndarray, matrices: np.ndarray, fill_mode: int, bilinear: bool, fill_value: float,
                     out: np.ndarray) -> None:
     """out[n, y, x, :] = images[n] sampled at matrices[n] @ (x, y, 1); images, out (N, H, W, C), matrices (N, 2, 3)."""
@@ -79,7 +79,7 @@ def affine_resample(images: np.ndarray, matrices: np.ndarray, fill_mode: int, bi
                     out[n, y, x, ch] = wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def affine_resample_adjoint(d_out: np.ndarray, matrices: np.ndarray, fill_mode: int, bilinear: bool,
                             d_images: np.ndarray) -> None:
     """d_images += the transpose of affine_resample applied to d_out: each output gradient added back to the

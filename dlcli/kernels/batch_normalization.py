@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float, out: np.ndarray,
                        mean: np.ndarray, variance: np.ndarray, inv_std: np.ndarray) -> None:
     """out = (x - mean) * inv_std * gamma + beta with each column's mean and biased variance (also written)."""
@@ -39,7 +39,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsil
             out[r, c] = (x[r, c] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def batch_norm_backward(d_out: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                         inv_std: np.ndarray, d_x: np.ndarray, d_gamma: np.ndarray, d_beta: np.ndarray) -> None:
     """d_beta = sum(d_out), d_gamma = sum(d_out * x_hat) per column; d_x by the closed form.

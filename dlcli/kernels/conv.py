@@ -76,7 +76,7 @@ def im2col_by_tap(x: np.ndarray, cols_t: np.ndarray, kernel_h: int, kernel_w: in
                                            left:left + (out_w - 1) * stride_w + 1:stride_w, 0]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def col2im_images(cols: np.ndarray, dx: np.ndarray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
                   dilation_h: int, dilation_w: int, pad_top: int, pad_left: int, out_h: int, out_w: int, lo: int,
                   hi: int) -> None:
@@ -127,7 +127,7 @@ def col2im(cols: np.ndarray, dx: np.ndarray, *geometry: int) -> None:
 LINEAR, RELU, TANH = 0, 1, 2
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def bias_activation_rows(out: np.ndarray, bias: np.ndarray, activation: int, lo: int, hi: int) -> None:
     """bias_activation for the rows [lo, hi)."""
     features = out.shape[1]
@@ -146,7 +146,7 @@ def bias_activation(out: np.ndarray, bias: np.ndarray, activation: int) -> None:
     in_parts(bias_activation_rows, out.shape[0], out, bias, activation, min_rows=256)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def activation_grad_and_bias_sum(d_out: np.ndarray, out: np.ndarray, d: np.ndarray, d_bias: np.ndarray,
                                  activation: int) -> None:
     """d = d_out * activation'(from out) and d_bias = column sums of d, in one pass over (rows, F)."""

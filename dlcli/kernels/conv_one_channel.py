@@ -59,7 +59,7 @@ def weight_gradients(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: 
     return sums[:taps * features].reshape(kernel_h, kernel_w, 1, features), sums[taps * features:]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def backward_images(x: np.ndarray, d_out: np.ndarray, out: np.ndarray, argmax: np.ndarray, activation: int,
                     kernel_h: int, kernel_w: int, stride_h: int, stride_w: int, dilation_h: int, dilation_w: int,
                     pool_h: int, pool_w: int, pool_stride_h: int, pool_stride_w: int, pad_top: int, pad_left: int,
@@ -130,7 +130,7 @@ def forward_pooled(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activati
              dilation_h, dilation_w, *pool, conv_h, conv_w, out, argmax, min_rows=4)
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _window(cell: int, stride: int, pad: int, size: int, limit: int) -> tuple:
     """The first and last conv-output row (or column) of pooled cell `cell`'s window, clipped to [0, limit) as
     the pool clips them ("same" pooling)."""
@@ -139,7 +139,7 @@ def _window(cell: int, stride: int, pad: int, size: int, limit: int) -> tuple:
     return (first if first > 0 else 0), (last if last < limit else limit - 1)
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _patch(x: np.ndarray, n: int, row: int, col: int, dilation_h: int, dilation_w: int) -> tuple:
     """The 9 cells of image n under a 3x3 kernel whose top left tap is at (row, col), row by row."""
     r1, r2, c1, c2 = row + dilation_h, row + 2 * dilation_h, col + dilation_w, col + 2 * dilation_w
@@ -147,7 +147,7 @@ def _patch(x: np.ndarray, n: int, row: int, col: int, dilation_h: int, dilation_
             x[n, r2, col], x[n, r2, c1], x[n, r2, c2])
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _dot9(p: tuple, w0: float, w1: float, w2: float, w3: float, w4: float, w5: float, w6: float, w7: float,
           w8: float) -> float:
     """The 9 products added tap by tap in order, as a matrix product over im2col's columns adds them."""
@@ -162,7 +162,7 @@ def _dot9(p: tuple, w0: float, w1: float, w2: float, w3: float, w4: float, w5: f
     return s + p[8] * w8
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"contract"}, no_cfunc_wrapper=True)
 def forward_pooled_images(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation: int, stride_h: int,
                           stride_w: int, dilation_h: int, dilation_w: int, pool_h: int, pool_w: int,
                           pool_stride_h: int, pool_stride_w: int, pad_top: int, pad_left: int, conv_h: int,

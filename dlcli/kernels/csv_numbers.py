@@ -21,7 +21,7 @@ EXACT_POWERS = np.array([10.0 ** k for k in range(23)])  # 1e0..1e22: every one 
 _LARGEST_EXACT = 2 ** 53
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def count_rows(data: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
     """(rows, lines) in data[lo:hi]: lines counted as line breaks (and a last line without one), rows as the
     lines that are not blank ("" or a lone carriage return: what the csv module skips)."""
@@ -42,7 +42,7 @@ def count_rows(data: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
     return rows, lines
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def parse_rows(data: np.ndarray, lo: int, hi: int, out: np.ndarray, lines: np.ndarray, row: int, line: int,
                others: np.ndarray, powers: np.ndarray) -> tuple[int, int]:
     """Read the rows of data[lo:hi], every one ending in a line break, into out[row:] (float64, one column per
@@ -137,7 +137,7 @@ def parse_rows(data: np.ndarray, lo: int, hi: int, out: np.ndarray, lines: np.nd
     return row - first, found
 
 
-@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True)
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def all_blank(data: np.ndarray, start: int, stop: int) -> bool:
     """Whether data[start:stop] holds only spaces, tabs and carriage returns (an empty cell)."""
     for i in range(start, stop):

@@ -29,7 +29,7 @@ import numpy as np
 from dlcli.kernels.parts import in_parts
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _logaddexp(a: float, b: float) -> float:
     """log(e^a + e^b), exact when either is -inf (np.logaddexp is slower here: it handles NaN and inf+inf)."""
     if a == -np.inf:
@@ -41,19 +41,19 @@ def _logaddexp(a: float, b: float) -> float:
     return b + np.log1p(np.exp(a - b))
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _extended_label(labels: np.ndarray, s: int, blank: int) -> int:
     """Symbol s of the extended sequence (blank, l1, blank, l2, ..., blank)."""
     return blank if s % 2 == 0 else labels[s // 2]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _may_skip(labels: np.ndarray, s: int) -> bool:
     """Whether a path may jump from s - 2 to s: s is a label that differs from the label before the blank."""
     return s % 2 == 1 and s >= 2 and labels[s // 2] != labels[s // 2 - 1]
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always", no_cfunc_wrapper=True)
 def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
     """out (T, C) float64 = softmax(logits), or log_softmax with `log`, shifted by each step's maximum."""
     for t in range(out.shape[0]):
@@ -74,7 +74,7 @@ def _softmax(logits: np.ndarray, out: np.ndarray, log: bool) -> None:
                 out[t, k] /= total
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always", no_cfunc_wrapper=True)
 def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray, length: int, alpha: np.ndarray,
                        betas: np.ndarray, grad: np.ndarray, want_grad: bool) -> float:
     """-log p(labels | probs) (T, C) by rescaled probability-space recursions; NaN where a scale underflows.
@@ -154,7 +154,7 @@ def _scaled_recursions(probs: np.ndarray, symbols: np.ndarray, skips: np.ndarray
     return -log_likelihood
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, blank: int, grad: np.ndarray,
                         want_grad: bool) -> float:
     """-log p(labels | log_probs) (T, C) by log-space recursions: slower, but never underflows.
@@ -205,7 +205,7 @@ def _log_space_sequence(log_probs: np.ndarray, labels: np.ndarray, length: int, 
     return -log_likelihood
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, min_steps: np.ndarray,
                   input_lengths: np.ndarray, label_lengths: np.ndarray, nll: np.ndarray, grad: np.ndarray,
                   probs: np.ndarray, alphas: np.ndarray, betas: np.ndarray, sequence_grads: np.ndarray, lo: int,
@@ -239,7 +239,7 @@ def ctc_loss_rows(logits: np.ndarray, symbols: np.ndarray, skips: np.ndarray, mi
                     grad[b, t, k] = sequence_grad[t, k]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def ctc_loss_log_space_rows(logits: np.ndarray, labels: np.ndarray, input_lengths: np.ndarray,
                             label_lengths: np.ndarray, blank: int, nll: np.ndarray, grad: np.ndarray,
                             redo: np.ndarray) -> None:

@@ -13,7 +13,7 @@ from dlcli.kernels.ctc import _logaddexp
 from dlcli.kernels.parts import in_parts
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _parents(prefixes: np.ndarray, lengths: np.ndarray, count: int, parent: np.ndarray) -> None:
     """parent[j] = the beam i whose prefix is beam j's without its last label, or -1."""
     for j in range(count):
@@ -33,7 +33,7 @@ def _parents(prefixes: np.ndarray, lengths: np.ndarray, count: int, parent: np.n
                 break
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _beam_search_sequence(log_probs: np.ndarray, steps: int, blank: int, beam_width: int, out: np.ndarray) -> int:
     """Prefix beam search over log_probs[:steps] (T, C); writes the best labelling to out, returns its length.
 
@@ -109,7 +109,7 @@ def _beam_search_sequence(log_probs: np.ndarray, steps: int, blank: int, beam_wi
     return lengths[best]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def ctc_beam_search_rows(log_probs: np.ndarray, input_lengths: np.ndarray, blank: int, beam_width: int,
                          out: np.ndarray, out_lengths: np.ndarray, lo: int, hi: int) -> None:
     """ctc_beam_search for the sequences [lo, hi)."""
@@ -135,7 +135,7 @@ def edit_distances(first: np.ndarray, first_lengths: np.ndarray, second: np.ndar
     edit_distance_rows(first, first_lengths, second, second_lengths, out, np.empty(second.shape[1] + 1, np.int64))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def edit_distance_rows(first: np.ndarray, first_lengths: np.ndarray, second: np.ndarray,
                        second_lengths: np.ndarray, out: np.ndarray, row: np.ndarray) -> None:
     """edit_distances with the programme's row (second's width + 1, int64) from the caller: allocated here, it

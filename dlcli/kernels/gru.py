@@ -20,7 +20,7 @@ from dlcli.kernels.recurrent import (
 )
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
                 dropout: np.ndarray | None, kernel_h: np.ndarray | None, recurrent_bias: np.ndarray, mask: np.ndarray,
                 reverse: bool, activation: int, recurrent_activation: int, hs: np.ndarray,
@@ -76,7 +76,7 @@ def gru_forward(gates: np.ndarray, input_bias: np.ndarray, kernel: np.ndarray, b
         carry_masked_rows(mask, t, h_prev, h)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def gru_backward(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
                  dropout: np.ndarray | None, kernel_h_t: np.ndarray | None, mask: np.ndarray, reverse: bool,
                  activation: int, recurrent_activation: int, hs: np.ndarray, gates: np.ndarray, saved: np.ndarray,

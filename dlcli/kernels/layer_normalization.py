@@ -40,7 +40,7 @@ def layer_norm_backward(d_out: np.ndarray, x: np.ndarray, gamma: np.ndarray, mea
     return totals[:features].astype(x.dtype), totals[features:].astype(x.dtype)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS, no_cfunc_wrapper=True)
 def layer_norm_forward_rows(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float, out: np.ndarray,
                             mean: np.ndarray, inv_std: np.ndarray, lo: int, hi: int) -> None:
     """layer_norm_forward for the rows [lo, hi)."""
@@ -61,7 +61,7 @@ def layer_norm_forward_rows(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, 
             out[r, f] = (x[r, f] - m) * s * gamma[f] + beta[f]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath=_SUMS, no_cfunc_wrapper=True)
 def layer_norm_backward_rows(d_out: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                              inv_std: np.ndarray, d_x: np.ndarray, totals: np.ndarray, lo: int, hi: int) -> None:
     """layer_norm_backward for the rows [lo, hi): d_x's rows, and into totals (float64, 2 * features) this

@@ -16,7 +16,7 @@ from dlcli.kernels.recurrent import (
 )
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
                   a: np.ndarray, h: np.ndarray, code: int) -> None:
     """c = f * c_prev + i * g, a = activation(c), h = o * a over one row, in one pass."""
@@ -42,7 +42,7 @@ def lstm_cell_row(i: np.ndarray, f: np.ndarray, g: np.ndarray, o: np.ndarray, c_
             c[u], a[u], h[u] = cu, cu, o[u] * cu
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def lstm_forward_rows(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
                       dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                       recurrent_activation: int, hs: np.ndarray, cs: np.ndarray, act_c: np.ndarray, lo: int,
@@ -83,7 +83,7 @@ def lstm_forward(gates: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks
              recurrent_activation, hs, cs, act_c)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def lstm_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
                        dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                        recurrent_activation: int, gates: np.ndarray, cs: np.ndarray, act_c: np.ndarray,

@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", no_cfunc_wrapper=True)
 def _width(g: np.ndarray, rows: np.ndarray) -> np.uint64:
     """Entries per row: g holds rows.size rows.
 
@@ -40,7 +40,7 @@ def _width(g: np.ndarray, rows: np.ndarray) -> np.uint64:
     return np.uint64(g.size // rows.size if rows.size > 0 else 0)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", no_cfunc_wrapper=True)
 def _pass_shape(w: np.ndarray, g: np.ndarray, rows: np.ndarray, every_row: bool) -> tuple[np.uint64, np.uint64]:
     """(entries per row, rows the pass visits): all of w's rows under Keras' rule, the gradient's under lazy.
 
@@ -54,7 +54,7 @@ def _pass_shape(w: np.ndarray, g: np.ndarray, rows: np.ndarray, every_row: bool)
     return width, np.uint64(w.size) // width
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _clipped(g: float, grad_scale: np.float32, clip_value: np.float32) -> np.float32:
     g = np.float32(g) * grad_scale
     if clip_value > 0.0:
@@ -65,7 +65,7 @@ def _clipped(g: float, grad_scale: np.float32, clip_value: np.float32) -> np.flo
     return g
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def sgd_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, lr: float, grad_scale: float,
                clip_value: float) -> None:
     """w -= lr * g, on the rows given."""
@@ -79,7 +79,7 @@ def sgd_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, lr: float, grad_s
             w[i] -= lr32 * _clipped(g[g_row + j], gs32, cv32)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
                         lr: float, momentum: float, nesterov: bool, every_row: bool, grad_scale: float,
                         clip_value: float) -> None:
@@ -106,7 +106,7 @@ def sgd_momentum_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: n
                 w[i] += v
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, velocity: np.ndarray,
                    average_grad: np.ndarray | None, momentum_buffer: np.ndarray | None, lr: float, rho: float,
                    momentum: float, epsilon: float, every_row: bool, grad_scale: float, clip_value: float) -> None:
@@ -144,7 +144,7 @@ def rmsprop_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.nda
                 w[i] -= increment
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def adagrad_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, accumulator: np.ndarray, lr: float,
                    epsilon: float, grad_scale: float, clip_value: float) -> None:
     """acc += g^2; w -= lr g / sqrt(acc + eps), on the rows given."""
@@ -161,7 +161,7 @@ def adagrad_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, accumulator: 
             w[i] -= lr32 * gi / np.sqrt(acc + eps32)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def adam_update(w: np.ndarray, g: np.ndarray, rows: np.ndarray, zeros: np.ndarray, m: np.ndarray, v: np.ndarray,
                 v_hat: np.ndarray | None, alpha: float, beta_1: float, beta_2: float, epsilon: float,
                 every_row: bool, grad_scale: float, clip_value: float) -> None:

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def unfilter_rows(raw: np.ndarray, out: np.ndarray, pixel_bytes: int) -> bool:
     """Undo the filter of each row of `raw` (uint8: per row a filter type byte, then out.shape[1] bytes) into
     out (uint8, (rows, row bytes)); `pixel_bytes` is bytes per pixel (channels, at 8 bits). False if a row

@@ -20,7 +20,7 @@ import numpy as np
 from dlcli.kernels.parts import in_parts
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=True, inline="always", error_model="numpy", no_cfunc_wrapper=True)
 def _window(index: int, stride: int, pad_before: int, pool: int, size: int) -> tuple[int, int]:
     """[low, high) of the input cells under output cell `index` along one axis, clipped to the input."""
     start, end = index * stride - pad_before, index * stride - pad_before + pool
@@ -39,7 +39,7 @@ def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_
     kernel(x, out, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                              stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """max_pool2d_forward for windows of at most 2 x 2 cells, read through their corners in one channel loop
@@ -68,7 +68,7 @@ def max_pool2d_forward_small(x: np.ndarray, out: np.ndarray, argmax: np.ndarray,
                     argmax[n, i, j, c] = lower_at if take_lower else upper_at
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def max_pool2d_forward_any(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, pool_h: int, pool_w: int,
                            stride_h: int, stride_w: int, pad_top: int, pad_left: int) -> None:
     """max_pool2d_forward for windows of any size: a running maximum, updated with selects, not branches."""
@@ -93,7 +93,7 @@ def max_pool2d_forward_any(x: np.ndarray, out: np.ndarray, argmax: np.ndarray, p
                             argmax[n, i, j, c] = at if greater else argmax[n, i, j, c]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def max_pool2d_backward_images(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, lo: int, hi: int) -> None:
     """max_pool2d_backward for the images [lo, hi)."""
     out_h, out_w, channels = d_out.shape[1], d_out.shape[2], d_out.shape[3]
@@ -125,7 +125,7 @@ def max_pool2d_backward(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, 
                  d_x.reshape(d_x.shape[0], -1, d_x.shape[3]), min_rows=4)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def max_pool2d_backward_disjoint(d_out: np.ndarray, argmax: np.ndarray, d_x: np.ndarray, pool_h: int, pool_w: int,
                                  stride_h: int, stride_w: int, pad_top: int, pad_left: int, lo: int,
                                  hi: int) -> None:
@@ -149,7 +149,7 @@ def max_pool2d_backward_disjoint(d_out: np.ndarray, argmax: np.ndarray, d_x: np.
                         d_x[n, h, w, c] = 0.0
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: int, stride_h: int,
                            stride_w: int, pad_top: int, pad_left: int) -> None:
     """out[n, i, j, c] = mean of x[n, window, c] over the window's cells inside the image (TF's "same" rule)."""
@@ -173,7 +173,7 @@ def average_pool2d_forward(x: np.ndarray, out: np.ndarray, pool_h: int, pool_w: 
                     total[c] /= count
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def average_pool2d_backward(d_out: np.ndarray, d_x: np.ndarray, pool_h: int, pool_w: int, stride_h: int,
                             stride_w: int, pad_top: int, pad_left: int) -> None:
     """d_x[n, window, c] += d_out[n, i, j, c] / (cells in the window), for d_x of shape (N, H, W, C), zeroed."""

@@ -49,7 +49,7 @@ def tanh_scalar(x: float) -> float:  # pragma: no cover - compiled code calls th
     return np.tanh(x)
 
 
-@overload(tanh_scalar)
+@overload(tanh_scalar, jit_options={"no_cpython_wrapper": True, "no_cfunc_wrapper": True})
 def _tanh_overload(x):  # type: ignore[no-untyped-def]
     if isinstance(x, types.Float) and x.bitwidth == 32:
         # tanh(x) = x P(x^2) / Q(x^2) on [-9, 9] and +-1 beyond (tanh(9) rounds to 1 in float32): a relative
@@ -77,7 +77,7 @@ def sigmoid_scalar(x: float) -> float:  # pragma: no cover - compiled code calls
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@overload(sigmoid_scalar)
+@overload(sigmoid_scalar, jit_options={"no_cpython_wrapper": True, "no_cfunc_wrapper": True})
 def _sigmoid_overload(x):  # type: ignore[no-untyped-def]
     # sigmoid(x) = (1 + tanh(x / 2)) / 2: no exp to overflow, and the fast tanh in float32
     if isinstance(x, types.Float) and x.bitwidth == 32:
@@ -85,7 +85,7 @@ def _sigmoid_overload(x):  # type: ignore[no-untyped-def]
     return lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: int, code: int) -> None:
     """z[:, col0:col1] = activation(z + add + bias) over those columns, in place.
 
@@ -113,7 +113,7 @@ def activate(z: np.ndarray, add: np.ndarray, bias: np.ndarray, col0: int, col1: 
                 row[j] += y[j] + b[j]
 
 
-@numba.njit(cache=True, error_model="numpy")  # a Python entry point: the tests call it
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)  # a Python entry point: the tests call it
 def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float]:
     """(t0, t1, t2, floor) in like's dtype: activation'(x) = t0 + y (t1 + t2 y) where its output y > floor,
     else 0. A tuple, not an array: values in registers, which stores to other arrays cannot alias."""
@@ -126,14 +126,14 @@ def slope_terms(code: int, like: np.ndarray) -> tuple[float, float, float, float
     return one, zero, zero, zero if code == RELU else low  # relu: 1 where y > 0; linear: 1
 
 
-@numba.njit(cache=True, error_model="numpy")  # a Python entry point: the tests call it
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)  # a Python entry point: the tests call it
 def slope(y: float, terms: tuple[float, float, float, float]) -> float:
     """The activation's derivative from its output y (terms from slope_terms). A plain call, not inline="always":
     Numba re-typed the inlined body at each of gru_backward's four call sites (LLVM still inlines it)."""
     return (terms[0] + y * (terms[1] + terms[2] * y)) if y > terms[3] else y * 0
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def copy_row(source: np.ndarray, target: np.ndarray) -> None:
     """target[:] = source for 1-D arrays, as a loop: NumPy-style slice assignment costs seconds of compilation
     (broadcasting machinery) where this costs nothing, and the kernels run on a cold cache in every new
@@ -142,7 +142,7 @@ def copy_row(source: np.ndarray, target: np.ndarray) -> None:
         target[j] = source[j]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def zero_rows(target: np.ndarray) -> None:
     """target[:] = 0 for a 2-D array, as a loop (see copy_row)."""
     for n in range(target.shape[0]):
@@ -151,7 +151,7 @@ def zero_rows(target: np.ndarray) -> None:
             row[j] = 0
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None, dropout: np.ndarray | None,
                       out: np.ndarray, h_scratch: np.ndarray, z_scratch: np.ndarray) -> None:
     """out (N, k*U) = h @ kernel; with recurrent dropout (one (N, U) mask per gate), gate g's block of out is
@@ -170,7 +170,7 @@ def recurrent_product(h: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | No
             copy_row(z_scratch[n], out[n, g * units:(g + 1) * units])
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None, dropout: np.ndarray | None,
                    out: np.ndarray, d_scratch: np.ndarray, h_scratch: np.ndarray) -> None:
     """out (N, U) = the gradient reaching h from d (N, k*U) = d(h @ kernel): d @ kernel.T, or per gate with dropout
@@ -190,7 +190,7 @@ def recurrent_grad(d: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | N
                 on[u] += hn[u] * mn[u]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def add_rows(d: np.ndarray, step: np.ndarray, total: np.ndarray) -> None:
     """total += the column sums of d (N, W): the bias gradient, step by step. Each step sums in d's dtype into
     `step` (W,), then adds to `total` in float64, so 64000 float32 rows lose nothing to rounding."""
@@ -204,7 +204,7 @@ def add_rows(d: np.ndarray, step: np.ndarray, total: np.ndarray) -> None:
         total[j] += step[j]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def add_output_grad(d_hs: np.ndarray, t: int, n: int, dh: np.ndarray) -> None:
     """dh += d_hs[t, n]: the gradient on step t's output, when every step is an output (d_hs not empty)."""
     if d_hs.shape[0]:
@@ -213,7 +213,7 @@ def add_output_grad(d_hs: np.ndarray, t: int, n: int, dh: np.ndarray) -> None:
             dh[u] += g[u]
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.ndarray) -> None:
     """target[n] = source[n] for every row n whose step t is masked."""
     for n in range(target.shape[0]):
@@ -221,14 +221,14 @@ def carry_masked_rows(mask: np.ndarray, t: int, source: np.ndarray, target: np.n
             copy_row(source[n], target[n])
 
 
-@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+@numba.njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def slots(t: int, reverse: bool) -> tuple[int, int]:
     """(slot read, slot written) by the step at time t."""
     return (t + 1, t) if reverse else (t, t + 1)
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"},
-            no_cpython_wrapper=True)
+            no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) -> None:
     """row = activation(row + add + bias), in place, over 1-D views indexed from 0 (see activate)."""
     zero = row[0] * 0
@@ -246,7 +246,7 @@ def activate_row(row: np.ndarray, add: np.ndarray, bias: np.ndarray, code: int) 
             row[j] += add[j] + bias[j]
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def simple_rnn_forward_rows(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blocks: np.ndarray | None,
                             dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                             hs: np.ndarray, lo: int, hi: int) -> None:
@@ -273,7 +273,7 @@ def simple_rnn_forward(xw: np.ndarray, bias: np.ndarray, kernel: np.ndarray, blo
     in_parts(simple_rnn_forward_rows, xw.shape[1], xw, bias, kernel, blocks, dropout, mask, reverse, activation, hs)
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def simple_rnn_backward_rows(d_hs: np.ndarray, d_last: np.ndarray, kernel_t: np.ndarray, blocks_t: np.ndarray | None,
                              dropout: np.ndarray | None, mask: np.ndarray, reverse: bool, activation: int,
                              hs: np.ndarray, dz: np.ndarray, d_first: np.ndarray, total: np.ndarray, lo: int,

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def scatter_add_rows(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     """out[rows[i]] += values[i] for every i, in order, so repeated rows add up (2-D out and values)."""
     width = values.shape[1]

@@ -50,7 +50,7 @@ from dlcli.kernels.winograd_matrices import ADD, ADD_BIAS_FLOOR, SET, TRANSFORMS
 from dlcli.kernels.winograd_separable import tile_transform
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def tile_map(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
              dst_image: int, kind: np.ndarray, source: np.ndarray, target: np.ndarray, coef: np.ndarray,
              bias: np.ndarray, floor: float, width: int, lo: int, hi: int) -> None:

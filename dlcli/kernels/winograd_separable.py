@@ -33,7 +33,7 @@ import numpy as np
 SET, ADD = 0, 1
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 def tile_transform(src: np.ndarray, dst: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, src_image: int,
                    dst_image: int, src_runs: bool, dst_runs: bool, kind: np.ndarray, target: np.ndarray,
                    source: np.ndarray, coef: np.ndarray, source2: np.ndarray, coef2: np.ndarray,
