@@ -157,6 +157,11 @@ def claimed_kernels_skipped() -> Iterator[None]:
         _thread.skips = before
 
 
+def skips_claimed_kernels() -> bool:
+    """Whether this thread skips a kernel another process is compiling (claimed_kernels_skipped)."""
+    return _thread.skips
+
+
 def _waiting() -> bool:
     return _waits[0] and not _thread.skips
 

@@ -89,3 +89,62 @@ def test_without_another_process_a_sharing_process_compiles_and_leaves_no_claim(
     result = json.loads(sharer.stdout.splitlines()[-1])
     assert result["out"] == [[4.0, 6.0], [0.0, 0.0], [2.0, 3.0]] and "scatter_add_rows" in result["compiled"]
     assert list(cache.rglob("sparse.scatter_add_rows-*.nbi")) and not list(cache.rglob("dlcli-claim-*"))
+
+
+# a thread that skips kernels another process compiles runs a kernel through in_parts on two threads while that
+# kernel's claim is held: the parts thread must skip it as well. Waiting for the claim, it held Numba's compiler
+# lock, so the caller (train/precompile.py's thread) skipped the kernel but then stood idle at its next one until
+# the other process had compiled the first:
+# segmentation_toy's thread waited 1.15 s for the child's tile_transform (benchmarks/compile_time.py --timeline).
+PARTS_MEET_A_CLAIM = """
+import fcntl, json, threading
+import numba
+import numpy as np
+from numba import typeof
+from dlcli.kernels.cache import ClaimedElsewhereError, _claim_path, claimed_kernels_skipped, \\
+    share_compiles_between_processes
+from dlcli.kernels.conv import bias_activation_rows
+from dlcli.kernels.parts import in_parts
+from dlcli.kernels.sparse import scatter_add_rows
+
+assert share_compiles_between_processes()
+numba.set_num_threads(2)
+out, bias = np.zeros((8, 4), np.float32), np.ones(4, np.float32)
+claim_path = _claim_path(bias_activation_rows._cache, tuple(typeof(a) for a in (out, bias, 0, 0, 8)))
+claim_path.parent.mkdir(parents=True, exist_ok=True)
+claim = open(claim_path, "a")
+fcntl.flock(claim, fcntl.LOCK_EX)
+seen = {}
+
+def call():
+    try:
+        with claimed_kernels_skipped():
+            in_parts(bias_activation_rows, 8, out, bias, 0)
+        seen["parts"] = "ran"
+    except ClaimedElsewhereError:
+        seen["parts"] = "skipped"
+    with claimed_kernels_skipped():  # the caller's next kernel, claimed by nobody: compiled here at once
+        scatter_add_rows(np.zeros((3, 2), np.float32), np.array([0, 2, 0]), np.ones((3, 2), np.float32))
+    seen["next"] = "ran"
+
+caller = threading.Thread(target=call)
+caller.start()
+caller.join(20)
+seen["stalled"] = caller.is_alive()
+claim_path.unlink()
+claim.close()
+caller.join(300)
+seen["after"] = float(out.sum())  # the kernel ran once the claim went only where it was waited for
+print(json.dumps(seen))
+"""
+
+
+def test_a_kernel_run_in_parts_is_skipped_on_every_thread_while_another_process_compiles_it(tmp_path: Path) -> None:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", PARTS_MEET_A_CLAIM], cwd=REPO,
+                         env={**_env(tmp_path / "numba-cache"), "NUMBA_NUM_THREADS": "2"},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"parts": "skipped", "next": "ran", "stalled": False,
+                                                       "after": 0.0}
