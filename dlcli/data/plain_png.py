@@ -69,7 +69,8 @@ def load_kernels() -> None:
     from dlcli.kernels.png import unfilter_rows
 
     _inflater()
-    unfilter_rows(np.zeros(2, np.uint8), np.zeros((1, 1), np.uint8), 1)
+    # raw as decoding passes it: inflated bytes, so a read-only array (a writable one is another signature)
+    unfilter_rows(np.frombuffer(bytes(2), np.uint8), np.zeros((1, 1), np.uint8), 1)
 
 
 @functools.cache

@@ -168,9 +168,14 @@ def test_the_file_check_of_a_png_folder_loads_the_unfilter_kernel(tmp_path: Path
 
     (tmp_path / "a.png").write_bytes(_png(_noise((4, 4, 3))))
     (tmp_path / "b.jpg").write_bytes(b"")
+    # then decodes the PNG: the kernel it loaded must be the one decoding calls (image data inflates to bytes,
+    # a read-only array), not a second signature (a writable array: 0.54 s more to compile on an empty cache)
     probe = ("import sys; from pathlib import Path; from dlcli.data.image_files import check_files; "
-             "from dlcli.kernels.png import unfilter_rows; check_files([Path(p) for p in sys.argv[1:]], 2, False); "
-             "print(len(unfilter_rows.signatures))")
+             "from dlcli.data.plain_png import plain_png; "
+             "from dlcli.kernels.png import unfilter_rows; files = [Path(p) for p in sys.argv[1:]]; "
+             "check_files(files, 2, False); loaded = len(unfilter_rows.signatures); "
+             "[plain_png(f.read_bytes(), 4, 4, 'rgb') for f in files if f.suffix == '.png']; "
+             "print(loaded, len(unfilter_rows.signatures))")
     loaded = [subprocess.run([sys.executable, "-c", probe, *map(str, files)], capture_output=True, text=True,
                              check=True).stdout.strip() for files in ([tmp_path / "a.png"], [tmp_path / "b.jpg"])]
-    assert loaded == ["1", "0"]  # a folder of JPEGs compiles nothing it will not use
+    assert loaded == ["1 1", "0 0"]  # a folder of JPEGs compiles nothing it will not use
