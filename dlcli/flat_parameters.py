@@ -46,14 +46,17 @@ class FlatParameters:
 
     def gather_gradients(self, params: dict[str, Tensor]) -> bool:
         """Copy every gradient into the flat buffer; False (nothing done) if one is missing or sparse."""
-        grads = [p.grad for p, _ in self.parts]
-        if not all(type(g) is np.ndarray for g in grads):
-            return False
+        flat = []  # plain loops: a generator or comprehension each costs about a microsecond a step here
+        for p, _ in self.parts:
+            g = p.grad
+            if type(g) is not np.ndarray:
+                return False
+            flat.append(g.reshape(-1))
         for index, (p, part) in enumerate(self.parts):
             if p.data is not self.views[index]:  # replaced, not written in place: take the new values
                 self._take(p, part)
                 self.views[index] = p.data
-        np.concatenate([g.reshape(-1) for g in grads], out=self.grads)  # type: ignore[union-attr]
+        np.concatenate(flat, out=self.grads)
         return True
 
 

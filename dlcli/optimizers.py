@@ -98,10 +98,16 @@ class OptimizerSpec(StrictSpec):
 
 
 def _kernels() -> ModuleType:
-    """The Numba update kernels, imported on first use so specs validate without loading numba."""
-    from dlcli.kernels import optim
+    """The Numba update kernels, imported on first use so specs validate without loading numba (then kept: an
+    import statement costs a microsecond on every step, a tenth of a small model's whole update)."""
+    if not _OPTIM_KERNELS:
+        from dlcli.kernels import optim
 
-    return optim
+        _OPTIM_KERNELS.append(optim)
+    return _OPTIM_KERNELS[0]
+
+
+_OPTIM_KERNELS: list[ModuleType] = []
 
 
 class Optimizer(DecayAndAverage):
@@ -156,8 +162,10 @@ class Optimizer(DecayAndAverage):
         if together is not None and self.spec.clipnorm is None and together.gather_gradients(self.params):
             # one kernel call over every parameter: the same elementwise formula, so the same bits
             # each parameter's squared norm summed as the per-parameter path sums them, so the scale has its bits
-            scale = self._global_scale(together.grads[part] for _, part in together.parts)
-            self._decay_weights({name: (None, WHOLE) for name in self.params}, lr)
+            scale = 1.0 if self.spec.global_clipnorm is None \
+                else self._global_scale(together.grads[part] for _, part in together.parts)
+            if self.spec.weight_decay:
+                self._decay_weights({name: (None, WHOLE) for name in self.params}, lr)
             self._update(kernels, together.weights, together.grads, WHOLE, together.slots, lr, scale, clip_value)
             self._average_weights()
             self.iterations += 1
