@@ -20,6 +20,7 @@ dense array: clipnorm and global_clipnorm use the norm of its (summed) values, c
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -97,17 +98,13 @@ class OptimizerSpec(StrictSpec):
         return self
 
 
+@functools.cache
 def _kernels() -> ModuleType:
-    """The Numba update kernels, imported on first use so specs validate without loading numba (then kept: an
+    """The Numba update kernels, imported on first use so specs validate without loading numba (then cached: an
     import statement costs a microsecond on every step, a tenth of a small model's whole update)."""
-    if not _OPTIM_KERNELS:
-        from dlcli.kernels import optim
+    from dlcli.kernels import optim
 
-        _OPTIM_KERNELS.append(optim)
-    return _OPTIM_KERNELS[0]
-
-
-_OPTIM_KERNELS: list[ModuleType] = []
+    return optim
 
 
 class Optimizer(DecayAndAverage):

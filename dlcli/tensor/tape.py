@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import threading
 import time
@@ -216,16 +217,12 @@ def run_backward(root: Tensor, grad: Array | None = None, retain_graph: bool = F
                 parent.op = None
 
 
+@functools.cache
 def _seed(shape: tuple[int, ...], dtype: np.dtype) -> Array:
     """A read-only one-element array of ones (the gradient of a loss on itself), made once per shape and dtype."""
-    seed = _SEEDS.get((shape, dtype))
-    if seed is None:
-        seed = _SEEDS[(shape, dtype)] = np.ones(shape, dtype)
-        seed.flags.writeable = False
+    seed = np.ones(shape, dtype)
+    seed.flags.writeable = False
     return seed
-
-
-_SEEDS: dict[tuple[tuple[int, ...], np.dtype], Array] = {}
 
 
 def _accumulate(previous: Gradient, d_parent: Gradient, key: Any, owned: set[Any]) -> Gradient:
