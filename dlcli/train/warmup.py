@@ -12,6 +12,10 @@ optimizer and the CTC loss and decoders compile every kernel a training run can 
 
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +26,12 @@ import numpy as np
 from dlcli import ops
 from dlcli.data.csv_numbers import read_numbers
 from dlcli.data.plain_png import load_kernels as load_png_kernels
+from dlcli.kernels.cache import share_compiles_between_processes
 from dlcli.layers import create_layer
 from dlcli.layers.base import Layer
 from dlcli.optimizers import create_optimizer
 from dlcli.tensor import Tensor, no_grad
+from dlcli.train.precompile_fork import watch_pipe
 
 # (input shape with batch, input dtype, layers): together they call every kernel family in dlcli/kernels/
 _STACKS: list[tuple[tuple[int, ...], Any, list[dict[str, Any]]]] = [
@@ -76,25 +82,75 @@ _OPTIMIZERS: list[dict[str, Any]] = [
 ]
 
 
-def warm_up_kernels() -> None:
+def warm_up_kernels(from_the_end: bool = False) -> None:
     """Compile every kernel a float32 training run can call: each layer family forward (training and
     inference) and backward, every optimizer's update on dense and sparse gradients, the CTC loss, decoders
-    and edit distance, the parser of large CSV files of numbers and the PNG row unfilter of image folders."""
+    and edit distance, the parser of large CSV files of numbers and the PNG row unfilter of image folders.
+
+    Numba compiles one kernel at a time in a process, so a second process takes the warm-ups from the last one
+    back while this one takes them from the first (_helper); each kernel compiles once between the two, the other
+    loading it from the cache. This process runs every warm-up whatever the helper does, so the cache is
+    complete when it returns.
+    """
     rng = np.random.default_rng(0)
-    for shape, dtype, configs in _STACKS:
-        layers = _built(configs, shape[1:], rng)
-        # float images require a gradient, so the augmentation layers' backward kernels compile too
-        x = Tensor(rng.integers(0, 7, shape)) if dtype == np.int64 else \
-            Tensor(rng.random(shape, dtype=np.float32), requires_grad=True)
-        _forward(layers, x, training=True).sum().backward()
-        with no_grad():
-            _forward(layers, x, training=False)
-        params = {f"{layer.name}/{name}": t for layer in layers for name, t in layer.weights().items()}
-        trained = {name: t for name, t in params.items() if t.grad is not None}
-        for config in _OPTIMIZERS:
-            create_optimizer(config, trained).step()
-    _warm_up_first_conv(rng)
-    _warm_up_ctc(rng)
+    steps = [*(functools.partial(_warm_up_stack, *stack) for stack in _STACKS), _warm_up_first_conv, _warm_up_ctc,
+             _warm_up_readers, *(functools.partial(_warm_up_optimizer, config) for config in _OPTIMIZERS)]
+    if from_the_end:
+        share_compiles_between_processes()
+        watch_pipe(0)  # exit when the process that started this one closes stdin or is gone
+        steps.reverse()
+    helper = None if from_the_end else _helper()
+    try:
+        for step in steps:
+            step(rng)
+        if helper is not None:
+            helper.stdin.close()  # type: ignore[union-attr]
+            helper.wait()
+    finally:
+        if helper is not None and helper.poll() is None:  # an error or an interrupt here: the helper stops too
+            helper.kill()
+            helper.wait()
+
+
+def _helper() -> subprocess.Popen | None:
+    """The second process of warm_up_kernels, or None: on one core, where processes cannot take turns filling
+    the cache (no flock), or with DLCLI_PRECOMPILE=thread or off (one process, as `train` then compiles)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" \
+            or not share_compiles_between_processes():
+        return None
+    code = "from dlcli.train.warmup import warm_up_kernels; warm_up_kernels(from_the_end=True)"
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _warm_up_stack(in_shape: tuple[int, ...], dtype: Any, configs: list[dict[str, Any]],
+                   rng: np.random.Generator) -> None:
+    """A stack of layers forward in training and inference, and backward."""
+    layers = _built(configs, in_shape[1:], rng)
+    # float images require a gradient, so the augmentation layers' backward kernels compile too
+    x = Tensor(rng.integers(0, 7, in_shape)) if dtype == np.int64 else \
+        Tensor(rng.random(in_shape, dtype=np.float32), requires_grad=True)
+    _forward(layers, x, training=True).sum().backward()
+    with no_grad():
+        _forward(layers, x, training=False)
+
+
+def _warm_up_optimizer(config: dict[str, Any], rng: np.random.Generator) -> None:
+    """One optimizer's update of every parameter at once (dense gradients only), and parameter by parameter (an
+    embedding's sparse gradient among them)."""
+    layers = _built([{"type": "embedding", "input_dim": 7, "output_dim": 3}, {"type": "flatten"},
+                     {"type": "dense", "units": 2}], (5,), rng)
+    _forward(layers, Tensor(rng.integers(0, 7, (2, 5))), training=True).sum().backward()
+    params = {f"{layer.name}/{name}": t for layer in layers for name, t in layer.weights().items()}
+    dense = {name: t for name, t in params.items() if type(t.grad) is np.ndarray}
+    assert len(dense) < len(params), "the embedding's gradient is sparse"
+    create_optimizer(config, params).step()
+    create_optimizer(config, dense).step()
+
+
+def _warm_up_readers(rng: np.random.Generator) -> None:
+    """The parser of large CSV files of numbers and the PNG row unfilter."""
     read_numbers(b"a,b\n1.5,-2e3\n", (), min_bytes=0)
     load_png_kernels()
 
@@ -127,6 +183,7 @@ def _warm_up_first_conv(rng: np.random.Generator) -> None:
 
 
 def _warm_up_ctc(rng: np.random.Generator) -> None:
+    """The CTC loss (both kernels), its decoders and the edit distance."""
     from dlcli.decoding import ctc_beam_search_decode, ctc_greedy_decode
     from dlcli.metrics import create_metric
 

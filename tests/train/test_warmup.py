@@ -6,30 +6,38 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.mirror import mnist_mirror
+from tests.train.test_precompile import _children_left_after, _children_using
 
 REPO = Path(__file__).resolve().parents[2]
 
-# every kernel of dlcli/kernels/ that has no compiled signature; inline="always" helpers compile inside callers
+# every kernel of dlcli/kernels/ by where it is: compiled or loaded in this process, only in the cache, or missing
+# (inline="always" helpers compile inside their callers, and have no cache of their own)
 UNCOMPILED = """
-import importlib, json, pkgutil, sys
+import importlib, json, os, pkgutil, sys
 import dlcli.kernels
 from numba.core.registry import CPUDispatcher
 {action}
-missing, compiled = [], []
+missing, compiled, in_cache, loaded = [], [], [], []
 for info in pkgutil.iter_modules(dlcli.kernels.__path__):
     module = importlib.import_module("dlcli.kernels." + info.name)
     for name, value in vars(module).items():
         if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
             if value.targetoptions.get("inline", "never") == "always":
                 continue
-            (compiled if value.signatures else missing).append(module.__name__ + "." + name)
+            # a callee compiles inside its caller's compile: where the other process compiled the caller, this one
+            # loaded the caller's machine code and never needed the callee, which the cache holds all the same
+            cached = os.path.exists(value._cache._cache_file._index_path)
+            (compiled if value.signatures else in_cache if cached else missing).append(module.__name__ + "." + name)
+            if sum(value.stats.cache_hits.values()):  # another process compiled it, this one loaded it
+                loaded.append(module.__name__ + "." + name)
             misses = [str(sig) for sig, count in value.stats.cache_misses.items() if count]
             if misses:
                 print("MISS", module.__name__ + "." + name, misses, file=sys.stderr)
-print(json.dumps({{"missing": missing, "compiled": compiled}}))
+print(json.dumps({{"missing": missing, "compiled": compiled, "in_cache": in_cache, "loaded": loaded}}))
 """
 
 
@@ -49,6 +57,9 @@ def test_warmup_without_a_spec_compiles_every_kernel_into_the_cache(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["missing"] == [] and len(found["compiled"]) >= 30
+    # the cache was empty: what this process loaded, the helper process compiled (both cores worked), and this
+    # process compiled the rest itself; the CTC loss comes late here and early there
+    assert "dlcli.kernels.ctc.ctc_loss_rows" in found["loaded"] and len(found["loaded"]) < len(found["compiled"])
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events] == ["warmup", "end"]
     assert events[0]["target"] == "every kernel" and events[1]["cache"] == str(cache)
@@ -56,6 +67,24 @@ def test_warmup_without_a_spec_compiles_every_kernel_into_the_cache(tmp_path: Pa
     indexes = {p.name.split(".")[0] for p in cache.rglob("*.nbi")}
     assert {"conv", "winograd", "winograd_separable", "pool", "batch_normalization", "recurrent", "lstm", "gru",
             "ctc", "optim", "augment", "sparse"} <= indexes
+    assert not list(cache.rglob("dlcli-claim-*"))  # no compile was left half-done
+
+
+def test_the_warmup_helper_exits_when_warmup_is_killed(tmp_path: Path) -> None:
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    warmup = subprocess.Popen([sys.executable, "-m", "dlcli", "warmup"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children_using(cache)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        helpers = [pid for pid in _children_using(cache) if pid != warmup.pid]
+        assert len(helpers) == 1, "warmup starts one helper process"
+    finally:
+        warmup.kill()
+        warmup.wait()
+    assert _children_left_after(cache, 30) == []
 
 
 def test_a_run_after_warming_up_its_spec_compiles_nothing(tmp_path: Path) -> None:
