@@ -86,6 +86,7 @@ class Precompile:
         elif with_child:
             self.child = _start_child(spec)
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
+        self.cancelled = threading.Event()  # set: the thread stops after the kernel it is compiling (cancel)
         self.thread.start()
 
     def join(self) -> None:
@@ -97,6 +98,13 @@ class Precompile:
             self._gc_thresholds = None
         if self.stepped:
             self.stop(wait=False)
+
+    def cancel(self) -> None:
+        """The run will not train (its data failed to load): stop the child, and have the thread stop after the
+        kernel it is compiling, so that the error is not held back until every kernel has compiled (on an empty
+        cache, seconds for a recurrent model)."""
+        self.cancelled.set()
+        self.stop()
 
     def stop(self, wait: bool = True) -> None:
         """Stop the child: it exits when its pipe closes. With `wait`, reap it, killing it if it has not exited
@@ -111,7 +119,8 @@ class Precompile:
 
     def _compile(self) -> None:
         try:
-            self.stepped = compile_from_the_start(self.spec, with_child=self.child is not None)
+            self.stepped = compile_from_the_start(self.spec, with_child=self.child is not None,
+                                                  cancelled=self.cancelled)
         except Exception:  # noqa: BLE001 - best effort: the run compiles whatever this did not (module doc)
             pass
 
@@ -119,13 +128,13 @@ class Precompile:
 @contextlib.contextmanager
 def compiling_ahead(spec: RunSpec, processes: int = 1) -> Iterator[Precompile | None]:
     """start_precompile around the block that loads the data; at its end the thread is joined (no op of the
-    thread's may overlap the run's), and a block that raises stops the child first."""
+    thread's may overlap the run's), and a block that raises cancels the compiling first (Precompile.cancel)."""
     compiling = start_precompile(spec, processes)
     try:
         yield compiling
     except BaseException:
         if compiling is not None:
-            compiling.stop()
+            compiling.cancel()
         raise
     finally:
         if compiling is not None:
@@ -162,7 +171,7 @@ def _start_child(spec: RunSpec) -> ForkedChild | None:
     return fork_child(lambda pipe: run_child(spec, pipe))
 
 
-def compile_from_the_start(spec: RunSpec, with_child: bool = False) -> bool:
+def compile_from_the_start(spec: RunSpec, with_child: bool = False, cancelled: threading.Event | None = None) -> bool:
     """The loss and metrics, then each layer's forward and backward from the first to the last, then one whole
     training step: True when that step went through, compiling every variant the run calls.
 
@@ -175,15 +184,16 @@ def compile_from_the_start(spec: RunSpec, with_child: bool = False) -> bool:
     (backward_images, 0.58 s CPU) until 2.06 s, 1.39 s of CPU in the child against 0.56 in the thread."""
     from dlcli.kernels.cache import claimed_kernels_skipped
 
+    cancelled = cancelled or threading.Event()
     model = build_model(spec.model, np.random.default_rng(0), spec)
     with np.errstate(all="ignore"):  # zeros may divide by zero; nobody reads these numbers (thread-local state)
         if with_child:
             with claimed_kernels_skipped():
-                _steps(_shared_steps(model, spec))
+                _steps(_shared_steps(model, spec), cancelled)
         else:
             _steps([lambda: loss_step(model),
-                    *(lambda node=node: layer_step(model, node) for node in model.nodes)])
-        return training_step(model, spec)
+                    *(lambda node=node: layer_step(model, node) for node in model.nodes)], cancelled)
+        return not cancelled.is_set() and training_step(model, spec)
 
 
 def _shared_steps(model: Any, spec: RunSpec) -> list[Callable[[], Any]]:
@@ -195,8 +205,10 @@ def _shared_steps(model: Any, spec: RunSpec) -> list[Callable[[], Any]]:
             lambda: optimizer_step(model, spec)]
 
 
-def _steps(steps: list[Callable[[], Any]]) -> None:
+def _steps(steps: list[Callable[[], Any]], cancelled: threading.Event) -> None:
     for step in steps:
+        if cancelled.is_set():
+            return
         try:
             step()
         except Exception:  # noqa: BLE001 - what zeros cannot compile (or the child compiles), the whole step or

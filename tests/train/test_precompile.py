@@ -214,6 +214,37 @@ def test_a_rank_of_several_compiles_ahead_without_a_child(tmp_path: Path) -> Non
     assert started[1, 1] == {"thread": True, "child": False}  # the one rank of an MPI launcher: no fork
 
 
+# the data fails to load at once, on an empty cache: the error must not wait until every kernel has compiled
+CANCELLED = """
+import json
+from pathlib import Path
+from dlcli.kernels import lstm
+from dlcli.spec.load import validate_spec
+from dlcli.train.precompile import compiling_ahead
+
+spec = validate_spec({"name": "gru", "data": {"train": "x.npz"}, "model": {"input": {"shape": [5, 3]},
+                      "layers": [{"type": "gru", "units": 4, "return_sequences": True}, {"type": "lstm", "units": 3},
+                                 {"type": "dense", "units": 2, "activation": "softmax"}]},
+                      "train": {"loss": "sparse_categorical_crossentropy"}}, Path("s.toml"))
+try:
+    with compiling_ahead(spec) as compiling:
+        raise OSError("the data file is gone")
+except OSError:
+    pass
+print(json.dumps({"thread_alive": compiling.thread.is_alive(), "stepped": compiling.stepped,
+                  "lstm_forward": len(lstm.lstm_forward_rows.signatures)}))
+"""
+
+
+def test_a_run_whose_data_fails_stops_compiling_after_the_kernel_in_hand(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", CANCELLED], cwd=REPO, env=_env(tmp_path / "numba"),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    # the thread was still on the loss or the GRU: it never reached the LSTM, nor the whole step
+    assert json.loads(out.stdout.splitlines()[-1]) == {"thread_alive": False, "stepped": False, "lstm_forward": 0}
+    assert _children_left_after(tmp_path / "numba", 30) == []
+
+
 # the collector's thresholds while compiling ahead, and after the join: the run's own again, nothing left frozen
 GC_SETTINGS = """
 import gc, json
