@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import compileall
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist each worker compiles into a kernel cache of its own, set before anything imports Numba (which
+# reads it once) and inherited by every process the worker's tests start: two processes adding signatures of one
+# kernel to one cache at once can leave an index that points at the other's machine code (kernels/cache.py).
+# Without NUMBA_CACHE_DIR the workers' caches go where Numba's would (__pycache__ beside the kernels).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _SHARED = os.environ.get("NUMBA_CACHE_DIR") or str(REPO / "dlcli" / "kernels" / "__pycache__")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(_SHARED, f"xdist-{_WORKER}")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
