@@ -86,7 +86,7 @@ class Precompile:
         elif with_child:
             self.child = _start_child(spec)
         self.stepped = False  # whether the thread's step went through: then it compiled all a step calls
-        self.cancelled = threading.Event()  # set: the thread stops after the kernel it is compiling (cancel)
+        self.cancelled = threading.Event()  # set: the thread stops after the step in hand (cancel)
         self.thread.start()
 
     def join(self) -> None:
@@ -101,8 +101,8 @@ class Precompile:
 
     def cancel(self) -> None:
         """The run will not train (its data failed to load): stop the child, and have the thread stop after the
-        kernel it is compiling, so that the error is not held back until every kernel has compiled (on an empty
-        cache, seconds for a recurrent model)."""
+        step in hand (the loss, or one layer's forward or backward), so that the error is not held back until
+        every kernel has compiled (on an empty cache, many seconds for a recurrent model)."""
         self.cancelled.set()
         self.stop()
 

@@ -12,8 +12,10 @@ optimizer and the CTC loss and decoders compile every kernel a training run can 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,6 +99,9 @@ def warm_up_kernels(from_the_end: bool = False) -> None:
              _warm_up_readers, *(functools.partial(_warm_up_optimizer, config) for config in _OPTIMIZERS)]
     if from_the_end:
         share_compiles_between_processes()
+        # Ctrl-C reaches the process group: warmup handles it and closes the pipe, which ends this process (a
+        # KeyboardInterrupt here could stop Numba between writing a cache file and renaming it)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         watch_pipe(0)  # exit when the process that started this one closes stdin or is gone
         steps.reverse()
     helper = None if from_the_end else _helper()
@@ -105,16 +110,21 @@ def warm_up_kernels(from_the_end: bool = False) -> None:
             step(rng)
         if helper is not None:
             helper.stdin.close()  # type: ignore[union-attr]
-            helper.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # the finally kills one that is not gone by then
+                helper.wait(_HELPER_EXIT_WAIT)  # it exits at its pipe's end
     finally:
         if helper is not None and helper.poll() is None:  # an error or an interrupt here: the helper stops too
             helper.kill()
             helper.wait()
 
 
+_HELPER_EXIT_WAIT = 10.0  # seconds for the helper to exit once its pipe is closed (its imports may not be done)
+
+
 def _helper() -> subprocess.Popen | None:
-    """The second process of warm_up_kernels, or None: on one core, where processes cannot take turns filling
-    the cache (no flock), or with DLCLI_PRECOMPILE=thread or off (one process, as `train` then compiles)."""
+    """The second process of warm_up_kernels, or None (warmup then compiles alone): on one core; where processes
+    cannot take turns filling the cache (no flock); or with DLCLI_PRECOMPILE=thread or off, as `train` then
+    compiles in one process too."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" \
             or not share_compiles_between_processes():

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.mirror import mnist_mirror
 from tests.train.test_precompile import _children_left_after, _children_using
 
@@ -41,19 +43,24 @@ print(json.dumps({{"missing": missing, "compiled": compiled, "in_cache": in_cach
 """
 
 
-def run_python(code: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, cache: Path, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "DLCLI_DATASETS_MIRROR": str(mnist_mirror()),
-           "DLCLI_CACHE": str(cwd / "data-cache"), "CI": "true"}
+           "DLCLI_CACHE": str(cwd / "data-cache"), "CI": "true", **extra_env}
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
 
 
+# warmup's helper process needs a second core and DLCLI_PRECOMPILE=process (the default)
+TWO_CORES = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) >= 2
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="warmup compiles in one process on one core")
 def test_warmup_without_a_spec_compiles_every_kernel_into_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "numba-cache"
     action = "from click.testing import CliRunner\nfrom dlcli.cli.commands import cli\n" \
              "result = CliRunner().invoke(cli, ['warmup', '--json'])\nassert result.exit_code == 0, result.output\n" \
              "print(result.output, file=sys.stderr)"
-    result = run_python(UNCOMPILED.format(action=action), cache, tmp_path)
+    result = run_python(UNCOMPILED.format(action=action), cache, tmp_path, DLCLI_PRECOMPILE="process")
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["missing"] == [] and len(found["compiled"]) >= 30
@@ -70,9 +77,10 @@ def test_warmup_without_a_spec_compiles_every_kernel_into_the_cache(tmp_path: Pa
     assert not list(cache.rglob("dlcli-claim-*"))  # no compile was left half-done
 
 
+@pytest.mark.skipif(not TWO_CORES, reason="warmup compiles in one process on one core")
 def test_the_warmup_helper_exits_when_warmup_is_killed(tmp_path: Path) -> None:
     cache = tmp_path / "numba-cache"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "DLCLI_PRECOMPILE": "process"}
     warmup = subprocess.Popen([sys.executable, "-m", "dlcli", "warmup"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
