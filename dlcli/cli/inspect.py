@@ -32,14 +32,12 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec
     from dlcli.train.checks import check_data_files, model_for_summary
-    from dlcli.train.loop import Objective, check_monitors, reported_names
+    from dlcli.train.loop import Objective, check_monitors, declares_validation, reported_names
 
     spec = load_spec(spec_path, overrides)
     model = model_for_summary(spec)
-    has_validation = spec.data.validation is not None or spec.data.validation_split > 0 or spec.data.folds is not \
-        None or (spec.data.timeseries is not None and spec.data.timeseries.validation_split > 0)
     try:
-        check_monitors(spec.train, reported_names(Objective(model), has_validation))
+        check_monitors(spec.train, reported_names(Objective(model), declares_validation(spec)))
     except SpecError as err:
         raise SpecError(f"{spec_path.name}: {err}") from None
     splits = check_data_files(spec, model)

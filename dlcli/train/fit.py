@@ -31,7 +31,8 @@ from dlcli.train.divergence import roll_back_last
 from dlcli.train.run_report import run_summary, start_info
 from dlcli.train.precompile import compiling_ahead
 from dlcli.train.loop import (
-    Epoch, EpochProgress, Objective, check_monitors, evaluate, fit_epoch, log_directions, reported_names,
+    Epoch, EpochProgress, Objective, check_monitors, check_monitors_early, evaluate, fit_epoch, log_directions,
+    reported_names,
 )
 from dlcli.train.rundir import (
     RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
@@ -131,6 +132,7 @@ class _Run:
         self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
+        check_monitors_early(spec, self.model)  # a misspelt monitor: before the data loads and kernels compile
         # an empty kernel cache: compile while the data loads, in a thread and a child process
         with compiling_ahead(spec, world.size) as self.compiling:
             self.splits = load_splits(spec, self.model, self.streams.split)

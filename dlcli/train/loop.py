@@ -19,7 +19,7 @@ from dlcli.losses import Loss, LossSpec, create_loss, weighted_total
 from dlcli.metrics import Metric, create_metric
 from dlcli.optimizers import Optimizer
 from dlcli.registry import suggest
-from dlcli.spec.models import TrainSpec
+from dlcli.spec.models import RunSpec, TrainSpec
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.callbacks.monitor import monitor_mode
@@ -162,6 +162,23 @@ def log_directions(model: Model, objective: Objective) -> dict[str, Literal["min
         for config, name in zip(configs, names):
             directions[name] = monitor_mode(config.type, "auto")
     return {**directions, **{f"val_{name}": way for name, way in directions.items()}}
+
+
+def declares_validation(spec: RunSpec) -> bool:
+    """Whether the spec asks for validation data (a file, a split, folds), so the run reports val_ values."""
+    data = spec.data
+    return data.validation is not None or data.validation_split > 0 or data.folds is not None \
+        or (data.timeseries is not None and data.timeseries.validation_split > 0)
+
+
+def check_monitors_early(spec: RunSpec, model: Model) -> None:
+    """check_monitors before any data loads or kernel compiles, for a monitor that no run of this model could
+    report (a typo: on an empty kernel cache the check after the data came seconds later). A monitor that only
+    lacks its validation data waits for the data (check_monitors then), which says whether there is any."""
+    possible = reported_names(Objective(model), has_validation=True)
+    monitors = [spec.train.monitor, *(getattr(c, "monitor", None) for c in spec.train.callbacks)]
+    if any(monitor is not None and monitor not in possible for monitor in monitors):
+        check_monitors(spec.train, reported_names(Objective(model), declares_validation(spec)))
 
 
 def check_monitors(train: TrainSpec, names: Sequence[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlcli.errors import SpecError
+from dlcli.errors import DataError, SpecError
 from dlcli.graph import build_model
 from dlcli.spec.load import validate_spec
 from dlcli.train.callbacks import Callback, Run
@@ -114,3 +114,20 @@ def test_a_val_monitor_without_validation_data_says_how_to_get_it() -> None:
                                   ["loss", "accuracy", "seconds", "learning_rate"])
     assert "no validation data" in str(error) and "data.validation_split" in str(error)
     assert "did you mean" not in unknown_monitor_error("train.monitor", "zzz", NAMES).args[0]
+
+
+def test_a_misspelt_monitor_is_refused_before_the_data_loads(tmp_path: Path) -> None:
+    # the data file does not exist: a monitor no run could report is named first, before any data loads or kernel
+    # compiles (on an empty kernel cache the check after the data came seconds later); one that only needs
+    # validation data waits for the data, whose error then comes first
+    doc = _single(tmp_path)
+    doc["data"] = {"train": str(tmp_path / "missing.npz"), "validation_split": 0.25}
+    doc["train"]["callbacks"] = [{"type": "early_stopping", "monitor": "val_acuracy"}]
+    with pytest.raises(SpecError) as caught:
+        fit_run(validate_spec(copy.deepcopy(doc), tmp_path / "s.toml"), tmp_path / "run", [])
+    assert str(caught.value).startswith("train.callbacks[0].monitor: 'val_acuracy' is not reported; the run reports "
+                                        "loss, accuracy, top2, val_loss, val_accuracy, val_top2")
+    doc["train"]["callbacks"][0]["monitor"] = "val_accuracy"
+    del doc["data"]["validation_split"]
+    with pytest.raises(DataError, match="missing.npz"):
+        fit_run(validate_spec(copy.deepcopy(doc), tmp_path / "s.toml"), tmp_path / "run2", [])
