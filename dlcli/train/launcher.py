@@ -21,6 +21,11 @@ _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM
                          "OMPI_COMM_WORLD_SIZE")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def under_mpi_launcher() -> bool:
     """True when mpiexec, mpirun or srun started this process."""
     return any(name in os.environ for name in _LAUNCHER_VARIABLES)
@@ -39,8 +44,7 @@ def pin_threads() -> None:
         if value.isdigit() and int(value) > 0:
             local = int(value)
             break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = str(max(1, cores // local))
+    threads = str(max(1, usable_cores() // local))
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, threads)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dlcli.errors import CheckpointError, DataError, DivergedError, DlcliError, RunInterruptedError, SpecError
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
-from dlcli.train.launcher import THREAD_VARIABLES
+from dlcli.train.launcher import THREAD_VARIABLES, usable_cores
 from dlcli.tune.events import TuneObserver, dispatch
 from dlcli.tune.search import Search, finish_search, open_search, study_info
 
@@ -58,9 +58,8 @@ def worker_environment(jobs: int) -> dict[str, str]:
     """This process's environment with the threads split: OMP_NUM_THREADS (or the cores) // jobs each, at least 1,
     for OpenMP, OpenBLAS, MKL and Numba alike."""
     environment = dict(os.environ)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     given = environment.get("OMP_NUM_THREADS", "")
-    total = int(given) if given.isdigit() and int(given) > 0 else cores
+    total = int(given) if given.isdigit() and int(given) > 0 else usable_cores()
     for name in THREAD_VARIABLES:
         environment[name] = str(max(1, total // jobs))
     return environment

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dlcli.train.launcher import usable_cores
 from tests.mirror import mnist_mirror
 from tests.train.test_precompile import _children_left_after, _children_using
 
@@ -51,7 +52,7 @@ def run_python(code: str, cache: Path, cwd: Path, **extra_env: str) -> subproces
 
 
 # warmup's helper process needs a second core and DLCLI_PRECOMPILE=process (the default)
-TWO_CORES = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) >= 2
+TWO_CORES = usable_cores() >= 2
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="warmup compiles in one process on one core")
