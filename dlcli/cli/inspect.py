@@ -32,7 +32,8 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec
     from dlcli.train.checks import check_data_files, model_for_summary
-    from dlcli.train.loop import Objective, check_monitors, declares_validation, reported_names
+    from dlcli.train.loop import Objective
+    from dlcli.train.monitored import check_monitors, declares_validation, reported_names
 
     spec = load_spec(spec_path, overrides)
     model = model_for_summary(spec)

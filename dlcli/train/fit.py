@@ -30,10 +30,8 @@ from dlcli.train.adapt import adapt_preprocessing
 from dlcli.train.divergence import roll_back_last
 from dlcli.train.run_report import run_summary, start_info
 from dlcli.train.precompile import compiling_ahead
-from dlcli.train.loop import (
-    Epoch, EpochProgress, Objective, check_monitors, check_monitors_early, evaluate, fit_epoch, log_directions,
-    reported_names,
-)
+from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoch
+from dlcli.train.monitored import check_monitors, check_monitors_early, log_directions, reported_names
 from dlcli.train.rundir import (
     RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
     save_run_checkpoint, write_history, write_json,

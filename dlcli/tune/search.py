@@ -21,7 +21,8 @@ from dlcli.spec.models import RunSpec
 from dlcli.spec.search_space import TuneSpec
 from dlcli.train.callbacks.monitor import monitor_mode
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
-from dlcli.train.loop import Objective, log_directions, reported_names, unknown_monitor_error
+from dlcli.train.loop import Objective
+from dlcli.train.monitored import log_directions, reported_names, unknown_monitor_error
 from dlcli.tune.best import write_best_toml
 from dlcli.tune.claims import Worker, next_turn
 from dlcli.tune.events import TuneObserver

@@ -14,7 +14,8 @@ from dlcli.graph import build_model
 from dlcli.spec.load import validate_spec
 from dlcli.train.callbacks import Callback, Run
 from dlcli.train.fit import fit_run
-from dlcli.train.loop import Objective, check_monitors, reported_names, unknown_monitor_error
+from dlcli.train.loop import Objective
+from dlcli.train.monitored import check_monitors, reported_names, unknown_monitor_error
 
 
 class EpochKeys(Callback):
