@@ -23,7 +23,7 @@ from dlcli.train.callbacks.monitor import Watch
 from dlcli.train.datasets import Splits, load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
-from dlcli.train.init_from import initialize_from
+from dlcli.train.init_from import initialize_from, read_init_source
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.adapt import adapt_preprocessing
@@ -130,14 +130,16 @@ class _Run:
         self.leader = world.rank == 0  # the one rank that writes files
         self.streams = Streams(spec.seed)
         self.model = build_model(spec.model, self.streams.model, spec)
-        check_monitors_early(spec, self.model)  # a misspelt monitor: before the data loads and kernels compile
+        # a misspelt monitor or a wrong init_from is refused before the data loads and the kernels compile; every
+        # rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
+        check_monitors_early(spec, self.model)
+        init = read_init_source(self.model, spec.model.init_from, strict) \
+            if initialize and spec.model.init_from is not None else None
         # an empty kernel cache: compile while the data loads, in a thread and a child process
         with compiling_ahead(spec, world.size) as self.compiling:
             self.splits = load_splits(spec, self.model, self.streams.split)
         adapt_preprocessing(self.model, self.splits.train)
-        # every rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
-        self.init_report = initialize_from(self.model, spec.model.init_from, strict) \
-            if initialize and spec.model.init_from is not None else None
+        self.init_report = initialize_from(self.model, init, strict) if init is not None else None
         world.broadcast_model(self.model)
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.trainable_parameters())

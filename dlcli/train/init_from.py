@@ -9,6 +9,7 @@ missing or unexpected array is an error, and a name with another shape always is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,18 @@ from dlcli.train.rundir import resolve_checkpoint
 MODEL_PREFIXES = ("param/", "state/")
 
 
-def initialize_from(model: Model, source: Path, strict: bool = False) -> dict[str, Any]:
-    """Copy into `model` the arrays of `source` (a run directory: its best checkpoint, else its last; or a
-    checkpoint file) that it has by name; returns {"source", "loaded", "missing", "unexpected"} (weight names).
+@dataclass
+class InitSource:
+    """The checkpoint model.init_from names, read and checked against the model: `saved` are its model arrays."""
+
+    path: Path
+    saved: dict[str, np.ndarray]
+
+
+def read_init_source(model: Model, source: Path, strict: bool = False) -> InitSource:
+    """Read `source` (a run directory: its best checkpoint, else its last; or a checkpoint file) and check it
+    against `model`, before the data loads and the kernels compile: a wrong path or a model that does not fit is
+    refused at once, not after seconds of compiling on a fresh machine.
 
     A SpecError names model.init_from for a shape mismatch, and with `strict` for any missing or unexpected
     array; a file that is not a dlcli checkpoint is a CheckpointError, as everywhere.
@@ -34,6 +44,27 @@ def initialize_from(model: Model, source: Path, strict: bool = False) -> dict[st
     saved = {name: array for name, array in arrays.items() if name.startswith(MODEL_PREFIXES)}
     if not saved:
         raise CheckpointError(f"{path}: holds no model weights; model.init_from needs a checkpoint of a dlcli run")
+    init = InitSource(path, saved)
+    _matched(model, init, strict)
+    return init
+
+
+def initialize_from(model: Model, init: InitSource, strict: bool = False) -> dict[str, Any]:
+    """Copy into `model` the arrays of `init` that it has by name (after adaptation, whose statistics a loaded
+    state replaces); returns {"source", "loaded", "missing", "unexpected"} (weight names)."""
+    targets, report = _matched(model, init, strict)  # again: adapted state arrays are sized by the data
+    saved, self_loading = init.saved, _self_loading_keys(model)
+    _load_self_loading(model, saved, init.path)
+    for key, target in targets.items():
+        if key in saved and key not in self_loading:
+            target[...] = saved[key]
+    return report
+
+
+def _matched(model: Model, init: InitSource, strict: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The model's arrays by checkpoint key, and the report; raises for a shape mismatch (and, with strict, for
+    any name on one side only)."""
+    path, saved = init.path, init.saved
     targets = {f"param/{k}": t.data for k, t in model.parameters().items()}
     targets.update({f"state/{k}": v for k, v in model.state().items()})
     self_loading = _self_loading_keys(model)
@@ -50,11 +81,7 @@ def initialize_from(model: Model, source: Path, strict: bool = False) -> dict[st
         parts = [f"{what} {', '.join(report[what])}" for what in ("missing", "unexpected") if report[what]]
         raise SpecError(f"model.init_from: {path} does not match this model exactly (--strict): "
                         f"{'; '.join(parts)}; drop --strict to load what matches by name")
-    _load_self_loading(model, saved, path)
-    for key, target in targets.items():
-        if key in saved and key not in self_loading:
-            target[...] = saved[key]
-    return report
+    return targets, report
 
 
 def _bare(key: str) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dlcli.checkpoint import load_checkpoint
-from dlcli.errors import SpecError
+from dlcli.errors import CheckpointError, DataError, SpecError
 from dlcli.graph import build_model
 from dlcli.layers import create_layer
 from dlcli.spec.load import validate_spec
@@ -192,3 +192,22 @@ epochs = 1
     start = next(json.loads(line) for line in loose.output.splitlines() if '"start"' in line)
     assert start["init_from"]["missing"] == ["new_head/kernel", "new_head/bias"]
     assert start["init_from"]["loaded"] == []
+
+
+def test_a_wrong_init_from_is_refused_before_the_data_loads(base: tuple[Path, Path], tmp_path: Path) -> None:
+    # the data file does not exist either: the init_from error comes first, before any data loads or kernel
+    # compiles (on an empty kernel cache, checking it after the data came seconds later)
+    _, base_run = base
+    missing_data = tmp_path / "missing.npz"
+    spec = doc(missing_data, BASE_LAYERS)
+    spec["model"]["init_from"] = str(tmp_path / "no_such_run")
+    with pytest.raises(CheckpointError, match="no_such_run: no such checkpoint or run directory"):
+        fit(spec, tmp_path / "typo")
+    spec = doc(missing_data, [{**BASE_LAYERS[0], "units": 5}, *BASE_LAYERS[1:]])
+    spec["model"]["init_from"] = str(base_run)
+    with pytest.raises(SpecError, match=r"features/kernel: checkpoint \[2, 8\], model \[2, 5\]"):
+        fit(spec, tmp_path / "shapes")
+    spec = doc(missing_data, BASE_LAYERS)
+    spec["model"]["init_from"] = str(base_run)  # a good init_from: the data's own error
+    with pytest.raises(DataError, match="missing.npz"):
+        fit(spec, tmp_path / "data")
