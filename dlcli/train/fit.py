@@ -17,10 +17,11 @@ from dlcli.graph import build_model
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.tensor.memory import keep_freed_memory
-from dlcli.train.callbacks import Callback, create_callbacks, create_loggers, load_states, saved_states
+from dlcli.train.callbacks import (Callback, create_callbacks, create_loggers, listening, load_states,
+                                   saved_states)
 from dlcli.train.callbacks.injected import injected_callbacks
 from dlcli.train.callbacks.monitor import Watch
-from dlcli.train.datasets import Splits, load_splits
+from dlcli.train.datasets import load_splits
 from dlcli.train.distributed import World, weights_hash
 from dlcli.train.handle import RunHandle
 from dlcli.train.init_from import initialize_from, read_init_source
@@ -31,19 +32,13 @@ from dlcli.train.divergence import roll_back_last
 from dlcli.train.run_report import run_summary, start_info
 from dlcli.train.precompile import compiling_ahead
 from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoch
-from dlcli.train.monitored import check_monitors, check_monitors_early, log_directions, reported_names
+from dlcli.train.monitored import (best_monitor, check_monitors, check_monitors_early, log_directions,
+                                   reported_names)
 from dlcli.train.rundir import (
     RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
     save_run_checkpoint, write_history, write_json,
 )
 from dlcli.train.streams import Streams, give_rank_its_stream
-
-
-def _default_monitor(spec: RunSpec, splits: Splits) -> str:
-    monitor = spec.train.monitor
-    if splits.validation is None and monitor.startswith("val_") and monitor == "val_loss":
-        return "loss"  # no validation data: the best checkpoint follows the training loss
-    return monitor
 
 
 def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callback], resume: Path | None = None,
@@ -158,7 +153,7 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.handle = RunHandle(self.model, self.optimizer, world, run_dir, self.info,
                                 log_directions(self.model, self.objective), self.history, spec.model_dump(mode="json"))
-        monitor = _default_monitor(spec, self.splits)
+        monitor = best_monitor(spec.train, self.splits.validation is not None)
         self.best = Watch(monitor, self.handle.direction(monitor) if spec.train.monitor_mode == "auto"
                           else spec.train.monitor_mode)
         # the spec's callbacks decide first (and their state is saved, by index); then the loggers (rank 0 alone
@@ -261,12 +256,17 @@ class _Run:
         a signal writes `last` where it landed and raises RunInterruptedError."""
         every, total = self.spec.train.checkpoint_every_steps, len(epoch.batches)
 
+        # per-step hooks only where defined: a tiny model's step is short enough for unread logs to cost 5 us of it
+        starting, ending_step = listening(self.callbacks, "on_batch_begin"), listening(self.callbacks, "on_batch_end")
+
         def before_step(progress: EpochProgress) -> None:
-            self.handle.call(self.callbacks, "on_batch_begin", epoch.number, progress.done + 1)
+            if starting:
+                self.handle.call(starting, "on_batch_begin", epoch.number, progress.done + 1)
 
         def after_step(progress: EpochProgress) -> bool:
             self.handle.step = epoch.first_step + progress.done  # the update is applied: run.step counts it
-            self.handle.call(self.callbacks, "on_batch_end", epoch.number, progress.done, progress.logs())
+            if ending_step:
+                self.handle.call(ending_step, "on_batch_end", epoch.number, progress.done, progress.logs())
             if self.world.size == 1 and not progress.stop_signal:  # one process may stop on a signal just come
                 progress.stop_signal = self._signal_requested()
             ending = progress.stop_signal != 0 or self.handle.stop_reason is not None

@@ -26,6 +26,12 @@ def reported_names(objective: Objective, has_validation: bool) -> list[str]:
     return list(dict.fromkeys([*training, *validation, "seconds", "learning_rate"]))
 
 
+def best_monitor(train: TrainSpec, has_validation: bool) -> str:
+    """The value the best checkpoint follows: train.monitor, or the training loss for the default val_loss when
+    there is no validation data."""
+    return "loss" if train.monitor == "val_loss" and not has_validation else train.monitor
+
+
 def log_directions(model: Model, objective: Objective) -> dict[str, Literal["min", "max"]]:
     """Keras' "auto" mode for every logged loss and metric: losses go down, a metric by its type, so one given
     its own name (metrics = [{ type = "accuracy", name = "hits" }]) still goes up."""

@@ -17,9 +17,10 @@ import numpy as np
 from dlcli import registry
 from dlcli.train.callbacks import early_stopping, model_checkpoint, reduce_lr_on_plateau  # noqa: F401 - registers
 from dlcli.train.callbacks import csv_logger, mlflow_logger, tensorboard_logger  # noqa: F401 - registers loggers
-from dlcli.train.callbacks.base import Callback, CallbackSpec, Run
+from dlcli.train.callbacks.base import Callback, CallbackSpec, Run, listening
 
-__all__ = ["Callback", "CallbackSpec", "Run", "create_callbacks", "create_loggers", "load_states", "saved_states"]
+__all__ = ["Callback", "CallbackSpec", "Run", "create_callbacks", "create_loggers", "listening", "load_states",
+           "saved_states"]
 
 
 def create_callbacks(specs: list[Any]) -> list[Callback]:

@@ -162,3 +162,10 @@ class Callback:
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from what state() returned."""
 
+
+
+def listening(callbacks: list[Callback], hook: str) -> list[Callback]:
+    """The callbacks, in order, whose `hook` does something: those that define their own rather than Callback's
+    empty one. The train loop calls the per-step hooks on these alone, and builds a step's logs only for them."""
+    empty = getattr(Callback, hook)
+    return [callback for callback in callbacks if getattr(type(callback), hook, empty) is not empty]

@@ -8,7 +8,7 @@ import pytest
 
 from dlcli import registry
 from dlcli.components import load_all
-from dlcli.train.callbacks import Callback, CallbackSpec
+from dlcli.train.callbacks import Callback, CallbackSpec, listening
 
 load_all()
 
@@ -33,3 +33,18 @@ def test_a_registered_logger_is_a_callback_with_a_documented_spec_named_as_regis
     undocumented = [key for key, field in fields.items() if key != "type" and not field.description]
     assert not undocumented, f"{name}: keys without a description: {undocumented}"
     assert set(registry.loggers.names()) == {"csv", "mlflow", "tensorboard"}
+
+
+class _Ticker(Callback):
+    def on_batch_end(self, run, epoch, step, logs):  # type: ignore[no-untyped-def]
+        pass
+
+
+class _LateTicker(_Ticker):
+    """Inherits its on_batch_end: it listens too."""
+
+
+def test_listening_keeps_the_callbacks_that_define_a_hook_in_order() -> None:
+    plain, ticker, late = Callback(), _Ticker(), _LateTicker()
+    assert listening([plain, ticker, plain, late], "on_batch_end") == [ticker, late]
+    assert listening([plain, ticker, late], "on_batch_begin") == []
