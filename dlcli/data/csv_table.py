@@ -14,7 +14,7 @@ import numpy as np
 
 from dlcli.data.csv_fast import fast_columns
 from dlcli.data.csv_numbers import read_numbers
-from dlcli.data.files import map_file_bytes, read_file_bytes
+from dlcli.data.files import map_file_bytes, not_utf8, read_file_bytes
 from dlcli.data.table import MISSING_CELLS, Table
 from dlcli.errors import DataError
 
@@ -39,8 +39,7 @@ def read_rows(path: Path, delimiter: str | None, raw: bytes | None = None) -> tu
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not a readable text table ({err}); it may be truncated, corrupt or "
-                        f"binary: save or download it again") from None
+        raise not_utf8(path, raw, err, "save the file as UTF-8 (a spreadsheet's \"CSV UTF-8\")") from None
     if delimiter is None:
         numbered = [(line.split(), i + 1) for i, line in enumerate(text.splitlines()) if line.strip()]
         return [row for row, _ in numbered], [line for _, line in numbered]

@@ -95,3 +95,14 @@ def unreadable(path: Path, err: Exception, expected: str, hint: str = "") -> Dat
         return DataError(os_problem(path, err))
     return DataError(f"{path} is not {expected}{hint} ({err}); it may be truncated or corrupt: save or download "
                      f"it again")
+
+
+def not_utf8(path: Path, raw: bytes, err: UnicodeDecodeError, advice: str) -> DataError:
+    """The DataError for a text file that does not decode as UTF-8: the line and the byte where it fails, and
+    `advice` (save it as UTF-8...), since a spreadsheet's export in a legacy encoding (Latin-1: "café" as 0xe9)
+    is far likelier than damage; a file with NUL bytes is said to look binary instead."""
+    line = raw.count(b"\n", 0, err.start) + 1
+    if b"\0" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 has NULs and a BOM
+        return DataError(f"{path}, line {line}: not text (NUL bytes; byte 0x{raw[err.start]:02x} is not UTF-8); "
+                         f"it looks binary, truncated or corrupt: check the path, or save or download it again")
+    return DataError(f"{path}, line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 ({err.reason}); {advice}")

@@ -133,6 +133,7 @@ def list_labelled(root: Path, labels_csv: Path, class_names: list[str] | None, k
         raise DataError(f"data.labels: {labels_csv} names {outside[0]!r}: paths must be relative to {root} and "
                         f"stay inside it")
     names = [row[1].strip() for row in body]
+    _refuse_listed_twice(paths, names, labels_csv)
     ids, classes = _label_ids(names, class_names, labels_csv)
     keep = ids >= 0  # class_names chose a subset
     files = [root / path for path, kept in zip(paths, keep) if kept]
@@ -140,6 +141,22 @@ def list_labelled(root: Path, labels_csv: Path, class_names: list[str] | None, k
         raise DataError(f"data.labels: none of the {kind} files in {labels_csv} has a class in data.class_names")
     present = set(names)
     return FolderListing(root, files, ids[keep], classes, [c for c in classes if c not in present], kind)
+
+
+def _refuse_listed_twice(paths: list[str], names: list[str], labels_csv: Path) -> None:
+    """A file the CSV lists twice would train as two examples, with two classes if the labels differ: a DataError
+    naming both lines (the header is line 1)."""
+    first: dict[str, int] = {}
+    for index, path in enumerate(paths):
+        key = os.path.normpath(path)
+        if key not in first:
+            first[key] = index
+            continue
+        before = first[key]
+        what = (f"with two labels, {names[before]!r} and {names[index]!r}" if names[before] != names[index]
+                else "twice with the same label, so it would count as two examples")
+        raise DataError(f"data.labels: {labels_csv}, lines {before + 2} and {index + 2}: lists {path!r} {what}; "
+                        f"keep one line per file")
 
 
 def _label_ids(names: list[str], class_names: list[str] | None, source: Path) -> tuple[np.ndarray, list[str]]:
@@ -157,13 +174,16 @@ def _label_ids(names: list[str], class_names: list[str] | None, source: Path) ->
     return np.array([position.get(name, -1) for name in names], np.int64), classes
 
 
-def first_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_000) -> str | None:
-    """The ending (one of `suffixes`, lowercased) of the first such file found in `root`, breadth first through
-    its subfolders (hidden ones left out); None when the first `limit` entries hold none. It tells an image
-    folder from a text folder without listing a large tree."""
-    queue = [root]
+def usual_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_000, sample: int = 64) -> str | None:
+    """The most common ending (one of `suffixes`, lowercased) among the first `sample` such files in `root`'s
+    subfolders, breadth first (hidden ones left out), or among the files at its top when its subfolders hold none
+    (a flat folder); None when the first `limit` entries hold none. It tells an image folder from a text folder
+    without listing a large tree. A majority, and the subfolders first, because folders of photos come with a
+    README.txt or a LICENSE.txt beside the class folders, or an ATTRIBUTION.txt among a class's images: the first
+    file found made such a folder a text folder. Keras reads only the class folders' files too."""
+    queue, top, below = [root], [], []
     seen = 0
-    while queue and seen < limit:
+    while queue and seen < limit and len(below) < sample:
         folder = queue.pop(0)
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
@@ -177,8 +197,10 @@ def first_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_
             if _is_folder(entry):
                 queue.append(Path(entry.path))
             elif name.endswith(suffixes):
-                return next(suffix for suffix in suffixes if name.endswith(suffix))
-    return None
+                (top if folder == root else below).append(next(suffix for suffix in suffixes if name.endswith(suffix)))
+    found = below or top[:sample]
+    # the most common; among equals, the one found first
+    return max(dict.fromkeys(found), key=found.count) if found else None
 
 
 def record_files(schema: dict[str, Any], root: Path, files: list[Path], kept: np.ndarray, labels: np.ndarray | None,

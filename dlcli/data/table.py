@@ -163,12 +163,12 @@ class Table:
                             f" ({counted(int(too_big.sum()), 'such cell')}); fix that cell or drop the row")
         return values
 
-    def refuse_missing(self, missing: np.ndarray, columns: list[int]) -> None:
+    def refuse_missing(self, missing: np.ndarray, columns: list[int], expected: str = "a number") -> None:
         """DataError for the first missing cell (row-major) of the mask over these columns."""
         row, j = (int(i) for i in np.argwhere(missing)[0])
         cell = str(self.column_cells(columns[j])[row]).strip()
         cells, rows = counted(int(missing.sum()), "missing cell"), counted(int(missing.any(axis=1).sum()), "row")
-        raise DataError(f"{self.where(row, columns[j])}: expected a number, found "
+        raise DataError(f"{self.where(row, columns[j])}: expected {expected}, found "
                         f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); fill or "
                         f"drop those rows, or set "
                         f"data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec")

@@ -69,6 +69,7 @@ def _read_splits(data: DataSpec, model: Model, rng: np.random.Generator, schema:
         assert data.train is not None
         schema["missing"] = {"policy": data.missing, "rows_dropped": 0, "cells_filled": 0}
         train, test, validation = _read_key(data, "train", model, schema, learn=True), None, None
+    _same_lengths(train, "train", split_source(data, "train"))  # before a split, which would name its own keys
     if data.folds is not None:  # the run of one fold (a K-fold driver's check without one: the first)
         kept, held = split_folds(_merged(train), data.folds, data.fold or 1, rng, str(data.train or data.dataset))
         train, validation = _unmerge(kept), _unmerge(held)
@@ -82,7 +83,7 @@ def _read_splits(data: DataSpec, model: Model, rng: np.random.Generator, schema:
     splits = Splits(train, validation, test, schema)
     for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
         if split is not None:
-            check_split(split, model, name, data.one_hot)
+            check_split(split, model, name, data.one_hot, split_source(data, name))
     return splits
 
 
@@ -106,7 +107,7 @@ def _time_ranges(data: DataSpec, model: Model, schema: dict[str, Any]) -> Splits
     splits = Splits(train, validation, test, schema)
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if split is not None:
-            check_split(split, model, name, data.one_hot)
+            check_split(split, model, name, data.one_hot, split_source(data, name))
     return splits
 
 
@@ -162,14 +163,14 @@ def evaluation_split(spec: RunSpec, model: Model, schema: dict[str, Any], path: 
     schema = copy.deepcopy(schema)
     if data_path is not None:
         split = read_split(data_path, spec.data, model, schema, learn=not schema)
-        check_split(split, model, "evaluation", spec.data.one_hot)
+        check_split(split, model, "evaluation", spec.data.one_hot, str(data_path))
         return split, str(data_path)
     if spec.data.test is not None and schema:
         try:
             split = read_split(spec.data.test, spec.data, model, schema, learn=False)
         except DataError as err:
             raise DataError(f"data.test: {err}") from None
-        check_split(split, model, "test", spec.data.one_hot)
+        check_split(split, model, "test", spec.data.one_hot, split_source(spec.data, "test"))
         return split, "test"
     test = load_splits(spec, model, np.random.default_rng(0)).test
     if test is None:
@@ -210,10 +211,37 @@ def read_request(model: Model, data: DataSpec, schema: dict[str, Any], learn: bo
     return ReadRequest(inputs, slots, data, schema, learn)
 
 
-def check_split(split: Split, model: Model, name: str, to_one_hot: bool) -> None:
-    """Shapes, lengths, finiteness and label ranges of one split against the model; targets are normalized."""
-    check_lengths({f"{name} input {k}": v for k, v in split.inputs.items()} |
-                  {f"{name} target {k}": v for k, v in split.targets.items()})
+def check_split(split: Split, model: Model, name: str, to_one_hot: bool, source: str | None = None) -> None:
+    """Shapes, lengths, finiteness and label ranges of one split against the model; targets are normalized. A
+    problem's message starts with `source` (the key and file the split came from), when given."""
+    try:
+        _check_split(split, model, name, to_one_hot)
+    except DataError as err:
+        raise DataError(f"{source}: {err}" if source and not str(err).startswith(source) else str(err)) from None
+
+
+def split_source(data: DataSpec, name: str) -> str:
+    """Where a split of a run's data comes from, for messages: its key and file (or the registry dataset)."""
+    path = getattr(data, name, None)
+    if path is not None:
+        return f"data.{name}: {path}"
+    if data.dataset is not None:
+        return f"data.dataset {data.dataset!r}"
+    return f"data.train: {data.train}"  # validation held out of it
+
+
+def _same_lengths(split: Split, name: str, source: str | None = None) -> None:
+    """DataError (starting with `source`, when given) unless every array of the split has one entry per example."""
+    try:
+        check_lengths({f"{name} input {k}": v for k, v in split.inputs.items()} |
+                      {f"{name} target {k}": v for k, v in split.targets.items()} |
+                      {f"{name} sample weights {k}": v for k, v in split.weights.items()})
+    except DataError as err:
+        raise DataError(f"{source}: {err}" if source else str(err)) from None
+
+
+def _check_split(split: Split, model: Model, name: str, to_one_hot: bool) -> None:
+    _same_lengths(split, name)
     for input_name, array in split.inputs.items():
         expected = tuple(model.inputs[input_name].shape)
         if array.ndim == 1 and expected == (1,):

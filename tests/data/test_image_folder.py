@@ -90,6 +90,18 @@ def test_labels_from_a_csv_of_path_and_label(tmp_path: Path) -> None:
         read_examples(tmp_path / "photos", request(tmp_path / "photos", labels=tmp_path / "headless.csv"))
 
 
+def test_a_labels_csv_listing_a_file_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    # trained as two examples, one a cat and one a dog, with exit 0 before
+    write_image_tree(tmp_path / "photos", {"a": 3})
+    (tmp_path / "labels.csv").write_text("path,label\na/000.png,cat\na/001.png,dog\n./a/000.png,dog\n")
+    with pytest.raises(DataError, match=r"labels.csv, lines 2 and 4: lists './a/000.png' with two labels, 'cat' and "
+                                        r"'dog'; keep one line per file"):
+        read_examples(tmp_path / "photos", request(tmp_path / "photos", labels=tmp_path / "labels.csv"))
+    (tmp_path / "labels.csv").write_text("path,label\na/000.png,cat\na/001.png,dog\na/001.png,dog\n")
+    with pytest.raises(DataError, match=r"lines 3 and 4: lists 'a/001.png' twice with the same label"):
+        read_examples(tmp_path / "photos", request(tmp_path / "photos", labels=tmp_path / "labels.csv"))
+
+
 def test_links_to_folders_are_followed_only_when_asked_and_a_loop_ends(tmp_path: Path) -> None:
     write_image_tree(tmp_path / "photos", {"cats": 2, "dogs": 1})
     write_image_tree(tmp_path / "elsewhere", {"extra": 2})

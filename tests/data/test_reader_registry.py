@@ -133,3 +133,27 @@ def test_a_folder_reader_and_a_reader_with_options_plug_in_by_registering_alone(
     with pytest.raises(DataError, match=r"a.bmp: unsupported data file; dlcli reads a folder \(subfolders named by "
                                         r"class, one example a file\); .raw \(raw bytes of one image\)"):
         read_examples(tmp_path / "a.bmp", request(), readers)
+
+
+def test_a_folder_of_images_with_text_files_beside_them_is_still_an_image_folder(tmp_path: Path) -> None:
+    # photo sets come with a README.txt beside the class folders, or an ATTRIBUTION.txt among a class's images:
+    # the first file found decided, and made such a folder a text folder (train and predict both refused it)
+    from tests.data.image_trees import write_image_tree, write_text_tree
+
+    photos = tmp_path / "photos"
+    write_image_tree(photos, {"cat": 3, "dog": 3})
+    (photos / "README.txt").write_text("CC-BY photos")
+    (photos / "cat" / "ATTRIBUTION.txt").write_text("by someone")
+    assert reader_for(photos).name == "image_folder"
+    flat = tmp_path / "flat"  # a folder to predict on: its own files decide
+    write_image_tree(flat, {"x": 3})
+    for image in (flat / "x").iterdir():
+        image.rename(flat / image.name)
+    (flat / "x").rmdir()
+    (flat / "LICENSE.txt").write_text("CC0")
+    assert reader_for(flat).name == "image_folder"
+    reviews = tmp_path / "reviews"
+    write_text_tree(reviews, {"neg": ["bad", "awful"], "pos": ["good", "fine"]})
+    write_image_tree(reviews / "pos", {"figures": 1})  # a picture among the texts: still a text folder
+    (reviews / "cover.png").write_bytes((reviews / "pos" / "figures" / "000.png").read_bytes())
+    assert reader_for(reviews).name == "text_folder"

@@ -41,6 +41,27 @@ def test_missing_cells_read_as_nan_and_policy_error_names_line_and_column(tmp_pa
         read_csv_examples(path, CsvRecipe(target="label"))
 
 
+@pytest.mark.parametrize("labels", [("cat", "dog"), ("0", "1")])
+def test_a_missing_label_names_the_label_column_not_a_feature(tmp_path: Path, labels: tuple[str, str]) -> None:
+    # no feature cell missing: the label's place in the mask pointed at the second column ('b', holding 5)
+    path = write(tmp_path / "t.csv", f"a,b,c,label\n1,2,3,{labels[0]}\n4,5,6,\n7,8,9,{labels[1]}\n")
+    with pytest.raises(DataError, match=r"t.csv, line 3, column 'label': expected a value, found an empty cell, a "
+                                        r"missing value \(1 missing cell in 1 row\)"):
+        read_csv_examples(path, CsvRecipe(target="label"))
+
+
+def test_a_csv_that_is_not_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
+    # a spreadsheet's Latin-1 export: "the line of every problem" (docs/spec.md), and the fix, not "corrupt"
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b,label\n1,2,cat\n4,5,caf\xe9\n7,8,dog\n")
+    with pytest.raises(DataError, match=r"t.csv, line 3: byte 0xe9 is not UTF-8 \(invalid continuation byte\); "
+                                        r"save the file as UTF-8"):
+        read_csv_examples(path, CsvRecipe(target="label"))
+    path.write_bytes(b"a,label\n1,0\n\x00\x01\x02\xff\xfe\n")
+    with pytest.raises(DataError, match=r"t.csv, line 3: not text \(NUL bytes.*it looks binary"):
+        read_csv_examples(path, CsvRecipe(target="label"))
+
+
 def test_the_missing_set_is_pandas_default_na_values() -> None:
     assert {"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "n/a", "#N/A", "<NA>", "-NaN"} <= set(MISSING_CELLS)
     assert "0" not in MISSING_CELLS and "?" not in MISSING_CELLS and "none" not in MISSING_CELLS

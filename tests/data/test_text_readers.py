@@ -38,7 +38,9 @@ def test_text_lines_are_one_example_each(tmp_path: Path) -> None:
     assert read_text_lines(path).tolist() == ["no final newline"]
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"\xff\xfe bad", "not a readable UTF-8")])
+@pytest.mark.parametrize("content, message", [(b"", "is empty"),
+                                              (b"\xff\xfe bad", "line 1: byte 0xff is not UTF-8 .invalid start byte.; "
+                                                                "save it as UTF-8")])
 def test_unreadable_text_files_are_data_errors(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "x.txt"
     path.write_bytes(content)

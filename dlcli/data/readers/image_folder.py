@@ -12,7 +12,7 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.download import cache_dir
-from dlcli.data.folders import first_example_suffix, record_files, walk_files
+from dlcli.data.folders import record_files, usual_example_suffix, walk_files
 from dlcli.data.image_cache import cache_key, open_store
 from dlcli.data.image_files import ImageFiles, bad_files_message, check_files
 from dlcli.data.images import CHANNELS, IMAGE_SUFFIXES, DecodeOptions
@@ -39,7 +39,7 @@ class ImageFolderReader(Reader):
         """An image file, or a folder whose first example file is an image (a folder of .txt files is text)."""
         if any(path.name.lower().endswith(suffix) for suffix in cls.suffixes):
             return True
-        return path.is_dir() and first_example_suffix(path, EXAMPLE_SUFFIXES) != ".txt"
+        return path.is_dir() and usual_example_suffix(path, EXAMPLE_SUFFIXES) != ".txt"
 
     def read(self, path: Path, request: ReadRequest) -> Examples:
         """A training split (images and their classes' ids), or (inputs only) the images of a file or folder."""

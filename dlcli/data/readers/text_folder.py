@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dlcli import registry
-from dlcli.data.folders import first_example_suffix, record_files, walk_files
+from dlcli.data.folders import record_files, usual_example_suffix, walk_files
 from dlcli.data.image_files import bad_files_message
 from dlcli.data.prefetch import default_threads
 from dlcli.data.readers.class_folders import (EXAMPLE_SUFFIXES, FOLDER_KEYS, class_ids, describe_folder,
@@ -30,7 +30,7 @@ class TextFolderReader(Reader):
     @classmethod
     def accepts(cls, path: Path) -> bool:
         """A folder whose first example file is a .txt file."""
-        return path.is_dir() and first_example_suffix(path, EXAMPLE_SUFFIXES) == ".txt"
+        return path.is_dir() and usual_example_suffix(path, EXAMPLE_SUFFIXES) == ".txt"
 
     def read(self, path: Path, request: ReadRequest) -> Examples:
         """A training split (texts and their classes' ids), or (inputs only) every .txt file of the folder."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli import registry
-from dlcli.data.files import read_file_bytes
+from dlcli.data.files import not_utf8, read_file_bytes
 from dlcli.data.readers.reader import Examples, Reader
 from dlcli.data.readers.image_folder import read_listed_images
 from dlcli.data.readers.request import InputSlot, ReadRequest
@@ -48,8 +48,7 @@ def read_text_lines(path: str | Path) -> np.ndarray:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not a readable UTF-8 text file ({err}); save it as UTF-8, one example a "
-                        f"line") from None
+        raise not_utf8(path, raw, err, "save it as UTF-8, one example a line") from None
     lines = text.split("\n")  # not splitlines(): it would also split at form feeds and other separators
     if lines[-1] == "":
         lines.pop()
