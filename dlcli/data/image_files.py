@@ -86,8 +86,9 @@ class ImageFiles:
                 decode(path, self.options, out[position])
             except BadImage as err:
                 raise DataError(f"{path}: {err}; it passed the check before training (its header and its end are "
-                                f"whole), so its compressed data is damaged inside: replace or remove the file, "
-                                f"then resume with dlcli train RUN --resume") from None
+                                f"whole), so its compressed data is damaged inside: replace it with a whole copy, "
+                                f"then resume with dlcli train RUN --resume (a run cannot resume without it: "
+                                f"removing it changes the examples, so then train a new run)") from None
         if self.store is not None and len(missing):
             self.store.put(rows[missing], out[missing])
 

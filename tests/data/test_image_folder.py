@@ -222,7 +222,9 @@ def test_a_file_damaged_after_the_check_names_the_file_and_how_to_resume(tmp_pat
     images = read_examples(tmp_path / "photos", request(tmp_path / "photos", width=1)).inputs["image"]
     os.unlink(files["cats"][1])
     with pytest.raises(DataError, match=r"001.png: does not exist; check the path; it passed the check before "
-                                        r"training .* then resume with dlcli train RUN --resume"):
+                                        r"training .*: replace it with a whole copy, then resume with dlcli train "
+                                        r"RUN --resume \(a run cannot resume without it: removing it changes the "
+                                        r"examples, so then train a new run\)"):
         images[np.arange(2)]
 
 
