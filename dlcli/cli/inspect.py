@@ -71,7 +71,9 @@ def summary_command(target: Path, graph: Path | None) -> None:
     from dlcli.report import render_summary_table
     from dlcli.train.checks import model_for_summary
 
-    if target.suffix == ".toml":
+    # a spec is any file but a checkpoint: DIGITS.TOML, or a spec saved without the suffix, is not a damaged
+    # checkpoint (validate and train read them)
+    if target.suffix.lower() == ".toml" or (target.is_file() and target.suffix.lower() != ".safetensors"):
         from dlcli.spec.load import load_spec
 
         spec = load_spec(target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -35,9 +36,20 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return parse_toml(text.removeprefix("\ufeff"))  # a byte-order mark, as Windows editors write
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: invalid TOML: {err}") from None
+        raise SpecError(f"{path}: invalid TOML: {err}{_quoted_line(text, str(err))}") from None
     except TooDeepError as err:
         raise SpecError(f"{path}: invalid TOML: {err}") from None
+
+
+def _quoted_line(text: str, message: str) -> str:
+    """The line a TOML error points at, quoted: tomllib names only its number, and its "Cannot overwrite a value"
+    (a key given twice) says nothing of which key."""
+    found = re.search(r"at line (\d+)", message)
+    lines = text.removeprefix("\ufeff").splitlines()
+    if found is None or not 1 <= int(found.group(1)) <= len(lines) or not lines[int(found.group(1)) - 1].strip():
+        return ""
+    line = lines[int(found.group(1)) - 1].strip()
+    return f": {line if len(line) <= 80 else line[:77] + '...'}"
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -77,6 +77,10 @@ def test_summary_of_a_spec_and_of_a_run_agree(digits_run: Path) -> None:
     assert from_spec.returncode == from_run.returncode == 0
     assert from_spec.stdout == from_run.stdout
     assert "Total params: 4,810" in from_spec.stdout and "dense_1 (Dense)" in from_spec.stdout
+    for name in ("DIGITS.TOML", "digits_spec"):  # read as a spec, not refused as a damaged checkpoint (exit 4)
+        (digits_run / name).write_text((SPECS / "digits_mlp.toml").read_text())
+        other = dlcli("summary", name, cwd=digits_run)
+        assert other.returncode == 0 and other.stdout == from_spec.stdout, other.stderr
 
 
 def test_json_mode_prints_only_json_events(tmp_path: Path) -> None:

@@ -163,7 +163,12 @@ def test_a_loss_by_name_or_as_a_table_with_its_own_options(loss: Any, blank: int
 def test_broken_toml_names_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('name = "x"\n[data\ndataset = "mnist"\n')
-    with pytest.raises(SpecError, match=r"bad.toml: invalid TOML: .*line 2"):
+    with pytest.raises(SpecError, match=r"bad.toml: invalid TOML: .*line 2.*: \[data$"):
+        load_spec(path)
+    # a key given twice: tomllib says "Cannot overwrite a value" and the line's number; the line says which key
+    path.write_text('name = "x"\n[train]\nepochs = 3\nbatch_size = 8\nepochs = 4\n')
+    with pytest.raises(SpecError, match=r"bad.toml: invalid TOML: Cannot overwrite a value \(at line 5, column 11\): "
+                                        r"epochs = 4$"):
         load_spec(path)
 
 
