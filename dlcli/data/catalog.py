@@ -135,12 +135,16 @@ def list_datasets() -> list[DatasetRow]:
     rows = []
     for entry in sorted(registry.datasets, key=lambda e: e.name):
         info = entry.target.info
-        if info.bundled:
-            cached = all((bundled_dir() / filename).is_file() for filename in info.bundled_files)
-        else:
-            cached = all(local_copy(info.name, file.filename) is not None for file in info.remote)
-        rows.append(DatasetRow(info.name, info.task, info.size_bytes, info.bundled, cached))
+        rows.append(DatasetRow(info.name, info.task, info.size_bytes, info.bundled, usable_offline(info.name)))
     return rows
+
+
+def usable_offline(name: str) -> bool:
+    """Whether registry dataset `name` loads without a download: bundled, or every file in the cache or mirror."""
+    info = dataset_info(name)
+    if info.bundled:
+        return all((bundled_dir() / filename).is_file() for filename in info.bundled_files)
+    return all(local_copy(info.name, file.filename) is not None for file in info.remote)
 
 
 # --- bundled datasets: small tables in the repository's datasets/ folder (see its README.md) ---

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlcli import registry
-from dlcli.data import list_datasets  # noqa: F401 - imports the catalog, which fills registry.datasets
+from dlcli.data.catalog import usable_offline  # the catalog's import fills registry.datasets
 from dlcli.graph import Model, build_model
 from dlcli.spec.models import RunSpec
 from dlcli.train.datasets import Splits, load_splits
@@ -17,8 +17,9 @@ def model_for_summary(spec: RunSpec) -> Model:
 
 
 def check_data_files(spec: RunSpec, model: Model) -> Splits | None:
-    """The dataset is registered, or the data files read, split and fit the model exactly as `train` would
-    read them; returns the splits read (None for a registry dataset, which is not loaded).
+    """The data files read, split and fit the model exactly as `train` would read them, and so a registry
+    dataset that loads without a download; returns the splits read (None for a registry dataset that would
+    need one: validate never downloads, and only checks the name then).
 
     Problems keep their own exit codes, the same as train gives: a data problem is a DataError (exit 3), named
     with its spec key (data.train, ...), so that validate's answer and train's agree.
@@ -26,7 +27,8 @@ def check_data_files(spec: RunSpec, model: Model) -> Splits | None:
     data = spec.data
     if data.dataset is not None:
         registry.datasets.entry(data.dataset)  # an unknown name raises the did-you-mean error
-        return None
+        if not usable_offline(data.dataset):
+            return None
     from dlcli.train.streams import Streams  # the validation hold-out train draws, so the same rows are held out
 
     return load_splits(spec, model, Streams(spec.seed).split)

@@ -198,6 +198,11 @@ def test_validate_checks_data_files_and_prints_the_summary(tmp_path: Path) -> No
                     '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
     # a data problem: the same exit code as train gives for it (3), naming the spec key and the file
     _one_paragraph_error(dlcli("validate", str(spec), cwd=tmp_path), 3, "data.train", "nope.npz")
+    # a registry dataset that loads offline (digits is bundled) is read as train reads it: an input shape that
+    # does not fit it was "valid" and then exit 3 in train
+    wrong = dlcli("validate", str(SPECS / "digits_mlp.toml"), "--set", "model.input.shape=[63]", cwd=tmp_path)
+    _one_paragraph_error(wrong, 3, "data.dataset 'digits'", "each example has shape [64], but the model's input "
+                                                            "takes [63]")
 
 
 def test_datasets_and_list(tmp_path: Path) -> None:
