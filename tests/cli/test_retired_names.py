@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dlcli import registry
+from dlcli import metrics, registry  # noqa: F401 - metrics registers "accuracy", whichever test runs first
 from dlcli.cli import commands  # noqa: F401 - registers the subcommands
 from dlcli.cli.main import cli
 from dlcli.registry import Entry

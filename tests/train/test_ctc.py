@@ -124,7 +124,9 @@ def _check(tmp_path: Path, labels: np.ndarray, **loss: Any) -> None:
 def test_ctc_targets_are_checked_before_training(tmp_path: Path, labels: np.ndarray, message: str) -> None:
     with pytest.raises(DataError) as info:
         _check(tmp_path, labels)
-    assert str(info.value).startswith("train target 'dense': ") and message in str(info.value)
+    # the key and the file first (data.train: d.npz: ...), then the target
+    assert str(info.value).startswith(f"data.train: {tmp_path / 'd.npz'}: train target 'dense': ")
+    assert message in str(info.value)
 
 
 def test_float_labels_with_integral_values_and_a_chosen_blank_are_accepted(tmp_path: Path) -> None:
