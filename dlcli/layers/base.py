@@ -173,6 +173,18 @@ def check_rank(layer: Layer, in_shape: Shape) -> None:
                     f"({found}); add a reshape layer first{hint}")
 
 
+def feature_axis(layer: Layer, axis: int, in_shape: Shape, kind: str = "feature") -> int:
+    """`axis` as Keras counts it (the batch axis is 0, negative axes count from the end) turned into a position in
+    (batch, *in_shape); SpecError naming `<key>.axis` for the batch axis or an axis the inputs do not have."""
+    rank = len(in_shape) + 1
+    if not -rank <= axis < rank or axis % rank == 0:
+        choices = "1" if rank == 2 else f"one of 1..{rank - 1}"
+        raise SpecError(f"{layer.key}.axis: {axis} is not a {kind} axis of inputs of rank {rank} "
+                        f"(batch, {', '.join(map(str, in_shape))}); give {choices}, or -1 for the last axis (0 is the "
+                        "batch axis)")
+    return axis % rank
+
+
 def _reshape_target(in_shape: Shape, rank: int) -> list[int] | None:
     """A per-example target shape of `rank` axes that fits: one trailing axis of 1 added (one channel, or one
     feature per step), a square one-channel image from a flat vector, or the last two axes merged."""
