@@ -112,6 +112,14 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "boolean as learning rate": (_set("train.optimizer.learning_rate", False),
                                  "train.optimizer.learning_rate: must be a number, got false"),
     "boolean as string": (_set("train.shuffle", "maybe"), "train.shuffle: must be true or false, got 'maybe'"),
+    "slash in a layer name": (_set("model.layers[2].name", "block/dense"),
+                              "model.layers[2].name: 'block/dense' contains '/', which separates a layer's name from "
+                              "its weights' names (dense_1/kernel), so two layers could save a weight under one "
+                              "name; write 'block_dense'"),
+    "slash in a wrapped layer's name": (_set("model.layers[2]", {"type": "bidirectional",
+                                                                 "layer": {"type": "lstm", "units": 2,
+                                                                           "name": "a/b"}}),
+                                        "model.layers[2].layer.name: 'a/b' contains '/'"),
     "clipnorm and clipvalue": (_set("train.optimizer", {"type": "sgd", "clipnorm": 1.0, "clipvalue": 1.0}),
                                "train.optimizer: set at most one of clipnorm, global_clipnorm and clipvalue"),
 }
