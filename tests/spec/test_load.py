@@ -138,6 +138,34 @@ def test_spec_mistake_gets_a_message_naming_the_key(mistake: str) -> None:
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("key,value,advice", [
+    ("features", ["a", "b"], "names columns of your own CSV or parquet file"),
+    ("target", "y", "names a column of your own CSV or parquet file"),
+    ("text", "review", "names a column of your own CSV or parquet file"),
+    ("inputs", {"input": "x"}, "maps model inputs to arrays of your own .npz file"),
+    ("targets", {"dense_1": "y"}, "maps model outputs to arrays of your own .npz file"),
+    ("missing", "drop_rows", "says what to do with missing cells of your own CSV or parquet file"),
+    ("validation", "valid.npz", "is a validation file of your own"),
+    ("test", "test.npz", "is a test file of your own"),
+    ("sample_weight", "w", "names a column or array of your own data file"),
+])
+def test_keys_of_your_own_files_are_refused_with_a_registry_dataset(key: str, value: Any, advice: str) -> None:
+    # they did nothing (exit 0): the dataset's own arrays were read whatever they said
+    doc = copy.deepcopy(BASE)
+    doc["data"][key] = value
+    with pytest.raises(SpecError) as info:
+        validate_spec(doc, Path("mnist.toml"))
+    assert str(info.value).startswith(f"mnist.toml: data.{key}: {advice}; a registry dataset ('mnist') "), \
+        str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_defaults_written_out_are_fine_with_a_registry_dataset() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["data"]["missing"] = "error"
+    assert validate_spec(doc, Path("mnist.toml")).data.missing == "error"
+
+
 def test_there_are_at_least_20_distinct_mistakes() -> None:
     assert len({expected for _, expected in MISTAKES.values()}) >= 20
 
