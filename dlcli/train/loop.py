@@ -22,6 +22,7 @@ from dlcli.optimizers import Optimizer
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.distributed import World, moving_states
+from dlcli.train.metric_targets import target_misfit
 
 
 @dataclass
@@ -123,6 +124,10 @@ class Objective:
             self.metric_names[name] = names
             self.metric_factories[name] = [_metric_factory(config, output.loss, shape, target_shape, prefix)
                                            for config in configs]
+            for key, config, make in zip(keys, configs, self.metric_factories[name]):
+                problem = target_misfit(make(), output.loss.type, shape, target_shape, config["type"])
+                if problem:  # found now, not as a traceback in the first epoch
+                    raise SpecError(f"{key.removesuffix('.name')}: {problem}")
 
     def new_metrics(self) -> dict[str, list[Metric]]:
         """Fresh running metrics for every output."""
