@@ -16,6 +16,7 @@ from dlcli.errors import SpecError, WeightTooLargeError
 from dlcli.registry import suggest
 from dlcli.initializers import physical_memory
 from dlcli.layers import Layer, Shape, create_layer
+from dlcli.layers.base import layer_name_problem
 from dlcli.spec.models import InputSpec, ModelSpec, OutputSpec, RunSpec
 from dlcli.tensor import Tensor, profile
 from dlcli.tensor.mask import mask_covers
@@ -246,6 +247,8 @@ def _layer(layer_spec: Any, name: str, key: str) -> Layer:
 def _graph(spec: ModelSpec) -> Model:
     assert spec.inputs is not None and spec.nodes is not None and spec.outputs is not None
     known = [*spec.inputs, *spec.nodes]
+    for name in [*spec.inputs, *spec.nodes]:
+        _check_graph_name(name, "nodes" if name in spec.nodes else "inputs")
     for name in spec.nodes:
         if name in spec.inputs:
             raise SpecError(f"model.nodes.{name}: this name is also a model input; names must be unique")
@@ -281,6 +284,17 @@ def _graph(spec: ModelSpec) -> Model:
     ordered = _topological(nodes, set(spec.inputs), producers)
     _check_all_used(spec, nodes, producers)
     return Model(dict(spec.inputs), ordered, dict(spec.outputs))
+
+
+def _check_graph_name(name: str, table: str) -> None:
+    """A graph's input or node name may not contain '.', which names a node's ports ("enc.state_h"): a node or
+    input named so would shadow the port, or be shadowed by it, without a word. A node names its layer too."""
+    if "." in name:
+        raise SpecError(f"model.{table}.{name}: a name in a graph cannot contain '.', which separates a node from its "
+                        f"ports (enc.state_h); rename it, e.g. {name.replace('.', '_')!r}")
+    problem = layer_name_problem(name) if table == "nodes" else None
+    if problem:
+        raise SpecError(f"model.{table}.{name}: {problem}")
 
 
 def _node_inputs(node_spec: Any, layer: Layer, key: str) -> list[str]:

@@ -118,6 +118,11 @@ class CategoricalCrossentropy(Loss):
         return -self._mean(ops.sum(y * ops.log(_normalized_clipped(y_pred)), axis=-1), weights)
 
 
+# the losses that train on integer class labels (the output's shape less its class axis), not on targets of the
+# output's own shape: data.one_hot, which makes one-hot rows, does not fit them
+SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
+
+
 @registry.losses.register("sparse_categorical_crossentropy", spec=LossSpec)
 class SparseCategoricalCrossentropy(Loss):
     """-log p[label], for integer class labels and softmax outputs."""

@@ -6,7 +6,7 @@ counts an example that many times, as Keras' weighted_metrics do: sum(value x we
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -24,11 +24,20 @@ class MetricSpec(StrictSpec):
                                                "default: its type.")
 
 
+# what a metric scores its output's predictions against (Metric.targets):
+#   "values": targets of the output's own shape, entry by entry (one-hot rows, regression values, 0/1)
+#   "labels": integer class labels, the output's shape without its class axis
+#   "labels_or_values": either, told apart by their shape
+#   "sequences": label sequences of a ctc output
+TargetKind = Literal["values", "labels", "labels_or_values", "sequences"]
+
+
 class Metric:
     """A streaming metric: `update` with each batch's predictions and targets, `result` at any time."""
 
     spec: MetricSpec
     state_keys: tuple[str, ...] = ()  # the running totals, saved in checkpoints to resume mid-epoch
+    targets: ClassVar[TargetKind] = "values"
 
     def __init__(self, spec: MetricSpec) -> None:
         self.spec = spec
@@ -138,6 +147,8 @@ def _per_example(values: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 class Accuracy(MeanMetric):
     """Binary, categorical or sparse categorical accuracy, chosen from the loss and the shapes as Keras does."""
 
+    targets = "labels_or_values"
+
     def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         kind = accuracy_kind(None, y_pred.shape[1:] or (1,), np.shape(y_true)[1:] or ())
         return _ACCURACIES[kind].values(self, y_pred, y_true)
@@ -164,6 +175,8 @@ class CategoricalAccuracy(MeanMetric):
 class SparseCategoricalAccuracy(MeanMetric):
     """Fraction of examples whose highest-scoring class is the integer label."""
 
+    targets = "labels"
+
     def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         return (np.argmax(y_pred, axis=-1) == _labels(y_true, y_pred)).astype(np.float64)
 
@@ -184,6 +197,8 @@ def _in_top_k(y_pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 class TopKCategoricalAccuracy(MeanMetric):
     """Fraction of examples whose one-hot target class is among the k highest scores (k = 5)."""
 
+    targets = "labels_or_values"
+
     spec: TopKSpec
 
     def values(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
@@ -195,6 +210,8 @@ class TopKCategoricalAccuracy(MeanMetric):
 @registry.metrics.register("sparse_top_k_categorical_accuracy", spec=TopKSpec)
 class SparseTopKCategoricalAccuracy(MeanMetric):
     """Fraction of examples whose integer label is among the k highest scores (k = 5)."""
+
+    targets = "labels"
 
     spec: TopKSpec
 

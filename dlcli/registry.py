@@ -10,10 +10,12 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar, get_args
+from types import UnionType
+from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
-from pydantic_core import CoreSchema, core_schema
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler,
+                      model_validator)
+from pydantic_core import CoreSchema, PydanticUndefined, core_schema
 
 from dlcli.errors import UnknownNameError
 
@@ -115,38 +117,105 @@ class StrictSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_booleans_for_numbers(cls, data: Any) -> Any:
-        """pydantic reads true as 1; in a spec `units = true` is a mistake, not a number, so it must fail as one."""
+    def _no_conversions(cls, data: Any) -> Any:
+        """pydantic's lax mode converts: true to 1, "8" to 8, "0.003" to 0.003, "no" to false, 1 to true. TOML has
+        numbers and booleans of its own, so in a spec each of these is a mistake (`units = "8"`, `shuffle = "no"`),
+        and must fail as one: see _unconverted()."""
         if not isinstance(data, dict):
             return data
         fixed = dict(data)
         for name, value in data.items():
             field = cls.model_fields.get(name) if isinstance(name, str) else None
-            if isinstance(value, bool) and field is not None:
-                found = _types_in(field.annotation)
-                if bool not in found and found & {int, float}:
-                    fixed[name] = TomlBoolean(value)
+            if field is not None:
+                annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+                fixed[name] = _unconverted(annotation, value)
         return fixed
 
 
-class TomlBoolean:
-    """A true/false found where a number belongs: no number type accepts it, and it prints as TOML does."""
+class TomlValue:
+    """A value found where only a conversion would make it fit (a string or true/false for a number, a string or a
+    number for a boolean): no type accepts it, and it prints as TOML writes it."""
 
-    def __init__(self, value: bool) -> None:
+    def __init__(self, value: bool | int | float | str) -> None:
         self.value = value
 
     def __str__(self) -> str:
-        return "true" if self.value else "false"
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        return repr(self.value) if isinstance(self.value, str) else str(self.value)
 
     __repr__ = __str__
 
 
-def _types_in(annotation: Any) -> set[Any]:
-    """Every type named anywhere inside an annotation (unions, Annotated, containers)."""
-    found = {annotation} if isinstance(annotation, type) else set()
-    for arg in get_args(annotation):
-        found |= _types_in(arg)
-    return found
+def _unconverted(annotation: Any, value: Any) -> Any:
+    """`value`, with every true/false, number or string in it that `annotation` takes only by converting it (see
+    StrictSpec) wrapped in a TomlValue. An integer for a float, a list for a tuple and a word among a key's
+    Literal values are what TOML writes, and stay. Nested spec models check their own keys."""
+    annotation = _as_written(annotation)
+    if isinstance(value, (list, dict)):
+        inner = _inner_annotation(annotation, list if isinstance(value, list) else dict)
+        if inner is None:
+            return value
+        return [_unconverted(inner, v) for v in value] if isinstance(value, list) else \
+            {key: _unconverted(inner, v) for key, v in value.items()}
+    if not isinstance(value, (bool, int, float, str)):
+        return value
+    types, words = _scalars_in(annotation)
+    if types & {Any, object}:  # anything goes (dataset options): whoever reads the value checks it
+        return value
+    if isinstance(value, bool):
+        fits = bool in types or not types & {int, float}
+    elif isinstance(value, str):
+        fits = str in types or value in words or not types & {int, float, bool}
+    else:
+        fits = bool(types & {int, float}) or bool not in types or value in words
+    return value if fits else TomlValue(value)
+
+
+def _as_written(annotation: Any) -> Any:
+    """The annotation of what a spec may write for a key: a BeforeValidator's json_schema_input_type where one
+    reshapes the value first (3 for a (3, 3) kernel_size), else the annotation itself."""
+    if get_origin(annotation) is Annotated:
+        for item in get_args(annotation)[1:]:
+            written = getattr(item, "json_schema_input_type", PydanticUndefined)
+            if isinstance(item, BeforeValidator) and written is not PydanticUndefined:
+                return _as_written(written)
+    return annotation
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of an annotation: Annotated and Optional unwrapped, unions spread out."""
+    annotation = _as_written(annotation)
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [annotation]
+
+
+def _inner_annotation(annotation: Any, container: type) -> Any:
+    """What the entries of a list (or the values of a table) may be, by the annotation's list, tuple or dict
+    alternatives; None when it has none (a nested spec model: it checks its own keys)."""
+    inner = []
+    for member in _members(annotation):
+        origin, args = get_origin(member), [a for a in get_args(member) if a is not Ellipsis]
+        if container is list and origin in (list, tuple, set, frozenset):
+            inner += args
+        elif container is dict and origin is dict and len(args) == 2:
+            inner.append(args[1])
+    return Union[tuple(inner)] if inner else None  # noqa: UP007 - built at run time
+
+
+def _scalars_in(annotation: Any) -> tuple[set[type], set[Any]]:
+    """The scalar types an annotation takes as they are (containers' contents left out), and its Literal values."""
+    types: set[type] = set()
+    words: set[Any] = set()
+    for member in _members(annotation):
+        if get_origin(member) is Literal:
+            words |= set(get_args(member))
+        elif isinstance(member, type) and get_origin(member) is None:
+            types.add(member)
+    return types, words
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class _DecodedMetric(MeanMetric):
     """A per-sequence value of (greedy decoding of y_pred, target sequence), averaged over sequences."""
 
     spec: SequenceMetricSpec
+    targets = "sequences"
 
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
                weights: np.ndarray | None = None) -> None:

@@ -101,6 +101,52 @@ def test_graph_errors_name_the_node(changes: dict[str, Any], message: str) -> No
     assert str(info.value).startswith(message), str(info.value)
 
 
+def _with_encoder(extra: dict[str, Any], out_input: str) -> dict[str, Any]:
+    """An lstm node `enc` with return_state (ports enc.state_h, enc.state_c), the nodes of `extra`, and the output
+    node reading `out_input`."""
+    return {"name": "ports", "data": {"train": "x.npz"},
+            "model": {"inputs": {"x": {"shape": [8, 8]}},
+                      "nodes": {"enc": {"type": "lstm", "input": "x", "units": 4, "return_state": True}, **extra,
+                                "out": {"type": "dense", "input": out_input, "units": 10,
+                                        "activation": "softmax"}},
+                      "outputs": {"out": {"loss": "sparse_categorical_crossentropy"}}}}
+
+
+@pytest.mark.parametrize("name", ["enc.state_h", "enc.hidden", "a.b"])
+def test_a_node_name_with_a_dot_is_refused_since_dots_name_ports(name: str) -> None:
+    # a node named like a port of enc was silently shadowed by the port: out read enc's state, not the node
+    doc = _with_encoder({name: {"type": "dense", "input": "enc", "units": 3}}, name)
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    stem = name.replace(".", "_")
+    assert str(info.value) == (f"model.nodes.{name}: a name in a graph cannot contain '.', which separates a node "
+                               f"from its ports (enc.state_h); rename it, e.g. {stem!r}")
+
+
+def test_an_input_name_with_a_dot_is_refused() -> None:
+    doc = _with_encoder({}, "enc")
+    doc["model"]["inputs"] = {"enc.state_c": {"shape": [8, 8]}}
+    doc["model"]["nodes"]["enc"]["input"] = "enc.state_c"
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value).startswith("model.inputs.enc.state_c: a name in a graph cannot contain '.'")
+
+
+def test_a_node_name_with_a_slash_is_refused_since_it_would_merge_weight_names() -> None:
+    # weights are <node>/<weight>: a node named "enc/lstm_cell" could save a weight under another's name
+    doc = _with_encoder({"enc/kernel": {"type": "dense", "input": "enc", "units": 3}}, "enc/kernel")
+    with pytest.raises(SpecError) as info:
+        _build(doc)
+    assert str(info.value) == ("model.nodes.enc/kernel: 'enc/kernel' contains '/', which separates a layer's name "
+                               "from its weights' names (dense_1/kernel), so two layers could save a weight under one "
+                               "name; write 'enc_kernel'")
+
+
+def test_a_port_is_still_taken_by_its_name() -> None:
+    model = _build(_with_encoder({}, "enc.state_h"))
+    assert model.shapes["enc.state_h"] == (4,) and model.nodes[-1].inputs == ["enc.state_h"]
+
+
 def test_cycle_is_spelled_out() -> None:
     doc = _mutated(nodes__features={"type": "concatenate", "inputs": ["title", "department"]})
     with pytest.raises(SpecError, match=r"cycle (\w+ -> )+\w+; a model must be a DAG"):

@@ -6,7 +6,7 @@ import math
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dlcli import registry
 from dlcli.errors import SpecError
@@ -30,6 +30,23 @@ class LayerSpec(StrictSpec):
     trainable: bool = Field(True, description="false freezes the layer: its weights keep their values and count as "
                                               "non-trainable, and a frozen batch_normalization normalizes with its "
                                               "moving statistics in training too (Keras 3).")
+
+    @field_validator("name")
+    @classmethod
+    def _name_without_slash(cls, name: str | None) -> str | None:
+        problem = layer_name_problem(name) if name is not None else None
+        if problem:
+            raise ValueError(problem)
+        return name
+
+
+def layer_name_problem(name: str) -> str | None:
+    """What makes `name` unfit to name a layer, or None. Weights are saved as <layer name>/<weight>, so a '/' in a
+    layer's name could give two weights one name in a checkpoint, and one would be lost (Keras 3 refuses it too)."""
+    if "/" in name:
+        return (f"{name!r} contains '/', which separates a layer's name from its weights' names (dense_1/kernel), "
+                f"so two layers could save a weight under one name; write {name.replace('/', '_')!r}")
+    return None
 
 
 class Layer:
@@ -171,6 +188,18 @@ def check_rank(layer: Layer, in_shape: Shape) -> None:
     hint = f', e.g. type = "reshape", target_shape = {example}' if example else ""
     raise SpecError(f"{layer.key}: expected rank {len(axes) + 1} ({expected}), found rank {len(in_shape) + 1} "
                     f"({found}); add a reshape layer first{hint}")
+
+
+def feature_axis(layer: Layer, axis: int, in_shape: Shape, kind: str = "feature") -> int:
+    """`axis` as Keras counts it (the batch axis is 0, negative axes count from the end) turned into a position in
+    (batch, *in_shape); SpecError naming `<key>.axis` for the batch axis or an axis the inputs do not have."""
+    rank = len(in_shape) + 1
+    if not -rank <= axis < rank or axis % rank == 0:
+        choices = "1" if rank == 2 else f"one of 1..{rank - 1}"
+        raise SpecError(f"{layer.key}.axis: {axis} is not a {kind} axis of inputs of rank {rank} "
+                        f"(batch, {', '.join(map(str, in_shape))}); give {choices}, or -1 for the last axis (0 is the "
+                        "batch axis)")
+    return axis % rank
 
 
 def _reshape_target(in_shape: Shape, rank: int) -> list[int] | None:

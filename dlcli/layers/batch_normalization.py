@@ -8,9 +8,8 @@ import numpy as np
 from pydantic import Field
 
 from dlcli import ops, registry
-from dlcli.errors import SpecError
 from dlcli.initializers import initialize
-from dlcli.layers.base import InitializerName, Layer, LayerSpec, Shape
+from dlcli.layers.base import InitializerName, Layer, LayerSpec, Shape, feature_axis
 from dlcli.tensor import Tensor
 
 
@@ -38,12 +37,8 @@ class BatchNormalization(Layer):
     state_moves_in_training = True
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        rank, axis = len(in_shape) + 1, self.spec.axis
-        if not -rank <= axis < rank or axis % rank == 0:
-            raise SpecError(f"{self.key}: axis {axis} is not a channel axis of inputs of rank {rank} "
-                            f"(batch, {', '.join(map(str, in_shape))}); give one of 1..{rank - 1} or -1 for the "
-                            "last axis (0 is the batch axis)")
-        self.axis = axis % rank
+        rank = len(in_shape) + 1
+        self.axis = feature_axis(self, self.spec.axis, in_shape, "channel")
         channels = in_shape[self.axis - 1]
         spec = self.spec
         # Keras' weight order and names: gamma, beta trainable; moving_mean, moving_variance state

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from dlcli import ops, registry
 from dlcli.errors import SpecError
-from dlcli.layers.base import Layer, LayerSpec, Shape
+from dlcli.layers.base import Layer, LayerSpec, Shape, feature_axis
 from dlcli.tensor import Tensor
 
 
@@ -48,11 +48,10 @@ class Concatenate(Merge):
 
     def merged_shape(self, in_shapes: list[Shape]) -> Shape:
         rank = len(in_shapes[0])
-        axis = self.spec.axis if self.spec.axis < 0 else self.spec.axis - 1  # the spec's axis counts the batch
-        if any(len(s) != rank for s in in_shapes) or not -rank <= axis < rank:
-            raise SpecError(f"{self.key}: concatenate needs inputs of one rank with axis {self.spec.axis} in "
-                            f"range, got shapes {', '.join(str(list(s)) for s in in_shapes)}")
-        axis %= rank
+        if any(len(s) != rank for s in in_shapes):
+            raise SpecError(f"{self.key}: concatenate needs inputs of one rank, got shapes "
+                            f"{', '.join(str(list(s)) for s in in_shapes)}")
+        axis = feature_axis(self, self.spec.axis, in_shapes[0]) - 1  # the spec's axis counts the batch
         others = {tuple(d for i, d in enumerate(s) if i != axis) for s in in_shapes}
         if len(others) > 1:
             raise SpecError(f"{self.key}: concatenate along axis {self.spec.axis} needs the other axes to agree, "

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from dlcli import ops, registry
-from dlcli.layers.base import Layer, LayerSpec, Shape
+from dlcli.layers.base import Layer, LayerSpec, Shape, feature_axis
 from dlcli.tensor import Tensor
 
 _EPSILON = 1e-7  # Keras' backend epsilon: the floor of the standard deviation
@@ -45,9 +45,8 @@ class Normalization(Layer):
     spec: NormalizationSpec
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
-        axis = self.spec.axis % (len(in_shape) + 1)  # axis counts the batch axis, as in Keras
-        self.feature_axis = axis
-        width = in_shape[axis - 1] if axis > 0 else 1
+        self.feature_axis = feature_axis(self, self.spec.axis, in_shape)
+        width = in_shape[self.feature_axis - 1]
         self.add_state("mean", np.broadcast_to(np.float32(self.spec.mean or 0.0), (width,)).astype(np.float32))
         self.add_state("variance", np.broadcast_to(np.float32(
             1.0 if self.spec.variance is None else self.spec.variance), (width,)).astype(np.float32))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from dlcli.registry import StrictSpec
 
@@ -35,6 +35,28 @@ class TimeseriesSpec(StrictSpec):
             raise ValueError(f"validation_split + test_split = {self.validation_split + self.test_split:g} leaves "
                              f"no rows for training; keep their sum below 1 (the book: 0.25 and 0.25)")
         return self
+
+
+_CSV_COLUMNS = "of your own CSV or parquet file"
+# [data] keys about the user's own files, each with what it does: with a registry dataset, whose arrays come
+# ready-made, they would do nothing
+_OWN_FILE_KEYS = {
+    "test": "is a test file of your own",
+    "validation": "is a validation file of your own",
+    "inputs": "maps model inputs to arrays of your own .npz file",
+    "targets": "maps model outputs to arrays of your own .npz file",
+    "features": f"names columns {_CSV_COLUMNS}",
+    "target": f"names a column {_CSV_COLUMNS}",
+    "text": f"names a column {_CSV_COLUMNS}",
+    "missing": f"says what to do with missing cells {_CSV_COLUMNS}",
+    "fill_value": f"fills missing cells {_CSV_COLUMNS}",
+    "sample_weight": "names a column or array of your own data file",
+}
+_DATASET_FIXES = {
+    "test": "its own test split is what dlcli eval scores",
+    "validation": "hold part of its training split out with validation_split = 0.1 instead",
+    "sample_weight": "weigh classes with train.class_weight instead",
+}
 
 
 class DataSpec(StrictSpec):
@@ -118,10 +140,19 @@ class DataSpec(StrictSpec):
             self._fits_a_time_series(self.timeseries)
         if self.folds is not None or self.fold is not None:
             self._fits_folds()
-        if self.sample_weight is not None and self.dataset is not None:
-            raise ValueError("sample_weight names a column or array of your own data file; a registry dataset has "
-                             "none: give train = \"PATH\", or weigh classes with train.class_weight")
         return self
+
+    @field_validator(*_OWN_FILE_KEYS)
+    @classmethod
+    def _not_with_a_dataset(cls, value: Any, info: ValidationInfo) -> Any:
+        """A key about your own files, set with a registry dataset, is refused by name (dataset is checked first)."""
+        key, dataset = info.field_name, info.data.get("dataset")
+        assert key is not None
+        if dataset is not None and value != cls.model_fields[key].default:
+            fix = _DATASET_FIXES.get(key, "the dataset feeds a one-input, one-output model as it is")
+            raise ValueError(f"{_OWN_FILE_KEYS[key]}; a registry dataset ({dataset!r}) brings its own arrays: remove "
+                             f"data.{key} ({fix}), or give train = \"PATH\" for your own data")
+        return value
 
     def _fits_folds(self) -> None:
         """K-fold validation holds out each fold in turn, so nothing else may hold out validation data."""

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field, ValidationError, create_model, fiel
 from dlcli import registry
 from dlcli.components import load_all
 from dlcli.errors import UnknownNameError
-from dlcli.losses import LossSpec
+from dlcli.losses import SPARSE_LOSSES, LossSpec
 from dlcli.metrics import MetricSpec
 from dlcli.registry import StrictSpec, known_name, suggest
 from dlcli.spec.data import DataSpec, TimeseriesSpec
@@ -260,6 +260,18 @@ class RunSpec(StrictSpec):
         if self.train.class_weight is not None and self.data.sample_weight is not None:
             raise ValueError("give train.class_weight or data.sample_weight, not both (as Keras' fit refuses them "
                              "together); to combine them, multiply the class weights into the sample_weight column")
+        return self
+
+    @model_validator(mode="after")
+    def _one_hot_fits_the_losses(self) -> RunSpec:
+        """data.one_hot makes one-hot rows, which a sparse loss cannot train on: it takes the labels themselves."""
+        outputs = self.model.outputs or {}
+        losses = [(f"model.outputs.{name}.loss", output.loss) for name, output in outputs.items()] \
+            if self.model.is_graph else [("train.loss", self.train.loss)]
+        for key, loss in losses:
+            if self.data.one_hot and loss is not None and loss.type in SPARSE_LOSSES:
+                raise ValueError(f"data.one_hot: turns class labels into one-hot rows, but {key} = {loss.type} takes "
+                                 'the labels themselves; remove one_hot, or use loss = "categorical_crossentropy"')
         return self
 
     @field_validator("name")

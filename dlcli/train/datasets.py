@@ -14,12 +14,12 @@ from dlcli.data import (Examples, InputSlot, ReadRequest, TargetSlot, check_fini
                         refuse_keys_of_other_readers, single_name, split_folds, split_validation)
 from dlcli.errors import DataError
 from dlcli.graph import Model
+from dlcli.losses import SPARSE_LOSSES
 from dlcli.spec.models import DataSpec, RunSpec
 from dlcli.train.class_weights import CLASSIFIER_LOSSES, class_labels, class_weight_tables, example_weights
 from dlcli.train.ctc_targets import ctc_labels
 from dlcli.train.loop import Split
 
-SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
 FILL_POLICIES = ("fill_mean", "fill_value")
 
 

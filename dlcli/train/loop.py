@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -13,7 +14,7 @@ import numpy as np
 
 from dlcli.data import batch_slices
 from dlcli.data.prefetch import prefetched, streams
-from dlcli.errors import DivergedError
+from dlcli.errors import DivergedError, SpecError
 from dlcli.graph import Model
 from dlcli.losses import Loss, LossSpec, create_loss, weighted_total
 from dlcli.metrics import Metric, create_metric
@@ -21,6 +22,7 @@ from dlcli.optimizers import Optimizer
 from dlcli.tensor import Tensor, no_grad
 from dlcli.tensor.memory import keep_freed_memory
 from dlcli.train.distributed import World, moving_states
+from dlcli.train.metric_targets import target_misfit
 
 
 @dataclass
@@ -94,12 +96,19 @@ class Objective:
         self.metric_names: dict[str, list[str]] = {}  # what each output's metrics are called in logs
         single = len(model.outputs) == 1
         self.weighted_metrics: set[str] = set()  # the names of the metrics given the examples' weights
+        # each name reported so far -> what reports it: a metric may not take a name already reported
+        taken = {"loss": "the training loss", **({} if single else {f"{name}_loss": f"the loss of output {name}"
+                                                                     for name in model.outputs})}
         for name, output in model.outputs.items():
             self.losses[name] = create_loss(output.loss.model_dump())
             self.weights[name] = output.weight
             shape = model.shapes[name]
             target_shape = (target_shapes or {}).get(name)
             prefix = "" if single else f"{name}_"
+            base = "train" if model.sequential else f"model.outputs.{name}"
+            keys = [f"{base}.{group}[{index}]{'.name' if metric.name is not None else ''}"
+                    for group in ("metrics", "weighted_metrics")
+                    for index, metric in enumerate(getattr(output, group))]
             configs = [m.model_dump(exclude_none=True) for m in output.metrics]
             names = [_metric_name(config, prefix) for config in configs]
             weighted = [m.model_dump(exclude_none=True) for m in output.weighted_metrics]
@@ -110,9 +119,15 @@ class Objective:
                 configs.append(config)
                 names.append(prefix + config["name"])
                 self.weighted_metrics.add(names[-1])
+            for key, config, reported in zip(keys, configs, names):
+                _claim(taken, reported, key, config["type"], prefix)
             self.metric_names[name] = names
             self.metric_factories[name] = [_metric_factory(config, output.loss, shape, target_shape, prefix)
                                            for config in configs]
+            for key, config, make in zip(keys, configs, self.metric_factories[name]):
+                problem = target_misfit(make(), output.loss.type, shape, target_shape, config["type"])
+                if problem:  # found now, not as a traceback in the first epoch
+                    raise SpecError(f"{key.removesuffix('.name')}: {problem}")
 
     def new_metrics(self) -> dict[str, list[Metric]]:
         """Fresh running metrics for every output."""
@@ -140,6 +155,27 @@ class Objective:
     def loss_names(self) -> list[str]:
         """The loss entries of an epoch's logs: "loss", then "<output>_loss" for each output of several."""
         return ["loss", *(f"{name}_loss" for name in self.losses)] if len(self.losses) > 1 else ["loss"]
+
+
+# what every epoch's record holds besides the losses and metrics (history rows, --json epoch events)
+EPOCH_KEYS = ("epoch", "epochs", "event", "seconds", "learning_rate")
+
+
+def _claim(taken: dict[str, str], name: str, key: str, kind: str, prefix: str) -> None:
+    """Record that the metric at spec `key` (of type `kind`) is reported as `name`; a SpecError when the logs
+    already hold that name, or read it as another value: one would overwrite the other (and a monitor follow it)."""
+    if name in EPOCH_KEYS:
+        why = f"which every epoch's record holds already ({', '.join(EPOCH_KEYS)})"
+    elif name.startswith("val_"):
+        why = f"which is how the validation value of {name[4:]!r} is reported"
+    elif name in taken:
+        why = f"which {taken[name]} is reported as already"
+    else:
+        taken[name] = key.removesuffix(".name")
+        return
+    free = next(candidate for candidate in itertools.chain([kind], (f"{kind}_{i}" for i in itertools.count(1)))
+                if prefix + candidate not in taken and prefix + candidate not in EPOCH_KEYS)
+    raise SpecError(f'{key}: reported as {name!r}, {why}; give it a name of its own, e.g. name = "{free}"')
 
 
 def _metric_name(config: dict[str, Any], prefix: str) -> str:

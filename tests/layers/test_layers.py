@@ -158,6 +158,24 @@ def test_normalization_over_images_normalizes_channels() -> None:
     np.testing.assert_allclose(layer.state["mean"], images.reshape(-1, 2).mean(axis=0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("axis", [0, 4, 5, -5, -7])
+def test_normalization_refuses_the_batch_axis_and_axes_out_of_range_naming_the_key(axis: int) -> None:
+    # axis = 5 or -7 on rank-4 inputs used to wrap around (% rank) to a real axis, and 0 normalized per example
+    layer = create_layer({"type": "normalization", "axis": axis})
+    layer.key = "model.layers[0]"
+    with pytest.raises(SpecError) as info:
+        layer.build((4, 4, 2), np.random.default_rng(0))
+    assert str(info.value) == (f"model.layers[0].axis: {axis} is not a feature axis of inputs of rank 4 "
+                               "(batch, 4, 4, 2); give one of 1..3, or -1 for the last axis (0 is the batch axis)")
+
+
+@pytest.mark.parametrize("axis,width", [(1, 4), (3, 2), (-1, 2), (-3, 4)])
+def test_normalization_axis_counts_the_batch_axis_as_keras(axis: int, width: int) -> None:
+    layer = create_layer({"type": "normalization", "axis": axis})
+    layer.build((4, 4, 2), np.random.default_rng(0))
+    assert layer.state["mean"].shape == (width,)
+
+
 def test_normalization_adapts_batch_by_batch_to_the_whole_arrays_statistics() -> None:
     images = np.random.default_rng(4).normal(loc=[10.0, -3.0], scale=[2.0, 0.5], size=(101, 3, 3, 2))
     whole, streamed = (create_layer({"type": "normalization", "axis": -1}) for _ in range(2))

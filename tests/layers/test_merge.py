@@ -55,3 +55,23 @@ def test_concatenate_rejects_mismatched_other_axes() -> None:
     layer = create_layer({"type": "concatenate", "axis": -1})
     with pytest.raises(SpecError, match="other axes to agree"):
         layer.connect([(2, 3), (4, 3)], np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("axis", [0, 3, -4])
+def test_concatenate_refuses_the_batch_axis_and_axes_out_of_range_naming_the_key(axis: int) -> None:
+    # Keras counts the batch axis as 0: axis = 0 would join examples, never a model's features; it used to be
+    # read as 0 - 1 = -1, the last axis
+    layer = create_layer({"type": "concatenate", "axis": axis})
+    layer.key = "model.nodes.joined"
+    with pytest.raises(SpecError) as info:
+        layer.connect([(2, 3), (2, 3)], np.random.default_rng(0))
+    assert str(info.value) == (f"model.nodes.joined.axis: {axis} is not a feature axis of inputs of rank 3 "
+                               "(batch, 2, 3); give one of 1..2, or -1 for the last axis (0 is the batch axis)")
+
+
+@pytest.mark.parametrize("axis,expected", [(1, (4, 3)), (2, (2, 6)), (-1, (2, 6)), (-2, (4, 3))])
+def test_concatenate_axis_counts_the_batch_axis_as_keras(axis: int, expected: tuple[int, ...]) -> None:
+    layer = create_layer({"type": "concatenate", "axis": axis})
+    assert layer.connect([(2, 3), (2, 3)], np.random.default_rng(0)) == expected
+    a, b = np.zeros((1, 2, 3)), np.ones((1, 2, 3))
+    np.testing.assert_array_equal(layer(Tensor(a), Tensor(b)).data, np.concatenate([a, b], axis=axis))

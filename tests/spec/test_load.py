@@ -112,6 +112,26 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "boolean as learning rate": (_set("train.optimizer.learning_rate", False),
                                  "train.optimizer.learning_rate: must be a number, got false"),
     "boolean as string": (_set("train.shuffle", "maybe"), "train.shuffle: must be true or false, got 'maybe'"),
+    "slash in a layer name": (_set("model.layers[2].name", "block/dense"),
+                              "model.layers[2].name: 'block/dense' contains '/', which separates a layer's name from "
+                              "its weights' names (dense_1/kernel), so two layers could save a weight under one "
+                              "name; write 'block_dense'"),
+    "slash in a wrapped layer's name": (_set("model.layers[2]", {"type": "bidirectional",
+                                                                 "layer": {"type": "lstm", "units": 2,
+                                                                           "name": "a/b"}}),
+                                        "model.layers[2].layer.name: 'a/b' contains '/'"),
+    # pydantic's lax mode took these as numbers and booleans ("no" as false); TOML has numbers and booleans
+    "string as units": (_set("model.layers[2].units", "8"), "model.layers[2].units: must be an integer, got '8'"),
+    "string as epochs": (_set("train.epochs", "2"), "train.epochs: must be an integer, got '2'"),
+    "string as seed": (_set("seed", "1"), "seed: must be an integer, got '1'"),
+    "string as learning rate": (_set("train.optimizer.learning_rate", "0.003"),
+                                "train.optimizer.learning_rate: must be a number, got '0.003'"),
+    "string as split": (_set("data.validation_split", "0.1"), "data.validation_split: must be a number, got '0.1'"),
+    "string as boolean": (_set("train.shuffle", "no"), "train.shuffle: must be true or false, got 'no'"),
+    "number as boolean": (_set("train.shuffle", 1), "train.shuffle: must be true or false, got 1"),
+    "string in a shape": (_set("model.input.shape", ["28", 28]), "model.input.shape[0]: must be an integer, got '28'"),
+    "boolean in a shape": (_set("model.input.shape", [28, True]),
+                           "model.input.shape[1]: must be an integer, got true"),
     "clipnorm and clipvalue": (_set("train.optimizer", {"type": "sgd", "clipnorm": 1.0, "clipvalue": 1.0}),
                                "train.optimizer: set at most one of clipnorm, global_clipnorm and clipvalue"),
 }
@@ -128,6 +148,62 @@ def test_spec_mistake_gets_a_message_naming_the_key(mistake: str) -> None:
     assert message.startswith(f"mnist.toml: {expected}"), message
     assert "\n" not in message and "Traceback" not in message and "pydantic" not in message
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("key,value,advice", [
+    ("features", ["a", "b"], "names columns of your own CSV or parquet file"),
+    ("target", "y", "names a column of your own CSV or parquet file"),
+    ("text", "review", "names a column of your own CSV or parquet file"),
+    ("inputs", {"input": "x"}, "maps model inputs to arrays of your own .npz file"),
+    ("targets", {"dense_1": "y"}, "maps model outputs to arrays of your own .npz file"),
+    ("missing", "drop_rows", "says what to do with missing cells of your own CSV or parquet file"),
+    ("validation", "valid.npz", "is a validation file of your own"),
+    ("test", "test.npz", "is a test file of your own"),
+    ("sample_weight", "w", "names a column or array of your own data file"),
+])
+def test_keys_of_your_own_files_are_refused_with_a_registry_dataset(key: str, value: Any, advice: str) -> None:
+    # they did nothing (exit 0): the dataset's own arrays were read whatever they said
+    doc = copy.deepcopy(BASE)
+    doc["data"][key] = value
+    with pytest.raises(SpecError) as info:
+        validate_spec(doc, Path("mnist.toml"))
+    assert str(info.value).startswith(f"mnist.toml: data.{key}: {advice}; a registry dataset ('mnist') "), \
+        str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_defaults_written_out_are_fine_with_a_registry_dataset() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["data"]["missing"] = "error"
+    assert validate_spec(doc, Path("mnist.toml")).data.missing == "error"
+
+
+def test_a_string_is_not_a_class_weight() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["train"]["class_weight"] = {"0": "2.0"}
+    with pytest.raises(SpecError) as info:
+        validate_spec(doc, Path("mnist.toml"))
+    assert "  train.class_weight.0: must be a number, got '2.0'\n" in str(info.value)
+
+
+def test_what_toml_gives_numbers_and_booleans_still_validates(tmp_path: Path) -> None:
+    # the strict check refuses strings for numbers and booleans, not the values TOML itself writes: an integer for a
+    # float, a list for a tuple, one number for a pair, a word that a key takes besides numbers, --set values
+    doc = copy.deepcopy(BASE)
+    doc["model"]["input"]["shape"] = [28, 28, 1]
+    doc["model"]["layers"][1:1] = [{"type": "conv2d", "filters": 2, "kernel_size": [3, 3], "strides": 1,
+                                    "padding": "same"},
+                                   {"type": "zero_padding2d", "padding": [[1, 0], [0, 1]]}]
+    doc["data"]["validation_split"] = 0
+    doc["train"]["class_weight"] = {"0": 2, "1": "balanced"}
+    doc["train"]["loggers"] = [{"type": "tensorboard", "update_freq": "epoch"}]
+    apply_overrides(doc, ["train.optimizer.learning_rate=1", "train.shuffle=false", "seed=3"])
+    spec = validate_spec(doc, tmp_path / "m.toml")
+    assert spec.train.optimizer.learning_rate == 1.0 and isinstance(spec.train.optimizer.learning_rate, float)
+    assert spec.train.shuffle is False and spec.seed == 3 and spec.data.validation_split == 0.0
+    assert spec.model.layers[1].kernel_size == (3, 3) and spec.model.layers[1].strides == (1, 1)
+    assert spec.model.layers[2].padding == ((1, 0), (0, 1))
+    assert spec.train.class_weight == {"0": 2.0, "1": "balanced"}
 
 
 def test_there_are_at_least_20_distinct_mistakes() -> None:

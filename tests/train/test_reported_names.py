@@ -132,3 +132,78 @@ def test_a_misspelt_monitor_is_refused_before_the_data_loads(tmp_path: Path) -> 
     del doc["data"]["validation_split"]
     with pytest.raises(DataError, match="missing.npz"):
         fit_run(validate_spec(copy.deepcopy(doc), tmp_path / "s.toml"), tmp_path / "run2", [])
+
+
+def _objective(doc: dict[str, Any]) -> Objective:
+    spec = validate_spec(copy.deepcopy(doc), Path("s.toml"))
+    return Objective(build_model(spec.model, np.random.default_rng(0), spec))
+
+
+CLASHES = [  # (train.metrics and weighted_metrics, the key named, its message after "<key>: ", the name suggested)
+    ({"metrics": [{"type": "accuracy", "name": "loss"}]}, "train.metrics[0].name",
+     "reported as 'loss', which the training loss is reported as already", "accuracy"),
+    ({"metrics": ["accuracy", "accuracy"]}, "train.metrics[1]",
+     "reported as 'accuracy', which train.metrics[0] is reported as already", "accuracy_1"),
+    ({"metrics": ["accuracy", {"type": "mae", "name": "accuracy"}]}, "train.metrics[1].name",
+     "reported as 'accuracy', which train.metrics[0] is reported as already", "mae"),
+    ({"metrics": [{"type": "accuracy", "name": "val_loss"}]}, "train.metrics[0].name",
+     "reported as 'val_loss', which is how the validation value of 'loss' is reported", "accuracy"),
+    ({"metrics": [{"type": "accuracy", "name": "learning_rate"}]}, "train.metrics[0].name",
+     "reported as 'learning_rate', which every epoch's record holds already (epoch, epochs, event, seconds, "
+     "learning_rate)", "accuracy"),
+    ({"metrics": [{"type": "accuracy", "name": "seconds"}]}, "train.metrics[0].name", "reported as 'seconds', ",
+     "accuracy"),
+    ({"metrics": [{"type": "accuracy", "name": "epoch"}]}, "train.metrics[0].name", "reported as 'epoch', ",
+     "accuracy"),
+    # Keras' rule renames a weighted metric named like a metric weighted_<name>; two of them still clash
+    ({"metrics": ["accuracy"], "weighted_metrics": ["accuracy", "accuracy"]}, "train.weighted_metrics[1]",
+     "reported as 'weighted_accuracy', which train.weighted_metrics[0] is reported as already", "accuracy_1"),
+    ({"weighted_metrics": [{"type": "mae", "name": "loss"}]}, "train.weighted_metrics[0].name",
+     "reported as 'loss', ", "mae"),
+]
+
+
+@pytest.mark.parametrize("metrics,key,message,suggested", CLASHES)
+def test_a_metric_reported_under_a_name_the_run_already_reports_is_refused(tmp_path: Path, metrics: dict[str, Any],
+                                                                            key: str, message: str,
+                                                                            suggested: str) -> None:
+    # it overwrote the other value in the logs with exit 0: named "loss", the accuracy became the loss that the
+    # best checkpoint followed; two "accuracy" entries reported one column
+    doc = _single(tmp_path)
+    doc["train"].update({"metrics": [], **metrics})
+    with pytest.raises(SpecError) as caught:
+        _objective(doc)
+    assert str(caught.value).startswith(f"{key}: {message}"), str(caught.value)
+    assert str(caught.value).endswith(f'; give it a name of its own, e.g. name = "{suggested}"'), str(caught.value)
+
+
+def test_a_metric_of_a_multi_output_model_named_like_an_outputs_loss_is_refused(tmp_path: Path) -> None:
+    doc = _multi(tmp_path)
+    doc["model"]["outputs"]["kind"]["metrics"] = [{"type": "accuracy", "name": "loss"}]  # kind_loss, kind's loss
+    with pytest.raises(SpecError) as caught:
+        _objective(doc)
+    assert str(caught.value).startswith("model.outputs.kind.metrics[0].name: reported as 'kind_loss', which the "
+                                        "loss of output kind is reported as already")
+
+
+def test_a_weighted_metric_named_like_a_metric_is_reported_as_keras_names_it(tmp_path: Path) -> None:
+    doc = _single(tmp_path)
+    doc["train"].update({"metrics": ["accuracy"], "weighted_metrics": ["accuracy"]})
+    assert _objective(doc).metric_names == {"dense": ["accuracy", "weighted_accuracy"]}
+
+
+def test_a_clashing_metric_name_is_exit_2_from_validate(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+    from dlcli.cli.main import cli
+
+    doc = _single(tmp_path)
+    path = tmp_path / "s.toml"
+    path.write_text(f'name = "s"\n[data]\ntrain = "{tmp_path / "s.npz"}"\n[model]\ninput = {{ shape = [2] }}\n'
+                    '[[model.layers]]\ntype = "dense"\nunits = 3\nactivation = "softmax"\n[train]\n'
+                    'loss = "sparse_categorical_crossentropy"\nmetrics = [{ type = "accuracy", name = "loss" }]\n')
+    assert doc  # wrote s.npz
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "train.metrics[0].name: reported as 'loss'" in result.output and "Traceback" not in result.output
