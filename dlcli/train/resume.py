@@ -16,9 +16,16 @@ from dlcli.train.distributed import World
 from dlcli.train.fit import fit_run
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 
-# changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
-SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
-                 "data.test", "tune")
+# changing these keys (or any key below them) keeps the saved arrays and counters meaningful; nothing else does
+SAFE_KEYS = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
+             "data.test", "tune")
+
+
+def is_safe_change(key: str) -> bool:
+    """Whether a changed key path is one of SAFE_KEYS or below one: whole parts of the path, so that
+    data.validation_split (the examples trained on) is not taken for data.validation, nor train.monitor_mode
+    (which way best compares) for train.monitor."""
+    return any(key == safe or key.startswith((f"{safe}.", f"{safe}[")) for safe in SAFE_KEYS)
 
 
 def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
@@ -75,7 +82,7 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
             spec = load_spec(target, overrides)
         saved = RunSpec.model_validate(saved_doc).model_dump(mode="json")
         changes = spec_changes(saved, spec.model_dump(mode="json"))
-        breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]
+        breaking = [c for c in changes if not is_safe_change(c[0])]
         if breaking:
             listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
             raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
