@@ -65,10 +65,13 @@ def test_every_exit_code_in_plain_and_json(tmp_path: Path, as_json: bool) -> Non
         _check_error(result, code, as_json)
     bug = _run(["train", DIGITS, *flag, "--run-dir", "bug"], tmp_path, python=[sys.executable, *BUG])
     assert bug.returncode == 1
-    if as_json:
-        _check_error(bug, 1, True)
-    else:
-        assert "Traceback" in bug.stderr and "simulated bug" in bug.stderr  # a bug shows its traceback
+    _check_error(bug, 1, as_json)
+    assert "internal error (RuntimeError: simulated bug); rerun with --debug for the traceback and report it" \
+        in (bug.stdout if as_json else bug.stderr)
+    # --debug asks for the traceback
+    debug = _run(["--debug", "train", DIGITS, *flag, "--run-dir", "bug-debug"], tmp_path,
+                 python=[sys.executable, *BUG])
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "RuntimeError: simulated bug" in debug.stderr
 
 
 def _check_error(result: subprocess.CompletedProcess[str], code: int, as_json: bool) -> None:
