@@ -35,9 +35,9 @@ from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoc
 from dlcli.train.monitored import (best_monitor, check_monitors, check_monitors_early, log_directions,
                                    reported_names)
 from dlcli.train.rundir import (
-    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
-    save_run_checkpoint, write_history, write_json,
+    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, write_history, write_json,
 )
+from dlcli.train.run_checkpoints import restore_model, rng_state, save_run_checkpoint
 from dlcli.train.streams import Streams, give_rank_its_stream
 
 

@@ -20,7 +20,7 @@ from dlcli.spec.load import load_spec, validate_spec
 from dlcli.train.datasets import load_splits
 from dlcli.train.fit import adapt_preprocessing
 from dlcli.train.lr_range import exponential_rates, find_learning_rate, range_test, smooth, steepest
-from dlcli.train.rundir import model_arrays
+from dlcli.train.run_checkpoints import model_arrays
 from dlcli.train.streams import Streams
 
 REPO = Path(__file__).resolve().parents[2]
