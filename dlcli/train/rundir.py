@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import time
 import uuid
@@ -46,12 +47,19 @@ def finite_for_json(value: Any) -> Any:
     return value
 
 
+def is_stale_temporary(name: str) -> bool:
+    """Whether a file in a run directory is the temporary file of an atomic write (.NAME.tmp-PID): once the
+    folder's lock is ours, one its killed writer left."""
+    return re.fullmatch(r"\..+\.tmp-\d+", name) is not None
+
+
 def remove_stale_temporaries(run_dir: Path) -> None:
     """Delete temp files a killed writer left in the run directory (never a finished checkpoint)."""
     for folder in (run_dir, run_dir / CHECKPOINTS):
         if folder.is_dir():
             for leftover in folder.glob(".*.tmp-*"):
-                leftover.unlink(missing_ok=True)
+                if is_stale_temporary(leftover.name):
+                    leftover.unlink(missing_ok=True)
 
 
 def keep_as_previous(run_dir: Path) -> None:
@@ -92,8 +100,10 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _is_empty(path: Path) -> bool:
-    """Whether a folder holds nothing but a lock file (left by a run that claimed it and wrote nothing)."""
-    return all(entry.name == LOCK for entry in path.iterdir())
+    """Whether a folder holds nothing but a lock file and temporary files: what a run that claimed it leaves when
+    it is stopped before its first file is whole (a SIGTERM or SIGKILL in the middle of writing spec.json). A
+    living writer of such a folder still holds its lock, which refuses the next claim."""
+    return all(entry.name == LOCK or is_stale_temporary(entry.name) for entry in path.iterdir())
 
 
 def _folder_error(path: Path, err: OSError, doing: str) -> Exception:
@@ -175,6 +185,11 @@ class RunDirectory:
                                   "first)")
         return cls(path, _acquire(path))
 
+    def begin_again(self) -> None:
+        """Begin the run in this claimed folder again (it was stopped before its first checkpoint): what it holds is
+        moved aside, as --overwrite moves a run, and deleted when the new run finishes."""
+        self._move_old_run_aside()
+
     def _move_old_run_aside(self) -> None:
         """--overwrite: the old run leaves in one rename (taking our lock with it), then an empty folder of the
         same name is claimed. A crash at any point leaves the old run whole, aside or in place."""
@@ -197,15 +212,22 @@ class RunDirectory:
 
     def begin(self, spec_document: dict[str, Any], run_id: str | None = None,
               manifest: dict[str, Any] | None = None) -> str:
-        """The run starts writing: run.json (its identity, which every checkpoint and the summary carry, the run
-        it replaces, and the rest of `manifest`: see train/manifest.py), then spec.json. Until then a failed
-        claim leaves the folder as it found it. Returns the run_id (a new one unless given)."""
+        """The run starts writing: spec.json, then run.json (its identity, which every checkpoint and the summary
+        carry, the run it replaces, and the rest of `manifest`: see train/manifest.py). Until then a failed
+        claim leaves the folder as it found it, and so does a failure to write run.json; a process killed between
+        the two leaves a spec.json, from which `--resume` begins the run again. Returns the run_id (a new one
+        unless given)."""
         run_id = run_id or uuid.uuid4().hex
-        write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
-                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                          "replaces": str(self.replaced) if self.replaced else None,
-                                          **(manifest or {})})
         write_json(self.path / "spec.json", spec_document)
+        try:
+            write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
+                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                              "replaces": str(self.replaced) if self.replaced else None,
+                                              **(manifest or {})})
+        except BaseException:  # a full disk (even after the rename: the folder's fsync): no run began
+            for name in (MANIFEST, "spec.json"):
+                (self.path / name).unlink(missing_ok=True)
+            raise
         return run_id
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
@@ -223,18 +245,22 @@ class RunDirectory:
         """The run is complete: run.json becomes `manifest` (the finished one), and the run it replaced
         (--overwrite) is deleted now, not before."""
         manifest = manifest if manifest is not None else self.manifest()
-        replaced = manifest.get("replaces")
+        replaced = _replaced_runs(manifest.get("replaces"))
         if not replaced:
             write_json(self.path / MANIFEST, manifest)
             return
-        # renamed to a hidden name first, so that a folder under the visible name is always a whole run
-        doomed = Path(replaced).with_name(f".{Path(replaced).name}.deleting")
-        try:
-            os.rename(replaced, doomed)
-        except OSError:
-            doomed = Path(replaced)
+        # renamed to hidden names first, so that a folder under a visible name is always a whole run
+        doomed = []
+        for folder in replaced:
+            hidden = folder.with_name(f".{folder.name}.deleting")
+            try:
+                os.rename(folder, hidden)
+            except OSError:
+                hidden = folder
+            doomed.append(hidden)
         write_json(self.path / MANIFEST, {**manifest, "replaces": None})
-        shutil.rmtree(doomed, ignore_errors=True)
+        for folder in doomed:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         """Release the lock; a folder this claim made and never wrote into is removed again."""
@@ -249,6 +275,19 @@ class RunDirectory:
             pass  # tidying only: the lock is released below whatever happens
         release(self.lock_fd)
         self.lock_fd = None
+
+
+def _replaced_runs(replaces: str | None) -> list[Path]:
+    """The run a finishing run replaces, and the ones that run was replacing in turn when it never finished to
+    delete them itself (a run begun again after a stop, whose first start was itself an --overwrite)."""
+    found: list[Path] = []
+    while replaces and Path(replaces) not in found:
+        found.append(Path(replaces))
+        try:
+            replaces = json.loads((Path(replaces) / MANIFEST).read_text()).get("replaces")
+        except (OSError, ValueError, AttributeError):
+            replaces = None
+    return found
 
 
 def claim_run_directory(requested: Path | None, default: Path, overwrite: bool, world: Any) -> RunDirectory:
@@ -268,9 +307,10 @@ def claim_run_directory(requested: Path | None, default: Path, overwrite: bool, 
 
 
 def _not_empty_message(path: Path) -> str:
-    entries = sorted(entry.name for entry in path.iterdir() if entry.name != LOCK)
+    entries = sorted(entry.name for entry in path.iterdir()
+                     if entry.name != LOCK and not is_stale_temporary(entry.name))
     shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-    what = "a run" if (path / "spec.json").exists() or (path / CHECKPOINTS).exists() else "files"
+    what = "a run" if any((path / name).exists() for name in ("spec.json", MANIFEST, CHECKPOINTS)) else "files"
     return (f"--run-dir {path} already holds {what} ({shown}); a new run never writes into a folder that is not "
             f"empty. Continue that run with: dlcli train {path} --resume; replace it with --overwrite (the old run "
             "is moved aside, then deleted when the new one finishes); or choose another --run-dir")
