@@ -208,6 +208,8 @@ class _Run:
             raise CheckpointError(f"{path}: its training progress is incomplete ({err}); it cannot be "
                                   "resumed") from None
         self.info["resumed_from"] = str(path)
+        if metadata.get("stop_reason") is not None:  # the run had ended by a stop, and is asked for more epochs
+            self.info["resumed_after_stop"] = metadata["stop_reason"]
         # the state resumed from is only known good once a finite loss has been computed from it
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex
