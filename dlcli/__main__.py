@@ -1,5 +1,5 @@
 """`python -m dlcli` runs the command line."""
 
-from dlcli.cli.main import main
+from dlcli.cli.entry import main
 
 main()

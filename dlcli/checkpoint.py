@@ -18,6 +18,7 @@ fsynced, so a crash leaves either the old checkpoint or the new one, never half 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -31,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as _safetensors_arrays
 from safetensors.numpy import save as _safetensors_bytes
 
-from dlcli.errors import CheckpointError
+from dlcli.errors import CheckpointError, DlcliError
 
 FORMAT_VERSION = "1"
 METADATA_KEY = "dlcli"
@@ -118,17 +119,19 @@ def _checksum(pieces: Any, metadata_json: str) -> str:
 half_written_hook: Callable[[Path], None] | None = None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, error: type[DlcliError] = CheckpointError) -> None:
     """Replace path with data so that a crash at any point leaves the old file or the new one.
 
-    Any run file may use it (summary.json, history); a failure is a CheckpointError naming path.
+    Any run file may use it (summary.json, history); a failure is a CheckpointError naming path, or `error`: a
+    command's result file (predict --output, an export) that cannot be written is a usage error, a SpecError.
     """
     path = Path(path)
     # a dot name with our pid: hidden, recognizably ours, and two processes never share one
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    replaced = False
+    created = replaced = False
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        created = True
         try:
             view = memoryview(data)
             if half_written_hook is not None:
@@ -143,11 +146,14 @@ def write_atomically(path: Path, data: bytes) -> None:
         replaced = True
         _fsync_directory(path.parent)
     except OSError as err:
-        raise CheckpointError(f"cannot write {path}: {err.strerror or err}; check that the folder "
-                              "exists, is writable and has free space") from err
+        raise error(f"cannot write {path}: {err.strerror or err}; check that the folder exists, is writable and "
+                    "has free space") from err
     finally:
-        if not replaced:
-            temp.unlink(missing_ok=True)
+        if created and not replaced:
+            # the folder that failed the write may refuse this too (EROFS, EIO): the error above is the one to
+            # report, and a temp file left behind is removed with the next run's stale temporaries
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
 
 
 def _write_all(fd: int, view: memoryview) -> None:

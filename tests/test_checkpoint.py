@@ -206,6 +206,15 @@ def test_saving_into_a_missing_folder_names_the_file(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "nowhere" / "last.safetensors", {}, {})
 
 
+def test_a_folder_that_cannot_be_written_is_the_error_not_the_clean_up(tmp_path: Path) -> None:
+    """The clean-up of a temporary file that was never made fails too (EROFS on a read-only filesystem, ENOTDIR
+    here, where the folder is a file): it used to replace the error naming the file with its own traceback."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CheckpointError, match=r"^cannot write .*afile/summary\.json: Not a directory; check that"):
+        write_atomically(tmp_path / "afile" / "summary.json", b"{}")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_saving_replaces_an_existing_checkpoint(tmp_path: Path) -> None:
     path = _save(tmp_path / "last.safetensors")
     save_checkpoint(path, {"x": np.ones(2, np.float32)}, {"epoch": 2})

@@ -41,7 +41,7 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
         check_figure_path(figure)
     from dlcli.train.datasets import evaluation_split
     from dlcli.train.loop import Objective, evaluate
-    from dlcli.train.rundir import load_run
+    from dlcli.train.run_checkpoints import load_run
 
     spec, model, _, metadata, path = load_run(target, which)
     # what training learned about its data (CSV columns, class names, fills); checkpoints before it have none

@@ -79,7 +79,7 @@ def summary_command(target: Path, graph: Path | None) -> None:
         spec = load_spec(target)
         model = model_for_summary(spec)
     else:
-        from dlcli.train.rundir import load_run
+        from dlcli.train.run_checkpoints import load_run
 
         spec, model = load_run(target)[:2]
     if graph is not None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from dlcli import __version__
 from dlcli.cli.distributed import abort_job, wait_for_leader_abort
+from dlcli.cli.entry import INTERRUPTED, INTERRUPTED_EXIT_CODE, asks_for_json
 from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
@@ -52,6 +54,25 @@ class JsonUsageError(click.ClickException):
         report_error(self.message, self.exit_code, True)
 
 
+class CommandInterrupted(click.ClickException):
+    """A Ctrl-C while click parses the command line or the group sets up the command: exit 130 with the one-line
+    error, instead of click's "Aborted!" and exit 1 (a Ctrl-C in a command is a KeyboardInterrupt reported the same
+    way; in training it stops at a checkpoint, see RunInterruptedError).
+
+    click shows it by calling `show()`, then exits with `exit_code`.
+    """
+
+    exit_code = INTERRUPTED_EXIT_CODE
+
+    def __init__(self, as_json: bool) -> None:
+        super().__init__(INTERRUPTED)
+        self.as_json = as_json
+
+    def show(self, file: Any = None) -> None:
+        """The error as report_error writes it."""
+        report_error(self.message, self.exit_code, self.as_json)
+
+
 @contextlib.contextmanager
 def _usage_errors_as_json(as_json: bool) -> Iterator[None]:
     """click's usage errors as JSON events when --json was asked for (they may come before json_mode runs)."""
@@ -61,12 +82,6 @@ def _usage_errors_as_json(as_json: bool) -> Iterator[None]:
         if not as_json:
             raise
         raise JsonUsageError(err) from None
-
-
-def _asks_for_json(args: Sequence[str]) -> bool:
-    """Whether --json is on the command line (before a `--`, after which words are arguments)."""
-    words = list(args)
-    return "--json" in (words[:words.index("--")] if "--" in words else words)
 
 
 _ASKS_FOR_JSON = "dlcli.asks_for_json"
@@ -83,9 +98,12 @@ class DlcliGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
         """The group's context; a usage error in the group's own options is a JSON event under --json."""
-        as_json = _asks_for_json(args)
-        with _usage_errors_as_json(as_json):
-            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        as_json = asks_for_json(args)
+        try:
+            with _usage_errors_as_json(as_json):
+                ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt:
+            raise CommandInterrupted(as_json) from None
         ctx.meta[_ASKS_FOR_JSON] = as_json
         return ctx
 
@@ -94,12 +112,15 @@ class DlcliGroup(click.Group):
 
         The command runs with stdout behind a strict GuardedStream, with NumPy's floating-point warnings
         off, and with a retired name in the spec noted in one line: see _guarded_stdout, _quiet_floating_point
-        and _retired_names_as_notes.
+        and _retired_names_as_notes. A Ctrl-C, in the command or while these are set up, is exit 130.
         """
         ctx.ensure_object(dict)
-        with _usage_errors_as_json(ctx.meta.get(_ASKS_FOR_JSON, False)), _guarded_stdout(), \
-                _quiet_floating_point(), _retired_names_as_notes():
-            return self._invoke_reporting_errors(ctx)
+        try:
+            with _usage_errors_as_json(ctx.meta.get(_ASKS_FOR_JSON, False)), _guarded_stdout(), \
+                    _quiet_floating_point(), _retired_names_as_notes():
+                return self._invoke_reporting_errors(ctx)
+        except KeyboardInterrupt:
+            raise CommandInterrupted(_reports_json(ctx)) from None
 
     def _invoke_reporting_errors(self, ctx: click.Context) -> Any:
         from dlcli.report.stream import OutputGoneError
@@ -127,9 +148,6 @@ class DlcliGroup(click.Group):
                 wait_for_leader_abort()
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            report_error("interrupted", 130, _reports_json(ctx))
-            ctx.exit(130)
         except OutputGoneError as err:  # stdout was this command's result, and it could not be written
             if err.errno == errno.EPIPE:  # `dlcli list | head`: the reader just got what it wanted
                 ctx.exit(0)
@@ -211,6 +229,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     diverged, 130/143 interrupted.
     """
     ctx.ensure_object(dict)["debug"] = debug
+    if not debug and not under_mpi_launcher():  # under MPI, _mpi_excepthook says it and ends every rank
+        sys.excepthook = functools.partial(_internal_error_excepthook, False)
 
 
 def json_mode(as_json: bool) -> None:
@@ -218,13 +238,19 @@ def json_mode(as_json: bool) -> None:
     context = click.get_current_context().ensure_object(dict)
     context["json"] = as_json
     if as_json and not context.get("debug"):
-        sys.excepthook = _json_excepthook
+        sys.excepthook = functools.partial(_internal_error_excepthook, True)
 
 
-def _json_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
-    """An unexpected exception in --json mode: still exactly one JSON object, exit 1 (a bug: --debug shows it)."""
-    message = f"internal error ({kind.__name__}: {error}); rerun with --debug for the traceback and report it"
-    report_error(message, 1, True)
+def internal_error_message(kind: type[BaseException], error: BaseException) -> str:
+    """What an unexpected exception (a bug) tells the user instead of its traceback."""
+    return f"internal error ({kind.__name__}: {error}); rerun with --debug for the traceback and report it"
+
+
+def _internal_error_excepthook(as_json: bool, kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """An unexpected exception, without --debug: one paragraph on stderr, or exactly one JSON object, and exit 1,
+    as SPEC.md asks of every error (a bug: --debug shows its traceback). The command's own clean-up has run: the
+    exception came out through it."""
+    report_error(internal_error_message(kind, error), 1, as_json)
     abort_job(1)
     with contextlib.suppress(OSError):
         sys.stdout.flush()
@@ -232,7 +258,7 @@ def _json_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -
 
 
 def main() -> None:
-    """Console entry point."""
+    """The command line: the console entry point (dlcli.cli.entry.main) runs it, answering a Ctrl-C in its imports."""
     _open_missing_standard_descriptors()  # before anything opens a file
     pin_threads()  # before anything loads NumPy
     if under_mpi_launcher():
@@ -247,8 +273,7 @@ def _mpi_excepthook(kind: type[BaseException], error: BaseException, tb: Any) ->
     rank = launcher_rank()
     if "--debug" in sys.argv:
         traceback.print_exception(kind, error, tb)
-    report_error(f"rank {rank}: internal error ({kind.__name__}: {error}); rerun with --debug for the traceback "
-                 "and report it", 1, "--json" in sys.argv)
+    report_error(f"rank {rank}: {internal_error_message(kind, error)}", 1, "--json" in sys.argv)
     abort_job(1)
     with contextlib.suppress(OSError):
         sys.stdout.flush()

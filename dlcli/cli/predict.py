@@ -37,7 +37,7 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     from dlcli.train.predictions import (check_output_path, decode_sequences, nonfinite_examples,
                                          read_prediction_inputs, write_predictions)
     from dlcli.train.loop import predict
-    from dlcli.train.rundir import load_run
+    from dlcli.train.run_checkpoints import load_run
 
     check_output_path(output, None, allow_nonfinite)  # a usage error is found before anything is loaded
     spec, model, _, metadata, _ = load_run(target, which)

@@ -34,7 +34,7 @@ def profile_command(target: Path, overrides: tuple[str, ...], steps: int, warmup
         if overrides:
             raise SpecError(f"{target}: --set changes a spec file; a run directory keeps the spec it was trained "
                             "with (profile its spec file with --set instead)")
-        from dlcli.train.rundir import load_run
+        from dlcli.train.run_checkpoints import load_run
 
         spec, model, *_ = load_run(target, "last")
     else:

@@ -13,7 +13,7 @@ from dlcli.errors import DataError, SpecError
 from dlcli.export.exporter import Exported, Exporter, ExportSource
 from dlcli.train.datasets import evaluation_split
 from dlcli.train.predictions import nonfinite_examples, read_prediction_inputs
-from dlcli.train.rundir import load_run
+from dlcli.train.run_checkpoints import load_run
 
 
 def load_source(target: Path, which: str = "best") -> ExportSource:

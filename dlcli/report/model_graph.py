@@ -52,7 +52,7 @@ def write_model_graph(model: Model, path: Path, title: str) -> None:
         raise SpecError(f"--graph {path}: the folder {path.parent} does not exist; create it first")
     text = model_dot(model, title)
     if suffix in DOT_SUFFIXES:
-        write_atomically(path, text.encode())
+        write_atomically(path, text.encode(), SpecError)
         return
     dot = shutil.which("dot")
     if dot is None:
@@ -62,7 +62,7 @@ def write_model_graph(model: Model, path: Path, title: str) -> None:
     done = subprocess.run([dot, f"-T{suffix[1:]}"], input=text.encode(), capture_output=True, timeout=120)
     if done.returncode != 0:
         raise SpecError(f"--graph {path}: Graphviz's dot failed ({done.stderr.decode(errors='replace').strip()})")
-    write_atomically(path, done.stdout)
+    write_atomically(path, done.stdout, SpecError)
 
 
 def _label(name: str, kind: str, shape: object) -> str:

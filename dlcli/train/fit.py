@@ -35,9 +35,9 @@ from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoc
 from dlcli.train.monitored import (best_monitor, check_monitors, check_monitors_early, log_directions,
                                    reported_names)
 from dlcli.train.rundir import (
-    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, restore_model, rng_state,
-    save_run_checkpoint, write_history, write_json,
+    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, write_history, write_json,
 )
+from dlcli.train.run_checkpoints import restore_model, rng_state, save_run_checkpoint
 from dlcli.train.streams import Streams, give_rank_its_stream
 
 
@@ -208,6 +208,8 @@ class _Run:
             raise CheckpointError(f"{path}: its training progress is incomplete ({err}); it cannot be "
                                   "resumed") from None
         self.info["resumed_from"] = str(path)
+        if metadata.get("stop_reason") is not None:  # the run had ended by a stop, and is asked for more epochs
+            self.info["resumed_after_stop"] = metadata["stop_reason"]
         # the state resumed from is only known good once a finite loss has been computed from it
         self.last_saved_at = self.handle.step
         self.run_id = metadata.get("run_id") or self.directory.manifest().get("run_id") or uuid.uuid4().hex

@@ -16,7 +16,8 @@ from dlcli.spec.keys import flatten_keys
 from dlcli.train.callbacks import Callback
 from dlcli.train.callbacks.monitor import monitor_mode
 from dlcli.train.distributed import World
-from dlcli.train.rundir import CHECKPOINTS, SUFFIX, checkpoint_path, model_arrays
+from dlcli.train.rundir import CHECKPOINTS, SUFFIX, checkpoint_path
+from dlcli.train.run_checkpoints import model_arrays
 
 RUN_CHECKPOINTS = ("last", "best", "previous")  # the run's own: no callback writes or removes them
 

@@ -18,7 +18,7 @@ import numpy as np
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import CheckpointError, SpecError
 from dlcli.graph import Model
-from dlcli.train.rundir import resolve_checkpoint
+from dlcli.train.run_checkpoints import resolve_checkpoint
 
 MODEL_PREFIXES = ("param/", "state/")
 

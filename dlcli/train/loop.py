@@ -224,6 +224,14 @@ def input_tensor(array: np.ndarray, dtype: str) -> Tensor:
     return Tensor(np.asarray(array, dtype=str if dtype == "string" else dtype))
 
 
+def backward(loss: Tensor) -> None:
+    """A step's backward pass; none when nothing the loss depends on learns. A model whose every weight is frozen
+    (train.freeze, trainable = false), or that has none, still computes and reports its loss and updates
+    nothing, as Keras 3's train_step does for a model without trainable weights."""
+    if loss.requires_grad:
+        loss.backward()
+
+
 def _as_tensors(inputs: dict[str, np.ndarray], dtypes: dict[str, str]) -> dict[str, Tensor]:
     return {name: input_tensor(array, dtypes[name]) for name, array in inputs.items()}
 
@@ -284,10 +292,10 @@ def fit_epoch(model: Model, objective: Objective, optimizer: Optimizer, data: Sp
             if world.size == 1:
                 value = loss.item()
                 _check_finite(value, step, progress, model, objective, batch, dtypes)
-                loss.backward()
+                backward(loss)
                 progress.stop_signal = stop_requested()
             else:  # every rank must reach the same verdict, so the NaN check waits for the combined loss
-                loss.backward()
+                backward(loss)
                 combined, progress.stop_signal = world.reduce_step(optimizer.params, states,
                                                                    [loss.item(), *parts.values()], len(local),
                                                                    len(index), stop_requested())
@@ -336,7 +344,7 @@ def diagnose_non_finite(model: Model, objective: Objective, batch: Split, dtypes
     for param in model.parameters().values():
         param.grad = None
     loss, _ = objective.loss({name: values[name] for name in model.outputs}, batch.targets, batch.weights)
-    loss.backward()
+    backward(loss)
     for node in model.nodes:
         for name, param in node.layer.weights().items():
             grad = param.grad

@@ -85,6 +85,9 @@ def find_learning_rate(spec: RunSpec, start: float, end: float, steps: int) -> R
         raise SpecError(f"--start {start} and --end {end}: the rate grows from --start to --end, so 0 < start < end")
     streams = Streams(spec.seed)
     model = build_model(spec.model, streams.model, spec)
+    if not model.trainable_parameters():
+        raise SpecError("the model has no trainable weights (train.freeze or trainable = false freezes every one): "
+                        "its loss does not change with the learning rate, so there is no rate to find")
     splits = load_splits(spec, model, streams.split)
     adapt_preprocessing(model, splits.train)
     return range_test(model, splits.train, spec, start, end, steps, streams.shuffle)

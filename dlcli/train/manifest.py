@@ -2,9 +2,9 @@
 
 Written when the run begins (before any checkpoint), rewritten atomically at every epoch end and on every way
 out: the status is "running" while a process trains it, then "finished", "interrupted" (SIGINT/SIGTERM, after a
-checkpoint), "diverged" (a non-finite loss) or "failed" (any other error). A process killed outright (SIGKILL,
-out of memory, power loss) cannot write: its run.json still says "running", and readers show it as "killed"
-when no process holds the run's lock (`observed_status`).
+checkpoint or before the first), "diverged" (a non-finite loss) or "failed" (any other error). A process killed
+outright (SIGKILL, out of memory, power loss) cannot write: its run.json still says "running", and readers show it
+as "killed" when no process holds the run's lock (`observed_status`).
 
 Each process that trains the run (train, then every train --resume) adds a session: its command, times,
 outcome, world size and thread settings. The top level describes the run: first start, last end, the seed, the
@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import os
 import platform
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from dlcli import __version__
 from dlcli.data.fingerprint import dataset_fingerprint, path_fingerprint
 from dlcli.errors import DivergedError, DlcliError, RunInterruptedError
 from dlcli.spec.models import RunSpec
+from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.run_lock import command_line, lock_holder
 from dlcli.train.rundir import RunDirectory
 
@@ -191,12 +193,25 @@ class ManifestKeeper:
         """A new run: run.json and spec.json written; returns the run_id (None on other ranks)."""
         if not self.leader:
             return None
-        # run.json first with what is known at once: from here on the folder holds a run that says so, even if
-        # this process is killed while it looks at its environment and hashes its data
-        run_id = self.directory.begin(spec.model_dump(mode="json"), manifest={
-            **new_manifest(spec, spec_file, world_size), **(provenance or {})})
-        self.manifest = described(self.directory.manifest(), spec, spec_file)
-        self.directory.write_manifest(self.manifest)
+        # spec.json and run.json first with what is known at once: from here on the folder holds a run that says
+        # so, even if this process is killed while it looks at its environment and hashes its data. A SIGINT or
+        # SIGTERM waits until both files are whole (a kill between them would leave a folder neither a new run
+        # nor a resume could use), then stops the run with run.json saying so.
+        with StopSignals() as held:
+            run_id = self.directory.begin(spec.model_dump(mode="json"), manifest={
+                **new_manifest(spec, spec_file, world_size), **(provenance or {})})
+            self.manifest = self.directory.manifest()
+        try:
+            if held.requested is not None:
+                name = signal.Signals(held.requested).name
+                raise RunInterruptedError(f"stopped by {name} as the run began, before its first checkpoint; "
+                                          f"continue with: dlcli train {self.directory.path} --resume (it begins "
+                                          "again)", exit_code=EXIT_CODES[held.requested])
+            self.manifest = described(self.manifest, spec, spec_file)
+            self.directory.write_manifest(self.manifest)
+        except BaseException as err:  # a Ctrl-C while the run is described, before training's own handling
+            self.end(err)
+            raise
         return run_id
 
     def resume(self, spec: RunSpec, run_id: str, world_size: int) -> None:

@@ -192,7 +192,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         buffer.write(text.getvalue().encode())
     else:  # .jsonl, .json: check_output_path let nothing else through
         buffer.write("".join(json.dumps(r) + "\n" for r in _records(columns)).encode())
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue(), SpecError)
     count = len(next(iter(columns.values())))
     return [json.dumps({"event": "predictions", "path": str(path), "count": count})] if as_json \
         else [f"predictions path={path} count={count}"]

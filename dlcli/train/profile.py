@@ -18,7 +18,7 @@ from dlcli.optimizers import Optimizer, create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.tensor import profile
 from dlcli.tensor.memory import keep_freed_memory
-from dlcli.train.loop import Objective, Split, input_tensor
+from dlcli.train.loop import Objective, Split, backward, input_tensor
 
 PHASES = ("data", "loss", "loss backward", "optimizer", "metrics")
 
@@ -49,7 +49,7 @@ def profile_training(model: Model, objective: Objective, optimizer: Optimizer, d
             if step == warmup:
                 record.count_kept_bytes()
             optimizer.zero_grad()
-            loss.backward()
+            backward(loss)
             with record.phase("optimizer"):
                 optimizer.step()
             with record.phase("metrics"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,21 @@ from dlcli.train.distributed import World
 from dlcli.train.fit import fit_run
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 
-# changing these keeps the saved arrays meaningful; anything else under model or train.optimizer does not
-SAFE_PREFIXES = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
-                 "data.test", "tune")
+# changing these keys (or any key below them) keeps the saved arrays and counters meaningful; nothing else does
+SAFE_KEYS = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
+             "data.test", "tune")
 
 
-def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
-    """checkpoints/last, or checkpoints/previous when last is missing or damaged (saying so in `notes`)."""
+def is_safe_change(key: str) -> bool:
+    """Whether a changed key path is one of SAFE_KEYS or below one: whole parts of the path, so that
+    data.validation_split (the examples trained on) is not taken for data.validation, nor train.monitor_mode
+    (which way best compares) for train.monitor."""
+    return any(key == safe or key.startswith((f"{safe}.", f"{safe}[")) for safe in SAFE_KEYS)
+
+
+def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path | None:
+    """checkpoints/last, or checkpoints/previous when last is missing or damaged (saying so in `notes`); None when
+    the run has neither (it was stopped before its first checkpoint)."""
     last, previous = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "previous")
     problem = None
     if last.is_file():
@@ -38,7 +47,7 @@ def newest_valid_checkpoint(run_dir: Path, notes: list[str]) -> Path:
         return previous
     if problem:
         raise CheckpointError(problem)
-    raise CheckpointError(f"{last}: nothing to resume (no last checkpoint); train without --resume first")
+    return None
 
 
 def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDirectory | None,
@@ -47,9 +56,10 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
     """Continue the run of `target` (a spec file or a run directory) from its newest valid checkpoint.
 
     `notes` collects what the user should be told (a fallback to the previous checkpoint, or that the run has
-    nothing left to do: then nothing is written and None is returned). Under MPI rank 0 locks the directory,
-    finds and reads the checkpoint, and every rank parses the bytes it broadcasts. A RunDirectory `run_dir` was
-    claimed by the caller (dlcli tune taking over a trial); its lock is released here all the same.
+    nothing left to do: then nothing is written and None is returned). A run stopped before its first checkpoint
+    is begun again (_begin_again). Under MPI rank 0 locks the directory, finds and reads the checkpoint, and every
+    rank parses the bytes it broadcasts. A RunDirectory `run_dir` was claimed by the caller (dlcli tune taking
+    over a trial, which fails a trial without a checkpoint); its lock is released here all the same.
     """
     notes = notes if notes is not None else []
     world = world or World()
@@ -58,6 +68,8 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
         if directory is not None:
             run_dir = directory.path
             last = newest_valid_checkpoint(run_dir, notes)
+            if last is None:
+                raise CheckpointError(f"{checkpoint_path(run_dir, 'last')}: nothing to resume (no last checkpoint)")
         elif world.rank == 0:
             if target.is_dir():
                 run_dir = run_dir or target
@@ -65,7 +77,10 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
                 run_dir = run_dir or newest_run(Path("runs") / load_spec(target, overrides).name, notes)
             directory = RunDirectory.existing(run_dir)  # before reading: no other writer may change it under us
             last = newest_valid_checkpoint(run_dir, notes)
-        run_dir, last = (Path(p) for p in world.agree([str(run_dir), str(last)] if world.rank == 0 else None))
+        agreed = world.agree([str(run_dir), str(last) if last else None] if world.rank == 0 else None)
+        run_dir, last = Path(agreed[0]), Path(agreed[1]) if agreed[1] else None
+        if last is None:
+            return _begin_again(target, overrides, run_dir, directory, callbacks, notes, world)
         content = world.broadcast_bytes(last.read_bytes() if world.rank == 0 else None) if world.size > 1 else None
         metadata = _saved_metadata(last, content)
         saved_doc = metadata["spec"]
@@ -75,7 +90,7 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
             spec = load_spec(target, overrides)
         saved = RunSpec.model_validate(saved_doc).model_dump(mode="json")
         changes = spec_changes(saved, spec.model_dump(mode="json"))
-        breaking = [c for c in changes if not c[0].startswith(SAFE_PREFIXES)]
+        breaking = [c for c in changes if not is_safe_change(c[0])]
         if breaking:
             listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
             raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
@@ -88,6 +103,35 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
     finally:
         if directory is not None:
             directory.close()
+
+
+def _begin_again(target: Path, overrides: tuple[str, ...], run_dir: Path, directory: RunDirectory | None,
+                 callbacks: list[Callback], notes: list[str], world: World) -> dict[str, Any]:
+    """Train a run stopped before its first checkpoint from its start: nothing in it can be resumed. Its spec is
+    its spec.json (with `overrides`), or the spec file `target`; what the stopped start left (run.json, a
+    logger's files) is moved aside and deleted once the new run finishes, as K-fold does with such a fold."""
+    if target.is_dir():
+        document = world.agree(_saved_spec_document(run_dir) if world.rank == 0 else None)
+        spec, spec_file = validate_spec(apply_overrides(document, list(overrides)), run_dir / "spec.json"), None
+    else:
+        spec, spec_file = load_spec(target, overrides), target.resolve()
+    if directory is not None:
+        directory.begin_again()
+    notes.append(f"{run_dir} was stopped before its first checkpoint, so nothing in it can be resumed: it was "
+                 "begun again")
+    return fit_run(spec, directory or RunDirectory.unlocked(run_dir), callbacks, world=world, spec_file=spec_file)
+
+
+def _saved_spec_document(run_dir: Path) -> dict[str, Any]:
+    """The spec.json of a run with no checkpoint; a CheckpointError (exit 4) when it has none to begin from."""
+    try:
+        return dict(json.loads((run_dir / "spec.json").read_text()))
+    except FileNotFoundError:
+        problem = "no spec.json"
+    except (OSError, ValueError, TypeError) as err:
+        problem = f"an unreadable spec.json ({err})"
+    raise CheckpointError(f"{run_dir}: nothing to resume: it has no checkpoint and {problem}; train it with dlcli "
+                          f"train SPEC --run-dir {run_dir} (adding --overwrite if the folder holds files)")
 
 
 def newest_run(base: Path, notes: list[str]) -> Path:

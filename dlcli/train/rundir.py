@@ -1,5 +1,5 @@
 """A run directory: owned by one run under an exclusive lock, holding its manifest, resolved spec, history
-files, summary, and checkpoints of model + optimizer + RNG.
+files, summary, and checkpoints of model + optimizer + RNG (what they hold: train/run_checkpoints.py).
 
 Ownership rules (SPEC.md): a fresh run never writes into a folder that holds anything; `--overwrite` moves
 the old run aside in one rename first; one process writes a run directory at a time (`flock` on DIR/.lock,
@@ -14,20 +14,16 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dlcli import __version__
-from dlcli.checkpoint import load_checkpoint, save_checkpoint, write_atomically
+from dlcli.checkpoint import write_atomically
 from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
-from dlcli.graph import Model, build_model
-from dlcli.optimizers import Optimizer
-from dlcli.spec.models import RunSpec
 from dlcli.train.run_lock import LOCK, acquire, refuse_held, release
 
 CHECKPOINTS = "checkpoints"
@@ -40,15 +36,21 @@ def checkpoint_path(run_dir: Path, kind: str) -> Path:
     return run_dir / CHECKPOINTS / f"{kind}{SUFFIX}"
 
 
-def _finite(value: Any) -> Any:
+def finite_for_json(value: Any) -> Any:
     """JSON has no NaN: non-finite floats become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_for_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite_for_json(v) for v in value]
     return value
+
+
+def is_stale_temporary(name: str) -> bool:
+    """Whether a file in a run directory is the temporary file of an atomic write (.NAME.tmp-PID): once the
+    folder's lock is ours, one its killed writer left."""
+    return re.fullmatch(r"\..+\.tmp-\d+", name) is not None
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
@@ -56,7 +58,8 @@ def remove_stale_temporaries(run_dir: Path) -> None:
     for folder in (run_dir, run_dir / CHECKPOINTS):
         if folder.is_dir():
             for leftover in folder.glob(".*.tmp-*"):
-                leftover.unlink(missing_ok=True)
+                if is_stale_temporary(leftover.name):
+                    leftover.unlink(missing_ok=True)
 
 
 def keep_as_previous(run_dir: Path) -> None:
@@ -81,12 +84,12 @@ def keep_as_previous(run_dir: Path) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
-    write_atomically(path, (json.dumps(_finite(value), indent=2, allow_nan=False) + "\n").encode())
+    write_atomically(path, (json.dumps(finite_for_json(value), indent=2, allow_nan=False) + "\n").encode())
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """history.jsonl (one epoch a line) and history.csv (a column per value), rewritten atomically."""
-    lines = "".join(json.dumps(_finite(row), allow_nan=False) + "\n" for row in history)
+    lines = "".join(json.dumps(finite_for_json(row), allow_nan=False) + "\n" for row in history)
     write_atomically(run_dir / "history.jsonl", lines.encode())
     columns = list(dict.fromkeys(key for row in history for key in row))
     table = io.StringIO()
@@ -96,101 +99,11 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_atomically(run_dir / "history.csv", table.getvalue().encode())
 
 
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    """A generator's state as JSON-able data (PCG64's 128-bit integers stay Python ints)."""
-    return rng.bit_generator.state
-
-
-def model_arrays(model: Model, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
-    """Every array a checkpoint keeps: weights, layer state and optimizer state, by prefixed name."""
-    arrays = {f"param/{k}": t.data for k, t in model.parameters().items()}
-    arrays.update({f"state/{k}": v for k, v in model.state().items()})
-    if optimizer is not None:
-        arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in optimizer.state().items()})
-    return arrays
-
-
-def save_run_checkpoint(path: Path, model: Model, optimizer: Optimizer, spec: RunSpec,
-                        progress: dict[str, Any], extra: dict[str, np.ndarray] | None = None) -> None:
-    """A checkpoint with everything to evaluate, predict and resume: arrays plus spec, epoch, step, RNG, history;
-    `extra` arrays (the callbacks' own) are stored beside the model's."""
-    metadata = {"dlcli_version": __version__, "spec": spec.model_dump(mode="json"), **_finite(progress)}
-    save_checkpoint(path, {**model_arrays(model, optimizer), **(extra or {})}, metadata)
-
-
-def resolve_checkpoint(target: Path, which: str = "best") -> Path:
-    """A checkpoint file, or a run directory's `which` checkpoint; `best` falls back to `last` (a run with no
-    validation improvement yet), `last` never falls back: the error lists the checkpoints the run has."""
-    if target.is_dir():
-        for kind in (which, "last") if which == "best" else (which,):
-            candidate = checkpoint_path(target, kind)
-            if candidate.is_file():
-                return candidate
-        present = sorted(path.stem for path in (target / CHECKPOINTS).glob(f"*{SUFFIX}")) \
-            if (target / CHECKPOINTS).is_dir() else []
-        if present:
-            choices = " or ".join(f"--checkpoint {kind}" for kind in present if kind in ("best", "last"))
-            other = f"; or give a file, e.g. {target / CHECKPOINTS / (present[0] + SUFFIX)}"
-            raise CheckpointError(f"{target}: has no {which} checkpoint; it has {', '.join(present)}: use "
-                                  f"{choices or 'a file'}{other}")
-        raise CheckpointError(f"{target}: no checkpoint in {target / CHECKPOINTS}; is this a run directory "
-                              "(runs/<name>/) of a run that finished an epoch?")
-    if not target.exists():
-        raise CheckpointError(f"{target}: no such checkpoint or run directory")
-    return target
-
-
-def load_run(target: Path, which: str = "best") -> tuple[RunSpec, Model, dict[str, np.ndarray], dict[str, Any], Path]:
-    """Rebuild the model of a checkpoint (file or run directory) with its weights and state restored."""
-    path = resolve_checkpoint(target, which)
-    arrays, metadata = load_checkpoint(path)
-    if "spec" not in metadata:
-        raise CheckpointError(f"{path}: holds no spec; it was not written by dlcli train")
-    try:
-        spec = RunSpec.model_validate(metadata["spec"])
-    except ValueError as err:
-        raise CheckpointError(f"{path}: its spec no longer validates ({str(err).splitlines()[0]}); "
-                              f"it was written by dlcli {metadata.get('dlcli_version', '?')}") from None
-    try:
-        model = build_model(spec.model, np.random.default_rng(0), spec)
-    except SpecError as err:
-        raise CheckpointError(f"{path}: its model cannot be rebuilt: {err}") from None
-    restore_model(model, arrays, path)
-    return spec, model, arrays, metadata, path
-
-
-def restore_model(model: Model, arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Copy weights and state from checkpoint arrays into the model; every name and shape must match.
-
-    A layer with `load_state` (text_vectorization: a vocabulary as long as the data it adapted on made it)
-    takes its saved state arrays itself and checks them; the ValueError it raises becomes a CheckpointError.
-    """
-    expected = {f"param/{k}": t.data for k, t in model.parameters().items()}
-    expected.update({f"state/{k}": v for k, v in model.state().items()})
-    missing = [k for k in expected if k not in arrays]
-    if missing:
-        raise CheckpointError(f"{path}: missing tensor {missing[0]!r} ({len(missing)} missing); the checkpoint "
-                              "does not belong to this model")
-    self_loading = [layer for layer in model.layers if hasattr(layer, "load_state")]
-    for layer in self_loading:
-        try:
-            layer.load_state({weight: arrays[f"state/{layer.name}/{weight}"] for weight in layer.state})
-        except ValueError as err:
-            raise CheckpointError(f"{path}: layer {layer.name!r} cannot take its saved state: {err}") from None
-    sized_by_data = {f"state/{k}" for layer in self_loading for k in layer.state_arrays()}
-    for key, target in expected.items():
-        if key in sized_by_data:
-            continue
-        saved = arrays[key]
-        if saved.shape != target.shape:
-            raise CheckpointError(f"{path}: tensor {key!r} has shape {list(saved.shape)}, the model needs "
-                                  f"{list(target.shape)}")
-        target[...] = saved
-
-
 def _is_empty(path: Path) -> bool:
-    """Whether a folder holds nothing but a lock file (left by a run that claimed it and wrote nothing)."""
-    return all(entry.name == LOCK for entry in path.iterdir())
+    """Whether a folder holds nothing but a lock file and temporary files: what a run that claimed it leaves when
+    it is stopped before its first file is whole (a SIGTERM or SIGKILL in the middle of writing spec.json). A
+    living writer of such a folder still holds its lock, which refuses the next claim."""
+    return all(entry.name == LOCK or is_stale_temporary(entry.name) for entry in path.iterdir())
 
 
 def _folder_error(path: Path, err: OSError, doing: str) -> Exception:
@@ -272,6 +185,11 @@ class RunDirectory:
                                   "first)")
         return cls(path, _acquire(path))
 
+    def begin_again(self) -> None:
+        """Begin the run in this claimed folder again (it was stopped before its first checkpoint): what it holds is
+        moved aside, as --overwrite moves a run, and deleted when the new run finishes."""
+        self._move_old_run_aside()
+
     def _move_old_run_aside(self) -> None:
         """--overwrite: the old run leaves in one rename (taking our lock with it), then an empty folder of the
         same name is claimed. A crash at any point leaves the old run whole, aside or in place."""
@@ -294,15 +212,22 @@ class RunDirectory:
 
     def begin(self, spec_document: dict[str, Any], run_id: str | None = None,
               manifest: dict[str, Any] | None = None) -> str:
-        """The run starts writing: run.json (its identity, which every checkpoint and the summary carry, the run
-        it replaces, and the rest of `manifest`: see train/manifest.py), then spec.json. Until then a failed
-        claim leaves the folder as it found it. Returns the run_id (a new one unless given)."""
+        """The run starts writing: spec.json, then run.json (its identity, which every checkpoint and the summary
+        carry, the run it replaces, and the rest of `manifest`: see train/manifest.py). Until then a failed
+        claim leaves the folder as it found it, and so does a failure to write run.json; a process killed between
+        the two leaves a spec.json, from which `--resume` begins the run again. Returns the run_id (a new one
+        unless given)."""
         run_id = run_id or uuid.uuid4().hex
-        write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
-                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                          "replaces": str(self.replaced) if self.replaced else None,
-                                          **(manifest or {})})
         write_json(self.path / "spec.json", spec_document)
+        try:
+            write_json(self.path / MANIFEST, {"run_id": run_id, "dlcli_version": __version__,
+                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                              "replaces": str(self.replaced) if self.replaced else None,
+                                              **(manifest or {})})
+        except BaseException:  # a full disk (even after the rename: the folder's fsync): no run began
+            for name in (MANIFEST, "spec.json"):
+                (self.path / name).unlink(missing_ok=True)
+            raise
         return run_id
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
@@ -320,18 +245,22 @@ class RunDirectory:
         """The run is complete: run.json becomes `manifest` (the finished one), and the run it replaced
         (--overwrite) is deleted now, not before."""
         manifest = manifest if manifest is not None else self.manifest()
-        replaced = manifest.get("replaces")
+        replaced = _replaced_runs(manifest.get("replaces"))
         if not replaced:
             write_json(self.path / MANIFEST, manifest)
             return
-        # renamed to a hidden name first, so that a folder under the visible name is always a whole run
-        doomed = Path(replaced).with_name(f".{Path(replaced).name}.deleting")
-        try:
-            os.rename(replaced, doomed)
-        except OSError:
-            doomed = Path(replaced)
+        # renamed to hidden names first, so that a folder under a visible name is always a whole run
+        doomed = []
+        for folder in replaced:
+            hidden = folder.with_name(f".{folder.name}.deleting")
+            try:
+                os.rename(folder, hidden)
+            except OSError:
+                hidden = folder
+            doomed.append(hidden)
         write_json(self.path / MANIFEST, {**manifest, "replaces": None})
-        shutil.rmtree(doomed, ignore_errors=True)
+        for folder in doomed:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         """Release the lock; a folder this claim made and never wrote into is removed again."""
@@ -346,6 +275,19 @@ class RunDirectory:
             pass  # tidying only: the lock is released below whatever happens
         release(self.lock_fd)
         self.lock_fd = None
+
+
+def _replaced_runs(replaces: str | None) -> list[Path]:
+    """The run a finishing run replaces, and the ones that run was replacing in turn when it never finished to
+    delete them itself (a run begun again after a stop, whose first start was itself an --overwrite)."""
+    found: list[Path] = []
+    while replaces and Path(replaces) not in found:
+        found.append(Path(replaces))
+        try:
+            replaces = json.loads((Path(replaces) / MANIFEST).read_text()).get("replaces")
+        except (OSError, ValueError, AttributeError):
+            replaces = None
+    return found
 
 
 def claim_run_directory(requested: Path | None, default: Path, overwrite: bool, world: Any) -> RunDirectory:
@@ -365,9 +307,10 @@ def claim_run_directory(requested: Path | None, default: Path, overwrite: bool, 
 
 
 def _not_empty_message(path: Path) -> str:
-    entries = sorted(entry.name for entry in path.iterdir() if entry.name != LOCK)
+    entries = sorted(entry.name for entry in path.iterdir()
+                     if entry.name != LOCK and not is_stale_temporary(entry.name))
     shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-    what = "a run" if (path / "spec.json").exists() or (path / CHECKPOINTS).exists() else "files"
+    what = "a run" if any((path / name).exists() for name in ("spec.json", MANIFEST, CHECKPOINTS)) else "files"
     return (f"--run-dir {path} already holds {what} ({shown}); a new run never writes into a folder that is not "
             f"empty. Continue that run with: dlcli train {path} --resume; replace it with --overwrite (the old run "
             "is moved aside, then deleted when the new one finishes); or choose another --run-dir")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.train.rundir import rng_state
+from dlcli.train.run_checkpoints import rng_state
 
 
 class Streams:

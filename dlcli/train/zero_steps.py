@@ -55,12 +55,14 @@ def loss_and_metrics(model: Model, predictions: dict[str, Tensor], batch: int, l
 def training_step(model: Model, spec: RunSpec) -> bool:
     """One training step of `model` (a copy of the run's) on zeros: forward, the spec's loss and metrics,
     backward and an optimizer update. False when the model cannot take zeros (its text inputs need the data)."""
+    from dlcli.train.loop import backward
+
     if any(spec_input.dtype == "string" for spec_input in model.inputs.values()):
         return False  # text_vectorization needs its adapted vocabulary, which comes with the data
     inputs = {name: Tensor(np.zeros((BATCH, *shape.shape), shape.dtype)) for name, shape in model.inputs.items()}
     total = loss_and_metrics(model, model(inputs, training=True), BATCH)
     assert total is not None
-    total.backward()
+    backward(total)
     params = {name: t for name, t in model.trainable_parameters().items() if t.grad is not None}
     create_optimizer(spec.train.optimizer.model_dump(), params).step()
     return True

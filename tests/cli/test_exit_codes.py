@@ -65,10 +65,13 @@ def test_every_exit_code_in_plain_and_json(tmp_path: Path, as_json: bool) -> Non
         _check_error(result, code, as_json)
     bug = _run(["train", DIGITS, *flag, "--run-dir", "bug"], tmp_path, python=[sys.executable, *BUG])
     assert bug.returncode == 1
-    if as_json:
-        _check_error(bug, 1, True)
-    else:
-        assert "Traceback" in bug.stderr and "simulated bug" in bug.stderr  # a bug shows its traceback
+    _check_error(bug, 1, as_json)
+    assert "internal error (RuntimeError: simulated bug); rerun with --debug for the traceback and report it" \
+        in (bug.stdout if as_json else bug.stderr)
+    # --debug asks for the traceback
+    debug = _run(["--debug", "train", DIGITS, *flag, "--run-dir", "bug-debug"], tmp_path,
+                 python=[sys.executable, *BUG])
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "RuntimeError: simulated bug" in debug.stderr
 
 
 def _check_error(result: subprocess.CompletedProcess[str], code: int, as_json: bool) -> None:
@@ -101,3 +104,37 @@ def test_signals_give_130_and_143(tmp_path: Path, signum: int, code: int, as_jso
         assert record["event"] == "error" and record["exit_code"] == code
     else:
         assert err.startswith("error: stopped by") and "Traceback" not in err
+
+
+# `python -m dlcli ARGS`, sending itself SIGINT on the first call of one function (module:qualified name; a module's
+# own code is `<module>`): a Ctrl-C that lands at a known point of the start-up, wherever the machine's speed puts it
+INTERRUPT_AT = ["-c", "import os, signal, sys, runpy\n"
+                      "target = sys.argv.pop(1)\n"
+                      "def watch(frame, event, arg):\n"
+                      "    if event == 'call' and f\"{frame.f_globals.get('__name__')}:{frame.f_code.co_qualname}\" "
+                      "== target:\n"
+                      "        sys.setprofile(None)\n"
+                      "        os.kill(os.getpid(), signal.SIGINT)\n"
+                      "sys.setprofile(watch)\n"
+                      "sys.argv[0] = 'dlcli'\n"
+                      "runpy.run_module('dlcli', run_name='__main__', alter_sys=True)\n"]
+
+
+@pytest.mark.parametrize("where", [
+    "click:<module>",  # importing the command line itself
+    "dlcli.cli.train:<module>",  # importing the commands
+    "click.core:Group.parse_args",  # click reading the group's options
+    "numpy:<module>",  # the group setting up the command (NumPy's error state)
+    "dlcli.cli.train:train_command",  # the command itself
+])
+@pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
+def test_an_interrupt_while_the_command_starts_is_130_and_one_line(tmp_path: Path, where: str, as_json: bool) -> None:
+    flag = ["--json"] if as_json else []
+    result = _run([where, "train", DIGITS, "--run-dir", "run", *flag], tmp_path, python=[sys.executable, *INTERRUPT_AT])
+    assert result.returncode == 130, result.stderr
+    if as_json:
+        assert json.loads(result.stdout) == {"event": "error", "exit_code": 130, "message": "interrupted"}
+        assert json.loads(result.stderr) == json.loads(result.stdout)
+    else:
+        assert result.stdout == "" and result.stderr == "error: interrupted\n"
+    assert not (tmp_path / "run").exists()

@@ -172,3 +172,30 @@ def test_validate_checks_monitored_names_against_what_the_run_reports(tmp_path: 
     assert_one_paragraph(result, 2, "error: digits_mlp.toml: train.callbacks[0].monitor: 'val_acc' is not reported; "
                                     "the run reports loss, accuracy, val_loss, val_accuracy, seconds, learning_rate "
                                     "(did you mean val_accuracy?)")
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no file can be made in: one without write permission, or /sys for root, whom permissions do not
+    stop (sysfs refuses new files to anyone)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
+def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path, as_json: bool) -> None:
+    """exit 2, as for any other --output the command cannot write (a missing folder, an unknown suffix): not 4,
+    the checkpoint's code, and never a traceback."""
+    assert dlcli("train", tiny_spec(tmp_path), "--run-dir", "run", cwd=tmp_path).returncode == 0
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    output = unwritable_folder(tmp_path) / "p.csv"
+    result = dlcli("predict", "run", "x.npy", "--output", str(output), *(["--json"] if as_json else []), cwd=tmp_path)
+    message = f"cannot write {output}: Permission denied; check that the folder exists, is writable and has free space"
+    if as_json:
+        assert_json_error(result, 2, message)
+    else:
+        assert_one_paragraph(result, 2, f"error: {message}")
+    assert not output.exists()

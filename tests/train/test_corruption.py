@@ -11,7 +11,7 @@ import pytest
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import CheckpointError
-from dlcli.train.rundir import load_run
+from dlcli.train.run_checkpoints import load_run
 from tests.train.test_fit import fit, spec_doc, write_blobs
 
 
@@ -54,7 +54,7 @@ def test_a_checkpoint_of_an_unrelated_model_is_refused(trained: Path, tmp_path: 
     fit(other, tmp_path / "other")
     from dlcli.graph import build_model
     from dlcli.spec.load import validate_spec
-    from dlcli.train.rundir import restore_model
+    from dlcli.train.run_checkpoints import restore_model
 
     spec = validate_spec(spec_doc(tmp_path / "b.npz"), Path("s.toml"))
     model = build_model(spec.model, np.random.default_rng(0), spec)

@@ -19,7 +19,7 @@ from dlcli.errors import DataError, SpecError
 from dlcli.spec.load import validate_spec
 from dlcli.train.fit import fit_run
 from dlcli.train.loop import predict
-from dlcli.train.rundir import load_run
+from dlcli.train.run_checkpoints import load_run
 
 STEPS, BLANK = 8, 3
 

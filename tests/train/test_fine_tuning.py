@@ -132,6 +132,26 @@ def test_trainable_false_and_freeze_patterns_freeze_and_count(tmp_path: Path) ->
                                                                         Path("s.toml")))
 
 
+@pytest.mark.parametrize("how", ["freeze", "trainable"])
+def test_a_model_with_every_weight_frozen_trains_as_keras_does_updating_nothing(base: tuple[Path, Path],
+                                                                               tmp_path: Path, how: str) -> None:
+    """Keras 3 computes and reports the loss of a model with no trainable weights and updates nothing; dlcli
+    failed in the first step's backward (an internal error)."""
+    data, base_run = base
+    layers = [{**layer, "trainable": False} for layer in BASE_LAYERS] if how == "trainable" else BASE_LAYERS
+    spec = doc(data, layers, **({"freeze": ["*"]} if how == "freeze" else {}))
+    spec["model"]["init_from"] = str(base_run)
+    summary = fit(spec, tmp_path / "frozen")
+    assert summary["epochs_run"] == 2
+    history = [json.loads(line) for line in (tmp_path / "frozen" / "history.jsonl").read_text().splitlines()]
+    # the same weights over the same examples: each epoch's mean loss is the same, up to the order of the sum
+    assert history[0]["loss"] > 0 and history[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
+    assert history[0]["val_loss"] == history[1]["val_loss"]
+    frozen, original = _arrays(tmp_path / "frozen", "last"), _arrays(base_run)
+    kept = [name for name in original if name.startswith(("param/", "state/"))]
+    assert kept and all(np.array_equal(frozen[name], original[name]) for name in kept)
+
+
 def test_frozen_batch_normalization_runs_in_inference_mode_in_training() -> None:
     layer = create_layer({"type": "batch_normalization"})
     layer.build((3,), np.random.default_rng(0))

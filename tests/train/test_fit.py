@@ -16,7 +16,7 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import DataError, DivergedError, SpecError
 from dlcli.spec.load import validate_spec
 from dlcli.train.fit import fit_run
-from dlcli.train.rundir import load_run
+from dlcli.train.run_checkpoints import load_run
 from dlcli.train.callbacks import Callback, Run
 
 

@@ -20,7 +20,7 @@ from dlcli.spec.load import load_spec, validate_spec
 from dlcli.train.datasets import load_splits
 from dlcli.train.fit import adapt_preprocessing
 from dlcli.train.lr_range import exponential_rates, find_learning_rate, range_test, smooth, steepest
-from dlcli.train.rundir import model_arrays
+from dlcli.train.run_checkpoints import model_arrays
 from dlcli.train.streams import Streams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,6 +121,8 @@ def test_lr_find_writes_a_plot_file_with_the_plot_extra(tmp_path: Path, monkeypa
 @pytest.mark.parametrize("args,code,message", [
     (("--start", "1", "--end", "0.1"), 2, "--start 1.0 and --end 0.1: the rate grows from --start to --end"),
     (("--start", "1e4", "--end", "1e9", "--set", "train.optimizer=sgd"), 5, "too soon to suggest a rate"),
+    (("--set", 'train.freeze=["*"]'), 2, "the model has no trainable weights (train.freeze or trainable = false "
+                                       "freezes every one)"),
 ])
 def test_lr_find_errors(args: tuple[str, ...], code: int, message: str) -> None:
     result = CliRunner().invoke(cli, ["lr-find", str(DIGITS), *args])

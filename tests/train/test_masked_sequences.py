@@ -21,7 +21,7 @@ from dlcli.tensor import Tensor, no_grad
 from dlcli.train.fit import fit_run
 from dlcli.train.loop import predict
 from dlcli.train.predictions import decode_sequences
-from dlcli.train.rundir import load_run
+from dlcli.train.run_checkpoints import load_run
 
 STEPS, VOCAB = 7, 6
 

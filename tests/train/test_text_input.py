@@ -16,7 +16,7 @@ from dlcli.spec.load import validate_spec
 from dlcli.train.fit import fit_run
 from dlcli.train.loop import predict
 from dlcli.train.predictions import read_prediction_inputs
-from dlcli.train.rundir import load_run, restore_model
+from dlcli.train.run_checkpoints import load_run, restore_model
 
 POSITIVE = ["great", "excellent", "loved", "wonderful", "superb", "moving"]
 NEGATIVE = ["awful", "terrible", "boring", "hated", "worst", "dull"]

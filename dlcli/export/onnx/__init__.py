@@ -61,12 +61,12 @@ class OnnxExporter(Exporter):
         onnx.checker.check_model(model, full_check=True)  # a failure here is an exporter bug: keep its traceback
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         content = model.SerializeToString()
-        write_atomically(path, content)
+        write_atomically(path, content, SpecError)
         files = []
         if converted.text_as_ids:
             vocabulary = path.with_name(path.name.removesuffix(self.suffix) + ".vocabulary.json")
             document = json.dumps(converted.vocabulary_document(), indent=2, ensure_ascii=False) + "\n"
-            write_atomically(vocabulary, document.encode("utf-8"))
+            write_atomically(vocabulary, document.encode("utf-8"), SpecError)
             files.append(vocabulary)
         details = {"opset": converted.opset, "ir_version": model.ir_version}
         if converted.text_inputs:

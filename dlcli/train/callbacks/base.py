@@ -108,7 +108,8 @@ class Callback:
 
     Events, in order (plain JSON-able payloads):
       on_train_begin(run, info): run name, run_dir, epochs, steps_per_epoch, batch_size, samples, seed,
-          parameter counts, resumed_from (or None); a resumed run calls it too, after load_state
+          parameter counts, resumed_from (or None); a resumed run calls it too, after load_state, with
+          resumed_after_stop (the stop reason, "early_stopping") when the run it continues had stopped early
       on_epoch_begin(run, epoch, steps): epoch counts from 1; steps is the number of batches in it
       on_batch_begin(run, epoch, step) and on_batch_end(run, epoch, step, logs): step counts from 1 within the
           epoch; logs hold running means so far in the epoch ("loss", metric names)

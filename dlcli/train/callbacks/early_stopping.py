@@ -40,9 +40,14 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, np.ndarray] | None = None
 
     def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
-        """Settle "auto" mode from what the monitored value measures."""
+        """Settle "auto" mode from what the monitored value measures. A resume of a run that early stopping ended
+        (train.epochs raised, as its note advises) starts the patience count again, as Keras' on_train_begin does
+        in a new fit(); the best value so far stays, so the run stops again after `patience` epochs that do not
+        beat it. Any other resume continues the count: it decides as the uninterrupted run."""
         mode = self.spec.mode
         self.monitor.mode = run.direction(self.spec.monitor) if mode == "auto" else mode
+        if info.get("resumed_after_stop") == "early_stopping":
+            self.wait = 0
 
     def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         """Count the epoch and stop the run when patience has run out (Keras' order of tests, step by step)."""

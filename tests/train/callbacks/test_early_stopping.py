@@ -17,6 +17,7 @@ from dlcli.spec.load import validate_spec
 from dlcli.train.callbacks import Callback, Run
 from dlcli.train.callbacks.early_stopping import EarlyStopping, EarlyStoppingSpec
 from dlcli.train.fit import fit_run
+from dlcli.train.resume import resume_run
 from tests.train.callbacks.run_stub import StubRun
 from tests.train.test_fit import spec_doc, write_blobs
 from tests.train.test_interrupts import SignalAt
@@ -172,3 +173,20 @@ def test_counts_saved_before_callbacks_had_their_own_files_still_resume() -> Non
     callback.on_train_begin(run, {})
     callback.on_epoch_end(run, 5, {"val_loss": 0.6})
     assert run.stop_reason == "early_stopping" and (callback.best, callback.best_epoch) == (0.5, 3)
+
+
+def test_a_run_that_stopped_early_trains_on_for_patience_epochs_when_resumed_with_more(tmp_path: Path) -> None:
+    """The run's own note says to resume with --set train.epochs=N; the restored wait was already past patience,
+    so the resumed run stopped again after one epoch. Resuming a run that ended by early stopping starts the
+    patience count again, as Keras' on_train_begin does in a new fit(); the best value so far is kept, so the run
+    stops once `patience` epochs have not beaten it (Keras, forgetting it, would stop at epoch 8 here)."""
+    values = [1.0, 0.9, 0.95, 0.92, 0.93, 0.92, 0.99, 0.99, 0.99, 0.99]
+    doc = scripted_doc(tmp_path, values, patience=2)
+    first = fit_run(validate_spec(doc, tmp_path / "s.toml"), tmp_path / "run", [])
+    assert (first["epochs_run"], first["stop_reason"]) == (4, "early_stopping")
+    notes: list[str] = []
+    resumed = resume_run(tmp_path / "run", ("train.epochs=12",), None, [], notes)
+    assert resumed is not None and notes == []
+    assert (resumed["epochs_run"], resumed["stop_reason"]) == (6, "early_stopping")
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [row["learning_rate"] for row in history] == values[:6]
