@@ -42,20 +42,28 @@ def saved_states(callbacks: list[Callback], specs: list[Any]) -> tuple[list[dict
         for name, array in state.pop("arrays", {}).items():
             arrays[f"callbacks/{index}/{name}"] = array
         if state:
-            states.append({"index": index, "type": spec.type, **state})
+            states.append({"index": index, "type": spec.type, **_watching(spec), **state})
     return states, arrays
+
+
+def _watching(spec: Any) -> dict[str, Any]:
+    """What a monitoring callback's counts are counts of: its monitor and mode (none for other callbacks)."""
+    return {"watching": [spec.monitor, spec.mode]} if hasattr(spec, "monitor") and hasattr(spec, "mode") else {}
 
 
 def load_states(callbacks: list[Callback], specs: list[Any], states: list[dict[str, Any]],
                 arrays: dict[str, np.ndarray]) -> None:
     """Give each spec callback what saved_states() kept of it. A resume may change train.callbacks: a callback
-    whose index now holds another type starts afresh."""
+    whose index now holds another type, or that now watches another value or direction, starts afresh (a best
+    val_loss is no best val_accuracy)."""
     by_index = {int(state["index"]): state for state in states}
     for index, (callback, spec) in enumerate(zip(callbacks, specs)):
         state = by_index.get(index)
         if state is None or state.get("type", spec.type) != spec.type:  # checkpoints before types: same order
             continue
+        if "watching" in state and list(state["watching"]) != _watching(spec).get("watching"):
+            continue
         prefix = f"callbacks/{index}/"
         kept = {name.removeprefix(prefix): array for name, array in arrays.items() if name.startswith(prefix)}
-        callback.load_state({**{k: v for k, v in state.items() if k not in ("index", "type")},
+        callback.load_state({**{k: v for k, v in state.items() if k not in ("index", "type", "watching")},
                              **({"arrays": kept} if kept else {})})

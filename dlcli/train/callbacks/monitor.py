@@ -82,7 +82,10 @@ class Watch:
                 "best_epoch": self.best_epoch, "wait": self.wait}
 
     def load(self, state: dict[str, Any]) -> None:
-        """Continue from `state()`."""
+        """Continue from `state()`; the state of another monitored value (a resume changed train.monitor, or lost
+        the validation data the default val_loss needs) is not this one's best: the best starts afresh."""
+        if state.get("monitor", self.monitor) != self.monitor:
+            return
         if state.get("best") is not None:
             self.best = float(state["best"])
         self.best_epoch, self.wait = int(state.get("best_epoch", 0)), int(state.get("wait", 0))
