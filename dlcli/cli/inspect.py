@@ -38,7 +38,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     spec = load_spec(spec_path, overrides)
     model = model_for_summary(spec)
     try:
-        check_monitors(spec.train, reported_names(Objective(model), declares_validation(spec)))
+        check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
     except SpecError as err:
         raise SpecError(f"{spec_path.name}: {err}") from None
     splits = check_data_files(spec, model)

@@ -127,7 +127,7 @@ class _Run:
         self.model = build_model(spec.model, self.streams.model, spec)
         # a misspelt monitor or a wrong init_from is refused before the data loads and the kernels compile; every
         # rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
-        check_monitors_early(spec, self.model)
+        check_monitors_early(spec, self.model, strict=initialize)
         init = read_init_source(self.model, spec.model.init_from, strict) \
             if initialize and spec.model.init_from is not None else None
         # an empty kernel cache: compile while the data loads, in a thread and a child process
@@ -138,7 +138,8 @@ class _Run:
         world.broadcast_model(self.model)
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.trainable_parameters())
-        self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()})
+        self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()},
+                                   strict=initialize)  # a resume's metrics were accepted when it began
         # a misspelt monitor fails now, not after the first epoch has been paid for
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
         self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint

@@ -86,9 +86,15 @@ class Epoch:
 
 
 class Objective:
-    """Each output's loss and metrics, the weighted total, and the names Keras gives them in logs."""
+    """Each output's loss and metrics, the weighted total, and the names Keras gives them in logs.
 
-    def __init__(self, model: Model, target_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+    With `strict` (a new run, validate), a metric that cannot score its output's targets, or that is reported
+    under a name the logs already hold, is a SpecError naming its key. A model rebuilt from a checkpoint (eval, a
+    resume) is not held to that: its spec was accepted when it trained, and its run must stay usable.
+    """
+
+    def __init__(self, model: Model, target_shapes: dict[str, tuple[int, ...]] | None = None,
+                 strict: bool = False) -> None:
         self.model = model
         self.losses: dict[str, Loss] = {}
         self.weights: dict[str, float] = {}
@@ -120,11 +126,12 @@ class Objective:
                 names.append(prefix + config["name"])
                 self.weighted_metrics.add(names[-1])
             for key, config, reported in zip(keys, configs, names):
-                _claim(taken, reported, key, config["type"], prefix)
+                if strict:
+                    _claim(taken, reported, key, config["type"], prefix)
             self.metric_names[name] = names
             self.metric_factories[name] = [_metric_factory(config, output.loss, shape, target_shape, prefix)
                                            for config in configs]
-            for key, config, make in zip(keys, configs, self.metric_factories[name]):
+            for key, config, make in zip(keys, configs, self.metric_factories[name] if strict else []):
                 problem = target_misfit(make(), output.loss.type, shape, target_shape, config["type"])
                 if problem:  # found now, not as a traceback in the first epoch
                     raise SpecError(f"{key.removesuffix('.name')}: {problem}")

@@ -50,11 +50,12 @@ def declares_validation(spec: RunSpec) -> bool:
         or (data.timeseries is not None and data.timeseries.validation_split > 0)
 
 
-def check_monitors_early(spec: RunSpec, model: Model) -> None:
+def check_monitors_early(spec: RunSpec, model: Model, strict: bool = True) -> None:
     """check_monitors before any data loads or kernel compiles, for a monitor that no run of this model could
     report (a typo: on an empty kernel cache the check after the data came seconds later). A monitor that only
-    lacks its validation data waits for the data (check_monitors then), which says whether there is any."""
-    possible = reported_names(Objective(model), has_validation=True)
+    lacks its validation data waits for the data (check_monitors then), which says whether there is any. With
+    `strict` (a new run), the metrics too (see Objective)."""
+    possible = reported_names(Objective(model, strict=strict), has_validation=True)
     monitors = [spec.train.monitor, *(getattr(c, "monitor", None) for c in spec.train.callbacks)]
     if any(monitor is not None and monitor not in possible for monitor in monitors):
         check_monitors(spec.train, reported_names(Objective(model), declares_validation(spec)))

@@ -33,7 +33,7 @@ def _classifier(folder: Path, loss: str = "sparse_categorical_crossentropy", **t
 
 def _objective(doc: dict[str, Any]) -> Objective:
     spec = validate_spec(copy.deepcopy(doc), Path("s.toml"))
-    return Objective(build_model(spec.model, np.random.default_rng(0), spec))
+    return Objective(build_model(spec.model, np.random.default_rng(0), spec), strict=True)
 
 
 @pytest.mark.parametrize("metric", ["precision", "recall", "auc", "mean_absolute_error", "mse", "binary_accuracy",
@@ -122,3 +122,25 @@ def test_validate_refuses_a_metric_that_does_not_fit_with_exit_2(tmp_path: Path)
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"train.metrics[0]: auc {SCORES}" in result.output
+
+
+def test_a_run_that_trained_before_the_rule_still_evaluates_and_resumes(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs trained before metrics were checked against their targets hold such a metric in their saved spec:
+    # eval and a resume rebuild the objective from it, and refused it (exit 2, a spec the user cannot edit)
+    from dlcli.train.loop import Split, evaluate
+    from dlcli.train.resume import resume_run
+    from dlcli.train.run_checkpoints import load_run
+
+    doc = _classifier(tmp_path, metrics=["accuracy", "categorical_accuracy"])
+    with monkeypatch.context() as before_the_rule:
+        before_the_rule.setattr("dlcli.train.loop.target_misfit", lambda *args: None)
+        fit_run(validate_spec(copy.deepcopy(doc), Path("s.toml")), tmp_path / "old", [])
+    spec, model, _, _, _ = load_run(tmp_path / "old", "last")
+    data = np.load(tmp_path / "s.npz")
+    results = evaluate(model, Objective(model, {"dense": ()}), Split({"input": data["x"]}, {"dense": data["y"]}), 20)
+    assert set(results) == {"loss", "accuracy", "categorical_accuracy"}
+    summary = resume_run(tmp_path / "old", ("train.epochs=2",), None, [])
+    assert summary is not None and summary["epochs_run"] == 2
+    with pytest.raises(SpecError, match=r"train.metrics\[1\]: categorical_accuracy compares"):
+        fit_run(validate_spec(copy.deepcopy(doc), Path("s.toml")), tmp_path / "new", [])  # a new run still is

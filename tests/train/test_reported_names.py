@@ -136,7 +136,7 @@ def test_a_misspelt_monitor_is_refused_before_the_data_loads(tmp_path: Path) -> 
 
 def _objective(doc: dict[str, Any]) -> Objective:
     spec = validate_spec(copy.deepcopy(doc), Path("s.toml"))
-    return Objective(build_model(spec.model, np.random.default_rng(0), spec))
+    return Objective(build_model(spec.model, np.random.default_rng(0), spec), strict=True)
 
 
 CLASHES = [  # (train.metrics and weighted_metrics, the key named, its message after "<key>: ", the name suggested)
