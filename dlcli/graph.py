@@ -248,7 +248,7 @@ def _graph(spec: ModelSpec) -> Model:
     assert spec.inputs is not None and spec.nodes is not None and spec.outputs is not None
     known = [*spec.inputs, *spec.nodes]
     for name in [*spec.inputs, *spec.nodes]:
-        _check_graph_name(name, "nodes" if name in spec.nodes else "inputs")
+        _check_graph_name(name, "nodes" if name in spec.nodes else "inputs", known)
     for name in spec.nodes:
         if name in spec.inputs:
             raise SpecError(f"model.nodes.{name}: this name is also a model input; names must be unique")
@@ -286,12 +286,15 @@ def _graph(spec: ModelSpec) -> Model:
     return Model(dict(spec.inputs), ordered, dict(spec.outputs))
 
 
-def _check_graph_name(name: str, table: str) -> None:
-    """A graph's input or node name may not contain '.', which names a node's ports ("enc.state_h"): a node or
-    input named so would shadow the port, or be shadowed by it, without a word. A node names its layer too."""
-    if "." in name:
-        raise SpecError(f"model.{table}.{name}: a name in a graph cannot contain '.', which separates a node from its "
-                        f"ports (enc.state_h); rename it, e.g. {name.replace('.', '_')!r}")
+def _check_graph_name(name: str, table: str, known: list[str]) -> None:
+    """A graph's input or node name may not read as a port of another node: '.' separates a node from its ports
+    ("enc.state_h"), so a name "enc.<anything>" beside a node or input "enc" would shadow a port, or be shadowed by
+    one, without a word. Other dotted names ("block1.conv", as PyTorch users write) are unambiguous and stay
+    valid. A node names its layer too."""
+    owner = next((other for other in known if other != name and name.startswith(f"{other}.")), None)
+    if owner is not None:
+        raise SpecError(f"model.{table}.{name}: reads as a port of {owner!r} ('.' separates a node from its ports, "
+                        f"as in enc.state_h); rename it, e.g. {name.replace('.', '_')!r}")
     problem = layer_name_problem(name) if table == "nodes" else None
     if problem:
         raise SpecError(f"model.{table}.{name}: {problem}")

@@ -112,15 +112,22 @@ def _with_encoder(extra: dict[str, Any], out_input: str) -> dict[str, Any]:
                       "outputs": {"out": {"loss": "sparse_categorical_crossentropy"}}}}
 
 
-@pytest.mark.parametrize("name", ["enc.state_h", "enc.hidden", "a.b"])
-def test_a_node_name_with_a_dot_is_refused_since_dots_name_ports(name: str) -> None:
+@pytest.mark.parametrize("name", ["enc.state_h", "enc.hidden", "enc.a.b"])
+def test_a_node_name_that_reads_as_a_port_is_refused(name: str) -> None:
     # a node named like a port of enc was silently shadowed by the port: out read enc's state, not the node
     doc = _with_encoder({name: {"type": "dense", "input": "enc", "units": 3}}, name)
     with pytest.raises(SpecError) as info:
         _build(doc)
     stem = name.replace(".", "_")
-    assert str(info.value) == (f"model.nodes.{name}: a name in a graph cannot contain '.', which separates a node "
-                               f"from its ports (enc.state_h); rename it, e.g. {stem!r}")
+    assert str(info.value) == (f"model.nodes.{name}: reads as a port of 'enc' ('.' separates a node from its ports, "
+                               f"as in enc.state_h); rename it, e.g. {stem!r}")
+
+
+def test_a_dotted_name_that_is_no_port_stays_valid() -> None:
+    # "block1.conv", as PyTorch users name modules: no node block1, so nothing to shadow (and runs trained with
+    # such names must still load)
+    model = _build(_with_encoder({"h.1": {"type": "dense", "input": "enc", "units": 3}}, "h.1"))
+    assert model.shapes["h.1"] == (3,) and model.nodes[-1].inputs == ["h.1"]
 
 
 def test_an_input_name_with_a_dot_is_refused() -> None:
@@ -129,7 +136,7 @@ def test_an_input_name_with_a_dot_is_refused() -> None:
     doc["model"]["nodes"]["enc"]["input"] = "enc.state_c"
     with pytest.raises(SpecError) as info:
         _build(doc)
-    assert str(info.value).startswith("model.inputs.enc.state_c: a name in a graph cannot contain '.'")
+    assert str(info.value).startswith("model.inputs.enc.state_c: reads as a port of 'enc'")
 
 
 def test_a_node_name_with_a_slash_is_refused_since_it_would_merge_weight_names() -> None:

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from dlcli import __version__
 from dlcli.checkpoint import load_checkpoint, save_checkpoint
 from dlcli.errors import CheckpointError, SpecError
 from dlcli.graph import Model, build_model
 from dlcli.optimizers import Optimizer
+from dlcli.spec.load import describe_error
 from dlcli.spec.models import RunSpec
 from dlcli.train.rundir import CHECKPOINTS, SUFFIX, checkpoint_path, finite_for_json
 
@@ -69,6 +71,10 @@ def load_run(target: Path, which: str = "best") -> tuple[RunSpec, Model, dict[st
         raise CheckpointError(f"{path}: holds no spec; it was not written by dlcli train")
     try:
         spec = RunSpec.model_validate(metadata["spec"])
+    except ValidationError as err:  # which key, and why: "1 validation error for RunSpec" said neither
+        first = describe_error(err.errors()[0], metadata["spec"]) if err.errors() else str(err).splitlines()[0]
+        raise CheckpointError(f"{path}: its spec no longer validates ({first}); it was written by dlcli "
+                              f"{metadata.get('dlcli_version', '?')}") from None
     except ValueError as err:
         raise CheckpointError(f"{path}: its spec no longer validates ({str(err).splitlines()[0]}); "
                               f"it was written by dlcli {metadata.get('dlcli_version', '?')}") from None

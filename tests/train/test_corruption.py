@@ -76,3 +76,15 @@ def test_predict_into_a_closed_pipe_ends_quietly(trained: Path, tmp_path: Path) 
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("index=0 ")
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr, result.stderr
     assert result.returncode == 0
+
+
+def test_a_saved_spec_that_no_longer_validates_names_its_key(trained: Path, tmp_path: Path) -> None:
+    # a spec a later dlcli refuses (here a name with '/'): the message said only "1 validation error for RunSpec"
+    from dlcli.checkpoint import save_checkpoint
+
+    arrays, metadata = load_checkpoint(trained)
+    metadata["spec"]["model"]["layers"][0]["name"] = "block/dense"
+    save_checkpoint(tmp_path / "old.safetensors", arrays, metadata)
+    with pytest.raises(CheckpointError, match=r"old.safetensors: its spec no longer validates \(model.layers\[0\].name: "
+                                              r".*'block/dense' contains '/'.*\); it was written by dlcli "):
+        load_run(tmp_path / "old.safetensors")
