@@ -171,10 +171,14 @@ EPOCH_KEYS = ("epoch", "epochs", "event", "seconds", "learning_rate")
 def _claim(taken: dict[str, str], name: str, key: str, kind: str, prefix: str) -> None:
     """Record that the metric at spec `key` (of type `kind`) is reported as `name`; a SpecError when the logs
     already hold that name, or read it as another value: one would overwrite the other (and a monitor follow it)."""
+    # the val_ rule reads the metric's own name: an output may be called val_out (its metrics val_out_<name>)
+    # unless another reported value is then out_<name>, whose validation value would carry that name
     if name in EPOCH_KEYS:
         why = f"which every epoch's record holds already ({', '.join(EPOCH_KEYS)})"
-    elif name.startswith("val_"):
+    elif name.removeprefix(prefix).startswith("val_") or (name.startswith("val_") and name[4:] in taken):
         why = f"which is how the validation value of {name[4:]!r} is reported"
+    elif f"val_{name}" in taken:
+        why = f"whose validation value would be reported as 'val_{name}', which {taken[f'val_{name}']} is already"
     elif name in taken:
         why = f"which {taken[name]} is reported as already"
     else:

@@ -186,6 +186,21 @@ def test_a_metric_of_a_multi_output_model_named_like_an_outputs_loss_is_refused(
                                         "loss of output kind is reported as already")
 
 
+def test_an_output_named_val_something_keeps_its_metrics_unless_the_names_really_collide(tmp_path: Path) -> None:
+    # the val_ rule read the whole name: output val_kind's accuracy (val_kind_accuracy) was refused, and every
+    # name suggested was refused again; it is only a clash beside an output kind, whose validation accuracy it is
+    doc = _multi(tmp_path)
+    doc["model"]["nodes"]["val_kind"] = doc["model"]["nodes"].pop("kind")
+    doc["model"]["outputs"]["val_kind"] = doc["model"]["outputs"].pop("kind")
+    assert _objective(doc).metric_names["val_kind"] == ["val_kind_accuracy"]
+    doc["model"]["nodes"]["kind"] = {"type": "dense", "input": "x", "units": 3, "activation": "softmax"}
+    doc["model"]["outputs"]["kind"] = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+    with pytest.raises(SpecError, match=r"model.outputs.kind.metrics\[0\]: reported as 'kind_accuracy', whose "
+                                        r"validation value would be reported as 'val_kind_accuracy', which "
+                                        r"model.outputs.val_kind.metrics\[0\] is already"):
+        _objective(doc)
+
+
 def test_a_weighted_metric_named_like_a_metric_is_reported_as_keras_names_it(tmp_path: Path) -> None:
     doc = _single(tmp_path)
     doc["train"].update({"metrics": ["accuracy"], "weighted_metrics": ["accuracy"]})
