@@ -15,7 +15,7 @@ from dlcli.spec.models import RunSpec
 from dlcli.train.callbacks import Callback
 from dlcli.train.distributed import World
 from dlcli.train.fit import fit_run
-from dlcli.train.rundir import RunDirectory, checkpoint_path
+from dlcli.train.rundir import CHECKPOINTS, SUFFIX, RunDirectory, checkpoint_path
 
 # changing these keys (or any key below them) keeps the saved arrays and counters meaningful; nothing else does
 SAFE_KEYS = ("train.epochs", "train.callbacks", "train.loggers", "train.monitor", "description", "data.validation",
@@ -77,6 +77,8 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
                 run_dir = run_dir or newest_run(Path("runs") / load_spec(target, overrides).name, notes)
             directory = RunDirectory.existing(run_dir)  # before reading: no other writer may change it under us
             last = newest_valid_checkpoint(run_dir, notes)
+            if last is None:
+                _refuse_if_it_trained(run_dir)
         agreed = world.agree([str(run_dir), str(last) if last else None] if world.rank == 0 else None)
         run_dir, last = Path(agreed[0]), Path(agreed[1]) if agreed[1] else None
         if last is None:
@@ -120,6 +122,22 @@ def _begin_again(target: Path, overrides: tuple[str, ...], run_dir: Path, direct
     notes.append(f"{run_dir} was stopped before its first checkpoint, so nothing in it can be resumed: it was "
                  "begun again")
     return fit_run(spec, directory or RunDirectory.unlocked(run_dir), callbacks, world=world, spec_file=spec_file)
+
+
+def _refuse_if_it_trained(run_dir: Path) -> None:
+    """Only a run that never reached a checkpoint is begun again. One with a history or another checkpoint
+    (best, a periodic one) trained, and lost its last (deleted, or rolled back after a divergence): beginning it
+    again would replace what it holds, so that is a CheckpointError saying what it still has."""
+    folder = run_dir / CHECKPOINTS
+    kept = sorted(path.stem for path in folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+    history = run_dir / "history.jsonl"
+    if not kept and not (history.is_file() and history.stat().st_size > 0):
+        return
+    has = f"checkpoints {', '.join(kept)}" if kept else "a history of trained epochs"
+    use = f"dlcli eval {run_dir} --checkpoint {kept[0]}, or model.init_from in a new run" if kept else \
+        "model.init_from needs a checkpoint: none is left"
+    raise CheckpointError(f"{run_dir}: nothing to resume: it has no last checkpoint, but it trained (it has {has}); "
+                          f"use what it has ({use}), or train it from the start with --overwrite")
 
 
 def _saved_spec_document(run_dir: Path) -> dict[str, Any]:

@@ -161,3 +161,19 @@ def test_beginning_again_an_overwrite_stopped_before_its_first_checkpoint_delete
     assert resumed.returncode == 0, resumed.stderr
     assert digest(run / "checkpoints" / "last.safetensors") == straight
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("kept", ["best", "none"])
+def test_a_run_that_trained_and_lost_its_last_checkpoint_is_not_begun_again(tmp_path: Path, kept: str) -> None:
+    # only a run that never reached a checkpoint begins again: one whose last is gone (deleted, or rolled back
+    # after a divergence) kept its history and maybe best, which beginning again moved aside and deleted (exit 0)
+    run = tmp_path / "run"
+    assert _dlcli("train", *ONE_EPOCH, "--run-dir", str(run)).returncode == 0
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        if path.stem != kept:
+            path.unlink()
+    resumed = _dlcli("train", str(run), "--resume", "--set", "train.epochs=2")
+    has = "checkpoints best" if kept == "best" else "a history of trained epochs"
+    assert resumed.returncode == 4 and f"{run}: nothing to resume: it has no last checkpoint, but it trained (it " \
+                                       f"has {has})" in resumed.stderr, resumed.stderr
+    assert (run / "history.jsonl").read_text() and not list(tmp_path.glob("run.*"))  # nothing moved aside
