@@ -93,9 +93,9 @@ def _handle_missing(table: Table, x: np.ndarray, features: list[int], labels: li
         return table, x, 0
     if recipe.missing == "error":
         if any_nan and recipe.text is None:  # an empty text is a text; only the label can be missing
-            table.refuse_missing(np.concatenate([x_missing, label_missing], axis=1), features + labels)
+            table.refuse_missing(np.concatenate([x_missing, label_missing], axis=1), features + labels, labels=labels)
         # no feature is missing (x_missing is then one column of False, standing for none of them)
-        table.refuse_missing(label_missing, labels, "a value")
+        table.refuse_missing(label_missing, labels, "a value", labels=labels)
     if recipe.missing == "drop_rows":
         keep = ~(x_missing.any(axis=1) | y_missing)
         if not keep.any():

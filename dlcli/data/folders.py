@@ -175,12 +175,14 @@ def _label_ids(names: list[str], class_names: list[str] | None, source: Path) ->
 
 
 def usual_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_000, sample: int = 64) -> str | None:
-    """The most common ending (one of `suffixes`, lowercased) among the first `sample` such files in `root`'s
-    subfolders, breadth first (hidden ones left out), or among the files at its top when its subfolders hold none
-    (a flat folder); None when the first `limit` entries hold none. It tells an image folder from a text folder
-    without listing a large tree. A majority, and the subfolders first, because folders of photos come with a
-    README.txt or a LICENSE.txt beside the class folders, or an ATTRIBUTION.txt among a class's images: the first
-    file found made such a folder a text folder. Keras reads only the class folders' files too."""
+    """The ending (one of `suffixes`, lowercased) of the usual kind of example file in `root`: texts (".txt") or
+    images (the first image ending found), whichever are more of the first `sample` such files in its subfolders,
+    breadth first (hidden ones left out), or of the files at its top when its subfolders hold none (a flat
+    folder); None when the first `limit` entries hold none. It tells an image folder from a text folder without
+    listing a large tree. A majority of kinds (.jpg and .png count together), and the subfolders first, because
+    folders of photos come with a README.txt or a LICENSE.txt beside the class folders, or captions among a
+    class's images: the first file found made such a folder a text folder. Keras reads only the class folders'
+    files too."""
     queue, top, below = [root], [], []
     seen = 0
     while queue and seen < limit and len(below) < sample:
@@ -192,15 +194,20 @@ def usual_example_suffix(root: Path, suffixes: tuple[str, ...], limit: int = 10_
         for entry in entries:
             seen += 1
             name = entry.name.lower()
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or len(below) >= sample:
                 continue
             if _is_folder(entry):
                 queue.append(Path(entry.path))
             elif name.endswith(suffixes):
                 (top if folder == root else below).append(next(suffix for suffix in suffixes if name.endswith(suffix)))
     found = below or top[:sample]
-    # the most common; among equals, the one found first
-    return max(dict.fromkeys(found), key=found.count) if found else None
+    texts = found.count(".txt")
+    images = [suffix for suffix in found if suffix != ".txt"]
+    if not found:
+        return None
+    if len(images) == texts:  # as many of each: the kind found first
+        return found[0]
+    return images[0] if len(images) > texts else ".txt"
 
 
 def record_files(schema: dict[str, Any], root: Path, files: list[Path], kept: np.ndarray, labels: np.ndarray | None,

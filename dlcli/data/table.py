@@ -163,15 +163,18 @@ class Table:
                             f" ({counted(int(too_big.sum()), 'such cell')}); fix that cell or drop the row")
         return values
 
-    def refuse_missing(self, missing: np.ndarray, columns: list[int], expected: str = "a number") -> None:
-        """DataError for the first missing cell (row-major) of the mask over these columns."""
+    def refuse_missing(self, missing: np.ndarray, columns: list[int], expected: str = "a number",
+                       labels: Sequence[int] = ()) -> None:
+        """DataError for the first missing cell (row-major) of the mask over these columns; `labels` are the
+        columns no fill policy fills (the target, the sample weight), for which only dropping the rows helps."""
         row, j = (int(i) for i in np.argwhere(missing)[0])
         cell = str(self.column_cells(columns[j])[row]).strip()
         cells, rows = counted(int(missing.sum()), "missing cell"), counted(int(missing.any(axis=1).sum()), "row")
+        fixes = "fix or drop those rows, or set data.missing = \"drop_rows\" (a label is never filled in)" \
+            if columns[j] in labels else \
+            "fill or drop those rows, or set data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec"
         raise DataError(f"{self.where(row, columns[j])}: expected {expected}, found "
-                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); fill or "
-                        f"drop those rows, or set "
-                        f"data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec")
+                        f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); {fixes}")
 
     def _parse(self, column: int, advice: str) -> np.ndarray:
         """A column of cells as float64, NaN where a cell is missing, or a DataError naming the first cell that

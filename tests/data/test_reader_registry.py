@@ -145,6 +145,13 @@ def test_a_folder_of_images_with_text_files_beside_them_is_still_an_image_folder
     (photos / "README.txt").write_text("CC-BY photos")
     (photos / "cat" / "ATTRIBUTION.txt").write_text("by someone")
     assert reader_for(photos).name == "image_folder"
+    mixed = tmp_path / "mixed"  # 3 .jpg and 3 .png against 4 captions a class: images, counted together
+    write_image_tree(mixed, {"cat": 3, "dog": 3}, suffix=".jpg")
+    write_image_tree(mixed, {"cat": 3, "dog": 3}, suffix=".png")
+    for name in ("cat", "dog"):
+        for index in range(4):
+            (mixed / name / f"{index}.txt").write_text("a caption")
+    assert reader_for(mixed).name == "image_folder"
     flat = tmp_path / "flat"  # a folder to predict on: its own files decide
     write_image_tree(flat, {"x": 3})
     for image in (flat / "x").iterdir():

@@ -46,8 +46,9 @@ def test_a_missing_label_names_the_label_column_not_a_feature(tmp_path: Path, la
     # no feature cell missing: the label's place in the mask pointed at the second column ('b', holding 5)
     path = write(tmp_path / "t.csv", f"a,b,c,label\n1,2,3,{labels[0]}\n4,5,6,\n7,8,9,{labels[1]}\n")
     with pytest.raises(DataError, match=r"t.csv, line 3, column 'label': expected a value, found an empty cell, a "
-                                        r"missing value \(1 missing cell in 1 row\)"):
-        read_csv_examples(path, CsvRecipe(target="label"))
+                                        r"missing value \(1 missing cell in 1 row\); fix or drop those rows, or set "
+                                        r"data.missing = \"drop_rows\" \(a label is never filled in\)$"):
+        read_csv_examples(path, CsvRecipe(target="label"))  # fill_mean, suggested before, refuses a label
 
 
 def test_a_csv_that_is_not_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
