@@ -43,6 +43,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = str(ARGS.threads)  # before NumPy loads, so every pool has the same size
 
 import numpy as np  # noqa: E402
+from numpy_rmsprop import rmsprop_update  # noqa: E402
 
 from dlcli.layers import create_layer  # noqa: E402
 from dlcli.losses import create_loss  # noqa: E402
@@ -157,16 +158,7 @@ def numpy_step(workload: dict) -> Callable[[], None]:
         dh *= h > 0
         np.matmul(x.T, dh, out=grads[0])
         np.sum(dh, axis=0, out=grads[1])
-        for p, g, v, tmp in zip(params, grads, velocities, scratch):
-            v *= rho
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - rho
-            v += tmp
-            np.add(v, eps, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            np.divide(g, tmp, out=tmp)
-            tmp *= lr
-            p -= tmp
+        rmsprop_update(params, grads, velocities, scratch, lr, rho, eps)
 
     return step
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy_rmsprop import rmsprop_update
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, FEATURES, HIDDEN, BATCH = 64000, 20, 16, 32
@@ -116,16 +117,7 @@ def numpy_epoch_us(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, state
         dh *= h > 0
         np.matmul(xb.T, dh, out=grads[0])
         np.sum(dh, axis=0, out=grads[1])
-        for param, grad, velocity, tmp in zip(params, grads, velocities, scratch):
-            velocity *= rho
-            np.multiply(grad, grad, out=tmp)
-            tmp *= 1 - rho
-            velocity += tmp
-            np.add(velocity, eps, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            np.divide(grad, tmp, out=tmp)
-            tmp *= lr
-            param -= tmp
+        rmsprop_update(params, grads, velocities, scratch, lr, rho, eps)
         hits += int(np.count_nonzero((p > 0.5) == (yb > 0.5)))
     return (time.perf_counter() - start) / (ROWS // BATCH) * 1e6
 

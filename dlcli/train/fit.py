@@ -75,7 +75,8 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
     if spec.train.batch_size % world.size:
         raise SpecError(f"train.batch_size: {spec.train.batch_size} does not split evenly over {world.size} ranks; "
                         f"use a multiple of {world.size} (the batch size is the global batch, shared by the ranks)")
-    directory = run_dir if isinstance(run_dir, RunDirectory) else _claim(Path(run_dir), resume is not None, world)
+    directory = run_dir if isinstance(run_dir, RunDirectory) \
+        else RunDirectory.claimed(Path(run_dir), resume is not None, writer=world.rank == 0)
     run: _Run | None = None
     try:
         run = _Run(spec, directory, callbacks, world, initialize=resume is None, strict=strict)
@@ -108,13 +109,6 @@ def fit_run(spec: RunSpec, run_dir: Path | RunDirectory, callbacks: list[Callbac
     return summary
 
 
-def _claim(path: Path, resuming: bool, world: World) -> RunDirectory:
-    """The run directory, locked by the one rank that writes it."""
-    if world.rank != 0:
-        return RunDirectory.unlocked(path)
-    return RunDirectory.existing(path) if resuming else RunDirectory.fresh(path)
-
-
 class _Run:
     """One training run: its pieces, the epoch loop over them, and the handle its callbacks act through."""
 
@@ -138,9 +132,9 @@ class _Run:
         world.broadcast_model(self.model)
         give_rank_its_stream(spec.seed, world.rank, self.streams.model)
         self.optimizer = create_optimizer(spec.train.optimizer.model_dump(), self.model.trainable_parameters())
+        # a resume's metrics were accepted when it began; a misspelt monitor fails now, before the first epoch
         self.objective = Objective(self.model, {k: v.shape[1:] for k, v in self.splits.train.targets.items()},
-                                   strict=initialize)  # a resume's metrics were accepted when it began
-        # a misspelt monitor fails now, not after the first epoch has been paid for
+                                   strict=initialize)
         check_monitors(spec.train, reported_names(self.objective, self.splits.validation is not None))
         self.run_id: str | None = None  # a new run's comes with run.json (begin), a resumed run's from its checkpoint
         self.manifest = ManifestKeeper(directory, self.leader)  # run.json, kept current by the leader

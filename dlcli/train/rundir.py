@@ -177,6 +177,14 @@ class RunDirectory:
         raise SpecError(f"{base}: no free run folder name left; clean up {base.parent}")
 
     @classmethod
+    def claimed(cls, path: Path, resuming: bool, writer: bool) -> RunDirectory:
+        """The run directory of a new run (fresh) or a resumed one (existing), locked by the one process that
+        writes it (`writer`: rank 0 under MPI); a path-only handle for the others."""
+        if not writer:
+            return cls.unlocked(path)
+        return cls.existing(path) if resuming else cls.fresh(path)
+
+    @classmethod
     def existing(cls, path: Path) -> RunDirectory:
         """Claim a run directory that holds a run, to continue it (--resume)."""
         path = Path(path)

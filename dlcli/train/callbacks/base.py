@@ -164,7 +164,6 @@ class Callback:
         """Continue from what state() returned."""
 
 
-
 def listening(callbacks: list[Callback], hook: str) -> list[Callback]:
     """The callbacks, in order, whose `hook` does something: those that define their own rather than Callback's
     empty one. The train loop calls the per-step hooks on these alone, and builds a step's logs only for them."""
