@@ -37,9 +37,13 @@ class ReduceLROnPlateau(Callback):
         self.best: float | None = None
 
     def on_train_begin(self, run: Run, info: dict[str, Any]) -> None:
-        """Settle "auto" mode from what the monitored value measures."""
+        """Settle "auto" mode from what the monitored value measures. A resume of a run that had ended by a stop
+        (train.epochs raised) starts the patience and cooldown counts again, as Keras' on_train_begin does in a
+        new fit(), and as early stopping's does; the best value stays. Any other resume continues the counts."""
         mode = self.spec.mode
         self.monitor.mode = run.direction(self.spec.monitor) if mode == "auto" else mode
+        if info.get("resumed_after_stop"):
+            self.wait = self.cooldown = 0
 
     def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None:
         """Count the epoch and lower the rate when patience has run out (Keras' order: cooldown first)."""

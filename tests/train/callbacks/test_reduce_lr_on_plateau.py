@@ -97,3 +97,13 @@ def test_a_run_lowers_the_rate_at_the_epochs_keras_does(tmp_path: Path, options:
     fit_run(validate_spec(doc, tmp_path / "s.toml"), tmp_path / "run", [])
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [row["learning_rate"] for row in history] == pytest.approx(rates, rel=1e-9)
+
+
+def test_a_run_resumed_after_a_stop_counts_patience_and_cooldown_again() -> None:
+    # as Keras' new fit() and as early stopping: the counts restart, the best stays; any other resume keeps them
+    spec = ReduceLROnPlateauSpec(type="reduce_lr_on_plateau", monitor="val_loss", patience=3, cooldown=2)
+    for info, counts in (({"resumed_after_stop": "early_stopping"}, (0, 0)), ({}, (2, 1))):
+        callback = ReduceLROnPlateau(spec)
+        callback.load_state({"wait": 2, "cooldown": 1, "best": 0.5})
+        callback.on_train_begin(StubRun(), info)
+        assert (callback.wait, callback.cooldown, callback.best) == (*counts, 0.5)
