@@ -28,20 +28,17 @@ KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "sched
 def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: bool, as_json: bool) -> None:
     """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
     json_mode(as_json)
-    from dlcli.errors import SpecError
     from dlcli.report import render_data_report, render_summary_table
-    from dlcli.spec.load import load_spec
+    from dlcli.spec.load import load_spec, naming_the_file
     from dlcli.train.checks import check_data_files, model_for_summary
     from dlcli.train.loop import Objective
     from dlcli.train.monitored import check_monitors, declares_validation, reported_names
 
     spec = load_spec(spec_path, overrides)
-    model = model_for_summary(spec)
-    try:
+    with naming_the_file(spec_path):
+        model = model_for_summary(spec)
         check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
-    except SpecError as err:
-        raise SpecError(f"{spec_path.name}: {err}") from None
-    splits = check_data_files(spec, model)
+        splits = check_data_files(spec, model)
     report = None
     if data_report:
         from dlcli.train.data_report import data_report as make_report

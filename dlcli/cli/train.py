@@ -74,7 +74,7 @@ def _train(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, re
                         mpi_check_every, allow_world_size_change, strict)
         return
     from dlcli.report import make_reporter
-    from dlcli.spec.load import load_spec
+    from dlcli.spec.load import load_spec, naming_the_file
     from dlcli.train.distributed import connect
     from dlcli.train.fit import fit_run
     from dlcli.train.resume import resume_run
@@ -93,7 +93,8 @@ def _train(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, re
             return
         spec = load_spec(spec_path, overrides)
         directory = claim_run_directory(run_dir, Path("runs") / spec.name, overwrite, world)
-        with make_reporter(output) as reporter:  # closing stops a live display even when training fails
+        # closing the reporter stops a live display even when training fails
+        with make_reporter(output) as reporter, naming_the_file(spec_path):
             fit_run(spec, directory, [reporter], world=world, spec_file=spec_path.resolve(), strict=strict)
     finally:
         world.close()

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from dlcli import registry
-from dlcli.errors import SpecError
+from dlcli.errors import RunDirectoryTakenError, SpecError
 from dlcli.spec.key_paths import TooDeepError, display_key, parse_key, parse_toml, parse_value, tomllib
 from dlcli.spec.models import RunSpec
 
-__all__ = ["apply_overrides", "describe_error", "key_is_known", "load_spec", "parse_key", "parse_value", "read_toml",
-           "set_value", "validate_spec"]
+__all__ = ["apply_overrides", "describe_error", "key_is_known", "load_spec", "naming_the_file", "parse_key",
+           "parse_value", "read_toml", "set_value", "validate_spec"]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -161,6 +162,20 @@ def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunSpe
     """Read, override, validate: the RunSpec of a spec file, with data paths made relative to the file."""
     document = apply_overrides(read_toml(path), list(overrides))
     return validate_spec(document, path)
+
+
+@contextlib.contextmanager
+def naming_the_file(path: Path) -> Iterator[None]:
+    """SpecErrors raised inside (a graph's cycle, a shape, a metric found when the model is built) name the spec
+    file first, as the key errors of load_spec do: "g.toml: model.nodes: cycle a -> b -> a"."""
+    try:
+        yield
+    except RunDirectoryTakenError:
+        raise  # about the run directory, not the spec
+    except SpecError as err:
+        if str(err).startswith((f"{path.name}: ", f"{path.name} has ")):
+            raise
+        raise SpecError(f"{path.name}: {err}") from None
 
 
 def validate_spec(document: dict[str, Any], path: Path) -> RunSpec:

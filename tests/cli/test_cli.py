@@ -114,6 +114,16 @@ def test_spec_errors_exit_2(tmp_path: Path) -> None:
     _one_paragraph_error(dlcli("train", "missing.toml", cwd=tmp_path), 2, "missing.toml: no such spec file")
     _one_paragraph_error(dlcli("train", str(SPECS / "digits_mlp.toml"), "--set", "train.epoch=3", cwd=tmp_path), 2,
                          "train.epoch: unknown key", "did you mean epochs?")
+    # found when the model is built (a cycle, a shape): the file first too, as for a key (it named only the key)
+    graph = tmp_path / "cycle.toml"
+    graph.write_text('name = "g"\n[data]\ndataset = "digits"\n[model.inputs]\nx = { shape = [64] }\n'
+                     '[model.nodes.a]\ntype = "dense"\ninput = "b"\nunits = 4\n'
+                     '[model.nodes.b]\ntype = "dense"\ninput = "a"\nunits = 4\n'
+                     '[model.outputs]\nb = { loss = "mse" }\n')
+    for command in ("validate", "train"):
+        result = dlcli(command, str(graph), cwd=tmp_path)
+        _one_paragraph_error(result, 2)
+        assert result.stderr == "error: cycle.toml: model.nodes: cycle a -> b -> a; a model must be a DAG\n"
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -204,7 +204,8 @@ epochs = 1
 ''')
     result = CliRunner().invoke(cli, ["train", str(spec), "--strict", "--run-dir", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: model.init_from: ") and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: tune.toml: model.init_from: ") and result.output.count("\n") == 1, \
+        result.output
     assert "missing new_head/kernel, new_head/bias; unexpected " in result.output
     assert not (tmp_path / "run" / "checkpoints").exists()
     loose = CliRunner().invoke(cli, ["train", str(spec), "--run-dir", str(tmp_path / "loose"), "--json"])
