@@ -43,7 +43,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = str(ARGS.threads)  # before NumPy loads, so every pool has the same size
 
 import numpy as np  # noqa: E402
-from numpy_rmsprop import rmsprop_update  # noqa: E402
+from numpy_mlp import backward, forward, rmsprop_update  # noqa: E402
 
 from dlcli.layers import create_layer  # noqa: E402
 from dlcli.losses import create_loss  # noqa: E402
@@ -139,11 +139,7 @@ def numpy_step(workload: dict) -> Callable[[], None]:
     lr, rho, eps = RMSPROP["learning_rate"], RMSPROP["rho"], RMSPROP["epsilon"]
 
     def step() -> None:
-        h = x @ w1
-        h += b1
-        np.maximum(h, 0, out=h)
-        z = h @ w2
-        z += b2
+        h, z = forward(x, w1, b1, w2, b2)
         if outputs == 1:
             d = 1 / (1 + np.exp(-z)) - y
         else:
@@ -152,12 +148,7 @@ def numpy_step(workload: dict) -> Callable[[], None]:
             d /= d.sum(axis=1, keepdims=True)
             d[rows, y] -= 1
         d /= batch
-        np.matmul(h.T, d, out=grads[2])
-        np.sum(d, axis=0, out=grads[3])
-        dh = d @ w2.T
-        dh *= h > 0
-        np.matmul(x.T, dh, out=grads[0])
-        np.sum(dh, axis=0, out=grads[1])
+        backward(x, h, w2, d, grads)
         rmsprop_update(params, grads, velocities, scratch, lr, rho, eps)
 
     return step
