@@ -4,6 +4,8 @@ specs give relative to specs/data/."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,9 +20,10 @@ _MADE: list[Path] = []
 
 
 def spec_data() -> Path:
-    """The folder standing in for specs/data/ (made on the first call)."""
+    """The folder standing in for specs/data/ (made on the first call, removed when the test process exits)."""
     if not _MADE:
         folder = Path(tempfile.mkdtemp(prefix="dlcli-spec-data-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         for script, size in (("make_graph_data.py", ["--tickets", "100"]), ("make_text_data.py", ["--reviews", "100"]),
                              ("make_segmentation_data.py", ["--images", "20"])):
             subprocess.run([sys.executable, str(REPO / "specs" / script), "--out", str(folder), *size], check=True,
@@ -37,6 +40,25 @@ def spec_data_path(value: str | Path) -> Path:
     """Where a shipped spec's data path (data/NAME or data/FOLDER/NAME, relative to specs/) is in spec_data()."""
     parts = Path(value).parts
     return spec_data().joinpath(*parts[parts.index("data") + 1:] if "data" in parts else parts[-1:])
+
+
+def init_from_checkpoint(value: str) -> Path:
+    """A checkpoint standing in for a shipped spec's model.init_from run ("runs/NAME"): the initial weights of the
+    shipped spec named NAME, so that validate, which reads init_from as train does, can check the spec."""
+    from dlcli.checkpoint import save_checkpoint
+    from dlcli.spec.load import load_spec
+    from dlcli.train.checks import model_for_summary
+
+    name = Path(value).name
+    path = spec_data() / "runs" / f"{name}.safetensors"
+    if not path.exists():
+        spec = next(s for p in sorted((REPO / "specs").glob("*.toml")) if (s := load_spec(p)).name == name)
+        model = model_for_summary(spec)
+        arrays = {f"param/{key}": tensor.data for key, tensor in model.parameters().items()}
+        arrays.update({f"state/{key}": array for key, array in model.state().items()})
+        path.parent.mkdir(exist_ok=True)
+        save_checkpoint(path, arrays, {})
+    return path
 
 
 def _photos(folder: Path) -> None:

@@ -25,12 +25,16 @@ KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "sched
               help="Also report on the data: per split counts, class balance, label ranges, constant columns, "
                    "missing cells, and examples shared between training and validation or test.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with the data report) instead.")
-def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: bool, as_json: bool) -> None:
+@click.option("--strict", is_flag=True,
+              help="With model.init_from: every weight must match the other run's by name, as train --strict.")
+def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: bool, as_json: bool,
+                     strict: bool) -> None:
     """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
     json_mode(as_json)
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec, naming_the_file
     from dlcli.train.checks import check_data_files, model_for_summary
+    from dlcli.train.init_from import read_init_source
     from dlcli.train.loop import Objective
     from dlcli.train.monitored import check_monitors, declares_validation, reported_names
 
@@ -38,6 +42,8 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     with naming_the_file(spec_path):
         model = model_for_summary(spec)
         check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
+        if spec.model.init_from is not None:  # train reads it before the data: a missing run is the same error
+            read_init_source(model, spec.model.init_from, strict)
         splits = check_data_files(spec, model)
     report = None
     if data_report:

@@ -39,7 +39,10 @@ def read_init_source(model: Model, source: Path, strict: bool = False) -> InitSo
     A SpecError names model.init_from for a shape mismatch, and with `strict` for any missing or unexpected
     array; a file that is not a dlcli checkpoint is a CheckpointError, as everywhere.
     """
-    path = resolve_checkpoint(Path(source), "best")
+    try:
+        path = resolve_checkpoint(Path(source), "best")
+    except CheckpointError as err:  # which key named the missing run: the path alone does not say
+        raise CheckpointError(f"model.init_from: {err}") from None
     arrays, _ = load_checkpoint(path)
     saved = {name: array for name, array in arrays.items() if name.startswith(MODEL_PREFIXES)}
     if not saved:

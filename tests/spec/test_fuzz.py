@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from dlcli.cli.main import cli
 from dlcli.cli import commands  # noqa: F401 - registers the subcommands
-from tests.spec_data import spec_data_path
+from tests.spec_data import init_from_checkpoint, spec_data_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +33,8 @@ def _load(spec: Path) -> dict[str, Any]:
     for key in ("train", "test", "validation"):
         if key in doc.get("data", {}):
             doc["data"][key] = str(spec_data_path(doc["data"][key]))
+    if "init_from" in doc["model"]:  # validate reads the other run's checkpoint, as train does
+        doc["model"]["init_from"] = str(init_from_checkpoint(doc["model"]["init_from"]))
     return doc
 WRONG_VALUES = ["x", -3, 0, 10**12, -1.5, True, [1, "a"], {"nested": 1}, "frobnicate"]
 
@@ -101,8 +103,12 @@ def _mutated(doc: dict[str, Any], path: tuple, kind: str, value: Any = None) -> 
 def _check(result: Any, path: tuple | None) -> None:
     """Exit 0 (the mutation happened to be valid) or exit 2 with one paragraph naming the key, no traceback; or
     exit 3, one paragraph, when the mutated spec now names data that does not fit its model: a data error, as
-    train gives it."""
-    assert result.exit_code in (0, 2, 3), (path, result.exit_code, result.output, result.exception)
+    train gives it; or exit 4 naming model.init_from when it names no checkpoint (a mutated init_from, or a
+    syntax mutation, whose text keeps the shipped spec's relative runs/ path)."""
+    if result.exit_code == 4:
+        assert path is None or path[:2] == ("model", "init_from"), (path, result.output)
+        assert result.output.startswith("error: model.init_from: "), result.output
+    assert result.exit_code in (0, 2, 3, 4), (path, result.exit_code, result.output, result.exception)
     if result.exit_code in (2, 3):
         output = result.output
         assert output.startswith("error: ") and "Traceback" not in output, output

@@ -232,3 +232,36 @@ def test_a_wrong_init_from_is_refused_before_the_data_loads(base: tuple[Path, Pa
     spec["model"]["init_from"] = str(base_run)  # a good init_from: the data's own error
     with pytest.raises(DataError, match="missing.npz"):
         fit(spec, tmp_path / "data")
+
+
+def test_validate_checks_init_from_as_train_does(base: tuple[Path, Path], tmp_path: Path) -> None:
+    # validate promises train's checks before the first step: a missing base run, a shape that does not fit and
+    # (with --strict) a name on one side only are train's errors, with train's exit codes
+    import tomli_w
+    from click.testing import CliRunner
+
+    from dlcli.cli import commands  # noqa: F401 - adds the subcommands to the group
+    from dlcli.cli.main import cli
+
+    data, base_run = base
+
+    def validate(layers: list[dict[str, Any]], init_from: Path, *flags: str) -> Any:
+        spec = doc(data, layers)
+        spec["model"]["init_from"] = str(init_from)
+        path = tmp_path / "tune.toml"
+        path.write_text(tomli_w.dumps(spec))
+        return CliRunner().invoke(cli, ["validate", str(path), *flags])
+
+    missing = validate(BASE_LAYERS, tmp_path / "no_such_run")
+    assert missing.exit_code == 4, missing.output
+    assert missing.output.startswith("error: model.init_from: ") and "no_such_run: no such checkpoint" in \
+        missing.output, missing.output
+    shapes = validate([{**BASE_LAYERS[0], "units": 5}, *BASE_LAYERS[1:]], base_run)
+    assert shapes.exit_code == 2, shapes.output
+    assert shapes.output.startswith("error: tune.toml: model.init_from: ") and \
+        "features/kernel: checkpoint [2, 8], model [2, 5]" in shapes.output, shapes.output
+    head = [*BASE_LAYERS[:2], {**BASE_LAYERS[2], "name": "new_head"}]
+    assert validate(head, base_run).exit_code == 0
+    strict = validate(head, base_run, "--strict")
+    assert strict.exit_code == 2 and "missing new_head/kernel, new_head/bias" in strict.output, strict.output
+    assert validate(BASE_LAYERS, base_run, "--strict").exit_code == 0
