@@ -1,4 +1,9 @@
-"""After a non-finite loss: checkpoints/last rolled back to a state whose loss was finite."""
+"""After a non-finite loss: checkpoints/last rolled back to a state whose loss was finite.
+
+The loss is checked before each update, so the state saved after step k is only known good once step k + 1's
+loss is finite. When the loss broke right after `last` was written, that state is the broken one: `previous`,
+whose next loss was finite, takes its place (the history files follow it).
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from dlcli.checkpoint import load_checkpoint
+from dlcli.checkpoint import folder_syncs_deferred, load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
 from dlcli.errors import CheckpointError, DataError, DivergedError, RunInterruptedError, SpecError
 from dlcli.graph import build_model
@@ -35,7 +35,8 @@ from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoc
 from dlcli.train.monitored import (best_monitor, check_monitors, check_monitors_early, log_directions,
                                    reported_names)
 from dlcli.train.rundir import (
-    RunDirectory, checkpoint_path, keep_as_previous, remove_stale_temporaries, write_history, write_json,
+    RunDirectory, checkpoint_path, keep_as_previous, link_checkpoint, remove_stale_temporaries, write_history,
+    write_json,
 )
 from dlcli.train.run_checkpoints import restore_model, rng_state, save_run_checkpoint
 from dlcli.train.streams import Streams, give_rank_its_stream
@@ -315,20 +316,23 @@ class _Run:
     def _write_epoch_files(self, number: int, improved: bool, requested: list[tuple[str, str]]) -> None:
         """best before last, history after both: `last` never names a best epoch whose file is not in place, and
         history.jsonl never lists an epoch that no checkpoint holds (it may lag `last` by one epoch). Then the
-        checkpoints the callbacks asked for."""
-        if improved:
-            self._checkpoint("best", number, self.handle.step)
-        self._checkpoint("last", number, self.handle.step)
-        if self.leader:
-            write_history(self.run_dir, self.history)
-            self.manifest.progress(epoch=number, epochs=self.spec.train.epochs, step=self.handle.step,
-                                   best=self.best.state())
-        for name, kind in requested:
-            self._checkpoint(name, number, self.handle.step, event=kind)
+        checkpoints the callbacks asked for. An improved epoch's `last` is a link to its `best` (the same state),
+        and each folder is fsynced once: a small model's epoch was mostly a dozen fsyncs."""
+        with folder_syncs_deferred():
+            if improved:
+                self._checkpoint("best", number, self.handle.step)
+            self._checkpoint("last", number, self.handle.step, same_as="best" if improved else None)
+            if self.leader:
+                write_history(self.run_dir, self.history)
+                self.manifest.progress(epoch=number, epochs=self.spec.train.epochs, step=self.handle.step,
+                                       best=self.best.state())
+            for name, kind in requested:
+                self._checkpoint(name, number, self.handle.step, event=kind)
 
     def _checkpoint(self, kind: str, epoch: int, step: int, in_epoch: dict[str, Any] | None = None,
-                    event: str | None = None) -> None:
-        """Write checkpoints/<kind>; `last` keeps the one it replaces as `previous`, for --resume to fall back on."""
+                    event: str | None = None, same_as: str | None = None) -> None:
+        """Write checkpoints/<kind> (or link it to `same_as`, just written with this same state); `last` keeps the
+        one it replaces as `previous`, for --resume to fall back on."""
         path = checkpoint_path(self.run_dir, kind)
         world = self.world
         states, arrays = saved_states(self.spec_callbacks, self.spec.train.callbacks)
@@ -345,7 +349,10 @@ class _Run:
             path.parent.mkdir(parents=True, exist_ok=True)
             if kind == "last":
                 keep_as_previous(self.run_dir)
-            save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress, arrays)
+            if same_as is not None:
+                link_checkpoint(self.run_dir, same_as, kind)
+            else:
+                save_run_checkpoint(path, self.model, self.optimizer, self.spec, progress, arrays)
             if kind == "last" and self.spec_pending:  # a resume may change train.epochs: spec.json follows last
                 self.write_spec()
         if kind == "last":
@@ -373,16 +380,10 @@ class _Run:
         self.handle.call_after_error(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
-        """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
-
-        The loss is checked before each update, so the state saved after step k is only known good once step
-        k + 1's loss is finite. When the loss broke right after `last` was written, that state is the broken
-        one: `previous`, whose next loss was finite, takes its place (the history files follow it).
-        """
-        if self.last_saved_at is None or self.last_saved_at != self.handle.step:
+        """After a non-finite loss: make checkpoints/last a state whose loss was finite (train/divergence.py);
+        returns what was done."""
+        if self.last_saved_at is None or self.last_saved_at != self.handle.step or not self.leader:
             return ""  # no checkpoint, or a finite loss was computed from it since: it is a good state
-        if not self.leader:
-            return ""
         return roll_back_last(self.run_dir, self.handle.step)
 
     def finish(self, seconds: float) -> dict[str, Any]:

@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from dlcli import __version__
-from dlcli.checkpoint import write_atomically
+from dlcli.checkpoint import sync_folder, write_atomically
 from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
 from dlcli.train.run_lock import LOCK, acquire, refuse_held, release
 
 CHECKPOINTS = "checkpoints"
 SUFFIX = ".safetensors"
 MANIFEST = "run.json"
+# what os.link raises where a file system or platform has no hard links: a copy does instead
+NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EACCES}
 
 
 def checkpoint_path(run_dir: Path, kind: str) -> Path:
@@ -63,23 +65,31 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 
 
 def keep_as_previous(run_dir: Path) -> None:
-    """Keep checkpoints/last as checkpoints/previous before it is replaced, without `last` ever going missing:
-    a hard link (a copy where links are not supported) under a temporary name, renamed into place."""
-    last, previous = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "previous")
-    if not last.is_file():
-        return
-    temp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    """Keep checkpoints/last as checkpoints/previous before it is replaced, without `last` ever going missing."""
+    if checkpoint_path(run_dir, "last").is_file():
+        link_checkpoint(run_dir, "last", "previous")
+
+
+def link_checkpoint(run_dir: Path, source: str, target: str) -> None:
+    """checkpoints/<target> becomes the file checkpoints/<source> is, and never goes missing on the way: a hard
+    link (a copy where links are not supported) under a temporary name, renamed into place. The data is already
+    whole on disk (its write fsynced it): only the folder's fsync is left, which sync_folder does or defers."""
+    origin, destination = checkpoint_path(run_dir, source), checkpoint_path(run_dir, target)
+    temp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     temp.unlink(missing_ok=True)
     try:
         try:
-            os.link(last, temp)
-        except OSError:
-            shutil.copyfile(last, temp)
-        os.replace(temp, previous)
+            os.link(origin, temp)
+        except OSError as err:
+            if err.errno not in NO_LINKS:
+                raise
+            shutil.copyfile(origin, temp)
+        os.replace(temp, destination)
     except OSError as err:
         temp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot keep {last} as {previous.name}: {err.strerror or err}; check that the folder "
-                              "is writable and has free space") from err
+        raise CheckpointError(f"cannot keep {origin} as {destination.name}: {err.strerror or err}; check that the "
+                              "folder is writable and has free space") from err
+    sync_folder(destination.parent)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -34,8 +34,18 @@ def full_disk_at(monkeypatch: pytest.MonkeyPatch, marker: str, occurrence: int) 
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
+    def linking(source: Any, destination: Any, **kwargs: Any) -> None:
+        # an improved epoch's `last` is a hard link to its `best`: a new name in a full folder can fail too
+        if marker in os.fspath(destination) and ".tmp-" in os.fspath(destination):
+            seen["opened"] += 1
+            if seen["opened"] == occurrence:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(source, destination, **kwargs)
+
+    real_link = os.link
     monkeypatch.setattr(os, "open", opening)
     monkeypatch.setattr(os, "write", writing)
+    monkeypatch.setattr(os, "link", linking)
     return seen
 
 
