@@ -78,7 +78,7 @@ def prepare(options: TuneOptions) -> Search:
     document = apply_overrides(read_toml(options.spec_path), list(options.overrides))
     spec = validate_spec(copy.deepcopy(document), options.spec_path)
     table = spec.tune or TuneSpec()
-    space = SearchSpace.from_options(table.params, options.params)
+    space = SearchSpace.from_options(table.params, options.params, options.spec_path.name)
     base = {key: value for key, value in document.items() if key != "tune"}  # trials train without [tune]
     space.check_keys(base)
     metric, direction = _objective(spec, options.metric or table.metric, options.direction or table.direction)

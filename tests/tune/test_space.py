@@ -53,6 +53,16 @@ def test_a_key_the_spec_does_not_have_fails_before_any_trial(param: str, message
         _space(param).check_keys(copy.deepcopy(DOCUMENT))
 
 
+@pytest.mark.parametrize("key,message", [
+    ("model.layers[0].unit", 'tt.toml: tune.params."model.layers[0].unit": not a key of the spec'),
+    ("model.layers[5].units", 'tt.toml: tune.params."model.layers[5].units": model.layers[5] does not exist'),
+])
+def test_a_key_of_the_tune_table_is_named_as_the_spec_file_writes_it(key: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        SearchSpace.from_options({key: "int(8, 64)"}, [], "tt.toml").check_keys(copy.deepcopy(DOCUMENT))
+    assert str(info.value).startswith(message)
+
+
 def test_choices_of_lists_and_tables_go_through_optuna_as_text_and_come_back() -> None:
     space = _space('train.optimizer=choice({ type = "sgd", momentum = 0.9 }, "adam")', "model.input.shape=choice([64], "
                    "[8, 8])")
