@@ -107,6 +107,12 @@ def key_is_known(document: dict[str, Any], key: str, option: str = "--set") -> b
     return _schema_at(parse_key(key, option), document) is not None
 
 
+def key_takes_only_integers(document: dict[str, Any], key: str, option: str = "--set") -> bool:
+    """Whether the key path `key` is one whose value must be an integer (so 3.5 can never be right there)."""
+    annotation = _schema_at(parse_key(key, option), document)
+    return annotation is not None and registry.takes_only_integers(annotation)
+
+
 def _default_table(parts: list[str | int], document: dict[str, Any]) -> dict[str, Any]:
     """The default of the key at `parts` when it is a table (train.optimizer: { type = "rmsprop" }), else {}."""
     owner = _unwrap(_schema_at(parts[:-1], document))

@@ -5,12 +5,13 @@ key paths."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import SpecError
 from dlcli.spec.keys import toml_value
 from dlcli.spec.key_paths import display_key, parse_key
-from dlcli.spec.load import key_is_known, set_value
+from dlcli.spec.load import key_is_known, key_takes_only_integers, set_value
 from dlcli.spec.search_space import Distribution, parse_distribution, parse_param
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class SearchSpace:
         return {key: distribution.expression for key, distribution in self.params.items()}
 
     def check_keys(self, document: dict[str, Any]) -> None:
-        """Every key is one the spec has: a misspelt key fails before the first trial, not as every trial."""
+        """Every key is one the spec has, and a float range is not on an integer key: such a mistake fails before
+        the first trial, not as every trial."""
         trial = copy.deepcopy(document)
         for key, distribution in self.params.items():
             set_value(trial, key, _representative(distribution), "--param", self.origins[key])
@@ -59,6 +61,11 @@ class SearchSpace:
             raise SpecError(f"{self.origins[unknown[0]]}: not a key of the spec (keys are written as in --set and "
                             "in error messages, e.g. train.optimizer.learning_rate or model.layers[2].units; "
                             "`dlcli list layers dense` shows a layer's keys)")
+        for key, distribution in self.params.items():
+            # every value such a range draws has a fraction: each trial would fail, so the study is refused now
+            if distribution.kind in ("uniform", "loguniform") and key_takes_only_integers(trial, key, "--param"):
+                raise SpecError(f"{self.origins[key]}: {distribution.expression} draws numbers with a fraction, and "
+                                f"the key takes an integer; write {_integer_range(distribution)} instead")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """Optuna's distribution for each key."""
@@ -114,6 +121,13 @@ class SearchSpace:
             if value is not _MISSING and d.contains(value):
                 found[key] = _stored(value, d)
         return found
+
+
+def _integer_range(distribution: Distribution) -> str:
+    """The int(...) distribution of a float range's integers: loguniform(8, 64) -> int(8, 64, log)."""
+    low, high = math.ceil(distribution.low), math.floor(distribution.high)
+    bounds = f"{low}, {high}" if low < high else "LOW, HIGH"
+    return f"int({bounds}{', log' if distribution.log else ''})"
 
 
 def _suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:

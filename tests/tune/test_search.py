@@ -166,6 +166,8 @@ def test_a_study_where_no_trial_completes_exits_2(tmp_path: Path, monkeypatch: p
     ((DIGITS, "--param", "model.layers[1].unit=int(8, 9)"), r"--param model.layers[1].unit: not a key of the spec"),
     ((DIGITS, "--param", "model.layers[1].units=int(9, 8)"), "--param model.layers[1].units: int(9, 8): LOW must be "
                                                              "below HIGH"),
+    ((DIGITS, "--param", "model.layers[1].units=uniform(2.5, 8.5)"),
+     "--param model.layers[1].units: uniform(2.5, 8.5) draws numbers with a fraction, and the key takes an integer"),
     ((DIGITS,), "nothing to tune: give --param KEY=DISTRIBUTION"),
     ((DIGITS, *SPACE, "--sampler", "grid"), "--sampler grid: train.optimizer.learning_rate = loguniform(1e-4, "
                                             "1e-2) is a float range"),
