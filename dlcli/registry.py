@@ -218,6 +218,14 @@ def _scalars_in(annotation: Any) -> tuple[set[type], set[Any]]:
     return types, words
 
 
+def takes_only_integers(annotation: Any) -> bool:
+    """Whether a key of this annotation takes integers and never a number with a fraction: units, batch_size, a
+    kernel_size written 3 or [3, 3]. A key that also takes a float, or anything, is not one."""
+    types, words = _scalars_in(annotation)
+    fractions = any(isinstance(word, float) for word in words)
+    return int in types and not types & {float, Any, object} and not fractions
+
+
 @dataclass(frozen=True)
 class KnownName:
     """Annotated metadata for a string that must be a name registered in `registry` (see known_name).

@@ -6,6 +6,7 @@ the same way; this module imports no spec model, so both can use it.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import Any
@@ -18,6 +19,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 _KEY_PART = re.compile(r"([A-Za-z0-9_\-]+)|\[(\d+)\]")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")  # a TOML key written without quotes
+KEY_PATH_FORM = "write it like train.epochs or model.layers[2].units"
 
 
 class TooDeepError(Exception):
@@ -40,7 +43,7 @@ def parse_key(key: str, option: str = "--set") -> list[str | int]:
     for segment in key.split("."):
         matches = list(_KEY_PART.finditer(segment))
         if not segment or "".join(m.group(0) for m in matches) != segment:
-            raise SpecError(f"{option} {key}: not a key path; write it like train.epochs or model.layers[2].units")
+            raise SpecError(f"{option} {key}: not a key path; {KEY_PATH_FORM}")
         parts += [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in matches]
     return parts
 
@@ -54,8 +57,13 @@ def parse_value(text: str) -> Any:
 
 
 def display_key(parts: list[str | int] | tuple[Any, ...]) -> str:
-    """A key path as errors write it: model.layers[2].units."""
+    """A key path as errors write it: model.layers[2].units. A key TOML writes in quotes is quoted, as in the file:
+    tune.params."model.layers[0].units" is one key of [tune.params], not a path through it."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = str(part) if _BARE_KEY.fullmatch(str(part)) else json.dumps(str(part), ensure_ascii=False)
+        out += f".{name}" if out else name
     return out or "(top level)"

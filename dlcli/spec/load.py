@@ -67,22 +67,25 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
     return document
 
 
-def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--set") -> dict[str, Any]:
+def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--set",
+              where: str | None = None) -> dict[str, Any]:
     """Set the key path `key` (model.layers[2].units) of `document` to `value`, in place, creating tables.
 
     A name given for a table (`optimizer = "adam"`, `loss = "mse"`, a metric or a callback by name) is
     short for `{ type = "NAME" }`, so `train.optimizer.learning_rate` expands it before descending, wherever
-    the schema says that key takes the shorthand. `option` names the flag in errors (--set, --param).
+    the schema says that key takes the shorthand. `option` names the flag in errors (--set, --param); `where`,
+    when the key comes from elsewhere, is what errors name instead of "OPTION KEY" (a spec's [tune.params] key).
     """
     parts = parse_key(key, option)
+    where = where or f"{option} {key}"
     node: Any = document
     for depth, part in enumerate(parts[:-1]):
         nxt = parts[depth + 1]
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise SpecError(f"{option} {key}: {display_key(parts[:depth + 1])} does not exist")
+                raise SpecError(f"{where}: {display_key(parts[:depth + 1])} does not exist")
         elif not isinstance(node, dict):
-            raise SpecError(f"{option} {key}: {display_key(parts[:depth])} is not a table")
+            raise SpecError(f"{where}: {display_key(parts[:depth])} is not a table")
         elif part not in node:  # a table the file leaves out: start from the schema's default, if it has one
             node[part] = _default_table(parts[:depth + 1], document) if isinstance(nxt, str) else []
         if isinstance(node[part], str) and isinstance(nxt, str) and _takes_name_shorthand(parts[:depth + 1],
@@ -92,9 +95,9 @@ def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--s
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
-            raise SpecError(f"{option} {key}: {display_key(parts)} does not exist")
+            raise SpecError(f"{where}: {display_key(parts)} does not exist")
     elif not isinstance(node, dict):
-        raise SpecError(f"{option} {key}: {display_key(parts[:-1])} is not a table")
+        raise SpecError(f"{where}: {display_key(parts[:-1])} is not a table")
     node[last] = value
     return document
 
@@ -102,6 +105,12 @@ def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--s
 def key_is_known(document: dict[str, Any], key: str, option: str = "--set") -> bool:
     """Whether the schema has the key path `key` (following the document's `type` tags to the right model)."""
     return _schema_at(parse_key(key, option), document) is not None
+
+
+def key_takes_only_integers(document: dict[str, Any], key: str, option: str = "--set") -> bool:
+    """Whether the key path `key` is one whose value must be an integer (so 3.5 can never be right there)."""
+    annotation = _schema_at(parse_key(key, option), document)
+    return annotation is not None and registry.takes_only_integers(annotation)
 
 
 def _default_table(parts: list[str | int], document: dict[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field
 
 from dlcli.errors import SpecError
 from dlcli.registry import StrictSpec
-from dlcli.spec.key_paths import TooDeepError, parse_key, parse_value
+from dlcli.spec.key_paths import KEY_PATH_FORM, TooDeepError, parse_key, parse_value
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 EXAMPLES = "uniform(0.0, 0.5), loguniform(1e-4, 1e-2), int(32, 512), int(32, 512, log) or choice(0.0, 0.2, 0.5)"
@@ -119,13 +119,23 @@ def _check_expression(text: str) -> str:
     return text
 
 
+def _check_key_path(key: str) -> str:
+    try:
+        parse_key(key)
+    except SpecError:
+        raise ValueError(f"not a key path; {KEY_PATH_FORM}") from None
+    return key
+
+
 SearchExpression = Annotated[str, AfterValidator(_check_expression)]
+# validated on its own, so that an error names the key: tune.params."model.layers[x]"
+SearchKey = Annotated[str, AfterValidator(_check_key_path)]
 
 
 class TuneSpec(StrictSpec):
     """[tune]: what `dlcli tune` searches and how; its command-line options win over these keys."""
 
-    params: dict[str, SearchExpression] = Field(
+    params: dict[SearchKey, SearchExpression] = Field(
         {}, description="The search space: a key path (as --set writes it) -> uniform(LOW, HIGH), loguniform(LOW, "
                         "HIGH), int(LOW, HIGH[, log]) or choice(VALUE, ...).")
     metric: str | None = Field(None, description="The logged value to optimize (default: train.monitor).")
@@ -138,16 +148,6 @@ class TuneSpec(StrictSpec):
                                                                          "(seeded from the spec's seed).")
     pruner: Literal["median", "hyperband", "none"] = Field("median", description="How Optuna stops unpromising "
                                                                                  "trials after an epoch.")
-
-    @field_validator("params")
-    @classmethod
-    def _key_paths(cls, params: dict[str, str]) -> dict[str, str]:
-        for key in params:
-            try:
-                parse_key(key, "[tune.params]")
-            except SpecError as err:
-                raise ValueError(str(err)) from None
-        return params
 
 
 def parse_param(item: str) -> tuple[str, Distribution]:

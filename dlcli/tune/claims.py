@@ -28,7 +28,9 @@ from dlcli.errors import RunDirectoryTakenError
 from dlcli.train.run_lock import try_lock
 from dlcli.train.rundir import RunDirectory, checkpoint_path
 from dlcli.tune.space import SearchSpace
-from dlcli.tune.study import GRACE_SECONDS, HEARTBEAT_SECONDS, StudyPlace, make_sampler, require_optuna, trial_seed
+from dlcli.tune.study import (
+    GRACE_SECONDS, HEARTBEAT_SECONDS, WORKERS, StudyPlace, make_sampler, require_optuna, trial_seed,
+)
 
 if TYPE_CHECKING:
     from optuna import Study, Trial
@@ -44,7 +46,8 @@ class Worker:
         self.host = socket.gethostname()
         token = uuid.uuid4().hex[:8]
         self.id = f"{self.host}:{os.getpid()}:{token}"
-        self.lock_path = place.directory / "workers" / f"{self.host}-{os.getpid()}-{token}.lock"
+        self.place = place
+        self.lock_path = place.worker_lock(f"{self.host}-{os.getpid()}-{token}.lock")
         self._fd: int | None = None
 
     def __enter__(self) -> Worker:
@@ -60,10 +63,11 @@ class Worker:
             self._fd = None
 
     def claim(self, storage: RDBStorage, trial_id: int, run_dir: Path) -> None:
-        """Mark a trial as this worker's (in the study, where every process can see it)."""
+        """Mark a trial as this worker's (in the study, where every process can see it); its paths as the study
+        records them (StudyPlace.record_path)."""
         storage.set_trial_user_attr(trial_id, "worker", self.id)
-        storage.set_trial_user_attr(trial_id, "worker_lock", str(self.lock_path))
-        storage.set_trial_user_attr(trial_id, "run_dir", str(run_dir))
+        storage.set_trial_user_attr(trial_id, "worker_lock", self.place.record_path(self.lock_path))
+        storage.set_trial_user_attr(trial_id, "run_dir", self.place.record_path(run_dir))
 
 
 def is_abandoned(trial: FrozenTrial, worker: Worker) -> bool:
@@ -74,7 +78,7 @@ def is_abandoned(trial: FrozenTrial, worker: Worker) -> bool:
         return (datetime.datetime.now() - started).total_seconds() > GRACE_SECONDS
     if owner == worker.id:
         return False
-    path = Path(lock)
+    path = worker.place.recorded_path(lock, WORKERS)
     if path.exists():
         return _lock_is_free(path)
     return owner.split(":")[0] == worker.host  # gone from this machine's folder: its worker ended
@@ -121,13 +125,13 @@ def next_turn(study: Study, storage: RDBStorage, place: StudyPlace, worker: Work
         for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
             if not is_abandoned(trial, worker):
                 continue
-            if resume_trials and _resumable(trial):
+            if resume_trials and _resumable(place, trial):
                 if turn.job is None:
-                    turn.job = _take_back(study, storage, worker, trial)
+                    turn.job = _take_back(study, storage, place, worker, trial)
                 else:  # left for a later turn; its heartbeat renewed, so that it is not failed as stale meanwhile
                     storage.record_heartbeat(trial._trial_id)
                 continue
-            reason = _abandoned_reason(trial, resume_trials)
+            reason = _abandoned_reason(place, trial, resume_trials)
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             turn.settled.append(study.tell(trial.number, state=states.FAIL, skip_if_finished=True))
         with warnings.catch_warnings():
@@ -145,39 +149,40 @@ def next_turn(study: Study, storage: RDBStorage, place: StudyPlace, worker: Work
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": ours beats itself
             trial = study.ask()
-        run_dir = place.directory / f"trial-{trial.number}"
+        run_dir = place.trial_dir(trial.number)
         worker.claim(storage, trial._trial_id, run_dir)
         turn.job = Job(trial, run_dir)
     return turn
 
 
-def _resumable(trial: FrozenTrial) -> bool:
+def _resumable(place: StudyPlace, trial: FrozenTrial) -> bool:
     """Whether an abandoned trial's run directory holds a checkpoint to continue from."""
-    run_dir = trial.user_attrs.get("run_dir")
-    return bool(run_dir) and checkpoint_path(Path(run_dir), "last").is_file()
+    run_dir = place.run_dir_of(trial)
+    return run_dir is not None and checkpoint_path(run_dir, "last").is_file()
 
 
-def _take_back(study: Study, storage: RDBStorage, worker: Worker, frozen: FrozenTrial) -> Job | None:
+def _take_back(study: Study, storage: RDBStorage, place: StudyPlace, worker: Worker,
+               frozen: FrozenTrial) -> Job | None:
     """--resume-trials: a resumable abandoned trial's run directory, claimed; None (the trial left as it is) when
     its old process still holds the directory after all."""
-    run_dir = frozen.user_attrs["run_dir"]
+    run_dir = place.run_dir_of(frozen)
+    assert run_dir is not None  # _resumable
     try:
-        directory = RunDirectory.existing(Path(run_dir))
+        directory = RunDirectory.existing(run_dir)
     except RunDirectoryTakenError:  # its old process is still writing it after all
         return None
-    worker.claim(storage, frozen._trial_id, Path(run_dir))
+    worker.claim(storage, frozen._trial_id, run_dir)
     storage.record_heartbeat(frozen._trial_id)  # its old heartbeat may be stale: not to be failed before it runs
     trial = require_optuna().trial.Trial(study, frozen._trial_id)  # as ask() makes one, for an existing trial
-    return Job(trial, Path(run_dir), resumed=True, directory=directory)
+    return Job(trial, run_dir, resumed=True, directory=directory)
 
 
-def _abandoned_reason(trial: FrozenTrial, resume_trials: bool) -> str:
+def _abandoned_reason(place: StudyPlace, trial: FrozenTrial, resume_trials: bool) -> str:
     interrupted = trial.user_attrs.get("interrupted")
     why = f"interrupted ({interrupted})" if interrupted else "interrupted (its process died mid-trial)"
-    run_dir = trial.user_attrs.get("run_dir")
     if resume_trials:
         return f"{why}; it had no checkpoint to continue from"
-    if run_dir and checkpoint_path(Path(run_dir), "last").is_file():
+    if _resumable(place, trial):
         return f"{why}; --resume-trials continues such a trial from its last checkpoint"
     return why
 

@@ -21,7 +21,7 @@ def study_report(directory: Path, storage: str | None = None, study_name: str | 
     report: dict[str, Any] = {
         "study": study.study_name, "study_dir": str(place.directory), "metric": record.metric,
         "direction": "max" if record.direction == "maximize" else "min", "params": record.space,
-        "rows": [trial_row(t, space) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"],
+        "rows": [trial_row(t, space, place) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"],
         **counts, "best": None, "importances": None, "importances_note": None}
     if counts["complete"]:
         best = study.best_trial

@@ -24,7 +24,7 @@ from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.loop import Objective
 from dlcli.train.monitored import log_directions, reported_names, unknown_monitor_error
 from dlcli.tune.best import write_best_toml
-from dlcli.tune.claims import Worker, next_turn
+from dlcli.tune.claims import Job, Worker, next_turn
 from dlcli.tune.events import TuneObserver
 from dlcli.tune.space import SearchSpace
 from dlcli.tune.study import (
@@ -78,7 +78,7 @@ def prepare(options: TuneOptions) -> Search:
     document = apply_overrides(read_toml(options.spec_path), list(options.overrides))
     spec = validate_spec(copy.deepcopy(document), options.spec_path)
     table = spec.tune or TuneSpec()
-    space = SearchSpace.from_options(table.params, options.params)
+    space = SearchSpace.from_options(table.params, options.params, options.spec_path.name)
     base = {key: value for key, value in document.items() if key != "tune"}  # trials train without [tune]
     space.check_keys(base)
     metric, direction = _objective(spec, options.metric or table.metric, options.direction or table.direction)
@@ -120,8 +120,8 @@ def run_search(search: Search, observer: TuneObserver, announce: bool = True) ->
     storage, study = open_search(search)
     if announce:
         observer.on_study_begin(study_info(search, study))
-    context = TrialContext(study, storage, search.space, search.record.document, search.options.spec_path,
-                           search.record.metric, search.maximize, observer)
+    context = TrialContext(study, storage, search.place, search.space, search.record.document,
+                           search.options.spec_path, search.record.metric, search.maximize, observer)
     with Worker(search.place) as worker, StopSignals() as signals:
         while search.timeout is None or time.monotonic() - started < search.timeout:
             if signals.requested:
@@ -129,14 +129,14 @@ def run_search(search: Search, observer: TuneObserver, announce: bool = True) ->
             turn = next_turn(study, storage, search.place, worker, search.space, search.trials, search.sampler,
                              search.spec.seed, search.options.resume_trials)
             for frozen in turn.settled:
-                observer.on_trial_end(trial_row(frozen, search.space))
+                observer.on_trial_end(trial_row(frozen, search.space, search.place))
             if turn.job is None:
                 break
             try:
                 run_trial(context, turn.job)
             except RunInterruptedError as err:
                 raise _interrupted(err.exit_code - 128, search, f"during trial {turn.job.trial.number}",
-                                   turn.job.trial.number) from None
+                                   turn.job) from None
     return finish_search(search, study, time.monotonic() - started, observer) if announce else None
 
 
@@ -150,14 +150,15 @@ def open_search(search: Search) -> tuple[Any, Any]:
     return storage, study
 
 
-def _interrupted(signum: int, search: Search, when: str, number: int | None = None) -> RunInterruptedError:
+def _interrupted(signum: int, search: Search, when: str, job: Job | None = None) -> RunInterruptedError:
     """The error a signal ends the search with: where it stopped, and how to continue."""
     name = signal.Signals(signum).name
     again = f"dlcli tune {search.options.spec_path} with the same options"
-    if number is None:
+    if job is None:
         text = f"stopped by {name} {when}; continue the study with {again}"
     else:
-        text = (f"stopped by {name} {when}, after its checkpoint in {search.place.directory / f'trial-{number}'}; "
+        number = job.trial.number
+        text = (f"stopped by {name} {when}, after its checkpoint in {job.run_dir}; "
                 f"continue the study with {again} (trial {number} is then recorded as failed), or add "
                 f"--resume-trials to finish trial {number} from its checkpoint")
     return RunInterruptedError(text, exit_code=EXIT_CODES.get(signum, 130))
@@ -169,7 +170,7 @@ def study_info(search: Search, study: Any) -> dict[str, Any]:
             "storage": search.place.storage_url, "metric": search.record.metric,
             "direction": "max" if search.maximize else "min", "sampler": search.sampler, "pruner": search.pruner,
             "trials": search.trials, "params": search.space.expressions(),
-            "rows": [trial_row(t, search.space) for t in study.get_trials(deepcopy=False)
+            "rows": [trial_row(t, search.space, search.place) for t in study.get_trials(deepcopy=False)
                      if t.state.name != "WAITING"], "notes": search.notes}
 
 

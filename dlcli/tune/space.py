@@ -5,12 +5,13 @@ key paths."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import SpecError
 from dlcli.spec.keys import toml_value
-from dlcli.spec.key_paths import parse_key
-from dlcli.spec.load import key_is_known, set_value
+from dlcli.spec.key_paths import display_key, parse_key
+from dlcli.spec.load import key_is_known, key_takes_only_integers, set_value
 from dlcli.spec.search_space import Distribution, parse_distribution, parse_param
 
 if TYPE_CHECKING:
@@ -21,37 +22,50 @@ _SCALARS = (bool, int, float, str)  # what Optuna stores as a choice itself; a l
 
 
 class SearchSpace:
-    """Key path -> distribution, in the order given: the [tune.params] table, then --param (which wins)."""
+    """Key path -> distribution, in the order given: the [tune.params] table, then --param (which wins); and
+    where each key was written, as its errors name it."""
 
-    def __init__(self, params: dict[str, Distribution]) -> None:
+    def __init__(self, params: dict[str, Distribution], origins: dict[str, str] | None = None) -> None:
         self.params = params
+        self.origins = {key: f"--param {key}" for key in params} | (origins or {})
 
     @classmethod
-    def from_options(cls, table: dict[str, str], options: list[str] | tuple[str, ...]) -> SearchSpace:
-        """The space of a spec's [tune.params] and the command line's --param KEY=DISTRIBUTION items."""
+    def from_options(cls, table: dict[str, str], options: list[str] | tuple[str, ...],
+                     spec_file: str | None = None) -> SearchSpace:
+        """The space of a spec's [tune.params] and the command line's --param KEY=DISTRIBUTION items; `spec_file`
+        (the spec's file name) is named in errors about a key of its table."""
         params = {key: parse_distribution(text) for key, text in table.items()}
+        # a table key is quoted as the file writes it: tune.params."model.layers[0].units"
+        in_file = f"{spec_file}: " if spec_file else ""
+        origins = {key: in_file + display_key(["tune", "params", key]) for key in table}
         for item in options:
             key, distribution = parse_param(item)
-            params[key] = distribution
+            params[key], origins[key] = distribution, f"--param {key}"
         if not params:
             raise SpecError("nothing to tune: give --param KEY=DISTRIBUTION (e.g. --param "
                             "'train.optimizer.learning_rate=loguniform(1e-4, 1e-2)') or a [tune.params] table")
-        return cls(params)
+        return cls(params, origins)
 
     def expressions(self) -> dict[str, str]:
         """Each key's distribution as written (what a study records, to recognise its space again)."""
         return {key: distribution.expression for key, distribution in self.params.items()}
 
     def check_keys(self, document: dict[str, Any]) -> None:
-        """Every key is one the spec has: a misspelt key fails before the first trial, not as every trial."""
+        """Every key is one the spec has, and a float range is not on an integer key: such a mistake fails before
+        the first trial, not as every trial."""
         trial = copy.deepcopy(document)
         for key, distribution in self.params.items():
-            set_value(trial, key, _representative(distribution), "--param")
+            set_value(trial, key, _representative(distribution), "--param", self.origins[key])
         unknown = [key for key in self.params if not key_is_known(trial, key, "--param")]
         if unknown:
-            raise SpecError(f"--param {unknown[0]}: not a key of the spec (keys are written as in --set and in "
-                            "error messages, e.g. train.optimizer.learning_rate or model.layers[2].units; "
+            raise SpecError(f"{self.origins[unknown[0]]}: not a key of the spec (keys are written as in --set and "
+                            "in error messages, e.g. train.optimizer.learning_rate or model.layers[2].units; "
                             "`dlcli list layers dense` shows a layer's keys)")
+        for key, distribution in self.params.items():
+            # every value such a range draws has a fraction: each trial would fail, so the study is refused now
+            if distribution.kind in ("uniform", "loguniform") and key_takes_only_integers(trial, key, "--param"):
+                raise SpecError(f"{self.origins[key]}: {distribution.expression} draws numbers with a fraction, and "
+                                f"the key takes an integer; write {_integer_range(distribution)} instead")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """Optuna's distribution for each key."""
@@ -107,6 +121,13 @@ class SearchSpace:
             if value is not _MISSING and d.contains(value):
                 found[key] = _stored(value, d)
         return found
+
+
+def _integer_range(distribution: Distribution) -> str:
+    """The int(...) distribution of a float range's integers: loguniform(8, 64) -> int(8, 64, log)."""
+    low, high = math.ceil(distribution.low), math.floor(distribution.high)
+    bounds = f"{low}, {high}" if low < high else "LOW, HIGH"
+    return f"int({bounds}{', log' if distribution.log else ''})"
 
 
 def _suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'dlcli[tune]'"
 STUDY_DB = "study.db"
+WORKERS = "workers"  # the study folder's sub-folder of worker lock files
 RECORD = "dlcli"  # the study's user attribute holding what the search is
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often; another machine fails it after GRACE
 GRACE_SECONDS = 120
@@ -63,6 +64,36 @@ class StudyPlace:
     def default_storage(self) -> bool:
         """Whether the study is the SQLite file in its own folder."""
         return self.storage_url == f"sqlite:///{self.directory / STUDY_DB}"
+
+    def trial_dir(self, number: int) -> Path:
+        """Where trial `number` trains when a process of this folder starts it."""
+        return self.directory / f"trial-{number}"
+
+    def worker_lock(self, name: str) -> Path:
+        """A worker's lock file."""
+        return self.directory / WORKERS / name
+
+    def record_path(self, path: Path) -> str:
+        """How the study records a path in this folder (a trial's run directory, a worker's lock file). In the
+        folder's own study.db relative to the folder, so that a folder moved or copied is a whole study, and a
+        copy never reaches back into the original; in a database given by --storage absolute, since the study is
+        shared by the folders of several processes and each trial is in the folder of the one that ran it."""
+        return path.relative_to(self.directory).as_posix() if self.default_storage else str(path)
+
+    def recorded_path(self, recorded: str, folder: str = "") -> Path:
+        """A path record_path recorded (`folder`: the sub-folder of the study folder such paths are in). In the
+        folder's own study.db it is always inside this folder: an absolute path there was recorded by dlcli
+        before paths were relative, and names the same file of the folder, which may since have moved or been
+        copied."""
+        path = Path(recorded)
+        if self.default_storage:
+            return self.directory / folder / path.name
+        return path if path.is_absolute() else self.directory / path
+
+    def run_dir_of(self, trial: Any) -> Path | None:
+        """The run directory a trial (an Optuna FrozenTrial) recorded, None before one was."""
+        recorded = trial.user_attrs.get("run_dir")
+        return self.recorded_path(recorded) if recorded else None
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -258,8 +289,9 @@ def make_pruner(kind: str, epochs: int) -> BasePruner:
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running", "WAITING": "waiting"}
 
 
-def trial_row(trial: Any, space: SearchSpace) -> dict[str, Any]:
-    """A trial as the table shows it: number, params (spec values), value, state, seconds, reason, run_dir."""
+def trial_row(trial: Any, space: SearchSpace, place: StudyPlace) -> dict[str, Any]:
+    """A trial as the table shows it: number, params (spec values), value, state, seconds, reason, run_dir (where
+    it is from the study folder in use)."""
     seconds = None
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -268,9 +300,10 @@ def trial_row(trial: Any, space: SearchSpace) -> dict[str, Any]:
     reason = trial.user_attrs.get("reason")
     if state == "fail" and reason is None:
         reason = "its process stopped sending heartbeats (it or its machine died)"
+    run_dir = place.run_dir_of(trial)
     return {"number": trial.number, "state": state, "value": value, "params": space.values(dict(trial.params)),
             "seconds": trial.user_attrs.get("seconds", seconds), "epochs_run": trial.user_attrs.get("epochs_run"),
-            "reason": reason, "run_dir": trial.user_attrs.get("run_dir")}
+            "reason": reason, "run_dir": str(run_dir) if run_dir else None}
 
 
 def finished_counts(study: Study) -> dict[str, int]:

@@ -21,7 +21,7 @@ from dlcli.train.rundir import RunDirectory
 from dlcli.tune.claims import Job, heartbeat
 from dlcli.tune.events import TuneObserver
 from dlcli.tune.space import SearchSpace
-from dlcli.tune.study import require_optuna, trial_row
+from dlcli.tune.study import StudyPlace, require_optuna, trial_row
 
 if TYPE_CHECKING:
     from optuna import Study
@@ -34,6 +34,7 @@ class TrialContext:
 
     study: Study
     storage: RDBStorage
+    place: StudyPlace
     space: SearchSpace
     document: dict[str, Any]  # the spec file with its --set overrides, without [tune]
     spec_path: Path  # relative data paths in the document are relative to its folder
@@ -126,4 +127,4 @@ def _tell(context: TrialContext, job: Job, outcome: _Outcome, seconds: float) ->
         frozen = context.study.tell(job.trial, outcome.value)
     else:
         frozen = context.study.tell(job.trial, state=states.PRUNED if outcome.state == "pruned" else states.FAIL)
-    return trial_row(frozen, context.space)
+    return trial_row(frozen, context.space, context.place)

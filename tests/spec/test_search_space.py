@@ -79,12 +79,12 @@ def test_the_tune_table_is_validated_with_the_spec() -> None:
                                                        "sampler": "bayes", "trial": 3}}, Path("t.toml"))
     message = str(info.value)
     assert "t.toml has 3 problems" in message
-    assert "tune.params.model.layers[0].units: int(64, 8): LOW must be below HIGH" in message
+    assert 'tune.params."model.layers[0].units": int(64, 8): LOW must be below HIGH' in message  # quoted, as written
     assert "tune.sampler: must be one of 'tpe', 'random' or 'grid', got 'bayes'" in message
     assert "tune.trial: unknown key; allowed keys: direction, metric, params, pruner, sampler, timeout, trials " \
            "(did you mean trials?)" in message
 
 
 def test_a_tune_table_key_must_be_a_key_path() -> None:
-    with pytest.raises(SpecError, match=r"\[tune.params\] model.layers\[x\]: not a key path"):
+    with pytest.raises(SpecError, match=r'^t.toml: tune.params."model.layers\[x\]": not a key path; write it like '):
         validate_spec({**copy.deepcopy(SPEC), "tune": {"params": {"model.layers[x]": "int(1, 2)"}}}, Path("t.toml"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -92,3 +93,76 @@ def test_without_resume_trials_abandoned_trials_fail_and_live_ones_are_left_alon
     finally:
         os.close(held)
     assert {t.number: t.state.name for t in study.get_trials()} == {0: "FAIL", 1: "RUNNING", 2: "RUNNING"}
+
+
+def _interrupted_study(place: StudyPlace) -> optuna.storages.RDBStorage:
+    """A study whose trial 0 was taken by a worker that then died (its lock released) after a checkpoint."""
+    storage = open_storage(place)
+    study = optuna.create_study(storage=storage, study_name="s")
+    with Worker(place) as worker:
+        job = next_turn(study, storage, place, worker, SPACE, 1, "tpe", 0, resume_trials=False).job
+        assert job is not None
+        (job.run_dir / "checkpoints").mkdir(parents=True)
+        (job.run_dir / "checkpoints" / "last.safetensors").write_bytes(b"")
+    storage.engine.dispose()  # this process lets go of study.db, as the dead one did
+    return storage
+
+
+def _take_back(place: StudyPlace) -> claims.Job | None:
+    storage = open_storage(place)
+    study = optuna.load_study(study_name="s", storage=storage)
+    with Worker(place) as worker:
+        job = next_turn(study, storage, place, worker, SPACE, 1, "tpe", 0, resume_trials=True).job
+    if job is not None and job.directory is not None:
+        job.directory.close()
+    return job
+
+
+@pytest.mark.parametrize("how", ["copy", "move"])
+def test_a_copied_or_moved_study_folder_resumes_its_trial_in_its_own_trial_folder(tmp_path: Path, how: str) -> None:
+    place = StudyPlace.of(tmp_path / "study", "s")
+    _interrupted_study(place)
+    there = tmp_path / "elsewhere"
+    (shutil.copytree if how == "copy" else shutil.move)(place.directory, there)
+    moved = StudyPlace.of(there, "s")
+    job = _take_back(moved)
+    # before: the copy trained in the original's trial-0, and the moved folder had "no checkpoint to continue from"
+    assert job is not None and job.resumed and job.run_dir == there / "trial-0"
+    (trial,) = optuna.load_study(study_name="s", storage=moved.storage_url).get_trials()
+    assert trial.user_attrs["run_dir"] == "trial-0"  # recorded relative to the study folder
+    assert trial.user_attrs["worker_lock"].startswith("workers/")
+    assert tune_study.trial_row(trial, SPACE, moved)["run_dir"] == str(there / "trial-0")
+
+
+def test_a_moved_study_written_with_absolute_paths_resolves_them_inside_its_folder(tmp_path: Path) -> None:
+    place = StudyPlace.of(tmp_path / "study", "s")
+    storage = open_storage(place)
+    study = optuna.create_study(storage=storage, study_name="s")
+    dead, _ = _abandoned(study, storage, place, checkpoint=True)  # absolute paths, as older dlcli recorded them
+    alive, held = _abandoned(study, storage, place, checkpoint=True, alive=True)
+    storage.engine.dispose()
+    try:
+        shutil.move(place.directory, tmp_path / "moved")  # the live worker's lock moves with it, still held
+        moved = StudyPlace.of(tmp_path / "moved", "s")
+        study = optuna.load_study(study_name="s", storage=moved.storage_url)
+        storage = open_storage(moved)
+        with Worker(moved) as worker:
+            job = next_turn(study, storage, moved, worker, SPACE, 5, "tpe", 0, resume_trials=True).job
+            assert job is not None and job.resumed and job.trial.number == dead.number
+            assert job.run_dir == moved.directory / f"trial-{dead.number}"
+            job.directory.close()
+        states = {t.number: t.state.name for t in study.get_trials()}
+        assert states == {dead.number: "RUNNING", alive.number: "RUNNING"}  # the live one left alone
+    finally:
+        os.close(held)
+
+
+def test_a_shared_storage_records_absolute_run_directories_and_resumes_a_trial_where_it_ran(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = StudyPlace.of(tmp_path / "first", "s", url)
+    _interrupted_study(first)
+    second = StudyPlace.of(tmp_path / "second", "s", url)
+    job = _take_back(second)
+    assert job is not None and job.resumed and job.run_dir == first.directory / "trial-0"
+    (trial,) = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert trial.user_attrs["run_dir"] == str(first.directory / "trial-0")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,11 @@ def study_trials(folder: Path, name: str = "digits-mlp") -> list[optuna.trial.Fr
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (by its path there) with its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 def started(events: list[dict[str, Any]], resumed: bool = False) -> list[int]:
     return [e["number"] for e in events if e["event"] == "trial_start" and bool(e.get("resumed")) == resumed]
 
@@ -103,6 +109,23 @@ def test_resume_trials_finishes_the_killed_trial_from_its_checkpoint(tmp_path: P
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, len(epochs) + 1))  # continued after epoch 1, never restarted
     assert_exactly(study_trials(tmp_path), 5)
+
+
+def test_resume_trials_in_a_copied_study_folder_trains_the_copy_and_leaves_the_original_alone(tmp_path: Path) -> None:
+    kill_during(start(tmp_path, "--trials", "2", pause=0.05), number=1)
+    original = tmp_path / "runs" / "digits-mlp-tune"
+    copy = tmp_path / "runs" / "copy-tune"
+    shutil.copytree(original, copy)
+    before = files(original / "trial-1")
+    code, again, err = finish(start(tmp_path, "--trials", "2", "--resume-trials", "--study-dir", str(copy)))
+    assert code == 0, err
+    (ended,) = [e for e in again if e["event"] == "trial_end" and e["number"] == 1]
+    assert ended["state"] in ("complete", "pruned") and ended["run_dir"] == str(copy / "trial-1")
+    epochs = [json.loads(line)["epoch"] for line in (copy / "trial-1" / "history.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, ended["epochs_run"] + 1)) and len(epochs) > 1  # continued in the copy
+    # before, the copy's study trained in the original's trial-1, which its own study.db still has as running
+    assert files(original / "trial-1") == before
+    assert [t.state.name for t in study_trials(tmp_path)] == ["COMPLETE", "RUNNING"]
 
 
 def test_two_processes_share_one_sqlite_study_without_running_a_trial_twice(tmp_path: Path) -> None:

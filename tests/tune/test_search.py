@@ -166,6 +166,8 @@ def test_a_study_where_no_trial_completes_exits_2(tmp_path: Path, monkeypatch: p
     ((DIGITS, "--param", "model.layers[1].unit=int(8, 9)"), r"--param model.layers[1].unit: not a key of the spec"),
     ((DIGITS, "--param", "model.layers[1].units=int(9, 8)"), "--param model.layers[1].units: int(9, 8): LOW must be "
                                                              "below HIGH"),
+    ((DIGITS, "--param", "model.layers[1].units=uniform(2.5, 8.5)"),
+     "--param model.layers[1].units: uniform(2.5, 8.5) draws numbers with a fraction, and the key takes an integer"),
     ((DIGITS,), "nothing to tune: give --param KEY=DISTRIBUTION"),
     ((DIGITS, *SPACE, "--sampler", "grid"), "--sampler grid: train.optimizer.learning_rate = loguniform(1e-4, "
                                             "1e-2) is a float range"),
@@ -179,6 +181,25 @@ def test_mistakes_exit_2_before_any_trial(args: tuple[str, ...], message: str, t
     code, events, _ = run("tune", *args)
     assert code == 2 and events[-1]["event"] == "error"
     assert message in events[-1]["message"]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("table,message", [
+    ('"train.optimizer.learnin_rate" = "loguniform(1e-3, 1)"',
+     'tt.toml: tune.params."train.optimizer.learnin_rate": not a key of the spec'),
+    ('"model.layers[5].units" = "int(8, 64)"', 'tt.toml: tune.params."model.layers[5].units": model.layers[5] does '
+                                               'not exist'),
+    ('"train.optimizer.learning_rate" = "loguniform(1e-3, 0)"',
+     'tt.toml: tune.params."train.optimizer.learning_rate": loguniform(1e-3, 0): LOW must be below HIGH'),
+    ('"model.layers[x]" = "int(1, 2)"', 'tt.toml: tune.params."model.layers[x]": not a key path'),
+])
+def test_a_mistake_in_the_tune_table_names_the_spec_file_and_the_key_as_written(
+        table: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tt.toml").write_text(Path(DIGITS).read_text() + f"\n[tune.params]\n{table}\n")
+    code, events, _ = run("tune", "tt.toml")
+    assert code == 2 and events[-1]["event"] == "error"
+    assert events[-1]["message"].startswith(message), events[-1]["message"]  # not "--param ...": none was given
     assert not (tmp_path / "runs").exists()
 
 

@@ -53,6 +53,36 @@ def test_a_key_the_spec_does_not_have_fails_before_any_trial(param: str, message
         _space(param).check_keys(copy.deepcopy(DOCUMENT))
 
 
+@pytest.mark.parametrize("key,message", [
+    ("model.layers[0].unit", 'tt.toml: tune.params."model.layers[0].unit": not a key of the spec'),
+    ("model.layers[5].units", 'tt.toml: tune.params."model.layers[5].units": model.layers[5] does not exist'),
+])
+def test_a_key_of_the_tune_table_is_named_as_the_spec_file_writes_it(key: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        SearchSpace.from_options({key: "int(8, 64)"}, [], "tt.toml").check_keys(copy.deepcopy(DOCUMENT))
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("param,message", [
+    ("model.layers[0].units=uniform(2.5, 8.5)", "--param model.layers[0].units: uniform(2.5, 8.5) draws numbers with "
+                                                "a fraction, and the key takes an integer; write int(3, 8)"),
+    ("train.batch_size=loguniform(8, 64)", "--param train.batch_size: loguniform(8, 64) draws numbers with a "
+                                           "fraction, and the key takes an integer; write int(8, 64, log)"),
+    ("model.layers[2].kernel_size=uniform(1.5, 3.5)", "write int(2, 3)"),  # 3 or [3, 3]: integers either way
+])
+def test_a_float_range_on_an_integer_key_fails_before_any_trial(param: str, message: str) -> None:
+    document = copy.deepcopy(DOCUMENT)
+    document["model"]["layers"].append({"type": "conv1d", "filters": 2, "kernel_size": 3})
+    with pytest.raises(SpecError) as info:
+        _space(param).check_keys(document)
+    assert message in str(info.value)
+
+
+def test_a_float_range_on_a_number_key_and_an_integer_range_on_an_integer_key_are_fine() -> None:
+    _space("train.optimizer.learning_rate=uniform(1e-4, 1e-2)", "model.layers[0].units=int(8, 64)",
+           "train.optimizer.beta_1=choice(0.9, 1)").check_keys(copy.deepcopy(DOCUMENT))
+
+
 def test_choices_of_lists_and_tables_go_through_optuna_as_text_and_come_back() -> None:
     space = _space('train.optimizer=choice({ type = "sgd", momentum = 0.9 }, "adam")', "model.input.shape=choice([64], "
                    "[8, 8])")
