@@ -4,6 +4,7 @@ missing cells; and the [data.timeseries] keys checked when the spec loads."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,35 @@ def test_missing_cells_are_filled_from_the_training_range_alone(tmp_path: Path) 
 def test_keys_that_would_shuffle_or_name_columns_elsewhere_are_refused(keys: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         DataSpec.model_validate({"train": "t.csv", "timeseries": {"sequence_length": 3}, **keys})
+
+
+def test_fill_mean_is_stored_from_the_training_rows_even_without_a_gap_and_fills_later_files(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", rows=40)  # no missing cell: t = row
+    data = DataSpec.model_validate({"train": str(path), "missing": "fill_mean", "timeseries": {
+        "features": ["t"], "target": "y", "sequence_length": 5, "test_split": 0.5}})
+    schema: dict = {}
+    TimeseriesReader().read_ranges(path, request(data, schema=schema))
+    assert schema["missing"]["fill"] == {"t": pytest.approx(9.5)}  # rows 0..19, the training range
+    later = tmp_path / "later.csv"  # a predict or eval file with a gap: filled with 9.5, not its own mean (5.75)
+    later.write_text("t,y\n" + "".join(f"{'' if i == 3 else i},{10 * i}\n" for i in range(12)))
+    for targets in (False, True):
+        examples = read_examples(later, request(data, targets=targets, schema=copy.deepcopy(schema)))
+        assert np.asarray(examples.inputs["x"])[0, 3, 0] == pytest.approx(9.5)
+
+
+def test_a_run_that_stored_no_mean_refuses_a_gap_rather_than_take_the_files_own_mean(tmp_path: Path) -> None:
+    later = tmp_path / "later.csv"
+    later.write_text("t,y\n" + "".join(f"{'' if i == 3 else i},{10 * i}\n" for i in range(12)))
+    data = DataSpec.model_validate({"train": "train.csv", "missing": "fill_mean", "timeseries": {
+        "features": ["t"], "target": "y", "sequence_length": 5, "test_split": 0.5}})
+    # what an older dlcli stored when the training table had no gap: the policy, but no fill
+    old = {"columns": ["t"], "missing": {"policy": "fill_mean", "rows_dropped": 0, "cells_filled": 0}}
+    for targets in (False, True):
+        with pytest.raises(DataError, match=r"later.csv, line 5, column 't': a missing value, and the run was "
+                                            r"trained .* stored no training means"):
+            read_examples(later, request(data, targets=targets, schema=copy.deepcopy(old)))
+    # fill_value needs no stored statistic: the spec's value is the fill
+    by_value = DataSpec.model_validate({**data.model_dump(exclude_none=True), "missing": "fill_value",
+                                        "fill_value": -1.0})
+    examples = read_examples(later, request(by_value, targets=False, schema=copy.deepcopy(old)))
+    assert np.asarray(examples.inputs["x"])[0, 3, 0] == -1.0

@@ -12,7 +12,7 @@ import numpy as np
 
 from dlcli import registry
 from dlcli.data.batches import counted
-from dlcli.data.csv_examples import fill_missing, fill_values
+from dlcli.data.csv_examples import FILL_POLICIES, fill_from_training, fill_missing, fill_values
 from dlcli.data.csv_table import FEATURE_ADVICE
 from dlcli.data.readers.reader import Examples, Reader, reader_for
 from dlcli.data.readers.request import ReadRequest, single_name
@@ -66,7 +66,7 @@ class TimeseriesReader(Reader):
                                            f"{path}, column {request.weight_name!r}", table.where)[:, 0]
         bounds = _bounds(len(table), 0.0 if whole else options.validation_split,
                          0.0 if whole else options.test_split)
-        _fill(features, names, request, table, bounds["train"])
+        _fill(features, names, request, table, bounds["train"], whole)
         input_name = single_name(request.inputs, "input")
         examples: dict[str, Examples | None] = {}
         # without targets (predict) a window needs only its own rows: the last ones forecast past the table's end
@@ -114,19 +114,41 @@ def _features(table: Table, options: Any, request: ReadRequest) -> tuple[np.ndar
     return np.ascontiguousarray(values, dtype=np.float32), names
 
 
-def _fill(features: np.ndarray, names: list[str], request: ReadRequest, table: Table,
-          train: tuple[int, int]) -> None:
-    """Missing cells filled in place as data.missing says: fill_mean takes the means of the training range's
-    rows alone, so no later value leaks into them (and later files are filled as training filled them)."""
-    missing = request.schema.setdefault("missing", {"policy": request.data.missing, "rows_dropped": 0,
-                                                    "cells_filled": 0})
-    if request.data.missing == "error" or not np.isnan(features.sum()):
+def _fill(features: np.ndarray, names: list[str], request: ReadRequest, table: Table, train: tuple[int, int],
+          whole: bool) -> None:
+    """Missing cells filled in place as data.missing says. The training file's fills come from its training
+    range's rows alone (fill_mean: their means), so no later value leaks into them, and are stored, gap or no
+    gap; a later file (`whole`: validation, eval, predict) is filled with the stored ones."""
+    policy = request.data.missing
+    missing = request.schema.setdefault("missing", {"policy": policy, "rows_dropped": 0, "cells_filled": 0})
+    if policy not in FILL_POLICIES:
+        return
+    if not whole:
+        first, last = train
+        fill_from_training(missing, features[first:last], [features], names, policy, request.data.fill_value,
+                           f"{table.path}, the training rows")
         return
     if "fill" not in missing:
-        first, last = train
-        missing["fill"] = fill_values(features[first:last], names, request.data.missing, request.data.fill_value,
-                                      f"{table.path}, the training rows")
+        if policy == "fill_mean":
+            _refuse_unstored_means(features, names, table)
+            return
+        missing["fill"] = fill_values(features, names, policy, request.data.fill_value, str(table.path))
     missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(features, names, missing["fill"])
+
+
+def _refuse_unstored_means(features: np.ndarray, names: list[str], table: Table) -> None:
+    """A run trained with fill_mean by a dlcli that stored no means when its training table had no gap: a gap in
+    this file is refused. Its own means would differ from the training rows', and the training file may have
+    changed or moved since, so recomputing them from it could not be trusted either."""
+    with np.errstate(invalid="ignore"):
+        if not np.isnan(features.sum()):
+            return
+    row, j = (int(i) for i in np.argwhere(np.isnan(features))[0])
+    raise DataError(f"{table.where(row, table.column(names[j]))}: a missing value, and the run was trained with "
+                    f"data.missing = \"fill_mean\" by an older dlcli, which stored no training means when the "
+                    f"training table had no missing cell; this file's own means would fill it differently from "
+                    f"training: fill in its missing cells (with the training rows' means, say), or train the run "
+                    f"again")
 
 
 def _bounds(rows: int, validation: float, test: float) -> dict[str, tuple[int, int]]:
