@@ -71,6 +71,21 @@ def test_predict_windows_the_whole_file_up_to_its_last_row(tmp_path: Path) -> No
     assert len(evaluated.inputs["x"]) == 21  # with targets, the last window needs the row after it
 
 
+def test_predict_windows_end_on_the_last_row_whatever_the_stride_and_eval_keeps_keras_starts(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", rows=40)
+    data = data_keys(path, features=["t"], sequence_length=3, sampling_rate=2, sequence_stride=3, delay=2)
+    examples = read_examples(path, request(data, targets=False, schema={"columns": ["t"]}))
+    rows = np.asarray(examples.inputs["x"])[:, :, 0]
+    # a window spans 5 rows, so 36 could start; every 3rd, counted back from the one ending on row 39 (rows 35,
+    # 37, 39): starts 2, 5, ..., 35, and rows 0 and 1 are the ones left out, not the newest 38 and 39
+    assert rows[-1].tolist() == [35, 37, 39] and rows[:, 0].tolist() == list(range(2, 36, 3))
+    # with targets (eval --data) the windows are Keras' (from row 0), as the test range of the same rows would be
+    evaluated = read_examples(path, request(data, schema={"columns": ["t"]}))
+    evaluated_rows = np.asarray(evaluated.inputs["x"])[:, :, 0]
+    assert evaluated_rows[:, 0].tolist() == list(range(0, 34, 3))
+    assert evaluated.targets["out"].tolist() == [10.0 * (start + 6) for start in range(0, 34, 3)]
+
+
 def test_later_files_are_read_by_the_training_columns_names(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"y": [10.0 * i for i in range(20)], "other": [0.0] * 20, "t": list(range(20))}), path)

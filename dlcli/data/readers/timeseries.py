@@ -37,8 +37,9 @@ class TimeseriesReader(Reader):
         return getattr(request.data, "timeseries", None) is not None
 
     def read(self, path: Path, request: ReadRequest) -> Examples:
-        """Windows over the whole table (a validation, test or evaluation file); reading inputs only (predict),
-        every window whose rows are in the table, the last ones forecasting past its end."""
+        """Windows over the whole table (a validation, test or evaluation file), Keras' from its first row;
+        reading inputs only (predict), every sequence_stride rows back from the window that ends on its last row,
+        the last ones forecasting past its end."""
         return self.read_ranges(path, request, whole=True)["train"]  # type: ignore[return-value]
 
     def describe(self, path: Path, request: ReadRequest) -> dict[str, Any]:
@@ -75,7 +76,10 @@ class TimeseriesReader(Reader):
             if first == last:
                 examples[name] = None
                 continue
-            starts = first + window_starts(last - first, shape if target is not None else cut)
+            # training, validation, test and eval windows are Keras' (from the range's first row); predict's end
+            # on the table's last row, so that its last prediction is the forecast from the newest rows
+            starts = first + (window_starts(last - first, shape) if target is not None else
+                              window_starts(last - first, cut, to_end=True))
             if not starts.size:
                 raise DataError(_too_short(path, name, first, last, shape, whole, target is None))
             inputs = {input_name: Windows(features, starts, shape)}
