@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,7 +31,9 @@ class PredictionInputs:
     arrays: dict[str, Any]  # an image folder's images are a lazy array, decoded a batch at a time
     path: Path
     lines: np.ndarray | None = None  # a CSV file's line of each example (header = line 1); None: rows from 0
-    sources: list[str] | None = None  # the file of each example, when each is a file of its own (images)
+    # columns naming each example, written before its predictions: its file (path), when each is a file of its
+    # own (images, texts of a folder); a time-series window's row and target_row
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def places(self, rows: np.ndarray) -> str:
         """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
@@ -73,7 +75,8 @@ def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict
         if tuple(array.shape[1:]) != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
-    return PredictionInputs(arrays, path, examples.lines, examples.sources)
+    positions = {"path": np.array(examples.sources, dtype=str)} if examples.sources else {}
+    return PredictionInputs(arrays, path, examples.lines, {**positions, **examples.positions})
 
 
 def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | None:
@@ -162,14 +165,15 @@ def _records(columns: dict[str, np.ndarray | list[list[Any]]]) -> Iterator[dict[
 
 def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool,
                       masks: dict[str, np.ndarray | None] | None = None, classes: dict[str, list[str]] | None = None,
-                      nonfinite: np.ndarray | None = None, sources: list[str] | None = None) -> list[str]:
+                      nonfinite: np.ndarray | None = None, positions: dict[str, np.ndarray] | None = None
+                      ) -> list[str]:
     """Write predictions to `path` by its suffix; without a path return the lines for stdout. masks: each
     output's step mask (examples, time) or None; padded steps get no per-step label. classes: the class names
     of outputs trained on names (the checkpoint's schema). nonfinite: with --allow-nonfinite, which examples
-    held NaN or infinity, written as a nonfinite column (an array in an .npz). sources: the file of each
-    example (images, texts of a folder), written first, as a path column."""
+    held NaN or infinity, written as a nonfinite column (an array in an .npz). positions: columns naming each
+    example (PredictionInputs.positions: its file, a window's rows), written first."""
     check_output_path(path, model, nonfinite is not None)
-    columns: dict[str, np.ndarray | list[list[Any]]] = {"path": np.array(sources, dtype=str)} if sources else {}
+    columns: dict[str, np.ndarray | list[list[Any]]] = dict(positions or {})
     columns.update(_columns(model, outputs, masks or {}, classes or {}))
     if nonfinite is not None:
         columns["nonfinite"] = nonfinite
@@ -182,7 +186,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
     elif path.suffix == ".npz":
         np.savez(buffer, **outputs, **({"nonfinite": nonfinite} if nonfinite is not None else {}),
-                 **({"path": np.array(sources, dtype=str)} if sources else {}))
+                 **(positions or {}))
     elif path.suffix == ".csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

@@ -64,6 +64,9 @@ class Examples:
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
     sources: list[str] | None = None  # the file of each example, for readers of one example a file (folders)
+    # where each example is, as columns that predict writes before its predictions (a time-series window's row
+    # and target_row); the file of each example (sources) is written first, as a path column
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
     weights: np.ndarray | None = None  # data.sample_weight: each example's (or step's) weight, float32
 
 

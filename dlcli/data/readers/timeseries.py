@@ -84,7 +84,9 @@ class TimeseriesReader(Reader):
                 raise DataError(_too_short(path, name, first, last, shape, whole, target is None))
             inputs = {input_name: Windows(features, starts, shape)}
             if target is None:
-                examples[name] = Examples(inputs, lines=_places(table, target_rows(starts, cut)))
+                ends = target_rows(starts, cut)
+                examples[name] = Examples(inputs, lines=_places(table, ends),
+                                          positions={"row": ends, "target_row": ends + shape.delay})
                 continue
             rows = target_rows(starts, shape)
             output_name = single_name(request.targets or {}, "output")
