@@ -131,6 +131,35 @@ def test_missing_cells_are_filled_from_the_training_range_alone(tmp_path: Path) 
     assert np.asarray(ranges["train"].inputs["x"])[0, 3, 0] == pytest.approx(training_mean, rel=1e-6)
 
 
+def test_a_missing_cell_is_refused_with_the_fixes_that_work_for_a_time_series(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,y,w,z\n" + "".join(f"{'' if i == 3 else i},{'' if i == 8 else 10 * i},{1 if i != 9 else ''},"
+                                           f"{i}\n" for i in range(40)))
+    # a target is never filled and rows are never dropped in a time series: only the file can be fixed (or cut)
+    target_fix = (r"a time series' target and sample weight are never filled in \(data.missing fills feature cells "
+                  r"only\) nor dropped \(dropping a row would close a gap in time\): fill in those cells, or cut "
+                  r"the table to the rows whose value is known \(dlcli predict needs no target: it forecasts past "
+                  r"them\)$")
+    for fill in ({"missing": "fill_mean"}, {"missing": "fill_value", "fill_value": 0.0}):
+        data = DataSpec.model_validate({"train": str(path), **fill, "timeseries": {
+            "features": ["t"], "target": "y", "sequence_length": 5}})
+        with pytest.raises(DataError, match=r"t.csv, line 10, column 'y': expected a number, found an empty cell, a "
+                                            r"missing value \(1 missing cell in 1 row\); " + target_fix):
+            TimeseriesReader().read_ranges(path, request(data))
+    weighted = DataSpec.model_validate({"train": str(path), "missing": "fill_mean", "sample_weight": "w",
+                                        "timeseries": {"features": ["z"], "target": "z", "sequence_length": 5}})
+    with pytest.raises(DataError, match=r"t.csv, line 11, column 'w': expected a number, .*; " + target_fix):
+        TimeseriesReader().read_ranges(path, request(weighted))
+    # a feature cell: the fills work, drop_rows is refused for a time series, so it is not offered
+    data = DataSpec.model_validate({"train": str(path), "timeseries": {"features": ["t"], "target": "z",
+                                                                      "sequence_length": 5}})
+    with pytest.raises(DataError, match=r"t.csv, line 5, column 't': expected a number, found an empty cell, a "
+                                        r"missing value \(1 missing cell in 1 row\); fill in those cells, or train "
+                                        r"with data.missing = \"fill_mean\" \(the training range's means\) or "
+                                        r"\"fill_value\" \(\"drop_rows\" would close a gap in time\)$"):
+        TimeseriesReader().read_ranges(path, request(data))
+
+
 @pytest.mark.parametrize(("keys", "message"), [
     ({"validation_split": 0.2}, "give timeseries.validation_split instead"),
     ({"features": ["t"]}, r"with \[data.timeseries\], give features in it"),

@@ -22,6 +22,13 @@ from dlcli.data.windows import WindowShape, Windows, target_rows, window_starts
 from dlcli.errors import DataError, SpecError
 
 RANGES = ("train", "validation", "test")  # in time order
+# what fixes a missing cell of a time series: dropping its row would close a gap in time, so data.missing =
+# "drop_rows" is refused, and a label (target, sample weight) is never made up
+FEATURE_FIX = ('fill in those cells, or train with data.missing = "fill_mean" (the training range\'s means) or '
+               '"fill_value" ("drop_rows" would close a gap in time)')
+LABEL_FIX = ("a time series' target and sample weight are never filled in (data.missing fills feature cells only) "
+             "nor dropped (dropping a row would close a gap in time): fill in those cells, or cut the table to the "
+             "rows whose value is known (dlcli predict needs no target: it forecasts past them)")
 
 
 @registry.readers.register("timeseries")
@@ -59,11 +66,9 @@ class TimeseriesReader(Reader):
         features, names = _features(table, options, request)
         target = weights = None
         if request.targets is not None:
-            target = table.numbers([table.column(options.target)], allow_missing=False,
-                                   advice="; fix that cell").astype(np.float32)[:, 0]
+            target = _label_column(table, options.target).astype(np.float32)
         if request.weight_name is not None:  # each window weighs what its target row's weight says
-            column = table.column(request.weight_name)
-            weights = request.weight_array(table.numbers([column], allow_missing=False, advice="; fix that cell"),
+            weights = request.weight_array(_label_column(table, request.weight_name)[:, None],
                                            f"{path}, column {request.weight_name!r}", table.where)[:, 0]
         bounds = _bounds(len(table), 0.0 if whole else options.validation_split,
                          0.0 if whole else options.test_split)
@@ -113,11 +118,29 @@ def _features(table: Table, options: Any, request: ReadRequest) -> tuple[np.ndar
         columns = table.named_columns(names)
     else:
         columns = table.feature_columns(options.features, -1)
-    values = table.numbers(columns, allow_missing=request.data.missing != "error", advice=FEATURE_ADVICE +
-                           " (data.timeseries.features names them)")
+    values = table.numbers(columns, allow_missing=True, advice=FEATURE_ADVICE + " (data.timeseries.features names "
+                                                                                "them)")
+    if request.data.missing == "error":
+        _refuse_gaps(table, values, columns, FEATURE_FIX)
     names = [table.header[j] for j in columns]
     request.schema.setdefault("columns", names)
     return np.ascontiguousarray(values, dtype=np.float32), names
+
+
+def _label_column(table: Table, name: str) -> np.ndarray:
+    """The target or sample weight column `name` as float64 numbers; a missing cell refused with the fixes that
+    work for a time series."""
+    column = table.column(name)
+    values = table.numbers([column], allow_missing=True, advice="; fix that cell")
+    _refuse_gaps(table, values, [column], LABEL_FIX)
+    return values[:, 0]
+
+
+def _refuse_gaps(table: Table, values: np.ndarray, columns: list[int], fixes: str) -> None:
+    """A DataError for the first missing cell (NaN) of these columns' values, ending with `fixes`."""
+    with np.errstate(invalid="ignore"):
+        if np.isnan(values.sum()):
+            table.refuse_missing(np.isnan(values), columns, fixes=fixes)
 
 
 def _fill(features: np.ndarray, names: list[str], request: ReadRequest, table: Table, train: tuple[int, int],
