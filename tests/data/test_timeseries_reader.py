@@ -60,6 +60,18 @@ def test_the_books_split_rows_for_jena(tmp_path: Path) -> None:
     assert _bounds(100, 0.2, 0.0) == {"train": (0, 80), "validation": (80, 100), "test": (100, 100)}
 
 
+def test_split_rows_are_the_fractions_as_written_without_float_rounding_losing_a_row() -> None:
+    from dlcli.data.readers.timeseries import _bounds
+
+    # 0.7 * 90 is 62.99999999999999 in floats, and 1 - 0.1 - 0.2 is 0.7000000000000001 but 1 - 0.2 - 0.1 is 0.7
+    assert _bounds(90, 0.3, 0.0) == {"train": (0, 63), "validation": (63, 90), "test": (90, 90)}
+    assert _bounds(90, 0.1, 0.2) == {"train": (0, 63), "validation": (63, 72), "test": (72, 90)}
+    assert _bounds(90, 0.2, 0.1) == {"train": (0, 63), "validation": (63, 81), "test": (81, 90)}
+    # 0.29 * 100 is 28.999999999999996: the validation range must still get its 29 rows
+    assert _bounds(100, 0.29, 0.1) == {"train": (0, 61), "validation": (61, 90), "test": (90, 100)}
+    assert _bounds(20, 0.05, 0.05) == {"train": (0, 18), "validation": (18, 19), "test": (19, 20)}
+
+
 def test_predict_windows_the_whole_file_up_to_its_last_row(tmp_path: Path) -> None:
     path = write_table(tmp_path / "t.csv", rows=30)
     data = data_keys(path, features=["t"], sampling_rate=2, validation_split=0.5)

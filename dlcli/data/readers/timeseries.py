@@ -4,7 +4,9 @@ validation and test ranges taken in time order; see data/windows.py for the wind
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +184,11 @@ def _refuse_unstored_means(features: np.ndarray, names: list[str], table: Table)
 
 def _bounds(rows: int, validation: float, test: float) -> dict[str, tuple[int, int]]:
     """[first, last) rows of each range, in time order: training int((1 - validation - test) * rows) rows (the
-    book's int(0.5 * n)), validation int(validation * rows), test the rest."""
-    train_rows = int((1.0 - validation - test) * rows)
-    validation_rows = int(validation * rows) if test else rows - train_rows
+    book's int(0.5 * n)), validation int(validation * rows), test the rest. The fractions are taken as written
+    (0.7 is 7/10), so float rounding never loses a row: 0.7 * 90 is 62.99999999999999 in floats."""
+    exact_validation, exact_test = Fraction(str(validation)), Fraction(str(test))
+    train_rows = math.floor((1 - exact_validation - exact_test) * rows)
+    validation_rows = math.floor(exact_validation * rows) if test else rows - train_rows
     middle = train_rows + validation_rows
     return {"train": (0, train_rows), "validation": (train_rows, middle), "test": (middle, rows)}
 
