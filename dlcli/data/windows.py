@@ -77,6 +77,16 @@ class Windows:
         first, last = int(self.starts.min(initial=0)), int(self.starts.max(initial=-1)) + int(self.offsets[-1])
         return self.table[first:last + 1]
 
+    def nonfinite_rows(self) -> np.ndarray:
+        """Which windows read a row holding NaN or infinity (for predict to refuse or mark), without gathering
+        them: the starts of the windows that read each such row, looked up among the windows' starts."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.isfinite(self.table.sum()):
+                return np.zeros(len(self.starts), bool)
+        flat = self.table.reshape(len(self.table), -1)
+        bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+        return np.isin(self.starts, (bad[:, None] - self.offsets).ravel())
+
     def __getitem__(self, index: np.ndarray | slice | int) -> np.ndarray:
         """The windows at `index`, gathered: (len(index), sequence_length, features)."""
         return self.table[self.starts[index][..., None] + self.offsets]

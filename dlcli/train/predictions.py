@@ -14,6 +14,7 @@ import numpy as np
 
 from dlcli.checkpoint import write_atomically
 from dlcli.data import listed_rows, nonfinite_rows, read_examples
+from dlcli.data.windows import Windows
 from dlcli.decoding import ctc_decode
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
@@ -35,11 +36,14 @@ class PredictionInputs:
     # own (images, texts of a folder); a time-series window's row and target_row
     positions: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def places(self, rows: np.ndarray) -> str:
-        """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
+    def places(self, examples: np.ndarray) -> str:
+        """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file (a time-series
+        window: where its last row is)."""
         if self.lines is not None:
-            return listed_rows([str(int(self.lines[i])) for i in rows], "line")
-        return f"{listed_rows([str(int(i)) for i in rows])} (counting from 0)"
+            return listed_rows([str(int(self.lines[i])) for i in examples], "line")
+        rows = self.positions.get("row")
+        shown = examples if rows is None else rows[examples]
+        return f"{listed_rows([str(int(i)) for i in shown])} (counting from 0)"
 
 
 def check_output_path(path: Path | None, model: Model | None, allow_nonfinite: bool) -> None:
@@ -87,12 +91,17 @@ def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | No
         rows |= nonfinite_rows(array)
     if allow:
         return rows
-    if rows.any():
-        bad = np.flatnonzero(rows)
-        raise DataError(f"{inputs.path}, {inputs.places(bad)}: NaN, infinity or a missing value in {bad.size:,} of "
-                        f"{rows.size:,} examples; a model answers such rows with a confident label that means nothing: "
-                        f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
-    return None
+    if not rows.any():
+        return None
+    bad = np.flatnonzero(rows)
+    if any(isinstance(array, Windows) for array in inputs.arrays.values()):  # a window holds many rows
+        raise DataError(f"{inputs.path}, the windows ending on {inputs.places(bad)}: {bad.size:,} of {rows.size:,} "
+                        f"windows read NaN, infinity or a missing value; a model answers them with a forecast that "
+                        f"means nothing: fill in those cells, or pass --allow-nonfinite to predict them anyway, "
+                        f"marked nonfinite=true")
+    raise DataError(f"{inputs.path}, {inputs.places(bad)}: NaN, infinity or a missing value in {bad.size:,} of "
+                    f"{rows.size:,} examples; a model answers such rows with a confident label that means nothing: "
+                    f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
 
 
 def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None,

@@ -104,3 +104,24 @@ def test_each_forecast_names_the_row_its_window_ends_on_and_the_row_it_forecasts
     CliRunner().invoke(cli, ["predict", run, table, "--output", str(strided_run / "p.npz")])
     arrays = np.load(strided_run / "p.npz", allow_pickle=False)
     assert arrays["row"].tolist() == ends and arrays["target_row"].tolist() == [end + 2 for end in ends]
+
+
+def test_allow_nonfinite_predicts_every_window_and_marks_those_that_read_a_gap(strided_run: Path) -> None:
+    run = str(strided_run / "run")
+    gaps = strided_run / "gaps.csv"  # cells a of rows 10 and 20 empty: read by the windows ending on rows 12, 24
+    gaps.write_text("a,y\n" + "".join(f"{'' if i in (10, 20) else i},{100 * i}\n" for i in range(40)))
+    refused = CliRunner().invoke(cli, ["predict", run, str(gaps)])
+    assert refused.exit_code == 3
+    assert refused.output.strip().endswith(
+        "gaps.csv, the windows ending on lines 14, 26: 2 of 12 windows read NaN, infinity or a missing value; a "
+        "model answers them with a forecast that means nothing: fill in those cells, or pass --allow-nonfinite to "
+        "predict them anyway, marked nonfinite=true")
+    clean = [json.loads(line) for line in CliRunner().invoke(
+        cli, ["predict", run, str(strided_run / "series.csv"), "--json"]).output.splitlines()]
+    marked = [json.loads(line) for line in CliRunner().invoke(
+        cli, ["predict", run, str(gaps), "--json", "--allow-nonfinite"]).output.splitlines()]
+    assert [r["row"] for r in marked if r["nonfinite"]] == [12, 24]
+    assert [r["value"] for r in marked if not r["nonfinite"]] == [r["value"] for r in clean if r["row"] not in (12, 24)]
+    CliRunner().invoke(cli, ["predict", run, str(gaps), "--allow-nonfinite", "--output", str(strided_run / "g.csv")])
+    rows = (strided_run / "g.csv").read_text().splitlines()
+    assert rows[0] == "row,target_row,value,nonfinite" and [r.split(",")[3] for r in rows[1:]].count("True") == 2

@@ -114,19 +114,23 @@ def _table(path: Path) -> Table:
 
 def _features(table: Table, options: Any, request: ReadRequest) -> tuple[np.ndarray, list[str]]:
     """The feature columns (float32, rows x features): by the names training stored, else data.timeseries.features
-    (names or "first:last" ranges), else every column; the target may be among them (its past is an input)."""
+    (names or "first:last" ranges), else every column; the target may be among them (its past is an input).
+    Reading inputs only (predict), NaN and infinity are let through, as every reader lets them through: predict
+    refuses or marks the windows that read them."""
     names = request.schema.get("columns")
     if names is not None:
         columns = table.named_columns(names)
     else:
         columns = table.feature_columns(options.features, -1)
-    values = table.numbers(columns, allow_missing=True, advice=FEATURE_ADVICE + " (data.timeseries.features names "
-                                                                                "them)")
-    if request.data.missing == "error":
+    predicting = request.targets is None
+    values = table.numbers(columns, allow_missing=True, allow_infinite=predicting,
+                           advice=FEATURE_ADVICE + " (data.timeseries.features names them)")
+    if request.data.missing == "error" and not predicting:
         _refuse_gaps(table, values, columns, FEATURE_FIX)
     names = [table.header[j] for j in columns]
     request.schema.setdefault("columns", names)
-    return np.ascontiguousarray(values, dtype=np.float32), names
+    with np.errstate(over="ignore"):  # predicting, a number too large for float32 becomes infinity, marked so
+        return np.ascontiguousarray(values, dtype=np.float32), names
 
 
 def _label_column(table: Table, name: str) -> np.ndarray:
