@@ -168,6 +168,10 @@ def evaluation_split(spec: RunSpec, model: Model, schema: dict[str, Any], path: 
         check_split(split, model, "test", spec.data.one_hot, split_source(spec.data, "test"))
         return split, "test"
     test = load_splits(spec, model, np.random.default_rng(0)).test
+    if test is None and spec.data.timeseries is not None:
+        raise DataError(f"{path}: the spec has no test data: its time series keeps no test range "
+                        f"(data.timeseries.test_split = 0) and it names no data.test; pass --data TABLE, or train "
+                        f"with data.timeseries.test_split = 0.25, say")
     if test is None:
         raise DataError(f"{path}: the spec has no test data (data.test or a registry dataset); pass --data PATH")
     return test, "test"

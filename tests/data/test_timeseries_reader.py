@@ -127,6 +127,20 @@ def test_problems_name_the_range_the_line_and_the_key(tmp_path: Path) -> None:
         TimeseriesReader().read_ranges(tmp_path / "t.npz", request(data_keys(tmp_path / "t.npz")))
 
 
+def test_a_table_too_short_for_one_window_names_only_the_fixes_that_apply(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", rows=5)
+    # no validation or test range: the training range is the whole table, and only a longer one (or shorter
+    # windows) helps
+    with pytest.raises(DataError, match=r"t.csv holds 5 rows, fewer than the 6 one window and its target span "
+                                        r"\(sequence_length 5, sampling_rate 1, delay 1\); use a longer table, or "
+                                        r"shorter windows$"):
+        TimeseriesReader().read_ranges(path, request(data_keys(path, features=["t"])))
+    longer = write_table(tmp_path / "u.csv", rows=10)
+    with pytest.raises(DataError, match=r"the train range \(rows 0 to 4, counting from 0\) holds 5 rows, .*; use a "
+                                        r"smaller data.timeseries.test_split, or shorter windows$"):
+        TimeseriesReader().read_ranges(longer, request(data_keys(longer, features=["t"], test_split=0.5)))
+
+
 def test_missing_cells_are_filled_from_the_training_range_alone(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     values = [str(i) for i in range(40)]

@@ -14,7 +14,10 @@ from click.testing import CliRunner
 from dlcli.checkpoint import load_checkpoint
 from dlcli.cli import commands  # noqa: F401 - registers the subcommands
 from dlcli.cli.main import cli
+from dlcli.errors import DataError
+from dlcli.graph import build_model
 from dlcli.spec.load import load_spec, validate_spec
+from dlcli.train.datasets import evaluation_split
 from dlcli.train.fit import fit_run
 from tests.jena_like import PERIOD, write_jena_like
 
@@ -125,3 +128,15 @@ def test_allow_nonfinite_predicts_every_window_and_marks_those_that_read_a_gap(s
     CliRunner().invoke(cli, ["predict", run, str(gaps), "--allow-nonfinite", "--output", str(strided_run / "g.csv")])
     rows = (strided_run / "g.csv").read_text().splitlines()
     assert rows[0] == "row,target_row,value,nonfinite" and [r.split(",")[3] for r in rows[1:]].count("True") == 2
+
+
+def test_eval_of_a_run_without_a_test_range_names_test_split(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{i},{i}\n" for i in range(20)))
+    spec = validate_spec({"name": "no_test", "data": {"train": str(tmp_path / "t.csv"), "timeseries": {
+        "target": "y", "sequence_length": 3}}, "model": {"input": {"shape": [3, 2]}, "layers": [
+        {"type": "flatten"}, {"type": "dense", "units": 1}]}, "train": {"loss": "mse"}}, Path("s.toml"))
+    model = build_model(spec.model, np.random.default_rng(0), spec)
+    with pytest.raises(DataError, match=r"^run: the spec has no test data: its time series keeps no test range "
+                                        r"\(data.timeseries.test_split = 0\) and it names no data.test; pass --data "
+                                        r"TABLE, or train with data.timeseries.test_split = 0.25, say$"):
+        evaluation_split(spec, model, {}, Path("run"))

@@ -72,8 +72,10 @@ class TimeseriesReader(Reader):
         if request.weight_name is not None:  # each window weighs what its target row's weight says
             weights = request.weight_array(_label_column(table, request.weight_name)[:, None],
                                            f"{path}, column {request.weight_name!r}", table.where)[:, 0]
-        bounds = _bounds(len(table), 0.0 if whole else options.validation_split,
-                         0.0 if whole else options.test_split)
+        # the ranges cut from this table (none for a file windowed whole): what a too-short range's fix names
+        splits = {} if whole else {key: getattr(options, key) for key in ("validation_split", "test_split")
+                                   if getattr(options, key)}
+        bounds = _bounds(len(table), splits.get("validation_split", 0.0), splits.get("test_split", 0.0))
         _fill(features, names, request, table, bounds["train"], whole)
         input_name = single_name(request.inputs, "input")
         examples: dict[str, Examples | None] = {}
@@ -88,7 +90,7 @@ class TimeseriesReader(Reader):
             starts = first + (window_starts(last - first, shape) if target is not None else
                               window_starts(last - first, cut, to_end=True))
             if not starts.size:
-                raise DataError(_too_short(path, name, first, last, shape, whole, target is None))
+                raise DataError(_too_short(path, name, first, last, shape, splits, target is None))
             inputs = {input_name: Windows(features, starts, shape)}
             if target is None:
                 ends = target_rows(starts, cut)
@@ -197,14 +199,20 @@ def _bounds(rows: int, validation: float, test: float) -> dict[str, tuple[int, i
     return {"train": (0, train_rows), "validation": (train_rows, middle), "test": (middle, rows)}
 
 
-def _too_short(path: Path, name: str, first: int, last: int, shape: WindowShape, whole: bool,
+def _too_short(path: Path, name: str, first: int, last: int, shape: WindowShape, splits: dict[str, float],
                forecast: bool) -> str:
-    """The message for a range that holds no whole window (and target)."""
+    """The message for a range that holds no whole window (and target); `splits`: the nonzero split fractions
+    that cut the table into ranges (none: the range is the whole table, and only a longer one helps)."""
     window = (shape.sequence_length - 1) * shape.sampling_rate + 1
     needed, what = (window, "one window spans") if forecast else (shape.span, "one window and its target span")
-    where = f"{path}" if whole else f"{path}: the {name} range (rows {first:,} to {last - 1:,}, counting from 0)"
-    fix = "a longer table" if whole else (f"a larger data.timeseries.{name}_split" if name != "train" else
-                                          "smaller validation_split and test_split")
+    where = f"{path}: the {name} range (rows {first:,} to {last - 1:,}, counting from 0)" if splits else f"{path}"
+    if not splits:
+        fix = "a longer table"
+    elif name == "train":
+        fix = ("a smaller " if len(splits) == 1 else "smaller ") + " and ".join(f"data.timeseries.{key}"
+                                                                                  for key in splits)
+    else:
+        fix = f"a larger data.timeseries.{name}_split"
     return (f"{where} holds {counted(last - first, 'row')}, fewer than the {needed:,} {what} (sequence_length "
             f"{shape.sequence_length}, sampling_rate {shape.sampling_rate}"
             f"{'' if forecast else f', delay {shape.delay}'}); use {fix}, or shorter windows")
