@@ -28,6 +28,8 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
 
     An image model takes an image file, a folder of images, or a .txt file of image paths, one a line; a text
     model trained on a folder takes a folder of .txt files. Each prediction then starts with its file (path=...).
+    A time-series model predicts each window of a table, starting with the row it ends on and the row it
+    forecasts (row=... target_row=...), the last window ending on the table's last row.
     CSV columns are matched by name to the ones the model was trained on; a model trained on class names
     reports them (label=NAME label_id=ID). Outputs trained with the ctc loss are decoded to label sequences
     (padded with -1 in .npy files); per-step classifiers give a label for each step (padded steps of a masked
@@ -48,5 +50,5 @@ def predict_command(target: Path, input_path: Path, output: Path | None, which: 
     outputs, masks = predict(model, inputs.arrays, batch_size or spec.train.batch_size)
     outputs = decode_sequences(outputs, model, beam_width, masks)
     for line in write_predictions(outputs, model, output, as_json, masks, schema.get("classes"), nonfinite,
-                                  inputs.sources):
+                                  inputs.positions):
         click.echo(line)

@@ -41,8 +41,12 @@ def check_examples(label: str, array: np.ndarray) -> None:
 
 
 def nonfinite_rows(array: np.ndarray) -> np.ndarray:
-    """Which examples (first axis) hold NaN, infinity, or a number too large for float32 (the model's dtype)."""
-    if is_lazy(array) or array.dtype.kind != "f" or array.size == 0:
+    """Which examples (first axis) hold NaN, infinity, or a number too large for float32 (the model's dtype); a lazy
+    array answers by its own `nonfinite_rows()` when it has one (time-series windows), else has none."""
+    if is_lazy(array):
+        finder = getattr(array, "nonfinite_rows", None)
+        return finder() if finder is not None else np.zeros(len(array), bool)
+    if array.dtype.kind != "f" or array.size == 0:
         return np.zeros(len(array), bool)
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(array.sum(dtype=np.float32)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from dlcli.data.labels import class_ids, class_list, numbers_or_names
 from dlcli.errors import DataError
 
 MISSING_POLICIES = ("error", "drop_rows", "fill_mean", "fill_value")
+FILL_POLICIES = ("fill_mean", "fill_value")
 
 
 @dataclass
@@ -141,6 +142,17 @@ def fill_values(x: np.ndarray, names: list[str], policy: str, value: float | Non
                         f"data.missing = \"fill_value\"")
     means = np.where(present, x.astype(np.float64), 0.0).sum(axis=0) / counts
     return {name: float(mean) for name, mean in zip(names, means)}
+
+
+def fill_from_training(missing: dict[str, Any], training: np.ndarray, parts: Sequence[np.ndarray], names: list[str],
+                       policy: str, value: float | None, source: str) -> None:
+    """Store in `missing` (the schema's record, saved in the checkpoint) each feature column's fill, taken from
+    the training part `training` alone, then fill the missing cells of every array of `parts` with it, in place
+    and counted. The fill is stored even when no cell is missing here: a later file's gaps must be filled as
+    training would have filled them, not with that file's own means."""
+    missing["fill"] = fill_values(training, names, policy, value, source)
+    for part in parts:
+        missing["cells_filled"] = missing.get("cells_filled", 0) + fill_missing(part, names, missing["fill"])
 
 
 def fill_missing(x: np.ndarray, names: list[str], fill: dict[str, float]) -> int:

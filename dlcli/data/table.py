@@ -164,15 +164,17 @@ class Table:
         return values
 
     def refuse_missing(self, missing: np.ndarray, columns: list[int], expected: str = "a number",
-                       labels: Sequence[int] = ()) -> None:
+                       labels: Sequence[int] = (), fixes: str | None = None) -> None:
         """DataError for the first missing cell (row-major) of the mask over these columns; `labels` are the
-        columns no fill policy fills (the target, the sample weight), for which only dropping the rows helps."""
+        columns no fill policy fills (the target, the sample weight), for which only dropping the rows helps.
+        `fixes` ends the message instead, for a reader whose data.missing policies differ (a time series)."""
         row, j = (int(i) for i in np.argwhere(missing)[0])
         cell = str(self.column_cells(columns[j])[row]).strip()
         cells, rows = counted(int(missing.sum()), "missing cell"), counted(int(missing.any(axis=1).sum()), "row")
-        fixes = "fix or drop those rows, or set data.missing = \"drop_rows\" (a label is never filled in)" \
-            if columns[j] in labels else \
-            "fill or drop those rows, or set data.missing = \"drop_rows\", \"fill_mean\" or \"fill_value\" in the spec"
+        if fixes is None:
+            fixes = "fix or drop those rows, or set data.missing = \"drop_rows\" (a label is never filled in)" \
+                if columns[j] in labels else "fill or drop those rows, or set data.missing = \"drop_rows\", " \
+                                             "\"fill_mean\" or \"fill_value\" in the spec"
         raise DataError(f"{self.where(row, columns[j])}: expected {expected}, found "
                         f"{repr(cell) if cell else 'an empty cell'}, a missing value ({cells} in {rows}); {fixes}")
 

@@ -29,11 +29,14 @@ class WindowShape:
         return (self.sequence_length - 1) * self.sampling_rate + self.delay + 1
 
 
-def window_starts(rows: int, shape: WindowShape) -> np.ndarray:
+def window_starts(rows: int, shape: WindowShape, to_end: bool = False) -> np.ndarray:
     """The first row of every window whose rows and target lie in a range of `rows` rows (relative to its
-    start), every sequence_stride rows: Keras' start positions."""
+    start), every sequence_stride rows: Keras' start positions, from row 0. `to_end`: counted back from the
+    window that ends on the range's last row instead (predict's: the newest rows are never the ones a stride
+    leaves out; the first `(rows - span) % sequence_stride` rows are)."""
     count = rows - shape.span + 1
-    return np.arange(0, max(count, 0), shape.sequence_stride, dtype=np.int64)
+    first = (count - 1) % shape.sequence_stride if to_end and count > 0 else 0
+    return np.arange(first, max(count, 0), shape.sequence_stride, dtype=np.int64)
 
 
 def target_rows(starts: np.ndarray, shape: WindowShape) -> np.ndarray:
@@ -73,6 +76,16 @@ class Windows:
         """The table's rows that some window reads, in order (what statistics of the inputs are taken over)."""
         first, last = int(self.starts.min(initial=0)), int(self.starts.max(initial=-1)) + int(self.offsets[-1])
         return self.table[first:last + 1]
+
+    def nonfinite_rows(self) -> np.ndarray:
+        """Which windows read a row holding NaN or infinity (for predict to refuse or mark), without gathering
+        them: the starts of the windows that read each such row, looked up among the windows' starts."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.isfinite(self.table.sum()):
+                return np.zeros(len(self.starts), bool)
+        flat = self.table.reshape(len(self.table), -1)
+        bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+        return np.isin(self.starts, (bad[:, None] - self.offsets).ravel())
 
     def __getitem__(self, index: np.ndarray | slice | int) -> np.ndarray:
         """The windows at `index`, gathered: (len(index), sequence_length, features)."""

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.data import (Examples, InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype, check_labels,
-                        check_lengths, fill_missing, fill_values, is_lazy, load_dataset, one_hot, read_examples,
-                        refuse_keys_of_other_readers, single_name, split_folds, split_validation)
+from dlcli.data import (FILL_POLICIES, Examples, InputSlot, ReadRequest, TargetSlot, check_finite, check_input_dtype,
+                        check_labels, check_lengths, fill_from_training, is_lazy, load_dataset, one_hot,
+                        read_examples, refuse_keys_of_other_readers, single_name, split_folds, split_validation)
 from dlcli.errors import DataError
 from dlcli.graph import Model
 from dlcli.losses import SPARSE_LOSSES
@@ -19,8 +19,6 @@ from dlcli.spec.models import DataSpec, RunSpec
 from dlcli.train.class_weights import CLASSIFIER_LOSSES, class_labels, class_weight_tables, example_weights
 from dlcli.train.ctc_targets import ctc_labels
 from dlcli.train.loop import Split
-
-FILL_POLICIES = ("fill_mean", "fill_value")
 
 
 @dataclass
@@ -125,12 +123,9 @@ def _fill_training_part(schema: dict[str, Any], data: DataSpec, model: Model, tr
     if data.missing not in FILL_POLICIES or "columns" not in schema:
         return
     name = single_name(model.inputs, "input")
-    schema["missing"]["fill"] = fill_values(train.inputs[name], schema["columns"], data.missing, data.fill_value,
-                                            f"data.train: {data.train}")
-    for split in (train, validation):
-        if split is not None:
-            schema["missing"]["cells_filled"] += fill_missing(split.inputs[name], schema["columns"],
-                                                              schema["missing"]["fill"])
+    parts = [split.inputs[name] for split in (train, validation) if split is not None]
+    fill_from_training(schema["missing"], train.inputs[name], parts, schema["columns"], data.missing,
+                       data.fill_value, f"data.train: {data.train}")
 
 
 def _merged(split: Split) -> dict[str, np.ndarray]:
@@ -173,6 +168,10 @@ def evaluation_split(spec: RunSpec, model: Model, schema: dict[str, Any], path: 
         check_split(split, model, "test", spec.data.one_hot, split_source(spec.data, "test"))
         return split, "test"
     test = load_splits(spec, model, np.random.default_rng(0)).test
+    if test is None and spec.data.timeseries is not None:
+        raise DataError(f"{path}: the spec has no test data: its time series keeps no test range "
+                        f"(data.timeseries.test_split = 0) and it names no data.test; pass --data TABLE, or train "
+                        f"with data.timeseries.test_split = 0.25, say")
     if test is None:
         raise DataError(f"{path}: the spec has no test data (data.test or a registry dataset); pass --data PATH")
     return test, "test"

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from dlcli.checkpoint import write_atomically
 from dlcli.data import listed_rows, nonfinite_rows, read_examples
+from dlcli.data.windows import Windows
 from dlcli.decoding import ctc_decode
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
@@ -31,13 +32,18 @@ class PredictionInputs:
     arrays: dict[str, Any]  # an image folder's images are a lazy array, decoded a batch at a time
     path: Path
     lines: np.ndarray | None = None  # a CSV file's line of each example (header = line 1); None: rows from 0
-    sources: list[str] | None = None  # the file of each example, when each is a file of its own (images)
+    # columns naming each example, written before its predictions: its file (path), when each is a file of its
+    # own (images, texts of a folder); a time-series window's row and target_row
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def places(self, rows: np.ndarray) -> str:
-        """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file."""
+    def places(self, examples: np.ndarray) -> str:
+        """ "lines 3, 7" or "rows 2, 6 (counting from 0)": where these examples are in the file (a time-series
+        window: where its last row is)."""
         if self.lines is not None:
-            return listed_rows([str(int(self.lines[i])) for i in rows], "line")
-        return f"{listed_rows([str(int(i)) for i in rows])} (counting from 0)"
+            return listed_rows([str(int(self.lines[i])) for i in examples], "line")
+        rows = self.positions.get("row")
+        shown = examples if rows is None else rows[examples]
+        return f"{listed_rows([str(int(i)) for i in shown])} (counting from 0)"
 
 
 def check_output_path(path: Path | None, model: Model | None, allow_nonfinite: bool) -> None:
@@ -73,7 +79,8 @@ def read_prediction_inputs(path: Path, spec: RunSpec, model: Model, schema: dict
         if tuple(array.shape[1:]) != expected:
             raise DataError(f"{path}: input {name!r} has examples of shape {list(array.shape[1:])}, the model takes "
                             f"{list(expected)}")
-    return PredictionInputs(arrays, path, examples.lines, examples.sources)
+    positions = {"path": np.array(examples.sources, dtype=str)} if examples.sources else {}
+    return PredictionInputs(arrays, path, examples.lines, {**positions, **examples.positions})
 
 
 def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | None:
@@ -84,12 +91,17 @@ def nonfinite_examples(inputs: PredictionInputs, allow: bool) -> np.ndarray | No
         rows |= nonfinite_rows(array)
     if allow:
         return rows
-    if rows.any():
-        bad = np.flatnonzero(rows)
-        raise DataError(f"{inputs.path}, {inputs.places(bad)}: NaN, infinity or a missing value in {bad.size:,} of "
-                        f"{rows.size:,} examples; a model answers such rows with a confident label that means nothing: "
-                        f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
-    return None
+    if not rows.any():
+        return None
+    bad = np.flatnonzero(rows)
+    if any(isinstance(array, Windows) for array in inputs.arrays.values()):  # a window holds many rows
+        raise DataError(f"{inputs.path}, the windows ending on {inputs.places(bad)}: {bad.size:,} of {rows.size:,} "
+                        f"windows read NaN, infinity or a missing value; a model answers them with a forecast that "
+                        f"means nothing: fill in those cells, or pass --allow-nonfinite to predict them anyway, "
+                        f"marked nonfinite=true")
+    raise DataError(f"{inputs.path}, {inputs.places(bad)}: NaN, infinity or a missing value in {bad.size:,} of "
+                    f"{rows.size:,} examples; a model answers such rows with a confident label that means nothing: "
+                    f"fix or drop them, or pass --allow-nonfinite to predict them anyway, marked nonfinite=true")
 
 
 def decode_sequences(outputs: dict[str, np.ndarray], model: Model, beam_width: int | None,
@@ -162,14 +174,15 @@ def _records(columns: dict[str, np.ndarray | list[list[Any]]]) -> Iterator[dict[
 
 def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path | None, as_json: bool,
                       masks: dict[str, np.ndarray | None] | None = None, classes: dict[str, list[str]] | None = None,
-                      nonfinite: np.ndarray | None = None, sources: list[str] | None = None) -> list[str]:
+                      nonfinite: np.ndarray | None = None, positions: dict[str, np.ndarray] | None = None
+                      ) -> list[str]:
     """Write predictions to `path` by its suffix; without a path return the lines for stdout. masks: each
     output's step mask (examples, time) or None; padded steps get no per-step label. classes: the class names
     of outputs trained on names (the checkpoint's schema). nonfinite: with --allow-nonfinite, which examples
-    held NaN or infinity, written as a nonfinite column (an array in an .npz). sources: the file of each
-    example (images, texts of a folder), written first, as a path column."""
+    held NaN or infinity, written as a nonfinite column (an array in an .npz). positions: columns naming each
+    example (PredictionInputs.positions: its file, a window's rows), written first."""
     check_output_path(path, model, nonfinite is not None)
-    columns: dict[str, np.ndarray | list[list[Any]]] = {"path": np.array(sources, dtype=str)} if sources else {}
+    columns: dict[str, np.ndarray | list[list[Any]]] = dict(positions or {})
     columns.update(_columns(model, outputs, masks or {}, classes or {}))
     if nonfinite is not None:
         columns["nonfinite"] = nonfinite
@@ -182,7 +195,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
     elif path.suffix == ".npz":
         np.savez(buffer, **outputs, **({"nonfinite": nonfinite} if nonfinite is not None else {}),
-                 **({"path": np.array(sources, dtype=str)} if sources else {}))
+                 **(positions or {}))
     elif path.suffix == ".csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

@@ -66,3 +66,22 @@ def test_a_gather_equals_the_sliding_window_view_and_copies_only_the_batch() -> 
     # what a Windows keeps: the table itself (not a copy) and one int64 start per window
     assert windows.table is table and windows.starts.nbytes == 8 * len(windows)
     assert windows.select(index[:4]).starts.tolist() == starts[index[:4]].tolist()
+
+
+def test_windows_counted_back_from_the_end_take_the_newest_rows() -> None:
+    # predict's windows: the last one ends on the last row, the rest every sequence_stride rows before it
+    shape = WindowShape(sequence_length=3, sampling_rate=2, sequence_stride=4, delay=0)  # windows span 5 rows
+    assert window_starts(40, shape).tolist() == [0, 4, 8, 12, 16, 20, 24, 28, 32]  # Keras': ends on row 36
+    assert window_starts(40, shape, to_end=True).tolist() == [3, 7, 11, 15, 19, 23, 27, 31, 35]  # ends on 39
+    assert window_starts(39, shape, to_end=True).tolist() == [2, 6, 10, 14, 18, 22, 26, 30, 34]
+    assert window_starts(4, shape, to_end=True).size == 0
+
+
+def test_the_windows_that_read_a_nonfinite_row_are_found_without_gathering() -> None:
+    table = np.arange(60, dtype=np.float32).reshape(30, 2)
+    table[7, 1], table[20, 0] = np.nan, np.inf
+    shape = WindowShape(sequence_length=3, sampling_rate=2, sequence_stride=2, delay=0)
+    windows = Windows(table, window_starts(30, shape), shape)
+    expected = ~np.isfinite(np.asarray(windows)).reshape(len(windows), -1).all(axis=1)
+    assert windows.nonfinite_rows().tolist() == expected.tolist() and expected.sum() == 3  # starts 16, 18, 20
+    assert not Windows(np.zeros((30, 2), np.float32), windows.starts, shape).nonfinite_rows().any()

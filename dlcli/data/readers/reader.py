@@ -25,7 +25,9 @@ Optionally, it also has
     training thread, when its batch comes);
   - `describe() -> dict`: what the data report says about it (image sizes and modes, text lengths); the folder
     readers' `describe(path, request)` (the data report's per-file hook, `dlcli validate --data-report`) reads
-    the folder as training does and returns it, with the files checked and skipped.
+    the folder as training does and returns it, with the files checked and skipped;
+  - `nonfinite_rows() -> np.ndarray`: which examples hold NaN or infinity (bool, one per example), for predict
+    to refuse or mark them (time-series windows, which predict reads unchecked); without it, none do.
 Training never reads a lazy array whole: batches, evaluation, predictions and normalization's adapt all go a
 batch at a time. The training loop asks for each rank's own shard of a batch only (under MPI).
 
@@ -64,6 +66,9 @@ class Examples:
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     lines: np.ndarray | None = None  # a text file's line of each example (header = line 1); None: rows from 0
     sources: list[str] | None = None  # the file of each example, for readers of one example a file (folders)
+    # where each example is, as columns that predict writes before its predictions (a time-series window's row
+    # and target_row); the file of each example (sources) is written first, as a path column
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
     weights: np.ndarray | None = None  # data.sample_weight: each example's (or step's) weight, float32
 
 
