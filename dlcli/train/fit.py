@@ -373,16 +373,19 @@ class _Run:
         self.handle.call_after_error(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
-        """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was done.
+        """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was kept.
 
         The loss is checked before each update, so the state saved after step k is only known good once step
         k + 1's loss is finite. When the loss broke right after `last` was written, that state is the broken
         one: `previous`, whose next loss was finite, takes its place (the history files follow it).
         """
-        if self.last_saved_at is None or self.last_saved_at != self.handle.step:
-            return ""  # no checkpoint, or a finite loss was computed from it since: it is a good state
         if not self.leader:
             return ""
+        if self.last_saved_at is None:
+            return (". No checkpoint was written: the run diverged before its first one, so there is no good "
+                    "state to go back to")
+        if self.last_saved_at != self.handle.step:  # a finite loss was computed from it since: a good state
+            return f". {checkpoint_path(self.run_dir, 'last')} (step {self.last_saved_at}) is the last good state"
         return roll_back_last(self.run_dir, self.handle.step)
 
     def finish(self, seconds: float) -> dict[str, Any]:
