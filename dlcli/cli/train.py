@@ -50,15 +50,25 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
         raise SpecError("--resume continues the run in the run directory and --overwrite replaces it; give one")
     if folds is not None:
         overrides = (*overrides, f"data.folds={folds}")
+    from dlcli.train.interrupts import CommandSignals
+    from dlcli.train.launcher import launcher_rank
     from dlcli.train.precompile_fork import drop_early_child, fork_early
 
-    # an empty kernel cache: the child that compiles ahead starts now, while this process reads its spec
-    fork_early(processes=workers)
-    try:
-        _train(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
-               mpi_check_every, allow_world_size_change, strict)
-    finally:
-        drop_early_child()  # a run that never got to compiling (a spec that fails validation): kill it, reap it
+    # no signal is ever a KeyboardInterrupt here: before the run it ends the process at once with one line, in
+    # the run it stops at a checkpoint, after it it is noted (train/interrupts.py)
+    with CommandSignals(as_json, speaks=launcher_rank() == 0) as signals:
+        # an empty kernel cache: the child that compiles ahead starts now, while this process reads its spec
+        fork_early(processes=workers)
+        try:
+            _train(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
+                   mpi_check_every, allow_world_size_change, strict)
+        finally:
+            drop_early_child()  # a run that never got to compiling (a spec that fails validation): kill it, reap it
+        if signals.requested is not None and launcher_rank() == 0:
+            import signal
+
+            click.echo(f"note: {signal.Signals(signals.requested).name} arrived after training had ended; the run "
+                       "finished and its files are complete", err=True)
 
 
 def _train(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, overwrite: bool,

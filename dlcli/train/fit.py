@@ -381,9 +381,14 @@ class _Run:
 
     def keep_last_finite_state(self) -> str:
         """After a non-finite loss: make checkpoints/last a state whose loss was finite (train/divergence.py);
-        returns what was done."""
-        if self.last_saved_at is None or self.last_saved_at != self.handle.step or not self.leader:
-            return ""  # no checkpoint, or a finite loss was computed from it since: it is a good state
+        returns what was kept."""
+        if not self.leader:
+            return ""
+        if self.last_saved_at is None:
+            return (". No checkpoint was written: the run diverged before its first one, so there is no good "
+                    "state to go back to")
+        if self.last_saved_at != self.handle.step:  # a finite loss was computed from it since: a good state
+            return f". {checkpoint_path(self.run_dir, 'last')} (step {self.last_saved_at}) is the last good state"
         return roll_back_last(self.run_dir, self.handle.step)
 
     def finish(self, seconds: float) -> dict[str, Any]:

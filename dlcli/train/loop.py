@@ -341,9 +341,8 @@ def _check_finite(value: float, step: int, progress: EpochProgress, model: Model
                   batch: Split, dtypes: dict[str, str]) -> None:
     if not math.isfinite(value):
         raise DivergedError(f"the loss became {value} at step {step} (epoch step {progress.done + 1}); "
-                            f"{diagnose_non_finite(model, objective, batch, dtypes)}. The last checkpoint is the "
-                            "last good state. Lower the learning rate, add clipnorm, or check the data for NaN or "
-                            "huge values")
+                            f"{diagnose_non_finite(model, objective, batch, dtypes)}. Lower the learning rate, add "
+                            "clipnorm, or check the data for NaN or huge values")  # fit.py adds what was kept
 
 
 def diagnose_non_finite(model: Model, objective: Objective, batch: Split, dtypes: dict[str, str]) -> str:

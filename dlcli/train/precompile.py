@@ -69,6 +69,9 @@ from dlcli.train import precompile_fork
 from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child
 from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
 
+INTERRUPTED_WAIT_SECONDS = 2.0  # how long an interrupted run waits for the thread to finish the step in hand
+
+
 class Precompile:
     """The thread and the child process (when there is one) compiling a run's kernels ahead."""
 
@@ -89,9 +92,10 @@ class Precompile:
         self.cancelled = threading.Event()  # set: the thread stops after the step in hand (cancel)
         self.thread.start()
 
-    def join(self) -> None:
-        """Wait for the thread; stop the child when the thread's step has compiled everything (module doc)."""
-        self.thread.join()
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread (at most `timeout` seconds); stop the child when the thread's step has compiled
+        everything (module doc)."""
+        self.thread.join(timeout)
         if self._gc_thresholds is not None:  # the run's own collection settings, for its steps
             gc.set_threshold(*self._gc_thresholds)
             gc.unfreeze()
@@ -130,15 +134,20 @@ def compiling_ahead(spec: RunSpec, processes: int = 1) -> Iterator[Precompile | 
     """start_precompile around the block that loads the data; at its end the thread is joined (no op of the
     thread's may overlap the run's), and a block that raises cancels the compiling first (Precompile.cancel)."""
     compiling = start_precompile(spec, processes)
+    interrupted = False
     try:
         yield compiling
-    except BaseException:
+    except BaseException as err:
+        interrupted = isinstance(err, KeyboardInterrupt)
         if compiling is not None:
             compiling.cancel()
         raise
     finally:
         if compiling is not None:
-            compiling.join()
+            # after a KeyboardInterrupt the thread may wait forever on an import lock the interrupt left held
+            # (CPython's race: an interrupt inside importlib's _get_module_lock): the process is ending and the
+            # thread is a daemon, so wait only a moment
+            compiling.join(timeout=INTERRUPTED_WAIT_SECONDS if interrupted else None)
 
 
 def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:

@@ -150,6 +150,7 @@ def fork_child(life: Callable[[int], None]) -> ForkedChild | None:
         try:
             os.close(held)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the run handles it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the run's handler (train/interrupts.py): just die
             _drop_inherited_files(watched)
             life(watched)
         finally:

@@ -154,6 +154,7 @@ def test_divergence_stops_with_exit_5_and_keeps_the_last_good_checkpoint(tmp_pat
     arrays, metadata = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert 1 <= metadata["epoch"] < diverged_step  # one step an epoch: the checkpoint predates the blow-up
     assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("param/"))
+    assert f"rolled back to its previous state (epoch {metadata['epoch']})" in str(info.value)
 
 
 def test_data_errors_name_the_array_and_shapes(tmp_path: Path) -> None:
@@ -215,8 +216,12 @@ def test_divergence_names_the_first_layer_with_a_non_finite_output(tmp_path: Pat
     doc["data"]["validation_split"] = 0.0
     doc["model"]["layers"].insert(0, {"type": "rescaling", "scale": 10.0})
     with pytest.raises(DivergedError, match=r"the first non-finite output is layer rescaling "
-                                            r"\(model.layers\[0\]\)"):
+                                            r"\(model.layers\[0\]\)") as info:
         fit(doc, tmp_path / "run")
+    # it diverged at its first step: the message must not point at a checkpoint that does not exist (QA s13 #15)
+    assert str(info.value).endswith("No checkpoint was written: the run diverged before its first one, so there "
+                                    "is no good state to go back to")
+    assert "last good state" not in str(info.value) and not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_normalization_given_mean_and_variance_keeps_them_through_training(tmp_path: Path) -> None:
