@@ -14,6 +14,18 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.train.rundir import checkpoint_path, write_history
 
 
+def keep_last_good_state(run_dir: Path, last_saved_at: int | None, step: int) -> str:
+    """After a non-finite loss at `step`: what the run keeps as its last good state (`last_saved_at`: the step
+    checkpoints/last was written after, None before the first), rolling `last` back when it is the broken
+    state; returns the sentence that says so, for the error message."""
+    if last_saved_at is None:
+        return ". No checkpoint was written: the run diverged before its first one, so there is no good state to go " \
+               "back to"
+    if last_saved_at != step:  # a finite loss was computed from it since: a good state
+        return f". {checkpoint_path(run_dir, 'last')} (step {last_saved_at}) is the last good state"
+    return roll_back_last(run_dir, step)
+
+
 def roll_back_last(run_dir: Path, step: int) -> str:
     """checkpoints/last was written after `step`, whose loss was not finite: `previous` (whose next loss was
     finite) takes its place, or with none, `last` goes; the history file follows. Returns what was done, for

@@ -28,7 +28,7 @@ from dlcli.train.init_from import initialize_from, read_init_source
 from dlcli.train.interrupts import EXIT_CODES, StopSignals
 from dlcli.train.manifest import ManifestKeeper, status_of
 from dlcli.train.adapt import adapt_preprocessing
-from dlcli.train.divergence import roll_back_last
+from dlcli.train.divergence import keep_last_good_state
 from dlcli.train.run_report import run_summary, start_info
 from dlcli.train.precompile import compiling_ahead
 from dlcli.train.loop import Epoch, EpochProgress, Objective, evaluate, fit_epoch
@@ -380,16 +380,8 @@ class _Run:
         self.handle.call_after_error(self.callbacks, "on_train_abort", status_of(error))
 
     def keep_last_finite_state(self) -> str:
-        """After a non-finite loss: make checkpoints/last a state whose loss was finite (train/divergence.py);
-        returns what was kept."""
-        if not self.leader:
-            return ""
-        if self.last_saved_at is None:
-            return (". No checkpoint was written: the run diverged before its first one, so there is no good "
-                    "state to go back to")
-        if self.last_saved_at != self.handle.step:  # a finite loss was computed from it since: a good state
-            return f". {checkpoint_path(self.run_dir, 'last')} (step {self.last_saved_at}) is the last good state"
-        return roll_back_last(self.run_dir, self.handle.step)
+        """After a non-finite loss: make checkpoints/last a state whose loss was finite; returns what was kept."""
+        return keep_last_good_state(self.run_dir, self.last_saved_at, self.handle.step) if self.leader else ""
 
     def finish(self, seconds: float) -> dict[str, Any]:
         """The spec's callbacks' on_train_end (early stopping may restore the best weights and say so in the
