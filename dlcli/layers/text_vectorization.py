@@ -17,7 +17,11 @@ from dlcli.tensor import Tensor
 
 # Keras' DEFAULT_STRIP_REGEX: ASCII punctuation, removed (not replaced by a space) before splitting
 PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
-_SEPARATOR = "\x00"  # joins a batch into one string, so lower() and the regex run once per batch
+# Keras splits with tf.strings.split(), at these six ASCII characters only: a no-break space, U+2003, U+0085 or
+# \x1c-\x1f (all of which Python's str.split() splits at) stay inside a token
+WHITESPACE = " \t\n\v\f\r"
+_TOKEN = re.compile(f"[^{re.escape(WHITESPACE)}]+")
+_SEPARATOR = "\x00"  # joins a batch into one string, so lowercasing and the regex run once per batch
 MASK, OOV = "", "[UNK]"
 # Keras' reserved entries at the head of the vocabulary: int mode has padding (0) and OOV (1), the others OOV (0)
 RESERVED: dict[str, tuple[str, ...]] = {"int": (MASK, OOV), "multi_hot": (OOV,), "count": (OOV,)}
@@ -146,7 +150,7 @@ class TextVectorization(Layer):
         return 0, 0
 
     def standardized(self, texts: list[str]) -> list[str]:
-        """The texts after `standardize`: lowercased and/or stripped of ASCII punctuation."""
+        """The texts after `standardize`: ASCII letters lowercased and/or ASCII punctuation stripped (Keras)."""
         if self.spec.standardize is None or not texts:
             return texts
         joined = _SEPARATOR.join(texts)
@@ -157,7 +161,7 @@ class TextVectorization(Layer):
     def _standardized_one(self, text: str) -> str:
         mode = self.spec.standardize
         if mode in ("lower", "lower_and_strip_punctuation"):
-            text = text.lower()
+            text = lowercase_ascii(text)
         if mode in ("strip_punctuation", "lower_and_strip_punctuation"):
             text = PUNCTUATION.sub("", text)
         return text
@@ -166,7 +170,7 @@ class TextVectorization(Layer):
         """Each text's tokens, after standardization and splitting (an empty text has none)."""
         strings = self.standardized([str(text) for text in np.asarray(texts).reshape(-1).tolist()])
         if self.spec.split == "whitespace":
-            return [text.split() for text in strings]
+            return [_TOKEN.findall(text) for text in strings]
         return [[text] if text else [] for text in strings]
 
     @property
@@ -216,6 +220,15 @@ class TextVectorization(Layer):
         else:
             np.add.at(out, (rows, ids), 1.0)  # repeated tokens must all count
         return Tensor(out)
+
+
+def lowercase_ascii(text: str) -> str:
+    """`text` with A-Z lowercased and every other character kept, as Keras' tf.strings.lower() does.
+
+    Python's str.lower() would also change É, Σ (to σ or ς) and İ (to two characters); bytes.lower() changes
+    ASCII letters only. surrogatepass lets a lone surrogate (from a surrogateescape'd file name) through unchanged.
+    """
+    return text.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 def _padded_end(ids: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:

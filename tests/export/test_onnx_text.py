@@ -13,8 +13,8 @@ import onnx
 import pytest
 
 from dlcli.export import check_export
-from dlcli.export.onnx.text import punctuation, whitespace
-from dlcli.layers.text_vectorization import PUNCTUATION
+from dlcli.export.onnx.text import punctuation
+from dlcli.layers.text_vectorization import PUNCTUATION, WHITESPACE
 from tests.export.exports import checked, export_case
 
 Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
@@ -22,7 +22,8 @@ Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
 TEXTS = np.array([["Hello, world!  hello\tagain"], ["don't stop: the U.S.A. [UNK] is here"], [""], ["   "],
                   ["a\xa0b\u3000c\nd\x1ce"], ["naïve café, Ünïcode"], ["xxx y,z... (a)b"],
                   ["punct!!! only ??? ,,,"], ["The the THE the"], ["hello world again and again"]])
-UNSEEN = np.array([["never seen words, here"], ["hello\u2028again\x0bworld"], ["!!!"], ["U.S.A.S.A."]])
+UNSEEN = np.array([["never seen words, here"], ["hello\u2028again\x0bworld"], ["!!!"], ["U.S.A.S.A."],
+                   ["x\x85y\u2003z\x0cw\rv\x1fu"]])
 
 
 def texts(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -73,7 +74,7 @@ def test_a_lowercasing_layer_makes_the_model_take_its_ids_and_writes_the_vocabul
     layer = vocabulary["layers"]["text_vectorization"]
     assert layer["tokens"] == source.model.layers[0].get_vocabulary() and layer["oov_id"] == 1
     assert layer["onnx_input"] == "text_vectorization.ids" and layer["standardize"] == standardize
-    assert "str.lower()" in vocabulary["note"]
+    assert "A-Z only" in vocabulary["note"]
     assert exported.files == [tmp_path / "model.vocabulary.json"]
     assert "lowercases" in exported.notes[0] and "model.vocabulary.json" in exported.notes[0]
     props = {p.key: p.value for p in onnx.load(tmp_path / "model.onnx").metadata_props}
@@ -90,8 +91,9 @@ def test_a_text_model_needs_opset_20_and_an_explicit_lower_one_is_refused(tmp_pa
         export_case(tmp_path, document, texts=TEXTS, options={"opset": 17})
 
 
-def test_the_split_characters_are_pythons_whitespace_and_the_layers_punctuation() -> None:
-    assert set(whitespace()) == {c for c in map(chr, range(0x110000)) if c.isspace()} >= {" ", "\t", "\xa0"}
+def test_the_split_characters_are_keras_ascii_whitespace_and_the_layers_punctuation() -> None:
+    assert sorted(WHITESPACE) == [c for c in map(chr, range(0x110000)) if c.isspace() and c.isascii()
+                                  and c not in "\x1c\x1d\x1e\x1f"] == ["\t", "\n", "\x0b", "\x0c", "\r", " "]
     assert "".join(punctuation()) == "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
     assert PUNCTUATION.sub("", "".join(map(chr, range(0x3100)))) == "".join(
         c for c in map(chr, range(0x3100)) if c not in punctuation())

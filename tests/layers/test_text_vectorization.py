@@ -138,6 +138,49 @@ def test_vocabulary_state_round_trips_through_load_state() -> None:
         other_mode.load_state(saved)
 
 
+# Keras 3.15.1's TextVectorization on texts with non-ASCII capitals (É, Σ, İ) and non-ASCII whitespace (NBSP,
+# U+2003, U+0085, \x1c-\x1f), emoji and CRLF, printed by tests/reference/keras_text_vectorization.py. Keras
+# lowercases ASCII A-Z only (tf.strings.lower) and splits at the six ASCII whitespace characters only
+# (tf.strings.split); Python's str.lower() and str.split() would lowercase É and split at NBSP.
+KERAS_TEXTS = ["ÉCOLE école École", "new\u00a0york new york", "ΣΊΣΥΦΟΣ σίσυφος İstanbul ISTANBUL",
+               "a\u2003b a b\u0085c", "x\x1cy\x1dz\x1e w\x1fv", "Café 🎉 CAFÉ! 🎉", "line one\r\nline two\r\n",
+               "tab\there\vvt\fff\rcr"]
+KERAS_PROBES = ["ÉCOLE NEW\u00a0YORK", "İSTANBUL σίσυφος\u0085a"]
+KERAS_VOCABULARIES = {
+    ("lower_and_strip_punctuation", "whitespace"): (
+        ["", "[UNK]", "🎉", "École", "line", "σίσυφος", "ΣΊΣΥΦΟΣ", "İstanbul", "école", "york", "x\x1cy\x1dz\x1e",
+         "w\x1fv", "vt", "two", "tab", "one", "new\xa0york", "new", "istanbul", "here", "ff", "cr", "café", "cafÉ",
+         "b\x85c", "a\u2003b", "a"],
+        [[3, 8, 3, 0, 0, 0], [16, 17, 9, 0, 0, 0], [6, 5, 7, 18, 0, 0], [25, 26, 24, 0, 0, 0], [10, 11, 0, 0, 0, 0],
+         [22, 2, 23, 2, 0, 0], [4, 15, 4, 13, 0, 0], [14, 19, 12, 20, 21, 0]],
+        [[3, 16, 0, 0, 0, 0], [7, 1, 0, 0, 0, 0]]),
+    ("lower", None): (
+        ["", "[UNK]", "ΣΊΣΥΦΟΣ σίσυφος İstanbul istanbul", "École école École", "x\x1cy\x1dz\x1e w\x1fv",
+         "tab\there\x0bvt\x0cff\rcr", "new\xa0york new york", "line one\r\nline two\r\n", "café 🎉 cafÉ! 🎉",
+         "a\u2003b a b\x85c"],
+        [[3], [6], [2], [9], [4], [8], [7], [5]],
+        [[1], [1]]),
+    (None, None): (
+        ["", "[UNK]", "ΣΊΣΥΦΟΣ σίσυφος İstanbul ISTANBUL", "ÉCOLE école École", "x\x1cy\x1dz\x1e w\x1fv",
+         "tab\there\x0bvt\x0cff\rcr", "new\xa0york new york", "line one\r\nline two\r\n", "a\u2003b a b\x85c",
+         "Café 🎉 CAFÉ! 🎉"],
+        [[3], [6], [2], [8], [4], [9], [7], [5]],
+        [[1], [1]]),
+}
+
+
+@pytest.mark.parametrize("standardize, split", sorted(KERAS_VOCABULARIES, key=str))
+def test_vocabulary_and_ids_match_keras_on_non_ascii_capitals_and_whitespace(standardize: str | None,
+                                                                             split: str | None) -> None:
+    vocabulary, ids, probe_ids = KERAS_VOCABULARIES[standardize, split]
+    layer = built({"type": "text_vectorization", "standardize": standardize, "split": split,
+                   "output_sequence_length": 6}, np.array(KERAS_TEXTS))
+    assert layer.get_vocabulary() == vocabulary
+    width = len(ids[0])  # the one-token cases keep the first column: the rest is padding
+    np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_TEXTS])[:, :width], ids)
+    np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_PROBES])[:, :width], probe_ids)
+
+
 @pytest.mark.parametrize("config, message", [
     ({}, "output_sequence_length is required"),
     ({"output_mode": "multi_hot"}, "max_tokens is required"),

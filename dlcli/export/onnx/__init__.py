@@ -230,15 +230,15 @@ class _Conversion:
         """What the user must know: text layers the file takes the output of, and where their vocabulary is."""
         shown = self.described(self.inputs)
         return [f"text layer {name!r} lowercases (standardize = {self.text_as_ids[name].layer.spec.standardize!r}), "
-                f"which ONNX cannot do exactly as Python does: the file takes the layer's output as its input "
+                f"which the file does not do: it takes the layer's output as its input "
                 f"{onnx_input!r} ({shown[onnx_input]}) instead of the texts; the vocabulary and how to use it are in "
                 f"{files[0]}" for onnx_input, name in self.text_inputs.items()]
 
 
 _TEXT_NOTE = ("These ONNX inputs take what the named text_vectorization layer makes of each text, not the text: "
-              "ONNX cannot lowercase text exactly as Python's str.lower() does (StringNormalizer follows the C "
-              "locale). Make them as dlcli does: standardize (lowercase with str.lower(), and with "
-              "lower_and_strip_punctuation remove the ASCII punctuation !\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'), split at "
-              "whitespace (str.split()), map each token to its index in tokens (unknown tokens to oov_id), then for "
+              "the file does not lowercase. Make them as dlcli (and Keras) does: standardize (lowercase the ASCII "
+              "letters A-Z only, and with lower_and_strip_punctuation remove the ASCII punctuation "
+              "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'), split at ASCII whitespace (space, \\t, \\n, \\v, \\f, \\r), "
+              "map each token to its index in tokens (unknown tokens to oov_id), then for "
               "output_mode int cut or pad with 0 at the end to output_sequence_length ids (int64); for multi_hot and "
               "count, rows of max_tokens floats: 1 (or the count) at each token's id.")

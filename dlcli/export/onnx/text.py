@@ -2,16 +2,15 @@
 
 Exact means the same tokens as dlcli for every input. Standard ONNX (opset 20) has StringSplit, StringConcat,
 Equal on strings and ai.onnx.ml's LabelEncoder, and from them the pieces of dlcli's tokenizer:
-- splitting on whitespace as Python's str.split() does: StringSplit at each character Python counts as
-  whitespace in turn (StringSplit's own default splits at spaces only), dropping the empty pieces;
+- splitting on whitespace as Keras' tf.strings.split() does: StringSplit at each of the six ASCII whitespace
+  characters in turn (StringSplit's own default splits at spaces only), dropping the empty pieces;
 - stripping Keras' punctuation: StringSplit at each punctuation character, then the pieces joined back
   (a Loop of StringConcat), which removes exactly those characters;
 - the vocabulary: LabelEncoder, unknown tokens to OOV; padding and truncation to output_sequence_length, or
   multi-hot / count rows by ScatterElements.
-Lowercasing is what ONNX cannot do exactly: StringNormalizer follows the C library's locale (onnxruntime
-refuses to start where en_US.UTF-8 is not installed, and towlower is not Python's str.lower(): 'İ', final
-sigma). So standardize = "lower" or "lower_and_strip_punctuation" (Keras' default) is not exported in the
-graph: the model takes the layer's output (token ids) instead, and the vocabulary is written beside it.
+Lowercasing is not exported yet: standardize = "lower" or "lower_and_strip_punctuation" (Keras' default) is
+not in the graph: the model takes the layer's output (token ids) instead, and the vocabulary is written beside
+it. (StringNormalizer would not do: it follows the C library's locale and lowercases beyond ASCII.)
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import numpy as np
 
 from dlcli.export.onnx.builder import ML_DOMAIN, OnnxGraph, Value
 from dlcli.export.onnx.converters import converts
-from dlcli.layers.text_vectorization import MASK, PUNCTUATION
+from dlcli.layers.text_vectorization import MASK, PUNCTUATION, WHITESPACE
 
 STRING_OPSET = 20  # StringSplit and StringConcat; Equal on strings since 19
 
@@ -32,12 +31,6 @@ STRING_OPSET = 20  # StringSplit and StringConcat; Equal on strings since 19
 def exports_exactly(layer: Any) -> bool:
     """Whether the ONNX graph can tokenize as the layer does for every text (no lowercasing asked for)."""
     return layer.spec.standardize in (None, "strip_punctuation")
-
-
-@functools.cache
-def whitespace() -> tuple[str, ...]:
-    """Every character Python's str.split() splits at, in this interpreter's Unicode version."""
-    return tuple(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 @functools.cache
@@ -127,7 +120,7 @@ def _text_vectorization(graph: OnnxGraph, layer: Any, inputs: list[Value], hint:
     texts = graph.squeeze(inputs[0].name, [1], hint)  # (batch, 1) -> (batch,)
     strip = spec.standardize == "strip_punctuation"
     if spec.split == "whitespace":
-        tokens = _split_at(graph, graph.unsqueeze(texts, [1], hint), whitespace(), f"{hint}/split")
+        tokens = _split_at(graph, graph.unsqueeze(texts, [1], hint), tuple(WHITESPACE), f"{hint}/split")
         if strip:  # stripping commutes with splitting (no punctuation character is whitespace): strip each token
             flat = _stripped(graph, graph.node("Reshape", [tokens, graph.ints([-1])], hint), hint)
             tokens = _compact(graph, graph.node("Reshape", [flat, graph.node("Shape", [tokens], hint)], hint), hint)
