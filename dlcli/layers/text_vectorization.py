@@ -8,7 +8,7 @@ from itertools import chain, repeat
 from typing import Iterable, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dlcli import registry
 from dlcli.errors import SpecError
@@ -33,10 +33,12 @@ class TextVectorizationSpec(LayerSpec):
     type: Literal["text_vectorization"] = "text_vectorization"
     max_tokens: int | None = Field(None, gt=0, description="Vocabulary size, counting the reserved padding and "
                                                            "OOV entries as Keras does; the multi_hot/count width.")
-    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
-        "lower_and_strip_punctuation", description="Clean-up before splitting: lowercase and/or strip punctuation; "
-                                                   "none: as is.")
-    split: Literal["whitespace"] | None = Field("whitespace", description="None: each whole string is one token.")
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = Field(
+        "lower_and_strip_punctuation", description="Clean-up before splitting, as Keras: lowercase A-Z (ASCII only) "
+                                                   "and/or strip ASCII punctuation; \"none\" (Keras' None): as is.")
+    split: Literal["whitespace", "none"] = Field(
+        "whitespace", description="whitespace: at the six ASCII whitespace characters (space, tab, LF, VT, FF, "
+                                  "CR), as Keras; \"none\" (Keras' None): each whole string is one token.")
     output_mode: Literal["int", "multi_hot", "count"] = Field("int", description="int: token ids in order; "
                                                                                  "multi_hot: 1 for each vocabulary "
                                                                                  "entry present; count: how often.")
@@ -44,6 +46,12 @@ class TextVectorizationSpec(LayerSpec):
                                                                        "to this many ids.")
     vocabulary: list[str] | None = Field(None, description="A fixed vocabulary (no reserved entries), most "
                                                            "frequent first; without it, adapted on the train split.")
+
+    @field_validator("standardize", "split", mode="before")
+    @classmethod
+    def _none_spelt_none(cls, value: object) -> object:
+        """Keras' None (from Python, or a spec dump) as "none": TOML has no null, so specs write the string."""
+        return "none" if value is None else value
 
     @model_validator(mode="after")
     def _fixed_output_shape(self) -> TextVectorizationSpec:
@@ -151,7 +159,7 @@ class TextVectorization(Layer):
 
     def standardized(self, texts: list[str]) -> list[str]:
         """The texts after `standardize`: ASCII letters lowercased and/or ASCII punctuation stripped (Keras)."""
-        if self.spec.standardize is None or not texts:
+        if self.spec.standardize == "none" or not texts:
             return texts
         joined = _SEPARATOR.join(texts)
         if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds the separator itself: one at a time

@@ -10,7 +10,10 @@ from pydantic import ValidationError
 
 from dlcli.errors import SpecError
 from dlcli.layers import Layer, create_layer
-from dlcli.spec.load import validate_spec
+from dlcli.layers.text_vectorization import TextVectorizationSpec
+from dlcli.spec.keys import describe_keys
+from dlcli.spec.load import load_spec, validate_spec
+from dlcli.spec.schema import spec_json_schema
 from dlcli.tensor import Tensor
 
 TEXTS = np.array([["The cat sat."], ["the dog, the CAT!"], ["a dog"]])
@@ -179,6 +182,49 @@ def test_vocabulary_and_ids_match_keras_on_non_ascii_capitals_and_whitespace(sta
     width = len(ids[0])  # the one-token cases keep the first column: the rest is padding
     np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_TEXTS])[:, :width], ids)
     np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_PROBES])[:, :width], probe_ids)
+
+
+SPEC_TOML = """name = "t"
+[data]
+train = "x.csv"
+text = "review"
+target = "label"
+[model]
+input = { shape = [1], dtype = "string" }
+[[model.layers]]
+type = "text_vectorization"
+output_mode = "multi_hot"
+max_tokens = 10
+standardize = "none"
+split = "none"
+[[model.layers]]
+type = "dense"
+units = 1
+[train]
+loss = "mse"
+"""
+
+
+def test_keras_none_is_spelt_none_in_a_spec_file_and_where_the_keys_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(SPEC_TOML)
+    layer_spec = load_spec(path).model.layers[0]
+    assert (layer_spec.standardize, layer_spec.split) == ("none", "none")
+    layer = built(layer_spec.model_dump(), np.array([["Hello,  World!"], ["a b"], ["a b"]]))
+    assert layer.get_vocabulary() == ["[UNK]", "a b", "Hello,  World!"]  # as is, and whole
+    overridden = load_spec(path, ['model.layers[0].standardize="lower"', 'model.layers[0].split="whitespace"'])
+    assert (overridden.model.layers[0].standardize, overridden.model.layers[0].split) == ("lower", "whitespace")
+    back = load_spec(path, ['model.layers[0].standardize="none"']).model.layers[0]
+    assert back.standardize == "none"
+    # Keras' own spelling, None, still works from Python (and in checkpoints' spec dumps) and means the same
+    assert create_layer({"type": "text_vectorization", "standardize": None, "split": None, "output_mode": "count",
+                         "max_tokens": 4}).spec.model_dump()["standardize"] == "none"
+    rows = {row.key: row for row in describe_keys(TextVectorizationSpec)}  # dlcli list, docs/reference.md
+    assert rows["standardize"].type == '"lower_and_strip_punctuation" or "lower" or "strip_punctuation" or "none"'
+    assert rows["split"].type == '"whitespace" or "none"'
+    schema = spec_json_schema()["definitions"]["TextVectorizationSpec"]["properties"]
+    assert schema["standardize"]["enum"] == ["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
+    assert schema["split"]["enum"] == ["whitespace", "none"]
 
 
 @pytest.mark.parametrize("config, message", [
