@@ -181,6 +181,33 @@ class TextVectorization(Layer):
             return [_TOKEN.findall(text) for text in strings]
         return [[text] if text else [] for text in strings]
 
+    def id_count(self) -> int | None:
+        """How many ids int mode can make (they run from 0), known before adapting: a fixed vocabulary's size
+        with the reserved entries, else max_tokens (which counts them, as Keras); None without either (adapting
+        decides), or in the multi_hot and count modes, which make no ids."""
+        if self.spec.output_mode != "int":
+            return None
+        if self.spec.vocabulary is not None:
+            return len(RESERVED["int"]) + len(self.spec.vocabulary)
+        return self.spec.max_tokens
+
+    def check_table_fits(self, table: Layer) -> None:
+        """SpecError naming both keys when this layer feeds `table` (an embedding or positional_embedding)
+        directly and can make more ids than the table has rows (input_dim)."""
+        count, rows = self.id_count(), table.spec.input_dim
+        if count is None or count <= rows:
+            return
+        if self.spec.vocabulary is not None:
+            why = (f"its vocabulary has {len(self.spec.vocabulary)} tokens after the padding and OOV entries "
+                   f"(ids 0 and 1)")
+            fix = f"shorten {self.key}.vocabulary"
+        else:
+            why = f"max_tokens = {count} counts the padding and OOV entries (ids 0 and 1), as in Keras"
+            fix = f"{self.key}.max_tokens to at most {rows}"
+        raise SpecError(f"{table.key}.input_dim: {table.spec.type} {table.name!r} has rows for ids "
+                        f"0..{rows - 1} (input_dim = {rows}), but {self.key} (text_vectorization) can make ids up "
+                        f"to {count - 1}: {why}; set {table.key}.input_dim to at least {count}, or {fix}")
+
     @property
     def needs_adapt(self) -> bool:
         """Whether training adapts it: only without a fixed `vocabulary` in the spec."""
