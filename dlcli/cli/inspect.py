@@ -31,9 +31,9 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
                      strict: bool) -> None:
     """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
     json_mode(as_json)
+    from dlcli.graph import check_ids_fit
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec, naming_the_file
-    from dlcli.graph import check_ids_fit
     from dlcli.train.checks import check_data_files, model_for_summary
     from dlcli.train.init_from import read_init_source
     from dlcli.train.loop import Objective
