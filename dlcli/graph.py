@@ -135,9 +135,31 @@ def build_model(spec: ModelSpec, rng: np.random.Generator, run: RunSpec | None =
         model = _sequential(spec, OutputSpec(loss=run.train.loss, metrics=run.train.metrics,
                                              weighted_metrics=run.train.weighted_metrics))
     _build_layers(model, rng)
+    for vectorizer, table in _ids_fed_to_tables(model):  # an id too large in training then names max_tokens
+        table.layer.ids_from = vectorizer.key
     model.fused = _fused_pairs(model)
     freeze_layers(model, run.train.freeze if run is not None else [])
     return model
+
+
+def check_ids_fit(model: Model) -> None:
+    """Every text_vectorization feeding an embedding (or positional_embedding) directly leaves it no id without
+    a row (TextVectorization.check_table_fits). Keras would find out in training, once the adapted vocabulary
+    grew past the table: new runs and validate check it, a trained run's checkpoint is not refused."""
+    for vectorizer, table in _ids_fed_to_tables(model):
+        vectorizer.layer.check_table_fits(table.layer)
+
+
+def _ids_fed_to_tables(model: Model) -> list[tuple[Node, Node]]:
+    """(text_vectorization node, embedding or positional_embedding node) pairs, the first feeding the second."""
+    producers = {node.name: node for node in model.nodes}
+    pairs = []
+    for node in model.nodes:
+        source = producers.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        if source is not None and source.layer.spec.type == "text_vectorization" and \
+                node.layer.spec.type in ("embedding", "positional_embedding"):
+            pairs.append((source, node))
+    return pairs
 
 
 def _fused_pairs(model: Model) -> dict[str, str]:

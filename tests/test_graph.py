@@ -342,3 +342,84 @@ def test_a_deep_copy_of_a_model_with_a_fused_pair_runs_its_own_layers() -> None:
     x = Tensor(np.random.default_rng(0).random((3, 14, 14, 1), dtype=np.float32))
     (trained({"input": x}, training=True)["dense"] * Tensor(np.arange(9.0).reshape(3, 3))).sum().backward()
     assert trained.nodes[0].layer.kernel.grad is not None and model.nodes[0].layer.kernel.grad is None
+
+
+def _text_to_embedding(vectorizer: dict[str, Any], embedding: dict[str, Any], graph: bool = False) -> dict[str, Any]:
+    layers = [{"type": "text_vectorization", "output_sequence_length": 4, **vectorizer}, embedding,
+              {"type": "global_average_pooling1d"}, {"type": "dense", "units": 1}]
+    doc: dict[str, Any] = {"name": "t", "data": {"train": "t"}, "train": {} if graph else {"loss": "mse"}}
+    if not graph:
+        doc["model"] = {"input": {"shape": [1], "dtype": "string"}, "layers": layers}
+        return doc
+    names = ["vec", "emb", "pool", "out"]
+    nodes = {name: {**layer, "input": source} for name, layer, source in zip(names, layers, ["text", *names])}
+    doc["model"] = {"inputs": {"text": {"shape": [1], "dtype": "string"}}, "nodes": nodes,
+                    "outputs": {"out": {"loss": "mse"}}}
+    return doc
+
+
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("vectorizer, embedding, message", [
+    ({"max_tokens": 100}, {"type": "embedding", "input_dim": 10, "output_dim": 2},
+     "{emb}.input_dim: embedding 'embedding' has rows for ids 0..9 (input_dim = 10), but {vec} (text_vectorization) "
+     "can make ids up to 99: max_tokens = 100 counts the padding and OOV entries (ids 0 and 1), as in Keras; set "
+     "{emb}.input_dim to at least 100, or {vec}.max_tokens to at most 10"),
+    ({"vocabulary": ["a", "b", "c"]}, {"type": "positional_embedding", "input_dim": 4, "output_dim": 2,
+                                       "sequence_length": 4},
+     "{emb}.input_dim: positional_embedding 'positional_embedding' has rows for ids 0..3 (input_dim = 4), but {vec} "
+     "(text_vectorization) can make ids up to 4: its vocabulary has 3 tokens after the padding and OOV entries "
+     "(ids 0 and 1); set {emb}.input_dim to at least 5, or shorten {vec}.vocabulary"),
+])
+def test_a_vectorizer_whose_ids_outgrow_the_next_embedding_is_refused_naming_both_keys(
+        vectorizer: dict[str, Any], embedding: dict[str, Any], message: str, graph: bool) -> None:
+    from dlcli.graph import check_ids_fit
+
+    keys = {"vec": "model.nodes.vec", "emb": "model.nodes.emb"} if graph else \
+        {"vec": "model.layers[0]", "emb": "model.layers[1]"}
+    model = _build(_text_to_embedding(vectorizer, embedding, graph))
+    if graph:
+        message = message.replace("'embedding'", "'emb'").replace("'positional_embedding'", "'emb'")
+    with pytest.raises(SpecError) as info:
+        check_ids_fit(model)
+    assert str(info.value) == message.format(**keys)
+    fits = {**embedding, "input_dim": 100 if "max_tokens" in vectorizer else 5}  # exactly enough rows
+    check_ids_fit(_build(_text_to_embedding(vectorizer, fits, graph)))
+
+
+def test_an_unbounded_vectorizer_outgrowing_its_embedding_in_training_names_max_tokens() -> None:
+    from dlcli.errors import DataError
+
+    embedding = {"type": "embedding", "input_dim": 5, "output_dim": 2}
+    model = _build(_text_to_embedding({}, embedding))  # no max_tokens: adapting decides, so no check can
+    vectorizer = model.nodes[0].layer
+    vectorizer.adapt(np.array([["a b c d e f g"]]))  # 7 words + 2 reserved: ids up to 8
+    with pytest.raises(DataError) as info:
+        model({"input": Tensor(np.array([["g a"]]))})
+    assert str(info.value) == (
+        "model.layers[1] (embedding 'embedding'): found id 8, but ids must lie in 0..4 (input_dim = 5); set "
+        "input_dim to at least 9, or cap the vocabulary of model.layers[0] (text_vectorization): max_tokens = 5, "
+        "which counts its padding and OOV entries")
+    plain = _build({"name": "n", "data": {"train": "t"}, "train": {"loss": "mse"},
+                    "model": {"input": {"shape": [2], "dtype": "int64"}, "layers": [
+                        embedding, {"type": "global_average_pooling1d"}, {"type": "dense", "units": 1}]}})
+    with pytest.raises(DataError, match=r"set input_dim to at least 8, or give the data fewer distinct ids"):
+        plain({"input": Tensor(np.array([[7, 1]]))})
+
+
+def test_validate_and_train_refuse_it_before_reading_the_data(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dlcli.cli import commands  # noqa: F401 - registers the subcommands
+    from dlcli.cli.main import cli
+
+    spec = tmp_path / "t.toml"
+    spec.write_text('name = "t"\n[data]\ntrain = "missing_folder"\n[model]\ninput = { shape = [1], dtype = "string" }\n'
+                    '[[model.layers]]\ntype = "text_vectorization"\nmax_tokens = 100\noutput_sequence_length = 8\n'
+                    '[[model.layers]]\ntype = "embedding"\ninput_dim = 10\noutput_dim = 4\n[[model.layers]]\n'
+                    'type = "global_average_pooling1d"\n[[model.layers]]\ntype = "dense"\nunits = 1\n'
+                    '[train]\nloss = "mse"\n')
+    for arguments in (["validate", str(spec)], ["train", str(spec), "--run-dir", str(tmp_path / "run")]):
+        result = CliRunner().invoke(cli, arguments)
+        assert result.exit_code == 2, result.output  # not 3: the data folder does not exist
+        assert "t.toml: model.layers[1].input_dim: embedding 'embedding' has rows for ids 0..9" in result.output
+        assert "model.layers[0].max_tokens to at most 10" in result.output

@@ -214,6 +214,20 @@ def test_ctc_rejects_labels_outside_the_classes_or_equal_to_the_blank() -> None:
             _loss("ctc", from_logits=True)(Tensor(np.zeros((1, 3, 4))), labels)
 
 
+def test_keras3_ctc_data_converted_as_the_docs_say_gives_keras3_ctc_values() -> None:
+    # keras.losses.ctc (Keras 3.15.1, torch) on these logits: blank 0, targets padded with 0, logits
+    keras_per_sequence = [12.190196990966797, 7.136412620544434, 13.78307056427002]
+    logits = (np.sin(np.arange(120) * 0.7) * 2).astype(np.float32).reshape(3, 8, 5)
+    keras_targets = np.array([[1, 2, 0, 0], [3, 3, 4, 0], [4, 0, 0, 0]])
+    padded = np.where(keras_targets == 0, -1, keras_targets)  # docs/spec.md: pad with -1 instead of 0 ...
+    got = _loss("ctc", blank=0, from_logits=True)(Tensor(logits), padded).item()  # ... with blank 0 and logits
+    assert got == pytest.approx(np.mean(keras_per_sequence), rel=1e-6)
+    # or the labels shifted down by one, the blank last (here its logits moved to the last column)
+    shifted = np.where(padded > 0, padded - 1, -1)
+    last = _loss("ctc", from_logits=True)(Tensor(np.roll(logits, -1, axis=-1)), shifted)
+    assert last.item() == pytest.approx(got, rel=1e-6)
+
+
 def test_every_registered_loss_has_a_gradient_case() -> None:
     for name in registry.losses.names():
         assert any(case == name or case.startswith(name + "_") for case in CASES), name

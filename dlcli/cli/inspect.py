@@ -31,6 +31,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
                      strict: bool) -> None:
     """Check a spec (keys, graph, shapes, monitored values, data files) and print the model summary; trains nothing."""
     json_mode(as_json)
+    from dlcli.graph import check_ids_fit
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec, naming_the_file
     from dlcli.train.checks import check_data_files, model_for_summary
@@ -41,6 +42,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     spec = load_spec(spec_path, overrides)
     with naming_the_file(spec_path):
         model = model_for_summary(spec)
+        check_ids_fit(model)
         check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
         if spec.model.init_from is not None:  # train reads it before the data: a missing run is the same error
             read_init_source(model, spec.model.init_from, strict)

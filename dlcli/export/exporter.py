@@ -50,8 +50,10 @@ class Exported:
     outputs: dict[str, str]
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)  # format-specific facts (opset, ...)
-    notes: list[str] = field(default_factory=list)  # e.g. a text layer the file could not carry exactly
-    files: list[Path] = field(default_factory=list)  # written beside it (a vocabulary)
+    # what the user must know, and files written beside it: printed by `dlcli export` (and kept in its --json
+    # object); the onnx exporter has neither since it writes lowercasing in the graph
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
 
 
 class Exporter:

@@ -30,6 +30,9 @@ class Embedding(Layer):
     """Turns integer ids (batch, ...) into learned vectors (batch, ..., output_dim); sparse gradient."""
 
     spec: EmbeddingSpec
+    # the key of the text_vectorization that makes the ids, when it feeds this layer directly (the graph sets it):
+    # an id too large for the table is then its vocabulary's doing, which max_tokens caps
+    ids_from: str | None = None
 
     def build(self, in_shape: Shape, rng: np.random.Generator) -> Shape:
         # the checkpoint name follows Keras: "<layer name>/embeddings"
@@ -65,7 +68,9 @@ class Embedding(Layer):
             raise DataError(f"{where}: found id {low}, but ids must lie in 0..{size - 1} (input_dim = {size}); "
                             "negative ids are not valid, check how the data was encoded and padded")
         if high >= size:
+            fewer = (f"cap the vocabulary of {self.ids_from} (text_vectorization): max_tokens = {size}, which counts "
+                     "its padding and OOV entries") if self.ids_from is not None else \
+                "give the data fewer distinct ids (imdb and reuters: data.options.num_words)"
             raise DataError(f"{where}: found id {high}, but ids must lie in 0..{size - 1} (input_dim = {size}); "
-                            f"set input_dim to at least {high + 1}, or keep fewer words when the data is "
-                            "prepared (num_words)")
+                            f"set input_dim to at least {high + 1}, or {fewer}")
         return ids

@@ -64,6 +64,16 @@ class PositionalEmbedding(Layer):
             self.encoding = Tensor(sinusoidal_positions(in_shape[0], spec.output_dim))
         return (in_shape[0], spec.output_dim)
 
+    @property
+    def ids_from(self) -> str | None:
+        """The key of the text_vectorization feeding it directly (set by the graph), which its token table's
+        advice names."""
+        return self.tokens.ids_from
+
+    @ids_from.setter
+    def ids_from(self, key: str | None) -> None:
+        self.tokens.ids_from = key
+
     def __call__(self, x: Tensor, training: bool = False) -> Tensor:
         tokens = self.tokens(x, training=training)
         if self.spec.positions == "learned":

@@ -8,7 +8,7 @@ from itertools import chain, repeat
 from typing import Iterable, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dlcli import registry
 from dlcli.errors import SpecError
@@ -17,7 +17,11 @@ from dlcli.tensor import Tensor
 
 # Keras' DEFAULT_STRIP_REGEX: ASCII punctuation, removed (not replaced by a space) before splitting
 PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
-_SEPARATOR = "\x00"  # joins a batch into one string, so lower() and the regex run once per batch
+# Keras splits with tf.strings.split(), at these six ASCII characters only: a no-break space, U+2003, U+0085 or
+# \x1c-\x1f (all of which Python's str.split() splits at) stay inside a token
+WHITESPACE = " \t\n\v\f\r"
+_TOKEN = re.compile(f"[^{re.escape(WHITESPACE)}]+")
+_SEPARATOR = "\x00"  # joins a batch into one string, so lowercasing and the regex run once per batch
 MASK, OOV = "", "[UNK]"
 # Keras' reserved entries at the head of the vocabulary: int mode has padding (0) and OOV (1), the others OOV (0)
 RESERVED: dict[str, tuple[str, ...]] = {"int": (MASK, OOV), "multi_hot": (OOV,), "count": (OOV,)}
@@ -29,10 +33,12 @@ class TextVectorizationSpec(LayerSpec):
     type: Literal["text_vectorization"] = "text_vectorization"
     max_tokens: int | None = Field(None, gt=0, description="Vocabulary size, counting the reserved padding and "
                                                            "OOV entries as Keras does; the multi_hot/count width.")
-    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
-        "lower_and_strip_punctuation", description="Clean-up before splitting: lowercase and/or strip punctuation; "
-                                                   "none: as is.")
-    split: Literal["whitespace"] | None = Field("whitespace", description="None: each whole string is one token.")
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = Field(
+        "lower_and_strip_punctuation", description="Clean-up before splitting, as Keras: lowercase A-Z (ASCII only) "
+                                                   "and/or strip ASCII punctuation; \"none\" (Keras' None): as is.")
+    split: Literal["whitespace", "none"] = Field(
+        "whitespace", description="whitespace: at the six ASCII whitespace characters (space, tab, LF, VT, FF, "
+                                  "CR), as Keras; \"none\" (Keras' None): each whole string is one token.")
     output_mode: Literal["int", "multi_hot", "count"] = Field("int", description="int: token ids in order; "
                                                                                  "multi_hot: 1 for each vocabulary "
                                                                                  "entry present; count: how often.")
@@ -40,6 +46,12 @@ class TextVectorizationSpec(LayerSpec):
                                                                        "to this many ids.")
     vocabulary: list[str] | None = Field(None, description="A fixed vocabulary (no reserved entries), most "
                                                            "frequent first; without it, adapted on the train split.")
+
+    @field_validator("standardize", "split", mode="before")
+    @classmethod
+    def _none_spelt_none(cls, value: object) -> object:
+        """Keras' None (from Python, or a spec dump) as "none": TOML has no null, so specs write the string."""
+        return "none" if value is None else value
 
     @model_validator(mode="after")
     def _fixed_output_shape(self) -> TextVectorizationSpec:
@@ -146,8 +158,8 @@ class TextVectorization(Layer):
         return 0, 0
 
     def standardized(self, texts: list[str]) -> list[str]:
-        """The texts after `standardize`: lowercased and/or stripped of ASCII punctuation."""
-        if self.spec.standardize is None or not texts:
+        """The texts after `standardize`: ASCII letters lowercased and/or ASCII punctuation stripped (Keras)."""
+        if self.spec.standardize == "none" or not texts:
             return texts
         joined = _SEPARATOR.join(texts)
         if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds the separator itself: one at a time
@@ -157,7 +169,7 @@ class TextVectorization(Layer):
     def _standardized_one(self, text: str) -> str:
         mode = self.spec.standardize
         if mode in ("lower", "lower_and_strip_punctuation"):
-            text = text.lower()
+            text = lowercase_ascii(text)
         if mode in ("strip_punctuation", "lower_and_strip_punctuation"):
             text = PUNCTUATION.sub("", text)
         return text
@@ -166,8 +178,35 @@ class TextVectorization(Layer):
         """Each text's tokens, after standardization and splitting (an empty text has none)."""
         strings = self.standardized([str(text) for text in np.asarray(texts).reshape(-1).tolist()])
         if self.spec.split == "whitespace":
-            return [text.split() for text in strings]
+            return [_TOKEN.findall(text) for text in strings]
         return [[text] if text else [] for text in strings]
+
+    def id_count(self) -> int | None:
+        """How many ids int mode can make (they run from 0), known before adapting: a fixed vocabulary's size
+        with the reserved entries, else max_tokens (which counts them, as Keras); None without either (adapting
+        decides), or in the multi_hot and count modes, which make no ids."""
+        if self.spec.output_mode != "int":
+            return None
+        if self.spec.vocabulary is not None:
+            return len(RESERVED["int"]) + len(self.spec.vocabulary)
+        return self.spec.max_tokens
+
+    def check_table_fits(self, table: Layer) -> None:
+        """SpecError naming both keys when this layer feeds `table` (an embedding or positional_embedding)
+        directly and can make more ids than the table has rows (input_dim)."""
+        count, rows = self.id_count(), table.spec.input_dim
+        if count is None or count <= rows:
+            return
+        if self.spec.vocabulary is not None:
+            why = (f"its vocabulary has {len(self.spec.vocabulary)} tokens after the padding and OOV entries "
+                   f"(ids 0 and 1)")
+            fix = f"shorten {self.key}.vocabulary"
+        else:
+            why = f"max_tokens = {count} counts the padding and OOV entries (ids 0 and 1), as in Keras"
+            fix = f"{self.key}.max_tokens to at most {rows}"
+        raise SpecError(f"{table.key}.input_dim: {table.spec.type} {table.name!r} has rows for ids "
+                        f"0..{rows - 1} (input_dim = {rows}), but {self.key} (text_vectorization) can make ids up "
+                        f"to {count - 1}: {why}; set {table.key}.input_dim to at least {count}, or {fix}")
 
     @property
     def needs_adapt(self) -> bool:
@@ -216,6 +255,15 @@ class TextVectorization(Layer):
         else:
             np.add.at(out, (rows, ids), 1.0)  # repeated tokens must all count
         return Tensor(out)
+
+
+def lowercase_ascii(text: str) -> str:
+    """`text` with A-Z lowercased and every other character kept, as Keras' tf.strings.lower() does.
+
+    Python's str.lower() would also change É, Σ (to σ or ς) and İ (to two characters); bytes.lower() changes
+    ASCII letters only. surrogatepass lets a lone surrogate (from a surrogateescape'd file name) through unchanged.
+    """
+    return text.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 def _padded_end(ids: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:

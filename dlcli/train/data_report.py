@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dlcli.data import describe_file, is_lazy
+from dlcli.data.dtypes import TEXT_KINDS
 from dlcli.data.windows import Windows
 from dlcli.graph import Model
 from dlcli.spec.models import RunSpec
@@ -62,7 +63,10 @@ def split_report(split: Split, model: Model, schema: dict[str, Any]) -> dict[str
 def _input_report(array: Any, columns: list[str] | None) -> dict[str, Any]:
     """Shape, dtype and the features that hold one value throughout (of windows: of the table's rows); a lazy
     array's own facts (its describe(): an image folder's sizes and modes, say) besides."""
-    report: dict[str, Any] = {"shape": list(array.shape[1:]), "dtype": str(array.dtype)}
+    # text as the spec names it: numpy's '<U51' (a CSV column's longest text) or '<U0' (a text folder's lazy
+    # rows) are widths, not what the model takes
+    dtype = "string" if array.dtype.kind in TEXT_KINDS else str(array.dtype)
+    report: dict[str, Any] = {"shape": list(array.shape[1:]), "dtype": dtype}
     if is_lazy(array) and hasattr(array, "describe"):
         report.update(array.describe())
     values = array.table if isinstance(array, Windows) else None if is_lazy(array) else array

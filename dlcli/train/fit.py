@@ -13,7 +13,7 @@ import numpy as np
 from dlcli.checkpoint import folder_syncs_deferred, load_checkpoint
 from dlcli.data import batch_slices, shuffled_order
 from dlcli.errors import CheckpointError, DataError, DivergedError, RunInterruptedError, SpecError
-from dlcli.graph import build_model
+from dlcli.graph import build_model, check_ids_fit
 from dlcli.optimizers import create_optimizer
 from dlcli.spec.models import RunSpec
 from dlcli.tensor.memory import keep_freed_memory
@@ -123,6 +123,8 @@ class _Run:
         # a misspelt monitor or a wrong init_from is refused before the data loads and the kernels compile; every
         # rank reads the other run's weights, as it reads the data (a resume has them in its checkpoint)
         check_monitors_early(spec, self.model, strict=initialize)
+        if initialize:  # a resumed run's vocabulary fitted its table: it is not refused now
+            check_ids_fit(self.model)
         init = read_init_source(self.model, spec.model.init_from, strict) \
             if initialize and spec.model.init_from is not None else None
         # an empty kernel cache: compile while the data loads, in a thread and a child process

@@ -111,14 +111,9 @@ def test_a_text_model_is_checked_on_a_text_file(standardize: str, tmp_path: Path
     assert result.returncode == 0, result.stderr
     export, check = (json.loads(line) for line in result.stdout.splitlines())
     assert check["passed"] and check["examples"] == 4 and check["data"] == "new.txt"
-    if standardize == "strip_punctuation":  # the tokenizer is in the graph: the file takes the texts
-        assert export["inputs"] == {"input": "string [batch, 1]"} and export["opset"] == 20
-        assert export["notes"] == [] and export["files"] == []
-    else:  # lowercasing is not: the file takes the layer's rows, the vocabulary beside it
-        assert export["inputs"] == {"text_vectorization.multi_hot": "float32 [batch, 40]"}
-        assert export["files"] == ["runs/reviews/best.vocabulary.json"] and "lowercases" in export["notes"][0]
-        plain = dlcli("export", "runs/reviews", cwd=tmp_path)
-        assert plain.returncode == 0 and plain.stderr.startswith("note: text layer 'text_vectorization' lowercases")
+    # the tokenizer, lowercasing included, is in the graph: the file takes the texts
+    assert export["inputs"] == {"input": "string [batch, 1]"} and export["opset"] == 20
+    assert export["notes"] == [] and export["files"] == []
 
 
 def test_help_loads_neither_onnx_nor_onnxruntime(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""text_vectorization exported: in ONNX string ops when no lowercasing is asked for (the model takes raw texts),
-otherwise the model takes token ids with the vocabulary written beside it; both compared with dlcli's predict on
-texts that test the tokenizer's edges (every kind of whitespace, punctuation inside words, empty texts, OOV)."""
+"""text_vectorization exported in ONNX string ops, every standardize and split (the model takes raw texts), compared
+with dlcli's predict on texts that test the tokenizer's edges (every kind of whitespace, punctuation inside words,
+capitals inside and outside ASCII, the characters around A-Z, empty texts, OOV)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ import onnx
 import pytest
 
 from dlcli.export import check_export
-from dlcli.export.onnx.text import punctuation, whitespace
-from dlcli.layers.text_vectorization import PUNCTUATION
+from dlcli.export.onnx.text import punctuation
+from dlcli.layers.text_vectorization import PUNCTUATION, WHITESPACE
 from tests.export.exports import checked, export_case
 
 Inputs = Callable[[np.random.Generator], dict[str, np.ndarray]]
 # adapted on these; checked on them and on unseen words (OOV)
 TEXTS = np.array([["Hello, world!  hello\tagain"], ["don't stop: the U.S.A. [UNK] is here"], [""], ["   "],
                   ["a\xa0b\u3000c\nd\x1ce"], ["naïve café, Ünïcode"], ["xxx y,z... (a)b"],
-                  ["punct!!! only ??? ,,,"], ["The the THE the"], ["hello world again and again"]])
-UNSEEN = np.array([["never seen words, here"], ["hello\u2028again\x0bworld"], ["!!!"], ["U.S.A.S.A."]])
+                  ["punct!!! only ??? ,,,"], ["The the THE the"], ["hello world again and again"],
+                  ["ÉCOLE École İstanbul ΣΊΣΥΦΟΣ AZaz@[`{ AAA"], ["ZZ"]])
+UNSEEN = np.array([["never seen words, here"], ["hello\u2028again\x0bworld"], ["!!!"], ["U.S.A.S.A."],
+                   ["x\x85y\u2003z\x0cw\rv\x1fu"]])
 
 
 def texts(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -39,7 +41,7 @@ def text_model(**keys: Any) -> dict[str, Any]:
 
 
 CASES: dict[str, tuple[dict[str, Any], Inputs]] = {}
-for standardize in (None, "strip_punctuation"):
+for standardize in (None, "strip_punctuation", "lower", "lower_and_strip_punctuation"):
     for split in ("whitespace", None):
         for mode in ("int", "multi_hot", "count"):
             name = f"text_vectorization_{standardize or 'as_is'}_{split or 'whole'}_{mode}"
@@ -58,26 +60,16 @@ def test_texts_are_tokenized_in_the_onnx_graph_exactly_as_dlcli_does(case: str, 
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.STRING
 
 
-@pytest.mark.parametrize("standardize", ["lower", "lower_and_strip_punctuation"])
-def test_a_lowercasing_layer_makes_the_model_take_its_ids_and_writes_the_vocabulary(standardize: str,
-                                                                                  tmp_path: Path) -> None:
-    document = text_model(standardize=standardize)
+def test_the_default_layer_before_an_embedding_exports_whole_taking_raw_texts(tmp_path: Path) -> None:
+    document = text_model()  # Keras' default standardize: lower_and_strip_punctuation
     document["layers"] += [{"type": "embedding", "input_dim": 40, "output_dim": 3, "mask_zero": True},
                            {"type": "gru", "units": 2, "return_sequences": True}]
     exporter, source, exported = export_case(tmp_path, document, texts=TEXTS)
     report = check_export(exporter, exported, source, texts(np.random.default_rng(0)))
     assert report.passed and [o.name for o in report.outputs] == ["gru", "gru.mask"]
-    assert list(exported.inputs) == ["text_vectorization.ids"]
-    assert exported.inputs["text_vectorization.ids"] == "int64 [batch, 6]"
-    vocabulary = json.loads((tmp_path / "model.vocabulary.json").read_text())
-    layer = vocabulary["layers"]["text_vectorization"]
-    assert layer["tokens"] == source.model.layers[0].get_vocabulary() and layer["oov_id"] == 1
-    assert layer["onnx_input"] == "text_vectorization.ids" and layer["standardize"] == standardize
-    assert "str.lower()" in vocabulary["note"]
-    assert exported.files == [tmp_path / "model.vocabulary.json"]
-    assert "lowercases" in exported.notes[0] and "model.vocabulary.json" in exported.notes[0]
+    assert exported.inputs == {"input": "string [batch, 1]"} and exported.files == [] and exported.notes == []
     props = {p.key: p.value for p in onnx.load(tmp_path / "model.onnx").metadata_props}
-    assert json.loads(props["text_layer_inputs"]) == {"text_vectorization.ids": "text_vectorization"}
+    assert "text_layer_inputs" not in props
 
 
 def test_a_text_model_needs_opset_20_and_an_explicit_lower_one_is_refused(tmp_path: Path) -> None:
@@ -90,8 +82,9 @@ def test_a_text_model_needs_opset_20_and_an_explicit_lower_one_is_refused(tmp_pa
         export_case(tmp_path, document, texts=TEXTS, options={"opset": 17})
 
 
-def test_the_split_characters_are_pythons_whitespace_and_the_layers_punctuation() -> None:
-    assert set(whitespace()) == {c for c in map(chr, range(0x110000)) if c.isspace()} >= {" ", "\t", "\xa0"}
+def test_the_split_characters_are_keras_ascii_whitespace_and_the_layers_punctuation() -> None:
+    assert sorted(WHITESPACE) == [c for c in map(chr, range(0x110000)) if c.isspace() and c.isascii()
+                                  and c not in "\x1c\x1d\x1e\x1f"] == ["\t", "\n", "\x0b", "\x0c", "\r", " "]
     assert "".join(punctuation()) == "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
     assert PUNCTUATION.sub("", "".join(map(chr, range(0x3100)))) == "".join(
         c for c in map(chr, range(0x3100)) if c not in punctuation())

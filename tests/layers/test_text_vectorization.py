@@ -10,7 +10,10 @@ from pydantic import ValidationError
 
 from dlcli.errors import SpecError
 from dlcli.layers import Layer, create_layer
-from dlcli.spec.load import validate_spec
+from dlcli.layers.text_vectorization import TextVectorizationSpec
+from dlcli.spec.keys import describe_keys
+from dlcli.spec.load import load_spec, validate_spec
+from dlcli.spec.schema import spec_json_schema
 from dlcli.tensor import Tensor
 
 TEXTS = np.array([["The cat sat."], ["the dog, the CAT!"], ["a dog"]])
@@ -136,6 +139,92 @@ def test_vocabulary_state_round_trips_through_load_state() -> None:
     other_mode = built({"type": "text_vectorization", "output_mode": "multi_hot", "max_tokens": 9})
     with pytest.raises(ValueError, match="reserves"):
         other_mode.load_state(saved)
+
+
+# Keras 3.15.1's TextVectorization on texts with non-ASCII capitals (É, Σ, İ) and non-ASCII whitespace (NBSP,
+# U+2003, U+0085, \x1c-\x1f), emoji and CRLF, printed by tests/reference/keras_text_vectorization.py. Keras
+# lowercases ASCII A-Z only (tf.strings.lower) and splits at the six ASCII whitespace characters only
+# (tf.strings.split); Python's str.lower() and str.split() would lowercase É and split at NBSP.
+KERAS_TEXTS = ["ÉCOLE école École", "new\u00a0york new york", "ΣΊΣΥΦΟΣ σίσυφος İstanbul ISTANBUL",
+               "a\u2003b a b\u0085c", "x\x1cy\x1dz\x1e w\x1fv", "Café 🎉 CAFÉ! 🎉", "line one\r\nline two\r\n",
+               "tab\there\vvt\fff\rcr"]
+KERAS_PROBES = ["ÉCOLE NEW\u00a0YORK", "İSTANBUL σίσυφος\u0085a"]
+KERAS_VOCABULARIES = {
+    ("lower_and_strip_punctuation", "whitespace"): (
+        ["", "[UNK]", "🎉", "École", "line", "σίσυφος", "ΣΊΣΥΦΟΣ", "İstanbul", "école", "york", "x\x1cy\x1dz\x1e",
+         "w\x1fv", "vt", "two", "tab", "one", "new\xa0york", "new", "istanbul", "here", "ff", "cr", "café", "cafÉ",
+         "b\x85c", "a\u2003b", "a"],
+        [[3, 8, 3, 0, 0, 0], [16, 17, 9, 0, 0, 0], [6, 5, 7, 18, 0, 0], [25, 26, 24, 0, 0, 0], [10, 11, 0, 0, 0, 0],
+         [22, 2, 23, 2, 0, 0], [4, 15, 4, 13, 0, 0], [14, 19, 12, 20, 21, 0]],
+        [[3, 16, 0, 0, 0, 0], [7, 1, 0, 0, 0, 0]]),
+    ("lower", None): (
+        ["", "[UNK]", "ΣΊΣΥΦΟΣ σίσυφος İstanbul istanbul", "École école École", "x\x1cy\x1dz\x1e w\x1fv",
+         "tab\there\x0bvt\x0cff\rcr", "new\xa0york new york", "line one\r\nline two\r\n", "café 🎉 cafÉ! 🎉",
+         "a\u2003b a b\x85c"],
+        [[3], [6], [2], [9], [4], [8], [7], [5]],
+        [[1], [1]]),
+    (None, None): (
+        ["", "[UNK]", "ΣΊΣΥΦΟΣ σίσυφος İstanbul ISTANBUL", "ÉCOLE école École", "x\x1cy\x1dz\x1e w\x1fv",
+         "tab\there\x0bvt\x0cff\rcr", "new\xa0york new york", "line one\r\nline two\r\n", "a\u2003b a b\x85c",
+         "Café 🎉 CAFÉ! 🎉"],
+        [[3], [6], [2], [8], [4], [9], [7], [5]],
+        [[1], [1]]),
+}
+
+
+@pytest.mark.parametrize("standardize, split", sorted(KERAS_VOCABULARIES, key=str))
+def test_vocabulary_and_ids_match_keras_on_non_ascii_capitals_and_whitespace(standardize: str | None,
+                                                                             split: str | None) -> None:
+    vocabulary, ids, probe_ids = KERAS_VOCABULARIES[standardize, split]
+    layer = built({"type": "text_vectorization", "standardize": standardize, "split": split,
+                   "output_sequence_length": 6}, np.array(KERAS_TEXTS))
+    assert layer.get_vocabulary() == vocabulary
+    width = len(ids[0])  # the one-token cases keep the first column: the rest is padding
+    np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_TEXTS])[:, :width], ids)
+    np.testing.assert_array_equal(run(layer, [[text] for text in KERAS_PROBES])[:, :width], probe_ids)
+
+
+SPEC_TOML = """name = "t"
+[data]
+train = "x.csv"
+text = "review"
+target = "label"
+[model]
+input = { shape = [1], dtype = "string" }
+[[model.layers]]
+type = "text_vectorization"
+output_mode = "multi_hot"
+max_tokens = 10
+standardize = "none"
+split = "none"
+[[model.layers]]
+type = "dense"
+units = 1
+[train]
+loss = "mse"
+"""
+
+
+def test_keras_none_is_spelt_none_in_a_spec_file_and_where_the_keys_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(SPEC_TOML)
+    layer_spec = load_spec(path).model.layers[0]
+    assert (layer_spec.standardize, layer_spec.split) == ("none", "none")
+    layer = built(layer_spec.model_dump(), np.array([["Hello,  World!"], ["a b"], ["a b"]]))
+    assert layer.get_vocabulary() == ["[UNK]", "a b", "Hello,  World!"]  # as is, and whole
+    overridden = load_spec(path, ['model.layers[0].standardize="lower"', 'model.layers[0].split="whitespace"'])
+    assert (overridden.model.layers[0].standardize, overridden.model.layers[0].split) == ("lower", "whitespace")
+    back = load_spec(path, ['model.layers[0].standardize="none"']).model.layers[0]
+    assert back.standardize == "none"
+    # Keras' own spelling, None, still works from Python (and in checkpoints' spec dumps) and means the same
+    assert create_layer({"type": "text_vectorization", "standardize": None, "split": None, "output_mode": "count",
+                         "max_tokens": 4}).spec.model_dump()["standardize"] == "none"
+    rows = {row.key: row for row in describe_keys(TextVectorizationSpec)}  # dlcli list, docs/reference.md
+    assert rows["standardize"].type == '"lower_and_strip_punctuation" or "lower" or "strip_punctuation" or "none"'
+    assert rows["split"].type == '"whitespace" or "none"'
+    schema = spec_json_schema()["definitions"]["TextVectorizationSpec"]["properties"]
+    assert schema["standardize"]["enum"] == ["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
+    assert schema["split"]["enum"] == ["whitespace", "none"]
 
 
 @pytest.mark.parametrize("config, message", [

@@ -132,8 +132,32 @@ def test_texts_are_compared_by_content_whatever_the_width_of_their_arrays() -> N
 def test_the_text_report_lists_what_a_lazy_input_tells_of_itself() -> None:
     from dlcli.report import render_data_report
 
-    facts = {"shape": [1], "dtype": "<U0", "texts": 4, "words": {"min": 1, "max": 4}}
+    facts = {"shape": [1], "dtype": "string", "texts": 4, "words": {"min": 1, "max": 4}}
     report = {"files": {}, "splits": {"train": {"examples": 4, "inputs": {"input": facts}, "targets": {}}},
               "duplicates": {}}
-    assert render_data_report(report).splitlines()[2:] == ["    input input: [1] <U0", "      texts: 4",
+    assert render_data_report(report).splitlines()[2:] == ["    input input: [1] string", "      texts: 4",
                                                            "      words: min 1, max 4"]
+
+
+TEXT_MODEL = ('[model]\ninput = { shape = [1], dtype = "string" }\n[[model.layers]]\ntype = "text_vectorization"\n'
+              'max_tokens = 30\noutput_mode = "multi_hot"\n[[model.layers]]\ntype = "dense"\nunits = 1\n'
+              'activation = "sigmoid"\n[train]\nloss = "binary_crossentropy"\n')
+
+
+def test_a_text_folder_report_counts_each_file_once_and_names_the_dtype_string(tmp_path: Path) -> None:
+    for label in ("a", "b"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(10):
+            (tmp_path / "train" / label / f"{i}.txt").write_text(f"common w{label}{i}")
+    (tmp_path / "t.csv").write_text("review,label\nfine film,1\nbad,0\n")
+    for data, checked in (('train = "train"', 20), ('train = "t.csv"\ntext = "review"\ntarget = "label"', None)):
+        (tmp_path / "s.toml").write_text(f'name = "tv"\nseed = 3\n[data]\n{data}\n{TEXT_MODEL}')
+        result = CliRunner().invoke(cli, ["validate", str(tmp_path / "s.toml"), "--data-report", "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)["data_report"]
+        assert report["splits"]["train"]["inputs"]["input"]["dtype"] == "string"  # not numpy's <U0 or <U9
+        if checked is not None:
+            assert report["files"]["train"]["files_checked"] == checked  # one read's worth: 20 files, not 40
+            assert report["splits"]["train"]["inputs"]["input"]["texts"] == checked
+    text = CliRunner().invoke(cli, ["validate", str(tmp_path / "s.toml"), "--data-report"]).output
+    assert "    input input: [1] string" in text

@@ -56,7 +56,9 @@ def describe_folder(reader: Reader, path: Path, request: ReadRequest) -> dict[st
     file checked), then what its lazy array says (an image folder's sizes, modes and formats from the files'
     headers; a text folder's lengths), with the files checked and skipped and the check's seconds. The caller's
     schema is left as it was."""
-    request = replace(request, schema=copy.deepcopy(request.schema))
+    schema = copy.deepcopy(request.schema)
+    schema.pop("files", None)  # training's read already counted its files there: count this read's alone
+    request = replace(request, schema=schema)
     examples = reader.read(path, request)
     report: dict[str, Any] = next(iter(examples.inputs.values())).describe()
     record = request.schema.get("files")

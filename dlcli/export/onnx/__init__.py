@@ -62,18 +62,9 @@ class OnnxExporter(Exporter):
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         content = model.SerializeToString()
         write_atomically(path, content, SpecError)
-        files = []
-        if converted.text_as_ids:
-            vocabulary = path.with_name(path.name.removesuffix(self.suffix) + ".vocabulary.json")
-            document = json.dumps(converted.vocabulary_document(), indent=2, ensure_ascii=False) + "\n"
-            write_atomically(vocabulary, document.encode("utf-8"), SpecError)
-            files.append(vocabulary)
         details = {"opset": converted.opset, "ir_version": model.ir_version}
-        if converted.text_inputs:
-            details["text_inputs"] = converted.text_inputs
         return Exported(path, "onnx", len(content), converted.described(converted.inputs),
-                        converted.described(converted.outputs), time.perf_counter() - started, details,
-                        converted.notes(files), files)
+                        converted.described(converted.outputs), time.perf_counter() - started, details)
 
     def runner(self, exported: Exported, threads: int | None = None) -> Runner:
         ort = require("onnxruntime")
@@ -99,14 +90,8 @@ class OnnxExporter(Exporter):
         model = source.model
         feeds: dict[str, np.ndarray] = {}
         for name in exported.inputs:
-            if name in model.inputs:
-                array = input_tensor(inputs[name], model.inputs[name].dtype).data
-                feeds[name] = array.astype(object) if array.dtype.kind == "U" else array
-            else:  # a text layer the file takes the output of: dlcli's own tokenizer makes it
-                text_node = exported.details["text_inputs"][name]
-                node = next(node for node in model.nodes if node.name == text_node)
-                texts = input_tensor(inputs[node.inputs[0]], "string")
-                feeds[name] = node.layer(texts).data
+            array = input_tensor(inputs[name], model.inputs[name].dtype).data
+            feeds[name] = array.astype(object) if array.dtype.kind == "U" else array
         return feeds
 
 
@@ -138,11 +123,6 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _text_output(layer: Any) -> str:
-    """What a text layer's output holds, as a name: ids, multi_hot or count."""
-    return "ids" if layer.spec.output_mode == "int" else layer.spec.output_mode
-
-
 class _Conversion:
     """A model converted to an ONNX graph at one opset: its inputs, nodes and outputs, before it is a ModelProto."""
 
@@ -152,19 +132,10 @@ class _Conversion:
         self.source, self.opset = source, opset
         self.graph = graph = OnnxGraph(opset)
         model = source.model
-        self.text_as_ids = {node.name: node for node in model.nodes if node.layer.spec.type == "text_vectorization"
-                            and not text.exports_exactly(node.layer)}
-        fed = {name for node in model.nodes if node.name not in self.text_as_ids for name in node.inputs}
+        fed = {name for node in model.nodes for name in node.inputs}
         self.inputs: dict[str, Value] = {name: Value(graph.reserve(name), tuple(spec.shape), spec.dtype)
                                          for name, spec in model.inputs.items() if name in fed}
-        # the file's input for such a layer is named after it, "<node>.ids" (or .multi_hot, .count): the node's own
-        # name may be a model output
-        replaced = {name: Value(graph.reserve(f"{name}.{_text_output(node.layer)}"), node.shape,
-                                "int64" if node.layer.spec.output_mode == "int" else "float32")
-                    for name, node in self.text_as_ids.items()}
-        self.text_inputs = {value.name: name for name, value in replaced.items()}
-        values = convert_model(graph, model, self.inputs, replaced)
-        self.inputs.update({value.name: value for value in replaced.values()})
+        values = convert_model(graph, model, self.inputs)
         self.outputs: dict[str, Value] = {}
         for name in model.outputs:
             value = values[name]
@@ -201,44 +172,13 @@ class _Conversion:
     def metadata(self) -> dict[str, str]:
         """The file's metadata_props (strings, as ONNX requires; structured values as JSON)."""
         source = self.source
-        found = {"dlcli_version": __version__, "spec_name": source.spec.name,
-                 "spec_sha256": spec_sha256(source.spec), "checkpoint": source.checkpoint.name,
-                 "epoch": "" if source.epoch is None else str(source.epoch),
-                 "class_names": json.dumps(source.class_names, ensure_ascii=False)}
-        if self.text_inputs:  # which inputs take a text layer's output instead of texts (see the vocabulary file)
-            found["text_layer_inputs"] = json.dumps(self.text_inputs)
-        return found
+        return {"dlcli_version": __version__, "spec_name": source.spec.name,
+                "spec_sha256": spec_sha256(source.spec), "checkpoint": source.checkpoint.name,
+                "epoch": "" if source.epoch is None else str(source.epoch),
+                "class_names": json.dumps(source.class_names, ensure_ascii=False)}
 
     @staticmethod
     def described(values: dict[str, Value]) -> dict[str, str]:
         """name -> "float32 [batch, 28, 28]"."""
         return {name: f"{v.dtype} [{', '.join(['batch', *map(str, v.shape)])}]" for name, v in values.items()}
 
-    def vocabulary_document(self) -> dict[str, Any]:
-        """What the file's token-id inputs mean: each text layer's settings and vocabulary (id = index)."""
-        layers_ = {}
-        for onnx_input, name in self.text_inputs.items():
-            node = self.text_as_ids[name]
-            spec = node.layer.spec
-            layers_[name] = {"onnx_input": onnx_input, "text_input": node.inputs[0], "standardize": spec.standardize,
-                             "split": spec.split, "output_mode": spec.output_mode,
-                             "output_sequence_length": spec.output_sequence_length, "max_tokens": spec.max_tokens,
-                             "oov_id": node.layer.oov_index, "tokens": node.layer.get_vocabulary()}
-        return {"note": _TEXT_NOTE, "layers": layers_}
-
-    def notes(self, files: list[Path]) -> list[str]:
-        """What the user must know: text layers the file takes the output of, and where their vocabulary is."""
-        shown = self.described(self.inputs)
-        return [f"text layer {name!r} lowercases (standardize = {self.text_as_ids[name].layer.spec.standardize!r}), "
-                f"which ONNX cannot do exactly as Python does: the file takes the layer's output as its input "
-                f"{onnx_input!r} ({shown[onnx_input]}) instead of the texts; the vocabulary and how to use it are in "
-                f"{files[0]}" for onnx_input, name in self.text_inputs.items()]
-
-
-_TEXT_NOTE = ("These ONNX inputs take what the named text_vectorization layer makes of each text, not the text: "
-              "ONNX cannot lowercase text exactly as Python's str.lower() does (StringNormalizer follows the C "
-              "locale). Make them as dlcli does: standardize (lowercase with str.lower(), and with "
-              "lower_and_strip_punctuation remove the ASCII punctuation !\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'), split at "
-              "whitespace (str.split()), map each token to its index in tokens (unknown tokens to oov_id), then for "
-              "output_mode int cut or pad with 0 at the end to output_sequence_length ids (int64); for multi_hot and "
-              "count, rows of max_tokens floats: 1 (or the count) at each token's id.")

@@ -89,19 +89,11 @@ def as_float(graph: OnnxGraph, value: Value, hint: str) -> Value:
     return Value(graph.cast(value.name, "float32", hint), value.shape, "float32", value.mask)
 
 
-def convert_model(graph: OnnxGraph, model: Model, inputs: dict[str, Value],
-                  replaced: dict[str, Value] | None = None) -> dict[str, Value]:
-    """Every node's value (and every port's, `<node>.<port>`), converted in the model's order from `inputs`.
-
-    `replaced`: nodes whose output is a graph input instead (a text_vectorization that cannot be exported
-    exactly: the model then takes its token ids).
-    """
+def convert_model(graph: OnnxGraph, model: Model, inputs: dict[str, Value]) -> dict[str, Value]:
+    """Every node's value (and every port's, `<node>.<port>`), converted in the model's order from `inputs`."""
     values: dict[str, Value] = dict(inputs)
     for node in model.nodes:
         layer = node.layer
-        if replaced and node.name in replaced:
-            values[node.name] = replaced[node.name]
-            continue
         convert = CONVERTERS.get(layer.spec.type)
         if convert is None:
             raise SpecError(f"{node.key}: layer type {layer.spec.type!r} has no ONNX converter yet, so this model "

@@ -1,22 +1,24 @@
-"""text_vectorization in ONNX: raw strings in, token ids (or multi-hot/count rows) out, where ONNX can do it exactly.
+"""text_vectorization in ONNX: raw strings in, token ids (or multi-hot/count rows) out, exactly as dlcli tokenizes.
 
-Exact means the same tokens as dlcli for every input. Standard ONNX (opset 20) has StringSplit, StringConcat,
-Equal on strings and ai.onnx.ml's LabelEncoder, and from them the pieces of dlcli's tokenizer:
-- splitting on whitespace as Python's str.split() does: StringSplit at each character Python counts as
-  whitespace in turn (StringSplit's own default splits at spaces only), dropping the empty pieces;
+Exact means the same tokens as dlcli (and Keras 3) for every input, whatever standardize and split say.
+Standard ONNX (opset 20) has StringSplit, StringConcat, Equal on strings and ai.onnx.ml's LabelEncoder, and from
+them the pieces of the tokenizer, each applied to the texts' UTF-8 as a whole (ASCII bytes never occur inside
+another character's encoding, so splitting at an ASCII character is exact):
+- lowercasing A-Z only, as tf.strings.lower() does: StringSplit at each capital in turn, and the pieces joined
+  back with its small letter between them (StringNormalizer would not do: it follows the C library's locale,
+  which onnxruntime needs installed, and lowercases beyond ASCII);
+- splitting on whitespace as Keras' tf.strings.split() does: StringSplit at each of the six ASCII whitespace
+  characters in turn (StringSplit's own default splits at spaces only), dropping the empty pieces;
 - stripping Keras' punctuation: StringSplit at each punctuation character, then the pieces joined back
   (a Loop of StringConcat), which removes exactly those characters;
 - the vocabulary: LabelEncoder, unknown tokens to OOV; padding and truncation to output_sequence_length, or
   multi-hot / count rows by ScatterElements.
-Lowercasing is what ONNX cannot do exactly: StringNormalizer follows the C library's locale (onnxruntime
-refuses to start where en_US.UTF-8 is not installed, and towlower is not Python's str.lower(): 'İ', final
-sigma). So standardize = "lower" or "lower_and_strip_punctuation" (Keras' default) is not exported in the
-graph: the model takes the layer's output (token ids) instead, and the vocabulary is written beside it.
 """
 
 from __future__ import annotations
 
 import functools
+import string
 import sys
 from typing import Any
 
@@ -24,20 +26,9 @@ import numpy as np
 
 from dlcli.export.onnx.builder import ML_DOMAIN, OnnxGraph, Value
 from dlcli.export.onnx.converters import converts
-from dlcli.layers.text_vectorization import MASK, PUNCTUATION
+from dlcli.layers.text_vectorization import MASK, PUNCTUATION, WHITESPACE
 
 STRING_OPSET = 20  # StringSplit and StringConcat; Equal on strings since 19
-
-
-def exports_exactly(layer: Any) -> bool:
-    """Whether the ONNX graph can tokenize as the layer does for every text (no lowercasing asked for)."""
-    return layer.spec.standardize in (None, "strip_punctuation")
-
-
-@functools.cache
-def whitespace() -> tuple[str, ...]:
-    """Every character Python's str.split() splits at, in this interpreter's Unicode version."""
-    return tuple(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 @functools.cache
@@ -114,6 +105,29 @@ def _joined(graph: OnnxGraph, pieces: str, hint: str) -> str:
     return graph.node("Loop", [count, "", column], hint, body=body)
 
 
+def _lowercased(graph: OnnxGraph, strings: str, hint: str) -> str:
+    """(rows,) strings with A-Z lowercased and every other character kept (Keras' tf.strings.lower())."""
+    for capital in string.ascii_uppercase:
+        strings = _replaced(graph, strings, capital, capital.lower(), f"{hint}/lower")
+    return strings
+
+
+def _replaced(graph: OnnxGraph, strings: str, old: str, new: str, hint: str) -> str:
+    """(rows,) strings with every `old` character replaced by `new`: split at `old`, then joined with `new`."""
+    parts, counts = graph.node("StringSplit", [strings], hint, outputs=2, since=STRING_OPSET, delimiter=old)
+    # pieces are padded with "" past each row's count (a row of "" has count 0, and a batch of them no column):
+    # a column of "" keeps one, and `new` goes before every real piece but the first
+    pieces = graph.node("Concat", [parts, _column_of(graph, parts, "", "string", hint)], hint, axis=1)
+    width = graph.gather(graph.node("Shape", [pieces], hint), graph.scalar(1, "int64"), 0, hint)
+    column = graph.unsqueeze(graph.node("Range", [graph.scalar(0, "int64"), width, graph.scalar(1, "int64")], hint),
+                             [0], hint)
+    after_old = graph.node("And", [graph.node("Greater", [column, graph.scalar(0, "int64")], hint),
+                                   graph.node("Less", [column, graph.unsqueeze(counts, [1], hint)], hint)], hint)
+    glued = graph.node("StringConcat", [graph.constant(np.array(new, dtype=object), f"{hint}/new"), pieces], hint,
+                       since=STRING_OPSET)
+    return _joined(graph, graph.node("Where", [after_old, glued, pieces], hint), hint)
+
+
 def _stripped(graph: OnnxGraph, strings: str, hint: str) -> str:
     """(rows,) strings without the punctuation characters."""
     pieces = _split_at(graph, graph.unsqueeze(strings, [1], hint), punctuation(), f"{hint}/strip")
@@ -125,9 +139,11 @@ def _text_vectorization(graph: OnnxGraph, layer: Any, inputs: list[Value], hint:
     spec = layer.spec
     graph.min_opset = max(graph.min_opset, STRING_OPSET)  # Equal on strings (19), StringSplit, StringConcat (20)
     texts = graph.squeeze(inputs[0].name, [1], hint)  # (batch, 1) -> (batch,)
-    strip = spec.standardize == "strip_punctuation"
+    if spec.standardize in ("lower", "lower_and_strip_punctuation"):
+        texts = _lowercased(graph, texts, hint)  # before the split: lowercasing makes or removes no whitespace
+    strip = spec.standardize in ("strip_punctuation", "lower_and_strip_punctuation")
     if spec.split == "whitespace":
-        tokens = _split_at(graph, graph.unsqueeze(texts, [1], hint), whitespace(), f"{hint}/split")
+        tokens = _split_at(graph, graph.unsqueeze(texts, [1], hint), tuple(WHITESPACE), f"{hint}/split")
         if strip:  # stripping commutes with splitting (no punctuation character is whitespace): strip each token
             flat = _stripped(graph, graph.node("Reshape", [tokens, graph.ints([-1])], hint), hint)
             tokens = _compact(graph, graph.node("Reshape", [flat, graph.node("Shape", [tokens], hint)], hint), hint)
