@@ -15,6 +15,7 @@ from dlcli.spec.models import RunSpec
 from dlcli.train.callbacks import Callback
 from dlcli.train.distributed import World
 from dlcli.train.fit import fit_run
+from dlcli.train.moved_data import follow_moved_data, moved_data_changes
 from dlcli.train.rundir import CHECKPOINTS, SUFFIX, RunDirectory, checkpoint_path
 
 # changing these keys (or any key below them) keeps the saved arrays and counters meaningful; nothing else does
@@ -86,13 +87,17 @@ def resume_run(target: Path, overrides: tuple[str, ...], run_dir: Path | RunDire
         content = world.broadcast_bytes(last.read_bytes() if world.rank == 0 else None) if world.size > 1 else None
         metadata = _saved_metadata(last, content)
         saved_doc = metadata["spec"]
-        if target.is_dir():
-            spec = validate_spec(apply_overrides(copy.deepcopy(saved_doc), list(overrides)), last)
+        if target.is_dir():  # its data files may have moved with the workspace: followed where the bytes match
+            document = world.agree(follow_moved_data(copy.deepcopy(saved_doc), run_dir, notes)
+                                   if world.rank == 0 else None)
+            spec = validate_spec(apply_overrides(document, list(overrides)), last)
         else:
             spec = load_spec(target, overrides)
         saved = RunSpec.model_validate(saved_doc).model_dump(mode="json")
         changes = spec_changes(saved, spec.model_dump(mode="json"))
         breaking = [c for c in changes if not is_safe_change(c[0])]
+        if breaking:  # a data path that changed to a file of the recorded sha256 only moved
+            breaking = world.agree(moved_data_changes(breaking, run_dir, notes) if world.rank == 0 else None)
         if breaking:
             listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in breaking)
             raise SpecError(f"cannot resume {run_dir}: the spec changed in ways its checkpoint cannot follow: {listed}")
