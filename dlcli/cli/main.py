@@ -226,7 +226,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     Exit codes: 0 success, 1 internal error (or a failed result check of export or reproduce, or a result that
     could not be written to stdout), 2 usage or spec error, 3 data error, 4 checkpoint error, 5 training
-    diverged, 130/143 interrupted.
+    diverged, 130/143 interrupted, 128+n a --workers rank killed by signal n.
     """
     ctx.ensure_object(dict)["debug"] = debug
     if not debug and not under_mpi_launcher():  # under MPI, _mpi_excepthook says it and ends every rank

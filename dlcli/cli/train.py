@@ -127,7 +127,9 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
     context = click.get_current_context().find_root()
     if (context.obj or {}).get("debug"):
         args.insert(0, "--debug")
-    code = run_workers(workers, args)
+    # a spec given: --resume continues its newest run, the one this job began
+    again = f"dlcli train {run_dir or spec_path} --resume --workers {workers}"
+    code = run_workers(workers, args, f"continue from the run's last checkpoint with: {again}")
     if code in (130, 143):  # like a single process: the caller sees the signal that stopped the job
         from dlcli.train.interrupts import die_by_signal
 
