@@ -18,20 +18,30 @@ from dlcli.train.launcher import INSTALL_COMMAND, abort_after_output, under_mpi_
 def abort_job(exit_code: int) -> None:
     """Under MPI with several ranks, end every rank now with `exit_code` (a rank that exits alone leaves the
     others waiting in a collective forever). Does nothing in a single process."""
-    if not under_mpi_launcher() or "mpi4py" not in sys.modules:
-        return
-    from mpi4py import MPI
-
-    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        abort_after_output(MPI.COMM_WORLD, exit_code)
+    comm = _running_job()
+    if comm is not None:
+        abort_after_output(comm, exit_code)
 
 
 def wait_for_leader_abort(grace: float = 5.0) -> None:
-    """On a rank other than 0, after an error every rank raised at the same step: give rank 0 the time to report
-    it and abort the job (which ends this process too), so that this rank's own abort cannot end the job before
-    the message is out. Returns after `grace` seconds only if rank 0 did not get there."""
-    if under_mpi_launcher() and "mpi4py" in sys.modules:
+    """On a rank other than 0 of a running MPI job, after an error: give rank 0 the time to report it and abort
+    the job (which ends this process too), so that an error every rank meets (a spec, data or resume error, a
+    divergence) is said once, by rank 0, and rank 0 gets to clean up before the job ends. Returns after `grace`
+    seconds only if rank 0 did not get there: the error is this rank's own, for it to report."""
+    if _running_job() is not None:
         time.sleep(grace)
+
+
+def _running_job() -> Any:
+    """COMM_WORLD of the MPI job this process is a rank of, when it has 2 or more ranks; else None. MPI is never
+    initialized here (MPI_Init waits for every rank): `train` connects before it can fail."""
+    if not under_mpi_launcher() or "mpi4py" not in sys.modules:
+        return None
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        return MPI.COMM_WORLD
+    return None
 
 
 def find_mpiexec() -> tuple[str, list[str]]:

@@ -178,6 +178,29 @@ def test_a_failing_or_hanging_rank_ends_the_whole_job_within_10_s(tmp_path: Path
     assert words in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_error_every_rank_meets_is_said_once_and_leaves_no_run_directory(tmp_path: Path) -> None:
+    """Every rank printed the same error (two --json error events), and rank 1's abort could kill rank 0 before
+    it removed the empty runs/blobs/ it had claimed."""
+    spec = _spec(tmp_path)
+    spec.write_text(spec.read_text().replace('"blobs.npz"', '"missing.npz"'))
+    result = subprocess.run([sys.executable, "-m", "dlcli", "train", str(spec), "--workers", "2", "--json"],
+                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    event = {"event": "error", "exit_code": 3,
+             "message": f"data.train: {tmp_path / 'missing.npz'} does not exist; check the path"}
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [event]
+    assert result.stderr.strip() == json.dumps(event)  # and no MPI "Abort(3) on node 0" line
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_an_error_only_rank_1_meets_is_said_by_rank_1(tmp_path: Path) -> None:
+    """Rank 1 gives rank 0 a few seconds to say an error every rank meets; rank 0 has none here, so rank 1 says
+    its own and ends the job."""
+    result = _train(_spec(tmp_path), tmp_path / "run", "--workers", "2", env=_env(DLCLI_TEST_FAULT="1:3:data"))
+    assert result.returncode == 3
+    assert result.stderr.strip() == "error: rank 1: injected data error on rank 1 at step 3"
+
+
 def _rank_pid(run: Path, rank: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
