@@ -15,6 +15,7 @@ from typing import Any
 from dlcli.errors import RankKilledError, SpecError
 from dlcli.train.launcher import INSTALL_COMMAND, abort_after_output, under_mpi_launcher
 
+
 def abort_job(exit_code: int) -> None:
     """Under MPI with several ranks, end every rank now with `exit_code` (a rank that exits alone leaves the
     others waiting in a collective forever). Does nothing in a single process."""
