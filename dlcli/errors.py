@@ -74,6 +74,15 @@ class DistributedError(DlcliError):
     exit_code = 1
 
 
+class RankKilledError(DlcliError):
+    """A rank of a `--workers` job was killed by a signal, which ended the job: exit 128 + the signal's number, as a
+    shell reports a process killed by it (137 for SIGKILL, the out-of-memory killer's signal)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 class ResultMismatchError(DlcliError):
     """A command that checks results found them different: `dlcli reproduce` got weights that are not
     bit-identical to the original run's. Exit 1, as a failed export check: the same run trained twice

@@ -18,7 +18,7 @@ import click
 from dlcli import __version__
 from dlcli.cli.distributed import abort_job, wait_for_leader_abort
 from dlcli.cli.entry import INTERRUPTED, INTERRUPTED_EXIT_CODE, asks_for_json
-from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
+from dlcli.errors import DlcliError, RunInterruptedError
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
 
@@ -131,21 +131,19 @@ class DlcliGroup(click.Group):
             if ctx.obj.get("debug"):
                 traceback.print_exc()
             rank = launcher_rank()
-            interrupted = isinstance(err, RunInterruptedError)
-            # these stop every rank at the same step with the same words: rank 0 alone says them
-            agreed = isinstance(err, (RunInterruptedError, DistributedError, DivergedError))
-            if rank == 0 or not agreed:
-                report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, _reports_json(ctx))
-            if interrupted and under_mpi_launcher():  # all ranks exit together; mpiexec passes 130/143 on
-                ctx.exit(err.exit_code)
-            if interrupted:  # checkpoint written: now die by the signal, as asked
+            if isinstance(err, RunInterruptedError):  # every rank stops at the same step: rank 0 alone says it
+                if rank == 0:
+                    report_error(str(err), err.exit_code, _reports_json(ctx))
+                if under_mpi_launcher():  # all ranks exit together; mpiexec passes 130/143 on
+                    ctx.exit(err.exit_code)
                 from dlcli.train.interrupts import die_by_signal
 
                 with contextlib.suppress(OSError):  # a stdout that is gone has nothing left to flush
                     sys.stdout.flush()
-                die_by_signal(err.exit_code - 128)
-            if rank and agreed:  # rank 0 says it and ends the job: an abort from here could beat its message
-                wait_for_leader_abort()
+                die_by_signal(err.exit_code - 128)  # checkpoint written: now die by the signal, as asked
+            if rank:  # most errors are every rank's (the same spec, data, checkpoint): rank 0 says them
+                wait_for_leader_abort()  # and ends the job; back here only if this rank's error is its own
+            report_error(f"rank {rank}: {err}" if rank else str(err), err.exit_code, _reports_json(ctx))
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except OutputGoneError as err:  # stdout was this command's result, and it could not be written
@@ -226,7 +224,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     Exit codes: 0 success, 1 internal error (or a failed result check of export or reproduce, or a result that
     could not be written to stdout), 2 usage or spec error, 3 data error, 4 checkpoint error, 5 training
-    diverged, 130/143 interrupted.
+    diverged, 130/143 interrupted, 128+n a --workers rank killed by signal n.
     """
     ctx.ensure_object(dict)["debug"] = debug
     if not debug and not under_mpi_launcher():  # under MPI, _mpi_excepthook says it and ends every rank

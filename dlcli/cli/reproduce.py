@@ -86,5 +86,5 @@ def _launch(run: Path, run_dir: Path | None, as_json: bool, quiet: bool, workers
     check_mpi4py()
     args = ["reproduce", str(run), *(["--run-dir", str(run_dir)] if run_dir is not None else []),
             *(["--json"] if as_json else []), *(["--quiet"] if quiet else [])]
-    code = run_workers(workers, args)
+    code = run_workers(workers, args, "run the same dlcli reproduce command again")
     click.get_current_context().exit(code)

@@ -74,24 +74,27 @@ def train_command(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | N
 def _train(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, overwrite: bool,
            as_json: bool, quiet: bool, workers: int, mpi_timeout: float, mpi_check_every: int,
            allow_world_size_change: bool, strict: bool) -> None:
+    from dlcli.train.distributed import connect
     from dlcli.train.launcher import under_mpi_launcher
 
-    output = "json" if as_json else "quiet" if quiet else "auto"
-    if _train_folds(spec_path, overrides, run_dir, resume, overwrite, output, workers):
-        return
-    if workers > 1 and not under_mpi_launcher():
-        _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers, mpi_timeout,
-                        mpi_check_every, allow_world_size_change, strict)
-        return
-    from dlcli.report import make_reporter
-    from dlcli.spec.load import load_spec, naming_the_file
-    from dlcli.train.distributed import connect
-    from dlcli.train.fit import fit_run
-    from dlcli.train.resume import resume_run
-    from dlcli.train.rundir import claim_run_directory
-
+    # under MPI every rank joins the job before anything can fail: an error every rank meets (the spec's, the
+    # data's) is then said by rank 0 alone, which ends the job (dlcli.cli.main), and no rank waits in MPI_Init
+    # for one that has left
     world = connect(mpi_timeout, mpi_check_every)
     try:
+        output = "json" if as_json else "quiet" if quiet else "auto"
+        if _train_folds(spec_path, overrides, run_dir, resume, overwrite, output, max(workers, world.size)):
+            return
+        if workers > 1 and not under_mpi_launcher():
+            _launch_workers(spec_path, overrides, run_dir, resume, overwrite, as_json, quiet, workers,
+                            mpi_timeout, mpi_check_every, allow_world_size_change, strict)
+            return
+        from dlcli.report import make_reporter
+        from dlcli.spec.load import load_spec, naming_the_file
+        from dlcli.train.fit import fit_run
+        from dlcli.train.resume import resume_run
+        from dlcli.train.rundir import claim_run_directory
+
         # only rank 0 reports; the others would print the same lines again
         output = "quiet" if world.rank != 0 else "json" if as_json else "quiet" if quiet else "auto"
         if resume:
@@ -137,7 +140,9 @@ def _launch_workers(spec_path: Path, overrides: tuple[str, ...], run_dir: Path |
     context = click.get_current_context().find_root()
     if (context.obj or {}).get("debug"):
         args.insert(0, "--debug")
-    code = run_workers(workers, args)
+    # a spec given: --resume continues its newest run, the one this job began
+    again = f"dlcli train {run_dir or spec_path} --resume --workers {workers}"
+    code = run_workers(workers, args, f"continue from the run's last checkpoint with: {again}")
     if code in (130, 143):  # like a single process: the caller sees the signal that stopped the job
         from dlcli.train.interrupts import die_by_signal
 

@@ -61,7 +61,8 @@ class BatchNormalization(Layer):
         # untouched (what fine-tuning a pretrained base needs: its statistics are the base's)
         if training and self.trainable:
             out, mean, variance = ops.batch_normalization(x, gamma, beta, self.axis, self.spec.epsilon)
-            self._update_moving_statistics(mean.data, variance.data)
+            if x.data.size:  # a batch of no example (an MPI rank's empty shard) has no statistics: NaN means
+                self._update_moving_statistics(mean.data, variance.data)
             return out
         # inference: an affine map per channel, x * scale + shift, from the moving statistics
         inv_std = Tensor((1.0 / np.sqrt(self.moving_variance + np.float32(self.spec.epsilon))).astype(np.float32))

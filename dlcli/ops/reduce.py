@@ -40,7 +40,11 @@ class Mean(Op):
 
     def forward(self, a: Array) -> Array:
         self.in_shape = a.shape
-        out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
+        if a.size:
+            out = np.asarray(a.mean(axis=self.axis, keepdims=self.keepdims))
+        else:  # NaN, as NumPy's, without its "Mean of empty slice" warning (np.errstate cannot silence it): an MPI
+            # rank with no example of a short last batch takes a mean loss of nothing, which counts for nothing
+            out = np.full(np.sum(a, axis=self.axis, keepdims=self.keepdims).shape, np.nan)
         self.count = a.size // (out.size or 1) if a.size else 1
         return out.astype(a.dtype, copy=False)
 

@@ -1,11 +1,12 @@
 """Synchronous data-parallel training over MPI (mpi4py), Horovod-style.
 
 Every rank holds the whole model and the whole data set, draws the same shuffled order, and takes its own
-contiguous shard of each global batch. After its backward pass a rank copies its gradients (each scaled by
-its shard's share of the batch, 1.0 when the shards are equal), the moving statistics of layers that update
-them in training, its share of the loss and its stop request into one flat float32 buffer; one in-place
-Allreduce sums that buffer on every rank, and every rank then applies the same optimizer update to the
-same weights. Rank 0 alone writes files.
+contiguous shard of each global batch. After its backward pass a rank copies its gradients and the moving
+statistics of layers that update them in training (each scaled by its shard's share of the batch: 1.0 when the
+shards are equal, 0 for a rank that got no example of a short last batch), its share of the loss and its stop
+request into one flat float32 buffer; one in-place Allreduce sums that buffer on every rank, and every rank
+then applies the same optimizer update to the same weights, and holds the same moving statistics: their
+per-example average over the ranks. Rank 0 alone writes files.
 
 Why two ranks give bit-identical results to one process averaging two half-batches: the sum of two
 float32 numbers does not depend on their order, and halving is exact. With three or more ranks MPI may
@@ -173,7 +174,10 @@ class MpiWorld(World):
                     n_local: int, n_total: int, stop_signal: int) -> tuple[list[float], int]:
         from mpi4py import MPI
 
-        weight = np.float32(n_local * self.size / n_total)  # exactly 1 when the shards are equal
+        # a rank's gradients, moving statistics and loss count by its share of the batch's examples: exactly 1
+        # when the shards are equal, 0 for a rank that got none of a short last batch (its loss and batch
+        # statistics are means over nothing, NaN, which 0 * NaN would still spread: _put writes zeros)
+        weight = np.float32(n_local * self.size / n_total)
         dense = {name: p for name, p in params.items() if not isinstance(p.grad, SparseRows)}
         sizes = [p.data.size for p in dense.values()] + [s.size for s in states]
         extras = len(dense) + len(values) + 1
@@ -182,20 +186,14 @@ class MpiWorld(World):
             self._buffer = np.empty(total, np.float32)
         buffer, offset = self._buffer, 0
         for p in dense.values():
-            part = buffer[offset:offset + p.data.size]
-            if p.grad is None:
-                part[...] = 0.0
-            elif weight == 1.0:
-                part[...] = np.asarray(p.grad).reshape(-1)
-            else:
-                np.multiply(np.asarray(p.grad).reshape(-1), weight, out=part)
+            _put(buffer[offset:offset + p.data.size], p.grad, weight)
             offset += p.data.size
         for state in states:
-            buffer[offset:offset + state.size] = state.reshape(-1)
+            _put(buffer[offset:offset + state.size], state, weight)
             offset += state.size
         tail = buffer[offset:]
         tail[:len(dense)] = [0.0 if p.grad is None else 1.0 for p in dense.values()]
-        tail[len(dense):len(dense) + len(values)] = [v * n_local / n_total for v in values]
+        tail[len(dense):len(dense) + len(values)] = [v * n_local / n_total if n_local else 0.0 for v in values]
         tail[-1] = STOP_CODES.get(stop_signal, 0.0)
         with self._collective("allreduce of gradients"):
             self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
@@ -282,6 +280,16 @@ class MpiWorld(World):
     def barrier(self) -> None:
         with self._collective("barrier"):
             self.comm.Barrier()
+
+
+def _put(part: np.ndarray, array: Any, weight: np.float32) -> None:
+    """`array * weight` into the flat buffer slice `part`; zeros when there is no array or its weight is 0."""
+    if array is None or weight == 0.0:
+        part[...] = 0.0
+    elif weight == 1.0:
+        part[...] = np.asarray(array).reshape(-1)
+    else:
+        np.multiply(np.asarray(array).reshape(-1), weight, out=part)
 
 
 def _displacements(counts: np.ndarray) -> np.ndarray:

@@ -64,4 +64,8 @@ def abort_after_output(comm: Any, exit_code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     time.sleep(OUTPUT_GRACE_SECONDS)
+    # MPICH prints "Abort(3) on node 0 (rank 0 in comm 0): application called MPI_Abort(...)" to stderr: a second
+    # message after the one paragraph that said why
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
     comm.Abort(exit_code)

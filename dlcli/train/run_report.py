@@ -47,9 +47,11 @@ def run_summary(spec: RunSpec, run_dir: Path, history: list[dict[str, Any]], bes
     """summary.json: the epochs run, the final and best values, and the time they took."""
     final = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds", "learning_rate")} if history else {}
     epoch_times = [row["seconds"] for row in history]
+    # no epoch was ever best (the monitored value NaN every epoch): checkpoints/best was never written
+    written = str(checkpoint_path(run_dir, "best")) if best.best_epoch else None
     summary = {"run": spec.name, "run_dir": str(run_dir), "epochs_run": len(history),
                "stopped_early": stop_reason is not None, "final": final,
-               "best": {**best.state(), "checkpoint": str(checkpoint_path(run_dir, "best"))},
+               "best": {**best.state(), "checkpoint": written},
                "seconds": seconds, "seconds_per_epoch": epoch_times, "samples": info["samples"],
                "params": info["params"]}
     if stop_reason is not None:

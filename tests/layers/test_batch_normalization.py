@@ -86,6 +86,16 @@ def test_training_normalizes_by_the_batch_and_updates_moving_statistics_with_mom
     assert layer.state["moving_mean"] is moving_mean and layer.state["moving_variance"] is moving_variance
 
 
+def test_a_batch_of_no_example_leaves_the_moving_statistics_alone() -> None:
+    """An MPI rank's empty shard of a short last batch: its mean and variance are NaN and must not be folded in."""
+    layer = create_layer({"type": "batch_normalization"})
+    layer.build((3,), np.random.default_rng(0))
+    out = layer(Tensor(np.zeros((0, 3), np.float32)), training=True)
+    assert out.shape == (0, 3)
+    np.testing.assert_array_equal(layer.state["moving_mean"], np.zeros(3))
+    np.testing.assert_array_equal(layer.state["moving_variance"], np.ones(3))
+
+
 def test_inference_uses_the_moving_statistics_and_leaves_them_alone() -> None:
     layer = create_layer({"type": "batch_normalization"})
     layer.build((4, 4, 3), np.random.default_rng(0))

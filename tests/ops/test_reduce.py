@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from dlcli import ops
+from dlcli.tensor import Tensor
 from tests.gradcheck import check_op_gradients
 
 rng = np.random.default_rng(4)
@@ -45,3 +48,16 @@ def test_reductions_match_numpy_values() -> None:
     np.testing.assert_allclose(ops.sum(t, axis=(0, 2)).data, _x.sum(axis=(0, 2)))
     np.testing.assert_allclose(ops.mean(t, axis=1, keepdims=True).data, _x.mean(axis=1, keepdims=True))
     np.testing.assert_allclose(ops.max(t, axis=0).data, _x.max(axis=0))
+
+
+def test_the_mean_of_nothing_is_nan_without_a_warning() -> None:
+    """An MPI rank with an empty shard takes the mean loss of no example; NumPy's "Mean of empty slice" warning
+    reached the user's terminal (a RuntimeWarning, which np.errstate does not silence)."""
+    empty = Tensor(np.zeros((0, 3), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole, per_column, kept = ops.mean(empty), ops.mean(empty, axis=0), ops.mean(empty, axis=0, keepdims=True)
+    assert whole.shape == () and np.isnan(whole.data) and whole.dtype == np.float32
+    assert per_column.shape == (3,) and np.isnan(per_column.data).all()
+    assert kept.shape == (1, 3) and np.isnan(kept.data).all()
+    assert ops.mean(empty, axis=-1).shape == (0,)

@@ -3,8 +3,8 @@
 `env(**faults)` is the environment for such a process: DLCLI_TEST_CALLBACKS names this module, so every training
 run in it adds the callbacks `callbacks()` returns, and the faults asked for are set:
   DLCLI_TEST_PAUSE_STEP=SECONDS     sleep after every step, so that a signal or a kill lands where a test wants
-  DLCLI_TEST_FAULT=RANK:STEP:KIND   on that MPI rank, after that global step: "raise" an error, "hang" for an
-                                    hour (the MPI watchdog must end the job), or "perturb" one weight (the ranks'
+  DLCLI_TEST_FAULT=RANK:STEP:KIND   on that MPI rank, after that global step: "raise" an error (a bug), "data"
+                                    a DataError (exit 3), "hang" for an hour (the MPI watchdog must end the job), or "perturb" one weight (the ranks'
                                     weight-hash comparison must catch the drift)
   DLCLI_TEST_PAUSE_WRITE=SECONDS    hold every atomic file write half written that long (a kill lands mid-file)
   DLCLI_TEST_RECORD_DECODED=FOLDER  at the end, write FOLDER/rank-R.json: the rows of every in-RAM image cache
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli import checkpoint
+from dlcli.errors import DataError
 from dlcli.train.callbacks import Callback, Run
 from dlcli.train.callbacks.injected import SEAM
 
@@ -56,6 +57,8 @@ class BreakRank(Callback):
             return
         if self.kind == "raise":
             raise RuntimeError(f"injected fault on rank {run.rank} at step {run.step}")
+        if self.kind == "data":  # a user error that only this rank meets (a file only its shard reads)
+            raise DataError(f"injected data error on rank {run.rank} at step {run.step}")
         if self.kind == "hang":
             time.sleep(3600)
         if self.kind == "perturb":  # a replica drifts: the periodic weight-hash comparison must catch it

@@ -22,7 +22,7 @@ from dlcli.optimizers import create_optimizer
 from dlcli.spec.load import validate_spec
 from dlcli.tensor import Tensor
 from dlcli.train.datasets import load_splits
-from dlcli.train.distributed import World, weights_hash
+from dlcli.train.distributed import World, moving_states, weights_hash
 from dlcli.train.streams import Streams
 from dlcli.train.loop import Objective
 from tests.train import faults
@@ -46,10 +46,12 @@ batch_size = 16
 """
 
 
-def _spec(folder: Path, epochs: int = 3, dropout: bool = False) -> Path:
-    write_blobs(folder / "blobs.npz", n=480)
+def _spec(folder: Path, epochs: int = 3, dropout: bool = False, batch_norm: bool = False, n: int = 480) -> Path:
+    write_blobs(folder / "blobs.npz", n=n)  # 3/4 of n train: 360 of 480, 22 batches of 16 and one of 8
     path = folder / "blobs.toml"
-    path.write_text(SPEC.format(epochs=epochs, layers='{ type = "dropout", rate = 0.2 }, ' if dropout else ""))
+    layers = ('{ type = "dropout", rate = 0.2 }, ' if dropout else "") + \
+        ('{ type = "batch_normalization" }, ' if batch_norm else "")
+    path.write_text(SPEC.format(epochs=epochs, layers=layers))
     return path
 
 
@@ -73,8 +75,10 @@ def _history(run: Path) -> list[dict[str, Any]]:
 
 
 def _two_half_batches_reference(spec_path: Path, epochs: int) -> dict[str, np.ndarray]:
-    """What 2 ranks must compute: each global batch split in two halves, each half's gradient taken
-    separately, the two averaged, one Adam update. In one process, with no MPI at all."""
+    """What 2 ranks must compute: each global batch split in two contiguous halves (the first one longer when the
+    batch is odd), each half's gradient and batch-norm moving statistics taken separately, the two summed, each
+    weighted by its half's share of the batch's examples, then halved: one Adam update. A half with no example
+    (a last batch of 1) adds nothing. In one process, with no MPI at all; the float32 operations are the ranks'."""
     import sys as _sys
 
     if _sys.version_info >= (3, 11):
@@ -89,21 +93,33 @@ def _two_half_batches_reference(spec_path: Path, epochs: int) -> dict[str, np.nd
     splits = load_splits(spec, model, streams.split)
     optimizer = create_optimizer(spec.train.optimizer.model_dump(), model.parameters())
     objective = Objective(model, {k: v.shape[1:] for k, v in splits.train.targets.items()})
-    params = model.parameters()
+    params, states = model.parameters(), moving_states(model)
     for _ in range(epochs):
         for index in batch_slices(shuffled_order(len(splits.train), streams.shuffle), spec.train.batch_size):
-            halves = []
+            before = [state.copy() for state in states]
+            halves: list[dict[str, np.ndarray]] = []
             for half in np.array_split(index, 2):
+                weight = np.float32(len(half) * 2 / len(index))  # exactly 1 for equal halves
+                if len(half) == 0:
+                    halves.append({**{name: np.zeros_like(p.data) for name, p in params.items()},
+                                   **{str(i): np.zeros_like(s) for i, s in enumerate(states)}})
+                    continue
+                for state, start in zip(states, before):
+                    state[...] = start  # each rank's layers start the step from the same statistics
                 batch = splits.train.take(half)
                 loss, _ = objective.loss(model({"input": Tensor(batch.inputs["input"])}, training=True),
                                          batch.targets)
                 optimizer.zero_grad()
                 loss.backward()
-                halves.append({name: np.array(p.grad) for name, p in params.items()})
+                halves.append({**{name: np.asarray(p.grad) * weight for name, p in params.items()},
+                               **{str(i): s * weight for i, s in enumerate(states)}})
             for name, p in params.items():
                 p.grad = (halves[0][name] + halves[1][name]) / np.float32(2)
+            for i, state in enumerate(states):
+                state[...] = (halves[0][str(i)] + halves[1][str(i)]) / np.float32(2)
             optimizer.step()
-    return {f"param/{k}": t.data for k, t in params.items()}
+    return {**{f"param/{k}": t.data for k, t in params.items()},
+            **{f"state/{k}": v for k, v in model.state().items()}}
 
 
 def test_two_ranks_equal_one_process_averaging_two_half_batches_bit_for_bit(tmp_path: Path) -> None:
@@ -162,6 +178,29 @@ def test_a_failing_or_hanging_rank_ends_the_whole_job_within_10_s(tmp_path: Path
     assert words in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_error_every_rank_meets_is_said_once_and_leaves_no_run_directory(tmp_path: Path) -> None:
+    """Every rank printed the same error (two --json error events), and rank 1's abort could kill rank 0 before
+    it removed the empty runs/blobs/ it had claimed."""
+    spec = _spec(tmp_path)
+    spec.write_text(spec.read_text().replace('"blobs.npz"', '"missing.npz"'))
+    result = subprocess.run([sys.executable, "-m", "dlcli", "train", str(spec), "--workers", "2", "--json"],
+                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    event = {"event": "error", "exit_code": 3,
+             "message": f"data.train: {tmp_path / 'missing.npz'} does not exist; check the path"}
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [event]
+    assert result.stderr.strip() == json.dumps(event)  # and no MPI "Abort(3) on node 0" line
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_an_error_only_rank_1_meets_is_said_by_rank_1(tmp_path: Path) -> None:
+    """Rank 1 gives rank 0 a few seconds to say an error every rank meets; rank 0 has none here, so rank 1 says
+    its own and ends the job."""
+    result = _train(_spec(tmp_path), tmp_path / "run", "--workers", "2", env=_env(DLCLI_TEST_FAULT="1:3:data"))
+    assert result.returncode == 3
+    assert result.stderr.strip() == "error: rank 1: injected data error on rank 1 at step 3"
+
+
 def _rank_pid(run: Path, rank: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -176,9 +215,12 @@ def _rank_pid(run: Path, rank: int) -> int | None:
     return None
 
 
-def test_sigkill_of_one_rank_ends_the_job(tmp_path: Path) -> None:
+def test_sigkill_of_one_rank_ends_the_job_with_137_and_one_error_naming_the_rank(tmp_path: Path) -> None:
+    """mpiexec (hydra) exited with the bare signal number, 9, and printed its own banner on stdout, into the
+    --json stream; by a race (a rank's MPI read the dead rank's memory) it was 143, SIGTERM's code, with an MPICH
+    error stack. Now: 128 + 9, as a shell reports a killed process, and one error event."""
     spec = _spec(tmp_path, epochs=50)
-    job = _popen(spec, tmp_path / "run", "--workers", "2", env=_env(DLCLI_TEST_PAUSE_STEP="0.02"))
+    job = _popen(spec, tmp_path / "run", "--workers", "2", "--json", env=_env(DLCLI_TEST_PAUSE_STEP="0.02"))
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists():
         assert time.monotonic() < deadline and job.poll() is None
@@ -187,9 +229,15 @@ def test_sigkill_of_one_rank_ends_the_job(tmp_path: Path) -> None:
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
-    job.communicate(timeout=30)
+    out, err = job.communicate(timeout=30)
     assert time.monotonic() - killed < 10
-    assert job.returncode != 0
+    assert job.returncode == 137, err
+    events = [json.loads(line) for line in out.splitlines()]  # nothing but JSON: hydra's banner is not passed on
+    assert events[0]["event"] == "start" and events[-1] == {
+        "event": "error", "exit_code": 137,
+        "message": f"rank 1 of 2 was killed by signal 9 (SIGKILL), which ended the job; continue from the run's "
+                   f"last checkpoint with: dlcli train {tmp_path / 'run'} --resume --workers 2"}
+    assert err.strip() == json.dumps(events[-1])  # the error, once, and no launcher banner or MPI error stack
     load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")  # nothing lost
 
 
@@ -244,17 +292,28 @@ def test_weights_hash_changes_with_any_weight(tmp_path: Path) -> None:
     assert weights_hash(model) != before
 
 
-def test_batch_norm_statistics_are_averaged_so_the_replicas_stay_identical(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, epochs=2)
-    spec.write_text(spec.read_text().replace('{ type = "dense", units = 16, activation = "relu" }, ',
-                                             '{ type = "dense", units = 16, activation = "relu" }, '
-                                             '{ type = "batch_normalization" }, '))
+# 353 train examples: a last batch of 1, rank 1 gets none; 355: a last batch of 3, split 2/1
+@pytest.mark.parametrize("examples,regression", [(471, True), (474, False)])
+def test_batch_norm_statistics_are_averaged_per_example_and_an_empty_shard_adds_nothing(
+        tmp_path: Path, examples: int, regression: bool) -> None:
+    """A rank with no example takes the mean of nothing, NaN: its batch statistics went into the average, and
+    every moving statistic and val_loss became NaN in a run that ended with exit 0; with mse its loss (NaN too)
+    went into the step's loss, and the run stopped at once as diverged (exit 5)."""
+    spec = _spec(tmp_path, epochs=2, batch_norm=True, n=examples)
+    if regression:
+        data = np.load(tmp_path / "blobs.npz")
+        np.savez(tmp_path / "blobs.npz", x=data["x"], y=data["x"][:, :1] * np.float32(2.0))
+        spec.write_text(spec.read_text().replace('units = 3, activation = "softmax"', "units = 1")
+                        .replace('"sparse_categorical_crossentropy"', '"mse"').replace('["accuracy"]', '["mae"]'))
     # every step compares the hashes of all weights and layer state, moving statistics included
     result = _train(spec, tmp_path / "run", "--workers", "2", "--mpi-check-every", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
     arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
-    moving = arrays["state/batch_normalization/moving_mean"]
-    assert np.all(moving != 0.0)  # they moved, from the shards of both ranks
+    reference = _two_half_batches_reference(spec, epochs=2)
+    assert np.all(reference["state/batch_normalization/moving_mean"] != 0.0)  # they moved
+    for name, expected in reference.items():
+        assert arrays[name].tobytes() == expected.tobytes(), name
+    assert all(np.isfinite(row["val_loss"]) for row in _history(tmp_path / "run"))
 
 
 def test_masked_sequence_metrics_see_the_masks_of_the_whole_global_batch(tmp_path: Path) -> None:

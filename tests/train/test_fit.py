@@ -138,6 +138,22 @@ def test_unknown_monitor_is_a_spec_error_listing_reported_values(tmp_path: Path)
         fit(spec_doc(data, monitor="val_acc"), tmp_path / "run")
 
 
+def test_a_run_that_never_had_a_best_epoch_names_no_best_checkpoint(tmp_path: Path) -> None:
+    """val_loss NaN every epoch (validation rows whose logits overflow): no best.safetensors is ever written, and
+    summary.json said "checkpoint": ".../best.safetensors" all the same."""
+    data = write_blobs(tmp_path / "blobs.npz")
+    # finite, so the data check lets them in; the logits overflow and the loss is NaN
+    np.savez(tmp_path / "val.npz", x=np.full((8, 2), 3e38, np.float32), y=np.arange(8) % 3)
+    doc = spec_doc(data, epochs=2)
+    doc["data"] = {"train": str(data), "validation": str(tmp_path / "val.npz")}
+    with np.errstate(all="ignore"):  # as the command line runs it: the overflow is the point
+        summary = fit(doc, tmp_path / "run")
+    assert [row["val_loss"] for row in map(json.loads, (tmp_path / "run" / "history.jsonl").open())] == [None, None]
+    assert not (tmp_path / "run" / "checkpoints" / "best.safetensors").exists()
+    assert summary["best"] == {"monitor": "val_loss", "best": None, "best_epoch": 0, "wait": 2, "checkpoint": None}
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["best"]["checkpoint"] is None
+
+
 def test_divergence_stops_with_exit_5_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     # plain SGD with lr * curvature = 4 overshoots: the loss grows ~9x a step and overflows after ~40 epochs
     rng = np.random.default_rng(0)
