@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import sys
 import traceback
@@ -19,13 +18,14 @@ from dlcli import __version__
 from dlcli.cli.distributed import abort_job, wait_for_leader_abort
 from dlcli.cli.entry import INTERRUPTED, INTERRUPTED_EXIT_CODE, asks_for_json
 from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
+from dlcli.output_text import json_line
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
 
 def report_error(message: str, exit_code: int, as_json: bool) -> None:
     """An error as one paragraph on stderr, or as a JSON object (also sent to stdout's event stream)."""
     if as_json:
-        record = json.dumps({"event": "error", "exit_code": exit_code, "message": message})
+        record = json_line({"event": "error", "exit_code": exit_code, "message": message})
         try:
             click.echo(record)
         except OSError:  # stdout is gone (it may be why we are here): stderr still gets the record

@@ -24,6 +24,7 @@ from typing import Any
 from dlcli import __version__
 from dlcli.checkpoint import write_atomically
 from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
+from dlcli.output_text import json_line
 from dlcli.train.run_lock import LOCK, acquire, refuse_held, release
 
 CHECKPOINTS = "checkpoints"
@@ -37,7 +38,8 @@ def checkpoint_path(run_dir: Path, kind: str) -> Path:
 
 
 def finite_for_json(value: Any) -> Any:
-    """JSON has no NaN: non-finite floats become null."""
+    """A checkpoint's metadata made JSON-able: non-finite floats become null (a resume reads null back as
+    "no value yet"); the run directory's JSON files spell them as dlcli/output_text.py says."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -84,12 +86,12 @@ def keep_as_previous(run_dir: Path) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
-    write_atomically(path, (json.dumps(finite_for_json(value), indent=2, allow_nan=False) + "\n").encode())
+    write_atomically(path, (json_line(value, indent=2) + "\n").encode())
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """history.jsonl (one epoch a line) and history.csv (a column per value), rewritten atomically."""
-    lines = "".join(json.dumps(finite_for_json(row), allow_nan=False) + "\n" for row in history)
+    lines = "".join(json_line(row) + "\n" for row in history)
     write_atomically(run_dir / "history.jsonl", lines.encode())
     columns = list(dict.fromkeys(key for row in history for key in row))
     table = io.StringIO()
