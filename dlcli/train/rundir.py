@@ -8,6 +8,7 @@ released by the kernel when its holder dies, so a killed run never blocks the ne
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -153,7 +154,13 @@ class RunDirectory:
             refuse_held(path)  # refused before taking the lock: a foreign folder gets not even a .lock file
             raise RunDirectoryTakenError(_not_empty_message(path))
         created = _make_folder(path)
-        lock_fd = _acquire(path)
+        try:
+            lock_fd = _acquire(path)
+        except BaseException:
+            if created:  # no half-claimed folder: one this claim made goes again (rmdir: only while empty)
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            raise
         directory = cls(path, lock_fd, created)
         try:
             if not _is_empty(path):
