@@ -109,17 +109,18 @@ def _is_empty(path: Path) -> bool:
     return all(entry.name == LOCK or is_stale_temporary(entry.name) for entry in path.iterdir())
 
 
-def _folder_error(path: Path, err: OSError, doing: str) -> Exception:
-    """A run-directory OSError as one paragraph: a name too long is the user's spelling (exit 2), the rest a
-    run-directory write error (exit 4), each naming the path."""
+def _folder_error(path: Path, err: OSError, doing: str, fix: str = "choose a folder you can write (--run-dir DIR)"
+                  ) -> Exception:
+    """A run-directory OSError as one paragraph naming the path, a SpecError (exit 2): a run directory that cannot
+    be created or written is an output that cannot be written (SPEC.md's 4 is for a checkpoint that is missing,
+    corrupt or incompatible, and a script branching on 4 would take the wrong path)."""
     if err.errno == errno.ENAMETOOLONG:
         return SpecError(f"--run-dir {path}: a name in it is longer than this system allows ({err.strerror}); "
                          "choose a shorter path")
     reason = err.strerror or str(err)
     if err.errno in (errno.ENOTDIR, errno.EEXIST) or (path.exists() and not path.is_dir()):
         reason = "a part of the path is a file, not a folder"
-    return CheckpointError(f"cannot {doing} run directory {path}: {reason}; choose a folder you can write "
-                           "(--run-dir DIR)")
+    return SpecError(f"cannot {doing} run directory {path}: {reason}; {fix}")
 
 
 class RunDirectory:
@@ -200,7 +201,8 @@ class RunDirectory:
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such run directory; nothing to resume (train without --resume "
                                   "first)")
-        return cls(path, _acquire(path))
+        return cls(path, _acquire(path, "make it writable to resume it there, or copy it to a folder you can "
+                                        "write and resume the copy"))
 
     def begin_again(self) -> None:
         """Begin the run in this claimed folder again (it was stopped before its first checkpoint): what it holds is
@@ -340,16 +342,16 @@ def _make_folder(path: Path) -> bool:
         return True
     except FileExistsError:
         if not path.is_dir():
-            raise CheckpointError(f"cannot use {path} as a run directory: it is a file, not a folder; choose "
-                                  "another --run-dir") from None
+            raise SpecError(f"cannot use {path} as a run directory: it is a file, not a folder; choose "
+                            "another --run-dir") from None
         return False
     except OSError as err:
         raise _folder_error(path, err, "create") from None
 
 
-def _acquire(path: Path) -> int:
+def _acquire(path: Path, fix: str | None = None) -> int:
     """The run directory's lock (run_lock.acquire), an OSError worded as a run-directory error."""
     try:
         return acquire(path)
     except OSError as err:
-        raise _folder_error(path, err, "lock") from None
+        raise (_folder_error(path, err, "lock", fix) if fix else _folder_error(path, err, "lock")) from None
