@@ -97,13 +97,20 @@ class DlcliGroup(click.Group):
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
-        """The group's context; a usage error in the group's own options is a JSON event under --json."""
+        """The group's context; a usage error in the group's own options is a JSON event under --json. The group's
+        eager options (--help, --version) print here, before invoke guards stdout: a failed write of theirs
+        (`dlcli --help > /dev/full`) is one line too, not a traceback."""
         as_json = asks_for_json(args)
         try:
             with _usage_errors_as_json(as_json):
                 ctx = super().make_context(info_name, args, parent=parent, **extra)
         except KeyboardInterrupt:
             raise CommandInterrupted(as_json) from None
+        except OSError as err:  # only click's echo writes here; dlcli.report (NumPy) is loaded on this path alone
+            from dlcli.report.stream import point_at_devnull
+
+            point_at_devnull(sys.stdout)  # so the interpreter's last flush of the help fails silently
+            raise click.exceptions.Exit(_output_gone(err, as_json)) from None
         ctx.meta[_ASKS_FOR_JSON] = as_json
         return ctx
 
@@ -149,11 +156,16 @@ class DlcliGroup(click.Group):
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except OutputGoneError as err:  # stdout was this command's result, and it could not be written
-            if err.errno == errno.EPIPE:  # `dlcli list | head`: the reader just got what it wanted
-                ctx.exit(0)
-            report_error(f"cannot write the output: stdout is not writable ({err.strerror})", 1,
-                         _reports_json(ctx))
-            ctx.exit(1)
+            ctx.exit(_output_gone(err, _reports_json(ctx)))
+
+
+def _output_gone(err: OSError, as_json: bool) -> int:
+    """The exit code of a command whose result could not be written to stdout, reported: 0 for a reader that
+    left (`dlcli list | head` got what it wanted), else 1 with one message."""
+    if err.errno == errno.EPIPE:
+        return 0
+    report_error(f"cannot write the output: stdout is not writable ({err.strerror})", 1, as_json)
+    return 1
 
 
 @contextlib.contextmanager
