@@ -19,6 +19,7 @@ from dlcli.cli.distributed import abort_job, wait_for_leader_abort
 from dlcli.cli.entry import INTERRUPTED, INTERRUPTED_EXIT_CODE, asks_for_json
 from dlcli.errors import DistributedError, DivergedError, DlcliError, RunInterruptedError
 from dlcli.output_text import json_line
+from dlcli.train.environment import apply_environment
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
 
@@ -272,6 +273,11 @@ def _internal_error_excepthook(as_json: bool, kind: type[BaseException], error: 
 def main() -> None:
     """The command line: the console entry point (dlcli.cli.entry.main) runs it, answering a Ctrl-C in its imports."""
     _open_missing_standard_descriptors()  # before anything opens a file
+    try:
+        apply_environment()  # before anything loads Numba
+    except DlcliError as err:  # a variable dlcli cannot use: named, before any command runs
+        report_error(str(err), err.exit_code, asks_for_json(sys.argv[1:]))
+        sys.exit(err.exit_code)
     pin_threads()  # before anything loads NumPy
     if under_mpi_launcher():
         sys.excepthook = _mpi_excepthook
