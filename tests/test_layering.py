@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "dlcli"
 # left to right: a module may import only from its own group or groups to its left
 ORDER = [
-    {"errors", "registry"},
+    {"errors", "registry", "output_text"},
     {"kernels", "tensor"},
     {"activations"},  # the activation table: its rows are ops, which the fused ops (dense, conv, recurrent) read
     {"ops"},

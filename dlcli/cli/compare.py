@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 if TYPE_CHECKING:
     from dlcli.train.runs import RunRecord
@@ -39,7 +40,7 @@ def compare_command(runs: tuple[Path, ...], draw: bool, as_json: bool) -> None:
     differences = key_differences([record.spec for record in records])
     metrics = [_metrics(record) for record in records]
     if as_json:
-        click.echo(json.dumps({"event": "compare", "runs": [str(record.path) for record in records],
+        click.echo(json_line({"event": "compare", "runs": [str(record.path) for record in records],
                                "differences": [{"key": key, "values": values} for key, values in differences],
                                "metrics": [{"run": str(record.path), **each}
                                            for record, each in zip(records, metrics)]}))

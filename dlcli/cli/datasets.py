@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from dlcli.output_text import json_line
 
 
 @click.command("datasets")
@@ -16,7 +16,7 @@ def datasets_command(as_json: bool) -> None:
     rows = [row._asdict() for row in list_datasets()]
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row))
+            click.echo(json_line(row))
         return
     click.echo(f"{'name':<16} {'task':<16} {'size':>10}  where")
     for row in rows:

@@ -17,6 +17,7 @@ INTERRUPTED_EXIT_CODE = 130  # SIGINT, as SPEC.md says
 def main() -> None:
     """Console entry point (`dlcli`, `python -m dlcli`): run the command line; a Ctrl-C that reaches here, while
     it imports or before it has begun a command, exits 130 with the one-line error (a JSON event under --json)."""
+    tolerate_unencodable_output()
     try:
         from dlcli.cli.main import main as command_line
 
@@ -24,6 +25,21 @@ def main() -> None:
     except KeyboardInterrupt:
         report_interrupted(asks_for_json(sys.argv[1:]))
         sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+def tolerate_unencodable_output() -> None:
+    """Let stdout and stderr write any text: a character their encoding lacks (a class name or path in a C or
+    Latin-1 locale) is written as a backslash escape (\\xe9), where it would raise UnicodeEncodeError mid-command.
+    Surrogates (undecodable bytes of argv in such a locale) become escapes too, except where Python's UTF-8 mode
+    already writes them back as the bytes they came from."""
+    for stream in (sys.stdout, sys.stderr):
+        errors, encoding = getattr(stream, "errors", None), str(getattr(stream, "encoding", "")).lower()
+        round_trip = errors == "surrogateescape" and encoding.replace("-", "") == "utf8"
+        if errors in ("strict", "surrogateescape") and not round_trip and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (OSError, ValueError):  # a closed or odd stream: the guarded writes deal with it
+                pass
 
 
 def asks_for_json(args: Sequence[str]) -> bool:
@@ -36,9 +52,9 @@ def report_interrupted(as_json: bool) -> None:
     """The interrupt's error, as dlcli.cli.main.report_error writes every error, without click: one line on stderr,
     or the JSON error event on stdout and on stderr."""
     if as_json:
-        import json
+        from dlcli.output_text import json_line
 
-        record = json.dumps({"event": "error", "exit_code": INTERRUPTED_EXIT_CODE, "message": INTERRUPTED})
+        record = json_line({"event": "error", "exit_code": INTERRUPTED_EXIT_CODE, "message": INTERRUPTED})
         _write(sys.stdout, record)
         _write(sys.stderr, record)
     else:

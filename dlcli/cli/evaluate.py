@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("eval")
@@ -56,7 +56,7 @@ def evaluate_command(target: Path, data_path: Path | None, which: str, batch_siz
         if confusion else ([], [])
     if as_json:
         extra = {"confusion_matrices": [m.record() for m in matrices], "figures": figures} if confusion else {}
-        click.echo(json.dumps({"event": "eval", **record, **extra}))
+        click.echo(json_line({"event": "eval", **record, **extra}))
     else:
         values = " ".join(f"{k}={v:.4f}" for k, v in results.items())
         click.echo(f"eval checkpoint={path} epoch={record['epoch']} data={source} samples={len(split)} {values}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("export")
@@ -59,7 +59,7 @@ def export_command(target: Path, format_name: str, output: Path | None, which: s
                           DEFAULT_ATOL if atol is None else atol)
     outputs = {o.name: {"max_abs": o.max_abs, "max_rel": o.max_rel, "passed": o.passed} for o in report.outputs}
     if as_json:
-        click.echo(json.dumps({"event": "check", "path": str(exported.path), "data": origin,
+        click.echo(json_line({"event": "check", "path": str(exported.path), "data": origin,
                                "examples": report.examples, "rtol": report.rtol, "atol": report.atol,
                                "outputs": outputs, "passed": report.passed}))
     else:
@@ -73,7 +73,7 @@ def export_command(target: Path, format_name: str, output: Path | None, which: s
 def _report_export(exported: Any, epoch: int | None, as_json: bool) -> None:
     """The export line (or JSON object), then each note on stderr (in the JSON object with --json)."""
     if as_json:
-        click.echo(json.dumps({"event": "export", "path": str(exported.path), "format": exported.format,
+        click.echo(json_line({"event": "export", "path": str(exported.path), "format": exported.format,
                                "bytes": exported.size, "seconds": round(exported.seconds, 4), "epoch": epoch,
                                **exported.details, "inputs": exported.inputs, "outputs": exported.outputs,
                                "files": [str(path) for path in exported.files], "notes": exported.notes}))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import json
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 if TYPE_CHECKING:
     from dlcli.registry import Registry
@@ -58,7 +58,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     trainable, frozen = model.parameter_counts()
     counts = {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
     if as_json:
-        click.echo(json.dumps({"event": "validate", "spec": str(spec_path), "valid": True, "params": counts,
+        click.echo(json_line({"event": "validate", "spec": str(spec_path), "valid": True, "params": counts,
                                **({"data_report": report} if report is not None else {})}))
         return
     click.echo(render_summary_table(model.summary_rows(), counts))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("log")
@@ -28,7 +28,7 @@ def log_command(run: Path, loggers: tuple[str, ...], as_json: bool) -> None:
 
     done = replay(run, loggers)
     if as_json:
-        click.echo(json.dumps({"event": "log", **done}))
+        click.echo(json_line({"event": "log", **done}))
     else:
         click.echo(f"log run_dir={done['run_dir']} to={','.join(done['loggers'])} epochs={done['epochs']} "
                    f"step={done['step']} status={done['status']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import sys
 import traceback
@@ -19,13 +18,15 @@ from dlcli import __version__
 from dlcli.cli.distributed import abort_job, wait_for_leader_abort
 from dlcli.cli.entry import INTERRUPTED, INTERRUPTED_EXIT_CODE, asks_for_json
 from dlcli.errors import DlcliError, RunInterruptedError
+from dlcli.output_text import json_line
+from dlcli.train.environment import apply_environment
 from dlcli.train.launcher import launcher_rank, pin_threads, under_mpi_launcher
 
 
 def report_error(message: str, exit_code: int, as_json: bool) -> None:
     """An error as one paragraph on stderr, or as a JSON object (also sent to stdout's event stream)."""
     if as_json:
-        record = json.dumps({"event": "error", "exit_code": exit_code, "message": message})
+        record = json_line({"event": "error", "exit_code": exit_code, "message": message})
         try:
             click.echo(record)
         except OSError:  # stdout is gone (it may be why we are here): stderr still gets the record
@@ -97,13 +98,20 @@ class DlcliGroup(click.Group):
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
-        """The group's context; a usage error in the group's own options is a JSON event under --json."""
+        """The group's context; a usage error in the group's own options is a JSON event under --json. The group's
+        eager options (--help, --version) print here, before invoke guards stdout: a failed write of theirs
+        (`dlcli --help > /dev/full`) is one line too, not a traceback."""
         as_json = asks_for_json(args)
         try:
             with _usage_errors_as_json(as_json):
                 ctx = super().make_context(info_name, args, parent=parent, **extra)
         except KeyboardInterrupt:
             raise CommandInterrupted(as_json) from None
+        except OSError as err:  # only click's echo writes here; dlcli.report (NumPy) is loaded on this path alone
+            from dlcli.report.stream import point_at_devnull
+
+            point_at_devnull(sys.stdout)  # so the interpreter's last flush of the help fails silently
+            raise click.exceptions.Exit(_output_gone(err, as_json)) from None
         ctx.meta[_ASKS_FOR_JSON] = as_json
         return ctx
 
@@ -147,11 +155,16 @@ class DlcliGroup(click.Group):
             abort_job(err.exit_code)  # under MPI: this rank's failure ends every rank, not a hang
             ctx.exit(err.exit_code)
         except OutputGoneError as err:  # stdout was this command's result, and it could not be written
-            if err.errno == errno.EPIPE:  # `dlcli list | head`: the reader just got what it wanted
-                ctx.exit(0)
-            report_error(f"cannot write the output: stdout is not writable ({err.strerror})", 1,
-                         _reports_json(ctx))
-            ctx.exit(1)
+            ctx.exit(_output_gone(err, _reports_json(ctx)))
+
+
+def _output_gone(err: OSError, as_json: bool) -> int:
+    """The exit code of a command whose result could not be written to stdout, reported: 0 for a reader that
+    left (`dlcli list | head` got what it wanted), else 1 with one message."""
+    if err.errno == errno.EPIPE:
+        return 0
+    report_error(f"cannot write the output: stdout is not writable ({err.strerror})", 1, as_json)
+    return 1
 
 
 @contextlib.contextmanager
@@ -258,6 +271,11 @@ def _internal_error_excepthook(as_json: bool, kind: type[BaseException], error: 
 def main() -> None:
     """The command line: the console entry point (dlcli.cli.entry.main) runs it, answering a Ctrl-C in its imports."""
     _open_missing_standard_descriptors()  # before anything opens a file
+    try:
+        apply_environment()  # before anything loads Numba
+    except DlcliError as err:  # a variable dlcli cannot use: named, before any command runs
+        report_error(str(err), err.exit_code, asks_for_json(sys.argv[1:]))
+        sys.exit(err.exit_code)
     pin_threads()  # before anything loads NumPy
     if under_mpi_launcher():
         sys.excepthook = _mpi_excepthook

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("plot")
@@ -43,14 +43,14 @@ def plot_command(runs: tuple[Path, ...], metrics: tuple[str, ...], output: Path 
         save_curves(charts, output)
     if as_json:
         for chart in charts:
-            click.echo(json.dumps({"event": "curves", "metric": chart.metric,
+            click.echo(json_line({"event": "curves", "metric": chart.metric,
                                    "series": [{"label": s.label, "validation": s.validation, "epochs":
                                                [e for e, _ in s.points], "values": [v for _, v in s.points]}
                                               for s in chart.series],
                                    "best": [{"label": label, "epoch": epoch, "value": value}
                                             for _, label, epoch, value in chart.best]}))
         if output is not None:
-            click.echo(json.dumps({"event": "figure", "path": str(output)}))
+            click.echo(json_line({"event": "figure", "path": str(output)}))
     elif output is not None:
         click.echo(f"figure path={output} charts={len(charts)}")
     else:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("profile")
@@ -45,6 +45,6 @@ def profile_command(target: Path, overrides: tuple[str, ...], steps: int, warmup
         model = build_model(spec.model, np.random.default_rng(spec.seed), spec)
     result = profile_spec(spec, model, steps, warmup, batch_size)
     if as_json:
-        click.echo(json.dumps({"event": "profile", **result}))
+        click.echo(json_line({"event": "profile", **result}))
     else:
         click.echo("\n".join(table(result)))

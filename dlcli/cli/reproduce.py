@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("reproduce")
@@ -62,7 +62,7 @@ def reproduce_command(run: Path, run_dir: Path | None, as_json: bool, quiet: boo
     finally:
         world.close()
     if as_json:
-        click.echo(json.dumps({"event": "reproduce", "original": str(run), "run_dir": str(directory.path),
+        click.echo(json_line({"event": "reproduce", "original": str(run), "run_dir": str(directory.path),
                                **comparison.record(), "environment_differences": notes}))
     else:
         for note in notes:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 if TYPE_CHECKING:
     from dlcli.train.runs import RunRecord
@@ -41,7 +41,7 @@ def runs_command(folder: Path, sort_key: str, reverse: bool, as_json: bool) -> N
     rows = sorted((_row(record) for record in records), key=_sort_key(sort_key), reverse=reverse)
     if as_json:
         for row in rows:
-            click.echo(json.dumps({"event": "run", **{k: v for k, v in row.items() if not k.startswith("_")}}))
+            click.echo(json_line({"event": "run", **{k: v for k, v in row.items() if not k.startswith("_")}}))
         return
     if not rows:
         click.echo(f"no runs in {folder}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import json
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("train")
@@ -189,7 +189,7 @@ def _train_folds(spec_path: Path, overrides: tuple[str, ...], run_dir: Path | No
     for note in notes:
         click.echo(f"note: {note}", err=True)
     if output == "json":
-        click.echo(json.dumps({"event": "folds", **summary}))
+        click.echo(json_line({"event": "folds", **summary}))
     elif output != "quiet":
         click.echo(render_fold_table(summary))
     return True

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from dlcli.cli.main import json_mode
+from dlcli.output_text import json_line
 
 
 @click.command("warmup")
@@ -37,10 +37,10 @@ def warmup_command(spec_paths: tuple[Path, ...], overrides: tuple[str, ...], as_
     for path, target in zip(spec_paths or (None,), targets):
         seconds = timed(warm_up_kernels) if path is None else timed(warm_up_spec, path, overrides)
         if as_json:
-            click.echo(json.dumps({"event": "warmup", "target": target, "seconds": round(seconds, 3)}))
+            click.echo(json_line({"event": "warmup", "target": target, "seconds": round(seconds, 3)}))
         elif not quiet:
             click.echo(f"warmup {target}: {seconds:.1f} s")
     if as_json:
-        click.echo(json.dumps({"event": "end", "cache": cache_location()}))
+        click.echo(json_line({"event": "end", "cache": cache_location()}))
     elif not quiet:
         click.echo(f"kernels cached in {cache_location()}")

@@ -24,8 +24,9 @@ _POOL: list[concurrent.futures.ThreadPoolExecutor] = []  # created on first use,
 def in_parts(kernel: Callable[..., None], rows: int, *args: object, totals: int = 0, min_rows: int = 1) -> np.ndarray:
     """Run kernel(*args, lo, hi) over blocks of rows, one per thread, or with totals=W, kernel(*args, total, lo,
     hi) where total is that block's (W,) float64 row of the returned (blocks, W) array. As many blocks as
-    numba.get_num_threads() (dlcli sets it per process and per MPI rank), each of at least min_rows rows, so a
-    small call runs on this thread alone."""
+    numba.get_num_threads() (dlcli sets it per process from OMP_NUM_THREADS, and per MPI rank: see
+    train/environment.py and train/launcher.py), each of at least min_rows rows, so a small call runs on this
+    thread alone."""
     parts = max(1, min(numba.get_num_threads(), rows // max(min_rows, 1)))
     sums = np.zeros((parts, totals))
     calls = [args + ((sums[p],) if totals else ()) + (p * rows // parts, (p + 1) * rows // parts)

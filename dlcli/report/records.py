@@ -8,23 +8,21 @@ Plain lines (a pipe, CI):
 Floats are written with 4 significant digits (`{:.4g}`: 0.2563, 0.001, 1.5e-05, 1.235e+04, nan, inf),
 so small learning rates stay readable and every value parses back with float(). Booleans are
 true/false, None values are left out, nested dicts become dotted keys (params.trainable=...), and a
-string with a space or a quote is written as a JSON string ("my run").
+string with a space, a quote, `=` or `,` is written as a JSON string ("my run"; dlcli/output_text.py).
 
 JSON lines carry full precision; a non-finite float becomes the string "NaN", "Infinity" or
-"-Infinity" (bare NaN is not JSON), which float() still parses.
+"-Infinity" (dlcli/output_text.py: bare NaN is not JSON), which float() still parses.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import PurePath
 from typing import Any, TextIO
 
 import numpy as np
 
+from dlcli.output_text import json_line, plain_value_text
 from dlcli.report.base import Reporter
 from dlcli.report.stream import guarded
 from dlcli.train.callbacks import Run
@@ -49,10 +47,7 @@ def format_value(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ",".join(format_value(item) for item in value)
-    text = str(value)
-    if not text or any(char.isspace() or char == '"' for char in text):
-        return json.dumps(text)  # quoted, so splitting the line on spaces still finds every pair
-    return text
+    return plain_value_text(str(value))
 
 
 def ordered_items(values: Mapping[str, Any], first: Iterable[str] = (), last: Iterable[str] = LAST,
@@ -122,26 +117,10 @@ class PlainRecords(Reporter):
         self.out.flush()  # CI shows a log as it arrives only if every line is flushed
 
 
-def to_json_value(value: Any) -> Any:
-    """value made strict-JSON-able: NumPy scalars and arrays unwrapped, non-finite floats as strings."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item) for item in value]
-    if isinstance(value, PurePath):
-        return str(value)
-    return value
-
-
 def json_record(event: str, payload: Mapping[str, Any]) -> str:
     """One JSON line (no newline) for an event: {"event": event, ...payload}."""
     record = {"event": event, **{key: value for key, value in payload.items() if key != "event"}}
-    # allow_nan=False: to_json_value already turned NaN into a string, so this only guards the rule
-    return json.dumps(to_json_value(record), allow_nan=False, default=str)
+    return json_line(record)
 
 
 def json_error(err: BaseException) -> str:

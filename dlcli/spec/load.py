@@ -345,7 +345,9 @@ def describe_error(error: dict[str, Any], document: dict[str, Any]) -> str:
     elif kind == "literal_error":
         text = f"must be one of {ctx.get('expected')}, got {_got(value)}"
     elif kind == "string_pattern_mismatch" and loc == ("name",):
-        text = f"must be letters, digits, '.', '_' or '-' (it names the run folder), got {_got(value)}"
+        # ASCII only: the name becomes a folder name, which must work in any locale and on any file system
+        text = (f"must be ASCII letters (A-Z, a-z), digits, '.', '_' or '-', beginning with a letter or digit (it "
+                f"names the run folder), got {_got(value)}")
     elif message is not None:
         text = f"{message}, got {_got(value)}"
     else:

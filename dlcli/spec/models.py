@@ -239,7 +239,7 @@ class RunSpec(StrictSpec):
     """A whole spec file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
-                      description="Run name: runs/<name>/; letters, digits, '.', '_' and '-'.")
+                      description="Run name: runs/<name>/; ASCII letters, digits, '.', '_' and '-'.")
     seed: int = Field(0, ge=0, lt=2**63, description="One seed for initial weights, shuffles, dropout and splits: "
                                                      "the same seed, the same run.")
     description: str | None = Field(None, description="Free text about the run, kept with its resolved spec.")

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,6 +65,7 @@ import numpy as np
 from dlcli.graph import build_model
 from dlcli.spec.models import RunSpec
 from dlcli.train import precompile_fork
+from dlcli.train.environment import precompile_mode
 from dlcli.train.precompile_fork import COMPILE_GC_THRESHOLDS, ForkedChild, fork_child
 from dlcli.train.zero_steps import layer_step, loss_step, optimizer_step, training_step
 
@@ -157,7 +157,7 @@ def start_precompile(spec: RunSpec, processes: int = 1) -> Precompile | None:
     from dlcli.kernels.cache import holds_no_kernels, share_compiles_between_processes
 
     early = precompile_fork.take_early_child()  # forked at the start of dlcli train, if it was
-    mode = os.environ.get("DLCLI_PRECOMPILE", "process")
+    mode = precompile_mode()
     if mode == "off":
         if early is not None:
             early.reap()

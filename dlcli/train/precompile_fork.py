@@ -89,10 +89,11 @@ def fork_early(processes: int = 1) -> None:
     kernel cache, with DLCLI_PRECOMPILE unset or "process", one process, no MPI launcher, and no other thread
     running (a forked child keeps the locks they hold)."""
     global _early
+    from dlcli.train.environment import precompile_mode
     from dlcli.train.launcher import under_mpi_launcher
 
     # not in a process with threads running (dlcli called in-process by a caller): a fork keeps their locks
-    if _early is not None or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" or processes != 1 \
+    if _early is not None or precompile_mode() != "process" or processes != 1 \
             or under_mpi_launcher() or threading.active_count() > 1 or not cache_looks_empty():
         return
     # what the child runs is imported first, here: the run imports it anyway, and a child that imported it again

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from dlcli.data.windows import Windows
 from dlcli.decoding import ctc_decode
 from dlcli.errors import DataError, SpecError
 from dlcli.graph import Model
+from dlcli.output_text import json_line, plain_value_text
 from dlcli.spec.models import RunSpec
 from dlcli.tensor.mask import valid_steps_first
 from dlcli.train.datasets import CLASSIFIER_LOSSES, read_request
@@ -188,7 +188,7 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
         columns["nonfinite"] = nonfinite
     if path is None:
         if as_json:
-            return [json.dumps(r) for r in _records(columns)]
+            return [json_line(r) for r in _records(columns)]
         return [" ".join(f"{k}={_fmt(v)}" for k, v in r.items()) for r in _records(columns)]
     buffer = io.BytesIO()
     if path.suffix == ".npy":
@@ -204,10 +204,10 @@ def write_predictions(outputs: dict[str, np.ndarray], model: Model, path: Path |
                                for v in columns.values())))
         buffer.write(text.getvalue().encode())
     else:  # .jsonl, .json: check_output_path let nothing else through
-        buffer.write("".join(json.dumps(r) + "\n" for r in _records(columns)).encode())
+        buffer.write("".join(json_line(r) + "\n" for r in _records(columns)).encode())
     write_atomically(path, buffer.getvalue(), SpecError)
     count = len(next(iter(columns.values())))
-    return [json.dumps({"event": "predictions", "path": str(path), "count": count})] if as_json \
+    return [json_line({"event": "predictions", "path": str(path), "count": count})] if as_json \
         else [f"predictions path={path} count={count}"]
 
 
@@ -217,5 +217,5 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):  # a class name: quoted when it would break `key=value` apart
-        return json.dumps(value) if not value or any(c.isspace() or c in '"=,' for c in value) else value
+        return plain_value_text(value)
     return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -36,8 +36,15 @@ def acquire(path: Path) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n{command_line()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                # surrogateescape: in a non-UTF-8 locale argv holds undecodable bytes as surrogates; they go back
+                # to disk as the bytes the user typed (readers decode with errors="replace")
+                os.write(fd, f"{os.getpid()}\n{command_line()}\n".encode(errors="surrogateescape"))
+            except BaseException:  # a claim that failed leaves no lock file behind to half-claim the folder
+                lock_path.unlink(missing_ok=True)
+                release(fd)
+                raise
             return fd
         release(fd)
     raise SpecError(f"run directory {path}: could not take its lock; another process keeps replacing {lock_path}")
@@ -77,7 +84,7 @@ def lock_holder(path: Path) -> int | None:
     lock_path = path / LOCK
     try:
         inode = os.stat(lock_path).st_ino
-        lines = lock_path.read_text().splitlines()
+        lines = lock_path.read_text(errors="replace").splitlines()
     except OSError:
         return None
     written = int(lines[0]) if lines and lines[0].strip().isdigit() else None
@@ -129,7 +136,7 @@ def _holder(lock_path: Path) -> str:
     """'PID 1234 (dlcli train spec.toml)' from a held lock file; its writer may not have written yet."""
     for _ in range(20):
         try:
-            lines = lock_path.read_text().splitlines()
+            lines = lock_path.read_text(errors="replace").splitlines()
         except OSError:
             lines = []
         if lines and lines[0].strip().isdigit():

@@ -8,6 +8,7 @@ released by the kernel when its holder dies, so a killed run never blocks the ne
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -24,6 +25,7 @@ from typing import Any
 from dlcli import __version__
 from dlcli.checkpoint import sync_folder, write_atomically
 from dlcli.errors import CheckpointError, RunDirectoryTakenError, SpecError
+from dlcli.output_text import json_line
 from dlcli.train.run_lock import LOCK, acquire, refuse_held, release
 
 CHECKPOINTS = "checkpoints"
@@ -39,7 +41,8 @@ def checkpoint_path(run_dir: Path, kind: str) -> Path:
 
 
 def finite_for_json(value: Any) -> Any:
-    """JSON has no NaN: non-finite floats become null."""
+    """A checkpoint's metadata made JSON-able: non-finite floats become null (a resume reads null back as
+    "no value yet"); the run directory's JSON files spell them as dlcli/output_text.py says."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -94,12 +97,12 @@ def link_checkpoint(run_dir: Path, source: str, target: str) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
-    write_atomically(path, (json.dumps(finite_for_json(value), indent=2, allow_nan=False) + "\n").encode())
+    write_atomically(path, (json_line(value, indent=2) + "\n").encode())
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """history.jsonl (one epoch a line) and history.csv (a column per value), rewritten atomically."""
-    lines = "".join(json.dumps(finite_for_json(row), allow_nan=False) + "\n" for row in history)
+    lines = "".join(json_line(row) + "\n" for row in history)
     write_atomically(run_dir / "history.jsonl", lines.encode())
     columns = list(dict.fromkeys(key for row in history for key in row))
     table = io.StringIO()
@@ -116,17 +119,18 @@ def _is_empty(path: Path) -> bool:
     return all(entry.name == LOCK or is_stale_temporary(entry.name) for entry in path.iterdir())
 
 
-def _folder_error(path: Path, err: OSError, doing: str) -> Exception:
-    """A run-directory OSError as one paragraph: a name too long is the user's spelling (exit 2), the rest a
-    run-directory write error (exit 4), each naming the path."""
+def _folder_error(path: Path, err: OSError, doing: str, fix: str = "choose a folder you can write (--run-dir DIR)"
+                  ) -> Exception:
+    """A run-directory OSError as one paragraph naming the path, a SpecError (exit 2): a run directory that cannot
+    be created or written is an output that cannot be written (SPEC.md's 4 is for a checkpoint that is missing,
+    corrupt or incompatible, and a script branching on 4 would take the wrong path)."""
     if err.errno == errno.ENAMETOOLONG:
         return SpecError(f"--run-dir {path}: a name in it is longer than this system allows ({err.strerror}); "
                          "choose a shorter path")
     reason = err.strerror or str(err)
     if err.errno in (errno.ENOTDIR, errno.EEXIST) or (path.exists() and not path.is_dir()):
         reason = "a part of the path is a file, not a folder"
-    return CheckpointError(f"cannot {doing} run directory {path}: {reason}; choose a folder you can write "
-                           "(--run-dir DIR)")
+    return SpecError(f"cannot {doing} run directory {path}: {reason}; {fix}")
 
 
 class RunDirectory:
@@ -161,7 +165,13 @@ class RunDirectory:
             refuse_held(path)  # refused before taking the lock: a foreign folder gets not even a .lock file
             raise RunDirectoryTakenError(_not_empty_message(path))
         created = _make_folder(path)
-        lock_fd = _acquire(path)
+        try:
+            lock_fd = _acquire(path)
+        except BaseException:
+            if created:  # no half-claimed folder: one this claim made goes again (rmdir: only while empty)
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            raise
         directory = cls(path, lock_fd, created)
         try:
             if not _is_empty(path):
@@ -201,7 +211,8 @@ class RunDirectory:
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such run directory; nothing to resume (train without --resume "
                                   "first)")
-        return cls(path, _acquire(path))
+        return cls(path, _acquire(path, "make it writable to resume it there, or copy it to a folder you can "
+                                        "write and resume the copy"))
 
     def begin_again(self) -> None:
         """Begin the run in this claimed folder again (it was stopped before its first checkpoint): what it holds is
@@ -341,16 +352,16 @@ def _make_folder(path: Path) -> bool:
         return True
     except FileExistsError:
         if not path.is_dir():
-            raise CheckpointError(f"cannot use {path} as a run directory: it is a file, not a folder; choose "
-                                  "another --run-dir") from None
+            raise SpecError(f"cannot use {path} as a run directory: it is a file, not a folder; choose "
+                            "another --run-dir") from None
         return False
     except OSError as err:
         raise _folder_error(path, err, "create") from None
 
 
-def _acquire(path: Path) -> int:
+def _acquire(path: Path, fix: str | None = None) -> int:
     """The run directory's lock (run_lock.acquire), an OSError worded as a run-directory error."""
     try:
         return acquire(path)
     except OSError as err:
-        raise _folder_error(path, err, "lock") from None
+        raise (_folder_error(path, err, "lock", fix) if fix else _folder_error(path, err, "lock")) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import CheckpointError
+from dlcli.output_text import numbers_from_json
 from dlcli.train.callbacks.monitor import monitor_mode
 from dlcli.train.manifest import observed_status, parse_time
 from dlcli.train.rundir import CHECKPOINTS, MANIFEST
@@ -74,12 +75,14 @@ class RunRecord:
             raise CheckpointError(f"{path / 'history.jsonl'}: cannot be read ({err})") from None
         for number, line in enumerate(lines, start=1):
             try:
-                history.append(json.loads(line))
+                history.append(numbers_from_json(json.loads(line)))
             except ValueError:
                 raise CheckpointError(f"{path / 'history.jsonl'}, line {number}: not JSON; the run directory is "
                                       "damaged") from None
-        return cls(path, _json(path / MANIFEST) or {}, _json(path / "spec.json") or {}, _json(path / "summary.json"),
-                   history)
+        summary = _json(path / "summary.json")
+        if isinstance(summary, dict):  # its metric values, not its names: a run may be called "NaN"
+            summary.update({key: numbers_from_json(summary[key]) for key in ("final", "best") if key in summary})
+        return cls(path, _json(path / MANIFEST) or {}, _json(path / "spec.json") or {}, summary, history)
 
     @property
     def name(self) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dlcli.layers import create_layer
 from dlcli.layers.base import Layer
 from dlcli.optimizers import create_optimizer
 from dlcli.tensor import Tensor, no_grad
+from dlcli.train.environment import precompile_mode
 from dlcli.train.launcher import usable_cores
 from dlcli.train.precompile_fork import watch_pipe
 
@@ -126,7 +126,7 @@ def _helper() -> subprocess.Popen | None:
     """The second process of warm_up_kernels, or None (warmup then compiles alone): on one core; where processes
     cannot take turns filling the cache (no flock); or with DLCLI_PRECOMPILE=thread or off, as `train` then
     compiles in one process too."""
-    if usable_cores() < 2 or os.environ.get("DLCLI_PRECOMPILE", "process") != "process" \
+    if usable_cores() < 2 or precompile_mode() != "process" \
             or not share_compiles_between_processes():
         return None
     code = "from dlcli.train.warmup import warm_up_kernels; warm_up_kernels(from_the_end=True)"

@@ -55,6 +55,14 @@ def test_eval_reaches_95_percent_on_digits_and_prints_json(digits_run: Path) -> 
     assert record["event"] == "eval" and record["samples"] == 360 and record["accuracy"] >= 0.95
 
 
+def test_eval_of_a_missing_data_file_says_it_does_not_exist(digits_run: Path) -> None:
+    # a registry-dataset run names no target column: the missing file must be found first (exit 3, not 2)
+    for name in ("nope.csv", "nope.npy"):
+        result = dlcli("eval", "runs/digits-mlp", "--data", name, cwd=digits_run)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr == f"error: {name} does not exist; check the path\n"
+
+
 def test_predict_writes_labels_and_probabilities(digits_run: Path) -> None:
     x = np.random.default_rng(0).integers(0, 17, (5, 64)).astype(np.float32)
     np.save(digits_run / "x.npy", x)

@@ -152,9 +152,10 @@ def test_eval_and_predict_of_huge_inputs_print_no_numpy_warning(tmp_path: Path) 
     assert evaluated.stderr == "" and evaluated.returncode == 0, evaluated.stderr
 
 
-def test_a_command_whose_output_cannot_be_written_exits_1_with_one_paragraph(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["list", "layers"], ["--help"], ["--version"]])  # the last two: eager options
+def test_a_command_whose_output_cannot_be_written_exits_1_with_one_paragraph(tmp_path: Path, args: list[str]) -> None:
     with open("/dev/full", "w") as full:
-        result = subprocess.run([sys.executable, "-m", "dlcli", "list", "layers"], stdout=full, stderr=subprocess.PIPE,
+        result = subprocess.run([sys.executable, "-m", "dlcli", *args], stdout=full, stderr=subprocess.PIPE,
                                 text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     assert result.stderr == "error: cannot write the output: stdout is not writable (No space left on device)\n"

@@ -76,6 +76,8 @@ def test_plain_records_flush_every_line() -> None:
     (float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf"), (np.float32(0.5), "0.5"),
     (np.int64(42), "42"), (7, "7"), (True, "true"), (False, "false"), ("runs/x", "runs/x"),
     ("my run", '"my run"'), ("", '""'), (["a", 1], "a,1"),
+    # non-ASCII stays as it is, quoted or not, so a path can be copied from a CI log; `=` and `,` are quoted
+    ("runs/été", "runs/été"), ("runs/r\u00e9p à/日本", '"runs/r\u00e9p à/日本"'), ("a=b", '"a=b"'), ("a,b", '"a,b"'),
 ])
 def test_format_value(value: object, text: str) -> None:
     assert format_value(value) == text

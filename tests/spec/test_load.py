@@ -97,7 +97,9 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "zero in input shape": (_set("model.input.shape", [28, 0]),
                             "model.input.shape[1]: must be a positive integer, got 0"),
     "run name with a space": (_set("name", "my run"),
-                              "name: must be letters, digits, '.', '_' or '-' (it names the run folder), got 'my run'"),
+                              "name: must be ASCII letters (A-Z, a-z), digits, '.', '_' or '-', beginning with a "
+                              "letter or digit (it names the run folder), got 'my run'"),
+    "run name with a non-ASCII letter": (_set("name", "fleurs-été"), "name: must be ASCII letters (A-Z, a-z), "),
     "negative seed": (_set("seed", -1), "seed: must be at least 0, got -1"),
     "dropout rate 1": (_set("model.layers[1]", {"type": "dropout", "rate": 1.0}),
                        "model.layers[1].rate: must be less than 1.0, got 1.0"),

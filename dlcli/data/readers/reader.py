@@ -53,6 +53,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from dlcli import registry
+from dlcli.data.files import os_problem
 from dlcli.data.readers.request import ReadRequest
 from dlcli.errors import DataError, SpecError
 
@@ -134,6 +135,10 @@ def read_examples(path: Path, request: ReadRequest, readers: registry.Registry =
     """The examples `request` asks for from `path`, by the reader that claims the request, else the reader
     registered for what the path is."""
     entry = next((entry for entry in readers if entry.target.claims(request)), None) or reader_for(path, readers)
+    try:  # a missing file says so (exit 3) before any question about what it should hold (data.target, ...)
+        os.stat(path)
+    except OSError as err:
+        raise DataError(os_problem(path, err)) from None
     if request.targets is not None:
         refuse_keys_of_other_readers(entry, request.data,
                                      f"{path} is read by the {entry.name} reader ({_lowered(entry.doc)})", readers)

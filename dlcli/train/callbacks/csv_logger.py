@@ -10,6 +10,7 @@ from typing import Any, Literal, TextIO
 from pydantic import Field
 
 from dlcli import registry
+from dlcli.errors import SpecError
 from dlcli.train.callbacks.base import Callback, CallbackSpec, Run
 
 
@@ -41,8 +42,12 @@ class CsvLogger(Callback):
         """Start the file with the epochs the run already has (a resumed run's), each once: the file always holds
         the run's epochs, neither repeated nor missing."""
         path = log_path(run, self.spec.filename)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "w", newline="")  # noqa: SIM115 - open until the run ends: a stream, row by row
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "w", newline="")  # noqa: SIM115 - open until the run ends: a stream, row by row
+        except OSError as err:  # an output that cannot be written is a usage error (exit 2), as for an export
+            raise SpecError(f"cannot write {path}: {err.strerror or err}; check that the folder exists and is "
+                            "writable, or give the csv logger another filename (an absolute path)") from None
         self.columns = None
         for row in run.history:
             self._write(row)

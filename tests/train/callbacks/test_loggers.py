@@ -336,3 +336,17 @@ def test_a_file_store_the_user_names_follows_mlflows_own_rule(tmp_path: Path, mo
     with pytest.raises(SpecError, match="cannot use the tracking store file://.*MLFLOW_ALLOW_FILE_STORE=true"):
         fit(spec_doc(data, loggers=["mlflow"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_dlcli_log_to_csv_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dlcli.cli import commands  # noqa: F401
+    from dlcli.cli.main import cli
+
+    data = write_blobs(tmp_path / "blobs.npz")
+    fit(spec_doc(data, epochs=1), tmp_path / "run")
+    (tmp_path / "run" / "log.csv").mkdir()  # stands in for a read-only run directory (tests may run as root)
+    result = CliRunner().invoke(cli, ["log", str(tmp_path / "run"), "--to", "csv"])
+    assert result.exit_code == 2, result.output  # an output that cannot be written, as for an export
+    assert result.stderr.startswith(f"error: cannot write {tmp_path / 'run' / 'log.csv'}: Is a directory; ")
