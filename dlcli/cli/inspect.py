@@ -33,7 +33,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     json_mode(as_json)
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec, naming_the_file
-    from dlcli.train.checks import check_data_files, model_for_summary
+    from dlcli.train.checks import check_data_files, model_for_summary, unread_dataset_note
     from dlcli.train.init_from import read_init_source
     from dlcli.train.loop import Objective
     from dlcli.train.monitored import check_monitors, declares_validation, reported_names
@@ -44,25 +44,25 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
         check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
         if spec.model.init_from is not None:  # train reads it before the data: a missing run is the same error
             read_init_source(model, spec.model.init_from, strict)
-        splits = check_data_files(spec, model)
+        splits = check_data_files(spec, model)  # None: a registry dataset that would need a download
+    notes = [unread_dataset_note(spec.data.dataset, spec_path)] if splits is None and spec.data.dataset else []
     report = None
     if data_report:
         from dlcli.train.data_report import data_report as make_report
-        from dlcli.train.datasets import load_splits
-        from dlcli.train.streams import Streams
 
-        splits = splits or load_splits(spec, model, Streams(spec.seed).split)
         report = make_report(spec, model, splits)
     trainable, frozen = model.parameter_counts()
     counts = {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
     if as_json:
         click.echo(json.dumps({"event": "validate", "spec": str(spec_path), "valid": True, "params": counts,
-                               **({"data_report": report} if report is not None else {})}))
+                               **({"data_report": report} if report is not None else {}), "notes": notes}))
         return
     click.echo(render_summary_table(model.summary_rows(), counts))
     if report is not None:
         click.echo(render_data_report(report))
     click.echo(f"{spec_path}: valid")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @click.command("summary")
