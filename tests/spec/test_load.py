@@ -81,7 +81,10 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "misspelt ctc option": (_set("train.loss", {"type": "ctc", "blnk": 10}),
                             "train.loss.blnk: unknown key; ctc takes blank, from_logits, type (did you mean blank?)"),
     "option of another loss": (_set("train.loss", {"type": "mse", "blank": 10}),
-                               "train.loss.blank: unknown key; mean_squared_error takes from_logits, type"),
+                               "train.loss.blank: unknown key; mean_squared_error takes type"),
+    # Keras' MeanSquaredError and MeanAbsoluteError take no from_logits; dlcli accepted it and ignored it
+    "from_logits on a regression loss": (_set("train.loss", {"type": "mae", "from_logits": True}),
+                                         "train.loss.from_logits: unknown key; mean_absolute_error takes type"),
     "loss table without type": (_set("train.loss", {"blank": 3}),
                                 'train.loss: missing type: say which loss this is, e.g. type = "ctc"'),
     "negative ctc blank": (_set("train.loss", {"type": "ctc", "blank": -1}),
@@ -233,7 +236,16 @@ def test_a_loss_by_name_or_as_a_table_with_its_own_options(loss: Any, blank: int
     doc["train"]["loss"] = loss
     spec = validate_spec(doc, Path("mnist.toml")).train.loss
     assert spec.type == (loss if isinstance(loss, str) else loss["type"]) and getattr(spec, "blank", None) == blank
-    assert spec.from_logits is False
+    # the crossentropies and ctc take from_logits; Keras' regression losses have no such key, nor do ours
+    assert getattr(spec, "from_logits", None) is (False if spec.type == "ctc" else None)
+
+
+def test_a_stored_spec_with_from_logits_false_on_a_regression_loss_still_loads() -> None:
+    # every loss took from_logits before, so checkpoints and run folders hold mse specs with from_logits = false
+    doc = copy.deepcopy(BASE)
+    doc["train"]["loss"] = {"type": "mean_squared_error", "from_logits": False}
+    spec = validate_spec(doc, Path("spec.json"))
+    assert spec.train.loss.model_dump() == {"type": "mean_squared_error"}
 
 
 def test_broken_toml_names_line_and_column(tmp_path: Path) -> None:
