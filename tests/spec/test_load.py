@@ -307,6 +307,29 @@ def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> 
     assert load_spec(folder / "s.toml").data.train == (folder / "data" / "train.npz").resolve()
 
 
+def test_paths_given_by_set_are_relative_to_the_current_directory(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # as in any command-line tool; paths written in the spec file stay relative to the spec (the guide's
+    # `dlcli train specs/cats_vs_dogs_convnet.toml --set data.train=photos/train`, run beside specs/ and photos/,
+    # looked for specs/photos/train)
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "s.toml").write_text(
+        'name = "s"\n[data]\ntrain = "data/train.npz"\ntest = "data/test.npz"\n[model]\ninput = { shape = [2] }\n'
+        '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(Path("specs/s.toml"), ["data.train=photos/train", 'data.validation="photos/val"',
+                                            "data.labels=photos/labels.csv", "model.init_from=runs/base"])
+    assert spec.data.train == tmp_path / "photos" / "train"
+    assert spec.data.validation == tmp_path / "photos" / "val"
+    assert spec.data.labels == tmp_path / "photos" / "labels.csv"
+    assert spec.data.test == folder / "data" / "test.npz"  # written in the file: relative to the file
+    assert spec.model.init_from == Path("runs/base")  # read from the current directory, wherever it is written
+    whole = load_spec(Path("specs/s.toml"), ['data={ train = "x.npz", labels = "inferred" }'])
+    assert whole.data.train == tmp_path / "x.npz" and whole.data.labels == "inferred"
+    assert load_spec(Path("specs/s.toml"), [f"data.train={tmp_path / 'abs.npz'}"]).data.train == tmp_path / "abs.npz"
+
+
 @pytest.mark.parametrize("name", ["__import__('os').system", "os.system", "dlcli.cli.main.main", "eval"])
 def test_names_in_a_spec_are_only_registry_keys(name: str) -> None:
     for path, value in (("model.layers[0].type", name), ("train.loss", name), ("train.optimizer", name),
