@@ -70,7 +70,10 @@ def test_relative_links_lead_to_files_and_headings(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_the_user_documentation_does_not_send_users_to_the_teams_contract(page: Path) -> None:
-    assert "SPEC.md" not in page.read_text()  # the contract lives beside the checkout, not in what users get
+    text = page.read_text()
+    assert "SPEC.md" not in text  # the contract lives beside the checkout, not in what users get
+    # nor to the team's folders beside it (the shared dataset mirror and style guide, the main checkout)
+    assert "../shared" not in text and "../main" not in text
 
 
 def test_every_command_is_documented_in_cli_md() -> None:
