@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from dlcli.registry import Registry
 
 KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks",
-         "loggers")
+         "loggers", "readers", "datasets")
 
 
 @click.command("validate")
@@ -108,6 +108,8 @@ def list_command(kind: str | None, name: str | None) -> None:
     from dlcli.components import load_all
 
     load_all()
+    if kind in (None, "readers", "datasets"):
+        import dlcli.data  # noqa: F401 - registers the readers and the datasets (no numba: `list layers` skips it)
     if name is not None:
         assert kind is not None  # click fills KIND before NAME
         _print_component(getattr(registry, kind), name)
@@ -121,6 +123,7 @@ def list_command(kind: str | None, name: str | None) -> None:
 def _print_component(kind: Registry, name: str) -> None:
     """One component: its name, doc, and a table of its keys (what `type = NAME` takes besides `type`)."""
     from dlcli.spec.keys import describe_keys
+    from dlcli.spec.reference import declared_options
     from dlcli.spec.schema import spec_model
 
     entry = kind.entry(name)  # an unknown name: exit 2 with the known names and a did-you-mean
@@ -131,7 +134,8 @@ def _print_component(kind: Registry, name: str) -> None:
     model = spec_model(canonical)
     rows = [r for r in describe_keys(model) if r.key not in ("type", "schedule")] if model is not None else []
     if not rows:
-        click.echo("It takes no options.")
+        options = declared_options(canonical)  # a dataset's [data.options] keys
+        click.echo(f"Options in [data.options]: {', '.join(options)}" if options else "It takes no options.")
         return
     table = [("key", "type", "default", "constraints", "description"), *rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]

@@ -56,6 +56,16 @@ def test_the_readme_quick_start_makes_the_files_it_uses(digits_run: Path) -> Non
     assert (digits_run / "predictions.csv").is_file()
 
 
+def test_cli_md_export_example_is_what_the_readme_run_exports(digits_run: Path) -> None:
+    # it showed epoch=30 while that run's best checkpoint (val_loss 0.1045 @29 in the compare example) is epoch 29
+    shown = re.search(r"^export path=runs/digits-mlp/best\.onnx .*$", (REPO / "docs" / "cli.md").read_text(), re.M)
+    result = dlcli("export", "runs/digits-mlp", cwd=digits_run)
+    assert result.returncode == 0, result.stderr
+    fields = [dict(pair.split("=", 1) for pair in line.split()[1:]) for line in (shown[0], result.stdout.strip())]
+    for key in ("path", "format", "opset", "epoch"):  # not bytes: the metadata holds dlcli's and onnx's versions
+        assert fields[0][key] == fields[1][key], key
+
+
 def test_train_plain_output_is_one_parseable_line_per_epoch(digits_run: Path) -> None:
     lines = (digits_run / "stdout.txt").read_text().splitlines()
     assert all(PLAIN_LINE.match(line) for line in lines), lines
