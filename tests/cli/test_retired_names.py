@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +63,16 @@ def test_precision_and_recall_take_keras_thresholds_and_the_old_threshold_with_o
                                      "reports one value, so Keras' list of thresholds is not taken" in listed.stderr
 
 
-def test_the_old_threshold_key_counts_as_thresholds_does() -> None:
+def test_the_old_threshold_key_counts_as_thresholds_does(monkeypatch: pytest.MonkeyPatch) -> None:
     from dlcli.metrics import create_metric
 
+    monkeypatch.setattr(registry, "_warned_keys", set())
     y_pred, y_true = np.array([[0.9], [0.6], [0.3]], np.float32), np.array([[1], [0], [1]])
     for key in ("threshold", "thresholds"):
-        metric = create_metric({"type": "precision", key: 0.7})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metric = create_metric({"type": "precision", key: 0.7})
+        assert [str(w.message).split(";")[0] for w in caught] == \
+            (["precision's key 'threshold' is a retired name"] if key == "threshold" else [])
         metric.update(y_pred, y_true)
         assert metric.spec.thresholds == 0.7 and metric.result() == 1.0  # 0.6 is below 0.7: no false positive
