@@ -13,10 +13,10 @@ by the sum of the weights: Keras 3's "sum_over_batch_size" reduction.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dlcli import activations, ops, registry
 from dlcli.errors import DataError
@@ -31,6 +31,21 @@ class LossSpec(StrictSpec):
     """A loss by name, with its options (`loss = "mse"` or `loss = { type = "...", from_logits = true }`)."""
 
     type: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_from_logits(cls, data: Any) -> Any:
+        """Drop `from_logits = false` from a loss that takes no from_logits: every loss took the key until the
+        regression losses stopped (Keras' have none), so the specs stored in older checkpoints and run folders
+        carry it with that value, which is what these losses do. `true` stays, and is refused as unknown."""
+        if isinstance(data, dict) and data.get("from_logits") is False and "from_logits" not in cls.model_fields:
+            return {key: value for key, value in data.items() if key != "from_logits"}
+        return data
+
+
+class CrossentropySpec(LossSpec):
+    """A crossentropy (or ctc): whether the output holds logits."""
+
     from_logits: bool = Field(False, description="The output holds raw scores (logits), not probabilities: the loss "
                                                  "applies the softmax or sigmoid itself.")
 
@@ -50,7 +65,7 @@ class Loss:
 
     def _logits(self, y_pred: Tensor, kind: str) -> Tensor | None:
         """The logits behind y_pred, if it is logits (from_logits) or the output of the matching activation."""
-        if self.spec.from_logits:
+        if getattr(self.spec, "from_logits", False):  # only the crossentropies and ctc take it
             return y_pred
         return activations.logits_of(y_pred, kind)
 
@@ -87,7 +102,7 @@ def _as_float(y_true: np.ndarray, like: Tensor) -> np.ndarray:
     return np.asarray(y_true, dtype=like.dtype if like.dtype.kind == "f" else np.float32)
 
 
-@registry.losses.register("binary_crossentropy", spec=LossSpec)
+@registry.losses.register("binary_crossentropy", spec=CrossentropySpec)
 class BinaryCrossentropy(Loss):
     """-(y log p + (1 - y) log(1 - p)), for 0/1 targets and sigmoid outputs."""
 
@@ -103,7 +118,7 @@ class BinaryCrossentropy(Loss):
         return -self._mean(y * ops.log(p) + (1 - y) * ops.log(1 - p), weights)
 
 
-@registry.losses.register("categorical_crossentropy", spec=LossSpec)
+@registry.losses.register("categorical_crossentropy", spec=CrossentropySpec)
 class CategoricalCrossentropy(Loss):
     """-sum(y log p) over classes, for one-hot targets and softmax outputs."""
 
@@ -123,7 +138,7 @@ class CategoricalCrossentropy(Loss):
 SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
 
 
-@registry.losses.register("sparse_categorical_crossentropy", spec=LossSpec)
+@registry.losses.register("sparse_categorical_crossentropy", spec=CrossentropySpec)
 class SparseCategoricalCrossentropy(Loss):
     """-log p[label], for integer class labels and softmax outputs."""
 
@@ -169,7 +184,7 @@ class MeanAbsoluteError(Loss):
         return self._mean(difference, entry_weights(y_pred.mask, sample_weight, y_pred.shape, y_pred.dtype))
 
 
-class CTCSpec(LossSpec):
+class CTCSpec(CrossentropySpec):
     """ctc: which class is the blank, and whether the output is logits."""
 
     type: Literal["ctc"] = "ctc"

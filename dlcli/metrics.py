@@ -6,10 +6,10 @@ counts an example that many times, as Keras' weighted_metrics do: sum(value x we
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dlcli import registry
 from dlcli.registry import StrictSpec
@@ -240,7 +240,24 @@ class MeanSquaredError(MeanMetric):
 class ThresholdSpec(MetricSpec):
     """Precision or recall with the threshold above which a prediction counts as positive."""
 
-    threshold: float = Field(0.5, ge=0, le=1, description="A prediction above this counts as positive.")
+    thresholds: float = Field(0.5, ge=0, le=1, description="A prediction above this counts as positive (Keras' key; "
+                                                           "one number: Keras' list of thresholds is not taken).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_threshold(cls, data: Any) -> Any:
+        """`threshold`, this key's name until it took Keras' `thresholds`, still works (with a warning)."""
+        component = str(data.get("type", "precision")) if isinstance(data, dict) else "precision"
+        return registry.renamed_key(data, component, "threshold", "thresholds")
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _one_threshold(cls, value: Any) -> Any:
+        """Keras also takes a list (one result per threshold); this metric reports one value."""
+        if isinstance(value, list):
+            raise ValueError("one number, e.g. thresholds = 0.5: this metric reports one value, so Keras' list of "
+                             "thresholds is not taken (give a metric for each, with its own name)")
+        return value
 
 
 class _ConfusionCounts(Metric):
@@ -255,7 +272,7 @@ class _ConfusionCounts(Metric):
     def update(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None,
                weights: np.ndarray | None = None) -> None:
         y_pred, y_true, weights = _unmasked(y_pred, y_true, mask, weights)
-        predicted = y_pred > self.spec.threshold
+        predicted = y_pred > self.spec.thresholds
         actual = y_true > 0.5
         for name, hits in (("tp", predicted & actual), ("fp", predicted & ~actual), ("fn", ~predicted & actual)):
             counted = int(np.count_nonzero(hits)) if weights is None else float(weights[hits].sum())

@@ -2,7 +2,8 @@
 
 A registered name never changes. Besides it, an entry may have synonyms (`aliases`): other spellings users
 write, such as Keras' short names `mse`, `mae` and `acc`, accepted silently; and retired names (`retired`):
-names the entry had before a rename, still accepted, with a RetiredNameWarning once per name and process.
+names the entry had before a rename, still accepted, with a RetiredNameWarning once per name and process. A
+component's key renamed (to Keras' name) is retired the same way: see renamed_key.
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ class Registry:
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(e for e in self._entries.values() if e.alias_of is None)
+
+
+_warned_keys: set[tuple[str, str]] = set()  # (component, retired key) already warned about in this process
+
+
+def renamed_key(data: Any, component: str, old: str, new: str) -> Any:
+    """A spec table (a pydantic model's input) with its retired key `old` given under the key `new` that replaced
+    it, and a RetiredNameWarning once per process; giving both is a ValueError (a spec error)."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    if new in data:
+        raise ValueError(f"give {new} only ({old} is its retired name)")
+    if (component, old) not in _warned_keys:
+        _warned_keys.add((component, old))
+        warnings.warn(RetiredNameWarning(f"{component}'s key {old!r} is a retired name; write {new!r}, which means "
+                                         "the same (the old name keeps working)"), stacklevel=2)
+    return {new if key == old else key: value for key, value in data.items()}
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:

@@ -70,7 +70,10 @@ def test_relative_links_lead_to_files_and_headings(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_the_user_documentation_does_not_send_users_to_the_teams_contract(page: Path) -> None:
-    assert "SPEC.md" not in page.read_text()  # the contract lives beside the checkout, not in what users get
+    text = page.read_text()
+    assert "SPEC.md" not in text  # the contract lives beside the checkout, not in what users get
+    # nor to the team's folders beside it (the shared dataset mirror and style guide, the main checkout)
+    assert "../shared" not in text and "../main" not in text
 
 
 def test_every_command_is_documented_in_cli_md() -> None:
@@ -83,3 +86,24 @@ def test_every_command_is_documented_in_cli_md() -> None:
         assert f"\ndlcli {name} " in page, f"docs/cli.md does not show `dlcli {name}`"
         for option in (p for p in command.params if isinstance(p, click.Option)):
             assert any(flag in page for flag in option.opts if flag != "-h"), f"dlcli {name} {option.opts[0]}"
+    assert "dlcli --version" in page and "dlcli --debug" in page
+
+
+def test_the_synopsis_of_cli_md_shows_every_option_of_each_command() -> None:
+    # an option found elsewhere on the page was enough: predict's --checkpoint and --batch-size (eval's are there),
+    # lr-find's --set and tune's --quiet were in no synopsis
+    from dlcli.cli import commands  # noqa: F401 - adds the subcommands to the group
+    from dlcli.cli.main import cli
+
+    synopsis = re.search(r"```\n(dlcli train .*?)```", (REPO / "docs" / "cli.md").read_text(), re.S)[1]
+    entries: dict[str, str] = {}
+    for line in synopsis.splitlines():  # an entry: its `dlcli NAME` line and the indented lines after it
+        name = line.split()[1] if line.startswith("dlcli ") else name
+        entries[name] = entries.get(name, "") + line.split("  #")[0] + "\n"
+    for name, command in cli.commands.items():
+        options = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
+        for sub in getattr(command, "commands", {}).values():  # dlcli debug data
+            options += [p for p in sub.params if isinstance(p, click.Option) and not p.hidden]
+        missing = [o.opts[0] for o in options if not any(f"{flag} " in entries[name] or f"{flag}]" in entries[name]
+                                                          for flag in o.opts if flag != "-h")]
+        assert missing == [], f"docs/cli.md's synopsis of dlcli {name} lacks {missing}"

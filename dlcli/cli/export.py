@@ -19,8 +19,9 @@ from dlcli.output_text import json_line
               help="Write the file here (default: RUN/best.onnx or RUN/last.onnx; beside a checkpoint file).")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
-@click.option("--opset", type=click.IntRange(min=1), default=None,
-              help="ONNX opset to write (default: 17, or 20 for a model that tokenizes text in the graph).")
+@click.option("--opset", type=int, default=None,  # the exporter checks it (onnx: 14 or later)
+              help="ONNX opset to write, 14 or later (default: 17, or 20 for a model that tokenizes text in the "
+                   "graph).")
 @click.option("--check", is_flag=True,
               help="Run the file in onnxruntime on the test split (or --data) and compare every output with dlcli "
                    "predict; exit 1 when one differs beyond the tolerance.")

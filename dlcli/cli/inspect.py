@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from dlcli.registry import Registry
 
 KINDS = ("layers", "activations", "initializers", "losses", "optimizers", "schedules", "metrics", "callbacks",
-         "loggers")
+         "loggers", "readers", "datasets")
 
 
 @click.command("validate")
@@ -34,7 +34,7 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
     from dlcli.graph import check_ids_fit
     from dlcli.report import render_data_report, render_summary_table
     from dlcli.spec.load import load_spec, naming_the_file
-    from dlcli.train.checks import check_data_files, model_for_summary
+    from dlcli.train.checks import check_data_files, model_for_summary, unread_dataset_note
     from dlcli.train.init_from import read_init_source
     from dlcli.train.loop import Objective
     from dlcli.train.monitored import check_monitors, declares_validation, reported_names
@@ -46,25 +46,25 @@ def validate_command(spec_path: Path, overrides: tuple[str, ...], data_report: b
         check_monitors(spec.train, reported_names(Objective(model, strict=True), declares_validation(spec)))
         if spec.model.init_from is not None:  # train reads it before the data: a missing run is the same error
             read_init_source(model, spec.model.init_from, strict)
-        splits = check_data_files(spec, model)
+        splits = check_data_files(spec, model)  # None: a registry dataset that would need a download
+    notes = [unread_dataset_note(spec.data.dataset, spec_path)] if splits is None and spec.data.dataset else []
     report = None
     if data_report:
         from dlcli.train.data_report import data_report as make_report
-        from dlcli.train.datasets import load_splits
-        from dlcli.train.streams import Streams
 
-        splits = splits or load_splits(spec, model, Streams(spec.seed).split)
         report = make_report(spec, model, splits)
     trainable, frozen = model.parameter_counts()
     counts = {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
     if as_json:
         click.echo(json_line({"event": "validate", "spec": str(spec_path), "valid": True, "params": counts,
-                               **({"data_report": report} if report is not None else {})}))
+                              **({"data_report": report} if report is not None else {}), "notes": notes}))
         return
     click.echo(render_summary_table(model.summary_rows(), counts))
     if report is not None:
         click.echo(render_data_report(report))
     click.echo(f"{spec_path}: valid")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @click.command("summary")
@@ -110,6 +110,8 @@ def list_command(kind: str | None, name: str | None) -> None:
     from dlcli.components import load_all
 
     load_all()
+    if kind in (None, "readers", "datasets"):
+        import dlcli.data  # noqa: F401 - registers the readers and the datasets (no numba: `list layers` skips it)
     if name is not None:
         assert kind is not None  # click fills KIND before NAME
         _print_component(getattr(registry, kind), name)
@@ -123,6 +125,7 @@ def list_command(kind: str | None, name: str | None) -> None:
 def _print_component(kind: Registry, name: str) -> None:
     """One component: its name, doc, and a table of its keys (what `type = NAME` takes besides `type`)."""
     from dlcli.spec.keys import describe_keys
+    from dlcli.spec.reference import declared_options
     from dlcli.spec.schema import spec_model
 
     entry = kind.entry(name)  # an unknown name: exit 2 with the known names and a did-you-mean
@@ -133,7 +136,8 @@ def _print_component(kind: Registry, name: str) -> None:
     model = spec_model(canonical)
     rows = [r for r in describe_keys(model) if r.key not in ("type", "schedule")] if model is not None else []
     if not rows:
-        click.echo("It takes no options.")
+        options = declared_options(canonical)  # a dataset's [data.options] keys
+        click.echo(f"Options in [data.options]: {', '.join(options)}" if options else "It takes no options.")
         return
     table = [("key", "type", "default", "constraints", "description"), *rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]

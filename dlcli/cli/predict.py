@@ -14,8 +14,9 @@ from dlcli.cli.main import json_mode
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write predictions here: .npy, .npz, .csv or .jsonl (default: lines on stdout).")
-@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Which checkpoint of a run directory.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: the spec's batch size.")
 @click.option("--beam-width", type=click.IntRange(min=1), default=None,
               help="Decode ctc outputs by prefix beam search with this many beams (default: greedy).")
 @click.option("--allow-nonfinite", is_flag=True,

@@ -23,6 +23,8 @@ from dlcli.errors import DataError, SpecError
 Task = Literal["classification", "binary", "regression", "sequence"]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BUNDLED_ENV = "DLCLI_BUNDLED_DATASETS"
+# how a user gets a missing or changed bundled file back: the files are package data (pyproject.toml)
+_RESTORE = "reinstall dlcli (pip install --force-reinstall dlcli), or in a checkout: git checkout dlcli/data/bundled/"
 PARSE_VERSION = 1  # of read_keras_npz's output: bump it when that changes, so cached parses are rebuilt
 
 
@@ -147,7 +149,7 @@ def usable_offline(name: str) -> bool:
     return all(local_copy(info.name, file.filename) is not None for file in info.remote)
 
 
-# --- bundled datasets: small tables in the repository's datasets/ folder (see its README.md) ---
+# --- bundled datasets: small tables installed with the package, in dlcli/data/bundled/ (see its README.md) ---
 
 BUNDLED_SHA256 = {
     "digits.csv.gz": "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
@@ -161,23 +163,22 @@ BUNDLED_SHA256 = {
 
 
 def bundled_dir() -> Path:
-    """The folder of bundled datasets: $DLCLI_BUNDLED_DATASETS, else datasets/ beside the package."""
+    """The folder of bundled datasets: $DLCLI_BUNDLED_DATASETS, else bundled/ beside this module."""
     value = os.environ.get(BUNDLED_ENV)
-    # an editable install keeps the package in the checkout, whose datasets/ folder is two levels up
-    return Path(value) if value else Path(__file__).resolve().parents[2] / "datasets"
+    # package data, so a wheel, a plain install and an editable one (the checkout itself) all have it here
+    return Path(value) if value else Path(__file__).resolve().parent / "bundled"
 
 
 def bundled_file(filename: str) -> Path:
     """The path of a bundled file, after checking its sha256."""
     path = bundled_dir() / filename
     if not path.is_file():
-        raise DataError(f"bundled dataset file {path} is missing: it ships in the datasets/ folder of the dlcli "
-                        f"repository; restore it (git checkout datasets/) or point {BUNDLED_ENV} at a folder "
-                        f"holding {filename}")
+        raise DataError(f"bundled dataset file {path} is missing: it is installed with dlcli; {_RESTORE}; or "
+                        f"point {BUNDLED_ENV} at a folder holding {filename}")
     found = hashlib.sha256(path.read_bytes()).hexdigest()
     if found != BUNDLED_SHA256[filename]:
         raise DataError(f"bundled dataset file {path} fails its checksum: expected sha256 "
-                        f"{BUNDLED_SHA256[filename]}, found {found}; restore it (git checkout datasets/)")
+                        f"{BUNDLED_SHA256[filename]}, found {found}; {_RESTORE}")
     return path
 
 
@@ -198,7 +199,7 @@ def _labelled_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
     table = read_table(path, skip_rows=1)
     if table.shape != (n_samples, n_features + 1):
         raise DataError(f"{path}: its first line promises {n_samples} rows of {n_features} features and a label, "
-                        f"found a table of shape {table.shape}; restore the file (git checkout datasets/)")
+                        f"found a table of shape {table.shape}; {_RESTORE}")
     return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
 
 
@@ -244,7 +245,7 @@ def _diabetes(info: DatasetInfo, options: dict[str, Any]) -> Arrays:
     y = read_table(bundled_file("diabetes_target.csv.gz"), delimiter=None)
     if x.shape != (442, 10) or y.shape != (442, 1):
         raise DataError(f"diabetes: expected 442 rows of 10 features and 442 targets, found {x.shape} and "
-                        f"{y.shape}; restore the files (git checkout datasets/)")
+                        f"{y.shape}; {_RESTORE}")
     return keras_split(x.astype(np.float32), y[:, 0].astype(np.float32))
 
 

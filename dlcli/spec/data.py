@@ -64,8 +64,8 @@ class DataSpec(StrictSpec):
 
     dataset: str | None = Field(None, description="A registry dataset by name (dlcli datasets lists them); give this "
                                                   "or train.")
-    train: Path | None = Field(None, description="Your training data file, relative to the spec file; give this or "
-                                                 "dataset.")
+    train: Path | None = Field(None, description="Your training data file, relative to the spec file (given with "
+                                                 "--set: to the current directory); give this or dataset.")
     test: Path | None = Field(None, description="A test data file read like train: dlcli eval scores the model on "
                                                 "it.")
     validation: Path | None = Field(None, description="A validation data file read like train; when given, "

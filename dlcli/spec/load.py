@@ -63,8 +63,28 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
             parsed = parse_value(value.strip())
         except TooDeepError as err:
             raise SpecError(f"--set {key}: {err}") from None
-        set_value(document, key.strip(), parsed)
+        set_value(document, key.strip(), _from_here(parse_key(key.strip()), parsed))
     return document
+
+
+# the [data] keys that name files or folders: relative to the spec file when written in it (_resolve_paths)
+DATA_PATH_KEYS = ("train", "test", "validation", "labels")
+
+
+def _from_here(parts: list[str | int], value: Any) -> Any:
+    """A data path typed on the command line is relative to the current directory, as in any command-line tool
+    (one written in the spec file is relative to the file): made absolute here, so _resolve_paths keeps it."""
+    def absolute(key: Any, path: Any) -> Any:
+        if key in DATA_PATH_KEYS and isinstance(path, str) and path not in ("", "inferred") \
+                and not os.path.isabs(path):
+            return os.path.abspath(path)
+        return path
+
+    if parts[:1] == ["data"] and len(parts) == 2:
+        return absolute(parts[1], value)
+    if parts == ["data"] and isinstance(value, dict):
+        return {key: absolute(key, item) for key, item in value.items()}
+    return value
 
 
 def set_value(document: dict[str, Any], key: str, value: Any, option: str = "--set",
@@ -203,7 +223,7 @@ def validate_spec(document: dict[str, Any], path: Path) -> RunSpec:
 def _resolve_paths(spec: RunSpec, folder: Path) -> RunSpec:
     # abspath, not resolve(): resolving touches the file system, and a symlink loop would raise here; the data
     # readers' one gate reports every unreadable path with its exit code
-    updates = {key: Path(os.path.abspath(folder / value)) for key in ("train", "test", "validation", "labels")
+    updates = {key: Path(os.path.abspath(folder / value)) for key in DATA_PATH_KEYS
                if isinstance(value := getattr(spec.data, key), Path) and not value.is_absolute()}
     return spec.model_copy(update={"data": spec.data.model_copy(update=updates)}) if updates else spec
 

@@ -103,9 +103,12 @@ def _node_keys() -> list[KeyDoc]:
 
 
 def _options_of(entry: registry.Entry) -> str:
+    return ", ".join(f"`{name}`" for name in declared_options(entry)) or "none"
+
+
+def declared_options(entry: registry.Entry) -> tuple[str, ...]:
     """The option names a component without a spec model declares (a dataset's [data.options] keys)."""
-    options = getattr(getattr(entry.target, "info", None), "options", ())
-    return ", ".join(f"`{name}`" for name in options) or "none"
+    return tuple(getattr(getattr(entry.target, "info", None), "options", ()))
 
 
 def _aliases(kind: registry.Registry, entry: registry.Entry) -> str:

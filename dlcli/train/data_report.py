@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.data import describe_file, is_lazy
+from dlcli.data import dataset_info, describe_file, is_lazy
 from dlcli.data.dtypes import TEXT_KINDS
 from dlcli.data.windows import Windows
 from dlcli.graph import Model
@@ -27,17 +27,23 @@ SHOWN = 10  # how many names a list of constant features shows before it counts 
 HASHED_BATCH = 256  # examples of a lazy array gathered at once to hash them (never the whole split)
 
 
-def data_report(spec: RunSpec, model: Model, splits: Splits) -> dict[str, Any]:
-    """The report as JSON-able values: files, splits, and duplicates between training and the other splits."""
-    parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+def data_report(spec: RunSpec, model: Model, splits: Splits | None) -> dict[str, Any]:
+    """The report as JSON-able values: files, splits, and duplicates between training and the other splits; with
+    no splits (a registry dataset not on this machine, which validate never downloads) what the registry knows."""
     report: dict[str, Any] = {"files": {}, "splits": {}, "duplicates": {}}
+    if spec.data.dataset is not None:
+        info = dataset_info(spec.data.dataset)
+        report["files"]["dataset"] = {"name": info.name, "on_this_machine": splits is not None, "task": info.task,
+                                      "num_classes": info.num_classes, "input_shape": list(info.input_shape),
+                                      "size_bytes": info.size_bytes}
+    if splits is None:
+        return report
+    parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     for key in ("train", "validation", "test"):
         path = getattr(spec.data, key)
         if path is not None:
             report["files"][key] = {"path": str(path), **describe_file(path, read_request(model, spec.data,
                                                                                         dict(splits.schema)))}
-    if spec.data.dataset is not None:
-        report["files"]["dataset"] = {"name": spec.data.dataset}
     for name, split in parts.items():
         if split is not None:
             report["splits"][name] = split_report(split, model, splits.schema)

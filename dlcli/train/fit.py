@@ -233,13 +233,10 @@ class _Run:
     def _start_epoch(self, number: int) -> Epoch:
         """The epoch's batches in this epoch's order; from a mid-epoch checkpoint, the same order and progress."""
         streams, progress, elapsed, resumed = self.streams, EpochProgress(self.objective), 0.0, self.resumed_epoch
-        learning_rate = self.optimizer.learning_rate
         if resumed is not None:  # redraw the interrupted epoch's order, then skip what was done
             streams.shuffle.bit_generator.state = resumed["shuffle_state"]
             progress.load(resumed["progress"])
             elapsed, model_state = float(resumed["seconds"]), streams.model.bit_generator.state
-            # the rate the epoch began with (a schedule has moved on since); older checkpoints did not keep it
-            learning_rate = float(resumed.get("learning_rate", learning_rate))
         started = time.perf_counter() - elapsed
         shuffle_state = streams.shuffle.bit_generator.state
         count = len(self.splits.train)
@@ -248,8 +245,7 @@ class _Run:
             streams.model.bit_generator.state = model_state
             self.resumed_epoch = None
         batches = batch_slices(order, self.spec.train.batch_size)[:self.spec.train.steps_per_epoch]
-        return Epoch(number, batches, progress, shuffle_state, started, self.handle.step - progress.done,
-                      learning_rate)
+        return Epoch(number, batches, progress, shuffle_state, started, self.handle.step - progress.done)
 
     def _fit_batches(self, epoch: Epoch) -> None:
         """Train on the epoch's batches between the batch hooks; `last` mid-epoch every checkpoint_every_steps;
@@ -312,7 +308,9 @@ class _Run:
         if self.splits.validation is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(self.model, self.objective, self.splits.validation,
                                                              self.spec.train.batch_size).items()})
-        logs.update(seconds=time.perf_counter() - epoch.started, learning_rate=epoch.learning_rate)
+        # Keras 3's: the optimizer's rate at the epoch's end (the schedule after its updates, the next step's rate),
+        # before any callback changes it, as TensorBoard and ReduceLROnPlateau log it in on_epoch_end
+        logs.update(seconds=time.perf_counter() - epoch.started, learning_rate=self.optimizer.learning_rate)
         return self.world.agree(logs)  # every rank takes the same decisions: rank 0's numbers
 
     def _write_epoch_files(self, number: int, improved: bool, requested: list[tuple[str, str]]) -> None:

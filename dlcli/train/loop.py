@@ -77,12 +77,11 @@ class Epoch:
     shuffle_state: dict[str, Any]  # the shuffle stream before the epoch's order was drawn: a resume redraws it
     started: float  # perf_counter() at its start, less the time a resumed epoch had already run
     first_step: int  # updates applied in the run before its first batch
-    learning_rate: float  # the rate it trains with (the history's learning_rate)
 
     def position(self) -> dict[str, Any]:
         """A mid-epoch checkpoint's `in_epoch`."""
         return {"epoch": self.number, "shuffle_state": self.shuffle_state, "progress": self.progress.state(),
-                "seconds": time.perf_counter() - self.started, "learning_rate": self.learning_rate}
+                "seconds": time.perf_counter() - self.started}
 
 
 class Objective:

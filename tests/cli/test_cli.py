@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,34 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     (folder / "stdout.txt").write_text(result.stdout)
     return folder
+
+
+def test_the_readme_quick_start_makes_the_files_it_uses(digits_run: Path) -> None:
+    # its predict line read an x.npy and its compare line a runs/digits-mlp-2 that no line made (exit 3 and 4)
+    readme = (REPO / "README.md").read_text()
+    quick_start = re.findall(r"```bash\n(.*?)```", readme, re.S)[1]
+    lines = [line.split("  #")[0].strip() for line in quick_start.splitlines()
+             if any(word in line for word in ("x.npy", "digits-mlp-2"))]
+    assert len(lines) >= 3, lines
+    for line in lines:
+        program, *args = shlex.split(line)
+        args = [str(REPO / arg) if arg.startswith("specs/") else arg for arg in args]  # the README runs in the checkout
+        command = [sys.executable, *args] if program == "python" else [sys.executable, "-m", "dlcli", *args]
+        assert program in ("python", "dlcli"), line
+        result = subprocess.run(command, cwd=digits_run, env={**os.environ, "CI": "true"}, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, (line, result.stderr)
+    assert (digits_run / "predictions.csv").is_file()
+
+
+def test_cli_md_export_example_is_what_the_readme_run_exports(digits_run: Path) -> None:
+    # it showed epoch=30 while that run's best checkpoint (val_loss 0.1045 @29 in the compare example) is epoch 29
+    shown = re.search(r"^export path=runs/digits-mlp/best\.onnx .*$", (REPO / "docs" / "cli.md").read_text(), re.M)
+    result = dlcli("export", "runs/digits-mlp", cwd=digits_run)
+    assert result.returncode == 0, result.stderr
+    fields = [dict(pair.split("=", 1) for pair in line.split()[1:]) for line in (shown[0], result.stdout.strip())]
+    for key in ("path", "format", "opset", "epoch"):  # not bytes: the metadata holds dlcli's and onnx's versions
+        assert fields[0][key] == fields[1][key], key
 
 
 def test_train_plain_output_is_one_parseable_line_per_epoch(digits_run: Path) -> None:

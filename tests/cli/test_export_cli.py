@@ -79,14 +79,15 @@ def test_a_check_beyond_the_tolerance_exits_1_naming_the_output(run: Path) -> No
 def test_every_error_has_its_exit_code_and_one_paragraph(run: Path, as_json: bool) -> None:
     cases = {
         2: [["runs/digits-mlp", "--format", "onnnx"], ["runs/digits-mlp", "--data", "x.npz"],
-            ["runs/digits-mlp", "--opset", "13"], ["runs/digits-mlp", "--output", "nowhere/m.onnx"],
+            ["runs/digits-mlp", "--opset", "13"], ["runs/digits-mlp", "--opset", "0"],
+            ["runs/digits-mlp", "--output", "nowhere/m.onnx"],
             ["runs/digits-mlp", "--output", str(unwritable_folder(run) / "m.onnx")]],
         3: [["runs/digits-mlp", "--check", "--data", "missing.npz"]],
         4: [["runs/nothing-here"], ["not-a-run"]],
     }
     (run / "not-a-run").mkdir(exist_ok=True)
     expected = {"onnnx": "did you mean onnx", "x.npz": "--data only apply with --check",
-                "13": "dlcli writes opset 14 or later", "nowhere/m.onnx": "does not exist; create it first",
+                "13": "dlcli writes opset 14 or later", "0": "dlcli writes opset 14 or later", "nowhere/m.onnx": "does not exist; create it first",
                 "missing.npz": "missing.npz", "runs/nothing-here": "no such checkpoint or run directory",
                 "not-a-run": "no checkpoint in not-a-run/checkpoints",
                 str(unwritable_folder(run) / "m.onnx"): "m.onnx: Permission denied; check that the folder exists"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -32,3 +34,45 @@ def test_a_synonym_validates_silently() -> None:
     result = CliRunner().invoke(cli, ["validate", str(DIGITS), "--set", 'train.metrics=["acc"]'])
     assert result.exit_code == 0, result.output
     assert "warning" not in result.stderr
+
+
+BINARY = Path(__file__).resolve().parents[2] / "specs" / "breast_cancer_binary.toml"
+
+
+def test_precision_and_recall_take_keras_thresholds_and_the_old_threshold_with_one_warning_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keras 3's Precision and Recall name the key `thresholds`; dlcli named it `threshold` and refused thresholds
+    monkeypatch.setattr(registry, "_warned_keys", set())
+    keras = CliRunner().invoke(cli, ["validate", str(BINARY), "--set",
+                                     'train.metrics=[{ type = "precision", thresholds = 0.7 }]'])
+    assert keras.exit_code == 0, keras.output
+    assert "warning" not in keras.stderr
+    old = CliRunner().invoke(cli, ["validate", str(BINARY), "--set",
+                                   'train.metrics=[{ type = "recall", threshold = 0.7 }]'])
+    assert old.exit_code == 0, old.output
+    assert [line for line in old.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: recall's key 'threshold' is a retired name; write 'thresholds', which means the same (the old "
+        "name keeps working)"]
+    both = CliRunner().invoke(cli, ["validate", str(BINARY), "--set",
+                                    'train.metrics=[{ type = "recall", threshold = 0.7, thresholds = 0.7 }]'])
+    assert both.exit_code == 2 and "give thresholds only (threshold is its retired name)" in both.stderr
+    # Keras' thresholds also takes a list, giving one value each; dlcli's metric reports one value: a number only
+    listed = CliRunner().invoke(cli, ["validate", str(BINARY), "--set",
+                                      'train.metrics=[{ type = "precision", thresholds = [0.3, 0.7] }]'])
+    assert listed.exit_code == 2 and "train.metrics[0]: thresholds: one number, e.g. thresholds = 0.5: this metric " \
+                                     "reports one value, so Keras' list of thresholds is not taken" in listed.stderr
+
+
+def test_the_old_threshold_key_counts_as_thresholds_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli.metrics import create_metric
+
+    monkeypatch.setattr(registry, "_warned_keys", set())
+    y_pred, y_true = np.array([[0.9], [0.6], [0.3]], np.float32), np.array([[1], [0], [1]])
+    for key in ("threshold", "thresholds"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metric = create_metric({"type": "precision", key: 0.7})
+        assert [str(w.message).split(";")[0] for w in caught] == \
+            (["precision's key 'threshold' is a retired name"] if key == "threshold" else [])
+        metric.update(y_pred, y_true)
+        assert metric.spec.thresholds == 0.7 and metric.result() == 1.0  # 0.6 is below 0.7: no false positive

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,31 @@ def test_runs_json_gives_one_record_per_run_and_sorts_by_best_first(runs: Path) 
     assert reverse == ["slow", "fast"]
 
 
-def test_runs_of_an_empty_folder_and_a_missing_one(tmp_path: Path) -> None:
+def test_runs_of_an_empty_folder_and_a_missing_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert invoke("runs", str(tmp_path)).stdout.strip() == f"no runs in {tmp_path}"
+    # a folder that is not there, named by the user: a usage error (it was 4, a checkpoint error)
     missing = invoke("runs", str(tmp_path / "nope"))
-    assert missing.exit_code == 4 and "no such folder" in missing.stderr
+    assert missing.exit_code == 2 and missing.stderr.startswith(f"error: {tmp_path / 'nope'}: no such folder")
+    # no runs/ yet, where a new user first types `dlcli runs`: nothing to list, which is no error
+    monkeypatch.chdir(tmp_path)
+    fresh = invoke("runs")
+    assert (fresh.exit_code, fresh.stdout, fresh.stderr) == (0, "no runs in runs (dlcli train puts them there)\n", "")
+    assert (invoke("runs", "--json").exit_code, invoke("runs", "--json").stdout) == (0, "")
+
+
+def test_runs_lists_the_runs_of_k_fold_folders_and_tune_studies_too(runs: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    shutil.copytree(runs / "slow", folder / "slow")
+    shutil.copytree(runs / "fast", folder / "blobs-kfold" / "fold-1")  # what a K-fold folder and a study hold
+    shutil.copytree(runs / "slow", folder / "blobs-tune" / "trial-0")
+    (folder / "blobs-kfold" / "kfold.json").write_text("{}")
+    result = invoke("runs", str(folder), "--sort", "name", "--json")
+    assert result.exit_code == 0, result.output
+    listed = [(record["run"], record["path"]) for record in map(json.loads, result.stdout.splitlines())]
+    assert listed == [("blobs-kfold/fold-1", str(folder / "blobs-kfold" / "fold-1")),
+                      ("blobs-tune/trial-0", str(folder / "blobs-tune" / "trial-0")), ("slow", str(folder / "slow"))]
+    assert [line.split()[0] for line in invoke("runs", str(folder / "blobs-kfold")).stdout.splitlines()] == \
+        ["run", "fold-1"]
 
 
 def test_compare_prints_spec_differences_as_key_paths_then_final_and_best_metrics(runs: Path) -> None:

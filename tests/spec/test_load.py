@@ -81,7 +81,10 @@ MISTAKES: dict[str, tuple[Callable[[dict], None], str]] = {
     "misspelt ctc option": (_set("train.loss", {"type": "ctc", "blnk": 10}),
                             "train.loss.blnk: unknown key; ctc takes blank, from_logits, type (did you mean blank?)"),
     "option of another loss": (_set("train.loss", {"type": "mse", "blank": 10}),
-                               "train.loss.blank: unknown key; mean_squared_error takes from_logits, type"),
+                               "train.loss.blank: unknown key; mean_squared_error takes type"),
+    # Keras' MeanSquaredError and MeanAbsoluteError take no from_logits; dlcli accepted it and ignored it
+    "from_logits on a regression loss": (_set("train.loss", {"type": "mae", "from_logits": True}),
+                                         "train.loss.from_logits: unknown key; mean_absolute_error takes type"),
     "loss table without type": (_set("train.loss", {"blank": 3}),
                                 'train.loss: missing type: say which loss this is, e.g. type = "ctc"'),
     "negative ctc blank": (_set("train.loss", {"type": "ctc", "blank": -1}),
@@ -235,7 +238,16 @@ def test_a_loss_by_name_or_as_a_table_with_its_own_options(loss: Any, blank: int
     doc["train"]["loss"] = loss
     spec = validate_spec(doc, Path("mnist.toml")).train.loss
     assert spec.type == (loss if isinstance(loss, str) else loss["type"]) and getattr(spec, "blank", None) == blank
-    assert spec.from_logits is False
+    # the crossentropies and ctc take from_logits; Keras' regression losses have no such key, nor do ours
+    assert getattr(spec, "from_logits", None) is (False if spec.type == "ctc" else None)
+
+
+def test_a_stored_spec_with_from_logits_false_on_a_regression_loss_still_loads() -> None:
+    # every loss took from_logits before, so checkpoints and run folders hold mse specs with from_logits = false
+    doc = copy.deepcopy(BASE)
+    doc["train"]["loss"] = {"type": "mean_squared_error", "from_logits": False}
+    spec = validate_spec(doc, Path("spec.json"))
+    assert spec.train.loss.model_dump() == {"type": "mean_squared_error"}
 
 
 def test_broken_toml_names_line_and_column(tmp_path: Path) -> None:
@@ -295,6 +307,29 @@ def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path: Path) -> 
         'name = "s"\n[data]\ntrain = "data/train.npz"\n[model]\ninput = { shape = [2] }\n'
         '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
     assert load_spec(folder / "s.toml").data.train == (folder / "data" / "train.npz").resolve()
+
+
+def test_paths_given_by_set_are_relative_to_the_current_directory(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # as in any command-line tool; paths written in the spec file stay relative to the spec (the guide's
+    # `dlcli train specs/cats_vs_dogs_convnet.toml --set data.train=photos/train`, run beside specs/ and photos/,
+    # looked for specs/photos/train)
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "s.toml").write_text(
+        'name = "s"\n[data]\ntrain = "data/train.npz"\ntest = "data/test.npz"\n[model]\ninput = { shape = [2] }\n'
+        '[[model.layers]]\ntype = "dense"\nunits = 1\n[train]\nloss = "mse"\n')
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(Path("specs/s.toml"), ["data.train=photos/train", 'data.validation="photos/val"',
+                                            "data.labels=photos/labels.csv", "model.init_from=runs/base"])
+    assert spec.data.train == tmp_path / "photos" / "train"
+    assert spec.data.validation == tmp_path / "photos" / "val"
+    assert spec.data.labels == tmp_path / "photos" / "labels.csv"
+    assert spec.data.test == folder / "data" / "test.npz"  # written in the file: relative to the file
+    assert spec.model.init_from == Path("runs/base")  # read from the current directory, wherever it is written
+    whole = load_spec(Path("specs/s.toml"), ['data={ train = "x.npz", labels = "inferred" }'])
+    assert whole.data.train == tmp_path / "x.npz" and whole.data.labels == "inferred"
+    assert load_spec(Path("specs/s.toml"), [f"data.train={tmp_path / 'abs.npz'}"]).data.train == tmp_path / "abs.npz"
 
 
 @pytest.mark.parametrize("name", ["__import__('os').system", "os.system", "dlcli.cli.main.main", "eval"])

@@ -135,11 +135,12 @@ def test_a_rescaling_scale_of_nan_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("metric,message", [
-    ('{ type = "precision", threshold = 2 }',
-     "train.metrics[0]: threshold: input should be less than or equal to 1, got 2"),
-    ('{ type = "precision", threshold = nan }', "train.metrics[0]: threshold: input should be a finite number, got nan"),
+    ('{ type = "precision", thresholds = 2 }',
+     "train.metrics[0]: thresholds: input should be less than or equal to 1, got 2"),
+    ('{ type = "precision", thresholds = nan }',
+     "train.metrics[0]: thresholds: input should be a finite number, got nan"),
     ('{ type = "recall", treshold = 0.3 }',
-     "train.metrics[0]: treshold: not an option of recall (it takes name, threshold); did you mean threshold?"),
+     "train.metrics[0]: treshold: not an option of recall (it takes name, thresholds); did you mean thresholds?"),
     ('{ type = "top_k_accuracy", k = 0 }', "train.metrics[0]: k: input should be greater than 0, got 0"),
 ])
 def test_metric_options_are_checked_when_the_spec_loads(tmp_path: Path, metric: str, message: str) -> None:

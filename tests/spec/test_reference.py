@@ -91,6 +91,21 @@ def test_list_kind_name_resolves_aliases_and_options_free_components() -> None:
     assert code == 0 and out.splitlines() == ["relu: Rectified linear unit: max(x, 0).", "It takes no options."]
 
 
+def test_list_takes_every_kind_the_reference_has_a_section_for() -> None:
+    # reference.md says the same facts are in the terminal; `dlcli list readers` and `datasets` were refused
+    for kind in registry_kinds():
+        plural = next(name for name in dir(registry) if getattr(registry, name) is kind)  # registry.losses
+        code, out, err = _run("list", plural)
+        assert code == 0, (plural, err)
+        assert out.splitlines()[0] == f"{plural}:" and len(out.splitlines()) == 1 + len(list(kind)), plural
+    code, out, _ = _run("list", "datasets", "imdb")
+    assert code == 0 and out.splitlines()[0] == f"imdb: {registry.datasets.entry('imdb').doc}"
+    assert out.splitlines()[1] == ("Options in [data.options]: num_words, skip_top, maxlen, seed, start_char, "
+                                   "oov_char, index_from, sequence_length")
+    code, out, _ = _run("list", "readers", "csv")
+    assert code == 0 and out.splitlines()[1:] == ["It takes no options."]
+
+
 def test_list_kind_with_an_unknown_name_is_a_usage_error() -> None:
     code, _, err = _run("list", "layers", "dens")
     assert code == 2

@@ -161,3 +161,30 @@ def test_a_text_folder_report_counts_each_file_once_and_names_the_dtype_string(t
             assert report["splits"]["train"]["inputs"]["input"]["texts"] == checked
     text = CliRunner().invoke(cli, ["validate", str(tmp_path / "s.toml"), "--data-report"]).output
     assert "    input input: [1] string" in text
+
+
+@pytest.mark.parametrize("command", [["validate"], ["validate", "--data-report"], ["debug", "data"]])
+def test_a_registry_dataset_not_on_this_machine_is_never_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     command: list[str]) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DLCLI_CACHE", str(cache))
+    monkeypatch.delenv("DLCLI_DATASETS_MIRROR", raising=False)
+    spec = _spec(tmp_path, 'dataset = "imdb"', units=1, loss="mse")
+    plain = CliRunner().invoke(cli, [*command, str(spec)])
+    # the spec is valid; its data was not looked at, and validate says so and how to get it (it tried a 17 MB
+    # download from validate --data-report and debug data, and exited 3 offline)
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.rstrip().endswith("spec.toml: valid")
+    assert plain.stderr == (f"note: data.dataset: imdb (17.5 MB to download) is not on this machine, so its data was "
+                            f"not checked (validate never downloads); `dlcli warmup {spec}` or the first `dlcli train` "
+                            f"downloads it into the cache (DLCLI_CACHE), or set DLCLI_DATASETS_MIRROR to a folder "
+                            f"holding its files\n")
+    as_json = json.loads(CliRunner().invoke(cli, [*command, str(spec), "--json"]).stdout)
+    assert as_json["valid"] is True and as_json["notes"] == [plain.stderr.removeprefix("note: ").rstrip()]
+    if command != ["validate"]:  # the report gives what the registry knows, and no splits
+        assert as_json["data_report"] == {
+            "files": {"dataset": {"name": "imdb", "on_this_machine": False, "task": "binary", "num_classes": 2,
+                                  "input_shape": [None], "size_bytes": 17_464_789}},
+            "splits": {}, "duplicates": {}}
+        assert "data.dataset: dataset imdb (registry)" in plain.stdout and "on_this_machine: False" in plain.stdout
+    assert not cache.exists() or not any(cache.rglob("*"))

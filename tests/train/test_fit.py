@@ -132,6 +132,17 @@ def test_reduce_lr_on_plateau_lowers_the_rate(tmp_path: Path) -> None:
     assert rates == sorted(rates, reverse=True)
 
 
+def test_the_logged_learning_rate_is_the_optimizers_at_the_end_of_the_epoch(tmp_path: Path) -> None:
+    # as Keras 3 logs it (TensorBoard's epoch_learning_rate, ReduceLROnPlateau's and LearningRateScheduler's
+    # logs["learning_rate"]: optimizer.learning_rate in on_epoch_end, the schedule at the updates done so far,
+    # checked with Keras 3.15.1); dlcli logged the rate the epoch began with: 0.1 and 0.05 here
+    data = write_blobs(tmp_path / "blobs.npz")
+    halving = {"schedule": "exponential_decay", "initial": 0.1, "decay_steps": 12, "decay_rate": 0.5}
+    fit(spec_doc(data, epochs=2, optimizer={"type": "sgd", "learning_rate": halving}), tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [row["learning_rate"] for row in rows] == pytest.approx([0.05, 0.025])  # 12 updates an epoch
+
+
 def test_unknown_monitor_is_a_spec_error_listing_reported_values(tmp_path: Path) -> None:
     data = write_blobs(tmp_path / "blobs.npz")
     with pytest.raises(SpecError, match="train.monitor: 'val_acc' is not reported; the run reports loss, accuracy"):

@@ -101,7 +101,7 @@ def _converted(source: ExportSource, asked: int | None, highest: int) -> _Conver
     if asked is not None and asked > highest:
         raise SpecError(f"--opset {asked}: the installed onnx package writes opsets up to {highest}; give a lower "
                         "one or leave it out")
-    converted = _Conversion(source, asked or DEFAULT_OPSET)
+    converted = _Conversion(source, DEFAULT_OPSET if asked is None else asked)  # 0 too is refused, not the default
     needed = converted.graph.min_opset
     if needed > converted.opset:
         if asked is not None:

@@ -114,9 +114,9 @@ class Callback:
       on_batch_begin(run, epoch, step) and on_batch_end(run, epoch, step, logs): step counts from 1 within the
           epoch; logs hold running means so far in the epoch ("loss", metric names)
       on_epoch_end(run, epoch, logs): the epoch's training and validation values ("loss", "accuracy",
-          "val_loss", "val_accuracy", ...), plus "seconds" and "learning_rate" (the rate the epoch trained
-          with). Every callback decides here before the epoch's checkpoints are written, so `last` holds the
-          rate, the stop and the counts they chose
+          "val_loss", "val_accuracy", ...), plus "seconds" and "learning_rate" (the optimizer's rate at the
+          epoch's end, as Keras logs it: with a schedule, the next update's). Every callback decides here before
+          the epoch's checkpoints are written, so `last` holds the rate, the stop and the counts they chose
       on_checkpoint(run, path, kind): a checkpoint file was written; kind is "last", "best" or "periodic"
       on_train_end(run, summary): final values, "epochs_run", "seconds", "stopped_early" (and "stop_reason")
           and "run_dir". The spec's callbacks get it first and may add keys (early stopping's "restored_epoch");

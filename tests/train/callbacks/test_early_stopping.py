@@ -110,8 +110,9 @@ def scripted_doc(tmp_path: Path, values: list[float], **callback: Any) -> dict[s
     doc = spec_doc(write_blobs(tmp_path / "blobs.npz"), epochs=len(values), steps_per_epoch=1,
                    callbacks=[{"type": "early_stopping", "monitor": "learning_rate", **callback},
                               {"type": "model_checkpoint", "every_epochs": 1}])
+    # the rate logged for epoch e is the schedule's after its one update, at step e: values[e - 1]
     doc["train"]["optimizer"] = {"type": "sgd", "learning_rate": {
-        "schedule": "piecewise_constant", "boundaries": list(range(len(values) - 1)), "values": values}}
+        "schedule": "piecewise_constant", "boundaries": list(range(len(values))), "values": [values[0], *values]}}
     return doc
 
 
@@ -160,7 +161,7 @@ def test_a_resumed_run_restores_the_same_best_weights_as_an_uninterrupted_one(tm
     assert summary["epochs_run"] == epochs_run
     rates = [[json.loads(line)["learning_rate"] for line in (tmp_path / run / "history.jsonl").read_text().splitlines()]
              for run in ("straight", "cut")]
-    assert rates[0] == rates[1] == values  # an epoch resumed mid-way logs the rate it began with
+    assert rates[0] == rates[1] == values  # an epoch resumed mid-way logs the rate at its end, as without a break
     for name, value in straight.weights.items():
         np.testing.assert_array_equal(resumed.weights[name], value)
 
