@@ -11,11 +11,12 @@ run's first file on, StopSignals stops it at a checkpoint; after training a sign
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 from types import FrameType
 from typing import Any
+
+from dlcli.output_text import json_line
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _WORDS = {signal.SIGINT: "interrupted by SIGINT", signal.SIGTERM: "terminated by SIGTERM"}
@@ -69,7 +70,7 @@ def _say(message: str, exit_code: int, as_json: bool) -> None:
     to sys.stderr or sys.stdout, where writing through them again would raise."""
     lines = [(2, f"error: {message}")]
     if as_json:
-        record = json.dumps({"event": "error", "exit_code": exit_code, "message": message})
+        record = json_line({"event": "error", "exit_code": exit_code, "message": message})
         lines = [(1, record), (2, record)]
     for fd, line in lines:
         with contextlib.suppress(OSError):
