@@ -28,8 +28,11 @@ def fast_columns(raw: bytes, missing_cells: tuple[str, ...]
     other column as its unicode cells, untouched. Lines count from 1, blank lines included (the header is the
     first line that is not blank).
     """
-    if _NOT_BLANK.search(raw) is None or _may_hold_a_long_line(raw):
-        return None  # empty, or a cell the careful reader refuses: its messages say so
+    if not _has_a_row_after_the_header(raw) or _may_hold_a_long_line(raw):
+        # empty or a header alone (pyarrow's threaded reader mishandles a file of no rows, apache/arrow#38676: a
+        # validate of such a file once ended in "terminate called without an active exception"), or a cell the
+        # careful reader refuses: its messages say so
+        return None
     try:
         import pyarrow  # noqa: F401 - optional: dlcli[parquet] installs it
     except ImportError:
@@ -43,6 +46,15 @@ def fast_columns(raw: bytes, missing_cells: tuple[str, ...]
     if lines is None or len(lines) < 2:
         return None  # a header alone: the careful reader's message says so
     return [name.strip() for name in header], columns, lines[1:]
+
+
+def _has_a_row_after_the_header(raw: bytes) -> bool:
+    """Whether a line that is not blank follows the first line that is not blank."""
+    first = _NOT_BLANK.search(raw)
+    if first is None:
+        return False
+    end = raw.find(b"\n", first.start())
+    return end >= 0 and _NOT_BLANK.search(raw, end) is not None
 
 
 def _row_lines(raw: bytes, rows: int) -> np.ndarray | None:

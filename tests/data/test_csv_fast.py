@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dlcli.data.csv_examples import CsvRecipe, read_csv_examples
-from dlcli.data.csv_table import _careful_table, read_csv_table
+from dlcli.data.csv_fast import fast_columns
+from dlcli.data.csv_table import MISSING_CELLS, _careful_table, read_csv_table
 from dlcli.errors import DataError
 
 FILES = {
@@ -94,3 +95,16 @@ def test_a_row_of_another_width_is_named_by_the_careful_reader(tmp_path: Path) -
     path.write_text("a,b,label\n1,2,0\n\n3,4\n")
     with pytest.raises(DataError, match=r"t.csv, line 4: expected 3 cells like the first row, found 2"):
         read_csv_table(path)
+
+
+@pytest.mark.parametrize("raw", [b"a,b,label\n", b"\n  a,b,label  \r\n\n \n", b"a,b,label"])
+def test_a_header_alone_never_reaches_pyarrow(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyarrow's threaded CSV reader mishandles a file of no rows (apache/arrow#38676); a validate of such a file
+    # once ended its process with "terminate called without an active exception" (SIGABRT) after its error
+    pacsv = pytest.importorskip("pyarrow.csv")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pyarrow read a file of no rows")
+
+    monkeypatch.setattr(pacsv, "read_csv", refuse)
+    assert fast_columns(raw, MISSING_CELLS) is None

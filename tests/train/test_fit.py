@@ -150,7 +150,7 @@ def test_unknown_monitor_is_a_spec_error_listing_reported_values(tmp_path: Path)
 
 
 def test_a_run_that_never_had_a_best_epoch_names_no_best_checkpoint(tmp_path: Path) -> None:
-    """val_loss NaN every epoch (validation rows whose logits overflow): no best.safetensors is ever written, and
+    """val_loss not finite every epoch (validation rows whose logits overflow): no best.safetensors is ever written, and
     summary.json said "checkpoint": ".../best.safetensors" all the same."""
     data = write_blobs(tmp_path / "blobs.npz")
     # finite, so the data check lets them in; the logits overflow and the loss is NaN
@@ -159,7 +159,8 @@ def test_a_run_that_never_had_a_best_epoch_names_no_best_checkpoint(tmp_path: Pa
     doc["data"] = {"train": str(data), "validation": str(tmp_path / "val.npz")}
     with np.errstate(all="ignore"):  # as the command line runs it: the overflow is the point
         summary = fit(doc, tmp_path / "run")
-    assert [row["val_loss"] for row in map(json.loads, (tmp_path / "run" / "history.jsonl").open())] == [None, None]
+    assert [row["val_loss"] for row in map(json.loads, (tmp_path / "run" / "history.jsonl").open())] == \
+        ["Infinity", "Infinity"]  # strict JSON's spelling (output_text.json_value)
     assert not (tmp_path / "run" / "checkpoints" / "best.safetensors").exists()
     assert summary["best"] == {"monitor": "val_loss", "best": None, "best_epoch": 0, "wait": 2, "checkpoint": None}
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["best"]["checkpoint"] is None
