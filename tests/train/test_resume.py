@@ -98,9 +98,12 @@ def _stop_while_writing(run: Path, name: str, occurrence: int, signum: int) -> t
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("name,occurrence", [("spec.json", 1), ("run.json", 1), ("run.json", 2)],
-                         ids=["spec.json", "run.json", "run.json-described"])
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
+# SIGTERM (a CI runner's timeout) at every moment; SIGINT where it differs from SIGTERM (once the run has begun),
+# SIGKILL where only it can stop a write in the middle: the whole 3 x 3 matrix cost the suite about 30 s more
+@pytest.mark.parametrize("signum,name,occurrence", [
+    (signal.SIGTERM, "spec.json", 1), (signal.SIGTERM, "run.json", 1), (signal.SIGTERM, "run.json", 2),
+    (signal.SIGINT, "run.json", 2), (signal.SIGKILL, "spec.json", 1),
+], ids=["TERM-spec.json", "TERM-run.json", "TERM-run.json-described", "INT-run.json-described", "KILL-spec.json"])
 def test_a_run_stopped_before_its_first_checkpoint_resumes_by_beginning_again(tmp_path: Path, straight: str,
                                                                              name: str, occurrence: int,
                                                                              signum: int) -> None:
